@@ -1,0 +1,1 @@
+pub use envoy_types::pb;
