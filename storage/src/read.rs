@@ -21,6 +21,9 @@ pub struct KeyFilter {
     pub target: Option<ServiceRef>,
     /// Instance or endpoint name.
     pub name: Option<String>,
+    /// Only rows from this side, with no server-over-client choice; the edge API shows
+    /// both sides of an edge this way.
+    pub side: Option<Side>,
 }
 
 /// Figures for one key over a whole window.
