@@ -1,1 +1,39 @@
+//! meshscope's HTTP API: the service graph and per-service figures as JSON, read from the
+//! store. The JSON shapes are a contract with the UI and with users' scripts: extend them,
+//! never rename or remove a field.
 
+mod edges;
+pub mod error;
+mod extract;
+mod graph;
+mod services;
+pub mod state;
+mod telemetry;
+mod topology;
+mod view;
+mod window;
+
+use axum::Router;
+use axum::routing::{any, get};
+
+pub use error::{Error, Result};
+pub use state::AppState;
+
+/// The whole HTTP surface: the JSON API, health and metrics.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/topology", get(topology::topology))
+        .route("/api/v1/services", get(services::list))
+        .route("/api/v1/services/{*id}", get(services::service_resource))
+        .route("/api/v1/edges", get(edges::edge))
+        // Unknown API paths answer in JSON, whatever serves the rest of the site.
+        .route("/api/{*rest}", any(api_not_found))
+        .route("/healthz", get(telemetry::healthz))
+        .route("/metrics", get(telemetry::metrics))
+        .layer(axum::middleware::from_fn(telemetry::track_requests))
+        .with_state(state)
+}
+
+async fn api_not_found() -> Error {
+    Error::not_found("no such API route")
+}

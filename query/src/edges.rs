@@ -1,0 +1,178 @@
+//! `GET /api/v1/edges?source=&target=`: one edge's figures and per-minute series, the
+//! chosen side and each side on its own.
+
+use axum::Json;
+use axum::extract::State;
+use meshscope_storage::{
+    EpochMillis, KeyFilter, Metrics, Protocol, RowKey, ServiceRef, SeriesPoint, Side, Store,
+    Table, TimeRange,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::extract::ApiQuery;
+use crate::state::AppState;
+use crate::topology::TopologyEdge;
+use crate::view::{EdgeMetrics, Point, dense_series};
+use crate::window::{WindowParams, minutes_in};
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct EdgeParams {
+    #[serde(flatten)]
+    window: WindowParams,
+    source: Option<String>,
+    target: Option<String>,
+    protocol: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct EdgeDetails {
+    source: String,
+    target: String,
+    start: EpochMillis,
+    end: EpochMillis,
+    /// One per protocol seen between the two services.
+    edges: Vec<EdgeDetail>,
+}
+
+#[derive(Debug, Serialize)]
+struct EdgeDetail {
+    #[serde(flatten)]
+    edge: TopologyEdge,
+    /// Per minute, from the server side where it reported, else the client side.
+    series: Vec<Point<EdgeMetrics>>,
+    /// What the callee's proxy reported; null when it reported nothing.
+    server: Option<SideDetail>,
+    /// What the caller's proxy reported; null when it reported nothing.
+    client: Option<SideDetail>,
+}
+
+#[derive(Debug, Serialize)]
+struct SideDetail {
+    metrics: EdgeMetrics,
+    series: Vec<Point<EdgeMetrics>>,
+}
+
+pub(crate) async fn edge(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<EdgeParams>,
+) -> Result<Json<EdgeDetails>> {
+    let range = params.window.resolve(state.now())?;
+    let (Some(source), Some(target)) = (params.source, params.target) else {
+        return Err(Error::bad_request("`source` and `target` are required"));
+    };
+    let protocol = match params.protocol.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(Protocol::parse(text).ok_or_else(|| {
+            Error::bad_request(format!("invalid protocol {text:?}: expected http or tcp"))
+        })?),
+    };
+    let store = &state.store;
+    let minutes = minutes_in(range);
+
+    let all_edges = store
+        .aggregate(Table::EdgeMinute, range, &KeyFilter::default())
+        .await?;
+    let mut matching: Vec<_> = all_edges
+        .into_iter()
+        .filter(|aggregate| match &aggregate.key {
+            RowKey::Edge {
+                source: s,
+                target: t,
+                protocol: p,
+            } => s.id() == source && t.id() == target && protocol.is_none_or(|want| want == *p),
+            _ => false,
+        })
+        .collect();
+    if matching.is_empty() {
+        return Err(Error::not_found(format!(
+            "no calls from {source:?} to {target:?} in this window"
+        )));
+    }
+    matching.sort_by_key(|aggregate| aggregate.key.clone());
+
+    let mut edges = Vec::with_capacity(matching.len());
+    for aggregate in matching {
+        let RowKey::Edge {
+            source: source_ref,
+            target: target_ref,
+            ..
+        } = &aggregate.key
+        else {
+            continue;
+        };
+        let chosen = edge_series(store, range, source_ref, target_ref, &aggregate.key, None).await?;
+        let server = side_detail(store, range, source_ref, target_ref, &aggregate.key, Side::Server)
+            .await?;
+        let client = side_detail(store, range, source_ref, target_ref, &aggregate.key, Side::Client)
+            .await?;
+        let Some(edge) = TopologyEdge::new(
+            &aggregate.key,
+            aggregate.detected_by,
+            &aggregate.metrics,
+            minutes,
+        ) else {
+            continue;
+        };
+        edges.push(EdgeDetail {
+            edge,
+            series: dense_series(range, &chosen, |m| EdgeMetrics::from_metrics(m, 1)),
+            server,
+            client,
+        });
+    }
+    Ok(Json(EdgeDetails {
+        source,
+        target,
+        start: range.start,
+        end: range.end,
+        edges,
+    }))
+}
+
+async fn side_detail(
+    store: &Store,
+    range: TimeRange,
+    source: &ServiceRef,
+    target: &ServiceRef,
+    key: &RowKey,
+    side: Side,
+) -> Result<Option<SideDetail>> {
+    let points = edge_series(store, range, source, target, key, Some(side)).await?;
+    // The side's own points decide whether it reported; the chosen series may hold the
+    // other side's figures for the same minutes.
+    let points: Vec<SeriesPoint> = points.into_iter().filter(|p| p.detected_by == side).collect();
+    if points.is_empty() {
+        return Ok(None);
+    }
+    let mut total = Metrics::default();
+    for point in &points {
+        total.merge(&point.metrics);
+    }
+    Ok(Some(SideDetail {
+        metrics: EdgeMetrics::from_metrics(&total, minutes_in(range)),
+        series: dense_series(range, &points, |m| EdgeMetrics::from_metrics(m, 1)),
+    }))
+}
+
+async fn edge_series(
+    store: &Store,
+    range: TimeRange,
+    source: &ServiceRef,
+    target: &ServiceRef,
+    key: &RowKey,
+    side: Option<Side>,
+) -> Result<Vec<SeriesPoint>> {
+    let filter = KeyFilter {
+        source: Some(source.clone()),
+        target: Some(target.clone()),
+        side,
+        ..KeyFilter::default()
+    };
+    let series = store.series(Table::EdgeMinute, range, &filter).await?;
+    Ok(series
+        .into_iter()
+        .find(|(series_key, _)| series_key == key)
+        .map(|(_, points)| points)
+        .unwrap_or_default())
+}

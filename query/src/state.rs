@@ -1,0 +1,47 @@
+//! What every handler shares: the store, the clock and the metrics renderer.
+
+use std::sync::Arc;
+
+use meshscope_storage::{EpochMillis, Store};
+
+/// Returns "now" in epoch milliseconds; injected so that window tests need no wall clock.
+pub type Clock = Arc<dyn Fn() -> EpochMillis + Send + Sync>;
+
+/// Renders the process's metrics in Prometheus text format; the binary owns the recorder.
+pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub clock: Clock,
+    pub render_metrics: Option<MetricsRenderer>,
+}
+
+impl AppState {
+    /// State reading `store` with the wall clock and no metrics renderer.
+    pub fn new(store: Arc<Store>) -> Self {
+        Self {
+            store,
+            clock: Arc::new(wall_clock_millis),
+            render_metrics: None,
+        }
+    }
+
+    pub fn with_clock(mut self, clock: impl Fn() -> EpochMillis + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    pub fn with_metrics_renderer(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.render_metrics = Some(Arc::new(render));
+        self
+    }
+
+    pub(crate) fn now(&self) -> EpochMillis {
+        (self.clock)()
+    }
+}
+
+fn wall_clock_millis() -> EpochMillis {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,53 @@
+//! `/healthz`, `/metrics`, and the request counters the API reports about itself.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::state::AppState;
+
+pub(crate) async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let Some(render) = state.render_metrics.as_ref() else {
+        return crate::error::Error::not_found("no metrics recorder is installed").into_response();
+    };
+    // Rendering walks every registered series; keep it off the reactor threads.
+    let render = render.clone();
+    match tokio::task::spawn_blocking(move || render()).await {
+        Ok(text) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            text,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "rendering metrics failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Counts requests by route template (never the raw path: ids would explode the series)
+/// and status, and times them by route.
+pub(crate) async fn track_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("meshscope_http_requests_total", "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("meshscope_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

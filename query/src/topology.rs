@@ -1,0 +1,140 @@
+//! `GET /api/v1/topology`: the service graph of a window, optionally restricted to a
+//! namespace or focused on one service.
+
+use axum::Json;
+use axum::extract::State;
+use meshscope_storage::{EpochMillis, Metrics, RowKey};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::extract::ApiQuery;
+use crate::graph::ServiceGraph;
+use crate::state::AppState;
+use crate::view::{EdgeMetrics, NodeView, ratio};
+use crate::window::{WindowParams, minutes_in};
+
+const DEFAULT_DEPTH: usize = 1;
+const MAX_DEPTH: usize = 5;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct TopologyParams {
+    #[serde(flatten)]
+    window: WindowParams,
+    namespace: Option<String>,
+    service: Option<String>,
+    depth: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Topology {
+    start: EpochMillis,
+    end: EpochMillis,
+    nodes: Vec<TopologyNode>,
+    edges: Vec<TopologyEdge>,
+}
+
+#[derive(Debug, Serialize)]
+struct TopologyNode {
+    #[serde(flatten)]
+    node: NodeView,
+    /// Call depth from the callers nobody calls, for a left-to-right layout.
+    layer: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct TopologyEdge {
+    pub(crate) source: String,
+    pub(crate) target: String,
+    pub(crate) protocol: &'static str,
+    pub(crate) detected_by: &'static str,
+    /// Every call on this edge used mutual TLS.
+    pub(crate) mtls: bool,
+    pub(crate) mtls_ratio: f64,
+    pub(crate) metrics: EdgeMetrics,
+}
+
+impl TopologyEdge {
+    pub(crate) fn new(
+        key: &RowKey,
+        detected_by: meshscope_storage::Side,
+        metrics: &Metrics,
+        minutes: i64,
+    ) -> Option<Self> {
+        let RowKey::Edge {
+            source,
+            target,
+            protocol,
+        } = key
+        else {
+            return None;
+        };
+        Some(Self {
+            source: source.id(),
+            target: target.id(),
+            protocol: protocol.as_str(),
+            detected_by: detected_by.as_str(),
+            mtls: metrics.calls > 0 && metrics.mtls_calls >= metrics.calls,
+            mtls_ratio: ratio(metrics.mtls_calls, metrics.calls),
+            metrics: EdgeMetrics::from_metrics(metrics, minutes),
+        })
+    }
+}
+
+pub(crate) async fn topology(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<TopologyParams>,
+) -> Result<Json<Topology>> {
+    let range = params.window.resolve(state.now())?;
+    let depth = parse_depth(params.depth.as_deref())?;
+    let minutes = minutes_in(range);
+
+    let mut graph = ServiceGraph::load(&state.store, range).await?;
+    if let Some(namespace) = params.namespace.as_deref().filter(|ns| !ns.is_empty()) {
+        graph = graph.restrict_to_namespace(namespace);
+    }
+    if let Some(service) = params.service.as_deref().filter(|s| !s.is_empty()) {
+        let Some(focus) = graph.position(service) else {
+            return Err(Error::not_found(format!(
+                "service {service:?} has no traffic in this window"
+            )));
+        };
+        graph = graph.focus(focus, depth);
+    }
+
+    let layers = graph.layers();
+    let edges = graph
+        .edges
+        .iter()
+        .filter_map(|edge| {
+            let aggregate = &edge.aggregate;
+            TopologyEdge::new(&aggregate.key, aggregate.detected_by, &aggregate.metrics, minutes)
+        })
+        .collect();
+    let nodes = graph
+        .nodes
+        .iter()
+        .zip(layers)
+        .map(|(node, layer)| TopologyNode {
+            node: NodeView::new(&node.service, &node.metrics, minutes),
+            layer,
+        })
+        .collect();
+    Ok(Json(Topology {
+        start: range.start,
+        end: range.end,
+        nodes,
+        edges,
+    }))
+}
+
+fn parse_depth(depth: Option<&str>) -> Result<usize> {
+    let Some(depth) = depth else {
+        return Ok(DEFAULT_DEPTH);
+    };
+    match depth.trim().parse::<usize>() {
+        Ok(depth) if (1..=MAX_DEPTH).contains(&depth) => Ok(depth),
+        _ => Err(Error::bad_request(format!(
+            "invalid depth {depth:?}: expected a whole number from 1 to {MAX_DEPTH}"
+        ))),
+    }
+}
