@@ -7,12 +7,79 @@ use serde::Deserialize;
 pub struct CollectorConfig {
     /// Apdex threshold T in milliseconds: satisfied under T, tolerating under 4T.
     pub apdex_threshold_ms: f64,
+    /// How long after a minute ends its figures still accept late entries. Entries that
+    /// start before the oldest open minute are rejected as `too_old`.
+    pub late_allowance_secs: u64,
+    /// Entries that start this far past the collector's clock are rejected as `future`.
+    pub future_allowance_secs: u64,
+    /// How long an entry whose peer needs the other proxy's report waits for it.
+    pub join_wait_ms: u64,
+    /// Most entries waiting for a join at once; past it they resolve with what is known.
+    pub max_waiting_entries: usize,
+    /// Distinct endpoints kept per service; the rest fall into `{overflow}`.
+    pub max_endpoints_per_service: usize,
+    /// Distinct instances kept per service; the rest fall into `{overflow}`.
+    pub max_instances_per_service: usize,
+    /// Distinct services (and virtual nodes); past it, new names count as `overflow`.
+    pub max_services: usize,
+    /// Connections remembered for joining a client's report to the server's.
+    pub address_book_capacity: usize,
+    /// Longest string field we read (paths, cluster names, headers); longer entries are
+    /// rejected as `oversized_field`.
+    pub max_field_len: usize,
+    /// How to tell direction and role from a log name when the cluster name does not.
+    pub rules: DirectionRules,
+    /// Static addresses for services that report nothing themselves (VMs, bare metal).
+    pub address_map: Vec<AddressMapping>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectionRules {
+    /// Regex on the log name: matching logs are the server side of a sidecar.
+    pub inbound_log_name: String,
+    /// Regex on the log name: matching logs are the client side of a sidecar.
+    pub outbound_log_name: String,
+    /// Regex on the log name or the reporter's service name: matching proxies are gateways,
+    /// which are the server of their downstream and the client of their upstream.
+    pub gateway: String,
+}
+
+impl Default for DirectionRules {
+    fn default() -> Self {
+        Self {
+            inbound_log_name: "(?i)inbound".into(),
+            outbound_log_name: "(?i)outbound".into(),
+            gateway: "(?i)(ingress|gateway)".into(),
+        }
+    }
+}
+
+/// `match` is a CIDR (`10.1.0.0/16`), an IP, or `IP:port`; `service` is `namespace/name`
+/// or `name`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressMapping {
+    #[serde(rename = "match")]
+    pub matches: String,
+    pub service: String,
 }
 
 impl Default for CollectorConfig {
     fn default() -> Self {
         Self {
             apdex_threshold_ms: 500.0,
+            late_allowance_secs: 120,
+            future_allowance_secs: 60,
+            join_wait_ms: 2_000,
+            max_waiting_entries: 100_000,
+            max_endpoints_per_service: 200,
+            max_instances_per_service: 500,
+            max_services: 10_000,
+            address_book_capacity: 200_000,
+            max_field_len: 4_096,
+            rules: DirectionRules::default(),
+            address_map: Vec::new(),
         }
     }
 }

@@ -1,37 +1,160 @@
 //! meshscope's collector: gRPC receivers for what Envoy proxies send, identity and peer
 //! resolution, and per-minute aggregation into the store.
 
+pub mod aggregate;
+pub mod als;
+pub mod clock;
 pub mod config;
+pub mod endpoint;
+pub mod entry;
 pub mod error;
+pub mod identity;
+pub mod ingest;
+pub mod names;
+pub mod registry;
+pub mod resolve;
+pub mod role;
+pub mod stats;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use meshscope_storage::Store;
+use tracing::{info, warn};
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::CollectorConfig;
 pub use error::{Error, Result};
 
+use aggregate::{Aggregator, Limits};
+use ingest::{Pipeline, TimeRules, WaitQueue};
+use registry::Registry;
+use resolve::Resolver;
+use role::RoleRules;
+
+/// How often open minutes are published for live reads and parked entries retried.
+const TICK: Duration = Duration::from_millis(250);
+const PUBLISH_EVERY_TICKS: u32 = 4;
+
 /// The collector: owns the receivers' shared state and the aggregation buffers.
 pub struct Collector {
-    #[allow(dead_code)]
     config: CollectorConfig,
-    #[allow(dead_code)]
     store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    registry: Registry,
+    role_rules: RoleRules,
+    aggregator: Aggregator,
+    waiting: WaitQueue,
+    time_rules: TimeRules,
 }
 
 impl Collector {
-    pub fn new(config: CollectorConfig, store: Arc<Store>) -> Arc<Self> {
-        Arc::new(Self { config, store })
+    pub fn new(config: CollectorConfig, store: Arc<Store>) -> Result<Arc<Self>> {
+        Self::with_clock(config, store, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(
+        config: CollectorConfig,
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>> {
+        let registry = Registry::new(&config.address_map, config.address_book_capacity)?;
+        let role_rules = RoleRules::new(&config.rules)?;
+        let aggregator = Aggregator::new(Limits {
+            max_endpoints_per_service: config.max_endpoints_per_service,
+            max_instances_per_service: config.max_instances_per_service,
+            apdex_threshold_ms: config.apdex_threshold_ms,
+        });
+        let waiting = WaitQueue::new(config.max_waiting_entries);
+        let time_rules = TimeRules {
+            late_allowance_ms: config.late_allowance_secs as i64 * 1000,
+            future_allowance_ms: config.future_allowance_secs as i64 * 1000,
+        };
+        Ok(Arc::new(Self {
+            config,
+            store,
+            clock,
+            registry,
+            role_rules,
+            aggregator,
+            waiting,
+            time_rules,
+        }))
+    }
+
+    fn pipeline(&self) -> Pipeline<'_> {
+        Pipeline {
+            role_rules: &self.role_rules,
+            resolver: Resolver {
+                registry: &self.registry,
+            },
+            aggregator: &self.aggregator,
+            waiting: &self.waiting,
+            join_wait_ms: self.config.join_wait_ms as i64,
+        }
     }
 
     /// The tonic routes of every receiver, to serve on the gRPC address.
     pub fn grpc_routes(self: &Arc<Self>) -> tonic::service::Routes {
-        tonic::service::Routes::default()
+        tonic::service::Routes::new(als::AlsReceiver::server(self.clone()))
+    }
+
+    /// One step of the background work: retry parked entries, close minutes whose late
+    /// allowance has passed, and publish the open ones. Tests call it directly.
+    pub async fn tick(&self, publish: bool) -> Result<()> {
+        let now = self.clock.now_ms();
+        self.pipeline().retry_waiting(now);
+        let closed = self
+            .aggregator
+            .close_before(self.time_rules.first_open_minute(now));
+        let closed_result = if closed.is_empty() {
+            Ok(())
+        } else {
+            metrics::counter!(stats::ROWS_CLOSED).increment(closed.len() as u64);
+            self.store.append_closed(closed).await
+        };
+        if publish || closed_result.is_ok() {
+            self.store.publish_open(self.aggregator.snapshot());
+        }
+        closed_result.map_err(Error::from)
+    }
+
+    /// Resolves parked entries at once and publishes every open minute: what a test or a
+    /// shutdown does instead of waiting for the next ticks.
+    pub async fn flush_now(&self) -> Result<()> {
+        self.pipeline().flush_waiting();
+        self.store.publish_open(self.aggregator.snapshot());
+        Ok(())
     }
 
     /// Runs until `shutdown` resolves: publishes open minutes for live reads and hands
-    /// closed minutes to the store. On shutdown it flushes everything still open.
-    pub async fn run_flusher(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
-        shutdown.await;
+    /// closed minutes to the store. On shutdown it closes everything still open.
+    pub async fn run_flusher(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        let mut interval = tokio::time::interval(TICK);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        let mut ticks: u32 = 0;
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = interval.tick() => {
+                    ticks = ticks.wrapping_add(1);
+                    if let Err(error) = self.tick(ticks % PUBLISH_EVERY_TICKS == 0).await {
+                        metrics::counter!(stats::FLUSH_ERRORS).increment(1);
+                        warn!(%error, "closing minutes failed; they stay open and are retried");
+                    }
+                }
+            }
+        }
+        self.pipeline().flush_waiting();
+        let rows = self.aggregator.drain();
+        let count = rows.len();
+        self.store.publish_open(Vec::new());
+        if let Err(error) = self.store.append_closed(rows).await {
+            warn!(%error, "writing open minutes at shutdown failed");
+        } else {
+            info!(rows = count, "open minutes written at shutdown");
+        }
     }
 }

@@ -1,0 +1,192 @@
+//! Per-minute aggregation: open minutes live here until their late-data allowance has
+//! passed, then they are handed to the store as closed rows.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use meshscope_storage::{MetricRow, Metrics, RowKey, ServiceRef, Side};
+use parking_lot::Mutex;
+
+/// What one entry contributes to a row.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sample {
+    pub error: bool,
+    pub error_4xx: bool,
+    pub latency_ms: f64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub tcp: bool,
+    pub mtls: bool,
+}
+
+pub fn add_sample(metrics: &mut Metrics, sample: &Sample, apdex_threshold_ms: f64) {
+    metrics.calls += 1;
+    metrics.errors += u64::from(sample.error);
+    metrics.errors_4xx += u64::from(sample.error_4xx);
+    metrics.latency.add(sample.latency_ms);
+    metrics.bytes_sent += sample.bytes_sent;
+    metrics.bytes_received += sample.bytes_received;
+    metrics.tcp_connections += u64::from(sample.tcp);
+    metrics.mtls_calls += u64::from(sample.mtls);
+    if !sample.error {
+        if sample.latency_ms <= apdex_threshold_ms {
+            metrics.apdex_satisfied += 1;
+        } else if sample.latency_ms <= 4.0 * apdex_threshold_ms {
+            metrics.apdex_tolerating += 1;
+        }
+    }
+}
+
+/// Rows keyed by what they describe and which side reported them.
+type MinuteRows = HashMap<(RowKey, Side), Metrics>;
+
+/// Caps that keep the key space bounded whatever the proxies send.
+pub struct Limits {
+    pub max_endpoints_per_service: usize,
+    pub max_instances_per_service: usize,
+    pub apdex_threshold_ms: f64,
+}
+
+pub const OVERFLOW: &str = "{overflow}";
+
+#[derive(Default)]
+struct Inner {
+    minutes: BTreeMap<i64, MinuteRows>,
+    /// Minutes before this one are closed: entries for them are too late.
+    closed_before: i64,
+}
+
+/// Names seen per service, to cap them; an overflow bucket takes the rest.
+#[derive(Default)]
+struct Seen {
+    endpoints: HashMap<ServiceRef, HashSet<String>>,
+    instances: HashMap<ServiceRef, HashSet<String>>,
+}
+
+pub struct Aggregator {
+    inner: Mutex<Inner>,
+    seen: Mutex<Seen>,
+    limits: Limits,
+}
+
+/// Whether a key was folded into an overflow bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capped {
+    Kept,
+    Overflow,
+}
+
+impl Aggregator {
+    pub fn new(limits: Limits) -> Aggregator {
+        Aggregator {
+            inner: Mutex::new(Inner::default()),
+            seen: Mutex::new(Seen::default()),
+            limits,
+        }
+    }
+
+    pub fn apdex_threshold_ms(&self) -> f64 {
+        self.limits.apdex_threshold_ms
+    }
+
+    /// The endpoint name to use for `service`: itself while under the cap, else the
+    /// overflow bucket.
+    pub fn cap_endpoint(&self, service: &ServiceRef, endpoint: String) -> (String, Capped) {
+        let mut seen = self.seen.lock();
+        cap(
+            seen.endpoints.entry(service.clone()).or_default(),
+            endpoint,
+            self.limits.max_endpoints_per_service,
+        )
+    }
+
+    pub fn cap_instance(&self, service: &ServiceRef, instance: String) -> (String, Capped) {
+        let mut seen = self.seen.lock();
+        cap(
+            seen.instances.entry(service.clone()).or_default(),
+            instance,
+            self.limits.max_instances_per_service,
+        )
+    }
+
+    /// Adds samples; returns how many fell in minutes already closed (they are not added).
+    pub fn record(&self, samples: Vec<(i64, RowKey, Side, Sample)>) -> usize {
+        let threshold = self.limits.apdex_threshold_ms;
+        let mut inner = self.inner.lock();
+        let mut too_late = 0;
+        for (minute, key, side, sample) in samples {
+            if minute < inner.closed_before {
+                too_late += 1;
+                continue;
+            }
+            let rows = inner.minutes.entry(minute).or_default();
+            add_sample(rows.entry((key, side)).or_default(), &sample, threshold);
+        }
+        too_late
+    }
+
+    /// Removes and returns every minute before `first_open`; later entries for them are
+    /// refused.
+    pub fn close_before(&self, first_open: i64) -> Vec<MetricRow> {
+        let closed = {
+            let mut inner = self.inner.lock();
+            let keep = inner.minutes.split_off(&first_open);
+            inner.closed_before = inner.closed_before.max(first_open);
+            std::mem::replace(&mut inner.minutes, keep)
+        };
+        to_rows(closed.into_iter())
+    }
+
+    /// A copy of the minutes still open, for live reads.
+    pub fn snapshot(&self) -> Vec<MetricRow> {
+        let inner = self.inner.lock();
+        let mut rows = Vec::new();
+        for (minute, keys) in &inner.minutes {
+            for ((key, side), metrics) in keys {
+                rows.push(MetricRow {
+                    minute: *minute,
+                    key: key.clone(),
+                    side: *side,
+                    metrics: metrics.clone(),
+                });
+            }
+        }
+        rows
+    }
+
+    /// The first minute that still accepts entries.
+    pub fn closed_before(&self) -> i64 {
+        self.inner.lock().closed_before
+    }
+
+    /// Closes everything, for shutdown.
+    pub fn drain(&self) -> Vec<MetricRow> {
+        let closed = std::mem::take(&mut self.inner.lock().minutes);
+        to_rows(closed.into_iter())
+    }
+}
+
+fn cap(set: &mut HashSet<String>, name: String, max: usize) -> (String, Capped) {
+    if set.contains(&name) {
+        return (name, Capped::Kept);
+    }
+    if set.len() < max {
+        set.insert(name.clone());
+        return (name, Capped::Kept);
+    }
+    (OVERFLOW.to_string(), Capped::Overflow)
+}
+
+fn to_rows(minutes: impl Iterator<Item = (i64, MinuteRows)>) -> Vec<MetricRow> {
+    let mut rows = Vec::new();
+    for (minute, keys) in minutes {
+        for ((key, side), metrics) in keys {
+            rows.push(MetricRow {
+                minute,
+                key,
+                side,
+                metrics,
+            });
+        }
+    }
+    rows
+}

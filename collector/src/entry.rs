@@ -1,0 +1,238 @@
+//! One access-log entry reduced to what the pipeline uses: times, outcome, bytes, TLS and
+//! the four addresses of the connection. Everything after this works on `Observation`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use meshscope_proto::pb::envoy::config::core::v3::{Address, RequestMethod, address};
+use meshscope_proto::pb::envoy::data::accesslog::v3::{
+    AccessLogCommon, HttpAccessLogEntry, ResponseFlags, TcpAccessLogEntry,
+    tls_properties::certificate_properties::subject_alt_name::San,
+};
+use meshscope_storage::Protocol;
+
+/// Header that Envoy's `add_user_agent` sets to the caller's `node.cluster`.
+pub const DOWNSTREAM_CLUSTER_HEADER: &str = "x-envoy-downstream-service-cluster";
+
+/// Why an entry was not counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    MissingCommon,
+    MissingStartTime,
+    OversizedField,
+    TooOld,
+    Future,
+}
+
+impl Reject {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Reject::MissingCommon => "missing_common_properties",
+            Reject::MissingStartTime => "missing_start_time",
+            Reject::OversizedField => "oversized_field",
+            Reject::TooOld => "too_old",
+            Reject::Future => "future",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    pub protocol: Protocol,
+    pub start_ms: i64,
+    pub duration_ms: f64,
+    pub upstream_cluster: String,
+    pub method: String,
+    pub path: String,
+    pub status: u32,
+    /// A failure response flag (UF, UH, NR, UT, …) or a non-zero grpc-status.
+    pub failed: bool,
+    pub downstream_direct_remote: Option<SocketAddr>,
+    pub downstream_local: Option<SocketAddr>,
+    pub upstream_local: Option<SocketAddr>,
+    pub upstream_remote: Option<SocketAddr>,
+    /// `x-envoy-downstream-service-cluster` when it was logged.
+    pub downstream_cluster_header: Option<String>,
+    /// URI SAN of the certificate the downstream peer presented.
+    pub peer_uri_san: Option<String>,
+    /// The downstream connection was TLS with a client certificate.
+    pub mtls: bool,
+    /// Bytes from the downstream side (the request), and back to it (the response).
+    pub downstream_bytes_in: u64,
+    pub downstream_bytes_out: u64,
+    /// Bytes sent to and received from the upstream.
+    pub upstream_bytes_out: u64,
+    pub upstream_bytes_in: u64,
+}
+
+impl Observation {
+    pub fn is_error(&self) -> bool {
+        self.failed || self.status >= 500
+    }
+
+    pub fn is_4xx(&self) -> bool {
+        (400..500).contains(&self.status)
+    }
+}
+
+pub fn from_http(entry: &HttpAccessLogEntry, max_len: usize) -> Result<Observation, Reject> {
+    let common = entry.common_properties.as_ref().ok_or(Reject::MissingCommon)?;
+    let mut obs = from_common(common, Protocol::Http, max_len)?;
+    if let Some(request) = &entry.request {
+        if request.path.len() > max_len {
+            return Err(Reject::OversizedField);
+        }
+        obs.method = RequestMethod::try_from(request.request_method)
+            .ok()
+            .filter(|m| *m != RequestMethod::MethodUnspecified)
+            .map(|m| m.as_str_name().to_string())
+            .unwrap_or_default();
+        obs.path = request.path.clone();
+        if let Some(value) = request.request_headers.get(DOWNSTREAM_CLUSTER_HEADER) {
+            if value.len() > max_len {
+                return Err(Reject::OversizedField);
+            }
+            if !value.is_empty() {
+                obs.downstream_cluster_header = Some(value.clone());
+            }
+        }
+        let request_bytes = request.request_headers_bytes + request.request_body_bytes;
+        if obs.downstream_bytes_in == 0 {
+            obs.downstream_bytes_in = request_bytes;
+        }
+        if obs.upstream_bytes_out == 0 {
+            obs.upstream_bytes_out = request_bytes;
+        }
+    }
+    if let Some(response) = &entry.response {
+        obs.status = response.response_code.as_ref().map_or(0, |c| c.value);
+        let grpc_status = response
+            .response_trailers
+            .get("grpc-status")
+            .or_else(|| response.response_headers.get("grpc-status"));
+        if grpc_status.is_some_and(|s| s.trim() != "0") {
+            obs.failed = true;
+        }
+        let response_bytes = response.response_headers_bytes + response.response_body_bytes;
+        if obs.downstream_bytes_out == 0 {
+            obs.downstream_bytes_out = response_bytes;
+        }
+        if obs.upstream_bytes_in == 0 {
+            obs.upstream_bytes_in = response_bytes;
+        }
+    }
+    Ok(obs)
+}
+
+pub fn from_tcp(entry: &TcpAccessLogEntry, max_len: usize) -> Result<Observation, Reject> {
+    let common = entry.common_properties.as_ref().ok_or(Reject::MissingCommon)?;
+    let mut obs = from_common(common, Protocol::Tcp, max_len)?;
+    if let Some(conn) = &entry.connection_properties {
+        // For a TCP proxy, what it received from downstream went upstream and back.
+        if obs.downstream_bytes_in == 0 {
+            obs.downstream_bytes_in = conn.received_bytes;
+        }
+        if obs.downstream_bytes_out == 0 {
+            obs.downstream_bytes_out = conn.sent_bytes;
+        }
+        if obs.upstream_bytes_out == 0 {
+            obs.upstream_bytes_out = conn.received_bytes;
+        }
+        if obs.upstream_bytes_in == 0 {
+            obs.upstream_bytes_in = conn.sent_bytes;
+        }
+    }
+    Ok(obs)
+}
+
+fn from_common(
+    common: &AccessLogCommon,
+    protocol: Protocol,
+    max_len: usize,
+) -> Result<Observation, Reject> {
+    let start = common.start_time.as_ref().ok_or(Reject::MissingStartTime)?;
+    if common.upstream_cluster.len() > max_len {
+        return Err(Reject::OversizedField);
+    }
+    let start_ms = start
+        .seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(start.nanos) / 1_000_000);
+    let duration_ms = common
+        .duration
+        .as_ref()
+        .or(common.time_to_last_downstream_tx_byte.as_ref())
+        .map_or(0.0, |d| d.seconds as f64 * 1000.0 + f64::from(d.nanos) / 1.0e6);
+    let tls = common.tls_properties.as_ref();
+    let peer_cert = tls.and_then(|t| t.peer_certificate_properties.as_ref());
+    let peer_uri_san = peer_cert.and_then(|p| {
+        p.subject_alt_name.iter().find_map(|san| match &san.san {
+            Some(San::Uri(uri)) if uri.len() <= max_len => Some(uri.clone()),
+            _ => None,
+        })
+    });
+    let mtls = peer_cert.is_some_and(|p| !p.subject_alt_name.is_empty() || !p.subject.is_empty());
+    Ok(Observation {
+        protocol,
+        start_ms,
+        duration_ms,
+        upstream_cluster: common.upstream_cluster.clone(),
+        method: String::new(),
+        path: String::new(),
+        status: 0,
+        failed: common.response_flags.as_ref().is_some_and(failure_flag),
+        downstream_direct_remote: common
+            .downstream_direct_remote_address
+            .as_ref()
+            .or(common.downstream_remote_address.as_ref())
+            .and_then(socket_addr),
+        downstream_local: common.downstream_local_address.as_ref().and_then(socket_addr),
+        upstream_local: common.upstream_local_address.as_ref().and_then(socket_addr),
+        upstream_remote: common.upstream_remote_address.as_ref().and_then(socket_addr),
+        downstream_cluster_header: None,
+        peer_uri_san,
+        mtls,
+        downstream_bytes_in: common.downstream_wire_bytes_received,
+        downstream_bytes_out: common.downstream_wire_bytes_sent,
+        upstream_bytes_out: common.upstream_wire_bytes_sent,
+        upstream_bytes_in: common.upstream_wire_bytes_received,
+    })
+}
+
+/// Flags that mean the proxy could not get an answer from upstream (or gave up on it).
+/// A client going away (DC) or an injected delay is not the server's failure.
+fn failure_flag(f: &ResponseFlags) -> bool {
+    f.failed_local_healthcheck
+        || f.no_healthy_upstream
+        || f.upstream_request_timeout
+        || f.local_reset
+        || f.upstream_remote_reset
+        || f.upstream_connection_failure
+        || f.upstream_connection_termination
+        || f.upstream_overflow
+        || f.no_route_found
+        || f.fault_injected
+        || f.upstream_retry_limit_exceeded
+        || f.stream_idle_timeout
+        || f.upstream_max_stream_duration_reached
+        || f.duration_timeout
+        || f.upstream_protocol_error
+        || f.no_cluster_found
+        || f.overload_manager
+        || f.dns_resolution_failure
+}
+
+pub fn socket_addr(addr: &Address) -> Option<SocketAddr> {
+    match addr.address.as_ref()? {
+        address::Address::SocketAddress(sa) => {
+            let ip: IpAddr = sa.address.parse().ok()?;
+            let port = match sa.port_specifier {
+                Some(
+                    meshscope_proto::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(p),
+                ) => u16::try_from(p).ok()?,
+                _ => 0,
+            };
+            Some(SocketAddr::new(ip, port))
+        }
+        _ => None,
+    }
+}

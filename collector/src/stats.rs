@@ -1,0 +1,18 @@
+//! The collector's own counters, exported on `/metrics` through the `metrics` facade.
+
+pub const STREAMS_OPENED: &str = "meshscope_als_streams_opened_total";
+pub const STREAMS_ACTIVE: &str = "meshscope_als_streams_active";
+pub const STREAMS_FAILED: &str = "meshscope_als_streams_failed_total";
+pub const MESSAGES: &str = "meshscope_als_messages_received_total";
+pub const ENTRIES_RECEIVED: &str = "meshscope_als_entries_received_total";
+pub const ENTRIES_ACCEPTED: &str = "meshscope_als_entries_accepted_total";
+pub const ENTRIES_REJECTED: &str = "meshscope_als_entries_rejected_total";
+pub const PEER_RESOLVED: &str = "meshscope_peer_resolved_total";
+pub const JOIN_WAITING: &str = "meshscope_join_waiting_entries";
+pub const OVERFLOW: &str = "meshscope_key_overflow_total";
+pub const ROWS_CLOSED: &str = "meshscope_minute_rows_closed_total";
+pub const FLUSH_ERRORS: &str = "meshscope_flush_errors_total";
+
+pub fn reject(reason: &'static str, count: u64) {
+    metrics::counter!(ENTRIES_REJECTED, "reason" => reason).increment(count);
+}
