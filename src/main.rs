@@ -1,1 +1,56 @@
-fn main() {}
+//! The `meshscope` binary: parses the command line and hands off to one subcommand.
+
+mod config;
+mod serve;
+mod simulate;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+// Arrow builders and decoders allocate heavily; mimalloc keeps that cheap on every thread.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "meshscope",
+    version,
+    about = "Service mesh observability and topology backend"
+)]
+struct Cli {
+    /// Log line format; the level comes from RUST_LOG (default: info).
+    #[arg(long, global = true, env = "MESHSCOPE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Receive Envoy telemetry over gRPC, store it and serve the HTTP API.
+    Serve(serve::ServeArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -4,8 +4,8 @@
 use axum::Json;
 use axum::extract::State;
 use meshscope_storage::{
-    EpochMillis, KeyFilter, Metrics, Protocol, RowKey, ServiceRef, SeriesPoint, Side, Store,
-    Table, TimeRange,
+    EpochMillis, KeyFilter, Metrics, Protocol, RowKey, SeriesPoint, ServiceRef, Side, Store, Table,
+    TimeRange,
 };
 use serde::{Deserialize, Serialize};
 
@@ -101,11 +101,26 @@ pub(crate) async fn edge(
         else {
             continue;
         };
-        let chosen = edge_series(store, range, source_ref, target_ref, &aggregate.key, None).await?;
-        let server = side_detail(store, range, source_ref, target_ref, &aggregate.key, Side::Server)
-            .await?;
-        let client = side_detail(store, range, source_ref, target_ref, &aggregate.key, Side::Client)
-            .await?;
+        let chosen =
+            edge_series(store, range, source_ref, target_ref, &aggregate.key, None).await?;
+        let server = side_detail(
+            store,
+            range,
+            source_ref,
+            target_ref,
+            &aggregate.key,
+            Side::Server,
+        )
+        .await?;
+        let client = side_detail(
+            store,
+            range,
+            source_ref,
+            target_ref,
+            &aggregate.key,
+            Side::Client,
+        )
+        .await?;
         let Some(edge) = TopologyEdge::new(
             &aggregate.key,
             aggregate.detected_by,
@@ -141,7 +156,10 @@ async fn side_detail(
     let points = edge_series(store, range, source, target, key, Some(side)).await?;
     // The side's own points decide whether it reported; the chosen series may hold the
     // other side's figures for the same minutes.
-    let points: Vec<SeriesPoint> = points.into_iter().filter(|p| p.detected_by == side).collect();
+    let points: Vec<SeriesPoint> = points
+        .into_iter()
+        .filter(|p| p.detected_by == side)
+        .collect();
     if points.is_empty() {
         return Ok(None);
     }

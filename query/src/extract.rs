@@ -48,8 +48,14 @@ mod tests {
 
     #[test]
     fn percent_decoding() {
-        assert_eq!(percent_decode("shop%2Fbackend").as_deref(), Some("shop/backend"));
-        assert_eq!(percent_decode("shop%2fbackend").as_deref(), Some("shop/backend"));
+        assert_eq!(
+            percent_decode("shop%2Fbackend").as_deref(),
+            Some("shop/backend")
+        );
+        assert_eq!(
+            percent_decode("shop%2fbackend").as_deref(),
+            Some("shop/backend")
+        );
         assert_eq!(percent_decode("caf%C3%A9").as_deref(), Some("café"));
         assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
         assert_eq!(percent_decode("bad%2"), None);

@@ -112,7 +112,9 @@ impl ServiceGraph {
                 keep[edge.target] = true;
             }
         }
-        self.retain(&keep, |edge| in_namespace[edge.source] || in_namespace[edge.target])
+        self.retain(&keep, |edge| {
+            in_namespace[edge.source] || in_namespace[edge.target]
+        })
     }
 
     /// Keeps `focus`, what it calls up to `depth` hops downstream, what calls it up to
@@ -254,7 +256,14 @@ mod tests {
     #[test]
     fn layers_follow_the_deepest_caller_and_survive_cycles() {
         // a -> b -> c, a -> c, c <-> d (a cycle), e alone calls d.
-        let g = graph(&[("a", "b"), ("b", "c"), ("a", "c"), ("c", "d"), ("d", "c"), ("e", "d")]);
+        let g = graph(&[
+            ("a", "b"),
+            ("b", "c"),
+            ("a", "c"),
+            ("c", "d"),
+            ("d", "c"),
+            ("e", "d"),
+        ]);
         let layers = layer_of(&g);
         assert_eq!(layers["a"], 0);
         assert_eq!(layers["e"], 0);

@@ -99,15 +99,27 @@ pub(crate) async fn service_resource(
         ServiceResource::Detail(id) => detail(&state.store, range, &id).await?.into_response(),
         ServiceResource::Instances(id) => {
             let service = resolve(&state.store, range, &id).await?;
-            members(&state.store, range, service, Table::InstanceMinute, "instances")
-                .await?
-                .into_response()
+            members(
+                &state.store,
+                range,
+                service,
+                Table::InstanceMinute,
+                "instances",
+            )
+            .await?
+            .into_response()
         }
         ServiceResource::Endpoints(id) => {
             let service = resolve(&state.store, range, &id).await?;
-            members(&state.store, range, service, Table::EndpointMinute, "endpoints")
-                .await?
-                .into_response()
+            members(
+                &state.store,
+                range,
+                service,
+                Table::EndpointMinute,
+                "endpoints",
+            )
+            .await?
+            .into_response()
         }
     };
     Ok(response)
@@ -125,7 +137,9 @@ struct ServiceDetail {
 async fn detail(store: &Store, range: TimeRange, id: &str) -> Result<Json<ServiceDetail>> {
     let service = resolve(store, range, id).await?;
     let filter = service_filter(&service);
-    let aggregates = store.aggregate(Table::ServiceMinute, range, &filter).await?;
+    let aggregates = store
+        .aggregate(Table::ServiceMinute, range, &filter)
+        .await?;
     let metrics = sum_metrics(&aggregates);
     let series = store.series(Table::ServiceMinute, range, &filter).await?;
     let points = series
@@ -155,7 +169,9 @@ async fn members(
     field: &'static str,
 ) -> Result<Json<serde_json::Value>> {
     let minutes = minutes_in(range);
-    let aggregates = store.aggregate(table, range, &service_filter(&service)).await?;
+    let aggregates = store
+        .aggregate(table, range, &service_filter(&service))
+        .await?;
     let mut members: Vec<(String, Metrics)> = aggregates
         .into_iter()
         .filter_map(|aggregate| match aggregate.key {
@@ -195,7 +211,9 @@ async fn resolve(store: &Store, range: TimeRange, id: &str) -> Result<ServiceRef
     };
     for table in [Table::ServiceMinute, Table::EdgeMinute] {
         for candidate in &candidates {
-            let rows = store.aggregate(table, range, &service_filter(candidate)).await?;
+            let rows = store
+                .aggregate(table, range, &service_filter(candidate))
+                .await?;
             if !rows.is_empty() {
                 return Ok(candidate.clone());
             }
@@ -228,12 +246,27 @@ mod tests {
     #[test]
     fn service_paths() {
         let cases = [
-            ("/api/v1/services/shop/backend", Detail("shop/backend".into())),
-            ("/api/v1/services/shop%2Fbackend", Detail("shop/backend".into())),
+            (
+                "/api/v1/services/shop/backend",
+                Detail("shop/backend".into()),
+            ),
+            (
+                "/api/v1/services/shop%2Fbackend",
+                Detail("shop/backend".into()),
+            ),
             ("/api/v1/services/payments/", Detail("payments".into())),
-            ("/api/v1/services/shop/backend/instances", Instances("shop/backend".into())),
-            ("/api/v1/services/shop%2Fbackend/endpoints", Endpoints("shop/backend".into())),
-            ("/api/v1/services/shop%2Finstances", Detail("shop/instances".into())),
+            (
+                "/api/v1/services/shop/backend/instances",
+                Instances("shop/backend".into()),
+            ),
+            (
+                "/api/v1/services/shop%2Fbackend/endpoints",
+                Endpoints("shop/backend".into()),
+            ),
+            (
+                "/api/v1/services/shop%2Finstances",
+                Detail("shop/instances".into()),
+            ),
             ("/api/v1/services/a%20b", Detail("a b".into())),
         ];
         for (path, expected) in cases {

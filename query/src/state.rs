@@ -32,7 +32,10 @@ impl AppState {
         self
     }
 
-    pub fn with_metrics_renderer(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+    pub fn with_metrics_renderer(
+        mut self,
+        render: impl Fn() -> String + Send + Sync + 'static,
+    ) -> Self {
         self.render_metrics = Some(Arc::new(render));
         self
     }

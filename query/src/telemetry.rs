@@ -23,7 +23,10 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     match tokio::task::spawn_blocking(move || render()).await {
         Ok(text) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             text,
         )
             .into_response(),

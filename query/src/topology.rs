@@ -107,7 +107,12 @@ pub(crate) async fn topology(
         .iter()
         .filter_map(|edge| {
             let aggregate = &edge.aggregate;
-            TopologyEdge::new(&aggregate.key, aggregate.detected_by, &aggregate.metrics, minutes)
+            TopologyEdge::new(
+                &aggregate.key,
+                aggregate.detected_by,
+                &aggregate.metrics,
+                minutes,
+            )
         })
         .collect();
     let nodes = graph

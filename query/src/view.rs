@@ -1,7 +1,7 @@
 //! The JSON figures the API shows for a node, an edge or a minute, derived from the
 //! store's additive `Metrics`.
 
-use meshscope_storage::{EpochMillis, MINUTE_MS, Metrics, ServiceRef, SeriesPoint, TimeRange};
+use meshscope_storage::{EpochMillis, MINUTE_MS, Metrics, SeriesPoint, ServiceRef, TimeRange};
 use serde::Serialize;
 
 /// Figures of a service, instance or endpoint over `minutes` minutes.
@@ -179,12 +179,21 @@ mod tests {
             start: 0,
             end: 4 * MINUTE_MS,
         };
-        let points = [point(-MINUTE_MS, 9), point(MINUTE_MS, 3), point(3 * MINUTE_MS, 5)];
+        let points = [
+            point(-MINUTE_MS, 9),
+            point(MINUTE_MS, 3),
+            point(3 * MINUTE_MS, 5),
+        ];
         let series = dense_series(range, &points, |m| m.calls);
         let got: Vec<_> = series.iter().map(|p| (p.t, p.metrics)).collect();
         assert_eq!(
             got,
-            [(0, 0), (MINUTE_MS, 3), (2 * MINUTE_MS, 0), (3 * MINUTE_MS, 5)]
+            [
+                (0, 0),
+                (MINUTE_MS, 3),
+                (2 * MINUTE_MS, 0),
+                (3 * MINUTE_MS, 5)
+            ]
         );
     }
 

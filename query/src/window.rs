@@ -114,9 +114,9 @@ fn parse_instant(name: &str, text: &str) -> Result<EpochMillis> {
             .chars()
             .all(|c| c.is_ascii_digit());
     if is_number {
-        return text.parse().map_err(|_| {
-            Error::bad_request(format!("`{name}` is out of range: {text:?}"))
-        });
+        return text
+            .parse()
+            .map_err(|_| Error::bad_request(format!("`{name}` is out of range: {text:?}")));
     }
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.timestamp_millis())
@@ -164,9 +164,13 @@ mod tests {
 
     #[test]
     fn absolute_windows_widen_to_whole_minutes() {
-        let range = params(None, Some("2026-11-25T02:00:30Z"), Some("2026-11-25T02:10:00Z"))
-            .resolve(NOW)
-            .unwrap();
+        let range = params(
+            None,
+            Some("2026-11-25T02:00:30Z"),
+            Some("2026-11-25T02:10:00Z"),
+        )
+        .resolve(NOW)
+        .unwrap();
         assert_eq!(range.start, NOW_MINUTE - 30 * MINUTE_MS);
         assert_eq!(range.end, NOW_MINUTE - 20 * MINUTE_MS);
 
@@ -190,11 +194,21 @@ mod tests {
             (params(Some("15x"), None, None), "invalid window"),
             (params(Some("-5m"), None, None), "invalid window"),
             (params(Some("0m"), None, None), "longer than zero"),
-            (params(Some("999999999999w"), None, None), "at most 400 days"),
+            (
+                params(Some("999999999999w"), None, None),
+                "at most 400 days",
+            ),
             (params(Some("15m"), Some("0"), None), "either"),
             (params(None, None, Some("0")), "needs a `start`"),
             (params(None, Some("yesterday"), None), "invalid `start`"),
-            (params(None, Some("2026-11-25T03:00:00Z"), Some("2026-11-25T02:00:00Z")), "before"),
+            (
+                params(
+                    None,
+                    Some("2026-11-25T03:00:00Z"),
+                    Some("2026-11-25T02:00:00Z"),
+                ),
+                "before",
+            ),
         ];
         for (params, expected) in cases {
             let error = params.resolve(NOW).unwrap_err();

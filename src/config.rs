@@ -1,0 +1,99 @@
+//! The TOML config file: one section per component, each read into that component's own
+//! config struct. Unknown keys are errors, so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use meshscope_collector::CollectorConfig;
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    pub(crate) server: ServerSection,
+    pub(crate) collector: CollectorConfig,
+    pub(crate) storage: StorageSection,
+}
+
+/// `[server]`: where meshscope listens. Unset values fall back to the built-in defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ServerSection {
+    pub(crate) grpc_addr: Option<SocketAddr>,
+    pub(crate) http_addr: Option<SocketAddr>,
+    pub(crate) demo: Option<bool>,
+}
+
+/// `[storage]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct StorageSection {
+    pub(crate) data_dir: Option<PathBuf>,
+}
+
+impl FileConfig {
+    /// Reads `path`, or gives the defaults when no file is named.
+    pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in config file {}", path.display()))
+    }
+
+    pub(crate) fn parse(text: &str) -> anyhow::Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_fill_each_component_config() {
+        let config = FileConfig::parse(
+            r#"
+            [server]
+            grpc_addr = "127.0.0.1:1180"
+
+            [collector]
+            apdex_threshold_ms = 250.0
+
+            [storage]
+            data_dir = "/var/lib/meshscope"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.server.grpc_addr,
+            Some("127.0.0.1:1180".parse().unwrap())
+        );
+        assert_eq!(config.server.http_addr, None);
+        assert_eq!(config.collector.apdex_threshold_ms, 250.0);
+        assert_eq!(
+            config.collector.max_field_len,
+            CollectorConfig::default().max_field_len
+        );
+        assert_eq!(
+            config.storage.data_dir,
+            Some(PathBuf::from("/var/lib/meshscope"))
+        );
+    }
+
+    #[test]
+    fn typos_are_errors() {
+        let error = FileConfig::parse("[server]\ngrpc_adr = \"0.0.0.0:1\"\n").unwrap_err();
+        assert!(format!("{error:#}").contains("grpc_adr"), "{error:#}");
+        assert!(FileConfig::parse("[srever]\n").is_err());
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = FileConfig::parse("").unwrap();
+        assert_eq!(config.server.grpc_addr, None);
+        assert_eq!(config.storage.data_dir, None);
+    }
+}

@@ -1,0 +1,362 @@
+//! `meshscope serve`: the store, the collector's gRPC receivers and the HTTP API in one
+//! process, stopped in order so that nothing received is lost on shutdown.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::builder::BoolishValueParser;
+use meshscope_collector::{Collector, CollectorConfig};
+use meshscope_storage::{Store, StoreConfig};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::server::TcpIncoming;
+use tracing::{info, warn};
+
+use crate::config::FileConfig;
+
+const DEFAULT_GRPC_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 11800);
+const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 12800);
+const DEFAULT_DATA_DIR: &str = "data";
+
+/// How long open gRPC streams get to finish after a stop is asked; Envoy keeps its access
+/// log streams open for good, so past this they are cut.
+const GRPC_DRAIN: Duration = Duration::from_secs(5);
+/// How long the final flush of open minutes may take.
+const FLUSH_DEADLINE: Duration = Duration::from_secs(30);
+const HTTP_DRAIN: Duration = Duration::from_secs(5);
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Every flag can also come from a `MESHSCOPE_*` variable; a flag beats the variable, the
+/// variable beats the config file, the file beats the default.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Address of the gRPC receivers (Envoy access log service) [default: 0.0.0.0:11800]
+    #[arg(long, env = "MESHSCOPE_GRPC_ADDR")]
+    grpc_addr: Option<SocketAddr>,
+    /// Address of the HTTP API and UI [default: 0.0.0.0:12800]
+    #[arg(long, env = "MESHSCOPE_HTTP_ADDR")]
+    http_addr: Option<SocketAddr>,
+    /// Directory for stored data [default: ./data]
+    #[arg(long, env = "MESHSCOPE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML config file with [server], [collector] and [storage] sections
+    #[arg(long, env = "MESHSCOPE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Also run a small simulated mesh against this server, for a first look
+    #[arg(long, env = "MESHSCOPE_DEMO", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    demo: Option<bool>,
+}
+
+/// What `serve` runs with, after merging flags, environment, file and defaults.
+#[derive(Debug)]
+struct Settings {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    demo: bool,
+    store: StoreConfig,
+    collector: CollectorConfig,
+}
+
+impl Settings {
+    fn resolve(args: ServeArgs, file: FileConfig) -> Self {
+        Self {
+            grpc_addr: args
+                .grpc_addr
+                .or(file.server.grpc_addr)
+                .unwrap_or(DEFAULT_GRPC_ADDR),
+            http_addr: args
+                .http_addr
+                .or(file.server.http_addr)
+                .unwrap_or(DEFAULT_HTTP_ADDR),
+            demo: args.demo.or(file.server.demo).unwrap_or(false),
+            store: StoreConfig {
+                data_dir: args
+                    .data_dir
+                    .or(file.storage.data_dir)
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            },
+            collector: file.collector,
+        }
+    }
+}
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let file = FileConfig::load(args.config.as_deref())?;
+    let settings = Settings::resolve(args, file);
+
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let upkeep_handle = prometheus.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+        loop {
+            interval.tick().await;
+            upkeep_handle.run_upkeep();
+        }
+    });
+
+    std::fs::create_dir_all(&settings.store.data_dir).with_context(|| {
+        format!(
+            "creating data directory {}",
+            settings.store.data_dir.display()
+        )
+    })?;
+    let data_dir = settings.store.data_dir.clone();
+    let store = Arc::new(
+        Store::open(settings.store)
+            .await
+            .with_context(|| format!("opening the store in {}", data_dir.display()))?,
+    );
+    let collector =
+        Collector::new(settings.collector, store.clone()).context("starting the collector")?;
+
+    let grpc_listener = TcpListener::bind(settings.grpc_addr)
+        .await
+        .with_context(|| format!("binding the gRPC address {}", settings.grpc_addr))?;
+    let http_listener = TcpListener::bind(settings.http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP address {}", settings.http_addr))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    let stop_ingest = Trigger::new();
+    let stop_flusher = Trigger::new();
+    let stop_http = Trigger::new();
+
+    let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+    let grpc_server = tonic::transport::Server::builder()
+        .add_routes(collector.grpc_routes())
+        .serve_with_incoming_shutdown(incoming, stop_ingest.wait());
+    let mut grpc_task: JoinHandle<anyhow::Result<()>> =
+        tokio::spawn(async move { grpc_server.await.context("gRPC server failed") });
+
+    let flusher_task = tokio::spawn(collector.clone().run_flusher(stop_flusher.wait()));
+
+    let state = meshscope_query::AppState::new(store.clone())
+        .with_metrics_renderer(move || prometheus.render());
+    let http_server = axum::serve(http_listener, meshscope_query::router(state))
+        .with_graceful_shutdown(stop_http.wait());
+    let mut http_task: JoinHandle<anyhow::Result<()>> =
+        tokio::spawn(async move { http_server.await.context("HTTP server failed") });
+
+    info!(
+        grpc_addr = %grpc_addr,
+        http_addr = %http_addr,
+        data_dir = %data_dir.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "meshscope is serving"
+    );
+
+    let demo_task = settings.demo.then(|| {
+        let target = connectable(grpc_addr);
+        info!(target = %target, "starting the demo mesh");
+        tokio::spawn(crate::simulate::run_demo(target, stop_ingest.wait()))
+    });
+
+    // Run until a signal, or until a server dies on its own.
+    let failure = tokio::select! {
+        () = shutdown_signal() => None,
+        result = &mut grpc_task => Some(flatten("gRPC server", result)),
+        result = &mut http_task => Some(flatten("HTTP server", result)),
+    };
+    info!("shutting down: closing receivers, then flushing open minutes");
+    tokio::spawn(async {
+        shutdown_signal().await;
+        warn!("second stop signal: exiting without flushing");
+        std::process::exit(130);
+    });
+
+    // Receivers first, so that the final flush sees every entry that arrived.
+    stop_ingest.fire();
+    if let Some(demo_task) = demo_task {
+        match demo_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!(
+                error = format!("{error:#}"),
+                "demo mesh stopped with an error"
+            ),
+            Err(error) => warn!(%error, "demo mesh panicked"),
+        }
+    }
+    if !grpc_task.is_finished() {
+        if tokio::time::timeout(GRPC_DRAIN, &mut grpc_task)
+            .await
+            .is_err()
+        {
+            warn!(
+                drain_secs = GRPC_DRAIN.as_secs(),
+                "gRPC streams still open; closing them"
+            );
+            grpc_task.abort();
+        }
+    }
+    stop_flusher.fire();
+    match tokio::time::timeout(FLUSH_DEADLINE, flusher_task).await {
+        Ok(Ok(())) => info!("open minutes flushed"),
+        Ok(Err(error)) => warn!(%error, "flusher panicked; open minutes may be lost"),
+        Err(_) => warn!(deadline_secs = FLUSH_DEADLINE.as_secs(), "flush timed out"),
+    }
+    stop_http.fire();
+    if !http_task.is_finished()
+        && tokio::time::timeout(HTTP_DRAIN, &mut http_task)
+            .await
+            .is_err()
+    {
+        http_task.abort();
+    }
+    info!("meshscope stopped");
+    match failure {
+        Some(Err(error)) => Err(error),
+        Some(Ok(())) => Err(anyhow::anyhow!("a server stopped before it was asked to")),
+        None => Ok(()),
+    }
+}
+
+fn flatten(
+    what: &str,
+    result: Result<anyhow::Result<()>, tokio::task::JoinError>,
+) -> anyhow::Result<()> {
+    result.with_context(|| format!("{what} task"))?
+}
+
+/// Where a local client reaches a listener bound to a wildcard address.
+fn connectable(bound: SocketAddr) -> SocketAddr {
+    let ip = match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, bound.port())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    warn!(%error, "cannot listen for SIGTERM; only SIGINT stops meshscope");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// A one-shot stop signal that any number of tasks can wait on.
+struct Trigger {
+    sender: watch::Sender<bool>,
+}
+
+impl Trigger {
+    fn new() -> Self {
+        Self {
+            sender: watch::channel(false).0,
+        }
+    }
+
+    fn fire(&self) {
+        self.sender.send_replace(true);
+    }
+
+    fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut receiver = self.sender.subscribe();
+        async move {
+            // An error means the trigger is gone, which only happens on exit: stop too.
+            let _ = receiver.wait_for(|fired| *fired).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn settings(argv: &[&str], file: &str) -> Settings {
+        let mut full = vec!["meshscope"];
+        full.extend_from_slice(argv);
+        let args = TestCli::try_parse_from(full).unwrap().serve;
+        Settings::resolve(args, FileConfig::parse(file).unwrap())
+    }
+
+    // Environment variables are process-wide, so tests that set them would race; the env
+    // layer is clap's own and covered by its `env` attribute. These check flag > file > default.
+    #[test]
+    fn defaults_apply_without_flags_or_file() {
+        let s = settings(&[], "");
+        assert_eq!(s.grpc_addr, DEFAULT_GRPC_ADDR);
+        assert_eq!(s.http_addr, "0.0.0.0:12800".parse().unwrap());
+        assert_eq!(s.store.data_dir, PathBuf::from("data"));
+        assert!(!s.demo);
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let file = "[server]\ngrpc_addr = \"127.0.0.1:1\"\nhttp_addr = \"127.0.0.1:2\"\ndemo = true\n\
+                    [storage]\ndata_dir = \"/from/file\"\n";
+        let from_file = settings(&[], file);
+        assert_eq!(from_file.grpc_addr, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(from_file.http_addr, "127.0.0.1:2".parse().unwrap());
+        assert_eq!(from_file.store.data_dir, PathBuf::from("/from/file"));
+        assert!(from_file.demo);
+
+        let from_flags = settings(
+            &[
+                "--grpc-addr",
+                "127.0.0.1:3",
+                "--data-dir",
+                "/from/flag",
+                "--demo",
+                "false",
+            ],
+            file,
+        );
+        assert_eq!(from_flags.grpc_addr, "127.0.0.1:3".parse().unwrap());
+        assert_eq!(from_flags.http_addr, "127.0.0.1:2".parse().unwrap());
+        assert_eq!(from_flags.store.data_dir, PathBuf::from("/from/flag"));
+        assert!(!from_flags.demo);
+        assert!(settings(&["--demo"], "").demo);
+    }
+
+    #[test]
+    fn wildcard_addresses_become_loopback_for_local_clients() {
+        assert_eq!(
+            connectable("0.0.0.0:11800".parse().unwrap()),
+            "127.0.0.1:11800".parse().unwrap()
+        );
+        assert_eq!(
+            connectable("[::]:1".parse().unwrap()),
+            "[::1]:1".parse().unwrap()
+        );
+        assert_eq!(
+            connectable("10.0.0.5:1".parse().unwrap()),
+            "10.0.0.5:1".parse().unwrap()
+        );
+    }
+}
