@@ -212,3 +212,218 @@ fn is_passthrough(cluster: &str) -> bool {
             | "InboundPassthroughClusterIpv6"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AddressMapping;
+    use crate::identity::tests::node;
+    use meshscope_storage::Protocol;
+
+    fn addr(s: &str) -> Option<SocketAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    fn obs() -> Observation {
+        Observation {
+            protocol: Protocol::Http,
+            start_ms: 0,
+            duration_ms: 1.0,
+            upstream_cluster: String::new(),
+            method: "GET".into(),
+            path: "/".into(),
+            status: 200,
+            failed: false,
+            downstream_direct_remote: None,
+            downstream_local: None,
+            upstream_local: None,
+            upstream_remote: None,
+            downstream_cluster_header: None,
+            peer_uri_san: None,
+            mtls: false,
+            downstream_bytes_in: 0,
+            downstream_bytes_out: 0,
+            upstream_bytes_out: 0,
+            upstream_bytes_in: 0,
+        }
+    }
+
+    fn identity(id: &str, cluster: &str, meta: &[(&str, &str)], labels: &[(&str, &str)]) -> NodeIdentity {
+        NodeIdentity::from_node(&node(id, cluster, meta, labels)).unwrap()
+    }
+
+    struct Mesh {
+        registry: Registry,
+        frontend: NodeIdentity,
+        backend: NodeIdentity,
+        vm: NodeIdentity,
+    }
+
+    fn mesh() -> Mesh {
+        let registry = Registry::new(
+            &[
+                AddressMapping {
+                    matches: "10.9.0.0/16".into(),
+                    service: "legacy/billing".into(),
+                },
+                AddressMapping {
+                    matches: "10.9.1.1:8080".into(),
+                    service: "legacy/ledger".into(),
+                },
+            ],
+            1000,
+        )
+        .unwrap();
+        let frontend = identity(
+            "frontend-v1-pod-1",
+            "frontend",
+            &[("NAMESPACE", "shop"), ("SERVICE_ACCOUNT", "frontend-sa")],
+            &[("app", "frontend")],
+        );
+        let backend = identity("backend-1", "backend", &[("NAMESPACE", "shop")], &[("app", "backend")]);
+        let vm = identity("inventory-vm-3", "inventory", &[], &[]);
+        for r in [&frontend, &backend, &vm] {
+            registry.register_reporter(r);
+        }
+        Mesh {
+            registry,
+            frontend,
+            backend,
+            vm,
+        }
+    }
+
+    fn source_of(res: Resolution) -> (String, Option<PeerEvidence>) {
+        match res {
+            Resolution::Ready {
+                attributions,
+                evidence,
+            } => (attributions[0].source.id(), evidence),
+            Resolution::Wait => ("<wait>".into(), None),
+        }
+    }
+
+    fn target_of(res: Resolution) -> String {
+        match res {
+            Resolution::Ready { attributions, .. } => attributions.last().unwrap().target.id(),
+            Resolution::Wait => "<wait>".into(),
+        }
+    }
+
+    #[test]
+    fn inbound_peer_order() {
+        let m = mesh();
+        let r = Resolver {
+            registry: &m.registry,
+        };
+        // The frontend's sidecar owns 10.0.0.1:50000 -> 10.0.0.2:8080.
+        m.registry
+            .learn_connection(addr("10.0.0.1:50000").unwrap(), addr("10.0.0.2:8080").unwrap(), &m.frontend.service);
+
+        let with = |f: &dyn Fn(&mut Observation)| {
+            let mut o = obs();
+            o.upstream_cluster = "inbound|8080||".into();
+            f(&mut o);
+            o
+        };
+        let cases: Vec<(&str, Observation, bool, &str, Option<PeerEvidence>)> = vec![
+            ("header names the caller's cluster", with(&|o| o.downstream_cluster_header = Some("frontend".into())), true, "shop/frontend", Some(PeerEvidence::Header)),
+            ("header with an Istio host", with(&|o| o.downstream_cluster_header = Some("frontend.shop".into())), true, "shop/frontend", Some(PeerEvidence::Header)),
+            ("header beats certificate", with(&|o| {
+                o.downstream_cluster_header = Some("inventory".into());
+                o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa".into());
+            }), true, "inventory", Some(PeerEvidence::Header)),
+            ("the reporter's own cluster in the header is no evidence", with(&|o| {
+                o.downstream_cluster_header = Some("backend".into());
+                o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa".into());
+            }), true, "shop/frontend", Some(PeerEvidence::Certificate)),
+            ("certificate via service account", with(&|o| o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa".into())), true, "shop/frontend", Some(PeerEvidence::Certificate)),
+            ("certificate of a non-reporter", with(&|o| o.peer_uri_san = Some("spiffe://td/ns/ops/sa/cron".into())), true, "ops/cron", Some(PeerEvidence::Certificate)),
+            ("4-tuple join", with(&|o| {
+                o.downstream_direct_remote = addr("10.0.0.1:50000");
+                o.downstream_local = addr("10.0.0.2:8080");
+            }), true, "shop/frontend", Some(PeerEvidence::Connection)),
+            ("same client ip, other port: no join, waits", with(&|o| {
+                o.downstream_direct_remote = addr("10.0.0.1:50001");
+                o.downstream_local = addr("10.0.0.2:8080");
+            }), true, "<wait>", None),
+            ("after the wait: unknown", with(&|o| {
+                o.downstream_direct_remote = addr("10.0.0.1:50001");
+                o.downstream_local = addr("10.0.0.2:8080");
+            }), false, "unknown", Some(PeerEvidence::Fallback)),
+            ("static map, most specific first", with(&|o| {
+                o.downstream_direct_remote = addr("10.9.1.1:8080");
+                o.downstream_local = addr("10.0.0.2:8080");
+            }), true, "legacy/ledger", Some(PeerEvidence::StaticMap)),
+            ("static map CIDR", with(&|o| {
+                o.downstream_direct_remote = addr("10.9.7.7:1234");
+                o.downstream_local = addr("10.0.0.2:8080");
+            }), true, "legacy/billing", Some(PeerEvidence::StaticMap)),
+            ("no address at all: unknown at once", with(&|_| {}), true, "unknown", Some(PeerEvidence::Fallback)),
+        ];
+        for (name, o, may_wait, want, evidence) in cases {
+            let got = source_of(r.resolve(&m.backend, Role::Inbound, &o, may_wait));
+            assert_eq!(got, (want.to_string(), evidence), "{name}");
+        }
+    }
+
+    #[test]
+    fn gateway_downstream_defaults_to_external_and_upstream_is_the_cluster() {
+        let m = mesh();
+        let r = Resolver {
+            registry: &m.registry,
+        };
+        let ingress = identity("ingress-1", "ingress", &[("NAMESPACE", "shop")], &[("app", "ingress")]);
+        let mut o = obs();
+        o.upstream_cluster = "outbound|80||frontend.shop.svc.cluster.local".into();
+        o.downstream_direct_remote = addr("192.0.2.7:4444");
+        o.downstream_local = addr("10.0.0.9:80");
+        o.downstream_cluster_header = Some("ingress".into());
+        match r.resolve(&ingress, Role::Gateway, &o, false) {
+            Resolution::Ready { attributions, .. } => {
+                let got: Vec<(Side, String, String)> = attributions
+                    .iter()
+                    .map(|a| (a.side, a.source.id(), a.target.id()))
+                    .collect();
+                assert_eq!(
+                    got,
+                    vec![
+                        (Side::Server, "external".into(), "shop/ingress".into()),
+                        (Side::Client, "shop/ingress".into(), "shop/frontend".into()),
+                    ]
+                );
+                assert_eq!(attributions[0].source.kind, meshscope_storage::NodeKind::Virtual);
+            }
+            Resolution::Wait => panic!("no wait after the wait"),
+        }
+    }
+
+    #[test]
+    fn upstream_names_one_service_one_node() {
+        let m = mesh();
+        let r = Resolver {
+            registry: &m.registry,
+        };
+        let target = |cluster: &str, remote: Option<SocketAddr>| {
+            let mut o = obs();
+            o.upstream_cluster = cluster.into();
+            o.upstream_remote = remote;
+            target_of(r.resolve(&m.frontend, Role::Outbound, &o, true))
+        };
+        assert_eq!(target("outbound|8080||backend.shop.svc.cluster.local", None), "shop/backend");
+        assert_eq!(target("backend", None), "shop/backend", "plain cluster of a reporter");
+        assert_eq!(target("outbound|80|v2|reviews.shop.svc.cluster.local", None), "shop/reviews");
+        assert_eq!(target("payments", None), "payments", "plain name, no evidence of a namespace");
+        assert_eq!(target("PassthroughCluster", addr("10.9.3.3:443")), "legacy/billing");
+        assert_eq!(target("PassthroughCluster", addr("203.0.113.5:443")), "external");
+        assert_eq!(target("BlackHoleCluster", None), "blackhole");
+        assert_eq!(target("", None), "unknown");
+
+        // The VM reports for itself on 10.1.1.1:9000; a caller names it by an Istio host.
+        m.registry.learn_listener(addr("10.1.1.1:9000").unwrap(), &m.vm.service, &m.vm.instance);
+        let cluster = "outbound|9000||inventory.shop.svc.cluster.local";
+        assert_eq!(target(cluster, addr("10.1.1.1:9000")), "inventory");
+        // Once learned, the name alone is enough.
+        assert_eq!(target(cluster, None), "inventory");
+    }
+}
