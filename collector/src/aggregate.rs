@@ -43,6 +43,7 @@ type MinuteRows = HashMap<(RowKey, Side), Metrics>;
 pub struct Limits {
     pub max_endpoints_per_service: usize,
     pub max_instances_per_service: usize,
+    pub max_services: usize,
     pub apdex_threshold_ms: f64,
 }
 
@@ -58,6 +59,7 @@ struct Inner {
 /// Names seen per service, to cap them; an overflow bucket takes the rest.
 #[derive(Default)]
 struct Seen {
+    services: HashSet<ServiceRef>,
     endpoints: HashMap<ServiceRef, HashSet<String>>,
     instances: HashMap<ServiceRef, HashSet<String>>,
 }
@@ -86,6 +88,20 @@ impl Aggregator {
 
     pub fn apdex_threshold_ms(&self) -> f64 {
         self.limits.apdex_threshold_ms
+    }
+
+    /// The service to record under: itself while under the cap, else the virtual
+    /// overflow node, so a flood of made-up peer names cannot grow memory.
+    pub fn cap_service(&self, service: &ServiceRef) -> (ServiceRef, Capped) {
+        let mut seen = self.seen.lock();
+        if seen.services.contains(service) {
+            return (service.clone(), Capped::Kept);
+        }
+        if seen.services.len() < self.limits.max_services {
+            seen.services.insert(service.clone());
+            return (service.clone(), Capped::Kept);
+        }
+        (ServiceRef::virtual_node(OVERFLOW), Capped::Overflow)
     }
 
     /// The endpoint name to use for `service`: itself while under the cap, else the

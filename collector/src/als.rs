@@ -70,18 +70,25 @@ impl AccessLogService for AlsReceiver {
             };
             metrics::counter!(stats::MESSAGES).increment(1);
             if let Some(identifier) = &message.identifier {
-                context = Some(self.collector.stream_context(identifier).map_err(|reason| {
-                    metrics::counter!(stats::STREAMS_FAILED, "reason" => "bad_identifier")
-                        .increment(1);
-                    warn!(?peer, reason, "access log stream refused");
-                    Status::invalid_argument(reason)
-                })?);
+                context = Some(
+                    self.collector
+                        .stream_context(identifier)
+                        .map_err(|reason| {
+                            metrics::counter!(stats::STREAMS_FAILED, "reason" => "bad_identifier")
+                                .increment(1);
+                            warn!(?peer, reason, "access log stream refused");
+                            Status::invalid_argument(reason)
+                        })?,
+                );
             }
             let Some(ctx) = &context else {
                 let entries = entry_count(&message);
                 stats::reject("no_identifier", entries as u64);
                 metrics::counter!(stats::STREAMS_FAILED, "reason" => "no_identifier").increment(1);
-                warn!(?peer, entries, "access log stream without an identifier refused");
+                warn!(
+                    ?peer,
+                    entries, "access log stream without an identifier refused"
+                );
                 return Err(Status::invalid_argument(
                     "the first message of an access log stream must carry an identifier with the node",
                 ));
@@ -132,21 +139,35 @@ impl Collector {
             match &message.log_entries {
                 Some(LogEntries::HttpLogs(h)) => (
                     "http",
-                    h.log_entry.iter().map(|e| entry::from_http(e, max_len)).collect(),
+                    h.log_entry
+                        .iter()
+                        .map(|e| entry::from_http(e, max_len))
+                        .collect(),
                 ),
                 Some(LogEntries::TcpLogs(t)) => (
                     "tcp",
-                    t.log_entry.iter().map(|e| entry::from_tcp(e, max_len)).collect(),
+                    t.log_entry
+                        .iter()
+                        .map(|e| entry::from_tcp(e, max_len))
+                        .collect(),
                 ),
                 None => return,
             };
         metrics::counter!(stats::ENTRIES_RECEIVED, "kind" => kind).increment(results.len() as u64);
         let mut accepted = Vec::with_capacity(results.len());
+        let mut rejected: Option<(entry::Reject, usize)> = None;
         for result in results {
             match result.and_then(|obs| self.time_rules.check(obs.start_ms, now).map(|()| obs)) {
                 Ok(obs) => accepted.push(obs),
-                Err(reject) => stats::reject(reject.reason(), 1),
+                Err(reject) => {
+                    stats::reject(reject.reason(), 1);
+                    let count = rejected.map_or(0, |(_, n)| n);
+                    rejected = Some((reject, count + 1));
+                }
             }
+        }
+        if let Some((reject, count)) = rejected {
+            self.log_rejection(&ctx.reporter.node_id, &ctx.log_name, reject.reason(), count);
         }
         metrics::counter!(stats::ENTRIES_ACCEPTED).increment(accepted.len() as u64);
         self.pipeline().ingest(ctx, accepted, now);

@@ -15,14 +15,12 @@ pub fn endpoint_name(method: &str, path: &str) -> String {
         out.push('/');
         return out;
     }
-    let mut segments = 0;
-    for segment in path.split('/').skip(1) {
+    for (index, segment) in path.split('/').skip(1).enumerate() {
         out.push('/');
-        if segments == MAX_SEGMENTS {
+        if index == MAX_SEGMENTS {
             out.push_str("{…}");
             break;
         }
-        segments += 1;
         if segment.is_empty() {
             continue;
         }
@@ -76,13 +74,21 @@ mod tests {
             ("GET", "/fail", "GET /fail"),
             ("GET", "/orders/123", "GET /orders/{id}"),
             ("POST", "/orders/123/items?x=1", "POST /orders/{id}/items"),
-            ("GET", "/u/550e8400-e29b-41d4-a716-446655440000/profile", "GET /u/{id}/profile"),
+            (
+                "GET",
+                "/u/550e8400-e29b-41d4-a716-446655440000/profile",
+                "GET /u/{id}/profile",
+            ),
             ("GET", "/blob/deadbeefdeadbeefdeadbeef", "GET /blob/{id}"),
             ("GET", "/api/v1/users", "GET /api/v1/users"),
             ("GET", "/orders/ord_8f3k2j9x71", "GET /orders/{id}"),
             ("GET", "/cafe", "GET /cafe"),
             ("", "/x", "- /x"),
-            ("GET", "/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o", "GET /a/b/c/d/e/f/g/h/i/j/k/l/{…}"),
+            (
+                "GET",
+                "/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o",
+                "GET /a/b/c/d/e/f/g/h/i/j/k/l/{…}",
+            ),
         ];
         for (method, path, want) in cases {
             assert_eq!(endpoint_name(method, path), want, "{method} {path}");

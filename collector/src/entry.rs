@@ -75,7 +75,10 @@ impl Observation {
 }
 
 pub fn from_http(entry: &HttpAccessLogEntry, max_len: usize) -> Result<Observation, Reject> {
-    let common = entry.common_properties.as_ref().ok_or(Reject::MissingCommon)?;
+    let common = entry
+        .common_properties
+        .as_ref()
+        .ok_or(Reject::MissingCommon)?;
     let mut obs = from_common(common, Protocol::Http, max_len)?;
     if let Some(request) = &entry.request {
         if request.path.len() > max_len {
@@ -124,7 +127,10 @@ pub fn from_http(entry: &HttpAccessLogEntry, max_len: usize) -> Result<Observati
 }
 
 pub fn from_tcp(entry: &TcpAccessLogEntry, max_len: usize) -> Result<Observation, Reject> {
-    let common = entry.common_properties.as_ref().ok_or(Reject::MissingCommon)?;
+    let common = entry
+        .common_properties
+        .as_ref()
+        .ok_or(Reject::MissingCommon)?;
     let mut obs = from_common(common, Protocol::Tcp, max_len)?;
     if let Some(conn) = &entry.connection_properties {
         // For a TCP proxy, what it received from downstream went upstream and back.
@@ -161,7 +167,9 @@ fn from_common(
         .duration
         .as_ref()
         .or(common.time_to_last_downstream_tx_byte.as_ref())
-        .map_or(0.0, |d| d.seconds as f64 * 1000.0 + f64::from(d.nanos) / 1.0e6);
+        .map_or(0.0, |d| {
+            d.seconds as f64 * 1000.0 + f64::from(d.nanos) / 1.0e6
+        });
     let tls = common.tls_properties.as_ref();
     let peer_cert = tls.and_then(|t| t.peer_certificate_properties.as_ref());
     let peer_uri_san = peer_cert.and_then(|p| {
@@ -185,9 +193,15 @@ fn from_common(
             .as_ref()
             .or(common.downstream_remote_address.as_ref())
             .and_then(socket_addr),
-        downstream_local: common.downstream_local_address.as_ref().and_then(socket_addr),
+        downstream_local: common
+            .downstream_local_address
+            .as_ref()
+            .and_then(socket_addr),
         upstream_local: common.upstream_local_address.as_ref().and_then(socket_addr),
-        upstream_remote: common.upstream_remote_address.as_ref().and_then(socket_addr),
+        upstream_remote: common
+            .upstream_remote_address
+            .as_ref()
+            .and_then(socket_addr),
         downstream_cluster_header: None,
         peer_uri_san,
         mtls,

@@ -156,7 +156,12 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn node(id: &str, cluster: &str, meta: &[(&str, &str)], labels: &[(&str, &str)]) -> Node {
+    pub(crate) fn node(
+        id: &str,
+        cluster: &str,
+        meta: &[(&str, &str)],
+        labels: &[(&str, &str)],
+    ) -> Node {
         let mut fields: HashMap<String, Value> = meta
             .iter()
             .map(|(k, v)| (k.to_string(), string_value(v)))
@@ -196,7 +201,11 @@ pub(crate) mod tests {
                 node: node(
                     "frontend-v1-pod-1",
                     "frontend",
-                    &[("NAMESPACE", "shop"), ("NAME", "frontend-7d9f-abc"), ("WORKLOAD_NAME", "frontend-wl")],
+                    &[
+                        ("NAMESPACE", "shop"),
+                        ("NAME", "frontend-7d9f-abc"),
+                        ("WORKLOAD_NAME", "frontend-wl"),
+                    ],
                     &[("app", "frontend"), ("version", "v1")],
                 ),
                 service: "shop/frontend",
@@ -208,14 +217,22 @@ pub(crate) mod tests {
                     "x",
                     "c",
                     &[("NAMESPACE", "shop")],
-                    &[("app", "generic"), ("service.istio.io/canonical-name", "reviews")],
+                    &[
+                        ("app", "generic"),
+                        ("service.istio.io/canonical-name", "reviews"),
+                    ],
                 ),
                 service: "shop/reviews",
                 instance: "x",
                 gateway: false,
             },
             Case {
-                node: node("x", "c", &[("NAMESPACE", "shop"), ("WORKLOAD_NAME", "wl")], &[]),
+                node: node(
+                    "x",
+                    "c",
+                    &[("NAMESPACE", "shop"), ("WORKLOAD_NAME", "wl")],
+                    &[],
+                ),
                 service: "shop/wl",
                 instance: "x",
                 gateway: false,
@@ -227,7 +244,12 @@ pub(crate) mod tests {
                 gateway: false,
             },
             Case {
-                node: node("sidecar~10.0.0.1~reviews-v1-abc.default~default.svc.cluster.local", "", &[], &[]),
+                node: node(
+                    "sidecar~10.0.0.1~reviews-v1-abc.default~default.svc.cluster.local",
+                    "",
+                    &[],
+                    &[],
+                ),
                 service: "reviews-v1-abc",
                 instance: "sidecar~10.0.0.1~reviews-v1-abc.default~default.svc.cluster.local",
                 gateway: false,

@@ -197,6 +197,18 @@ impl Pipeline<'_> {
         }
     }
 
+    fn capped(&self, a: &Attribution) -> Attribution {
+        let mut capped = a.clone();
+        for service in [&mut capped.source, &mut capped.target] {
+            let (kept, how) = self.aggregator.cap_service(service);
+            if how == Capped::Overflow {
+                metrics::counter!(stats::OVERFLOW, "what" => "service").increment(1);
+                *service = kept;
+            }
+        }
+        capped
+    }
+
     fn contribute(
         &self,
         obs: &Observation,
@@ -204,8 +216,10 @@ impl Pipeline<'_> {
         samples: &mut Vec<(i64, RowKey, Side, Sample)>,
     ) {
         let minute = minute_of(obs.start_ms);
-        let endpoint = (obs.protocol == Protocol::Http).then(|| endpoint_name(&obs.method, &obs.path));
+        let endpoint =
+            (obs.protocol == Protocol::Http).then(|| endpoint_name(&obs.method, &obs.path));
         for a in attributions {
+            let a = &self.capped(a);
             let (bytes_sent, bytes_received) = match a.side {
                 Side::Server => (obs.downstream_bytes_in, obs.downstream_bytes_out),
                 Side::Client => (obs.upstream_bytes_out, obs.upstream_bytes_in),

@@ -18,9 +18,11 @@ pub mod stats;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use meshscope_storage::Store;
+use meshscope_storage::{MetricRow, Store};
+use parking_lot::Mutex;
 use tracing::{info, warn};
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -47,7 +49,15 @@ pub struct Collector {
     aggregator: Aggregator,
     waiting: WaitQueue,
     time_rules: TimeRules,
+    /// Closed rows the store has not taken yet; retried on the next tick.
+    unwritten: Mutex<Vec<MetricRow>>,
+    /// When a rejection was last logged, so a flood of bad entries logs once a second.
+    last_reject_log_ms: AtomicI64,
 }
+
+/// Closed rows kept for retry while the store fails; past it the oldest are dropped and
+/// counted.
+const MAX_UNWRITTEN_ROWS: usize = 2_000_000;
 
 impl Collector {
     pub fn new(config: CollectorConfig, store: Arc<Store>) -> Result<Arc<Self>> {
@@ -64,6 +74,7 @@ impl Collector {
         let aggregator = Aggregator::new(Limits {
             max_endpoints_per_service: config.max_endpoints_per_service,
             max_instances_per_service: config.max_instances_per_service,
+            max_services: config.max_services,
             apdex_threshold_ms: config.apdex_threshold_ms,
         });
         let waiting = WaitQueue::new(config.max_waiting_entries);
@@ -80,6 +91,8 @@ impl Collector {
             aggregator,
             waiting,
             time_rules,
+            unwritten: Mutex::new(Vec::new()),
+            last_reject_log_ms: AtomicI64::new(i64::MIN),
         }))
     }
 
@@ -105,19 +118,56 @@ impl Collector {
     pub async fn tick(&self, publish: bool) -> Result<()> {
         let now = self.clock.now_ms();
         self.pipeline().retry_waiting(now);
-        let closed = self
+        let newly_closed = self
             .aggregator
             .close_before(self.time_rules.first_open_minute(now));
+        metrics::counter!(stats::ROWS_CLOSED).increment(newly_closed.len() as u64);
+        let mut closed = std::mem::take(&mut *self.unwritten.lock());
+        closed.extend(newly_closed);
         let closed_result = if closed.is_empty() {
             Ok(())
         } else {
-            metrics::counter!(stats::ROWS_CLOSED).increment(closed.len() as u64);
-            self.store.append_closed(closed).await
+            match self.store.append_closed(closed.clone()).await {
+                Ok(()) => Ok(()),
+                Err(error) => {
+                    self.keep_unwritten(closed);
+                    Err(error)
+                }
+            }
         };
         if publish || closed_result.is_ok() {
             self.store.publish_open(self.aggregator.snapshot());
         }
         closed_result.map_err(Error::from)
+    }
+
+    fn keep_unwritten(&self, rows: Vec<MetricRow>) {
+        let mut unwritten = self.unwritten.lock();
+        let mut rows = rows;
+        rows.append(&mut unwritten);
+        if rows.len() > MAX_UNWRITTEN_ROWS {
+            let dropped = rows.len() - MAX_UNWRITTEN_ROWS;
+            rows.drain(..dropped);
+            stats::reject("store_unavailable_rows", dropped as u64);
+        }
+        *unwritten = rows;
+    }
+
+    /// Logs a rejection at most once a second; `/metrics` has every count.
+    fn log_rejection(&self, reporter: &str, log_name: &str, reason: &'static str, count: usize) {
+        let now = self.clock.now_ms();
+        let last = self.last_reject_log_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1_000
+            && self
+                .last_reject_log_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            warn!(
+                reporter,
+                log_name, reason, count, "access log entries rejected"
+            );
+        }
     }
 
     /// Resolves parked entries at once and publishes every open minute: what a test or a
@@ -140,7 +190,7 @@ impl Collector {
                 _ = &mut shutdown => break,
                 _ = interval.tick() => {
                     ticks = ticks.wrapping_add(1);
-                    if let Err(error) = self.tick(ticks % PUBLISH_EVERY_TICKS == 0).await {
+                    if let Err(error) = self.tick(ticks.is_multiple_of(PUBLISH_EVERY_TICKS)).await {
                         metrics::counter!(stats::FLUSH_ERRORS).increment(1);
                         warn!(%error, "closing minutes failed; they stay open and are retried");
                     }
@@ -148,7 +198,8 @@ impl Collector {
             }
         }
         self.pipeline().flush_waiting();
-        let rows = self.aggregator.drain();
+        let mut rows = std::mem::take(&mut *self.unwritten.lock());
+        rows.extend(self.aggregator.drain());
         let count = rows.len();
         self.store.publish_open(Vec::new());
         if let Err(error) = self.store.append_closed(rows).await {

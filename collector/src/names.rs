@@ -55,8 +55,7 @@ pub fn service_from_host(host: &str) -> NamedService {
             name: labels[0].to_string(),
         };
     }
-    if labels.len() == 2 && !labels[1].chars().all(|c| c.is_ascii_digit()) && !is_tld(labels[1])
-    {
+    if labels.len() == 2 && !labels[1].chars().all(|c| c.is_ascii_digit()) && !is_tld(labels[1]) {
         return NamedService {
             namespace: Some(labels[1].to_string()),
             name: labels[0].to_string(),
@@ -116,13 +115,26 @@ mod tests {
         let cases = [
             (
                 "outbound|9080|v1|reviews.default.svc.cluster.local",
-                Some((ClusterDirection::Outbound, "9080", "v1", "reviews.default.svc.cluster.local")),
+                Some((
+                    ClusterDirection::Outbound,
+                    "9080",
+                    "v1",
+                    "reviews.default.svc.cluster.local",
+                )),
             ),
             (
                 "outbound|18200||backend.shop.svc.cluster.local",
-                Some((ClusterDirection::Outbound, "18200", "", "backend.shop.svc.cluster.local")),
+                Some((
+                    ClusterDirection::Outbound,
+                    "18200",
+                    "",
+                    "backend.shop.svc.cluster.local",
+                )),
             ),
-            ("inbound|18081||", Some((ClusterDirection::Inbound, "18081", "", ""))),
+            (
+                "inbound|18081||",
+                Some((ClusterDirection::Inbound, "18081", "", "")),
+            ),
             ("backend", None),
             ("PassthroughCluster", None),
             ("", None),

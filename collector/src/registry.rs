@@ -47,10 +47,10 @@ struct ConnectionBook {
 
 impl ConnectionBook {
     fn insert(&mut self, tuple: (SocketAddr, SocketAddr), owner: &ServiceRef) {
-        if let Some((existing, _)) = self.owners.get(&tuple) {
-            if existing == owner {
-                return;
-            }
+        if let Some((existing, _)) = self.owners.get(&tuple)
+            && existing == owner
+        {
+            return;
         }
         self.generation += 1;
         self.owners.insert(tuple, (owner.clone(), self.generation));
@@ -152,7 +152,9 @@ impl Registry {
         let mut known = self.known.write();
         known.reporters.insert(id.service.clone());
         if !id.cluster.is_empty() {
-            known.by_cluster.insert(id.cluster.clone(), id.service.clone());
+            known
+                .by_cluster
+                .insert(id.cluster.clone(), id.service.clone());
         }
         if let Some(sa) = &id.service_account {
             known.by_service_account.insert(
@@ -176,10 +178,10 @@ impl Registry {
                 if known.reporters.contains(&candidate) {
                     return candidate;
                 }
-                if let Some(alias) = known.by_cluster.get(&named.name) {
-                    if alias.namespace == *ns {
-                        return alias.clone();
-                    }
+                if let Some(alias) = known.by_cluster.get(&named.name)
+                    && alias.namespace == *ns
+                {
+                    return alias.clone();
                 }
                 candidate
             }
@@ -219,10 +221,11 @@ impl Registry {
     pub fn learn_listener(&self, addr: SocketAddr, service: &ServiceRef, instance: &str) {
         {
             let known = self.known.read();
-            if let Some(l) = known.listeners.get(&addr) {
-                if l.service == *service && l.instance == instance {
-                    return;
-                }
+            if let Some(l) = known.listeners.get(&addr)
+                && l.service == *service
+                && l.instance == instance
+            {
+                return;
             }
         }
         let mut known = self.known.write();

@@ -78,7 +78,11 @@ impl Resolver<'_> {
         let mut attributions = Vec::with_capacity(2);
         let mut evidence = None;
         if matches!(role, Role::Inbound | Role::Gateway) {
-            let fallback = if role == Role::Gateway { EXTERNAL } else { UNKNOWN };
+            let fallback = if role == Role::Gateway {
+                EXTERNAL
+            } else {
+                UNKNOWN
+            };
             let Some((source, how)) = self.downstream_peer(reporter, obs, may_wait, fallback)
             else {
                 return Resolution::Wait;
@@ -108,17 +112,17 @@ impl Resolver<'_> {
 
     /// Remembers what this entry teaches about the mesh, before resolving anything.
     pub fn learn(&self, reporter: &NodeIdentity, role: Role, obs: &Observation) {
-        if matches!(role, Role::Inbound | Role::Gateway) {
-            if let Some(local) = obs.downstream_local {
-                self.registry
-                    .learn_listener(local, &reporter.service, &reporter.instance);
-            }
+        if matches!(role, Role::Inbound | Role::Gateway)
+            && let Some(local) = obs.downstream_local
+        {
+            self.registry
+                .learn_listener(local, &reporter.service, &reporter.instance);
         }
-        if matches!(role, Role::Outbound | Role::Gateway) {
-            if let (Some(local), Some(remote)) = (obs.upstream_local, obs.upstream_remote) {
-                self.registry
-                    .learn_connection(local, remote, &reporter.service);
-            }
+        if matches!(role, Role::Outbound | Role::Gateway)
+            && let (Some(local), Some(remote)) = (obs.upstream_local, obs.upstream_remote)
+        {
+            self.registry
+                .learn_connection(local, remote, &reporter.service);
         }
     }
 
@@ -133,9 +137,10 @@ impl Resolver<'_> {
             // Envoy also sets the header on requests a proxy originates: naming itself
             // is no evidence of the caller.
             if *cluster != reporter.cluster {
-                let service = self.registry.by_cluster(cluster).unwrap_or_else(|| {
-                    self.registry.canonical(&service_from_host(cluster))
-                });
+                let service = self
+                    .registry
+                    .by_cluster(cluster)
+                    .unwrap_or_else(|| self.registry.canonical(&service_from_host(cluster)));
                 if service != reporter.service {
                     return Some((service, PeerEvidence::Header));
                 }
@@ -145,10 +150,10 @@ impl Resolver<'_> {
             return Some((self.registry.by_spiffe(&spiffe), PeerEvidence::Certificate));
         }
         let peer = obs.downstream_direct_remote;
-        if let (Some(peer), Some(local)) = (peer, obs.downstream_local) {
-            if let Some(owner) = self.registry.connection_owner(peer, local) {
-                return Some((owner, PeerEvidence::Connection));
-            }
+        if let (Some(peer), Some(local)) = (peer, obs.downstream_local)
+            && let Some(owner) = self.registry.connection_owner(peer, local)
+        {
+            return Some((owner, PeerEvidence::Connection));
         }
         if let Some(service) = peer.and_then(|p| self.registry.static_lookup(p)) {
             return Some((service, PeerEvidence::StaticMap));
@@ -248,7 +253,12 @@ mod tests {
         }
     }
 
-    fn identity(id: &str, cluster: &str, meta: &[(&str, &str)], labels: &[(&str, &str)]) -> NodeIdentity {
+    fn identity(
+        id: &str,
+        cluster: &str,
+        meta: &[(&str, &str)],
+        labels: &[(&str, &str)],
+    ) -> NodeIdentity {
         NodeIdentity::from_node(&node(id, cluster, meta, labels)).unwrap()
     }
 
@@ -280,7 +290,12 @@ mod tests {
             &[("NAMESPACE", "shop"), ("SERVICE_ACCOUNT", "frontend-sa")],
             &[("app", "frontend")],
         );
-        let backend = identity("backend-1", "backend", &[("NAMESPACE", "shop")], &[("app", "backend")]);
+        let backend = identity(
+            "backend-1",
+            "backend",
+            &[("NAMESPACE", "shop")],
+            &[("app", "backend")],
+        );
         let vm = identity("inventory-vm-3", "inventory", &[], &[]);
         for r in [&frontend, &backend, &vm] {
             registry.register_reporter(r);
@@ -317,8 +332,11 @@ mod tests {
             registry: &m.registry,
         };
         // The frontend's sidecar owns 10.0.0.1:50000 -> 10.0.0.2:8080.
-        m.registry
-            .learn_connection(addr("10.0.0.1:50000").unwrap(), addr("10.0.0.2:8080").unwrap(), &m.frontend.service);
+        m.registry.learn_connection(
+            addr("10.0.0.1:50000").unwrap(),
+            addr("10.0.0.2:8080").unwrap(),
+            &m.frontend.service,
+        );
 
         let with = |f: &dyn Fn(&mut Observation)| {
             let mut o = obs();
@@ -327,39 +345,113 @@ mod tests {
             o
         };
         let cases: Vec<(&str, Observation, bool, &str, Option<PeerEvidence>)> = vec![
-            ("header names the caller's cluster", with(&|o| o.downstream_cluster_header = Some("frontend".into())), true, "shop/frontend", Some(PeerEvidence::Header)),
-            ("header with an Istio host", with(&|o| o.downstream_cluster_header = Some("frontend.shop".into())), true, "shop/frontend", Some(PeerEvidence::Header)),
-            ("header beats certificate", with(&|o| {
-                o.downstream_cluster_header = Some("inventory".into());
-                o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa".into());
-            }), true, "inventory", Some(PeerEvidence::Header)),
-            ("the reporter's own cluster in the header is no evidence", with(&|o| {
-                o.downstream_cluster_header = Some("backend".into());
-                o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa".into());
-            }), true, "shop/frontend", Some(PeerEvidence::Certificate)),
-            ("certificate via service account", with(&|o| o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa".into())), true, "shop/frontend", Some(PeerEvidence::Certificate)),
-            ("certificate of a non-reporter", with(&|o| o.peer_uri_san = Some("spiffe://td/ns/ops/sa/cron".into())), true, "ops/cron", Some(PeerEvidence::Certificate)),
-            ("4-tuple join", with(&|o| {
-                o.downstream_direct_remote = addr("10.0.0.1:50000");
-                o.downstream_local = addr("10.0.0.2:8080");
-            }), true, "shop/frontend", Some(PeerEvidence::Connection)),
-            ("same client ip, other port: no join, waits", with(&|o| {
-                o.downstream_direct_remote = addr("10.0.0.1:50001");
-                o.downstream_local = addr("10.0.0.2:8080");
-            }), true, "<wait>", None),
-            ("after the wait: unknown", with(&|o| {
-                o.downstream_direct_remote = addr("10.0.0.1:50001");
-                o.downstream_local = addr("10.0.0.2:8080");
-            }), false, "unknown", Some(PeerEvidence::Fallback)),
-            ("static map, most specific first", with(&|o| {
-                o.downstream_direct_remote = addr("10.9.1.1:8080");
-                o.downstream_local = addr("10.0.0.2:8080");
-            }), true, "legacy/ledger", Some(PeerEvidence::StaticMap)),
-            ("static map CIDR", with(&|o| {
-                o.downstream_direct_remote = addr("10.9.7.7:1234");
-                o.downstream_local = addr("10.0.0.2:8080");
-            }), true, "legacy/billing", Some(PeerEvidence::StaticMap)),
-            ("no address at all: unknown at once", with(&|_| {}), true, "unknown", Some(PeerEvidence::Fallback)),
+            (
+                "header names the caller's cluster",
+                with(&|o| o.downstream_cluster_header = Some("frontend".into())),
+                true,
+                "shop/frontend",
+                Some(PeerEvidence::Header),
+            ),
+            (
+                "header with an Istio host",
+                with(&|o| o.downstream_cluster_header = Some("frontend.shop".into())),
+                true,
+                "shop/frontend",
+                Some(PeerEvidence::Header),
+            ),
+            (
+                "header beats certificate",
+                with(&|o| {
+                    o.downstream_cluster_header = Some("inventory".into());
+                    o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa".into());
+                }),
+                true,
+                "inventory",
+                Some(PeerEvidence::Header),
+            ),
+            (
+                "the reporter's own cluster in the header is no evidence",
+                with(&|o| {
+                    o.downstream_cluster_header = Some("backend".into());
+                    o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa".into());
+                }),
+                true,
+                "shop/frontend",
+                Some(PeerEvidence::Certificate),
+            ),
+            (
+                "certificate via service account",
+                with(&|o| {
+                    o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa".into())
+                }),
+                true,
+                "shop/frontend",
+                Some(PeerEvidence::Certificate),
+            ),
+            (
+                "certificate of a non-reporter",
+                with(&|o| o.peer_uri_san = Some("spiffe://td/ns/ops/sa/cron".into())),
+                true,
+                "ops/cron",
+                Some(PeerEvidence::Certificate),
+            ),
+            (
+                "4-tuple join",
+                with(&|o| {
+                    o.downstream_direct_remote = addr("10.0.0.1:50000");
+                    o.downstream_local = addr("10.0.0.2:8080");
+                }),
+                true,
+                "shop/frontend",
+                Some(PeerEvidence::Connection),
+            ),
+            (
+                "same client ip, other port: no join, waits",
+                with(&|o| {
+                    o.downstream_direct_remote = addr("10.0.0.1:50001");
+                    o.downstream_local = addr("10.0.0.2:8080");
+                }),
+                true,
+                "<wait>",
+                None,
+            ),
+            (
+                "after the wait: unknown",
+                with(&|o| {
+                    o.downstream_direct_remote = addr("10.0.0.1:50001");
+                    o.downstream_local = addr("10.0.0.2:8080");
+                }),
+                false,
+                "unknown",
+                Some(PeerEvidence::Fallback),
+            ),
+            (
+                "static map, most specific first",
+                with(&|o| {
+                    o.downstream_direct_remote = addr("10.9.1.1:8080");
+                    o.downstream_local = addr("10.0.0.2:8080");
+                }),
+                true,
+                "legacy/ledger",
+                Some(PeerEvidence::StaticMap),
+            ),
+            (
+                "static map CIDR",
+                with(&|o| {
+                    o.downstream_direct_remote = addr("10.9.7.7:1234");
+                    o.downstream_local = addr("10.0.0.2:8080");
+                }),
+                true,
+                "legacy/billing",
+                Some(PeerEvidence::StaticMap),
+            ),
+            (
+                "no address at all: unknown at once",
+                with(&|_| {}),
+                true,
+                "unknown",
+                Some(PeerEvidence::Fallback),
+            ),
         ];
         for (name, o, may_wait, want, evidence) in cases {
             let got = source_of(r.resolve(&m.backend, Role::Inbound, &o, may_wait));
@@ -373,7 +465,12 @@ mod tests {
         let r = Resolver {
             registry: &m.registry,
         };
-        let ingress = identity("ingress-1", "ingress", &[("NAMESPACE", "shop")], &[("app", "ingress")]);
+        let ingress = identity(
+            "ingress-1",
+            "ingress",
+            &[("NAMESPACE", "shop")],
+            &[("app", "ingress")],
+        );
         let mut o = obs();
         o.upstream_cluster = "outbound|80||frontend.shop.svc.cluster.local".into();
         o.downstream_direct_remote = addr("192.0.2.7:4444");
@@ -392,7 +489,10 @@ mod tests {
                         (Side::Client, "shop/ingress".into(), "shop/frontend".into()),
                     ]
                 );
-                assert_eq!(attributions[0].source.kind, meshscope_storage::NodeKind::Virtual);
+                assert_eq!(
+                    attributions[0].source.kind,
+                    meshscope_storage::NodeKind::Virtual
+                );
             }
             Resolution::Wait => panic!("no wait after the wait"),
         }
@@ -410,17 +510,41 @@ mod tests {
             o.upstream_remote = remote;
             target_of(r.resolve(&m.frontend, Role::Outbound, &o, true))
         };
-        assert_eq!(target("outbound|8080||backend.shop.svc.cluster.local", None), "shop/backend");
-        assert_eq!(target("backend", None), "shop/backend", "plain cluster of a reporter");
-        assert_eq!(target("outbound|80|v2|reviews.shop.svc.cluster.local", None), "shop/reviews");
-        assert_eq!(target("payments", None), "payments", "plain name, no evidence of a namespace");
-        assert_eq!(target("PassthroughCluster", addr("10.9.3.3:443")), "legacy/billing");
-        assert_eq!(target("PassthroughCluster", addr("203.0.113.5:443")), "external");
+        assert_eq!(
+            target("outbound|8080||backend.shop.svc.cluster.local", None),
+            "shop/backend"
+        );
+        assert_eq!(
+            target("backend", None),
+            "shop/backend",
+            "plain cluster of a reporter"
+        );
+        assert_eq!(
+            target("outbound|80|v2|reviews.shop.svc.cluster.local", None),
+            "shop/reviews"
+        );
+        assert_eq!(
+            target("payments", None),
+            "payments",
+            "plain name, no evidence of a namespace"
+        );
+        assert_eq!(
+            target("PassthroughCluster", addr("10.9.3.3:443")),
+            "legacy/billing"
+        );
+        assert_eq!(
+            target("PassthroughCluster", addr("203.0.113.5:443")),
+            "external"
+        );
         assert_eq!(target("BlackHoleCluster", None), "blackhole");
         assert_eq!(target("", None), "unknown");
 
         // The VM reports for itself on 10.1.1.1:9000; a caller names it by an Istio host.
-        m.registry.learn_listener(addr("10.1.1.1:9000").unwrap(), &m.vm.service, &m.vm.instance);
+        m.registry.learn_listener(
+            addr("10.1.1.1:9000").unwrap(),
+            &m.vm.service,
+            &m.vm.instance,
+        );
         let cluster = "outbound|9000||inventory.shop.svc.cluster.local";
         assert_eq!(target(cluster, addr("10.1.1.1:9000")), "inventory");
         // Once learned, the name alone is enough.

@@ -80,22 +80,57 @@ mod tests {
         let rules = RoleRules::new(&DirectionRules::default()).unwrap();
         let sidecar = NodeIdentity::from_node(&node("f", "frontend", &[], &[])).unwrap();
         let ingress = NodeIdentity::from_node(&node("i", "ingress", &[], &[])).unwrap();
-        let router = NodeIdentity::from_node(&node("router~1~gw.ns~ns.svc.cluster.local", "edge", &[], &[])).unwrap();
+        let router = NodeIdentity::from_node(&node(
+            "router~1~gw.ns~ns.svc.cluster.local",
+            "edge",
+            &[],
+            &[],
+        ))
+        .unwrap();
         let cases = [
-            (&sidecar, "frontend_inbound_http", "inbound|18080||", Role::Inbound),
-            (&sidecar, "frontend_outbound_http", "outbound|18200||backend.shop.svc.cluster.local", Role::Outbound),
+            (
+                &sidecar,
+                "frontend_inbound_http",
+                "inbound|18080||",
+                Role::Inbound,
+            ),
+            (
+                &sidecar,
+                "frontend_outbound_http",
+                "outbound|18200||backend.shop.svc.cluster.local",
+                Role::Outbound,
+            ),
             // The cluster name wins over a misleading log name.
             (&sidecar, "inbound_log", "outbound|1||x", Role::Outbound),
             (&sidecar, "app_inbound", "local_app", Role::Inbound),
             (&sidecar, "app_outbound", "backend", Role::Outbound),
             (&sidecar, "access", "backend", Role::Gateway),
-            (&ingress, "edge_http", "outbound|18100||frontend.shop.svc.cluster.local", Role::Gateway),
-            (&sidecar, "ingress_http", "outbound|18100||frontend.shop.svc.cluster.local", Role::Gateway),
-            (&router, "http", "outbound|80||web.shop.svc.cluster.local", Role::Gateway),
+            (
+                &ingress,
+                "edge_http",
+                "outbound|18100||frontend.shop.svc.cluster.local",
+                Role::Gateway,
+            ),
+            (
+                &sidecar,
+                "ingress_http",
+                "outbound|18100||frontend.shop.svc.cluster.local",
+                Role::Gateway,
+            ),
+            (
+                &router,
+                "http",
+                "outbound|80||web.shop.svc.cluster.local",
+                Role::Gateway,
+            ),
         ];
         for (reporter, log_name, cluster, want) in cases {
             let gateway = rules.is_gateway(reporter, log_name);
-            assert_eq!(rules.role(gateway, log_name, cluster), want, "{log_name} {cluster}");
+            assert_eq!(
+                rules.role(gateway, log_name, cluster),
+                want,
+                "{log_name} {cluster}"
+            );
         }
     }
 }
