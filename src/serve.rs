@@ -157,7 +157,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let demo_task = settings.demo.then(|| {
         let target = connectable(grpc_addr);
         info!(target = %target, "starting the demo mesh");
-        tokio::spawn(crate::simulate::run_demo(target, stop_ingest.wait()))
+        let demo = crate::simulate::run_demo(target, stop_ingest.wait());
+        tokio::spawn(async move {
+            // Reported when it happens: a demo that cannot start must not wait for shutdown.
+            if let Err(error) = demo.await {
+                warn!(error = format!("{error:#}"), "demo mesh stopped");
+            }
+        })
     });
 
     // Run until a signal, or until a server dies on its own.
@@ -175,27 +181,22 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     // Receivers first, so that the final flush sees every entry that arrived.
     stop_ingest.fire();
-    if let Some(demo_task) = demo_task {
-        match demo_task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => warn!(
-                error = format!("{error:#}"),
-                "demo mesh stopped with an error"
-            ),
-            Err(error) => warn!(%error, "demo mesh panicked"),
-        }
+    if let Some(demo_task) = demo_task
+        && tokio::time::timeout(GRPC_DRAIN, demo_task).await.is_err()
+    {
+        warn!("demo mesh did not stop in time");
     }
-    if !grpc_task.is_finished() {
-        if tokio::time::timeout(GRPC_DRAIN, &mut grpc_task)
+    // A task already consumed by the select above must not be polled again.
+    if !grpc_task.is_finished()
+        && tokio::time::timeout(GRPC_DRAIN, &mut grpc_task)
             .await
             .is_err()
-        {
-            warn!(
-                drain_secs = GRPC_DRAIN.as_secs(),
-                "gRPC streams still open; closing them"
-            );
-            grpc_task.abort();
-        }
+    {
+        warn!(
+            drain_secs = GRPC_DRAIN.as_secs(),
+            "gRPC streams still open; closing them"
+        );
+        grpc_task.abort();
     }
     stop_flusher.fire();
     match tokio::time::timeout(FLUSH_DEADLINE, flusher_task).await {
