@@ -47,10 +47,12 @@ pub(crate) async fn track_requests(request: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_owned());
     let started = Instant::now();
     let response = next.run(request).await;
+    let elapsed = started.elapsed();
     let status = response.status().as_u16().to_string();
+    tracing::debug!(route = %route, status = %status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "http request");
     metrics::counter!("meshscope_http_requests_total", "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("meshscope_http_request_duration_seconds", "route" => route)
-        .record(started.elapsed().as_secs_f64());
+        .record(elapsed.as_secs_f64());
     response
 }
