@@ -313,6 +313,13 @@ impl Api {
 /// Compares JSON exactly, except `*_ms` latencies, which must be within the sketch's 1%
 /// (plus rounding) of the true value.
 fn assert_json_matches(actual: &Value, expected: &Value, path: &str) {
+    // The response went through text; so must the expectation, or serde_json's float
+    // parsing (one ulp off at times) would fail exact comparisons.
+    let expected: Value = serde_json::from_str(&expected.to_string()).unwrap();
+    assert_json_matches_parsed(actual, &expected, path);
+}
+
+fn assert_json_matches_parsed(actual: &Value, expected: &Value, path: &str) {
     match (actual, expected) {
         (Value::Object(a), Value::Object(e)) => {
             let mut a_keys: Vec<_> = a.keys().collect();
@@ -321,13 +328,13 @@ fn assert_json_matches(actual: &Value, expected: &Value, path: &str) {
             e_keys.sort();
             assert_eq!(a_keys, e_keys, "keys at {path}");
             for (key, e_value) in e {
-                assert_json_matches(&a[key], e_value, &format!("{path}.{key}"));
+                assert_json_matches_parsed(&a[key], e_value, &format!("{path}.{key}"));
             }
         }
         (Value::Array(a), Value::Array(e)) => {
             assert_eq!(a.len(), e.len(), "length at {path}: {actual}");
             for (index, (a, e)) in a.iter().zip(e).enumerate() {
-                assert_json_matches(a, e, &format!("{path}[{index}]"));
+                assert_json_matches_parsed(a, e, &format!("{path}[{index}]"));
             }
         }
         (Value::Number(a), Value::Number(e)) if path.ends_with("_ms") => {
