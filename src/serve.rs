@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::builder::BoolishValueParser;
 use meshscope_collector::{Collector, CollectorConfig};
 use meshscope_storage::{Store, StoreConfig};
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -89,12 +89,37 @@ impl Settings {
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let file = FileConfig::load(args.config.as_deref())?;
     let settings = Settings::resolve(args, file);
-
     let prometheus = PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
+    let stop = async {
+        shutdown_signal().await;
+        tokio::spawn(async {
+            shutdown_signal().await;
+            warn!("second stop signal: exiting without flushing");
+            std::process::exit(130);
+        });
+    };
+    serve(settings, prometheus, stop, |_| {}).await
+}
+
+/// The addresses the servers actually bound (port 0 picks a free port).
+#[derive(Clone, Copy, Debug)]
+struct Bound {
+    grpc: SocketAddr,
+    http: SocketAddr,
+}
+
+/// Runs until `stop` resolves (or a server fails), then stops in order: receivers, final
+/// flush, HTTP.
+async fn serve(
+    settings: Settings,
+    prometheus: PrometheusHandle,
+    stop: impl Future<Output = ()>,
+    on_ready: impl FnOnce(Bound),
+) -> anyhow::Result<()> {
     let upkeep_handle = prometheus.clone();
-    tokio::spawn(async move {
+    let upkeep_task = tokio::spawn(async move {
         let mut interval = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
         loop {
             interval.tick().await;
@@ -153,6 +178,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "meshscope is serving"
     );
+    on_ready(Bound {
+        grpc: grpc_addr,
+        http: http_addr,
+    });
 
     let demo_task = settings.demo.then(|| {
         let target = connectable(grpc_addr);
@@ -168,16 +197,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     // Run until a signal, or until a server dies on its own.
     let failure = tokio::select! {
-        () = shutdown_signal() => None,
+        () = stop => None,
         result = &mut grpc_task => Some(flatten("gRPC server", result)),
         result = &mut http_task => Some(flatten("HTTP server", result)),
     };
     info!("shutting down: closing receivers, then flushing open minutes");
-    tokio::spawn(async {
-        shutdown_signal().await;
-        warn!("second stop signal: exiting without flushing");
-        std::process::exit(130);
-    });
 
     // Receivers first, so that the final flush sees every entry that arrived.
     stop_ingest.fire();
@@ -212,6 +236,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     {
         http_task.abort();
     }
+    upkeep_task.abort();
     info!("meshscope stopped");
     match failure {
         Some(Err(error)) => Err(error),
@@ -306,19 +331,16 @@ mod tests {
         Settings::resolve(args, FileConfig::parse(file).unwrap())
     }
 
-    // Environment variables are process-wide, so tests that set them would race; the env
-    // layer is clap's own and covered by its `env` attribute. These check flag > file > default.
+    /// Everything about precedence in one test: environment variables are process-wide,
+    /// so a second test parsing flags could see this one's variables.
     #[test]
-    fn defaults_apply_without_flags_or_file() {
-        let s = settings(&[], "");
-        assert_eq!(s.grpc_addr, DEFAULT_GRPC_ADDR);
-        assert_eq!(s.http_addr, "0.0.0.0:12800".parse().unwrap());
-        assert_eq!(s.store.data_dir, PathBuf::from("data"));
-        assert!(!s.demo);
-    }
+    fn precedence_is_flag_then_env_then_file_then_default() {
+        let defaults = settings(&[], "");
+        assert_eq!(defaults.grpc_addr, DEFAULT_GRPC_ADDR);
+        assert_eq!(defaults.http_addr, "0.0.0.0:12800".parse().unwrap());
+        assert_eq!(defaults.store.data_dir, PathBuf::from("data"));
+        assert!(!defaults.demo);
 
-    #[test]
-    fn flags_beat_the_file_and_the_file_beats_defaults() {
         let file = "[server]\ngrpc_addr = \"127.0.0.1:1\"\nhttp_addr = \"127.0.0.1:2\"\ndemo = true\n\
                     [storage]\ndata_dir = \"/from/file\"\n";
         let from_file = settings(&[], file);
@@ -327,6 +349,13 @@ mod tests {
         assert_eq!(from_file.store.data_dir, PathBuf::from("/from/file"));
         assert!(from_file.demo);
 
+        // SAFETY: no other test in this binary reads or writes the environment.
+        unsafe {
+            std::env::set_var("MESHSCOPE_GRPC_ADDR", "127.0.0.1:4");
+            std::env::set_var("MESHSCOPE_DATA_DIR", "/from/env");
+            std::env::set_var("MESHSCOPE_DEMO", "false");
+        }
+        let from_env = settings(&[], file);
         let from_flags = settings(
             &[
                 "--grpc-addr",
@@ -334,15 +363,82 @@ mod tests {
                 "--data-dir",
                 "/from/flag",
                 "--demo",
-                "false",
             ],
             file,
         );
+        // SAFETY: as above.
+        unsafe {
+            std::env::remove_var("MESHSCOPE_GRPC_ADDR");
+            std::env::remove_var("MESHSCOPE_DATA_DIR");
+            std::env::remove_var("MESHSCOPE_DEMO");
+        }
+        assert_eq!(from_env.grpc_addr, "127.0.0.1:4".parse().unwrap());
+        assert_eq!(from_env.http_addr, "127.0.0.1:2".parse().unwrap());
+        assert_eq!(from_env.store.data_dir, PathBuf::from("/from/env"));
+        assert!(!from_env.demo);
+
         assert_eq!(from_flags.grpc_addr, "127.0.0.1:3".parse().unwrap());
         assert_eq!(from_flags.http_addr, "127.0.0.1:2".parse().unwrap());
         assert_eq!(from_flags.store.data_dir, PathBuf::from("/from/flag"));
-        assert!(!from_flags.demo);
-        assert!(settings(&["--demo"], "").demo);
+        assert!(from_flags.demo);
+    }
+
+    async fn http_get(addr: SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: meshscope\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn serves_until_stopped_then_exits_cleanly() {
+        let data_dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            demo: false,
+            store: StoreConfig {
+                data_dir: data_dir.path().join("nested"),
+            },
+            collector: CollectorConfig::default(),
+        };
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            settings,
+            recorder.handle(),
+            async {
+                let _ = stop_rx.await;
+            },
+            move |bound| {
+                let _ = ready_tx.send(bound);
+            },
+        ));
+        let bound = ready_rx.await.unwrap();
+        assert!(data_dir.path().join("nested").is_dir());
+
+        let health = http_get(bound.http, "/healthz").await;
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        assert!(health.ends_with(r#"{"status":"ok"}"#), "{health}");
+        let topology = http_get(bound.http, "/api/v1/topology?window=5m").await;
+        assert!(topology.starts_with("HTTP/1.1 200"), "{topology}");
+        assert!(topology.contains(r#""nodes":[]"#), "{topology}");
+        let metrics = http_get(bound.http, "/metrics").await;
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+        tokio::net::TcpStream::connect(bound.grpc).await.unwrap();
+
+        stop_tx.send(()).unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(20), server)
+            .await
+            .expect("serve stops within the drain deadlines")
+            .unwrap();
+        result.unwrap();
+        assert!(tokio::net::TcpStream::connect(bound.http).await.is_err());
     }
 
     #[test]
