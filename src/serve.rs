@@ -148,8 +148,8 @@ async fn serve(
     let http_listener = TcpListener::bind(settings.http_addr)
         .await
         .with_context(|| format!("binding the HTTP address {}", settings.http_addr))?;
-    let grpc_addr = grpc_listener.local_addr()?;
-    let http_addr = http_listener.local_addr()?;
+    let grpc_listener_addr = grpc_listener.local_addr()?;
+    let http_listener_addr = http_listener.local_addr()?;
 
     let stop_ingest = Trigger::new();
     let stop_flusher = Trigger::new();
@@ -171,20 +171,21 @@ async fn serve(
     let mut http_task: JoinHandle<anyhow::Result<()>> =
         tokio::spawn(async move { http_server.await.context("HTTP server failed") });
 
+    let bound = Bound {
+        grpc: grpc_listener_addr,
+        http: http_listener_addr,
+    };
     info!(
-        grpc_addr = %grpc_addr,
-        http_addr = %http_addr,
+        grpc_addr = %bound.grpc,
+        http_addr = %bound.http,
         data_dir = %data_dir.display(),
         version = env!("CARGO_PKG_VERSION"),
         "meshscope is serving"
     );
-    on_ready(Bound {
-        grpc: grpc_addr,
-        http: http_addr,
-    });
+    on_ready(bound);
 
     let demo_task = settings.demo.then(|| {
-        let target = connectable(grpc_addr);
+        let target = connectable(bound.grpc);
         info!(target = %target, "starting the demo mesh");
         let demo = crate::simulate::run_demo(target, stop_ingest.wait());
         tokio::spawn(async move {
