@@ -206,3 +206,105 @@ fn to_rows(minutes: impl Iterator<Item = (i64, MinuteRows)>) -> Vec<MetricRow> {
     }
     rows
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_endpoints_per_service: 2,
+            max_instances_per_service: 2,
+            max_services: 3,
+            apdex_threshold_ms: 100.0,
+        }
+    }
+
+    fn key(name: &str) -> RowKey {
+        RowKey::Service {
+            service: ServiceRef::service("", name),
+        }
+    }
+
+    #[test]
+    fn apdex_counts_satisfied_and_tolerating_and_never_errors() {
+        let mut m = Metrics::default();
+        let cases = [
+            (50.0, false),  // satisfied
+            (100.0, false), // satisfied at T
+            (250.0, false), // tolerating
+            (400.0, false), // tolerating at 4T
+            (401.0, false), // frustrated
+            (10.0, true),   // fast but failed: frustrated
+        ];
+        for (latency_ms, error) in cases {
+            let sample = Sample {
+                latency_ms,
+                error,
+                ..Default::default()
+            };
+            add_sample(&mut m, &sample, 100.0);
+        }
+        assert_eq!((m.calls, m.errors), (6, 1));
+        assert_eq!((m.apdex_satisfied, m.apdex_tolerating), (2, 2));
+    }
+
+    #[test]
+    fn minutes_close_in_order_and_late_rows_are_refused() {
+        let agg = Aggregator::new(limits());
+        let sample = Sample::default();
+        assert_eq!(
+            agg.record(vec![
+                (0, key("a"), Side::Server, sample),
+                (60_000, key("a"), Side::Server, sample),
+                (60_000, key("a"), Side::Client, sample),
+            ]),
+            0
+        );
+        let closed = agg.close_before(60_000);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].minute, 0);
+        // Minute 0 is closed: a late row for it is refused, minute 1 still takes rows.
+        assert_eq!(
+            agg.record(vec![
+                (0, key("a"), Side::Server, sample),
+                (60_000, key("a"), Side::Server, sample),
+            ]),
+            1
+        );
+        let open = agg.snapshot();
+        assert_eq!(open.len(), 2, "server and client rows of minute 1");
+        let server = open.iter().find(|r| r.side == Side::Server).unwrap();
+        assert_eq!(server.metrics.calls, 2);
+        assert_eq!(agg.drain().len(), 2);
+        assert!(agg.snapshot().is_empty());
+    }
+
+    #[test]
+    fn caps_fold_the_rest_into_overflow() {
+        let agg = Aggregator::new(limits());
+        let svc = ServiceRef::service("", "a");
+        let names: Vec<_> = ["/1", "/2", "/3", "/1"]
+            .iter()
+            .map(|e| agg.cap_endpoint(&svc, e.to_string()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("/1".to_string(), Capped::Kept),
+                ("/2".to_string(), Capped::Kept),
+                (OVERFLOW.to_string(), Capped::Overflow),
+                ("/1".to_string(), Capped::Kept),
+            ]
+        );
+        for name in ["a", "b", "c"] {
+            assert_eq!(
+                agg.cap_service(&ServiceRef::service("", name)).1,
+                Capped::Kept
+            );
+        }
+        let (overflow, how) = agg.cap_service(&ServiceRef::service("", "d"));
+        assert_eq!(how, Capped::Overflow);
+        assert_eq!(overflow, ServiceRef::virtual_node(OVERFLOW));
+    }
+}
