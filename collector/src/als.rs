@@ -109,7 +109,8 @@ fn entry_count(message: &StreamAccessLogsMessage) -> usize {
 }
 
 impl Collector {
-    fn stream_context(
+    /// Reads a stream's identifier: who reports, under which log, in which role.
+    pub fn stream_context(
         &self,
         identifier: &meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::Identifier,
     ) -> Result<StreamContext, &'static str> {

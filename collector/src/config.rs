@@ -12,7 +12,8 @@ pub struct CollectorConfig {
     pub late_allowance_secs: u64,
     /// Entries that start this far past the collector's clock are rejected as `future`.
     pub future_allowance_secs: u64,
-    /// How long an entry whose peer needs the other proxy's report waits for it.
+    /// How long an entry whose peer needs the other proxy's report waits for it; 0 never
+    /// waits.
     pub join_wait_ms: u64,
     /// Most entries waiting for a join at once; past it they resolve with what is known.
     pub max_waiting_entries: usize,

@@ -94,7 +94,10 @@ impl Pipeline<'_> {
                 .role_rules
                 .role(ctx.gateway, &ctx.log_name, &obs.upstream_cluster);
             self.resolver.learn(&ctx.reporter, role, &obs);
-            match self.resolver.resolve(&ctx.reporter, role, &obs, true) {
+            match self
+                .resolver
+                .resolve(&ctx.reporter, role, &obs, self.join_wait_ms > 0)
+            {
                 Resolution::Ready {
                     attributions,
                     evidence,
