@@ -96,7 +96,9 @@ impl Resolver<'_> {
             });
         }
         if matches!(role, Role::Outbound | Role::Gateway) {
-            let (target, target_instance) = self.upstream_peer(obs);
+            let Some((target, target_instance)) = self.upstream_peer(obs, may_wait) else {
+                return Resolution::Wait;
+            };
             attributions.push(Attribution {
                 side: Side::Client,
                 source: reporter.service.clone(),
@@ -133,6 +135,9 @@ impl Resolver<'_> {
         may_wait: bool,
         fallback: &str,
     ) -> Option<(ServiceRef, PeerEvidence)> {
+        // A name that no reporter carries may yet be one whose stream has not opened:
+        // wait for it before taking the name as written.
+        let mut named_but_unknown = None;
         if let Some(cluster) = &obs.downstream_cluster_header {
             // Envoy also sets the header on requests a proxy originates: naming itself
             // is no evidence of the caller.
@@ -142,18 +147,28 @@ impl Resolver<'_> {
                     .by_cluster(cluster)
                     .unwrap_or_else(|| self.registry.canonical(&service_from_host(cluster)));
                 if service != reporter.service {
-                    return Some((service, PeerEvidence::Header));
+                    if self.registry.is_reporter(&service) {
+                        return Some((service, PeerEvidence::Header));
+                    }
+                    named_but_unknown = Some((service, PeerEvidence::Header));
                 }
             }
         }
         if let Some(spiffe) = obs.peer_uri_san.as_deref().and_then(parse_spiffe) {
-            return Some((self.registry.by_spiffe(&spiffe), PeerEvidence::Certificate));
+            let service = self.registry.by_spiffe(&spiffe);
+            if self.registry.is_reporter(&service) {
+                return Some((service, PeerEvidence::Certificate));
+            }
+            named_but_unknown.get_or_insert((service, PeerEvidence::Certificate));
         }
         let peer = obs.downstream_direct_remote;
         if let (Some(peer), Some(local)) = (peer, obs.downstream_local)
             && let Some(owner) = self.registry.connection_owner(peer, local)
         {
             return Some((owner, PeerEvidence::Connection));
+        }
+        if named_but_unknown.is_some() {
+            return if may_wait { None } else { named_but_unknown };
         }
         if let Some(service) = peer.and_then(|p| self.registry.static_lookup(p)) {
             return Some((service, PeerEvidence::StaticMap));
@@ -164,7 +179,9 @@ impl Resolver<'_> {
         Some((ServiceRef::virtual_node(fallback), PeerEvidence::Fallback))
     }
 
-    fn upstream_peer(&self, obs: &Observation) -> (ServiceRef, String) {
+    /// The callee and its instance; `None` while a name that no reporter carries may
+    /// still be tied to one by the server's own report.
+    fn upstream_peer(&self, obs: &Observation, may_wait: bool) -> Option<(ServiceRef, String)> {
         let remote = obs.upstream_remote;
         let instance = |remote: Option<SocketAddr>| {
             remote.map_or_else(|| UNKNOWN.to_string(), |r| r.to_string())
@@ -173,10 +190,10 @@ impl Resolver<'_> {
             // The server itself reported this address: its name wins over the caller's.
             self.registry
                 .learn_cluster_alias(&obs.upstream_cluster, &listener.service);
-            return (listener.service, listener.instance);
+            return Some((listener.service, listener.instance));
         }
         if let Some(service) = self.registry.cluster_alias(&obs.upstream_cluster) {
-            return (service, instance(remote));
+            return Some((service, instance(remote)));
         }
         let named = match parse_istio_cluster(&obs.upstream_cluster) {
             Some(c) if !c.host.is_empty() => Some(service_from_host(c.host)),
@@ -190,10 +207,14 @@ impl Resolver<'_> {
             }),
         };
         if let Some(named) = named {
-            return (self.registry.canonical(&named), instance(remote));
+            let service = self.registry.canonical(&named);
+            if may_wait && remote.is_some() && !self.registry.is_reporter(&service) {
+                return None;
+            }
+            return Some((service, instance(remote)));
         }
         if let Some(service) = remote.and_then(|r| self.registry.static_lookup(r)) {
-            return (service, instance(remote));
+            return Some((service, instance(remote)));
         }
         let name = if obs.upstream_cluster == "BlackHoleCluster" {
             "blackhole"
@@ -202,7 +223,7 @@ impl Resolver<'_> {
         } else {
             UNKNOWN
         };
-        (ServiceRef::virtual_node(name), instance(remote))
+        Some((ServiceRef::virtual_node(name), instance(remote)))
     }
 }
 
@@ -389,9 +410,16 @@ mod tests {
                 Some(PeerEvidence::Certificate),
             ),
             (
-                "certificate of a non-reporter",
+                "certificate of a service not seen yet: waits",
                 with(&|o| o.peer_uri_san = Some("spiffe://td/ns/ops/sa/cron".into())),
                 true,
+                "<wait>",
+                None,
+            ),
+            (
+                "certificate of a non-reporter, after the wait",
+                with(&|o| o.peer_uri_san = Some("spiffe://td/ns/ops/sa/cron".into())),
+                false,
                 "ops/cron",
                 Some(PeerEvidence::Certificate),
             ),

@@ -99,7 +99,10 @@ mod tests {
         for q in [0.5, 0.95, 0.99] {
             let truth = q * 1000.0;
             let got = sketch.quantile(q).unwrap();
-            assert!((got - truth).abs() / truth <= 0.011, "q={q} got={got} truth={truth}");
+            assert!(
+                (got - truth).abs() / truth <= 0.011,
+                "q={q} got={got} truth={truth}"
+            );
         }
     }
 

@@ -1,0 +1,271 @@
+//! Rows to Arrow record batches and back.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryBuilder, Float64Builder, StringBuilder,
+    TimestampMillisecondBuilder, UInt64Builder,
+};
+use datafusion::arrow::datatypes::{TimeUnit, TimestampMillisecondType, UInt64Type};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::error::{Error, Result};
+use crate::model::{MetricRow, Metrics, NodeKind, Protocol, RowKey, ServiceRef, Side, Table};
+use crate::schema::{self, COUNTERS, key_columns};
+use crate::sketch::LatencySketch;
+
+fn counters(m: &Metrics) -> [u64; 9] {
+    [
+        m.calls,
+        m.errors,
+        m.errors_4xx,
+        m.bytes_sent,
+        m.bytes_received,
+        m.tcp_connections,
+        m.mtls_calls,
+        m.apdex_satisfied,
+        m.apdex_tolerating,
+    ]
+}
+
+fn push_service(keys: &mut [StringBuilder], at: usize, s: &ServiceRef) {
+    keys[at].append_value(&s.namespace);
+    keys[at + 1].append_value(&s.name);
+    keys[at + 2].append_value(s.kind.as_str());
+}
+
+/// Builds one batch of `table` from the rows that belong to it (others are skipped).
+pub fn to_batch<'a>(
+    table: Table,
+    rows: impl IntoIterator<Item = &'a MetricRow>,
+) -> Result<RecordBatch> {
+    let key_count = key_columns(table).len();
+    let mut minute = TimestampMillisecondBuilder::new().with_timezone("UTC");
+    let mut keys: Vec<StringBuilder> = (0..key_count).map(|_| StringBuilder::new()).collect();
+    let mut side = StringBuilder::new();
+    let mut counter_builders: Vec<UInt64Builder> =
+        COUNTERS.iter().map(|_| UInt64Builder::new()).collect();
+    let mut latency = BinaryBuilder::new();
+    let mut latency_count = UInt64Builder::new();
+    let mut latency_sum = Float64Builder::new();
+    for row in rows {
+        if Table::of(&row.key) != table {
+            continue;
+        }
+        minute.append_value(row.minute);
+        match &row.key {
+            RowKey::Service { service } => push_service(&mut keys, 0, service),
+            RowKey::Instance { service, instance } => {
+                push_service(&mut keys, 0, service);
+                keys[3].append_value(instance);
+            }
+            RowKey::Endpoint { service, endpoint } => {
+                push_service(&mut keys, 0, service);
+                keys[3].append_value(endpoint);
+            }
+            RowKey::Edge {
+                source,
+                target,
+                protocol,
+            } => {
+                push_service(&mut keys, 0, source);
+                push_service(&mut keys, 3, target);
+                keys[6].append_value(protocol.as_str());
+            }
+        }
+        side.append_value(row.side.as_str());
+        for (builder, value) in counter_builders.iter_mut().zip(counters(&row.metrics)) {
+            builder.append_value(value);
+        }
+        latency.append_value(row.metrics.latency.to_bytes());
+        latency_count.append_value(row.metrics.latency.count());
+        latency_sum.append_value(row.metrics.latency.sum().unwrap_or(0.0));
+    }
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(minute.finish())];
+    columns.extend(keys.iter_mut().map(|k| Arc::new(k.finish()) as ArrayRef));
+    columns.push(Arc::new(side.finish()));
+    columns.extend(
+        counter_builders
+            .iter_mut()
+            .map(|c| Arc::new(c.finish()) as ArrayRef),
+    );
+    columns.push(Arc::new(latency.finish()));
+    columns.push(Arc::new(latency_count.finish()));
+    columns.push(Arc::new(latency_sum.finish()));
+    Ok(RecordBatch::try_new(schema::schema(table), columns)?)
+}
+
+fn bad(what: &str) -> Error {
+    Error::InvalidQuery(format!("unexpected column layout: {what}"))
+}
+
+fn service_at(batch: &RecordBatch, name_prefix: &str, row: usize) -> Result<ServiceRef> {
+    let col = |suffix: &str| -> Result<String> {
+        let name = format!("{name_prefix}_{suffix}");
+        let array = batch.column_by_name(&name).ok_or_else(|| bad(&name))?;
+        Ok(array.as_string::<i32>().value(row).to_string())
+    };
+    Ok(ServiceRef {
+        namespace: col("namespace")?,
+        name: col("name")?,
+        kind: NodeKind::parse(&col("kind")?).ok_or_else(|| bad("kind"))?,
+    })
+}
+
+/// The key of `row` in a batch with the key columns of `table` (extra columns ignored).
+pub fn key_at(table: Table, batch: &RecordBatch, row: usize) -> Result<RowKey> {
+    let text = |name: &str| -> Result<String> {
+        let array = batch.column_by_name(name).ok_or_else(|| bad(name))?;
+        Ok(array.as_string::<i32>().value(row).to_string())
+    };
+    Ok(match table {
+        Table::ServiceMinute => RowKey::Service {
+            service: service_at(batch, "service", row)?,
+        },
+        Table::InstanceMinute => RowKey::Instance {
+            service: service_at(batch, "service", row)?,
+            instance: text("instance")?,
+        },
+        Table::EndpointMinute => RowKey::Endpoint {
+            service: service_at(batch, "service", row)?,
+            endpoint: text("endpoint")?,
+        },
+        Table::EdgeMinute => RowKey::Edge {
+            source: service_at(batch, "source", row)?,
+            target: service_at(batch, "target", row)?,
+            protocol: Protocol::parse(&text("protocol")?).ok_or_else(|| bad("protocol"))?,
+        },
+    })
+}
+
+/// The metrics of `row` in a batch that has the metric columns (named as in the schema).
+pub fn metrics_at(batch: &RecordBatch, row: usize) -> Result<Metrics> {
+    let counter = |name: &str| -> Result<u64> {
+        let array = batch.column_by_name(name).ok_or_else(|| bad(name))?;
+        let values = array
+            .as_primitive_opt::<UInt64Type>()
+            .ok_or_else(|| bad(name))?;
+        Ok(if values.is_null(row) {
+            0
+        } else {
+            values.value(row)
+        })
+    };
+    let sketch = batch
+        .column_by_name(schema::LATENCY)
+        .ok_or_else(|| bad(schema::LATENCY))?;
+    let sketch = sketch
+        .as_binary_opt::<i32>()
+        .ok_or_else(|| bad(schema::LATENCY))?;
+    let latency = if sketch.is_null(row) {
+        LatencySketch::new()
+    } else {
+        LatencySketch::from_bytes(sketch.value(row))?
+    };
+    Ok(Metrics {
+        calls: counter("calls")?,
+        errors: counter("errors")?,
+        errors_4xx: counter("errors_4xx")?,
+        latency,
+        bytes_sent: counter("bytes_sent")?,
+        bytes_received: counter("bytes_received")?,
+        tcp_connections: counter("tcp_connections")?,
+        mtls_calls: counter("mtls_calls")?,
+        apdex_satisfied: counter("apdex_satisfied")?,
+        apdex_tolerating: counter("apdex_tolerating")?,
+    })
+}
+
+pub fn minute_at(batch: &RecordBatch, row: usize) -> Result<i64> {
+    let array = batch
+        .column_by_name(schema::MINUTE)
+        .ok_or_else(|| bad(schema::MINUTE))?;
+    match array.data_type() {
+        datafusion::arrow::datatypes::DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            Ok(array.as_primitive::<TimestampMillisecondType>().value(row))
+        }
+        _ => Err(bad(schema::MINUTE)),
+    }
+}
+
+pub fn side_at(batch: &RecordBatch, row: usize) -> Result<Side> {
+    let array = batch
+        .column_by_name(schema::SIDE)
+        .ok_or_else(|| bad(schema::SIDE))?;
+    Side::parse(array.as_string::<i32>().value(row)).ok_or_else(|| bad(schema::SIDE))
+}
+
+/// Every row of a batch of `table`.
+pub fn from_batch(table: Table, batch: &RecordBatch) -> Result<Vec<MetricRow>> {
+    (0..batch.num_rows())
+        .map(|row| {
+            Ok(MetricRow {
+                minute: minute_at(batch, row)?,
+                key: key_at(table, batch, row)?,
+                side: side_at(batch, row)?,
+                metrics: metrics_at(batch, row)?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(minute: i64, key: RowKey, side: Side, calls: u64, latency: &[f64]) -> MetricRow {
+        let mut metrics = Metrics {
+            calls,
+            errors: 1,
+            bytes_sent: 10,
+            ..Default::default()
+        };
+        for l in latency {
+            metrics.latency.add(*l);
+        }
+        MetricRow {
+            minute,
+            key,
+            side,
+            metrics,
+        }
+    }
+
+    #[test]
+    fn rows_round_trip_through_batches() {
+        let edge = RowKey::Edge {
+            source: ServiceRef::virtual_node("external"),
+            target: ServiceRef::service("shop", "ingress"),
+            protocol: Protocol::Http,
+        };
+        let endpoint = RowKey::Endpoint {
+            service: ServiceRef::service("", "backend"),
+            endpoint: "GET /orders/{id}".into(),
+        };
+        let rows = vec![
+            row(60_000, edge.clone(), Side::Server, 3, &[1.0, 2.0, 300.0]),
+            row(120_000, endpoint.clone(), Side::Client, 2, &[5.0]),
+        ];
+        let edges = to_batch(Table::EdgeMinute, &rows).unwrap();
+        assert_eq!(edges.num_rows(), 1, "rows of other tables are skipped");
+        let back = from_batch(Table::EdgeMinute, &edges).unwrap();
+        assert_eq!(back[0].key, edge);
+        assert_eq!(back[0].minute, 60_000);
+        assert_eq!(back[0].side, Side::Server);
+        assert_eq!(
+            (
+                back[0].metrics.calls,
+                back[0].metrics.errors,
+                back[0].metrics.bytes_sent
+            ),
+            (3, 1, 10)
+        );
+        assert_eq!(back[0].metrics.latency.count(), 3);
+        let endpoints = from_batch(
+            Table::EndpointMinute,
+            &to_batch(Table::EndpointMinute, &rows).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(endpoints[0].key, endpoint);
+    }
+}

@@ -1,0 +1,83 @@
+//! Explicit Arrow schemas of the minute tables. Every table has the same metric columns
+//! after its key columns, so that batch building, rollups and SQL treat them alike.
+
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::model::Table;
+
+pub const MINUTE: &str = "minute";
+pub const SIDE: &str = "side";
+
+/// Key columns per table, in order, all UTF-8.
+pub fn key_columns(table: Table) -> &'static [&'static str] {
+    match table {
+        Table::ServiceMinute => &["service_namespace", "service_name", "service_kind"],
+        Table::InstanceMinute => &[
+            "service_namespace",
+            "service_name",
+            "service_kind",
+            "instance",
+        ],
+        Table::EndpointMinute => &[
+            "service_namespace",
+            "service_name",
+            "service_kind",
+            "endpoint",
+        ],
+        Table::EdgeMinute => &[
+            "source_namespace",
+            "source_name",
+            "source_kind",
+            "target_namespace",
+            "target_name",
+            "target_kind",
+            "protocol",
+        ],
+    }
+}
+
+/// Additive counters, in order, all UInt64.
+pub const COUNTERS: [&str; 9] = [
+    "calls",
+    "errors",
+    "errors_4xx",
+    "bytes_sent",
+    "bytes_received",
+    "tcp_connections",
+    "mtls_calls",
+    "apdex_satisfied",
+    "apdex_tolerating",
+];
+
+/// Serialized `LatencySketch` (milliseconds).
+pub const LATENCY: &str = "latency";
+pub const LATENCY_COUNT: &str = "latency_count";
+pub const LATENCY_SUM_MS: &str = "latency_sum_ms";
+
+pub fn minute_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+fn build(table: Table) -> SchemaRef {
+    let mut fields = vec![Field::new(MINUTE, minute_type(), false)];
+    for key in key_columns(table) {
+        fields.push(Field::new(*key, DataType::Utf8, false));
+    }
+    fields.push(Field::new(SIDE, DataType::Utf8, false));
+    for counter in COUNTERS {
+        fields.push(Field::new(counter, DataType::UInt64, false));
+    }
+    fields.push(Field::new(LATENCY, DataType::Binary, false));
+    fields.push(Field::new(LATENCY_COUNT, DataType::UInt64, false));
+    fields.push(Field::new(LATENCY_SUM_MS, DataType::Float64, false));
+    Arc::new(Schema::new(fields))
+}
+
+pub fn schema(table: Table) -> SchemaRef {
+    static SCHEMAS: OnceLock<[SchemaRef; 4]> = OnceLock::new();
+    let schemas = SCHEMAS.get_or_init(|| Table::ALL.map(build));
+    let index = Table::ALL.iter().position(|t| *t == table).unwrap_or(0);
+    schemas[index].clone()
+}
