@@ -29,6 +29,8 @@ struct Cli {
 enum Command {
     /// Receive Envoy telemetry over gRPC, store it and serve the HTTP API.
     Serve(serve::ServeArgs),
+    /// Send a simulated mesh's access logs to a collector (a demo and a load generator).
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -43,12 +45,16 @@ async fn main() -> anyhow::Result<()> {
     init_tracing(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Simulate(args) => simulate::run(args).await,
     }
 }
 
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to stderr so that commands that print results (simulate, sql) keep stdout clean.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

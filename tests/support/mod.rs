@@ -1,0 +1,156 @@
+//! Shared by the end-to-end tests: the meshscope binary on free loopback ports, child
+//! processes that die with the test, and a small HTTP client.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// A child process killed when dropped, also when a test panics.
+pub(crate) struct Proc {
+    pub(crate) name: String,
+    child: Child,
+    pub(crate) log: PathBuf,
+}
+
+impl Proc {
+    pub(crate) fn spawn(name: &str, command: &mut Command, log_dir: &Path) -> Proc {
+        let log = log_dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = command
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub(crate) fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited ({status}):\n{}", self.name, self.log_text());
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free port on `ip`, found by binding port 0.
+pub(crate) fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub(crate) struct Meshscope {
+    pub(crate) proc: Proc,
+    pub(crate) grpc: SocketAddr,
+    pub(crate) http: SocketAddr,
+}
+
+impl Meshscope {
+    pub(crate) async fn start(dir: &Path, extra: &[&str]) -> Meshscope {
+        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
+            .parse()
+            .unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
+            .parse()
+            .unwrap();
+        let data = dir.join("data");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_meshscope"));
+        command
+            .arg("serve")
+            .arg("--grpc-addr")
+            .arg(grpc.to_string())
+            .arg("--http-addr")
+            .arg(http.to_string())
+            .arg("--data-dir")
+            .arg(&data)
+            .args(extra)
+            .env("RUST_LOG", "info");
+        let mut proc = Proc::spawn("meshscope", &mut command, dir);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            proc.assert_running();
+            if get(&format!("http://{http}/healthz")).await.is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "meshscope did not come up:\n{}",
+                proc.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Meshscope { proc, grpc, http }
+    }
+
+    pub(crate) async fn json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = get(&format!("http://{}{path}", self.http)).await.unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+
+    pub(crate) async fn text(&self, path: &str) -> String {
+        get(&format!("http://{}{path}", self.http)).await.unwrap().1
+    }
+}
+
+/// GET a URL: status and body.
+pub(crate) async fn get(url: &str) -> Result<(u16, String), String> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
+    let response = tokio::time::timeout(Duration::from_secs(10), client.get(uri))
+        .await
+        .map_err(|_| "timeout".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Edges of a topology as (source, target, protocol) -> edge JSON.
+pub(crate) fn edges(
+    topology: &serde_json::Value,
+) -> std::collections::BTreeMap<(String, String, String), serde_json::Value> {
+    topology["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                (
+                    e["source"].as_str().unwrap().to_string(),
+                    e["target"].as_str().unwrap().to_string(),
+                    e["protocol"].as_str().unwrap().to_string(),
+                ),
+                e.clone(),
+            )
+        })
+        .collect()
+}
