@@ -122,10 +122,10 @@ async fn wait_ready(name: &str, admin: &str, proc: &mut Proc) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         proc.assert_running();
-        if let Ok((200, body)) = get(&format!("http://{admin}/ready")).await {
-            if body.trim() == "LIVE" {
-                return;
-            }
+        if let Ok((200, body)) = get(&format!("http://{admin}/ready")).await
+            && body.trim() == "LIVE"
+        {
+            return;
         }
         assert!(
             Instant::now() < deadline,
