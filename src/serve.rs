@@ -75,12 +75,11 @@ impl Settings {
                 .or(file.server.http_addr)
                 .unwrap_or(DEFAULT_HTTP_ADDR),
             demo: args.demo.or(file.server.demo).unwrap_or(false),
-            store: StoreConfig {
-                data_dir: args
-                    .data_dir
+            store: StoreConfig::in_dir(
+                args.data_dir
                     .or(file.storage.data_dir)
                     .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            },
+            ),
             collector: file.collector,
         }
     }
@@ -402,9 +401,7 @@ mod tests {
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
             http_addr: "127.0.0.1:0".parse().unwrap(),
             demo: false,
-            store: StoreConfig {
-                data_dir: data_dir.path().join("nested"),
-            },
+            store: StoreConfig::in_dir(data_dir.path().join("nested")),
             collector: CollectorConfig::default(),
         };
         let recorder = PrometheusBuilder::new().build_recorder();

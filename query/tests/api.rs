@@ -267,11 +267,9 @@ struct Api {
 impl Api {
     async fn new() -> Self {
         let data_dir = tempfile::tempdir().unwrap();
-        let store = Store::open(StoreConfig {
-            data_dir: data_dir.path().to_path_buf(),
-        })
-        .await
-        .unwrap();
+        let store = Store::open(StoreConfig::in_dir(data_dir.path()))
+            .await
+            .unwrap();
         store.append_closed(closed_rows()).await.unwrap();
         store.publish_open(open_rows());
         let state = AppState::new(Arc::new(store))
