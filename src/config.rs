@@ -90,6 +90,24 @@ mod tests {
         assert!(FileConfig::parse("[srever]\n").is_err());
     }
 
+    /// The README's examples are what users copy; they must stay valid.
+    #[test]
+    fn readme_examples_parse() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md next to Cargo.toml");
+        let blocks: Vec<&str> = readme
+            .split("```toml")
+            .skip(1)
+            .filter_map(|rest| rest.split("```").next())
+            .collect();
+        assert!(!blocks.is_empty(), "the README shows a config example");
+        for block in blocks {
+            if let Err(error) = FileConfig::parse(block) {
+                panic!("README example does not parse: {error:#}\n{block}");
+            }
+        }
+    }
+
     #[test]
     fn empty_file_gives_defaults() {
         let config = FileConfig::parse("").unwrap();
