@@ -102,9 +102,7 @@ impl Pipeline<'_> {
                     attributions,
                     evidence,
                 } => {
-                    if let Some(e) = evidence {
-                        metrics::counter!(stats::PEER_RESOLVED, "by" => e.as_str()).increment(1);
-                    }
+                    count_evidence(evidence);
                     self.contribute(&obs, &attributions, &mut samples);
                 }
                 Resolution::Wait => parked.push(Waiting {
@@ -147,9 +145,7 @@ impl Pipeline<'_> {
                     attributions,
                     evidence,
                 } => {
-                    if let Some(e) = evidence {
-                        metrics::counter!(stats::PEER_RESOLVED, "by" => e.as_str()).increment(1);
-                    }
+                    count_evidence(evidence);
                     self.contribute(&w.obs, &attributions, &mut samples);
                 }
                 Resolution::Wait => still.push_back(w),
@@ -182,9 +178,7 @@ impl Pipeline<'_> {
             evidence,
         } = self.resolver.resolve(&w.reporter, w.role, &w.obs, false)
         {
-            if let Some(e) = evidence {
-                metrics::counter!(stats::PEER_RESOLVED, "by" => e.as_str()).increment(1);
-            }
+            count_evidence(evidence);
             self.contribute(&w.obs, &attributions, samples);
         }
     }
@@ -256,12 +250,11 @@ impl Pipeline<'_> {
                 a.side,
                 sample,
             ));
-            let (instance, capped) = self
-                .aggregator
-                .cap_instance(&a.target, a.target_instance.clone());
-            if capped == Capped::Overflow {
-                metrics::counter!(stats::OVERFLOW, "what" => "instance").increment(1);
-            }
+            let instance = count_overflow(
+                "instance",
+                self.aggregator
+                    .cap_instance(&a.target, a.target_instance.clone()),
+            );
             samples.push((
                 minute,
                 RowKey::Instance {
@@ -272,10 +265,10 @@ impl Pipeline<'_> {
                 sample,
             ));
             if let Some(endpoint) = &endpoint {
-                let (endpoint, capped) = self.aggregator.cap_endpoint(&a.target, endpoint.clone());
-                if capped == Capped::Overflow {
-                    metrics::counter!(stats::OVERFLOW, "what" => "endpoint").increment(1);
-                }
+                let endpoint = count_overflow(
+                    "endpoint",
+                    self.aggregator.cap_endpoint(&a.target, endpoint.clone()),
+                );
                 samples.push((
                     minute,
                     RowKey::Endpoint {
@@ -288,4 +281,18 @@ impl Pipeline<'_> {
             }
         }
     }
+}
+
+fn count_evidence(evidence: Option<crate::resolve::PeerEvidence>) {
+    if let Some(e) = evidence {
+        metrics::counter!(stats::PEER_RESOLVED, "by" => e.as_str()).increment(1);
+    }
+}
+
+/// The capped name, counting it when it fell into the overflow bucket.
+fn count_overflow(what: &'static str, (name, capped): (String, Capped)) -> String {
+    if capped == Capped::Overflow {
+        metrics::counter!(stats::OVERFLOW, "what" => what).increment(1);
+    }
+    name
 }
