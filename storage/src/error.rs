@@ -10,8 +10,18 @@ pub enum Error {
     DataFusion(#[from] datafusion::error::DataFusionError),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("object store: {0}")]
+    ObjectStore(String),
+    #[error("parquet: {0}")]
+    Parquet(String),
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// A SQL statement that is not a read-only query.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// A query stopped by its time, row or memory limit.
+    #[error("query stopped: {0}")]
+    LimitExceeded(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,13 +1,20 @@
 //! meshscope's columnar store: per-minute metric tables as Arrow in memory (and Parquet on
 //! disk), read through DataFusion. Knows nothing of Envoy or HTTP.
 
+pub mod access_log;
 pub mod batch;
+pub mod config;
 pub mod error;
+pub mod files;
+pub mod maintenance;
 pub mod model;
 pub mod read;
+mod rollup;
 pub mod schema;
 pub mod sketch;
+pub mod sql;
 pub mod store;
+mod table;
 pub mod udf;
 
 pub use error::{Error, Result};
@@ -17,4 +24,9 @@ pub use model::{
 };
 pub use read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 pub use sketch::LatencySketch;
-pub use store::{Store, StoreConfig};
+pub use access_log::AccessLogRow;
+pub use config::{RetentionConfig, SqlLimits, StoreConfig};
+pub use files::Granularity;
+pub use maintenance::MaintenanceReport;
+pub use sql::TableInfo;
+pub use store::{Store, table_name};

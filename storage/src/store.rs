@@ -1,124 +1,116 @@
 //! The store: the write path the collector uses and the read path the query layer uses.
-//! Closed minutes are kept as Arrow record batches; the collector's open minutes are a
-//! snapshot that each publish replaces. Both are read through one DataFusion session.
+//! Closed minutes are written as Parquet files; the collector's open minutes are an
+//! in-memory snapshot that each publish replaces. Both are read through one DataFusion
+//! session, together with the hour and day rollups.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
-use datafusion::datasource::MemTable;
-use datafusion::datasource::TableType;
 use datafusion::functions_aggregate::expr_fn::sum;
 use datafusion::logical_expr::{Expr, col, lit};
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
-use parking_lot::RwLock;
 
+use crate::access_log;
 use crate::batch;
 use crate::error::Result;
+use crate::files::{DAY_MS, DataFiles, Granularity, HOUR_MS};
 use crate::model::{EpochMillis, MetricRow, Metrics, RowKey, ServiceRef, Side, Table};
 use crate::read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 use crate::schema::{self, COUNTERS, LATENCY, MINUTE, SIDE, key_columns};
+use crate::table::StoredTable;
 use crate::udf;
 
-#[derive(Clone, Debug)]
-pub struct StoreConfig {
-    pub data_dir: PathBuf,
+pub use crate::config::StoreConfig;
+
+/// The name SQL knows a table by: `service_minute`, `service_hour`, `service_day`, ….
+pub fn table_name(table: Table, granularity: Granularity) -> String {
+    let base = table.name().trim_end_matches("_minute");
+    format!("{base}_{}", granularity.suffix())
 }
 
-impl StoreConfig {
-    /// Defaults for everything but where the data lives.
-    pub fn in_dir(data_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            data_dir: data_dir.into(),
-        }
-    }
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("data"),
-        }
-    }
-}
-
-/// A minute table: closed batches plus the latest snapshot of open minutes.
-#[derive(Debug)]
-struct LiveTable {
-    schema: SchemaRef,
-    closed: RwLock<Vec<RecordBatch>>,
-    open: RwLock<Vec<RecordBatch>>,
-}
-
-impl LiveTable {
-    fn batches(&self) -> Vec<RecordBatch> {
-        let mut all = self.closed.read().clone();
-        all.extend(self.open.read().iter().cloned());
-        all
-    }
-}
-
-#[async_trait]
-impl TableProvider for LiveTable {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        // A consistent view of this moment's batches; Arrow arrays are shared, not copied.
-        let table = MemTable::try_new(self.schema.clone(), vec![self.batches()])?;
-        table.scan(state, projection, filters, limit).await
-    }
+pub(crate) struct Inner {
+    pub(crate) config: StoreConfig,
+    pub(crate) files: DataFiles,
+    pub(crate) tables: HashMap<(Table, Granularity), Arc<StoredTable>>,
+    pub(crate) access_log: Arc<StoredTable>,
+    pub(crate) ctx: SessionContext,
+    /// One maintenance pass at a time, whether from the background task or a caller.
+    pub(crate) maintenance: tokio::sync::Mutex<()>,
 }
 
 pub struct Store {
-    #[allow(dead_code)]
-    config: StoreConfig,
-    tables: HashMap<Table, Arc<LiveTable>>,
-    ctx: SessionContext,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Store {
+    /// Opens the store in `config.data_dir`, reopening the Parquet files already there,
+    /// and starts background maintenance unless its interval is 0.
     pub async fn open(config: StoreConfig) -> Result<Store> {
+        let files = DataFiles::open(&config.data_dir)?;
         let ctx = SessionContext::new();
+        ctx.register_object_store(files.url().as_ref(), files.object_store());
         ctx.register_udaf(udf::merge_sketch());
         ctx.register_udf(udf::quantile());
         let mut tables = HashMap::new();
         for table in Table::ALL {
-            let live = Arc::new(LiveTable {
-                schema: schema::schema(table),
-                closed: RwLock::new(Vec::new()),
-                open: RwLock::new(Vec::new()),
-            });
-            ctx.register_table(table.name(), live.clone())?;
-            tables.insert(table, live);
+            for granularity in Granularity::ALL {
+                let stored = Arc::new(StoredTable::new(
+                    table_name(table, granularity),
+                    schema::schema(table),
+                    granularity,
+                    MINUTE,
+                    files.url().clone(),
+                ));
+                tables.insert((table, granularity), stored);
+            }
         }
-        Ok(Store {
+        let access_log = Arc::new(StoredTable::new(
+            access_log::TABLE.to_string(),
+            access_log::schema(),
+            Granularity::Minute,
+            access_log::TIME,
+            files.url().clone(),
+        ));
+        let mut reopened = 0;
+        for stored in tables.values().chain(std::iter::once(&access_log)) {
+            for file in files.list(&stored.name).await? {
+                stored.add_file(file);
+                reopened += 1;
+            }
+            ctx.register_table(stored.name.as_str(), stored.clone())?;
+        }
+        tracing::info!(files = reopened, data_dir = %config.data_dir.display(), "store opened");
+        let interval = config.maintenance_interval_secs;
+        let inner = Arc::new(Inner {
             config,
+            files,
             tables,
+            access_log,
             ctx,
-        })
+            maintenance: tokio::sync::Mutex::new(()),
+        });
+        if interval > 0 {
+            tokio::spawn(maintain_in_background(
+                Arc::downgrade(&inner),
+                Duration::from_secs(interval),
+            ));
+        }
+        Ok(Store { inner })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
     }
 
     /// The DataFusion session with every table and the sketch functions registered.
     pub fn session(&self) -> &SessionContext {
-        &self.ctx
+        &self.inner.ctx
+    }
+
+    pub(crate) fn table(&self, table: Table, granularity: Granularity) -> &Arc<StoredTable> {
+        &self.inner.tables[&(table, granularity)]
     }
 
     /// Replaces the snapshot of the minutes still open in the collector, so that reads
@@ -138,74 +130,137 @@ impl Store {
             } else {
                 vec![batch]
             };
-            *self.tables[&table].open.write() = batches;
+            self.table(table, Granularity::Minute).set_open(batches);
         }
     }
 
-    /// Appends rows of minutes that are closed for good.
+    /// Writes rows of minutes that are closed for good, one Parquet file per table and hour.
     pub async fn append_closed(&self, rows: Vec<MetricRow>) -> Result<()> {
-        for table in Table::ALL {
-            let batch = batch::to_batch(table, &rows)?;
-            if batch.num_rows() > 0 {
-                self.tables[&table].closed.write().push(batch);
-            }
+        let mut by_partition: BTreeMap<(Table, EpochMillis), Vec<&MetricRow>> = BTreeMap::new();
+        for row in &rows {
+            let hour = row.minute.div_euclid(HOUR_MS) * HOUR_MS;
+            by_partition
+                .entry((Table::of(&row.key), hour))
+                .or_default()
+                .push(row);
+        }
+        for ((table, hour), rows) in by_partition {
+            let batch = batch::to_batch(table, rows.iter().copied())?;
+            let stored = self.table(table, Granularity::Minute);
+            let file = self
+                .inner
+                .files
+                .write(&stored.name, Granularity::Minute, hour, &batch)
+                .await?;
+            stored.add_file(file);
         }
         Ok(())
     }
 
-    /// Per key, figures summed over the window.
+    /// Per key, figures summed over the window, read from the coarsest tables that cover it.
     pub async fn aggregate(
         &self,
         table: Table,
         range: TimeRange,
         filter: &KeyFilter,
     ) -> Result<Vec<Aggregate>> {
-        let mut by_key: BTreeMap<RowKey, Aggregate> = BTreeMap::new();
-        for (key, minute_points) in self.chosen(table, range, filter).await? {
+        let mut points = BTreeMap::new();
+        for (granularity, segment) in self.plan(table, range, filter) {
+            self.chosen(table, granularity, segment, filter, &mut points)
+                .await?;
+        }
+        let mut aggregates = Vec::with_capacity(points.len());
+        for (key, bucket_points) in points {
             let mut metrics = Metrics::default();
             let mut detected_by = Side::Client;
-            for point in minute_points.into_values() {
+            for point in bucket_points.into_values() {
                 if point.detected_by == Side::Server {
                     detected_by = Side::Server;
                 }
                 metrics.merge(&point.metrics);
             }
-            by_key.insert(
-                key.clone(),
-                Aggregate {
-                    key,
-                    detected_by,
-                    metrics,
-                },
-            );
+            aggregates.push(Aggregate {
+                key,
+                detected_by,
+                metrics,
+            });
         }
-        Ok(by_key.into_values().collect())
+        Ok(aggregates)
     }
 
-    /// Per key, one point per minute that has data, in time order.
+    /// Per key, one point per minute that has data, in time order. Minutes only: windows
+    /// longer than the minute retention lose their oldest points.
     pub async fn series(
         &self,
         table: Table,
         range: TimeRange,
         filter: &KeyFilter,
     ) -> Result<Vec<(RowKey, Vec<SeriesPoint>)>> {
-        Ok(self
-            .chosen(table, range, filter)
-            .await?
+        let mut points = BTreeMap::new();
+        self.chosen(table, Granularity::Minute, range, filter, &mut points)
+            .await?;
+        Ok(points
             .into_iter()
             .map(|(key, points)| (key, points.into_values().collect()))
             .collect())
     }
 
-    /// Per key and minute, the server side's figures when it reported, else the client's.
-    async fn chosen(
+    /// Splits a window into spans each read from one granularity: whole days that have a
+    /// day rollup, whole hours that have an hour rollup, minutes for the rest. Reads of one
+    /// side only stay on minutes, because rollups keep the client side net of the server.
+    pub(crate) fn plan(
         &self,
         table: Table,
         range: TimeRange,
         filter: &KeyFilter,
-    ) -> Result<BTreeMap<RowKey, BTreeMap<EpochMillis, SeriesPoint>>> {
+    ) -> Vec<(Granularity, TimeRange)> {
+        if filter.side.is_some() {
+            return vec![(Granularity::Minute, range)];
+        }
+        let days = self.table(table, Granularity::Day);
+        let hours = self.table(table, Granularity::Hour);
+        let mut segments: Vec<(Granularity, TimeRange)> = Vec::new();
+        let mut at = range.start;
+        while at < range.end {
+            let (granularity, next) = if at.rem_euclid(DAY_MS) == 0
+                && at + DAY_MS <= range.end
+                && days.has_partition(at)
+            {
+                (Granularity::Day, at + DAY_MS)
+            } else if at.rem_euclid(HOUR_MS) == 0
+                && at + HOUR_MS <= range.end
+                && hours.has_partition(at)
+            {
+                (Granularity::Hour, at + HOUR_MS)
+            } else {
+                let next_hour = (at.div_euclid(HOUR_MS) + 1) * HOUR_MS;
+                (Granularity::Minute, next_hour.min(range.end))
+            };
+            match segments.last_mut() {
+                Some((last, span)) if *last == granularity && span.end == at => span.end = next,
+                _ => segments.push((granularity, TimeRange { start: at, end: next })),
+            }
+            at = next;
+        }
+        segments
+    }
+
+    /// Per key and bucket: for minutes, the server side's figures when it reported, else
+    /// the client's; for rollups, both rows added (the client row is net of the server).
+    async fn chosen(
+        &self,
+        table: Table,
+        granularity: Granularity,
+        range: TimeRange,
+        filter: &KeyFilter,
+        chosen: &mut BTreeMap<RowKey, BTreeMap<EpochMillis, SeriesPoint>>,
+    ) -> Result<()> {
         let keys = key_columns(table);
-        let mut df = self.ctx.table(table.name()).await?;
+        let mut df = self
+            .inner
+            .ctx
+            .table(table_name(table, granularity).as_str())
+            .await?;
         df = df.filter(
             col(MINUTE)
                 .gt_eq(timestamp(range.start))
@@ -221,7 +276,7 @@ impl Store {
         aggregates.push(udf::merge_sketch().call(vec![col(LATENCY)]).alias(LATENCY));
         let batches = df.aggregate(group_by, aggregates)?.collect().await?;
 
-        let mut chosen: BTreeMap<RowKey, BTreeMap<EpochMillis, SeriesPoint>> = BTreeMap::new();
+        let add_sides = granularity != Granularity::Minute;
         for batch in &batches {
             for row in 0..batch.num_rows() {
                 let key = batch::key_at(table, batch, row)?;
@@ -229,12 +284,8 @@ impl Store {
                 let side = batch::side_at(batch, row)?;
                 let metrics = batch::metrics_at(batch, row)?;
                 let points = chosen.entry(key).or_default();
-                match points.get(&minute) {
-                    // The server already answered for this minute; the client's view of
-                    // the same calls would count them twice.
-                    Some(existing) if existing.detected_by == Side::Server => {}
-                    _ if side == Side::Client && points.contains_key(&minute) => {}
-                    _ => {
+                match points.get_mut(&minute) {
+                    None => {
                         points.insert(
                             minute,
                             SeriesPoint {
@@ -244,10 +295,42 @@ impl Store {
                             },
                         );
                     }
+                    Some(existing) if add_sides => {
+                        existing.metrics.merge(&metrics);
+                        if side == Side::Server {
+                            existing.detected_by = Side::Server;
+                        }
+                    }
+                    // The client's view of calls the server reported would count them twice.
+                    Some(existing) if side == Side::Server => {
+                        *existing = SeriesPoint {
+                            minute,
+                            detected_by: side,
+                            metrics,
+                        };
+                    }
+                    Some(_) => {}
                 }
             }
         }
-        Ok(chosen)
+        Ok(())
+    }
+}
+
+async fn maintain_in_background(inner: Weak<Inner>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let store = Store { inner };
+        let now = chrono::Utc::now().timestamp_millis();
+        match store.maintain(now).await {
+            Ok(report) => tracing::debug!(?report, "storage maintenance"),
+            Err(error) => tracing::warn!(%error, "storage maintenance failed"),
+        }
     }
 }
 

@@ -1,0 +1,155 @@
+//! Raw access-log entries, kept only when the config asks for them, so that an SRE can find
+//! the slow or failing requests behind an edge with SQL.
+
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, StringBuilder, TimestampMillisecondBuilder,
+    UInt32Builder, UInt64Builder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::error::Result;
+use crate::files::{Granularity, HOUR_MS};
+use crate::model::{EpochMillis, Protocol, Side};
+use crate::schema::minute_type;
+use crate::store::Store;
+
+pub const TABLE: &str = "access_log";
+pub const TIME: &str = "time";
+
+/// One request or connection as a proxy logged it, after identity resolution.
+#[derive(Clone, Debug)]
+pub struct AccessLogRow {
+    /// When the request started, epoch milliseconds.
+    pub time: EpochMillis,
+    pub source_namespace: String,
+    pub source_name: String,
+    pub target_namespace: String,
+    pub target_name: String,
+    pub side: Side,
+    pub protocol: Protocol,
+    pub method: String,
+    pub path: String,
+    /// HTTP status; 0 for TCP or when the proxy logged none.
+    pub status: u32,
+    pub response_flags: String,
+    pub duration_ms: f64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub mtls: bool,
+    pub request_id: String,
+    /// The proxy that logged the entry.
+    pub node: String,
+}
+
+const STRINGS: [&str; 9] = [
+    "source_namespace",
+    "source_name",
+    "target_namespace",
+    "target_name",
+    "side",
+    "protocol",
+    "method",
+    "path",
+    "response_flags",
+];
+
+pub fn schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let mut fields = vec![Field::new(TIME, minute_type(), false)];
+            fields.extend(STRINGS.iter().map(|n| Field::new(*n, DataType::Utf8, false)));
+            fields.push(Field::new("status", DataType::UInt32, false));
+            fields.push(Field::new("duration_ms", DataType::Float64, false));
+            fields.push(Field::new("bytes_sent", DataType::UInt64, false));
+            fields.push(Field::new("bytes_received", DataType::UInt64, false));
+            fields.push(Field::new("mtls", DataType::Boolean, false));
+            fields.push(Field::new("request_id", DataType::Utf8, false));
+            fields.push(Field::new("node", DataType::Utf8, false));
+            Arc::new(Schema::new(fields))
+        })
+        .clone()
+}
+
+fn to_batch(rows: &[&AccessLogRow]) -> Result<RecordBatch> {
+    let mut time = TimestampMillisecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
+    let mut strings: Vec<StringBuilder> = STRINGS.iter().map(|_| StringBuilder::new()).collect();
+    let mut status = UInt32Builder::with_capacity(rows.len());
+    let mut duration = Float64Builder::with_capacity(rows.len());
+    let mut sent = UInt64Builder::with_capacity(rows.len());
+    let mut received = UInt64Builder::with_capacity(rows.len());
+    let mut mtls = BooleanBuilder::with_capacity(rows.len());
+    let mut request_id = StringBuilder::new();
+    let mut node = StringBuilder::new();
+    for row in rows {
+        time.append_value(row.time);
+        let values = [
+            row.source_namespace.as_str(),
+            &row.source_name,
+            &row.target_namespace,
+            &row.target_name,
+            row.side.as_str(),
+            row.protocol.as_str(),
+            &row.method,
+            &row.path,
+            &row.response_flags,
+        ];
+        for (builder, value) in strings.iter_mut().zip(values) {
+            builder.append_value(value);
+        }
+        status.append_value(row.status);
+        duration.append_value(row.duration_ms);
+        sent.append_value(row.bytes_sent);
+        received.append_value(row.bytes_received);
+        mtls.append_value(row.mtls);
+        request_id.append_value(&row.request_id);
+        node.append_value(&row.node);
+    }
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(time.finish())];
+    columns.extend(strings.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    columns.push(Arc::new(status.finish()));
+    columns.push(Arc::new(duration.finish()));
+    columns.push(Arc::new(sent.finish()));
+    columns.push(Arc::new(received.finish()));
+    columns.push(Arc::new(mtls.finish()));
+    columns.push(Arc::new(request_id.finish()));
+    columns.push(Arc::new(node.finish()));
+    Ok(RecordBatch::try_new(schema(), columns)?)
+}
+
+impl Store {
+    /// Whether `append_access_log` keeps anything; callers can skip building rows if not.
+    pub fn access_log_enabled(&self) -> bool {
+        self.inner.config.access_log
+    }
+
+    /// Writes raw entries to the `access_log` table (one file per hour they span), or
+    /// drops them when the config keeps no access log.
+    pub async fn append_access_log(&self, rows: Vec<AccessLogRow>) -> Result<()> {
+        if !self.access_log_enabled() || rows.is_empty() {
+            return Ok(());
+        }
+        let mut by_hour: std::collections::BTreeMap<EpochMillis, Vec<&AccessLogRow>> =
+            Default::default();
+        for row in &rows {
+            by_hour
+                .entry(row.time.div_euclid(HOUR_MS) * HOUR_MS)
+                .or_default()
+                .push(row);
+        }
+        let stored = &self.inner.access_log;
+        for (hour, rows) in by_hour {
+            let batch = to_batch(&rows)?;
+            let file = self
+                .inner
+                .files
+                .write(&stored.name, Granularity::Minute, hour, &batch)
+                .await?;
+            stored.add_file(file);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,89 @@
+//! How the store is set up: where data lives, how long each granularity is kept, and the
+//! limits on SQL from SREs. Every field has a default so a config file names only what
+//! it changes.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+const HOUR_SECS: u64 = 3600;
+const DAY_SECS: u64 = 24 * HOUR_SECS;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    pub retention: RetentionConfig,
+    /// Seconds between background compaction, rollup and retention passes; 0 turns the
+    /// background task off (tests drive `Store::maintain` themselves).
+    pub maintenance_interval_secs: u64,
+    /// Minutes after an hour ends before it is compacted and rolled up, so that late
+    /// closed minutes still land in its minute files first.
+    pub settle_minutes: u64,
+    /// Keep raw access-log entries in the `access_log` table.
+    pub access_log: bool,
+    pub sql: SqlLimits,
+}
+
+/// How long each granularity is kept, in seconds.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub minute_secs: u64,
+    pub hour_secs: u64,
+    pub day_secs: u64,
+    pub access_log_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            minute_secs: 2 * DAY_SECS,
+            hour_secs: 14 * DAY_SECS,
+            day_secs: 90 * DAY_SECS,
+            access_log_secs: DAY_SECS,
+        }
+    }
+}
+
+/// Bounds on one SQL query.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqlLimits {
+    pub timeout_ms: u64,
+    pub max_rows: usize,
+    pub memory_bytes: usize,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 30_000,
+            max_rows: 100_000,
+            memory_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Defaults for everything but where the data lives.
+    pub fn in_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            retention: RetentionConfig::default(),
+            maintenance_interval_secs: 60,
+            settle_minutes: 5,
+            access_log: false,
+            sql: SqlLimits::default(),
+        }
+    }
+}

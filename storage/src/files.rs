@@ -1,0 +1,237 @@
+//! Parquet files under `<data-dir>/<table>/date=YYYY-MM-DD[/hour=HH]/…`, read and written
+//! only through `object_store`, so that another object store could take the local disk's
+//! place. A file becomes visible by a rename from a temporary name, so a crash never leaves
+//! a half file that a query reads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Timelike};
+use datafusion::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use datafusion::parquet::file::metadata::SortingColumn;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::error::{Error, Result};
+use crate::model::EpochMillis;
+
+pub(crate) const HOUR_MS: EpochMillis = 3_600_000;
+pub(crate) const DAY_MS: EpochMillis = 24 * HOUR_MS;
+
+/// How much time one row (and one partition directory) of a table covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Granularity {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Granularity {
+    pub const ALL: [Granularity; 3] = [Granularity::Minute, Granularity::Hour, Granularity::Day];
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Granularity::Minute => "minute",
+            Granularity::Hour => "hour",
+            Granularity::Day => "day",
+        }
+    }
+
+    /// The span of one partition directory: an hour for minutes and hours, a day for days.
+    pub(crate) fn partition_ms(self) -> EpochMillis {
+        match self {
+            Granularity::Minute | Granularity::Hour => HOUR_MS,
+            Granularity::Day => DAY_MS,
+        }
+    }
+}
+
+/// One visible Parquet file and the partition it belongs to.
+#[derive(Clone, Debug)]
+pub(crate) struct FileEntry {
+    pub(crate) path: Path,
+    pub(crate) size: u64,
+    /// Start of the partition (hour or day) that holds every row of the file.
+    pub(crate) partition: EpochMillis,
+}
+
+pub(crate) struct DataFiles {
+    store: Arc<LocalFileSystem>,
+    url: ObjectStoreUrl,
+    sequence: AtomicU64,
+}
+
+impl DataFiles {
+    pub(crate) fn open(data_dir: &std::path::Path) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
+        let store = LocalFileSystem::new_with_prefix(data_dir)?;
+        Ok(Self {
+            store: Arc::new(store),
+            url: ObjectStoreUrl::parse("meshscope://data/")?,
+            sequence: AtomicU64::new(0),
+        })
+    }
+
+    pub(crate) fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    pub(crate) fn url(&self) -> &ObjectStoreUrl {
+        &self.url
+    }
+
+    /// Writes `batch` sorted by its first (time) column as one Parquet file of the
+    /// partition that starts at `partition`.
+    pub(crate) async fn write(
+        &self,
+        table: &str,
+        granularity: Granularity,
+        partition: EpochMillis,
+        batch: &RecordBatch,
+    ) -> Result<FileEntry> {
+        let batch = sort_by_time(batch)?;
+        let bytes = Bytes::from(encode_parquet(&batch)?);
+        let size = bytes.len() as u64;
+        // Wall time plus a counter keeps names unique across restarts and within a run.
+        let stem = format!(
+            "{}-{:06}",
+            chrono::Utc::now().timestamp_millis(),
+            self.sequence.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = partition_dir(table, granularity, partition);
+        let temporary = temporary_path(&dir, &stem);
+        let path = Path::from(format!("{dir}/{stem}.parquet"));
+        self.store.put(&temporary, bytes.into()).await?;
+        self.store.rename(&temporary, &path).await?;
+        Ok(FileEntry {
+            path,
+            size,
+            partition,
+        })
+    }
+
+    pub(crate) async fn read(&self, path: &Path, schema: &SchemaRef) -> Result<RecordBatch> {
+        let bytes = self.store.get(path).await?.bytes().await?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+        let batches = reader.collect::<Result<Vec<_>, _>>()?;
+        Ok(concat_batches(schema, &batches)?)
+    }
+
+    pub(crate) async fn delete(&self, path: &Path) -> Result<()> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The visible files of a table, found by listing its directory. Temporary files left
+    /// by a crash are deleted: their rename never happened, so nothing refers to them.
+    pub(crate) async fn list(&self, table: &str) -> Result<Vec<FileEntry>> {
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&Path::from(table)))
+            .try_collect()
+            .await?;
+        let mut files = Vec::new();
+        for object in objects {
+            let name = object.location.filename().unwrap_or_default();
+            if name.ends_with(TEMPORARY_SUFFIX) {
+                tracing::warn!(path = %object.location, "removing a file whose write did not finish");
+                self.delete(&object.location).await?;
+                continue;
+            }
+            if !name.ends_with(".parquet") {
+                continue;
+            }
+            let Some(partition) = partition_of(&object.location) else {
+                tracing::warn!(path = %object.location, "ignoring a file outside the date/hour layout");
+                continue;
+            };
+            files.push(FileEntry {
+                path: object.location,
+                size: object.size,
+                partition,
+            });
+        }
+        Ok(files)
+    }
+}
+
+const TEMPORARY_SUFFIX: &str = ".parquet.tmp";
+
+pub(crate) fn temporary_path(dir: &str, stem: &str) -> Path {
+    Path::from(format!("{dir}/.{stem}{TEMPORARY_SUFFIX}"))
+}
+
+pub(crate) fn partition_dir(table: &str, granularity: Granularity, partition: EpochMillis) -> String {
+    let time = DateTime::from_timestamp_millis(partition).unwrap_or_default();
+    let date = time.format("%Y-%m-%d");
+    match granularity {
+        Granularity::Day => format!("{table}/date={date}"),
+        Granularity::Minute | Granularity::Hour => {
+            format!("{table}/date={date}/hour={:02}", time.hour())
+        }
+    }
+}
+
+/// Start of the partition a path lies in, from its `date=` and optional `hour=` parts.
+fn partition_of(path: &Path) -> Option<EpochMillis> {
+    let mut date = None;
+    let mut hour = 0;
+    for part in path.parts() {
+        let part = part.as_ref();
+        if let Some(value) = part.strip_prefix("date=") {
+            date = NaiveDate::parse_from_str(value, "%Y-%m-%d").ok();
+        } else if let Some(value) = part.strip_prefix("hour=") {
+            hour = value.parse::<u32>().ok().filter(|h| *h < 24)?;
+        }
+    }
+    Some(date?.and_hms_opt(hour, 0, 0)?.and_utc().timestamp_millis())
+}
+
+fn sort_by_time(batch: &RecordBatch) -> Result<RecordBatch> {
+    if batch.num_columns() == 0 {
+        return Ok(batch.clone());
+    }
+    let indices = sort_to_indices(batch.column(0), None, None)?;
+    Ok(take_record_batch(batch, &indices)?)
+}
+
+fn encode_parquet(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: 0,
+            descending: false,
+            nulls_first: false,
+        }]))
+        .build();
+    let mut buffer = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(properties))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(buffer)
+}
+
+impl From<object_store::Error> for Error {
+    fn from(error: object_store::Error) -> Self {
+        Error::ObjectStore(error.to_string())
+    }
+}
+
+impl From<datafusion::parquet::errors::ParquetError> for Error {
+    fn from(error: datafusion::parquet::errors::ParquetError) -> Self {
+        Error::Parquet(error.to_string())
+    }
+}

@@ -1,0 +1,178 @@
+//! Background upkeep: compaction of an hour's small minute files into one, hour and day
+//! rollups, and per-granularity retention. Time comes in as an argument so tests choose it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::batch;
+use crate::error::Result;
+use crate::files::{DAY_MS, FileEntry, Granularity, HOUR_MS};
+use crate::model::{EpochMillis, MINUTE_MS, Table};
+use crate::rollup;
+use crate::store::Store;
+use crate::table::StoredTable;
+
+/// What one maintenance pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Small files merged away by compaction.
+    pub files_compacted: usize,
+    pub hours_rolled_up: usize,
+    pub days_rolled_up: usize,
+    /// Files deleted because their partition was past its retention.
+    pub files_expired: usize,
+}
+
+impl Store {
+    /// Compacts, rolls up and expires what is due at `now` (epoch milliseconds).
+    pub async fn maintain(&self, now: EpochMillis) -> Result<MaintenanceReport> {
+        let _one_at_a_time = self.inner.maintenance.lock().await;
+        let settle = self.inner.config.settle_minutes as i64 * MINUTE_MS;
+        let mut report = MaintenanceReport::default();
+        for table in Table::ALL {
+            self.roll_table(table, now, settle, &mut report).await?;
+        }
+        let access_log = self.inner.access_log.clone();
+        for (partition, files) in access_log.partitions() {
+            if files.len() > 1 && partition + HOUR_MS + settle <= now {
+                self.compact(&access_log, partition, &files).await?;
+                report.files_compacted += files.len();
+            }
+        }
+        self.expire(now, &mut report).await?;
+        Ok(report)
+    }
+
+    async fn roll_table(
+        &self,
+        table: Table,
+        now: EpochMillis,
+        settle: EpochMillis,
+        report: &mut MaintenanceReport,
+    ) -> Result<()> {
+        let minutes = self.table(table, Granularity::Minute).clone();
+        let hours = self.table(table, Granularity::Hour).clone();
+        let days = self.table(table, Granularity::Day).clone();
+        let mut due_days = BTreeSet::new();
+        for (partition, files) in minutes.partitions() {
+            let settled = partition + HOUR_MS + settle <= now;
+            if !settled || (files.len() == 1 && hours.has_partition(partition)) {
+                continue;
+            }
+            let batch = if files.len() > 1 {
+                report.files_compacted += files.len();
+                self.compact(&minutes, partition, &files).await?
+            } else {
+                self.read_all(&minutes, &files).await?
+            };
+            let rows = batch::from_batch(table, &batch)?;
+            let rolled = rollup::roll_up_minutes(rows, HOUR_MS);
+            self.replace_with(&hours, partition, &batch::to_batch(table, &rolled)?)
+                .await?;
+            report.hours_rolled_up += 1;
+            due_days.insert(partition.div_euclid(DAY_MS) * DAY_MS);
+        }
+        for partition in hours.partitions().keys() {
+            let day = partition.div_euclid(DAY_MS) * DAY_MS;
+            if !days.has_partition(day) {
+                due_days.insert(day);
+            }
+        }
+        for day in due_days {
+            if day + DAY_MS + settle > now {
+                continue;
+            }
+            let hour_files: Vec<FileEntry> = hours
+                .partitions()
+                .range(day..day + DAY_MS)
+                .flat_map(|(_, files)| files.clone())
+                .collect();
+            let batch = self.read_all(&hours, &hour_files).await?;
+            let rolled = rollup::roll_up(batch::from_batch(table, &batch)?, DAY_MS);
+            self.replace_with(&days, day, &batch::to_batch(table, &rolled)?)
+                .await?;
+            report.days_rolled_up += 1;
+        }
+        Ok(())
+    }
+
+    /// Merges a partition's files into one sorted file and returns its rows.
+    async fn compact(
+        &self,
+        stored: &Arc<StoredTable>,
+        partition: EpochMillis,
+        files: &[FileEntry],
+    ) -> Result<RecordBatch> {
+        let batch = self.read_all(stored, files).await?;
+        let file = self
+            .inner
+            .files
+            .write(&stored.name, stored.granularity, partition, &batch)
+            .await?;
+        // The new file is visible before the old ones go, so no reader misses the rows;
+        // a reader planned just before the swap may briefly see both, never neither.
+        stored.replace_files(partition, files, Some(file));
+        for old in files {
+            self.inner.files.delete(&old.path).await?;
+        }
+        Ok(batch)
+    }
+
+    /// Replaces every file of a partition with one file holding `batch`.
+    async fn replace_with(
+        &self,
+        stored: &Arc<StoredTable>,
+        partition: EpochMillis,
+        batch: &RecordBatch,
+    ) -> Result<()> {
+        let old = stored.partitions().remove(&partition).unwrap_or_default();
+        let file = if batch.num_rows() == 0 {
+            None
+        } else {
+            Some(
+                self.inner
+                    .files
+                    .write(&stored.name, stored.granularity, partition, batch)
+                    .await?,
+            )
+        };
+        stored.replace_files(partition, &old, file);
+        for file in &old {
+            self.inner.files.delete(&file.path).await?;
+        }
+        Ok(())
+    }
+
+    async fn read_all(&self, stored: &StoredTable, files: &[FileEntry]) -> Result<RecordBatch> {
+        let mut batches = Vec::with_capacity(files.len());
+        for file in files {
+            batches.push(self.inner.files.read(&file.path, &stored.schema).await?);
+        }
+        Ok(concat_batches(&stored.schema, &batches)?)
+    }
+
+    async fn expire(&self, now: EpochMillis, report: &mut MaintenanceReport) -> Result<()> {
+        let retention = &self.inner.config.retention;
+        let mut due: Vec<(Arc<StoredTable>, u64)> = Vec::new();
+        for ((_, granularity), stored) in &self.inner.tables {
+            let secs = match granularity {
+                Granularity::Minute => retention.minute_secs,
+                Granularity::Hour => retention.hour_secs,
+                Granularity::Day => retention.day_secs,
+            };
+            due.push((stored.clone(), secs));
+        }
+        due.push((self.inner.access_log.clone(), retention.access_log_secs));
+        for (stored, secs) in due {
+            let cutoff = now - (secs as i64) * 1_000;
+            for file in stored.remove_partitions_before(cutoff) {
+                self.inner.files.delete(&file.path).await?;
+                report.files_expired += 1;
+            }
+        }
+        Ok(())
+    }
+}

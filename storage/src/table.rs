@@ -1,0 +1,243 @@
+//! One queryable table: its Parquet files on disk plus, for minute tables, the snapshot of
+//! minutes still open in the collector. Queries see both as one table; files whose
+//! partition lies outside the query's time filter are not opened.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::{MemTable, TableType};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::union::UnionExec;
+use object_store::ObjectMeta;
+use parking_lot::RwLock;
+
+use crate::files::{FileEntry, Granularity};
+use crate::model::EpochMillis;
+
+#[derive(Debug)]
+pub(crate) struct StoredTable {
+    pub(crate) name: String,
+    pub(crate) schema: SchemaRef,
+    pub(crate) granularity: Granularity,
+    /// The time column that partitions and sorts the table.
+    time_column: &'static str,
+    url: ObjectStoreUrl,
+    files: RwLock<BTreeMap<EpochMillis, Vec<FileEntry>>>,
+    open: RwLock<Vec<RecordBatch>>,
+}
+
+impl StoredTable {
+    pub(crate) fn new(
+        name: String,
+        schema: SchemaRef,
+        granularity: Granularity,
+        time_column: &'static str,
+        url: ObjectStoreUrl,
+    ) -> Self {
+        Self {
+            name,
+            schema,
+            granularity,
+            time_column,
+            url,
+            files: RwLock::new(BTreeMap::new()),
+            open: RwLock::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn add_file(&self, file: FileEntry) {
+        self.files
+            .write()
+            .entry(file.partition)
+            .or_default()
+            .push(file);
+    }
+
+    /// Swaps files of one partition for their replacement (compaction, a new rollup).
+    pub(crate) fn replace_files(
+        &self,
+        partition: EpochMillis,
+        old: &[FileEntry],
+        new: Option<FileEntry>,
+    ) {
+        let mut files = self.files.write();
+        let entries = files.entry(partition).or_default();
+        entries.retain(|f| !old.iter().any(|o| o.path == f.path));
+        entries.extend(new);
+        if entries.is_empty() {
+            files.remove(&partition);
+        }
+    }
+
+    /// Forgets every partition that ends at or before `cutoff`, returning their files.
+    pub(crate) fn remove_partitions_before(&self, cutoff: EpochMillis) -> Vec<FileEntry> {
+        let span = self.granularity.partition_ms();
+        let mut files = self.files.write();
+        let due: Vec<EpochMillis> = files
+            .keys()
+            .copied()
+            .take_while(|p| p + span <= cutoff)
+            .collect();
+        due.iter()
+            .filter_map(|p| files.remove(p))
+            .flatten()
+            .collect()
+    }
+
+    pub(crate) fn partitions(&self) -> BTreeMap<EpochMillis, Vec<FileEntry>> {
+        self.files.read().clone()
+    }
+
+    pub(crate) fn has_partition(&self, partition: EpochMillis) -> bool {
+        self.files.read().contains_key(&partition)
+    }
+
+    pub(crate) fn set_open(&self, batches: Vec<RecordBatch>) {
+        *self.open.write() = batches;
+    }
+
+    fn files_overlapping(&self, start: Option<EpochMillis>, end: Option<EpochMillis>) -> Vec<FileEntry> {
+        let span = self.granularity.partition_ms();
+        let files = self.files.read();
+        let first = start.map_or(EpochMillis::MIN, |s| s - span + 1);
+        let last = end.unwrap_or(EpochMillis::MAX);
+        files
+            .range(first..last)
+            .flat_map(|(_, entries)| entries.iter().cloned())
+            .collect()
+    }
+
+    /// The `[start, end)` the filters hold the time column to, where they say so plainly.
+    fn time_bounds(&self, filters: &[Expr]) -> (Option<EpochMillis>, Option<EpochMillis>) {
+        let mut start: Option<EpochMillis> = None;
+        let mut end: Option<EpochMillis> = None;
+        let mut visit = |expr: &Expr| {
+            let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else {
+                return;
+            };
+            let (Expr::Column(column), Expr::Literal(value, _)) = (left.as_ref(), right.as_ref())
+            else {
+                return;
+            };
+            if column.name != self.time_column {
+                return;
+            }
+            let (ScalarValue::TimestampMillisecond(Some(t), _)
+            | ScalarValue::TimestampMicrosecond(Some(t), _)
+            | ScalarValue::TimestampNanosecond(Some(t), _)
+            | ScalarValue::TimestampSecond(Some(t), _)) = value
+            else {
+                return;
+            };
+            let t = match value {
+                ScalarValue::TimestampMicrosecond(..) => t / 1_000,
+                ScalarValue::TimestampNanosecond(..) => t / 1_000_000,
+                ScalarValue::TimestampSecond(..) => t * 1_000,
+                _ => *t,
+            };
+            match op {
+                Operator::GtEq | Operator::Gt => start = Some(start.map_or(t, |s| s.max(t))),
+                Operator::Lt | Operator::LtEq => end = Some(end.map_or(t + 1, |e| e.min(t + 1))),
+                Operator::Eq => {
+                    start = Some(start.map_or(t, |s| s.max(t)));
+                    end = Some(end.map_or(t + 1, |e| e.min(t + 1)));
+                }
+                _ => {}
+            }
+        };
+        for filter in filters {
+            for conjunct in split_and(filter) {
+                visit(conjunct);
+            }
+        }
+        (start, end)
+    }
+}
+
+fn split_and(expr: &Expr) -> Vec<&Expr> {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => {
+            let mut parts = split_and(left);
+            parts.extend(split_and(right));
+            parts
+        }
+        other => vec![other],
+    }
+}
+
+#[async_trait]
+impl TableProvider for StoredTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        // Filters only prune files here; DataFusion still applies them to every row.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let (start, end) = self.time_bounds(filters);
+        let files = self.files_overlapping(start, end);
+        let open = self.open.read().clone();
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        if !files.is_empty() {
+            // Two groups so that both cores decode Parquet.
+            let mut groups = vec![Vec::new(), Vec::new()];
+            for (i, file) in files.into_iter().enumerate() {
+                groups[i % 2].push(PartitionedFile::new_from_meta(ObjectMeta {
+                    location: file.path,
+                    last_modified: chrono::DateTime::<chrono::Utc>::default(),
+                    size: file.size,
+                    e_tag: None,
+                    version: None,
+                }));
+            }
+            let source = Arc::new(ParquetSource::new(self.schema.clone()));
+            let config = FileScanConfigBuilder::new(self.url.clone(), source)
+                .with_file_groups(
+                    groups
+                        .into_iter()
+                        .filter(|g| !g.is_empty())
+                        .map(FileGroup::new)
+                        .collect(),
+                )
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
+            inputs.push(DataSourceExec::from_data_source(config));
+        }
+        if !open.is_empty() || inputs.is_empty() {
+            let memory = MemTable::try_new(self.schema.clone(), vec![open])?;
+            inputs.push(memory.scan(state, projection, filters, limit).await?);
+        }
+        UnionExec::try_new(inputs)
+    }
+}

@@ -1,0 +1,424 @@
+//! The store against a real data directory: durability, server-over-client reads, rollups,
+//! retention and read-only SQL.
+
+use std::path::Path;
+
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+use meshscope_storage::{
+    AccessLogRow, Aggregate, Error, KeyFilter, LatencySketch, MINUTE_MS, MetricRow, Metrics,
+    Protocol, RowKey, ServiceRef, Side, SqlLimits, Store, StoreConfig, Table, TimeRange,
+};
+
+const HOUR: i64 = 60 * MINUTE_MS;
+const DAY: i64 = 24 * HOUR;
+/// 2025-11-23T00:00:00Z, a day boundary.
+const T0: i64 = 1_763_856_000_000;
+
+fn config(dir: &Path) -> StoreConfig {
+    StoreConfig {
+        maintenance_interval_secs: 0,
+        ..StoreConfig::in_dir(dir)
+    }
+}
+
+fn edge(source: &str, target: &str) -> RowKey {
+    RowKey::Edge {
+        source: ServiceRef::service("shop", source),
+        target: ServiceRef::service("shop", target),
+        protocol: Protocol::Http,
+    }
+}
+
+fn service(name: &str) -> RowKey {
+    RowKey::Service {
+        service: ServiceRef::service("shop", name),
+    }
+}
+
+fn row(minute: i64, key: RowKey, side: Side, calls: u64, latency_ms: f64) -> MetricRow {
+    let mut latency = LatencySketch::new();
+    for _ in 0..calls {
+        latency.add(latency_ms);
+    }
+    MetricRow {
+        minute,
+        key,
+        side,
+        metrics: Metrics {
+            calls,
+            errors: calls / 10,
+            latency,
+            ..Metrics::default()
+        },
+    }
+}
+
+fn all(start: i64, end: i64) -> TimeRange {
+    TimeRange { start, end }
+}
+
+async fn totals(store: &Store, table: Table, range: TimeRange) -> Vec<(RowKey, Side, u64, u64)> {
+    store
+        .aggregate(table, range, &KeyFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a: Aggregate| (a.key, a.detected_by, a.metrics.calls, a.metrics.errors))
+        .collect()
+}
+
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn restart_keeps_closed_minutes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = vec![
+        row(T0, edge("web", "cart"), Side::Server, 30, 12.0),
+        row(T0 + MINUTE_MS, edge("web", "cart"), Side::Server, 20, 12.0),
+    ];
+    {
+        let store = Store::open(config(dir.path())).await.unwrap();
+        store.append_closed(rows).await.unwrap();
+    }
+    let files = files_under(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        files[0].starts_with("edge_minute/date=2025-11-23/hour=00/") && files[0].ends_with(".parquet"),
+        "{files:?}"
+    );
+    let store = Store::open(config(dir.path())).await.unwrap();
+    assert_eq!(
+        totals(&store, Table::EdgeMinute, all(T0, T0 + HOUR)).await,
+        vec![(edge("web", "cart"), Side::Server, 50, 5)]
+    );
+}
+
+#[tokio::test]
+async fn server_side_wins_per_minute_and_client_fills_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    store
+        .append_closed(vec![
+            row(T0, edge("web", "cart"), Side::Server, 30, 10.0),
+            row(T0, edge("web", "cart"), Side::Client, 31, 11.0),
+            row(T0 + MINUTE_MS, edge("web", "cart"), Side::Client, 7, 11.0),
+            row(T0, edge("web", "db"), Side::Client, 5, 2.0),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        totals(&store, Table::EdgeMinute, all(T0, T0 + HOUR)).await,
+        vec![
+            (edge("web", "cart"), Side::Server, 37, 3),
+            (edge("web", "db"), Side::Client, 5, 0),
+        ]
+    );
+    // The window is half-open and filters by minute.
+    assert_eq!(
+        totals(&store, Table::EdgeMinute, all(T0 + MINUTE_MS, T0 + 2 * MINUTE_MS)).await,
+        vec![(edge("web", "cart"), Side::Client, 7, 0)]
+    );
+    let series = store
+        .series(Table::EdgeMinute, all(T0, T0 + HOUR), &KeyFilter::default())
+        .await
+        .unwrap();
+    let cart: Vec<(i64, Side, u64)> = series[0]
+        .1
+        .iter()
+        .map(|p| (p.minute, p.detected_by, p.metrics.calls))
+        .collect();
+    assert_eq!(cart, vec![(T0, Side::Server, 30), (T0 + MINUTE_MS, Side::Client, 7)]);
+}
+
+#[tokio::test]
+async fn open_snapshot_is_read_with_closed_minutes_then_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    store
+        .append_closed(vec![row(T0, service("cart"), Side::Server, 10, 5.0)])
+        .await
+        .unwrap();
+    store.publish_open(vec![row(T0 + MINUTE_MS, service("cart"), Side::Server, 3, 5.0)]);
+    let range = all(T0, T0 + HOUR);
+    assert_eq!(
+        totals(&store, Table::ServiceMinute, range).await,
+        vec![(service("cart"), Side::Server, 13, 1)]
+    );
+    store.publish_open(vec![row(T0 + MINUTE_MS, service("cart"), Side::Server, 4, 5.0)]);
+    assert_eq!(
+        totals(&store, Table::ServiceMinute, range).await,
+        vec![(service("cart"), Side::Server, 14, 1)]
+    );
+    store.publish_open(Vec::new());
+    assert_eq!(
+        totals(&store, Table::ServiceMinute, range).await,
+        vec![(service("cart"), Side::Server, 10, 1)]
+    );
+}
+
+#[tokio::test]
+async fn a_write_cut_before_its_rename_is_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(config(dir.path())).await.unwrap();
+        store
+            .append_closed(vec![row(T0, service("cart"), Side::Server, 10, 5.0)])
+            .await
+            .unwrap();
+    }
+    // What a crash between writing and renaming leaves: a partly written temporary file.
+    let partition = dir.path().join("service_minute/date=2025-11-23/hour=00");
+    let half = partition.join(".1763856000000-000009.parquet.tmp");
+    std::fs::write(&half, b"PAR1 half a file").unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    assert_eq!(
+        totals(&store, Table::ServiceMinute, all(T0, T0 + HOUR)).await,
+        vec![(service("cart"), Side::Server, 10, 1)]
+    );
+    let count = store
+        .sql("SELECT count(*) FROM service_minute", &SqlLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(count[0].column(0).as_primitive::<Int64Type>().value(0), 1);
+    assert!(!half.exists(), "the leftover temporary file is cleaned up on open");
+}
+
+/// Two days of minutes for two edges, with minutes where only the client reported.
+fn two_days() -> Vec<MetricRow> {
+    let mut rows = Vec::new();
+    for minute in (0..2 * 24 * 60).step_by(7) {
+        let at = T0 + minute * MINUTE_MS;
+        let calls = 1 + (minute as u64 % 13);
+        rows.push(row(at, edge("web", "cart"), Side::Client, calls + 1, 20.0));
+        if minute % 3 != 0 {
+            rows.push(row(at, edge("web", "cart"), Side::Server, calls, 5.0 + calls as f64));
+        }
+        rows.push(row(at, edge("cart", "db"), Side::Server, calls * 2, 1.0));
+    }
+    rows
+}
+
+#[tokio::test]
+async fn rollups_answer_like_the_minutes_they_replace() {
+    let minutes_dir = tempfile::tempdir().unwrap();
+    let rolled_dir = tempfile::tempdir().unwrap();
+    let minutes = Store::open(config(minutes_dir.path())).await.unwrap();
+    let mut rolled_config = config(rolled_dir.path());
+    // Minutes expire at once, so the rolled store can only answer from hours and days.
+    rolled_config.retention.minute_secs = 1;
+    let rolled = Store::open(rolled_config).await.unwrap();
+    for chunk in two_days().chunks(50) {
+        minutes.append_closed(chunk.to_vec()).await.unwrap();
+        rolled.append_closed(chunk.to_vec()).await.unwrap();
+    }
+    let report = rolled.maintain(T0 + 3 * DAY).await.unwrap();
+    assert_eq!(report.hours_rolled_up, 48);
+    assert_eq!(report.days_rolled_up, 2);
+    assert!(report.files_compacted > 48, "{report:?}");
+    let on_disk = files_under(rolled_dir.path());
+    assert!(on_disk.iter().all(|f| !f.starts_with("edge_minute/")), "{on_disk:?}");
+
+    for range in [all(T0, T0 + 2 * DAY), all(T0 + 90 * MINUTE_MS, T0 + 2 * DAY - HOUR)] {
+        let hours_aligned = range.start % HOUR == 0;
+        let want = minutes
+            .aggregate(Table::EdgeMinute, range, &KeyFilter::default())
+            .await
+            .unwrap();
+        let got = rolled
+            .aggregate(Table::EdgeMinute, range, &KeyFilter::default())
+            .await
+            .unwrap();
+        if !hours_aligned {
+            // The partial first hour had only minutes, which have expired.
+            assert!(got[0].metrics.calls < want[0].metrics.calls);
+            continue;
+        }
+        assert_eq!(got.len(), want.len());
+        for (got, want) in got.iter().zip(&want) {
+            assert_eq!(got.key, want.key);
+            assert_eq!(got.detected_by, want.detected_by);
+            assert_eq!(got.metrics.calls, want.metrics.calls);
+            assert_eq!(got.metrics.errors, want.metrics.errors);
+            assert_eq!(got.metrics.latency.count(), want.metrics.latency.count());
+            for q in [0.5, 0.99] {
+                let (g, w) = (
+                    got.metrics.latency.quantile(q).unwrap(),
+                    want.metrics.latency.quantile(q).unwrap(),
+                );
+                assert!((g - w).abs() <= 0.01 * w, "q={q} rollup={g} minutes={w}");
+            }
+        }
+    }
+    // A second pass finds nothing left to do.
+    let again = rolled.maintain(T0 + 3 * DAY).await.unwrap();
+    assert_eq!(again, Default::default());
+}
+
+#[tokio::test]
+async fn retention_deletes_what_is_due_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.retention.minute_secs = 2 * 24 * 3600;
+    let store = Store::open(config).await.unwrap();
+    store
+        .append_closed(vec![
+            row(T0, service("cart"), Side::Server, 10, 5.0),
+            row(T0 + HOUR + MINUTE_MS, service("cart"), Side::Server, 20, 5.0),
+        ])
+        .await
+        .unwrap();
+    // The first hour ends at T0 + 1h: due at exactly T0 + 1h + 2 days, the second not yet.
+    let now = T0 + HOUR + 2 * DAY;
+    let report = store.maintain(now).await.unwrap();
+    assert_eq!(report.files_expired, 1);
+    let minute_files: Vec<String> = files_under(dir.path())
+        .into_iter()
+        .filter(|f| f.starts_with("service_minute/"))
+        .collect();
+    assert_eq!(minute_files.len(), 1, "{minute_files:?}");
+    assert!(minute_files[0].starts_with("service_minute/date=2025-11-23/hour=01/"));
+    // Hours and days of both are still there (14 and 90 days).
+    assert!(files_under(dir.path()).iter().any(|f| f.starts_with("service_hour/date=2025-11-23/hour=00/")));
+    assert!(files_under(dir.path()).iter().any(|f| f.starts_with("service_day/date=2025-11-23/")));
+    assert_eq!(
+        totals(&store, Table::ServiceMinute, all(T0, T0 + 2 * HOUR)).await,
+        vec![(service("cart"), Side::Server, 30, 3)]
+    );
+}
+
+#[tokio::test]
+async fn sql_reads_tables_and_merges_sketches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    let mut rows = Vec::new();
+    for minute in 0..10 {
+        rows.push(row(T0 + minute * MINUTE_MS, service("cart"), Side::Server, 10, 100.0 * (minute + 1) as f64));
+    }
+    store.append_closed(rows).await.unwrap();
+    let batches = store
+        .sql(
+            "SELECT service_name, sum(calls) AS calls, quantile(merge_sketch(latency), 0.99) AS p99 \
+             FROM service_minute GROUP BY service_name",
+            &SqlLimits::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(batches[0].num_rows(), 1);
+    assert_eq!(batches[0].column(1).as_primitive::<datafusion::arrow::datatypes::UInt64Type>().value(0), 100);
+    let p99 = batches[0].column(2).as_primitive::<Float64Type>().value(0);
+    assert!((p99 - 1000.0).abs() <= 10.0, "{p99}");
+    let names: Vec<String> = store.tables().into_iter().map(|t| t.name).collect();
+    assert!(names.contains(&"edge_day".to_string()) && names.contains(&"access_log".to_string()), "{names:?}");
+}
+
+#[tokio::test]
+async fn sql_refuses_everything_but_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    let cases = [
+        ("INSERT INTO service_minute SELECT * FROM service_minute", "INSERT statements are not allowed"),
+        ("DELETE FROM service_minute", "DELETE statements are not allowed"),
+        ("CREATE TABLE t AS SELECT 1", "CREATE TABLE statements are not allowed"),
+        ("DROP TABLE service_minute", "DROP TABLE statements are not allowed"),
+        ("COPY service_minute TO '/tmp/x.parquet'", "COPY is not allowed"),
+        ("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'", "CREATE EXTERNAL TABLE is not allowed"),
+        ("SET datafusion.execution.batch_size = 1", "SET statements are not allowed"),
+        ("SELECT 1; SELECT 2", "one statement per request, got 2"),
+    ];
+    for (sql, message) in cases {
+        match store.sql(sql, &SqlLimits::default()).await {
+            Err(Error::Refused(reason)) => assert!(reason.starts_with(message), "{sql}: {reason}"),
+            other => panic!("{sql}: expected a refusal, got {other:?}"),
+        }
+    }
+    // Reading files by path is not a table meshscope knows.
+    assert!(store.sql("SELECT * FROM '/etc/passwd'", &SqlLimits::default()).await.is_err());
+}
+
+#[tokio::test]
+async fn sql_stops_queries_beyond_their_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    let rows = SqlLimits {
+        max_rows: 1_000,
+        ..SqlLimits::default()
+    };
+    match store.sql("SELECT * FROM generate_series(1, 5000)", &rows).await {
+        Err(Error::LimitExceeded(reason)) => assert!(reason.contains("more than 1000 rows"), "{reason}"),
+        other => panic!("expected the row limit, got {other:?}"),
+    }
+    let time = SqlLimits {
+        timeout_ms: 200,
+        ..SqlLimits::default()
+    };
+    let slow = "SELECT count(*) FROM generate_series(1, 100000) a, generate_series(1, 100000) b WHERE a.value + b.value = 3";
+    match store.sql(slow, &time).await {
+        Err(Error::LimitExceeded(reason)) => assert!(reason.contains("200 ms"), "{reason}"),
+        other => panic!("expected the time limit, got {other:?}"),
+    }
+    let memory = SqlLimits {
+        memory_bytes: 1024 * 1024,
+        ..SqlLimits::default()
+    };
+    let big = "SELECT value % 1000000 AS k, count(*) FROM generate_series(1, 3000000) GROUP BY k";
+    match store.sql(big, &memory).await {
+        Err(Error::LimitExceeded(reason)) => assert!(reason.contains("memory"), "{reason}"),
+        other => panic!("expected the memory limit, got {:?}", other.map(|b| b.len())),
+    }
+}
+
+#[tokio::test]
+async fn access_log_rows_are_queryable_when_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.access_log = true;
+    let store = Store::open(config).await.unwrap();
+    let entry = |status: u32, duration_ms: f64| AccessLogRow {
+        time: T0 + 1_234,
+        source_namespace: "shop".into(),
+        source_name: "web".into(),
+        target_namespace: "shop".into(),
+        target_name: "cart".into(),
+        side: Side::Server,
+        protocol: Protocol::Http,
+        method: "GET".into(),
+        path: "/cart/{id}".into(),
+        status,
+        response_flags: "-".into(),
+        duration_ms,
+        bytes_sent: 10,
+        bytes_received: 20,
+        mtls: true,
+        request_id: "r".into(),
+        node: "cart-1".into(),
+    };
+    store
+        .append_access_log(vec![entry(200, 3.0), entry(503, 900.0)])
+        .await
+        .unwrap();
+    let slow = store
+        .sql(
+            "SELECT status FROM access_log WHERE target_name = 'cart' AND duration_ms > 500",
+            &SqlLimits::default(),
+        )
+        .await
+        .unwrap();
+    let status = slow[0].column(0).as_primitive::<datafusion::arrow::datatypes::UInt32Type>();
+    assert_eq!((slow[0].num_rows(), status.value(0)), (1, 503));
+}
