@@ -222,23 +222,28 @@ impl Store {
         let mut segments: Vec<(Granularity, TimeRange)> = Vec::new();
         let mut at = range.start;
         while at < range.end {
-            let (granularity, next) = if at.rem_euclid(DAY_MS) == 0
-                && at + DAY_MS <= range.end
-                && days.has_partition(at)
-            {
-                (Granularity::Day, at + DAY_MS)
-            } else if at.rem_euclid(HOUR_MS) == 0
-                && at + HOUR_MS <= range.end
-                && hours.has_partition(at)
-            {
-                (Granularity::Hour, at + HOUR_MS)
-            } else {
-                let next_hour = (at.div_euclid(HOUR_MS) + 1) * HOUR_MS;
-                (Granularity::Minute, next_hour.min(range.end))
-            };
+            let (granularity, next) =
+                if at.rem_euclid(DAY_MS) == 0 && at + DAY_MS <= range.end && days.has_partition(at)
+                {
+                    (Granularity::Day, at + DAY_MS)
+                } else if at.rem_euclid(HOUR_MS) == 0
+                    && at + HOUR_MS <= range.end
+                    && hours.has_partition(at)
+                {
+                    (Granularity::Hour, at + HOUR_MS)
+                } else {
+                    let next_hour = (at.div_euclid(HOUR_MS) + 1) * HOUR_MS;
+                    (Granularity::Minute, next_hour.min(range.end))
+                };
             match segments.last_mut() {
                 Some((last, span)) if *last == granularity && span.end == at => span.end = next,
-                _ => segments.push((granularity, TimeRange { start: at, end: next })),
+                _ => segments.push((
+                    granularity,
+                    TimeRange {
+                        start: at,
+                        end: next,
+                    },
+                )),
             }
             at = next;
         }
