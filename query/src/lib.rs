@@ -7,6 +7,7 @@ pub mod error;
 mod extract;
 mod graph;
 mod services;
+mod sql;
 pub mod state;
 mod telemetry;
 mod topology;
@@ -14,7 +15,7 @@ mod view;
 mod window;
 
 use axum::Router;
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 
 pub use error::{Error, Result};
 pub use state::AppState;
@@ -26,6 +27,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/services", get(services::list))
         .route("/api/v1/services/{*id}", get(services::service_resource))
         .route("/api/v1/edges", get(edges::edge))
+        .route("/api/v1/sql", post(sql::sql))
+        .route("/api/v1/tables", get(sql::tables))
         // Unknown API paths answer in JSON, whatever serves the rest of the site.
         .route("/api/{*rest}", any(api_not_found))
         .route("/healthz", get(telemetry::healthz))
