@@ -11,6 +11,7 @@ mod sql;
 pub mod state;
 mod telemetry;
 mod topology;
+mod ui;
 mod view;
 mod window;
 
@@ -20,7 +21,8 @@ use axum::routing::{any, get, post};
 pub use error::{Error, Result};
 pub use state::AppState;
 
-/// The whole HTTP surface: the JSON API, health and metrics.
+/// The whole HTTP surface: the JSON API, health and metrics, and the web UI for every other
+/// path.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/topology", get(topology::topology))
@@ -33,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/{*rest}", any(api_not_found))
         .route("/healthz", get(telemetry::healthz))
         .route("/metrics", get(telemetry::metrics))
+        .fallback_service(get(ui::serve))
         .layer(axum::middleware::from_fn(telemetry::track_requests))
         .with_state(state)
 }
