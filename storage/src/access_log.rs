@@ -61,7 +61,11 @@ pub fn schema() -> SchemaRef {
     SCHEMA
         .get_or_init(|| {
             let mut fields = vec![Field::new(TIME, minute_type(), false)];
-            fields.extend(STRINGS.iter().map(|n| Field::new(*n, DataType::Utf8, false)));
+            fields.extend(
+                STRINGS
+                    .iter()
+                    .map(|n| Field::new(*n, DataType::Utf8, false)),
+            );
             fields.push(Field::new("status", DataType::UInt32, false));
             fields.push(Field::new("duration_ms", DataType::Float64, false));
             fields.push(Field::new("bytes_sent", DataType::UInt64, false));

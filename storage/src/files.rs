@@ -15,8 +15,8 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::file::metadata::SortingColumn;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -173,7 +173,11 @@ pub(crate) fn temporary_path(dir: &str, stem: &str) -> Path {
     Path::from(format!("{dir}/.{stem}{TEMPORARY_SUFFIX}"))
 }
 
-pub(crate) fn partition_dir(table: &str, granularity: Granularity, partition: EpochMillis) -> String {
+pub(crate) fn partition_dir(
+    table: &str,
+    granularity: Granularity,
+    partition: EpochMillis,
+) -> String {
     let time = DateTime::from_timestamp_millis(partition).unwrap_or_default();
     let date = time.format("%Y-%m-%d");
     match granularity {

@@ -8,8 +8,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -138,9 +138,9 @@ fn check_read_only(query: &str) -> Result<()> {
         Statement::CopyTo(_) => Err(Error::Refused(
             "COPY is not allowed: SQL cannot write files".into(),
         )),
-        Statement::Explain(_) | Statement::Reset(_) => Err(Error::Refused(
-            "only SELECT queries are allowed".into(),
-        )),
+        Statement::Explain(_) | Statement::Reset(_) => {
+            Err(Error::Refused("only SELECT queries are allowed".into()))
+        }
     }
 }
 

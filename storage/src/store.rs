@@ -38,6 +38,7 @@ pub(crate) struct Inner {
     pub(crate) ctx: SessionContext,
     /// One maintenance pass at a time, whether from the background task or a caller.
     pub(crate) maintenance: tokio::sync::Mutex<()>,
+    pub(crate) proxy_metrics: crate::proxy_metrics::ProxyMetrics,
 }
 
 pub struct Store {
@@ -90,6 +91,7 @@ impl Store {
             access_log,
             ctx,
             maintenance: tokio::sync::Mutex::new(()),
+            proxy_metrics: crate::proxy_metrics::ProxyMetrics::default(),
         });
         if interval > 0 {
             tokio::spawn(maintain_in_background(
@@ -102,6 +104,11 @@ impl Store {
 
     pub fn config(&self) -> &StoreConfig {
         &self.inner.config
+    }
+
+    /// The proxies that report their own statistics, and those statistics.
+    pub fn proxy_metrics(&self) -> &crate::proxy_metrics::ProxyMetrics {
+        &self.inner.proxy_metrics
     }
 
     /// The DataFusion session with every table and the sketch functions registered.
@@ -222,23 +229,28 @@ impl Store {
         let mut segments: Vec<(Granularity, TimeRange)> = Vec::new();
         let mut at = range.start;
         while at < range.end {
-            let (granularity, next) = if at.rem_euclid(DAY_MS) == 0
-                && at + DAY_MS <= range.end
-                && days.has_partition(at)
-            {
-                (Granularity::Day, at + DAY_MS)
-            } else if at.rem_euclid(HOUR_MS) == 0
-                && at + HOUR_MS <= range.end
-                && hours.has_partition(at)
-            {
-                (Granularity::Hour, at + HOUR_MS)
-            } else {
-                let next_hour = (at.div_euclid(HOUR_MS) + 1) * HOUR_MS;
-                (Granularity::Minute, next_hour.min(range.end))
-            };
+            let (granularity, next) =
+                if at.rem_euclid(DAY_MS) == 0 && at + DAY_MS <= range.end && days.has_partition(at)
+                {
+                    (Granularity::Day, at + DAY_MS)
+                } else if at.rem_euclid(HOUR_MS) == 0
+                    && at + HOUR_MS <= range.end
+                    && hours.has_partition(at)
+                {
+                    (Granularity::Hour, at + HOUR_MS)
+                } else {
+                    let next_hour = (at.div_euclid(HOUR_MS) + 1) * HOUR_MS;
+                    (Granularity::Minute, next_hour.min(range.end))
+                };
             match segments.last_mut() {
                 Some((last, span)) if *last == granularity && span.end == at => span.end = next,
-                _ => segments.push((granularity, TimeRange { start: at, end: next })),
+                _ => segments.push((
+                    granularity,
+                    TimeRange {
+                        start: at,
+                        end: next,
+                    },
+                )),
             }
             at = next;
         }

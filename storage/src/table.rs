@@ -106,7 +106,11 @@ impl StoredTable {
         *self.open.write() = batches;
     }
 
-    fn files_overlapping(&self, start: Option<EpochMillis>, end: Option<EpochMillis>) -> Vec<FileEntry> {
+    fn files_overlapping(
+        &self,
+        start: Option<EpochMillis>,
+        end: Option<EpochMillis>,
+    ) -> Vec<FileEntry> {
         let span = self.granularity.partition_ms();
         let files = self.files.read();
         let first = start.map_or(EpochMillis::MIN, |s| s - span + 1);

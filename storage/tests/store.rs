@@ -99,7 +99,8 @@ async fn restart_keeps_closed_minutes() {
     let files = files_under(dir.path());
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(
-        files[0].starts_with("edge_minute/date=2025-11-23/hour=00/") && files[0].ends_with(".parquet"),
+        files[0].starts_with("edge_minute/date=2025-11-23/hour=00/")
+            && files[0].ends_with(".parquet"),
         "{files:?}"
     );
     let store = Store::open(config(dir.path())).await.unwrap();
@@ -131,7 +132,12 @@ async fn server_side_wins_per_minute_and_client_fills_the_rest() {
     );
     // The window is half-open and filters by minute.
     assert_eq!(
-        totals(&store, Table::EdgeMinute, all(T0 + MINUTE_MS, T0 + 2 * MINUTE_MS)).await,
+        totals(
+            &store,
+            Table::EdgeMinute,
+            all(T0 + MINUTE_MS, T0 + 2 * MINUTE_MS)
+        )
+        .await,
         vec![(edge("web", "cart"), Side::Client, 7, 0)]
     );
     let series = store
@@ -143,7 +149,10 @@ async fn server_side_wins_per_minute_and_client_fills_the_rest() {
         .iter()
         .map(|p| (p.minute, p.detected_by, p.metrics.calls))
         .collect();
-    assert_eq!(cart, vec![(T0, Side::Server, 30), (T0 + MINUTE_MS, Side::Client, 7)]);
+    assert_eq!(
+        cart,
+        vec![(T0, Side::Server, 30), (T0 + MINUTE_MS, Side::Client, 7)]
+    );
 }
 
 #[tokio::test]
@@ -154,13 +163,25 @@ async fn open_snapshot_is_read_with_closed_minutes_then_replaced() {
         .append_closed(vec![row(T0, service("cart"), Side::Server, 10, 5.0)])
         .await
         .unwrap();
-    store.publish_open(vec![row(T0 + MINUTE_MS, service("cart"), Side::Server, 3, 5.0)]);
+    store.publish_open(vec![row(
+        T0 + MINUTE_MS,
+        service("cart"),
+        Side::Server,
+        3,
+        5.0,
+    )]);
     let range = all(T0, T0 + HOUR);
     assert_eq!(
         totals(&store, Table::ServiceMinute, range).await,
         vec![(service("cart"), Side::Server, 13, 1)]
     );
-    store.publish_open(vec![row(T0 + MINUTE_MS, service("cart"), Side::Server, 4, 5.0)]);
+    store.publish_open(vec![row(
+        T0 + MINUTE_MS,
+        service("cart"),
+        Side::Server,
+        4,
+        5.0,
+    )]);
     assert_eq!(
         totals(&store, Table::ServiceMinute, range).await,
         vec![(service("cart"), Side::Server, 14, 1)]
@@ -196,7 +217,10 @@ async fn a_write_cut_before_its_rename_is_never_read() {
         .await
         .unwrap();
     assert_eq!(count[0].column(0).as_primitive::<Int64Type>().value(0), 1);
-    assert!(!half.exists(), "the leftover temporary file is cleaned up on open");
+    assert!(
+        !half.exists(),
+        "the leftover temporary file is cleaned up on open"
+    );
 }
 
 /// Two days of minutes for two edges, with minutes where only the client reported.
@@ -207,7 +231,13 @@ fn two_days() -> Vec<MetricRow> {
         let calls = 1 + (minute as u64 % 13);
         rows.push(row(at, edge("web", "cart"), Side::Client, calls + 1, 20.0));
         if minute % 3 != 0 {
-            rows.push(row(at, edge("web", "cart"), Side::Server, calls, 5.0 + calls as f64));
+            rows.push(row(
+                at,
+                edge("web", "cart"),
+                Side::Server,
+                calls,
+                5.0 + calls as f64,
+            ));
         }
         rows.push(row(at, edge("cart", "db"), Side::Server, calls * 2, 1.0));
     }
@@ -232,9 +262,15 @@ async fn rollups_answer_like_the_minutes_they_replace() {
     assert_eq!(report.days_rolled_up, 2);
     assert!(report.files_compacted > 48, "{report:?}");
     let on_disk = files_under(rolled_dir.path());
-    assert!(on_disk.iter().all(|f| !f.starts_with("edge_minute/")), "{on_disk:?}");
+    assert!(
+        on_disk.iter().all(|f| !f.starts_with("edge_minute/")),
+        "{on_disk:?}"
+    );
 
-    for range in [all(T0, T0 + 2 * DAY), all(T0 + 90 * MINUTE_MS, T0 + 2 * DAY - HOUR)] {
+    for range in [
+        all(T0, T0 + 2 * DAY),
+        all(T0 + 90 * MINUTE_MS, T0 + 2 * DAY - HOUR),
+    ] {
         let hours_aligned = range.start % HOUR == 0;
         let want = minutes
             .aggregate(Table::EdgeMinute, range, &KeyFilter::default())
@@ -279,7 +315,13 @@ async fn retention_deletes_what_is_due_and_nothing_else() {
     store
         .append_closed(vec![
             row(T0, service("cart"), Side::Server, 10, 5.0),
-            row(T0 + HOUR + MINUTE_MS, service("cart"), Side::Server, 20, 5.0),
+            row(
+                T0 + HOUR + MINUTE_MS,
+                service("cart"),
+                Side::Server,
+                20,
+                5.0,
+            ),
         ])
         .await
         .unwrap();
@@ -294,8 +336,16 @@ async fn retention_deletes_what_is_due_and_nothing_else() {
     assert_eq!(minute_files.len(), 1, "{minute_files:?}");
     assert!(minute_files[0].starts_with("service_minute/date=2025-11-23/hour=01/"));
     // Hours and days of both are still there (14 and 90 days).
-    assert!(files_under(dir.path()).iter().any(|f| f.starts_with("service_hour/date=2025-11-23/hour=00/")));
-    assert!(files_under(dir.path()).iter().any(|f| f.starts_with("service_day/date=2025-11-23/")));
+    assert!(
+        files_under(dir.path())
+            .iter()
+            .any(|f| f.starts_with("service_hour/date=2025-11-23/hour=00/"))
+    );
+    assert!(
+        files_under(dir.path())
+            .iter()
+            .any(|f| f.starts_with("service_day/date=2025-11-23/"))
+    );
     assert_eq!(
         totals(&store, Table::ServiceMinute, all(T0, T0 + 2 * HOUR)).await,
         vec![(service("cart"), Side::Server, 30, 3)]
@@ -308,7 +358,13 @@ async fn sql_reads_tables_and_merges_sketches() {
     let store = Store::open(config(dir.path())).await.unwrap();
     let mut rows = Vec::new();
     for minute in 0..10 {
-        rows.push(row(T0 + minute * MINUTE_MS, service("cart"), Side::Server, 10, 100.0 * (minute + 1) as f64));
+        rows.push(row(
+            T0 + minute * MINUTE_MS,
+            service("cart"),
+            Side::Server,
+            10,
+            100.0 * (minute + 1) as f64,
+        ));
     }
     store.append_closed(rows).await.unwrap();
     let batches = store
@@ -320,11 +376,20 @@ async fn sql_reads_tables_and_merges_sketches() {
         .await
         .unwrap();
     assert_eq!(batches[0].num_rows(), 1);
-    assert_eq!(batches[0].column(1).as_primitive::<datafusion::arrow::datatypes::UInt64Type>().value(0), 100);
+    assert_eq!(
+        batches[0]
+            .column(1)
+            .as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
+            .value(0),
+        100
+    );
     let p99 = batches[0].column(2).as_primitive::<Float64Type>().value(0);
     assert!((p99 - 1000.0).abs() <= 10.0, "{p99}");
     let names: Vec<String> = store.tables().into_iter().map(|t| t.name).collect();
-    assert!(names.contains(&"edge_day".to_string()) && names.contains(&"access_log".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"edge_day".to_string()) && names.contains(&"access_log".to_string()),
+        "{names:?}"
+    );
 }
 
 #[tokio::test]
@@ -332,13 +397,34 @@ async fn sql_refuses_everything_but_queries() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(config(dir.path())).await.unwrap();
     let cases = [
-        ("INSERT INTO service_minute SELECT * FROM service_minute", "INSERT statements are not allowed"),
-        ("DELETE FROM service_minute", "DELETE statements are not allowed"),
-        ("CREATE TABLE t AS SELECT 1", "CREATE TABLE statements are not allowed"),
-        ("DROP TABLE service_minute", "DROP TABLE statements are not allowed"),
-        ("COPY service_minute TO '/tmp/x.parquet'", "COPY is not allowed"),
-        ("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'", "CREATE EXTERNAL TABLE is not allowed"),
-        ("SET datafusion.execution.batch_size = 1", "SET statements are not allowed"),
+        (
+            "INSERT INTO service_minute SELECT * FROM service_minute",
+            "INSERT statements are not allowed",
+        ),
+        (
+            "DELETE FROM service_minute",
+            "DELETE statements are not allowed",
+        ),
+        (
+            "CREATE TABLE t AS SELECT 1",
+            "CREATE TABLE statements are not allowed",
+        ),
+        (
+            "DROP TABLE service_minute",
+            "DROP TABLE statements are not allowed",
+        ),
+        (
+            "COPY service_minute TO '/tmp/x.parquet'",
+            "COPY is not allowed",
+        ),
+        (
+            "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+            "CREATE EXTERNAL TABLE is not allowed",
+        ),
+        (
+            "SET datafusion.execution.batch_size = 1",
+            "SET statements are not allowed",
+        ),
         ("SELECT 1; SELECT 2", "one statement per request, got 2"),
     ];
     for (sql, message) in cases {
@@ -348,7 +434,12 @@ async fn sql_refuses_everything_but_queries() {
         }
     }
     // Reading files by path is not a table meshscope knows.
-    assert!(store.sql("SELECT * FROM '/etc/passwd'", &SqlLimits::default()).await.is_err());
+    assert!(
+        store
+            .sql("SELECT * FROM '/etc/passwd'", &SqlLimits::default())
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -359,8 +450,13 @@ async fn sql_stops_queries_beyond_their_limits() {
         max_rows: 1_000,
         ..SqlLimits::default()
     };
-    match store.sql("SELECT * FROM generate_series(1, 5000)", &rows).await {
-        Err(Error::LimitExceeded(reason)) => assert!(reason.contains("more than 1000 rows"), "{reason}"),
+    match store
+        .sql("SELECT * FROM generate_series(1, 5000)", &rows)
+        .await
+    {
+        Err(Error::LimitExceeded(reason)) => {
+            assert!(reason.contains("more than 1000 rows"), "{reason}")
+        }
         other => panic!("expected the row limit, got {other:?}"),
     }
     let time = SqlLimits {
@@ -379,7 +475,10 @@ async fn sql_stops_queries_beyond_their_limits() {
     let big = "SELECT value % 1000000 AS k, count(*) FROM generate_series(1, 3000000) GROUP BY k";
     match store.sql(big, &memory).await {
         Err(Error::LimitExceeded(reason)) => assert!(reason.contains("memory"), "{reason}"),
-        other => panic!("expected the memory limit, got {:?}", other.map(|b| b.len())),
+        other => panic!(
+            "expected the memory limit, got {:?}",
+            other.map(|b| b.len())
+        ),
     }
 }
 
@@ -419,6 +518,8 @@ async fn access_log_rows_are_queryable_when_enabled() {
         )
         .await
         .unwrap();
-    let status = slow[0].column(0).as_primitive::<datafusion::arrow::datatypes::UInt32Type>();
+    let status = slow[0]
+        .column(0)
+        .as_primitive::<datafusion::arrow::datatypes::UInt32Type>();
     assert_eq!((slow[0].num_rows(), status.value(0)), (1, 503));
 }
