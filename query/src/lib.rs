@@ -6,6 +6,7 @@ mod edges;
 pub mod error;
 mod extract;
 mod graph;
+mod proxies;
 mod services;
 pub mod state;
 mod telemetry;
@@ -26,6 +27,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/services", get(services::list))
         .route("/api/v1/services/{*id}", get(services::service_resource))
         .route("/api/v1/edges", get(edges::edge))
+        .route("/api/v1/proxies", get(proxies::list))
+        .route("/api/v1/proxies/{id}/metrics", get(proxies::metrics))
         // Unknown API paths answer in JSON, whatever serves the rest of the site.
         .route("/api/{*rest}", any(api_not_found))
         .route("/healthz", get(telemetry::healthz))
