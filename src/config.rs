@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use meshscope_collector::CollectorConfig;
+use meshscope_storage::{RetentionConfig, SqlLimits};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -25,11 +26,17 @@ pub(crate) struct ServerSection {
     pub(crate) demo: Option<bool>,
 }
 
-/// `[storage]`.
+/// `[storage]`: where data lives, how long each granularity is kept, whether raw access-log
+/// entries are kept, and the bounds on SQL queries. Unset values keep the store's defaults.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct StorageSection {
     pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) retention: RetentionConfig,
+    pub(crate) access_log: bool,
+    pub(crate) sql: SqlLimits,
+    pub(crate) maintenance_interval_secs: Option<u64>,
+    pub(crate) settle_minutes: Option<u64>,
 }
 
 impl FileConfig {
@@ -109,9 +116,39 @@ mod tests {
     }
 
     #[test]
+    fn storage_section_sets_retention_access_log_and_sql_limits() {
+        let config = FileConfig::parse(
+            r#"
+            [storage]
+            access_log = true
+
+            [storage.retention]
+            minute_secs = 3600
+
+            [storage.sql]
+            max_rows = 10
+            "#,
+        )
+        .unwrap();
+        let storage = config.storage;
+        assert!(storage.access_log);
+        assert_eq!(storage.retention.minute_secs, 3600);
+        assert_eq!(
+            storage.retention.hour_secs,
+            RetentionConfig::default().hour_secs
+        );
+        assert_eq!(storage.sql.max_rows, 10);
+        assert_eq!(storage.sql.timeout_ms, SqlLimits::default().timeout_ms);
+        assert!(FileConfig::parse("[storage.retention]\nminutes = 1\n").is_err());
+    }
+
+    #[test]
     fn empty_file_gives_defaults() {
         let config = FileConfig::parse("").unwrap();
         assert_eq!(config.server.grpc_addr, None);
         assert_eq!(config.storage.data_dir, None);
+        assert!(!config.storage.access_log);
+        assert_eq!(config.storage.retention, RetentionConfig::default());
+        assert_eq!(config.storage.sql, SqlLimits::default());
     }
 }

@@ -1,6 +1,7 @@
 //! The `meshscope` binary: parses the command line and hands off to one subcommand.
 
 mod config;
+mod replay;
 mod serve;
 mod simulate;
 
@@ -31,6 +32,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Send a simulated mesh's access logs to a collector (a demo and a load generator).
     Simulate(simulate::SimulateArgs),
+    /// Send captured Envoy access-log streams to a collector, moved to the present.
+    Replay(replay::ReplayArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -46,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
+        Command::Replay(args) => replay::run(args).await,
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
-use crate::config::FileConfig;
+use crate::config::{FileConfig, StorageSection};
 
 const DEFAULT_GRPC_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 11800);
 const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 12800);
@@ -75,13 +75,25 @@ impl Settings {
                 .or(file.server.http_addr)
                 .unwrap_or(DEFAULT_HTTP_ADDR),
             demo: args.demo.or(file.server.demo).unwrap_or(false),
-            store: StoreConfig::in_dir(
-                args.data_dir
-                    .or(file.storage.data_dir)
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            ),
+            store: store_config(args.data_dir, file.storage),
             collector: file.collector,
         }
+    }
+}
+
+fn store_config(data_dir: Option<PathBuf>, file: StorageSection) -> StoreConfig {
+    let defaults = StoreConfig::default();
+    StoreConfig {
+        data_dir: data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        retention: file.retention,
+        maintenance_interval_secs: file
+            .maintenance_interval_secs
+            .unwrap_or(defaults.maintenance_interval_secs),
+        settle_minutes: file.settle_minutes.unwrap_or(defaults.settle_minutes),
+        access_log: file.access_log,
+        sql: file.sql,
     }
 }
 

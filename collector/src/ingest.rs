@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use meshscope_storage::{Protocol, RowKey, Side, minute_of};
+use meshscope_storage::{AccessLogRow, Protocol, RowKey, Side, minute_of};
 use parking_lot::Mutex;
 
 use crate::aggregate::{Aggregator, Capped, Sample};
@@ -82,6 +82,8 @@ pub struct Pipeline<'a> {
     pub aggregator: &'a Aggregator,
     pub waiting: &'a WaitQueue,
     pub join_wait_ms: i64,
+    /// Where raw entries go when the store keeps an access log; `None` skips building them.
+    pub access_log: Option<&'a Mutex<Vec<AccessLogRow>>>,
 }
 
 impl Pipeline<'_> {
@@ -103,7 +105,7 @@ impl Pipeline<'_> {
                     evidence,
                 } => {
                     count_evidence(evidence);
-                    self.contribute(&obs, &attributions, &mut samples);
+                    self.contribute(&ctx.reporter, &obs, &attributions, &mut samples);
                 }
                 Resolution::Wait => parked.push(Waiting {
                     deadline_ms: now_ms + self.join_wait_ms,
@@ -146,7 +148,7 @@ impl Pipeline<'_> {
                     evidence,
                 } => {
                     count_evidence(evidence);
-                    self.contribute(&w.obs, &attributions, &mut samples);
+                    self.contribute(&w.reporter, &w.obs, &attributions, &mut samples);
                 }
                 Resolution::Wait => still.push_back(w),
             }
@@ -179,7 +181,7 @@ impl Pipeline<'_> {
         } = self.resolver.resolve(&w.reporter, w.role, &w.obs, false)
         {
             count_evidence(evidence);
-            self.contribute(&w.obs, &attributions, samples);
+            self.contribute(&w.reporter, &w.obs, &attributions, samples);
         }
     }
 
@@ -208,6 +210,7 @@ impl Pipeline<'_> {
 
     fn contribute(
         &self,
+        reporter: &NodeIdentity,
         obs: &Observation,
         attributions: &[Attribution],
         samples: &mut Vec<(i64, RowKey, Side, Sample)>,
@@ -215,8 +218,14 @@ impl Pipeline<'_> {
         let minute = minute_of(obs.start_ms);
         let endpoint =
             (obs.protocol == Protocol::Http).then(|| endpoint_name(&obs.method, &obs.path));
+        let mut logged = self
+            .access_log
+            .map(|_| Vec::with_capacity(attributions.len()));
         for a in attributions {
             let a = &self.capped(a);
+            if let Some(logged) = &mut logged {
+                logged.push(access_log_row(reporter, obs, a));
+            }
             let (bytes_sent, bytes_received) = match a.side {
                 Side::Server => (obs.downstream_bytes_in, obs.downstream_bytes_out),
                 Side::Client => (obs.upstream_bytes_out, obs.upstream_bytes_in),
@@ -280,6 +289,39 @@ impl Pipeline<'_> {
                 ));
             }
         }
+        if let (Some(buffer), Some(mut logged)) = (self.access_log, logged) {
+            buffer.lock().append(&mut logged);
+        }
+    }
+}
+
+/// One access-log row per attribution: the names are the resolved ones the metrics use.
+fn access_log_row(reporter: &NodeIdentity, obs: &Observation, a: &Attribution) -> AccessLogRow {
+    // The same reading of bytes as the metrics, so a sum over the log matches the tables.
+    let (bytes_sent, bytes_received) = match a.side {
+        Side::Server => (obs.downstream_bytes_in, obs.downstream_bytes_out),
+        Side::Client => (obs.upstream_bytes_out, obs.upstream_bytes_in),
+    };
+    AccessLogRow {
+        time: obs.start_ms,
+        source_namespace: a.source.namespace.clone(),
+        source_name: a.source.name.clone(),
+        target_namespace: a.target.namespace.clone(),
+        target_name: a.target.name.clone(),
+        side: a.side,
+        protocol: obs.protocol,
+        method: obs.method.clone(),
+        path: obs.path.clone(),
+        status: obs.status,
+        // Observations keep only whether a failure flag was set, not the flags themselves.
+        response_flags: if obs.failed { "failed" } else { "-" }.to_string(),
+        duration_ms: obs.duration_ms,
+        bytes_sent,
+        bytes_received,
+        mtls: a.side == Side::Server && obs.mtls,
+        // Not carried by observations; the column stays for proxies that will log it.
+        request_id: String::new(),
+        node: reporter.instance.clone(),
     }
 }
 

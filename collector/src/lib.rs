@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use meshscope_storage::{MetricRow, Store};
+use meshscope_storage::{AccessLogRow, MetricRow, Store};
 use parking_lot::Mutex;
 use tracing::{info, warn};
 
@@ -53,6 +53,9 @@ pub struct Collector {
     time_rules: TimeRules,
     /// Closed rows the store has not taken yet; retried on the next tick.
     unwritten: Mutex<Vec<MetricRow>>,
+    /// Raw entries waiting for the next tick, filled only when the store keeps an access log.
+    access_log: Mutex<Vec<AccessLogRow>>,
+    keep_access_log: bool,
     /// When a rejection was last logged, so a flood of bad entries logs once a second.
     last_reject_log_ms: AtomicI64,
     proxy_stats: proxy_stats::ProxyStats,
@@ -85,9 +88,12 @@ impl Collector {
             late_allowance_ms: config.late_allowance_secs as i64 * 1000,
             future_allowance_ms: config.future_allowance_secs as i64 * 1000,
         };
+        let keep_access_log = store.access_log_enabled();
         Ok(Arc::new(Self {
             config,
             store,
+            access_log: Mutex::new(Vec::new()),
+            keep_access_log,
             clock,
             registry,
             role_rules,
@@ -109,6 +115,7 @@ impl Collector {
             aggregator: &self.aggregator,
             waiting: &self.waiting,
             join_wait_ms: self.config.join_wait_ms as i64,
+            access_log: self.keep_access_log.then_some(&self.access_log),
         }
     }
 
@@ -143,7 +150,24 @@ impl Collector {
         if publish || closed_result.is_ok() {
             self.store.publish_open(self.aggregator.snapshot());
         }
-        closed_result.map_err(Error::from)
+        let logged = self.write_access_log().await;
+        closed_result.and(logged).map_err(Error::from)
+    }
+
+    /// Writes buffered raw entries. They are not retried: the access log is for looking into
+    /// recent requests, and holding entries through a store outage would cost more memory
+    /// than the metrics themselves.
+    async fn write_access_log(&self) -> meshscope_storage::Result<()> {
+        let rows = std::mem::take(&mut *self.access_log.lock());
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let count = rows.len() as u64;
+        let result = self.store.append_access_log(rows).await;
+        if result.is_err() {
+            stats::reject("store_unavailable_access_log", count);
+        }
+        result
     }
 
     fn keep_unwritten(&self, rows: Vec<MetricRow>) {
@@ -211,6 +235,9 @@ impl Collector {
             warn!(%error, "writing open minutes at shutdown failed");
         } else {
             info!(rows = count, "open minutes written at shutdown");
+        }
+        if let Err(error) = self.write_access_log().await {
+            warn!(%error, "writing the access log at shutdown failed");
         }
     }
 }

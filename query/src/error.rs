@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use datafusion::error::DataFusionError;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -23,7 +24,24 @@ impl Error {
         match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Storage(meshscope_storage::Error::InvalidQuery(_)) => StatusCode::BAD_REQUEST,
+            Error::Storage(
+                meshscope_storage::Error::InvalidQuery(_) | meshscope_storage::Error::Refused(_),
+            ) => StatusCode::BAD_REQUEST,
+            Error::Storage(meshscope_storage::Error::LimitExceeded(_)) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            // A query naming an unknown table or column is the caller's to fix.
+            Error::Storage(meshscope_storage::Error::DataFusion(e))
+                if matches!(
+                    e.find_root(),
+                    DataFusionError::Plan(_)
+                        | DataFusionError::SchemaError(..)
+                        | DataFusionError::SQL(..)
+                        | DataFusionError::NotImplemented(_)
+                ) =>
+            {
+                StatusCode::BAD_REQUEST
+            }
             Error::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

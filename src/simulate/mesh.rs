@@ -70,7 +70,7 @@ pub(crate) struct Mesh {
 impl Mesh {
     /// `size` services in all (at least 5): an ingress, layers of meshed services, one
     /// service without a sidecar and a database.
-    pub(crate) fn build(size: usize, namespace: &str, seed: u64) -> Mesh {
+    pub(crate) fn build(size: usize, namespace: &str, names: &[String], seed: u64) -> Mesh {
         let size = size.max(5);
         let mut rng = SmallRng::seed_from_u64(seed);
         let mut services = Vec::with_capacity(size);
@@ -107,9 +107,10 @@ impl Mesh {
         add("ingress".into(), Kind::Ingress, &mut rng);
         let meshed = size - 3;
         for i in 0..meshed {
-            let name = match NAMES.get(i) {
-                Some(n) => n.to_string(),
-                None => format!("svc-{i}"),
+            let name = match (names.get(i), NAMES.get(i)) {
+                (Some(n), _) => n.clone(),
+                (None, Some(n)) => n.to_string(),
+                (None, None) => format!("svc-{i}"),
             };
             add(name, Kind::Meshed, &mut rng);
         }

@@ -47,6 +47,9 @@ pub(crate) struct SimulateArgs {
     seed: u64,
     #[arg(long, default_value = "demo")]
     namespace: String,
+    /// Names for the meshed services, in call order, before the built-in ones (repeatable)
+    #[arg(long = "name")]
+    names: Vec<String>,
     /// Print the topology meshscope must show for what was sent, as JSON, at the end
     #[arg(long)]
     print_expected: bool,
@@ -62,7 +65,7 @@ pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let mesh = Mesh::build(args.services, &args.namespace, args.seed);
+    let mesh = Mesh::build(args.services, &args.namespace, &args.names, args.seed);
     let truth = send(&args.target, mesh, args.rate, args.seed, stop).await?;
     info!(
         requests = truth.requests,
@@ -82,7 +85,7 @@ pub(crate) async fn run_demo(
 ) -> anyhow::Result<()> {
     // Give the server a moment to accept connections.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mesh = Mesh::build(10, "demo", 7);
+    let mesh = Mesh::build(10, "demo", &[], 7);
     send(&format!("http://{grpc_addr}"), mesh, 15.0, 7, shutdown).await?;
     Ok(())
 }

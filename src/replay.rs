@@ -1,0 +1,136 @@
+//! `meshscope replay`: sends captured Envoy access-log streams (the fixtures' format: a 4-byte
+//! big-endian length, then one serialized `StreamAccessLogsMessage`, with an index line per
+//! record naming its stream) to a collector. Entries are moved forward in time so that they
+//! land in the current minutes: a live collector refuses minutes that are already closed.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use envoy_types::pb::envoy::data::accesslog::v3::AccessLogCommon;
+use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
+use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
+use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
+use envoy_types::pb::google::protobuf::Timestamp;
+use prost::Message;
+use tracing::info;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReplayArgs {
+    /// The collector's gRPC address
+    #[arg(long, default_value = "http://127.0.0.1:11800")]
+    target: String,
+    /// Capture files (`NAME.bin`, with `NAME.index.jsonl` beside it)
+    #[arg(required = true)]
+    captures: Vec<PathBuf>,
+}
+
+pub(crate) async fn run(args: ReplayArgs) -> anyhow::Result<()> {
+    let mut streams = Vec::new();
+    for path in &args.captures {
+        streams.extend(read_streams(path)?);
+    }
+    // One shift for all captures keeps their entries aligned with each other, so both
+    // sides of a call still meet.
+    let earliest = streams
+        .iter()
+        .flatten()
+        .flat_map(commons)
+        .filter_map(|c| c.start_time.as_ref().map(millis))
+        .min()
+        .context("the captures hold no entries")?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
+    let shift = now - earliest;
+    for message in streams.iter_mut().flatten() {
+        for common in commons_mut(message) {
+            if let Some(t) = common.start_time.as_mut() {
+                *t = timestamp(millis(t) + shift);
+            }
+        }
+    }
+    let mut client = AccessLogServiceClient::connect(args.target.clone())
+        .await
+        .with_context(|| format!("connecting to {}", args.target))?;
+    let count = streams.len();
+    for messages in streams {
+        client
+            .stream_access_logs(tokio_stream::iter(messages))
+            .await
+            .context("the collector refused a stream")?;
+    }
+    info!(streams = count, "captures replayed");
+    Ok(())
+}
+
+/// The messages of each stream, in capture order.
+fn read_streams(bin: &Path) -> anyhow::Result<Vec<Vec<StreamAccessLogsMessage>>> {
+    let bytes = std::fs::read(bin).with_context(|| format!("reading {}", bin.display()))?;
+    let index_path = bin.with_extension("index.jsonl");
+    let index = std::fs::read_to_string(&index_path)
+        .with_context(|| format!("reading {}", index_path.display()))?;
+    let mut streams: Vec<(u64, Vec<StreamAccessLogsMessage>)> = Vec::new();
+    let mut offset = 0usize;
+    for line in index.lines().filter(|l| !l.trim().is_empty()) {
+        let record: serde_json::Value = serde_json::from_str(line)?;
+        let stream = record["stream"]
+            .as_u64()
+            .context("index line without stream")?;
+        let Some(head) = bytes.get(offset..offset + 4) else {
+            bail!("{} ends before its index does", bin.display());
+        };
+        let len = u32::from_be_bytes(head.try_into()?) as usize;
+        let body = bytes
+            .get(offset + 4..offset + 4 + len)
+            .context("truncated record")?;
+        let message = StreamAccessLogsMessage::decode(body)?;
+        offset += 4 + len;
+        match streams.last_mut() {
+            Some((id, messages)) if *id == stream => messages.push(message),
+            _ => streams.push((stream, vec![message])),
+        }
+    }
+    Ok(streams.into_iter().map(|(_, m)| m).collect())
+}
+
+fn commons(message: &StreamAccessLogsMessage) -> Vec<&AccessLogCommon> {
+    match &message.log_entries {
+        Some(LogEntries::HttpLogs(logs)) => logs
+            .log_entry
+            .iter()
+            .filter_map(|e| e.common_properties.as_ref())
+            .collect(),
+        Some(LogEntries::TcpLogs(logs)) => logs
+            .log_entry
+            .iter()
+            .filter_map(|e| e.common_properties.as_ref())
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+fn commons_mut(message: &mut StreamAccessLogsMessage) -> Vec<&mut AccessLogCommon> {
+    match &mut message.log_entries {
+        Some(LogEntries::HttpLogs(logs)) => logs
+            .log_entry
+            .iter_mut()
+            .filter_map(|e| e.common_properties.as_mut())
+            .collect(),
+        Some(LogEntries::TcpLogs(logs)) => logs
+            .log_entry
+            .iter_mut()
+            .filter_map(|e| e.common_properties.as_mut())
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+fn millis(t: &Timestamp) -> i64 {
+    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+}
+
+fn timestamp(ms: i64) -> Timestamp {
+    Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}

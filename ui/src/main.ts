@@ -1,0 +1,633 @@
+// The meshscope dashboard: a live topology map with service and edge panels. Every string that
+// comes from telemetry (service, endpoint and instance names) reaches the page through
+// textContent or the graph's canvas labels, never as HTML.
+
+import cytoscape from "cytoscape";
+import type { Core, EdgeSingular, NodeSingular, StylesheetJson } from "cytoscape";
+import dagre from "cytoscape-dagre";
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+import "./style.css";
+import {
+  columns,
+  edgeId,
+  fmtBytes,
+  fmtMs,
+  fmtNumber,
+  fmtPct,
+  namespacesOf,
+  parseState,
+  servicePath,
+  stateQuery,
+  toElements,
+  topologyUrl,
+  WINDOWS,
+  type Metrics,
+  type Point,
+  type TopoEdge,
+  type Topology,
+  type UiState,
+} from "./data";
+
+cytoscape.use(dagre);
+
+const REFRESH_MS = 15_000;
+
+let state: UiState = parseState(location.search);
+let topo: Topology | null = null;
+let charts: uPlot[] = [];
+let refreshTimer: number | undefined;
+
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: { className?: string; text?: string } = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  if (props.className) e.className = props.className;
+  if (props.text != null) e.textContent = props.text;
+  for (const c of children) e.append(c);
+  return e;
+}
+
+function byId<T extends HTMLElement>(id: string): T {
+  return document.getElementById(id) as T;
+}
+
+const windowSelect = byId<HTMLSelectElement>("window");
+const nsSelect = byId<HTMLSelectElement>("namespace");
+const search = byId<HTMLInputElement>("search");
+const depthSelect = byId<HTMLSelectElement>("depth");
+const clearFocus = byId<HTMLButtonElement>("clear-focus");
+const autoRefresh = byId<HTMLInputElement>("auto-refresh");
+const themeButton = byId<HTMLButtonElement>("theme");
+const panel = byId<HTMLElement>("panel");
+const empty = byId<HTMLElement>("empty");
+const status = byId<HTMLElement>("status");
+const tooltip = byId<HTMLElement>("tooltip");
+
+for (const w of WINDOWS) windowSelect.append(el("option", { text: w }));
+
+function theme(): "light" | "dark" {
+  if (state.theme) return state.theme;
+  return matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+}
+
+function css(name: string): string {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+}
+
+function graphStyle(): StylesheetJson {
+  return [
+    {
+      selector: "node",
+      style: {
+        label: "data(label)",
+        "text-wrap": "wrap",
+        "text-valign": "bottom",
+        "text-margin-y": 4,
+        "font-size": 11,
+        color: css("--fg"),
+        "text-outline-color": css("--bg"),
+        "text-outline-width": 2,
+        width: 34,
+        height: 34,
+        "background-color": css("--idle"),
+        "border-width": 2,
+        "border-color": css("--bg"),
+      },
+    },
+    { selector: "node.ok", style: { "background-color": css("--ok") } },
+    { selector: "node.warn", style: { "background-color": css("--warn") } },
+    { selector: "node.bad", style: { "background-color": css("--bad") } },
+    {
+      selector: "node.virtual",
+      style: {
+        shape: "diamond",
+        "background-color": css("--virtual"),
+        "border-style": "dashed",
+        "border-color": css("--fg-dim"),
+      },
+    },
+    {
+      selector: "node.namespace",
+      style: {
+        shape: "round-rectangle",
+        "background-color": css("--ns-bg"),
+        "background-opacity": 1,
+        "border-width": 1,
+        "border-color": css("--ns-border"),
+        label: "data(label)",
+        "text-valign": "top",
+        "text-halign": "center",
+        "text-margin-y": -4,
+        "font-size": 12,
+        "font-weight": "bold",
+        color: css("--fg-dim"),
+        padding: "18px",
+      },
+    },
+    {
+      selector: "edge",
+      style: {
+        label: "data(label)",
+        "font-size": 9,
+        color: css("--fg-dim"),
+        "text-background-color": css("--bg"),
+        "text-background-opacity": 0.85,
+        "text-background-padding": "2px",
+        "text-rotation": "autorotate",
+        "curve-style": "bezier",
+        "target-arrow-shape": "triangle",
+        width: 2,
+        "line-color": css("--edge"),
+        "target-arrow-color": css("--edge"),
+      },
+    },
+    { selector: "edge.warn", style: { "line-color": css("--warn"), "target-arrow-color": css("--warn") } },
+    { selector: "edge.bad", style: { "line-color": css("--bad"), "target-arrow-color": css("--bad") } },
+    { selector: "edge.client-only", style: { "line-style": "dashed" } },
+    {
+      selector: "edge.tcp",
+      style: {
+        "line-color": css("--tcp"),
+        "target-arrow-color": css("--tcp"),
+        "target-arrow-shape": "square",
+        "line-style": "dotted",
+        width: 3,
+      },
+    },
+    {
+      selector: ":selected",
+      style: { "overlay-color": css("--accent"), "overlay-opacity": 0.25, "overlay-padding": 6 },
+    },
+    { selector: "node.focus", style: { "border-color": css("--accent"), "border-width": 4 } },
+  ];
+}
+
+const cy: Core = cytoscape({
+  container: byId("map"),
+  elements: [],
+  style: graphStyle(),
+  wheelSensitivity: 0.3,
+  minZoom: 0.05,
+  maxZoom: 4,
+});
+
+// Browser tests read the graph from here; it is also handy from the devtools console.
+(window as unknown as { __meshscope: unknown }).__meshscope = {
+  cy,
+  state: () => ({ ...state }),
+  refresh: () => load(),
+};
+
+function applyTheme(): void {
+  document.documentElement.dataset.theme = theme();
+  themeButton.textContent = theme() === "dark" ? "☀ Light" : "☾ Dark";
+  cy.style(graphStyle());
+}
+
+function pushState(replace = false): void {
+  const url = location.pathname + stateQuery(state);
+  if (replace) history.replaceState(null, "", url);
+  else history.pushState(null, "", url);
+}
+
+function syncControls(): void {
+  windowSelect.value = state.window;
+  search.value = state.service;
+  depthSelect.value = String(state.depth);
+  depthSelect.disabled = !state.service;
+  clearFocus.hidden = !state.service;
+  if (![...nsSelect.options].some((o) => o.value === state.namespace)) {
+    nsSelect.append(el("option", { text: state.namespace }));
+  }
+  nsSelect.value = state.namespace;
+}
+
+async function getJson<T>(url: string): Promise<T> {
+  const res = await fetch(url, { headers: { accept: "application/json" } });
+  const body = await res.json();
+  if (!res.ok) throw new Error(body?.error ?? `HTTP ${res.status}`);
+  return body as T;
+}
+
+let loadSeq = 0;
+
+async function load(): Promise<void> {
+  const seq = ++loadSeq;
+  status.textContent = "loading…";
+  try {
+    const next = await getJson<Topology>(topologyUrl(state));
+    if (seq !== loadSeq) return;
+    topo = next;
+    render(next);
+    status.textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (err) {
+    if (seq !== loadSeq) return;
+    status.textContent = `error: ${(err as Error).message}`;
+  }
+  if (state.namespace === "") await loadNamespaces();
+}
+
+async function loadNamespaces(): Promise<void> {
+  if (!topo) return;
+  const known = new Set([...nsSelect.options].map((o) => o.value));
+  for (const ns of namespacesOf(topo)) {
+    if (!known.has(ns)) nsSelect.append(el("option", { text: ns }));
+  }
+  const list = byId<HTMLDataListElement>("services");
+  list.replaceChildren(
+    ...topo.nodes.filter((n) => n.kind === "service").map((n) => {
+      const o = el("option");
+      o.value = n.id;
+      return o;
+    }),
+  );
+}
+
+function render(t: Topology): void {
+  const elements = toElements(t);
+  empty.hidden = t.nodes.length > 0;
+  const wanted = new Set(elements.map((e) => e.data.id as string));
+  const had = new Set(cy.elements().map((e) => e.id()));
+  const sameShape = wanted.size === had.size && [...wanted].every((id) => had.has(id));
+  cy.batch(() => {
+    cy.elements().filter((e) => !wanted.has(e.id())).remove();
+    for (const def of elements) {
+      const existing = cy.getElementById(def.data.id as string);
+      if (existing.nonempty()) {
+        existing.data(def.data);
+        existing.classes(def.classes ?? "");
+      } else {
+        cy.add(def);
+      }
+    }
+    cy.nodes().removeClass("focus");
+    if (state.service) cy.getElementById(state.service).addClass("focus");
+  });
+  // Refreshes that bring no new nodes or edges keep every position: only figures change.
+  if (!sameShape) {
+    cy.layout({
+      name: "dagre",
+      rankDir: "LR",
+      nodeSep: 30,
+      rankSep: 140,
+      edgeSep: 10,
+      animate: false,
+      fit: true,
+      padding: 30,
+    } as cytoscape.LayoutOptions).run();
+  }
+  restoreSelection();
+}
+
+function restoreSelection(): void {
+  if (!state.selected) return;
+  const [kind, ...rest] = state.selected.split(":");
+  const id = rest.join(":");
+  const target = cy.getElementById(id);
+  if (target.nonempty() && !target.selected()) {
+    cy.elements().unselect();
+    target.select();
+  }
+  if (panel.hidden) {
+    if (kind === "node") void openService(id);
+    else if (kind === "edge") {
+      const e = topo?.edges.find((x) => edgeId(x) === id);
+      if (e) void openEdge(e);
+    }
+  }
+}
+
+// --- panels ---------------------------------------------------------------------------------
+
+function closePanel(): void {
+  for (const c of charts) c.destroy();
+  charts = [];
+  panel.hidden = true;
+  panel.replaceChildren();
+}
+
+function panelHeader(title: string, subtitle: string): HTMLElement {
+  const close = el("button", { className: "close", text: "✕" });
+  close.title = "Close";
+  close.addEventListener("click", () => {
+    state.selected = "";
+    cy.elements().unselect();
+    closePanel();
+    pushState();
+  });
+  return el("header", {}, el("div", {}, el("h2", { text: title }), el("div", { className: "sub", text: subtitle })), close);
+}
+
+function figures(m: Metrics, extra: [string, string][] = []): HTMLElement {
+  const rows: [string, string][] = [
+    ["calls/min", fmtNumber(m.cpm)],
+    ["calls", fmtNumber(m.calls)],
+    ["errors", `${fmtNumber(m.errors)} (${fmtPct(m.error_rate)})`],
+    ["4xx", fmtNumber(m.errors_4xx ?? 0)],
+    ["p50", fmtMs(m.p50_ms)],
+    ["p95", fmtMs(m.p95_ms)],
+    ["p99", fmtMs(m.p99_ms)],
+    ...extra,
+  ];
+  const dl = el("dl", { className: "figures" });
+  for (const [k, v] of rows) dl.append(el("dt", { text: k }), el("dd", { text: v }));
+  return dl;
+}
+
+function chart(
+  parent: HTMLElement,
+  title: string,
+  series: Point[],
+  fields: { key: keyof Metrics; label: string; color: string; scale?: (v: number) => number }[],
+  yFmt: (v: number) => string,
+): void {
+  const box = el("div", { className: "chart" }, el("h3", { text: title }));
+  parent.append(box);
+  const data = columns(series, fields.map((f) => f.key)).map((col, i) =>
+    i === 0 || !fields[i - 1].scale ? col : col.map((v) => (v == null ? v : fields[i - 1].scale!(v))),
+  );
+  const width = Math.max(260, panel.clientWidth - 40);
+  const axis = { stroke: css("--fg-dim"), grid: { stroke: css("--grid") }, ticks: { stroke: css("--grid") } };
+  const plot = new uPlot(
+    {
+      width,
+      height: 130,
+      legend: { show: fields.length > 1 },
+      cursor: { drag: { x: false, y: false } },
+      scales: { y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+      axes: [axis, { ...axis, size: 50, values: (_u, vals) => vals.map((v) => yFmt(v)) }],
+      series: [
+        {},
+        ...fields.map((f) => ({ label: f.label, stroke: f.color, width: 1.5, spanGaps: false, value: (_u: uPlot, v: number | null) => (v == null ? "–" : yFmt(v)) })),
+      ],
+    },
+    data as uPlot.AlignedData,
+    box,
+  );
+  charts.push(plot);
+}
+
+function sortableTable(
+  columnsDef: { label: string; value: (r: { name: string; metrics: Metrics }) => number | string; show: (r: { name: string; metrics: Metrics }) => string }[],
+  rows: { name: string; metrics: Metrics }[],
+): HTMLElement {
+  const table = el("table", { className: "sortable" });
+  const tbody = el("tbody");
+  let sortCol = 1;
+  let desc = true;
+  const head = el("tr");
+  const draw = () => {
+    const sorted = [...rows].sort((a, b) => {
+      const x = columnsDef[sortCol].value(a);
+      const y = columnsDef[sortCol].value(b);
+      const c = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
+      return desc ? -c : c;
+    });
+    tbody.replaceChildren(
+      ...sorted.map((r) => el("tr", {}, ...columnsDef.map((c) => el("td", { text: c.show(r) })))),
+    );
+    [...head.children].forEach((th, i) => {
+      th.className = i === sortCol ? (desc ? "desc" : "asc") : "";
+    });
+  };
+  columnsDef.forEach((c, i) => {
+    const th = el("th", { text: c.label });
+    th.addEventListener("click", () => {
+      if (sortCol === i) desc = !desc;
+      else {
+        sortCol = i;
+        desc = i !== 0;
+      }
+      draw();
+    });
+    head.append(th);
+  });
+  table.append(el("thead", {}, head), tbody);
+  draw();
+  if (!rows.length) return el("p", { className: "muted", text: "none in this window" });
+  return table;
+}
+
+const tableColumns = [
+  { label: "name", value: (r: { name: string }) => r.name, show: (r: { name: string }) => r.name },
+  { label: "calls/min", value: (r: { metrics: Metrics }) => r.metrics.cpm, show: (r: { metrics: Metrics }) => fmtNumber(r.metrics.cpm) },
+  { label: "err %", value: (r: { metrics: Metrics }) => r.metrics.error_rate, show: (r: { metrics: Metrics }) => fmtPct(r.metrics.error_rate) },
+  { label: "p95", value: (r: { metrics: Metrics }) => r.metrics.p95_ms ?? -1, show: (r: { metrics: Metrics }) => fmtMs(r.metrics.p95_ms) },
+  { label: "p99", value: (r: { metrics: Metrics }) => r.metrics.p99_ms ?? -1, show: (r: { metrics: Metrics }) => fmtMs(r.metrics.p99_ms) },
+];
+
+function seriesCharts(body: HTMLElement, series: Point[], withApdex: boolean): void {
+  chart(body, "Calls per minute", series, [{ key: "cpm", label: "calls/min", color: css("--accent") }], fmtNumber);
+  chart(body, "Error rate", series, [{ key: "error_rate", label: "errors", color: css("--bad"), scale: (v) => v * 100 }], (v) => fmtNumber(v) + "%");
+  chart(
+    body,
+    "Latency",
+    series,
+    [
+      { key: "p50_ms", label: "p50", color: css("--ok") },
+      { key: "p95_ms", label: "p95", color: css("--warn") },
+      { key: "p99_ms", label: "p99", color: css("--bad") },
+    ],
+    fmtMs,
+  );
+  if (withApdex) chart(body, "Apdex", series, [{ key: "apdex", label: "apdex", color: css("--ok") }], (v) => v.toFixed(2));
+}
+
+interface ServiceDetail {
+  id: string;
+  name: string;
+  namespace: string | null;
+  kind: string;
+  metrics: Metrics;
+  series: Point[];
+}
+
+let panelSeq = 0;
+
+async function openService(id: string): Promise<void> {
+  const seq = ++panelSeq;
+  const base = servicePath(id);
+  const win = "?window=" + encodeURIComponent(state.window);
+  try {
+    const [svc, inst, eps] = await Promise.all([
+      getJson<ServiceDetail>(base + win),
+      getJson<{ instances: { name: string; metrics: Metrics }[] }>(base + "/instances" + win),
+      getJson<{ endpoints: { name: string; metrics: Metrics }[] }>(base + "/endpoints" + win),
+    ]);
+    if (seq !== panelSeq) return;
+    closePanel();
+    panel.hidden = false;
+    panel.dataset.kind = "service";
+    panel.dataset.id = id;
+    const body = el("div", { className: "body" });
+    panel.append(panelHeader(svc.name, `${svc.namespace ?? "no namespace"} · ${svc.kind} · last ${state.window}`), body);
+    body.append(figures(svc.metrics, [["apdex", svc.metrics.apdex == null ? "–" : svc.metrics.apdex.toFixed(2)]]));
+    seriesCharts(body, svc.series, true);
+    body.append(el("h3", { text: `Instances (${inst.instances.length})` }), sortableTable(tableColumns, inst.instances));
+    body.append(el("h3", { text: `Endpoints (${eps.endpoints.length})` }), sortableTable(tableColumns, eps.endpoints));
+  } catch (err) {
+    if (seq !== panelSeq) return;
+    closePanel();
+    panel.hidden = false;
+    panel.append(panelHeader(id, "service"), el("p", { className: "muted", text: (err as Error).message }));
+  }
+}
+
+interface EdgeSide {
+  metrics: Metrics;
+  series: Point[];
+}
+interface EdgeDetail extends TopoEdge {
+  series: Point[];
+  server: EdgeSide | null;
+  client: EdgeSide | null;
+}
+
+async function openEdge(e: TopoEdge): Promise<void> {
+  const seq = ++panelSeq;
+  const q = new URLSearchParams({ source: e.source, target: e.target, protocol: e.protocol, window: state.window });
+  try {
+    const res = await getJson<{ edges: EdgeDetail[] }>("/api/v1/edges?" + q.toString());
+    if (seq !== panelSeq) return;
+    const d = res.edges.find((x) => x.protocol === e.protocol) ?? res.edges[0];
+    closePanel();
+    panel.hidden = false;
+    panel.dataset.kind = "edge";
+    panel.dataset.id = edgeId(e);
+    const body = el("div", { className: "body" });
+    const flags = [e.protocol.toUpperCase(), `seen by ${e.detected_by}`, e.mtls ? "mTLS 🔒" : "no mTLS"].join(" · ");
+    panel.append(panelHeader(`${e.source} → ${e.target}`, flags), body);
+    if (!d) {
+      body.append(el("p", { className: "muted", text: "no traffic in this window" }));
+      return;
+    }
+    body.append(
+      figures(d.metrics, [
+        ["sent", fmtBytes(d.metrics.bytes_sent)],
+        ["received", fmtBytes(d.metrics.bytes_received)],
+        ["mTLS calls", fmtNumber(d.metrics.mtls_calls ?? 0)],
+      ]),
+    );
+    seriesCharts(body, d.series, false);
+    const sides = [
+      ...(d.server ? [{ name: "server side", metrics: d.server.metrics }] : []),
+      ...(d.client ? [{ name: "client side", metrics: d.client.metrics }] : []),
+    ];
+    body.append(el("h3", { text: "As each proxy reported it" }), sortableTable(tableColumns, sides));
+  } catch (err) {
+    if (seq !== panelSeq) return;
+    closePanel();
+    panel.hidden = false;
+    panel.append(panelHeader(`${e.source} → ${e.target}`, "edge"), el("p", { className: "muted", text: (err as Error).message }));
+  }
+}
+
+// --- events ---------------------------------------------------------------------------------
+
+cy.on("tap", "node", (ev) => {
+  const n = ev.target as NodeSingular;
+  if (n.hasClass("namespace")) return;
+  state.selected = "node:" + n.id();
+  pushState();
+  void openService(n.id());
+});
+
+cy.on("tap", "edge", (ev) => {
+  const edge = ev.target as EdgeSingular;
+  const e = topo?.edges.find((x) => edgeId(x) === edge.id());
+  if (!e) return;
+  state.selected = "edge:" + edge.id();
+  pushState();
+  void openEdge(e);
+});
+
+cy.on("tap", (ev) => {
+  if (ev.target === cy) {
+    state.selected = "";
+    closePanel();
+    pushState();
+  }
+});
+
+cy.on("mouseover", "node, edge", (ev) => {
+  const target = ev.target as NodeSingular | EdgeSingular;
+  if (target.isNode() && target.hasClass("namespace")) return;
+  const lines: string[] = [];
+  if (target.isNode()) {
+    const n = topo?.nodes.find((x) => x.id === target.id());
+    if (!n) return;
+    lines.push(n.id, `${fmtNumber(n.metrics.cpm)} calls/min`, `errors ${fmtPct(n.metrics.error_rate)}`, `p50 ${fmtMs(n.metrics.p50_ms)} · p95 ${fmtMs(n.metrics.p95_ms)} · p99 ${fmtMs(n.metrics.p99_ms)}`);
+  } else {
+    const e = topo?.edges.find((x) => edgeId(x) === target.id());
+    if (!e) return;
+    lines.push(`${e.source} → ${e.target} (${e.protocol})`, `${fmtNumber(e.metrics.cpm)}/min · errors ${fmtPct(e.metrics.error_rate)}`, `p50 ${fmtMs(e.metrics.p50_ms)} · p95 ${fmtMs(e.metrics.p95_ms)} · p99 ${fmtMs(e.metrics.p99_ms)}`, `seen by ${e.detected_by}${e.mtls ? " · mTLS" : ""}`);
+  }
+  tooltip.textContent = lines.join("\n");
+  tooltip.hidden = false;
+  const p = ev.renderedPosition;
+  tooltip.style.left = `${p.x + 14}px`;
+  tooltip.style.top = `${p.y + 14}px`;
+});
+cy.on("mouseout", "node, edge", () => {
+  tooltip.hidden = true;
+});
+
+windowSelect.addEventListener("change", () => {
+  state.window = windowSelect.value;
+  pushState();
+  void load();
+  if (panel.dataset.kind === "service" && !panel.hidden) void openService(panel.dataset.id!);
+});
+
+nsSelect.addEventListener("change", () => {
+  state.namespace = nsSelect.value;
+  pushState();
+  void load();
+});
+
+function focusService(): void {
+  state.service = search.value.trim();
+  state.depth = Number(depthSelect.value) || 1;
+  syncControls();
+  pushState();
+  void load();
+}
+search.addEventListener("change", focusService);
+depthSelect.addEventListener("change", focusService);
+clearFocus.addEventListener("click", () => {
+  search.value = "";
+  focusService();
+});
+
+autoRefresh.addEventListener("change", schedule);
+
+function schedule(): void {
+  window.clearInterval(refreshTimer);
+  if (autoRefresh.checked) refreshTimer = window.setInterval(() => void load(), REFRESH_MS);
+}
+
+themeButton.addEventListener("click", () => {
+  state.theme = theme() === "dark" ? "light" : "dark";
+  pushState(true);
+  applyTheme();
+});
+
+byId("fit").addEventListener("click", () => cy.fit(undefined, 30));
+
+window.addEventListener("popstate", () => {
+  state = parseState(location.search);
+  syncControls();
+  applyTheme();
+  closePanel();
+  void load();
+});
+
+byId("collector-addr").textContent = `${location.hostname || "meshscope"}:11800`;
+
+applyTheme();
+syncControls();
+schedule();
+void load();

@@ -1,0 +1,151 @@
+import { describe, expect, it } from "vitest";
+import {
+  columns,
+  DEFAULT_STATE,
+  edgeLabel,
+  fmtMs,
+  fmtNumber,
+  fmtPct,
+  health,
+  parseState,
+  servicePath,
+  stateQuery,
+  toElements,
+  topologyUrl,
+  type Metrics,
+  type Topology,
+} from "../src/data";
+
+function m(calls: number, errors: number, cpm = calls / 15, p95: number | null = 12.3): Metrics {
+  return {
+    calls,
+    cpm,
+    errors,
+    error_rate: calls ? errors / calls : 0,
+    p50_ms: p95 && p95 / 2,
+    p95_ms: p95,
+    p99_ms: p95 && p95 * 1.5,
+  };
+}
+
+// The shape of the API's answer for the captured shop mesh.
+const topo: Topology = {
+  start: 0,
+  end: 900_000,
+  nodes: [
+    { id: "external", name: "external", namespace: null, kind: "virtual", layer: 0, metrics: m(0, 0, 0, null) },
+    { id: "shop/backend", name: "backend", namespace: "shop", kind: "service", layer: 3, metrics: m(300, 50) },
+    { id: "shop/db", name: "db", namespace: "shop", kind: "service", layer: 3, metrics: m(30, 0) },
+    { id: "shop/frontend", name: "frontend", namespace: "shop", kind: "service", layer: 2, metrics: m(300, 2) },
+    { id: "<b>x</b>", name: "<b>x</b>", namespace: null, kind: "service", layer: 1, metrics: m(0, 0, 0, null) },
+  ],
+  edges: [
+    { source: "shop/frontend", target: "shop/backend", protocol: "http", detected_by: "server", mtls: true, metrics: m(300, 50, 20, 301.9) },
+    { source: "shop/frontend", target: "shop/db", protocol: "tcp", detected_by: "client", mtls: false, metrics: m(30, 0, 2) },
+  ],
+};
+
+describe("toElements", () => {
+  const els = toElements(topo);
+  const byId = (id: string) => els.find((e) => e.data.id === id)!;
+
+  it("makes a compound parent per namespace, first", () => {
+    expect(els[0]).toMatchObject({ group: "nodes", data: { id: "ns:shop", label: "shop" }, classes: "namespace" });
+    expect(els.filter((e) => e.classes === "namespace")).toHaveLength(1);
+    expect(byId("shop/frontend").data.parent).toBe("ns:shop");
+    expect(byId("external").data.parent).toBeUndefined();
+  });
+
+  it("labels nodes with name and calls per minute, and classes them by kind and health", () => {
+    expect(byId("shop/frontend").data.label).toBe("frontend\n20/min");
+    expect(byId("shop/frontend").classes).toBe("service ok");
+    expect(byId("shop/backend").classes).toBe("service bad");
+    expect(byId("external").data.label).toBe("external");
+    expect(byId("external").classes).toBe("virtual idle");
+  });
+
+  it("keeps hostile names as plain label text", () => {
+    expect(byId("<b>x</b>").data.label).toBe("<b>x</b>");
+  });
+
+  it("makes one edge per caller, callee and protocol with its style classes", () => {
+    const http = byId("shop/frontend->shop/backend:http");
+    expect(http.group).toBe("edges");
+    expect(http.data).toMatchObject({ source: "shop/frontend", target: "shop/backend" });
+    expect(http.data.label).toBe("🔒 20 rpm · p95 302ms · 17%");
+    expect(http.classes).toBe("http server mtls bad");
+    const tcp = byId("shop/frontend->shop/db:tcp");
+    expect(tcp.data.label).toBe("TCP 2/min");
+    expect(tcp.classes).toBe("tcp client-only plain ok");
+  });
+});
+
+describe("formatting", () => {
+  it("formats counts", () => {
+    expect(fmtNumber(0)).toBe("0");
+    expect(fmtNumber(20)).toBe("20");
+    expect(fmtNumber(0.467)).toBe("0.47");
+    expect(fmtNumber(12.34)).toBe("12.3");
+    expect(fmtNumber(1500)).toBe("1.5k");
+    expect(fmtNumber(2_000_000)).toBe("2M");
+  });
+  it("formats latency", () => {
+    expect(fmtMs(null)).toBe("–");
+    expect(fmtMs(1.5)).toBe("1.5ms");
+    expect(fmtMs(301.9)).toBe("302ms");
+    expect(fmtMs(2500)).toBe("2.5s");
+  });
+  it("formats error rates", () => {
+    expect(fmtPct(0)).toBe("0%");
+    expect(fmtPct(0.0004)).toBe("<0.1%");
+    expect(fmtPct(0.012)).toBe("1.2%");
+    expect(fmtPct(50 / 300)).toBe("17%");
+  });
+  it("grades health by thresholds", () => {
+    expect(health(m(0, 0))).toBe("idle");
+    expect(health(m(1000, 5))).toBe("ok");
+    expect(health(m(100, 1))).toBe("warn");
+    expect(health(m(100, 5))).toBe("bad");
+    expect(health(m(100, 5), { warn: 0.1, bad: 0.5 })).toBe("ok");
+  });
+  it("labels an HTTP edge without mTLS", () => {
+    expect(edgeLabel({ ...topo.edges[0], mtls: false })).toBe("20 rpm · p95 302ms · 17%");
+  });
+});
+
+describe("URL state", () => {
+  it("defaults to the last 15 minutes with short links", () => {
+    expect(parseState("")).toEqual(DEFAULT_STATE);
+    expect(stateQuery(DEFAULT_STATE)).toBe("");
+    expect(topologyUrl(DEFAULT_STATE)).toBe("/api/v1/topology?window=15m");
+  });
+  it("round-trips every field", () => {
+    const s = { window: "1h", namespace: "shop", service: "shop/backend", depth: 2, theme: "dark" as const, selected: "node:shop/backend" };
+    expect(parseState(stateQuery(s))).toEqual(s);
+    expect(topologyUrl(s)).toBe("/api/v1/topology?window=1h&namespace=shop&service=shop%2Fbackend&depth=2");
+  });
+  it("ignores values it does not know", () => {
+    expect(parseState("?window=3y&depth=9&theme=pink")).toEqual(DEFAULT_STATE);
+  });
+  it("drops the depth when nothing is focused", () => {
+    expect(stateQuery({ ...DEFAULT_STATE, depth: 3 })).toBe("");
+  });
+  it("escapes service ids into one path segment", () => {
+    expect(servicePath("shop/backend")).toBe("/api/v1/services/shop%2Fbackend");
+    expect(servicePath("a b?")).toBe("/api/v1/services/a%20b%3F");
+  });
+});
+
+describe("columns", () => {
+  it("turns a series into uPlot columns in seconds", () => {
+    const series = [
+      { t: 60_000, ...m(10, 1, 10, 5) },
+      { t: 120_000, ...m(0, 0, 0, null) },
+    ];
+    expect(columns(series, ["cpm", "p95_ms"])).toEqual([
+      [60, 120],
+      [10, 0],
+      [5, null],
+    ]);
+  });
+});
