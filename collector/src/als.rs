@@ -114,12 +114,7 @@ impl Collector {
         &self,
         identifier: &meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::Identifier,
     ) -> Result<StreamContext, &'static str> {
-        let node = identifier
-            .node
-            .as_ref()
-            .ok_or("the stream identifier has no node")?;
-        let reporter = NodeIdentity::from_node(node)
-            .map_err(|_| "the node has no metadata, cluster or id to name it by")?;
+        let reporter = self.identify(identifier.node.as_ref())?;
         if identifier.log_name.len() > self.config.max_field_len {
             return Err("the log name is too long");
         }
@@ -130,6 +125,17 @@ impl Collector {
             log_name: identifier.log_name.clone(),
             gateway,
         })
+    }
+
+    /// Names the proxy behind a stream; every receiver goes through here so that a proxy's
+    /// logs and statistics carry the same identity.
+    pub fn identify(
+        &self,
+        node: Option<&meshscope_proto::pb::envoy::config::core::v3::Node>,
+    ) -> Result<NodeIdentity, &'static str> {
+        let node = node.ok_or("the stream identifier has no node")?;
+        NodeIdentity::from_node(node)
+            .map_err(|_| "the node has no metadata, cluster or id to name it by")
     }
 
     /// Decodes, checks and aggregates the entries of one message.

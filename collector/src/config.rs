@@ -32,6 +32,8 @@ pub struct CollectorConfig {
     pub rules: DirectionRules,
     /// Static addresses for services that report nothing themselves (VMs, bare metal).
     pub address_map: Vec<AddressMapping>,
+    /// Which of the proxies' own statistics to keep, and how they count.
+    pub proxy_stats: crate::proxy_stats::ProxyStatsConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -81,6 +83,7 @@ impl Default for CollectorConfig {
             max_field_len: 4_096,
             rules: DirectionRules::default(),
             address_map: Vec::new(),
+            proxy_stats: Default::default(),
         }
     }
 }

@@ -10,7 +10,9 @@ pub mod entry;
 pub mod error;
 pub mod identity;
 pub mod ingest;
+pub mod metrics_service;
 pub mod names;
+pub mod proxy_stats;
 pub mod registry;
 pub mod resolve;
 pub mod role;
@@ -56,6 +58,7 @@ pub struct Collector {
     keep_access_log: bool,
     /// When a rejection was last logged, so a flood of bad entries logs once a second.
     last_reject_log_ms: AtomicI64,
+    proxy_stats: proxy_stats::ProxyStats,
 }
 
 /// Closed rows kept for retry while the store fails; past it the oldest are dropped and
@@ -99,6 +102,7 @@ impl Collector {
             time_rules,
             unwritten: Mutex::new(Vec::new()),
             last_reject_log_ms: AtomicI64::new(i64::MIN),
+            proxy_stats: proxy_stats::ProxyStats::default(),
         }))
     }
 
@@ -118,6 +122,7 @@ impl Collector {
     /// The tonic routes of every receiver, to serve on the gRPC address.
     pub fn grpc_routes(self: &Arc<Self>) -> tonic::service::Routes {
         tonic::service::Routes::new(als::AlsReceiver::server(self.clone()))
+            .add_service(metrics_service::MetricsReceiver::server(self.clone()))
     }
 
     /// One step of the background work: retry parked entries, close minutes whose late

@@ -16,3 +16,11 @@ pub const FLUSH_ERRORS: &str = "meshscope_flush_errors_total";
 pub fn reject(reason: &'static str, count: u64) {
     metrics::counter!(ENTRIES_REJECTED, "reason" => reason).increment(count);
 }
+
+pub const PROXY_STATS_MESSAGES: &str = "meshscope_proxy_stats_messages_received_total";
+pub const PROXY_STATS_STORED: &str = "meshscope_proxy_stats_stored_total";
+pub const PROXY_STATS_DROPPED: &str = "meshscope_proxy_stats_dropped_total";
+
+pub fn proxy_stat_dropped(reason: &'static str, count: u64) {
+    metrics::counter!(PROXY_STATS_DROPPED, "reason" => reason).increment(count);
+}

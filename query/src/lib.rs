@@ -6,6 +6,7 @@ mod edges;
 pub mod error;
 mod extract;
 mod graph;
+mod proxies;
 mod services;
 mod sql;
 pub mod state;
@@ -29,6 +30,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/services", get(services::list))
         .route("/api/v1/services/{*id}", get(services::service_resource))
         .route("/api/v1/edges", get(edges::edge))
+        .route("/api/v1/proxies", get(proxies::list))
+        .route("/api/v1/proxies/{id}/metrics", get(proxies::metrics))
         .route("/api/v1/sql", post(sql::sql))
         .route("/api/v1/tables", get(sql::tables))
         // Unknown API paths answer in JSON, whatever serves the rest of the site.

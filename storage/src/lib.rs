@@ -8,6 +8,7 @@ pub mod error;
 pub mod files;
 pub mod maintenance;
 pub mod model;
+pub mod proxy_metrics;
 pub mod read;
 mod rollup;
 pub mod schema;
@@ -25,6 +26,9 @@ pub use maintenance::MaintenanceReport;
 pub use model::{
     EpochMillis, MINUTE_MS, MetricRow, Metrics, NodeKind, Protocol, RowKey, ServiceRef, Side,
     Table, minute_of,
+};
+pub use proxy_metrics::{
+    ProxyInfo, ProxyMetricKind, ProxyMetricRow, ProxyMetrics, ProxyMetricsLimits, ProxySeries,
 };
 pub use read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 pub use sketch::LatencySketch;

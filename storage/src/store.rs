@@ -38,6 +38,7 @@ pub(crate) struct Inner {
     pub(crate) ctx: SessionContext,
     /// One maintenance pass at a time, whether from the background task or a caller.
     pub(crate) maintenance: tokio::sync::Mutex<()>,
+    pub(crate) proxy_metrics: crate::proxy_metrics::ProxyMetrics,
 }
 
 pub struct Store {
@@ -90,6 +91,7 @@ impl Store {
             access_log,
             ctx,
             maintenance: tokio::sync::Mutex::new(()),
+            proxy_metrics: crate::proxy_metrics::ProxyMetrics::default(),
         });
         if interval > 0 {
             tokio::spawn(maintain_in_background(
@@ -102,6 +104,11 @@ impl Store {
 
     pub fn config(&self) -> &StoreConfig {
         &self.inner.config
+    }
+
+    /// The proxies that report their own statistics, and those statistics.
+    pub fn proxy_metrics(&self) -> &crate::proxy_metrics::ProxyMetrics {
+        &self.inner.proxy_metrics
     }
 
     /// The DataFusion session with every table and the sketch functions registered.

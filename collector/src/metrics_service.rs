@@ -1,0 +1,113 @@
+//! The `envoy.service.metrics.v3.MetricsService` receiver: proxies' own statistics.
+
+use std::sync::Arc;
+
+use meshscope_proto::pb::envoy::service::metrics::v3::{
+    StreamMetricsMessage, StreamMetricsResponse,
+    metrics_service_server::{MetricsService, MetricsServiceServer},
+};
+use meshscope_storage::ProxyInfo;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, warn};
+
+use crate::Collector;
+use crate::als::MAX_MESSAGE_BYTES;
+use crate::identity::NodeIdentity;
+use crate::proxy_stats::Reporter;
+use crate::stats;
+
+pub struct MetricsReceiver {
+    collector: Arc<Collector>,
+}
+
+impl MetricsReceiver {
+    pub fn server(collector: Arc<Collector>) -> MetricsServiceServer<MetricsReceiver> {
+        MetricsServiceServer::new(MetricsReceiver { collector })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for MetricsReceiver {
+    async fn stream_metrics(
+        &self,
+        request: Request<Streaming<StreamMetricsMessage>>,
+    ) -> Result<Response<StreamMetricsResponse>, Status> {
+        let peer = request.remote_addr();
+        let mut stream = request.into_inner();
+        let mut reporter: Option<NodeIdentity> = None;
+        loop {
+            let message = match stream.message().await {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(status) => {
+                    warn!(?peer, error = %status.message(), "metrics stream ended by a bad message");
+                    return Err(status);
+                }
+            };
+            metrics::counter!(stats::PROXY_STATS_MESSAGES).increment(1);
+            if let Some(identifier) = &message.identifier {
+                let identity =
+                    self.collector
+                        .identify(identifier.node.as_ref())
+                        .map_err(|reason| {
+                            warn!(?peer, reason, "metrics stream refused");
+                            Status::invalid_argument(reason)
+                        })?;
+                reporter = Some(identity);
+            }
+            let Some(identity) = &reporter else {
+                stats::proxy_stat_dropped("no_identifier", message.envoy_metrics.len() as u64);
+                return Err(Status::invalid_argument(
+                    "the first message of a metrics stream must carry an identifier with the node",
+                ));
+            };
+            self.collector.ingest_proxy_stats(identity, &message);
+        }
+        debug!(?peer, "metrics stream closed");
+        Ok(Response::new(StreamMetricsResponse {}))
+    }
+}
+
+impl Collector {
+    /// Stores one flush of a proxy's statistics and marks the proxy as seen.
+    pub fn ingest_proxy_stats(&self, identity: &NodeIdentity, message: &StreamMetricsMessage) {
+        let now = self.clock.now_ms();
+        let store = self.store.proxy_metrics();
+        let service = identity.service.id();
+        let known = store.see_proxy(ProxyInfo {
+            id: identity.node_id.clone(),
+            service: service.clone(),
+            instance: identity.instance.clone(),
+            envoy_version: envoy_version(&identity.proxy_version),
+            last_seen: now,
+        });
+        if !known {
+            stats::proxy_stat_dropped("too_many_proxies", message.envoy_metrics.len() as u64);
+            return;
+        }
+        let reporter = Reporter {
+            proxy: &identity.node_id,
+            service: &service,
+        };
+        let rows = self.proxy_stats.rows(
+            &self.config.proxy_stats,
+            &reporter,
+            &message.envoy_metrics,
+            now,
+        );
+        metrics::counter!(stats::PROXY_STATS_STORED).increment(rows.len() as u64);
+        for row in rows {
+            store.record(row);
+        }
+    }
+}
+
+/// `envoy/1.39.3` -> `1.39.3`: the UI shows the version; the name is always Envoy here.
+fn envoy_version(proxy_version: &str) -> String {
+    proxy_version
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}

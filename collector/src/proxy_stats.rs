@@ -1,0 +1,373 @@
+//! Proxies' own statistics from the metrics service: which ones we keep, which cluster they
+//! belong to, and how cumulative counters become per-minute increases.
+
+use std::collections::HashMap;
+
+use meshscope_proto::pb::io::prometheus::client::{Metric, MetricFamily, MetricType};
+use meshscope_storage::{EpochMillis, ProxyMetricKind, ProxyMetricRow};
+use parking_lot::Mutex;
+use serde::Deserialize;
+
+use crate::stats;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyStatsConfig {
+    /// Envoy's `report_counters_as_deltas`: counters (and histogram counts) are already
+    /// increases since the previous flush rather than totals since the proxy started.
+    pub report_counters_as_deltas: bool,
+    /// Server-wide statistics kept, by full name.
+    pub server_stats: Vec<String>,
+    /// Per-cluster statistics kept, by what follows the cluster name
+    /// (`cluster.<cluster>.<stat>`).
+    pub cluster_stats: Vec<String>,
+    /// Distinct statistic series (name and labels) tracked per proxy; past it new ones
+    /// are dropped and counted, so a proxy flooding label sets cannot grow memory.
+    pub max_series_per_proxy: usize,
+}
+
+impl Default for ProxyStatsConfig {
+    fn default() -> Self {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        Self {
+            report_counters_as_deltas: false,
+            server_stats: strings(&[
+                "server.memory_allocated",
+                "server.memory_heap_size",
+                "server.memory_physical_size",
+                "server.total_connections",
+                "server.uptime",
+            ]),
+            cluster_stats: strings(&[
+                "upstream_rq_total",
+                "upstream_rq_5xx",
+                "upstream_rq_retry",
+                "upstream_rq_timeout",
+                "upstream_rq_pending_active",
+                "upstream_rq_active",
+                "upstream_cx_active",
+                "membership_healthy",
+                "membership_total",
+                "circuit_breakers.default.rq_open",
+                "circuit_breakers.default.cx_open",
+                "upstream_rq_time",
+            ]),
+            max_series_per_proxy: 5_000,
+        }
+    }
+}
+
+/// Why a statistic was not stored; the reason label on `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drop {
+    NoName,
+    NotAllowed,
+    /// `internal.`/`external.` variants repeat the cluster's own counts, and each
+    /// histogram also arrives as a summary.
+    Duplicate,
+    /// NaN, infinite or negative where a counter or histogram needs a count.
+    BadValue,
+    TooManySeries,
+    /// The family's type does not match what it carries.
+    Malformed,
+}
+
+impl Drop {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Drop::NoName => "no_name",
+            Drop::NotAllowed => "not_allowed",
+            Drop::Duplicate => "duplicate",
+            Drop::BadValue => "bad_value",
+            Drop::TooManySeries => "too_many_series",
+            Drop::Malformed => "malformed",
+        }
+    }
+}
+
+/// The increase of a counter since its previous report. A value below the previous one
+/// means the proxy restarted and counts from zero again. The first report counts in full:
+/// Envoy's counters start at zero with the proxy, so that is what it did since starting.
+pub fn counter_delta(previous: Option<f64>, value: f64, as_deltas: bool) -> Result<f64, Drop> {
+    if !value.is_finite() || value < 0.0 {
+        return Err(Drop::BadValue);
+    }
+    if as_deltas {
+        return Ok(value);
+    }
+    Ok(match previous {
+        Some(prev) if value >= prev => value - prev,
+        _ => value,
+    })
+}
+
+/// Splits `cluster.<cluster>.<stat>` by matching an allowed stat from the end: cluster
+/// names hold dots and `|`, so the name cannot be split on dots.
+pub fn classify(config: &ProxyStatsConfig, name: &str) -> Result<(String, String), Drop> {
+    if config.server_stats.iter().any(|s| s == name) {
+        return Ok((name.to_string(), String::new()));
+    }
+    let Some(rest) = name.strip_prefix("cluster.") else {
+        return Err(Drop::NotAllowed);
+    };
+    for stat in &config.cluster_stats {
+        let Some(cluster) = rest
+            .strip_suffix(stat.as_str())
+            .and_then(|c| c.strip_suffix('.'))
+        else {
+            continue;
+        };
+        if cluster.is_empty() {
+            continue;
+        }
+        if cluster.ends_with(".internal") || cluster.ends_with(".external") {
+            return Err(Drop::Duplicate);
+        }
+        return Ok((stat.clone(), cluster.to_string()));
+    }
+    Err(Drop::NotAllowed)
+}
+
+#[derive(Clone, Copy, Default)]
+struct Previous {
+    value: f64,
+    count: u64,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    series: HashMap<(String, String), Previous>,
+}
+
+/// Per-proxy memory of the last cumulative values, kept across a proxy's streams so that
+/// a reconnect does not count everything again.
+#[derive(Default)]
+pub struct ProxyStats {
+    proxies: Mutex<HashMap<String, ProxyState>>,
+}
+
+/// Who the rows are for.
+pub struct Reporter<'a> {
+    pub proxy: &'a str,
+    pub service: &'a str,
+}
+
+impl ProxyStats {
+    /// Turns one flush of families into rows, counting what is dropped.
+    pub fn rows(
+        &self,
+        config: &ProxyStatsConfig,
+        reporter: &Reporter<'_>,
+        families: &[MetricFamily],
+        now: EpochMillis,
+    ) -> Vec<ProxyMetricRow> {
+        let mut proxies = self.proxies.lock();
+        let state = proxies.entry(reporter.proxy.to_string()).or_default();
+        let mut rows = Vec::new();
+        for family in families {
+            let kind = family.r#type.and_then(|t| MetricType::try_from(t).ok());
+            let result = match family.name.as_deref() {
+                None | Some("") => Err(Drop::NoName),
+                Some(_) if kind == Some(MetricType::Summary) => Err(Drop::Duplicate),
+                Some(name) => classify(config, name),
+            };
+            let (stat, cluster) = match result {
+                Ok(found) => found,
+                Err(drop) => {
+                    stats::proxy_stat_dropped(drop.reason(), family.metric.len().max(1) as u64);
+                    continue;
+                }
+            };
+            let full_name = family.name.as_deref().unwrap_or_default();
+            for metric in &family.metric {
+                let labels = label_key(metric);
+                let key = (full_name.to_string(), labels);
+                let known = state.series.contains_key(&key);
+                if !known && state.series.len() >= config.max_series_per_proxy {
+                    stats::proxy_stat_dropped(Drop::TooManySeries.reason(), 1);
+                    continue;
+                }
+                let previous = state.series.get(&key).copied();
+                let row = |kind, value, count, sum| ProxyMetricRow {
+                    minute: now,
+                    proxy: reporter.proxy.to_string(),
+                    service: reporter.service.to_string(),
+                    name: stat.clone(),
+                    cluster: cluster.clone(),
+                    kind,
+                    value,
+                    count,
+                    sum,
+                };
+                let outcome = match kind {
+                    Some(MetricType::Counter) => metric
+                        .counter
+                        .as_ref()
+                        .and_then(|c| c.value)
+                        .ok_or(Drop::Malformed)
+                        .and_then(|v| {
+                            let delta = counter_delta(
+                                previous.map(|p| p.value),
+                                v,
+                                config.report_counters_as_deltas,
+                            )?;
+                            Ok((
+                                row(ProxyMetricKind::Counter, delta, 0, 0.0),
+                                Previous { value: v, count: 0 },
+                            ))
+                        }),
+                    Some(MetricType::Gauge) => metric
+                        .gauge
+                        .as_ref()
+                        .and_then(|g| g.value)
+                        .filter(|v| v.is_finite())
+                        .ok_or(Drop::BadValue)
+                        .map(|v| {
+                            (
+                                row(ProxyMetricKind::Gauge, v, 0, 0.0),
+                                Previous { value: v, count: 0 },
+                            )
+                        }),
+                    Some(MetricType::Histogram) => {
+                        histogram(metric, previous, config.report_counters_as_deltas).map(
+                            |(count, sum, now_prev)| {
+                                (row(ProxyMetricKind::Histogram, sum, count, sum), now_prev)
+                            },
+                        )
+                    }
+                    _ => Err(Drop::Malformed),
+                };
+                match outcome {
+                    Ok((row, now_prev)) => {
+                        state.series.insert(key, now_prev);
+                        rows.push(row);
+                    }
+                    Err(drop) => stats::proxy_stat_dropped(drop.reason(), 1),
+                }
+            }
+        }
+        rows
+    }
+
+    /// How many proxies have counter state.
+    pub fn tracked_proxies(&self) -> usize {
+        self.proxies.lock().len()
+    }
+}
+
+/// A histogram's increase in sample count and sum, and what to remember for next time.
+fn histogram(
+    metric: &Metric,
+    previous: Option<Previous>,
+    as_deltas: bool,
+) -> Result<(u64, f64, Previous), Drop> {
+    let h = metric.histogram.as_ref().ok_or(Drop::Malformed)?;
+    let count = h.sample_count.unwrap_or(0);
+    let sum = h.sample_sum.unwrap_or(0.0);
+    if !sum.is_finite() || sum < 0.0 {
+        return Err(Drop::BadValue);
+    }
+    let remember = Previous { value: sum, count };
+    if as_deltas {
+        return Ok((count, sum, remember));
+    }
+    Ok(match previous {
+        Some(p) if count >= p.count && sum >= p.value => (count - p.count, sum - p.value, remember),
+        _ => (count, sum, remember),
+    })
+}
+
+fn label_key(metric: &Metric) -> String {
+    let mut pairs: Vec<String> = metric
+        .label
+        .iter()
+        .map(|l| {
+            format!(
+                "{}={}",
+                l.name.as_deref().unwrap_or_default(),
+                l.value.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    pairs.sort();
+    pairs.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cumulative_counters_become_increases_and_resets_count_from_zero() {
+        assert_eq!(counter_delta(None, 10.0, false), Ok(10.0));
+        assert_eq!(counter_delta(Some(10.0), 25.0, false), Ok(15.0));
+        assert_eq!(counter_delta(Some(25.0), 25.0, false), Ok(0.0));
+        // The proxy restarted: 4 requests since, not -21.
+        assert_eq!(counter_delta(Some(25.0), 4.0, false), Ok(4.0));
+    }
+
+    #[test]
+    fn delta_counters_are_taken_as_they_are() {
+        assert_eq!(counter_delta(Some(25.0), 4.0, true), Ok(4.0));
+        assert_eq!(counter_delta(None, 0.0, true), Ok(0.0));
+    }
+
+    #[test]
+    fn nan_infinite_and_negative_counters_are_rejected() {
+        for bad in [f64::NAN, f64::INFINITY, -1.0] {
+            assert_eq!(counter_delta(Some(1.0), bad, false), Err(Drop::BadValue));
+            assert_eq!(counter_delta(None, bad, true), Err(Drop::BadValue));
+        }
+    }
+
+    #[test]
+    fn cluster_names_with_dots_and_bars_are_matched_from_the_end() {
+        let config = ProxyStatsConfig::default();
+        let got = classify(
+            &config,
+            "cluster.outbound|18200||backend.shop.svc.cluster.local.upstream_rq_total",
+        );
+        assert_eq!(
+            got,
+            Ok((
+                "upstream_rq_total".into(),
+                "outbound|18200||backend.shop.svc.cluster.local".into()
+            ))
+        );
+        assert_eq!(
+            classify(
+                &config,
+                "cluster.inbound|18080||.circuit_breakers.default.rq_open"
+            ),
+            Ok((
+                "circuit_breakers.default.rq_open".into(),
+                "inbound|18080||".into()
+            ))
+        );
+        assert_eq!(
+            classify(
+                &config,
+                "cluster.outbound|18200||backend.shop.svc.cluster.local.upstream_rq_pending_active"
+            )
+            .unwrap()
+            .0,
+            "upstream_rq_pending_active"
+        );
+        assert_eq!(
+            classify(&config, "cluster.inbound|18080||.external.upstream_rq_5xx"),
+            Err(Drop::Duplicate)
+        );
+        assert_eq!(
+            classify(&config, "cluster.x.upstream_cx_total"),
+            Err(Drop::NotAllowed)
+        );
+        assert_eq!(
+            classify(&config, "server.uptime"),
+            Ok(("server.uptime".into(), String::new()))
+        );
+        assert_eq!(
+            classify(&config, "cluster.upstream_rq_total"),
+            Err(Drop::NotAllowed)
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! The metrics service receiver over the real captures of the shop mesh, and over bad input.
+
+mod support;
+
+use std::collections::HashMap;
+
+use meshscope_collector::CollectorConfig;
+use meshscope_proto::pb::envoy::service::metrics::v3::StreamMetricsMessage;
+use meshscope_proto::pb::envoy::service::metrics::v3::metrics_service_client::MetricsServiceClient;
+use meshscope_proto::pb::envoy::service::metrics::v3::stream_metrics_message::Identifier;
+use meshscope_proto::pb::io::prometheus::client::{
+    Counter, LabelPair, Metric, MetricFamily, MetricType,
+};
+use meshscope_storage::ProxyMetricKind;
+use prost::Message;
+use support::{fixtures_dir, serve};
+
+fn read_metric_streams() -> Vec<Vec<StreamMetricsMessage>> {
+    let base = fixtures_dir().join("shop-mesh");
+    let bytes = std::fs::read(base.join("metrics.bin")).expect("metrics.bin readable");
+    let index = std::fs::read_to_string(base.join("metrics.index.jsonl")).unwrap();
+    let mut streams: Vec<(u64, Vec<StreamMetricsMessage>)> = Vec::new();
+    let mut offset = 0usize;
+    for line in index.lines().filter(|l| !l.trim().is_empty()) {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        let stream = record["stream"].as_u64().unwrap();
+        let len = u32::from_be_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+        let message = StreamMetricsMessage::decode(&bytes[offset + 4..offset + 4 + len]).unwrap();
+        offset += 4 + len;
+        match streams.last_mut() {
+            Some((id, messages)) if *id == stream => messages.push(message),
+            _ => streams.push((stream, vec![message])),
+        }
+    }
+    assert_eq!(offset, bytes.len(), "index and records disagree");
+    streams.into_iter().map(|(_, m)| m).collect()
+}
+
+async fn send(
+    addr: std::net::SocketAddr,
+    messages: Vec<StreamMetricsMessage>,
+) -> Result<(), tonic::Status> {
+    let mut client = MetricsServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+        .max_encoding_message_size(64 * 1024 * 1024);
+    client
+        .stream_metrics(tokio_stream::iter(messages))
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn captured_proxies_are_identified_and_request_totals_match_the_traffic() {
+    let served = serve(CollectorConfig::default(), 1_795_542_330_000).await;
+    for stream in read_metric_streams() {
+        send(served.addr, stream).await.expect("stream accepted");
+    }
+    let metrics = served.store.proxy_metrics();
+    let proxies: HashMap<String, (String, String, String)> = metrics
+        .proxies()
+        .into_iter()
+        .map(|p| (p.id, (p.service, p.instance, p.envoy_version)))
+        .collect();
+    assert_eq!(
+        proxies["frontend-v1-pod-1"],
+        (
+            "shop/frontend".to_string(),
+            "frontend-7d9f-abc".to_string(),
+            "1.39.3".to_string()
+        )
+    );
+    assert_eq!(proxies["backend-v2-pod-1"].0, "shop/backend");
+    assert_eq!(proxies["ingress-1"].0, "shop/ingress");
+
+    let mut totals: HashMap<(String, String, String), f64> = HashMap::new();
+    let mut histograms: HashMap<(String, String), u64> = HashMap::new();
+    for row in metrics.rows() {
+        *totals
+            .entry((row.proxy.clone(), row.name.clone(), row.cluster.clone()))
+            .or_default() += row.value;
+        if row.kind == ProxyMetricKind::Histogram {
+            *histograms.entry((row.proxy, row.cluster)).or_default() += row.count;
+        }
+    }
+    let total = |proxy: &str, cluster: &str| {
+        totals
+            .get(&(proxy.into(), "upstream_rq_total".into(), cluster.into()))
+            .copied()
+    };
+    // traffic.json: 300 requests through the mesh, 30 of them calling payments.
+    assert_eq!(
+        total(
+            "frontend-v1-pod-1",
+            "outbound|18200||backend.shop.svc.cluster.local"
+        ),
+        Some(300.0)
+    );
+    assert_eq!(
+        total(
+            "frontend-v1-pod-1",
+            "outbound|18082||payments.shop.svc.cluster.local"
+        ),
+        Some(30.0)
+    );
+    assert_eq!(total("frontend-v1-pod-1", "inbound|18080||"), Some(300.0));
+    // Each histogram is stored once: the summary twin and the `external.` variant would
+    // double the count of requests timed.
+    assert_eq!(
+        histograms[&(
+            "frontend-v1-pod-1".to_string(),
+            "outbound|18200||backend.shop.svc.cluster.local".to_string()
+        )],
+        300
+    );
+    assert!(
+        metrics
+            .rows()
+            .iter()
+            .all(|r| !r.cluster.contains("external") && !r.cluster.contains("internal")),
+        "internal./external. variants are dropped"
+    );
+}
+
+fn counter_family(name: Option<&str>, metrics: Vec<Metric>) -> MetricFamily {
+    MetricFamily {
+        name: name.map(str::to_string),
+        r#type: Some(MetricType::Counter as i32),
+        metric: metrics,
+        ..Default::default()
+    }
+}
+
+fn counter(value: f64, label: Option<String>) -> Metric {
+    Metric {
+        counter: Some(Counter {
+            value: Some(value),
+            ..Default::default()
+        }),
+        label: label
+            .map(|v| {
+                vec![LabelPair {
+                    name: Some("flood".into()),
+                    value: Some(v),
+                }]
+            })
+            .unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn bad_families_are_dropped_label_floods_capped_and_the_server_stays_up() {
+    let mut config = CollectorConfig::default();
+    config.proxy_stats.max_series_per_proxy = 100;
+    let served = serve(config, 1_795_542_330_000).await;
+    let node = meshscope_proto::pb::envoy::config::core::v3::Node {
+        id: "flooder".into(),
+        cluster: "flood".into(),
+        ..Default::default()
+    };
+    let flood: Vec<Metric> = (0..10_000)
+        .map(|i| counter(1.0, Some(format!("v{i}"))))
+        .collect();
+    let message = StreamMetricsMessage {
+        identifier: Some(Identifier { node: Some(node) }),
+        envoy_metrics: vec![
+            counter_family(None, vec![counter(1.0, None)]),
+            counter_family(
+                Some("cluster.c.upstream_rq_total"),
+                vec![counter(f64::NAN, None)],
+            ),
+            counter_family(Some("cluster.c.upstream_rq_5xx"), vec![counter(-3.0, None)]),
+            counter_family(Some("cluster.c.upstream_rq_retry"), flood),
+        ],
+    };
+    send(served.addr, vec![message])
+        .await
+        .expect("bad statistics are dropped, not the stream");
+    let rows = served.store.proxy_metrics().rows();
+    let retried: f64 = rows
+        .iter()
+        .filter(|r| r.name == "upstream_rq_retry")
+        .map(|r| r.value)
+        .sum();
+    assert_eq!(retried, 100.0, "label sets past the cap are dropped");
+    assert!(
+        rows.iter()
+            .all(|r| r.name != "upstream_rq_total" && r.name != "upstream_rq_5xx")
+    );
+
+    // A stream without an identifier is refused; the server still takes the next one.
+    let refused = send(served.addr, vec![StreamMetricsMessage::default()]).await;
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::InvalidArgument);
+    let again = StreamMetricsMessage {
+        identifier: Some(Identifier {
+            node: Some(meshscope_proto::pb::envoy::config::core::v3::Node {
+                id: "ok".into(),
+                cluster: "ok".into(),
+                ..Default::default()
+            }),
+        }),
+        envoy_metrics: vec![counter_family(
+            Some("cluster.c.upstream_rq_total"),
+            vec![counter(5.0, None)],
+        )],
+    };
+    send(served.addr, vec![again]).await.expect("server up");
+    assert!(served.store.proxy_metrics().proxy("ok").is_some());
+}
