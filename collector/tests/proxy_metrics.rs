@@ -12,28 +12,13 @@ use meshscope_proto::pb::io::prometheus::client::{
     Counter, LabelPair, Metric, MetricFamily, MetricType,
 };
 use meshscope_storage::ProxyMetricKind;
-use prost::Message;
-use support::{fixtures_dir, serve};
+use support::serve;
 
 fn read_metric_streams() -> Vec<Vec<StreamMetricsMessage>> {
-    let base = fixtures_dir().join("shop-mesh");
-    let bytes = std::fs::read(base.join("metrics.bin")).expect("metrics.bin readable");
-    let index = std::fs::read_to_string(base.join("metrics.index.jsonl")).unwrap();
-    let mut streams: Vec<(u64, Vec<StreamMetricsMessage>)> = Vec::new();
-    let mut offset = 0usize;
-    for line in index.lines().filter(|l| !l.trim().is_empty()) {
-        let record: serde_json::Value = serde_json::from_str(line).unwrap();
-        let stream = record["stream"].as_u64().unwrap();
-        let len = u32::from_be_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
-        let message = StreamMetricsMessage::decode(&bytes[offset + 4..offset + 4 + len]).unwrap();
-        offset += 4 + len;
-        match streams.last_mut() {
-            Some((id, messages)) if *id == stream => messages.push(message),
-            _ => streams.push((stream, vec![message])),
-        }
-    }
-    assert_eq!(offset, bytes.len(), "index and records disagree");
-    streams.into_iter().map(|(_, m)| m).collect()
+    support::read_records("shop-mesh", "metrics")
+        .into_iter()
+        .map(|(_, messages)| messages)
+        .collect()
 }
 
 async fn send(

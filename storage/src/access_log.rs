@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
-use crate::files::{Granularity, HOUR_MS};
+use crate::files::HOUR_MS;
 use crate::model::{EpochMillis, Protocol, Side};
 use crate::schema::minute_type;
 use crate::store::Store;
@@ -146,13 +146,7 @@ impl Store {
         }
         let stored = &self.inner.access_log;
         for (hour, rows) in by_hour {
-            let batch = to_batch(&rows)?;
-            let file = self
-                .inner
-                .files
-                .write(&stored.name, Granularity::Minute, hour, &batch)
-                .await?;
-            stored.add_file(file);
+            self.append_file(stored, hour, &to_batch(&rows)?).await?;
         }
         Ok(())
     }

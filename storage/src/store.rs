@@ -153,14 +153,25 @@ impl Store {
         }
         for ((table, hour), rows) in by_partition {
             let batch = batch::to_batch(table, rows.iter().copied())?;
-            let stored = self.table(table, Granularity::Minute);
-            let file = self
-                .inner
-                .files
-                .write(&stored.name, Granularity::Minute, hour, &batch)
+            self.append_file(self.table(table, Granularity::Minute), hour, &batch)
                 .await?;
-            stored.add_file(file);
         }
+        Ok(())
+    }
+
+    /// Writes `batch` as a new file of the hour `hour` of `stored` and makes it visible.
+    pub(crate) async fn append_file(
+        &self,
+        stored: &StoredTable,
+        hour: EpochMillis,
+        batch: &datafusion::arrow::record_batch::RecordBatch,
+    ) -> Result<()> {
+        let file = self
+            .inner
+            .files
+            .write(&stored.name, Granularity::Minute, hour, batch)
+            .await?;
+        stored.add_file(file);
         Ok(())
     }
 

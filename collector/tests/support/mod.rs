@@ -22,19 +22,23 @@ pub(crate) fn fixtures_dir() -> PathBuf {
 
 /// The records of a capture, grouped by stream in capture order.
 pub(crate) fn read_streams(dir: &str, log: &str) -> Vec<(u64, Vec<StreamAccessLogsMessage>)> {
+    read_records(dir, log)
+}
+
+/// The records of any capture (access logs or metrics), grouped by stream in capture order.
+pub(crate) fn read_records<M: Message + Default>(dir: &str, log: &str) -> Vec<(u64, Vec<M>)> {
     let base = fixtures_dir().join(dir);
     let bin_path = base.join(format!("{log}.bin"));
     let bytes = std::fs::read(&bin_path)
         .unwrap_or_else(|e| panic!("fixture {} unreadable: {e}", bin_path.display()));
     let index = std::fs::read_to_string(base.join(format!("{log}.index.jsonl"))).unwrap();
-    let mut streams: Vec<(u64, Vec<StreamAccessLogsMessage>)> = Vec::new();
+    let mut streams: Vec<(u64, Vec<M>)> = Vec::new();
     let mut offset = 0usize;
     for line in index.lines().filter(|l| !l.trim().is_empty()) {
         let record: serde_json::Value = serde_json::from_str(line).unwrap();
         let stream = record["stream"].as_u64().unwrap();
         let len = u32::from_be_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
-        let message =
-            StreamAccessLogsMessage::decode(&bytes[offset + 4..offset + 4 + len]).unwrap();
+        let message = M::decode(&bytes[offset + 4..offset + 4 + len]).unwrap();
         offset += 4 + len;
         match streams.last_mut() {
             Some((id, messages)) if *id == stream => messages.push(message),
