@@ -151,7 +151,13 @@ impl Collector {
             self.store.publish_open(self.aggregator.snapshot());
         }
         let logged = self.write_access_log().await;
-        closed_result.and(logged).map_err(Error::from)
+        // Proxies flush every few seconds: once a second is soon enough for their rows.
+        let proxies = if publish {
+            self.store.flush_proxy_metrics(now).await
+        } else {
+            Ok(())
+        };
+        closed_result.and(logged).and(proxies).map_err(Error::from)
     }
 
     /// Writes buffered raw entries. They are not retried: the access log is for looking into
@@ -204,6 +210,7 @@ impl Collector {
     pub async fn flush_now(&self) -> Result<()> {
         self.pipeline().flush_waiting();
         self.store.publish_open(self.aggregator.snapshot());
+        self.store.flush_proxy_metrics(self.clock.now_ms()).await?;
         Ok(())
     }
 
@@ -238,6 +245,9 @@ impl Collector {
         }
         if let Err(error) = self.write_access_log().await {
             warn!(%error, "writing the access log at shutdown failed");
+        }
+        if let Err(error) = self.store.flush_all_proxy_metrics().await {
+            warn!(%error, "writing proxy statistics at shutdown failed");
         }
     }
 }

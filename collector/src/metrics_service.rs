@@ -1,19 +1,22 @@
 //! The `envoy.service.metrics.v3.MetricsService` receiver: proxies' own statistics.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use meshscope_proto::pb::envoy::service::metrics::v3::{
     StreamMetricsMessage, StreamMetricsResponse,
     metrics_service_server::{MetricsService, MetricsServiceServer},
 };
-use meshscope_storage::ProxyInfo;
+use meshscope_storage::{ProxyInfo, ServiceRef};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
 use crate::Collector;
 use crate::als::MAX_MESSAGE_BYTES;
 use crate::identity::NodeIdentity;
+use crate::names::{ClusterDirection, NamedService, parse_istio_cluster, service_from_host};
 use crate::proxy_stats::Reporter;
+use crate::resolve::is_passthrough;
 use crate::stats;
 
 pub struct MetricsReceiver {
@@ -97,8 +100,39 @@ impl Collector {
             now,
         );
         metrics::counter!(stats::PROXY_STATS_STORED).increment(rows.len() as u64);
-        for row in rows {
+        let mut upstreams: HashMap<String, String> = HashMap::new();
+        for mut row in rows {
+            if !row.cluster.is_empty() {
+                row.upstream = upstreams
+                    .entry(row.cluster.clone())
+                    .or_insert_with(|| {
+                        self.upstream_of(&row.cluster)
+                            .map_or_else(String::new, |s| s.id())
+                    })
+                    .clone();
+            }
             store.record(row);
+        }
+    }
+
+    /// The service an upstream cluster leads to, named the way the access-log path names
+    /// the callee of a call through that cluster when the callee's address says nothing
+    /// more; `None` for inbound and catch-all clusters. This is what ties a proxy's cluster
+    /// statistics to the edges of the graph.
+    fn upstream_of(&self, cluster: &str) -> Option<ServiceRef> {
+        if let Some(service) = self.registry.cluster_alias(cluster) {
+            return Some(service);
+        }
+        match parse_istio_cluster(cluster) {
+            Some(c) if c.direction == ClusterDirection::Outbound && !c.host.is_empty() => {
+                Some(self.registry.canonical(&service_from_host(c.host)))
+            }
+            Some(_) => None,
+            None if is_passthrough(cluster) || cluster == "meshscope" => None,
+            None => Some(self.registry.canonical(&NamedService {
+                namespace: None,
+                name: cluster.to_string(),
+            })),
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use meshscope_proto::pb::io::prometheus::client::{Metric, MetricFamily, MetricType};
-use meshscope_storage::{EpochMillis, ProxyMetricKind, ProxyMetricRow};
+use meshscope_storage::{EpochMillis, ProxyMetricRow};
 use parking_lot::Mutex;
 use serde::Deserialize;
 
@@ -24,6 +24,11 @@ pub struct ProxyStatsConfig {
     /// Distinct statistic series (name and labels) tracked per proxy; past it new ones
     /// are dropped and counted, so a proxy flooding label sets cannot grow memory.
     pub max_series_per_proxy: usize,
+    /// A proxy the collector hears from for the first time (a new proxy, or any proxy
+    /// after the collector restarted) whose `server.uptime` is above this many seconds has
+    /// been counting for longer than we can place in time: its first cumulative values are
+    /// a baseline only, and increases count from its next flush.
+    pub fresh_proxy_uptime_secs: u64,
 }
 
 impl Default for ProxyStatsConfig {
@@ -53,6 +58,7 @@ impl Default for ProxyStatsConfig {
                 "upstream_rq_time",
             ]),
             max_series_per_proxy: 5_000,
+            fresh_proxy_uptime_secs: 60,
         }
     }
 }
@@ -86,8 +92,9 @@ impl Drop {
 }
 
 /// The increase of a counter since its previous report. A value below the previous one
-/// means the proxy restarted and counts from zero again. The first report counts in full:
-/// Envoy's counters start at zero with the proxy, so that is what it did since starting.
+/// means the proxy restarted and counts from zero again. Without a previous report the
+/// value counts in full: Envoy's counters start at zero with the proxy, and
+/// [`ProxyStats::rows`] turns first reports of long-running proxies into a baseline.
 pub fn counter_delta(previous: Option<f64>, value: f64, as_deltas: bool) -> Result<f64, Drop> {
     if !value.is_finite() || value < 0.0 {
         return Err(Drop::BadValue);
@@ -128,15 +135,33 @@ pub fn classify(config: &ProxyStatsConfig, name: &str) -> Result<(String, String
     Err(Drop::NotAllowed)
 }
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 struct Previous {
     value: f64,
     count: u64,
+    /// A histogram's cumulative bucket counts.
+    buckets: Vec<(f64, u64)>,
 }
 
 #[derive(Default)]
 struct ProxyState {
     series: HashMap<(String, String), Previous>,
+    /// The proxy's `server.uptime` at its last flush, to tell a restart.
+    uptime: Option<f64>,
+}
+
+/// `server.uptime` of a flush in seconds, whether or not the allow-list keeps it.
+fn uptime_of(families: &[MetricFamily]) -> Option<f64> {
+    let family = families
+        .iter()
+        .find(|f| f.name.as_deref() == Some("server.uptime"))?;
+    let metric = family.metric.first()?;
+    metric
+        .gauge
+        .as_ref()
+        .and_then(|g| g.value)
+        .or_else(|| metric.counter.as_ref().and_then(|c| c.value))
+        .filter(|v| v.is_finite() && *v >= 0.0)
 }
 
 /// Per-proxy memory of the last cumulative values, kept across a proxy's streams so that
@@ -162,7 +187,21 @@ impl ProxyStats {
         now: EpochMillis,
     ) -> Vec<ProxyMetricRow> {
         let mut proxies = self.proxies.lock();
+        let first_flush = !proxies.contains_key(reporter.proxy);
         let state = proxies.entry(reporter.proxy.to_string()).or_default();
+        let uptime = uptime_of(families);
+        if let (Some(now_up), Some(before)) = (uptime, state.uptime)
+            && now_up < before
+        {
+            // The proxy restarted: what it reports now it counted since starting.
+            state.series.clear();
+        }
+        state.uptime = uptime.or(state.uptime);
+        // Cumulative totals of a proxy that has run for a while before we first heard of it
+        // (typically after the collector restarted) would show as one huge spike.
+        let baseline_only = first_flush
+            && !config.report_counters_as_deltas
+            && uptime.is_some_and(|u| u > config.fresh_proxy_uptime_secs as f64);
         let mut rows = Vec::new();
         for family in families {
             let kind = family.r#type.and_then(|t| MetricType::try_from(t).ok());
@@ -187,18 +226,8 @@ impl ProxyStats {
                     stats::proxy_stat_dropped(Drop::TooManySeries.reason(), 1);
                     continue;
                 }
-                let previous = state.series.get(&key).copied();
-                let row = |kind, value, count, sum| ProxyMetricRow {
-                    minute: now,
-                    proxy: reporter.proxy.to_string(),
-                    service: reporter.service.to_string(),
-                    name: stat.clone(),
-                    cluster: cluster.clone(),
-                    kind,
-                    value,
-                    count,
-                    sum,
-                };
+                let previous = state.series.get(&key).cloned();
+                let baseline = baseline_only && previous.is_none();
                 let outcome = match kind {
                     Some(MetricType::Counter) => metric
                         .counter
@@ -207,13 +236,17 @@ impl ProxyStats {
                         .ok_or(Drop::Malformed)
                         .and_then(|v| {
                             let delta = counter_delta(
-                                previous.map(|p| p.value),
+                                previous.as_ref().map(|p| p.value),
                                 v,
                                 config.report_counters_as_deltas,
                             )?;
+                            let remember = Previous {
+                                value: v,
+                                ..Previous::default()
+                            };
                             Ok((
-                                row(ProxyMetricKind::Counter, delta, 0, 0.0),
-                                Previous { value: v, count: 0 },
+                                (!baseline).then(|| ProxyMetricRow::counter(delta)),
+                                remember,
                             ))
                         }),
                     Some(MetricType::Gauge) => metric
@@ -222,25 +255,26 @@ impl ProxyStats {
                         .and_then(|g| g.value)
                         .filter(|v| v.is_finite())
                         .ok_or(Drop::BadValue)
-                        .map(|v| {
-                            (
-                                row(ProxyMetricKind::Gauge, v, 0, 0.0),
-                                Previous { value: v, count: 0 },
-                            )
-                        }),
+                        .map(|v| (Some(ProxyMetricRow::gauge(v)), Previous::default())),
                     Some(MetricType::Histogram) => {
-                        histogram(metric, previous, config.report_counters_as_deltas).map(
-                            |(count, sum, now_prev)| {
-                                (row(ProxyMetricKind::Histogram, sum, count, sum), now_prev)
-                            },
-                        )
+                        histogram(metric, previous.as_ref(), config.report_counters_as_deltas)
+                            .map(|(row, remember)| ((!baseline).then_some(row), remember))
                     }
                     _ => Err(Drop::Malformed),
                 };
                 match outcome {
-                    Ok((row, now_prev)) => {
-                        state.series.insert(key, now_prev);
-                        rows.push(row);
+                    Ok((row, remember)) => {
+                        state.series.insert(key, remember);
+                        if let Some(row) = row {
+                            rows.push(ProxyMetricRow {
+                                minute: now,
+                                proxy: reporter.proxy.to_string(),
+                                service: reporter.service.to_string(),
+                                name: stat.clone(),
+                                cluster: cluster.clone(),
+                                ..row
+                            });
+                        }
                     }
                     Err(drop) => stats::proxy_stat_dropped(drop.reason(), 1),
                 }
@@ -255,26 +289,56 @@ impl ProxyStats {
     }
 }
 
-/// A histogram's increase in sample count and sum, and what to remember for next time.
+/// A histogram's increase in samples, their sum and its buckets as a row, and what to
+/// remember for next time. Buckets keep Envoy's finite upper bounds with cumulative counts;
+/// the samples above the last bound are the count minus the last bucket's.
 fn histogram(
     metric: &Metric,
-    previous: Option<Previous>,
+    previous: Option<&Previous>,
     as_deltas: bool,
-) -> Result<(u64, f64, Previous), Drop> {
+) -> Result<(ProxyMetricRow, Previous), Drop> {
     let h = metric.histogram.as_ref().ok_or(Drop::Malformed)?;
     let count = h.sample_count.unwrap_or(0);
     let sum = h.sample_sum.unwrap_or(0.0);
     if !sum.is_finite() || sum < 0.0 {
         return Err(Drop::BadValue);
     }
-    let remember = Previous { value: sum, count };
-    if as_deltas {
-        return Ok((count, sum, remember));
+    let buckets: Vec<(f64, u64)> = h
+        .bucket
+        .iter()
+        .filter_map(|b| Some((b.upper_bound?, b.cumulative_count.unwrap_or(0))))
+        .filter(|(bound, _)| bound.is_finite())
+        .collect();
+    let ordered = buckets
+        .windows(2)
+        .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1);
+    if !ordered || buckets.last().is_some_and(|(_, c)| *c > count) {
+        return Err(Drop::Malformed);
     }
-    Ok(match previous {
-        Some(p) if count >= p.count && sum >= p.value => (count - p.count, sum - p.value, remember),
-        _ => (count, sum, remember),
-    })
+    let remember = Previous {
+        value: sum,
+        count,
+        buckets: buckets.clone(),
+    };
+    let since_previous = match previous {
+        Some(p) if !as_deltas && count >= p.count && sum >= p.value => {
+            let same_bounds = p.buckets.len() == buckets.len()
+                && p.buckets.iter().zip(&buckets).all(|(a, b)| a.0 == b.0);
+            let delta_buckets = if same_bounds {
+                buckets
+                    .iter()
+                    .zip(&p.buckets)
+                    .map(|(now, before)| (now.0, now.1.saturating_sub(before.1)))
+                    .collect()
+            } else {
+                // New bounds cannot be told apart from the old counts: keep the shape only.
+                buckets.iter().map(|(bound, _)| (*bound, 0)).collect()
+            };
+            ProxyMetricRow::histogram(count - p.count, sum - p.value, delta_buckets)
+        }
+        _ => ProxyMetricRow::histogram(count, sum, buckets),
+    };
+    Ok((since_previous, remember))
 }
 
 fn label_key(metric: &Metric) -> String {

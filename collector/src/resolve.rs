@@ -228,7 +228,7 @@ impl Resolver<'_> {
 }
 
 /// Istio's catch-all clusters name no service.
-fn is_passthrough(cluster: &str) -> bool {
+pub(crate) fn is_passthrough(cluster: &str) -> bool {
     matches!(
         cluster,
         "PassthroughCluster"

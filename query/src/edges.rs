@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::extract::ApiQuery;
 use crate::state::AppState;
 use crate::topology::TopologyEdge;
+use crate::upstream::UpstreamHealthIndex;
 use crate::view::{EdgeMetrics, Point, dense_series};
 use crate::window::{WindowParams, minutes_in};
 
@@ -91,6 +92,7 @@ pub(crate) async fn edge(
     }
     matching.sort_by_key(|aggregate| aggregate.key.clone());
 
+    let health = UpstreamHealthIndex::load(store, range).await?;
     let mut edges = Vec::with_capacity(matching.len());
     for aggregate in matching {
         let RowKey::Edge {
@@ -121,7 +123,7 @@ pub(crate) async fn edge(
             Side::Client,
         )
         .await?;
-        let Some(edge) = TopologyEdge::new(
+        let Some(mut edge) = TopologyEdge::new(
             &aggregate.key,
             aggregate.detected_by,
             &aggregate.metrics,
@@ -129,6 +131,7 @@ pub(crate) async fn edge(
         ) else {
             continue;
         };
+        edge.upstream_health = health.get(&edge.source, &edge.target);
         edges.push(EdgeDetail {
             edge,
             series: dense_series(range, &chosen, |m| EdgeMetrics::from_metrics(m, 1)),

@@ -13,6 +13,7 @@ pub mod state;
 mod telemetry;
 mod topology;
 mod ui;
+mod upstream;
 mod view;
 mod window;
 

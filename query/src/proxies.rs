@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use meshscope_storage::{EpochMillis, MINUTE_MS};
+use meshscope_storage::{EpochMillis, MINUTE_MS, ProxyFilter, ProxyMetricKind, ProxyMetricRow};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -75,6 +75,8 @@ pub(crate) struct ProxyMetricsView {
 struct SeriesView {
     name: String,
     cluster: String,
+    /// The service the cluster leads to; empty when unknown or server-wide.
+    upstream: String,
     kind: &'static str,
     points: Vec<PointView>,
 }
@@ -83,6 +85,43 @@ struct SeriesView {
 struct PointView {
     t: EpochMillis,
     value: f64,
+    /// Gauges: the extremes of the reports in the bucket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max: Option<f64>,
+    /// Histograms: samples in the bucket and their quantiles, interpolated within
+    /// Envoy's buckets; null quantiles without samples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p50: Option<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p95: Option<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p99: Option<Option<f64>>,
+}
+
+impl PointView {
+    fn new(row: &ProxyMetricRow) -> Self {
+        let gauge = row.kind == ProxyMetricKind::Gauge;
+        let histogram = row.kind == ProxyMetricKind::Histogram;
+        let quantile = |q| histogram.then(|| row.quantile(q).map(round3));
+        Self {
+            t: row.minute,
+            value: row.value,
+            min: gauge.then_some(row.min),
+            max: gauge.then_some(row.max),
+            count: histogram.then_some(row.count),
+            p50: quantile(0.50),
+            p95: quantile(0.95),
+            p99: quantile(0.99),
+        }
+    }
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
 }
 
 pub(crate) async fn metrics(
@@ -91,10 +130,6 @@ pub(crate) async fn metrics(
     ApiQuery(params): ApiQuery<MetricsParams>,
 ) -> Result<Json<ProxyMetricsView>> {
     let range = params.window.resolve(state.now())?;
-    let store = state.store.proxy_metrics();
-    if store.proxy(&id).is_none() {
-        return Err(Error::not_found(format!("no proxy `{id}` has reported")));
-    }
     let names: Vec<String> = params
         .names
         .as_deref()
@@ -109,20 +144,36 @@ pub(crate) async fn metrics(
             "ask for at most {MAX_NAMES} names at once"
         )));
     }
-    let series = store
-        .series(&id, &names, range.start, range.end)
-        .into_iter()
-        .map(|s| SeriesView {
-            name: s.name,
-            cluster: s.cluster,
-            kind: s.kind.name(),
-            points: s
-                .points
-                .into_iter()
-                .map(|(t, value)| PointView { t, value })
-                .collect(),
-        })
-        .collect();
+    let filter = ProxyFilter {
+        proxy: Some(id.clone()),
+        names,
+        ..ProxyFilter::default()
+    };
+    let rows = state.store.proxy_rows(range, &filter).await?;
+    if rows.is_empty() && state.store.proxy_metrics().proxy(&id).is_none() {
+        return Err(Error::not_found(format!("no proxy `{id}` has reported")));
+    }
+    let mut series: Vec<SeriesView> = Vec::new();
+    for row in &rows {
+        let same = series
+            .last()
+            .is_some_and(|s| s.name == row.name && s.cluster == row.cluster);
+        if !same {
+            series.push(SeriesView {
+                name: row.name.clone(),
+                cluster: row.cluster.clone(),
+                upstream: String::new(),
+                kind: row.kind.name(),
+                points: Vec::new(),
+            });
+        }
+        if let Some(current) = series.last_mut() {
+            if !row.upstream.is_empty() {
+                current.upstream.clone_from(&row.upstream);
+            }
+            current.points.push(PointView::new(row));
+        }
+    }
     Ok(Json(ProxyMetricsView {
         proxy: id,
         start: range.start,

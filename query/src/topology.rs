@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::extract::ApiQuery;
 use crate::graph::ServiceGraph;
 use crate::state::AppState;
+use crate::upstream::{UpstreamHealth, UpstreamHealthIndex};
 use crate::view::{EdgeMetrics, NodeView, ratio};
 use crate::window::{WindowParams, minutes_in};
 
@@ -51,6 +52,10 @@ pub(crate) struct TopologyEdge {
     pub(crate) mtls: bool,
     pub(crate) mtls_ratio: f64,
     pub(crate) metrics: EdgeMetrics,
+    /// What the caller's proxies report about the cluster the calls go through; absent
+    /// when none reports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) upstream_health: Option<UpstreamHealth>,
 }
 
 impl TopologyEdge {
@@ -76,6 +81,7 @@ impl TopologyEdge {
             mtls: metrics.calls > 0 && metrics.mtls_calls >= metrics.calls,
             mtls_ratio: ratio(metrics.mtls_calls, metrics.calls),
             metrics: EdgeMetrics::from_metrics(metrics, minutes),
+            upstream_health: None,
         })
     }
 }
@@ -102,17 +108,20 @@ pub(crate) async fn topology(
     }
 
     let layers = graph.layers();
+    let health = UpstreamHealthIndex::load(&state.store, range).await?;
     let edges = graph
         .edges
         .iter()
         .filter_map(|edge| {
             let aggregate = &edge.aggregate;
-            TopologyEdge::new(
+            let mut edge = TopologyEdge::new(
                 &aggregate.key,
                 aggregate.detected_by,
                 &aggregate.metrics,
                 minutes,
-            )
+            )?;
+            edge.upstream_health = health.get(&edge.source, &edge.target);
+            Some(edge)
         })
         .collect();
     let nodes = graph

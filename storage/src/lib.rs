@@ -9,6 +9,7 @@ pub mod files;
 pub mod maintenance;
 pub mod model;
 pub mod proxy_metrics;
+pub mod proxy_table;
 pub mod read;
 mod rollup;
 pub mod schema;
@@ -28,8 +29,9 @@ pub use model::{
     Table, minute_of,
 };
 pub use proxy_metrics::{
-    ProxyInfo, ProxyMetricKind, ProxyMetricRow, ProxyMetrics, ProxyMetricsLimits, ProxySeries,
+    ProxyInfo, ProxyMetricKind, ProxyMetricRow, ProxyMetrics, ProxyMetricsLimits, bucket_quantile,
 };
+pub use proxy_table::{ProxyFilter, proxy_table_name};
 pub use read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 pub use sketch::LatencySketch;
 pub use sql::TableInfo;

@@ -11,6 +11,7 @@ use crate::batch;
 use crate::error::Result;
 use crate::files::{DAY_MS, FileEntry, Granularity, HOUR_MS};
 use crate::model::{EpochMillis, MINUTE_MS, Table};
+use crate::proxy_table;
 use crate::rollup;
 use crate::store::Store;
 use crate::table::StoredTable;
@@ -35,6 +36,7 @@ impl Store {
         for table in Table::ALL {
             self.roll_table(table, now, settle, &mut report).await?;
         }
+        self.roll_proxy_tables(now, settle, &mut report).await?;
         let access_log = self.inner.access_log.clone();
         for (partition, files) in access_log.partitions() {
             if files.len() > 1 && partition + HOUR_MS + settle <= now {
@@ -93,6 +95,60 @@ impl Store {
             let batch = self.read_all(&hours, &hour_files).await?;
             let rolled = rollup::roll_up(batch::from_batch(table, &batch)?, DAY_MS);
             self.replace_with(&days, day, &batch::to_batch(table, &rolled)?)
+                .await?;
+            report.days_rolled_up += 1;
+        }
+        Ok(())
+    }
+
+    /// The proxy statistics' hour and day rollups, on the same schedule as the others:
+    /// counters and histograms add up, gauges keep the last value, the extremes and the
+    /// sum and count of reports (see `ProxyMetricRow::merge`).
+    async fn roll_proxy_tables(
+        &self,
+        now: EpochMillis,
+        settle: EpochMillis,
+        report: &mut MaintenanceReport,
+    ) -> Result<()> {
+        let minutes = self.proxy_table(Granularity::Minute).clone();
+        let hours = self.proxy_table(Granularity::Hour).clone();
+        let days = self.proxy_table(Granularity::Day).clone();
+        let mut due_days = BTreeSet::new();
+        for (partition, files) in minutes.partitions() {
+            let settled = partition + HOUR_MS + settle <= now;
+            if !settled || (files.len() == 1 && hours.has_partition(partition)) {
+                continue;
+            }
+            let batch = if files.len() > 1 {
+                report.files_compacted += files.len();
+                self.compact(&minutes, partition, &files).await?
+            } else {
+                self.read_all(&minutes, &files).await?
+            };
+            let rolled = proxy_table::roll_up(proxy_table::from_batch(&batch)?, HOUR_MS);
+            self.replace_with(&hours, partition, &proxy_table::to_batch(&rolled)?)
+                .await?;
+            report.hours_rolled_up += 1;
+            due_days.insert(partition.div_euclid(DAY_MS) * DAY_MS);
+        }
+        for partition in hours.partitions().keys() {
+            let day = partition.div_euclid(DAY_MS) * DAY_MS;
+            if !days.has_partition(day) {
+                due_days.insert(day);
+            }
+        }
+        for day in due_days {
+            if day + DAY_MS + settle > now {
+                continue;
+            }
+            let hour_files: Vec<FileEntry> = hours
+                .partitions()
+                .range(day..day + DAY_MS)
+                .flat_map(|(_, files)| files.clone())
+                .collect();
+            let batch = self.read_all(&hours, &hour_files).await?;
+            let rolled = proxy_table::roll_up(proxy_table::from_batch(&batch)?, DAY_MS);
+            self.replace_with(&days, day, &proxy_table::to_batch(&rolled)?)
                 .await?;
             report.days_rolled_up += 1;
         }
@@ -158,6 +214,14 @@ impl Store {
         let retention = &self.inner.config.retention;
         let mut due: Vec<(Arc<StoredTable>, u64)> = Vec::new();
         for ((_, granularity), stored) in &self.inner.tables {
+            let secs = match granularity {
+                Granularity::Minute => retention.minute_secs,
+                Granularity::Hour => retention.hour_secs,
+                Granularity::Day => retention.day_secs,
+            };
+            due.push((stored.clone(), secs));
+        }
+        for (granularity, stored) in &self.inner.proxy_tables {
             let secs = match granularity {
                 Granularity::Minute => retention.minute_secs,
                 Granularity::Hour => retention.hour_secs,

@@ -34,6 +34,7 @@ impl Store {
             .inner
             .tables
             .values()
+            .chain(self.inner.proxy_tables.values())
             .chain(std::iter::once(&self.inner.access_log))
             .map(|t| TableInfo {
                 name: t.name.clone(),
@@ -98,6 +99,7 @@ impl Store {
             .inner
             .tables
             .values()
+            .chain(self.inner.proxy_tables.values())
             .chain(std::iter::once(&self.inner.access_log))
         {
             ctx.register_table(table.name.as_str(), table.clone())?;

@@ -17,6 +17,7 @@ use crate::batch;
 use crate::error::Result;
 use crate::files::{DAY_MS, DataFiles, Granularity, HOUR_MS};
 use crate::model::{EpochMillis, MetricRow, Metrics, RowKey, ServiceRef, Side, Table};
+use crate::proxy_table;
 use crate::read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 use crate::schema::{self, COUNTERS, LATENCY, MINUTE, SIDE, key_columns};
 use crate::table::StoredTable;
@@ -39,6 +40,7 @@ pub(crate) struct Inner {
     /// One maintenance pass at a time, whether from the background task or a caller.
     pub(crate) maintenance: tokio::sync::Mutex<()>,
     pub(crate) proxy_metrics: crate::proxy_metrics::ProxyMetrics,
+    pub(crate) proxy_tables: HashMap<Granularity, Arc<StoredTable>>,
 }
 
 pub struct Store {
@@ -74,8 +76,25 @@ impl Store {
             access_log::TIME,
             files.url().clone(),
         ));
+        let proxy_tables: HashMap<Granularity, Arc<StoredTable>> = Granularity::ALL
+            .into_iter()
+            .map(|granularity| {
+                let stored = StoredTable::new(
+                    proxy_table::proxy_table_name(granularity),
+                    proxy_table::schema(),
+                    granularity,
+                    MINUTE,
+                    files.url().clone(),
+                );
+                (granularity, Arc::new(stored))
+            })
+            .collect();
         let mut reopened = 0;
-        for stored in tables.values().chain(std::iter::once(&access_log)) {
+        for stored in tables
+            .values()
+            .chain(proxy_tables.values())
+            .chain(std::iter::once(&access_log))
+        {
             for file in files.list(&stored.name).await? {
                 stored.add_file(file);
                 reopened += 1;
@@ -92,6 +111,7 @@ impl Store {
             ctx,
             maintenance: tokio::sync::Mutex::new(()),
             proxy_metrics: crate::proxy_metrics::ProxyMetrics::default(),
+            proxy_tables,
         });
         if interval > 0 {
             tokio::spawn(maintain_in_background(
@@ -235,37 +255,11 @@ impl Store {
         if filter.side.is_some() {
             return vec![(Granularity::Minute, range)];
         }
-        let days = self.table(table, Granularity::Day);
-        let hours = self.table(table, Granularity::Hour);
-        let mut segments: Vec<(Granularity, TimeRange)> = Vec::new();
-        let mut at = range.start;
-        while at < range.end {
-            let (granularity, next) =
-                if at.rem_euclid(DAY_MS) == 0 && at + DAY_MS <= range.end && days.has_partition(at)
-                {
-                    (Granularity::Day, at + DAY_MS)
-                } else if at.rem_euclid(HOUR_MS) == 0
-                    && at + HOUR_MS <= range.end
-                    && hours.has_partition(at)
-                {
-                    (Granularity::Hour, at + HOUR_MS)
-                } else {
-                    let next_hour = (at.div_euclid(HOUR_MS) + 1) * HOUR_MS;
-                    (Granularity::Minute, next_hour.min(range.end))
-                };
-            match segments.last_mut() {
-                Some((last, span)) if *last == granularity && span.end == at => span.end = next,
-                _ => segments.push((
-                    granularity,
-                    TimeRange {
-                        start: at,
-                        end: next,
-                    },
-                )),
-            }
-            at = next;
-        }
-        segments
+        plan_over(
+            self.table(table, Granularity::Hour),
+            self.table(table, Granularity::Day),
+            range,
+        )
     }
 
     /// Per key and bucket: for minutes, the server side's figures when it reported, else
@@ -340,6 +334,43 @@ impl Store {
     }
 }
 
+/// Splits a window into spans each read from one granularity: whole days that have a
+/// day rollup, whole hours that have an hour rollup, minutes for the rest.
+pub(crate) fn plan_over(
+    hours: &StoredTable,
+    days: &StoredTable,
+    range: TimeRange,
+) -> Vec<(Granularity, TimeRange)> {
+    let mut segments: Vec<(Granularity, TimeRange)> = Vec::new();
+    let mut at = range.start;
+    while at < range.end {
+        let (granularity, next) =
+            if at.rem_euclid(DAY_MS) == 0 && at + DAY_MS <= range.end && days.has_partition(at) {
+                (Granularity::Day, at + DAY_MS)
+            } else if at.rem_euclid(HOUR_MS) == 0
+                && at + HOUR_MS <= range.end
+                && hours.has_partition(at)
+            {
+                (Granularity::Hour, at + HOUR_MS)
+            } else {
+                let next_hour = (at.div_euclid(HOUR_MS) + 1) * HOUR_MS;
+                (Granularity::Minute, next_hour.min(range.end))
+            };
+        match segments.last_mut() {
+            Some((last, span)) if *last == granularity && span.end == at => span.end = next,
+            _ => segments.push((
+                granularity,
+                TimeRange {
+                    start: at,
+                    end: next,
+                },
+            )),
+        }
+        at = next;
+    }
+    segments
+}
+
 async fn maintain_in_background(inner: Weak<Inner>, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     ticks.tick().await;
@@ -357,7 +388,7 @@ async fn maintain_in_background(inner: Weak<Inner>, interval: Duration) {
     }
 }
 
-fn timestamp(ms: EpochMillis) -> Expr {
+pub(crate) fn timestamp(ms: EpochMillis) -> Expr {
     lit(ScalarValue::TimestampMillisecond(
         Some(ms),
         Some("UTC".into()),

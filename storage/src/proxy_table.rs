@@ -1,0 +1,393 @@
+//! The `proxy_metrics_minute`, `_hour` and `_day` tables: proxies' own statistics as
+//! Parquet files in the same layout as the other tables, the open minute as the in-memory
+//! part, and reads that give the same rows whichever of the two holds them.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Builder, ListBuilder, StringBuilder,
+    TimestampMillisecondBuilder, UInt64Builder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef, UInt64Type};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::logical_expr::{Expr, col, lit};
+
+use crate::error::{Error, Result};
+use crate::files::{Granularity, HOUR_MS};
+use crate::model::{EpochMillis, minute_of};
+use crate::proxy_metrics::{ProxyMetricKind, ProxyMetricRow};
+use crate::read::TimeRange;
+use crate::schema::{MINUTE, minute_type};
+use crate::store::{Store, timestamp};
+
+/// `proxy_metrics_minute`, `proxy_metrics_hour`, `proxy_metrics_day`.
+pub fn proxy_table_name(granularity: Granularity) -> String {
+    format!("proxy_metrics_{}", granularity.suffix())
+}
+
+/// A minute is written this long after it ends, so that a flush that read the clock just
+/// before the minute turned still lands in memory first.
+const CLOSE_GRACE_MS: EpochMillis = 5_000;
+
+const STRINGS: [&str; 6] = ["proxy", "service", "name", "cluster", "upstream", "kind"];
+pub const BUCKET_LE: &str = "bucket_le";
+pub const BUCKET_COUNT: &str = "bucket_count";
+
+pub fn schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let mut fields = vec![Field::new(MINUTE, minute_type(), false)];
+            fields.extend(
+                STRINGS
+                    .iter()
+                    .map(|n| Field::new(*n, DataType::Utf8, false)),
+            );
+            fields.push(Field::new("value", DataType::Float64, false));
+            fields.push(Field::new("count", DataType::UInt64, false));
+            fields.push(Field::new("sum", DataType::Float64, false));
+            fields.push(Field::new("min", DataType::Float64, true));
+            fields.push(Field::new("max", DataType::Float64, true));
+            fields.push(Field::new_list(
+                BUCKET_LE,
+                Field::new_list_field(DataType::Float64, true),
+                false,
+            ));
+            fields.push(Field::new_list(
+                BUCKET_COUNT,
+                Field::new_list_field(DataType::UInt64, true),
+                false,
+            ));
+            Arc::new(Schema::new(fields))
+        })
+        .clone()
+}
+
+pub(crate) fn to_batch<'a>(
+    rows: impl IntoIterator<Item = &'a ProxyMetricRow>,
+) -> Result<RecordBatch> {
+    let mut minute = TimestampMillisecondBuilder::new().with_timezone("UTC");
+    let mut strings: Vec<StringBuilder> = STRINGS.iter().map(|_| StringBuilder::new()).collect();
+    let mut value = Float64Builder::new();
+    let mut count = UInt64Builder::new();
+    let mut sum = Float64Builder::new();
+    let mut min = Float64Builder::new();
+    let mut max = Float64Builder::new();
+    let mut bucket_le = ListBuilder::new(Float64Builder::new());
+    let mut bucket_count = ListBuilder::new(UInt64Builder::new());
+    for row in rows {
+        minute.append_value(row.minute);
+        let texts = [
+            row.proxy.as_str(),
+            &row.service,
+            &row.name,
+            &row.cluster,
+            &row.upstream,
+            row.kind.name(),
+        ];
+        for (builder, text) in strings.iter_mut().zip(texts) {
+            builder.append_value(text);
+        }
+        value.append_value(row.value);
+        count.append_value(row.count);
+        sum.append_value(row.sum);
+        let gauge = row.kind == ProxyMetricKind::Gauge;
+        min.append_option(gauge.then_some(row.min));
+        max.append_option(gauge.then_some(row.max));
+        for (bound, cumulative) in &row.buckets {
+            bucket_le.values().append_value(*bound);
+            bucket_count.values().append_value(*cumulative);
+        }
+        bucket_le.append(true);
+        bucket_count.append(true);
+    }
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(minute.finish())];
+    columns.extend(strings.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    columns.push(Arc::new(value.finish()));
+    columns.push(Arc::new(count.finish()));
+    columns.push(Arc::new(sum.finish()));
+    columns.push(Arc::new(min.finish()));
+    columns.push(Arc::new(max.finish()));
+    columns.push(Arc::new(bucket_le.finish()));
+    columns.push(Arc::new(bucket_count.finish()));
+    Ok(RecordBatch::try_new(schema(), columns)?)
+}
+
+pub(crate) fn from_batch(batch: &RecordBatch) -> Result<Vec<ProxyMetricRow>> {
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| Error::InvalidQuery(format!("proxy_metrics has no column {name}")))
+    };
+    let minute = column(MINUTE)?
+        .as_primitive_opt::<datafusion::arrow::datatypes::TimestampMillisecondType>()
+        .ok_or_else(|| Error::InvalidQuery("proxy_metrics minute is not a timestamp".into()))?;
+    let strings = STRINGS
+        .iter()
+        .map(|name| column(name).map(|c| c.as_string::<i32>().clone()))
+        .collect::<Result<Vec<_>>>()?;
+    let float = |name: &str| column(name).map(|c| c.as_primitive::<Float64Type>().clone());
+    let (value, sum, min, max) = (float("value")?, float("sum")?, float("min")?, float("max")?);
+    let count = column("count")?.as_primitive::<UInt64Type>().clone();
+    let bucket_le = column(BUCKET_LE)?.as_list::<i32>().clone();
+    let bucket_count = column(BUCKET_COUNT)?.as_list::<i32>().clone();
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let text = |c: usize| strings[c].value(i).to_string();
+        let kind = ProxyMetricKind::parse(strings[5].value(i))
+            .ok_or_else(|| Error::InvalidQuery(format!("unknown kind {}", strings[5].value(i))))?;
+        let bounds = bucket_le.value(i);
+        let counts = bucket_count.value(i);
+        let bounds = bounds.as_primitive::<Float64Type>();
+        let counts = counts.as_primitive::<UInt64Type>();
+        let buckets = (0..bounds.len().min(counts.len()))
+            .map(|b| (bounds.value(b), counts.value(b)))
+            .collect();
+        let or_zero = |a: &datafusion::arrow::array::Float64Array| {
+            if a.is_null(i) { 0.0 } else { a.value(i) }
+        };
+        rows.push(ProxyMetricRow {
+            minute: minute.value(i),
+            proxy: text(0),
+            service: text(1),
+            name: text(2),
+            cluster: text(3),
+            upstream: text(4),
+            kind,
+            value: value.value(i),
+            count: count.value(i),
+            sum: sum.value(i),
+            min: or_zero(&min),
+            max: or_zero(&max),
+            buckets,
+        });
+    }
+    Ok(rows)
+}
+
+/// Rolls rows into buckets of `bucket_ms`, merging each series in time order, so gauges
+/// keep their last value and the extremes of the bucket.
+pub(crate) fn roll_up(
+    mut rows: Vec<ProxyMetricRow>,
+    bucket_ms: EpochMillis,
+) -> Vec<ProxyMetricRow> {
+    rows.sort_by_key(|r| r.minute);
+    merge_series(rows, bucket_ms)
+}
+
+type Series = (EpochMillis, String, String, String);
+
+/// Rows merged per series and bucket, sorted by proxy, name, cluster and time; input in
+/// time order.
+fn merge_series(rows: Vec<ProxyMetricRow>, bucket_ms: EpochMillis) -> Vec<ProxyMetricRow> {
+    let mut merged: BTreeMap<Series, ProxyMetricRow> = BTreeMap::new();
+    for mut row in rows {
+        row.minute = row.minute.div_euclid(bucket_ms) * bucket_ms;
+        let key = (
+            row.minute,
+            row.proxy.clone(),
+            row.name.clone(),
+            row.cluster.clone(),
+        );
+        match merged.get_mut(&key) {
+            Some(existing) => existing.merge(&row),
+            None => {
+                merged.insert(key, row);
+            }
+        }
+    }
+    let mut rows: Vec<ProxyMetricRow> = merged.into_values().collect();
+    rows.sort_by(|a, b| {
+        (&a.proxy, &a.name, &a.cluster, a.minute).cmp(&(&b.proxy, &b.name, &b.cluster, b.minute))
+    });
+    rows
+}
+
+/// Which proxy rows a read wants; empty fields match everything.
+#[derive(Clone, Debug, Default)]
+pub struct ProxyFilter {
+    pub proxy: Option<String>,
+    pub service: Option<String>,
+    pub names: Vec<String>,
+    /// Only rows whose cluster leads to a known service.
+    pub with_upstream: bool,
+}
+
+impl ProxyFilter {
+    fn predicate(&self) -> Option<Expr> {
+        let mut parts = Vec::new();
+        if let Some(proxy) = &self.proxy {
+            parts.push(col("proxy").eq(lit(proxy.clone())));
+        }
+        if let Some(service) = &self.service {
+            parts.push(col("service").eq(lit(service.clone())));
+        }
+        if !self.names.is_empty() {
+            parts.push(
+                col("name").in_list(self.names.iter().map(|n| lit(n.clone())).collect(), false),
+            );
+        }
+        if self.with_upstream {
+            parts.push(col("upstream").not_eq(lit("")));
+        }
+        parts.into_iter().reduce(Expr::and)
+    }
+}
+
+impl Store {
+    pub(crate) fn proxy_table(&self, granularity: Granularity) -> &Arc<crate::table::StoredTable> {
+        &self.inner.proxy_tables[&granularity]
+    }
+
+    /// Writes the proxy statistics of minutes that have ended (one file per hour they
+    /// span) and publishes the open minute for reads. The collector calls it on its tick.
+    pub async fn flush_proxy_metrics(&self, now: EpochMillis) -> Result<()> {
+        self.write_proxy_minutes_before(minute_of(now - CLOSE_GRACE_MS))
+            .await?;
+        self.publish_proxy_open()
+    }
+
+    /// Writes every proxy statistic still in memory: what a shutdown does.
+    pub async fn flush_all_proxy_metrics(&self) -> Result<()> {
+        self.write_proxy_minutes_before(EpochMillis::MAX).await?;
+        self.publish_proxy_open()
+    }
+
+    async fn write_proxy_minutes_before(&self, minute: EpochMillis) -> Result<()> {
+        let closed = self.proxy_metrics().take_before(minute);
+        if closed.is_empty() {
+            return Ok(());
+        }
+        let mut by_hour: BTreeMap<EpochMillis, Vec<&ProxyMetricRow>> = BTreeMap::new();
+        for row in &closed {
+            by_hour
+                .entry(row.minute.div_euclid(HOUR_MS) * HOUR_MS)
+                .or_default()
+                .push(row);
+        }
+        let stored = self.proxy_table(Granularity::Minute);
+        for (hour, rows) in by_hour {
+            let written = match to_batch(rows.iter().copied()) {
+                Ok(batch) => self.append_file(stored, hour, &batch).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = written {
+                // Kept for the next flush; the row cap bounds what a long outage holds.
+                for row in rows {
+                    self.proxy_metrics().record(row.clone());
+                }
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    fn publish_proxy_open(&self) -> Result<()> {
+        let open = self.proxy_metrics().rows();
+        let batches = if open.is_empty() {
+            Vec::new()
+        } else {
+            vec![to_batch(&open)?]
+        };
+        self.proxy_table(Granularity::Minute).set_open(batches);
+        Ok(())
+    }
+
+    /// Proxy rows of `range` matching `filter`, one per series and bucket, read from the
+    /// coarsest tables that cover the window (buckets are hours or days there). Sorted by
+    /// proxy, name, cluster and time.
+    pub async fn proxy_rows(
+        &self,
+        range: TimeRange,
+        filter: &ProxyFilter,
+    ) -> Result<Vec<ProxyMetricRow>> {
+        let mut rows = Vec::new();
+        let segments = crate::store::plan_over(
+            self.proxy_table(Granularity::Hour),
+            self.proxy_table(Granularity::Day),
+            range,
+        );
+        for (granularity, segment) in segments {
+            let mut df = self
+                .session()
+                .table(proxy_table_name(granularity).as_str())
+                .await?
+                .filter(
+                    col(MINUTE)
+                        .gt_eq(timestamp(segment.start))
+                        .and(col(MINUTE).lt(timestamp(segment.end))),
+                )?;
+            if let Some(predicate) = filter.predicate() {
+                df = df.filter(predicate)?;
+            }
+            for batch in df.collect().await? {
+                rows.extend(from_batch(&batch)?);
+            }
+        }
+        // Rows come back in no particular order; a series may hold two rows for a minute
+        // when a flush raced the minute's write, and those are merged here. A bucket of
+        // 1 ms keeps each row's own minute, hour or day.
+        rows.sort_by_key(|r| r.minute);
+        Ok(merge_series(rows, 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::model::MINUTE_MS;
+
+    fn histogram(minute: EpochMillis, count: u64, buckets: Vec<(f64, u64)>) -> ProxyMetricRow {
+        ProxyMetricRow {
+            minute,
+            proxy: "p".into(),
+            name: "upstream_rq_time".into(),
+            ..ProxyMetricRow::histogram(count, count as f64, buckets)
+        }
+    }
+
+    #[test]
+    fn rows_survive_the_batch_round_trip() {
+        let mut gauge = ProxyMetricRow::gauge(3.0);
+        gauge.name = "membership_healthy".into();
+        gauge.upstream = "shop/backend".into();
+        let rows = vec![histogram(MINUTE_MS, 4, vec![(1.0, 1), (5.0, 4)]), gauge];
+        let batch = to_batch(&rows).unwrap();
+        assert_eq!(batch.schema(), schema());
+        assert_eq!(from_batch(&batch).unwrap(), rows);
+    }
+
+    #[test]
+    fn rollups_merge_histograms_and_keep_the_last_gauge() {
+        let mut early = ProxyMetricRow::gauge(5.0);
+        early.minute = 0;
+        let mut late = ProxyMetricRow::gauge(2.0);
+        late.minute = 2 * MINUTE_MS;
+        let rows = vec![
+            late,
+            histogram(MINUTE_MS, 4, vec![(1.0, 1), (5.0, 4)]),
+            early,
+            histogram(0, 2, vec![(1.0, 2), (5.0, 2)]),
+        ];
+        let rolled = roll_up(rows, HOUR_MS);
+        assert_eq!(rolled.len(), 2);
+        let gauge = rolled
+            .iter()
+            .find(|r| r.kind == ProxyMetricKind::Gauge)
+            .unwrap();
+        assert_eq!(
+            (gauge.value, gauge.min, gauge.max, gauge.count),
+            (2.0, 2.0, 5.0, 2)
+        );
+        let hist = rolled
+            .iter()
+            .find(|r| r.kind == ProxyMetricKind::Histogram)
+            .unwrap();
+        assert_eq!(
+            (hist.count, hist.buckets.clone()),
+            (6, vec![(1.0, 3), (5.0, 6)])
+        );
+    }
+}
