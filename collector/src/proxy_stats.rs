@@ -370,6 +370,67 @@ mod tests {
         assert_eq!(counter_delta(Some(25.0), 4.0, false), Ok(4.0));
     }
 
+    fn flush(uptime: f64, requests: f64) -> Vec<MetricFamily> {
+        use meshscope_proto::pb::io::prometheus::client::{Counter, Gauge};
+        vec![
+            MetricFamily {
+                name: Some("server.uptime".into()),
+                r#type: Some(MetricType::Gauge as i32),
+                metric: vec![Metric {
+                    gauge: Some(Gauge {
+                        value: Some(uptime),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            MetricFamily {
+                name: Some("cluster.backend.upstream_rq_total".into()),
+                r#type: Some(MetricType::Counter as i32),
+                metric: vec![Metric {
+                    counter: Some(Counter {
+                        value: Some(requests),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        ]
+    }
+
+    fn requests(stats: &ProxyStats, proxy: &str, families: &[MetricFamily]) -> Option<f64> {
+        let reporter = Reporter {
+            proxy,
+            service: "shop/frontend",
+        };
+        stats
+            .rows(&ProxyStatsConfig::default(), &reporter, families, 0)
+            .iter()
+            .find(|r| r.name == "upstream_rq_total")
+            .map(|r| r.value)
+    }
+
+    #[test]
+    fn a_long_running_proxy_first_heard_of_gives_a_baseline_and_a_fresh_one_counts_in_full() {
+        let stats = ProxyStats::default();
+        // Up for a day when the collector first hears of it: its total is no increase.
+        assert_eq!(requests(&stats, "old", &flush(86_400.0, 1e6)), None);
+        assert_eq!(
+            requests(&stats, "old", &flush(86_405.0, 1e6 + 7.0)),
+            Some(7.0)
+        );
+        // Started seconds ago: everything it counted is recent.
+        assert_eq!(requests(&stats, "new", &flush(3.0, 12.0)), Some(12.0));
+        // A series that appears later on a known proxy was zero until now.
+        let mut later = flush(86_410.0, 1e6 + 7.0);
+        later[1].name = Some("cluster.payments.upstream_rq_total".into());
+        assert_eq!(requests(&stats, "old", &later), Some(1e6 + 7.0));
+        // The old proxy restarted (uptime went down): counts since its start are new.
+        assert_eq!(requests(&stats, "old", &flush(2.0, 4.0)), Some(4.0));
+        assert_eq!(requests(&stats, "old", &flush(7.0, 9.0)), Some(5.0));
+    }
+
     #[test]
     fn delta_counters_are_taken_as_they_are() {
         assert_eq!(counter_delta(Some(25.0), 4.0, true), Ok(4.0));

@@ -11,7 +11,7 @@ use meshscope_proto::pb::envoy::service::metrics::v3::stream_metrics_message::Id
 use meshscope_proto::pb::io::prometheus::client::{
     Counter, LabelPair, Metric, MetricFamily, MetricType,
 };
-use meshscope_storage::ProxyMetricKind;
+use meshscope_storage::{ProxyMetricKind, ProxyMetricRow};
 use support::serve;
 
 fn read_metric_streams() -> Vec<Vec<StreamMetricsMessage>> {
@@ -105,6 +105,43 @@ async fn captured_proxies_are_identified_and_request_totals_match_the_traffic() 
             .all(|r| !r.cluster.contains("external") && !r.cluster.contains("internal")),
         "internal./external. variants are dropped"
     );
+
+    // Envoy's buckets are kept: 20 of the 300 calls to the backend took 300 ms or more,
+    // nothing else over 35 ms, so the median is fast and the 99th percentile slow.
+    let mut timed: Option<ProxyMetricRow> = None;
+    for row in metrics.rows().into_iter().filter(|r| {
+        r.proxy == "frontend-v1-pod-1"
+            && r.name == "upstream_rq_time"
+            && r.cluster == "outbound|18200||backend.shop.svc.cluster.local"
+    }) {
+        match &mut timed {
+            Some(t) => t.merge(&row),
+            None => timed = Some(row),
+        }
+    }
+    let timed = timed.expect("the backend cluster's request times");
+    assert_eq!(timed.count, 300);
+    assert!(!timed.buckets.is_empty());
+    let p50 = timed.quantile(0.5).unwrap();
+    let p99 = timed.quantile(0.99).unwrap();
+    assert!(p50 < 35.0, "p50 {p50}");
+    assert!(p99 >= 300.0, "p99 {p99}");
+    // Each cluster names the service it leads to, as the graph's edges do.
+    let upstreams: HashMap<String, String> = metrics
+        .rows()
+        .into_iter()
+        .filter(|r| r.proxy == "frontend-v1-pod-1")
+        .map(|r| (r.cluster, r.upstream))
+        .collect();
+    assert_eq!(
+        upstreams["outbound|18200||backend.shop.svc.cluster.local"],
+        "shop/backend"
+    );
+    assert_eq!(
+        upstreams["outbound|18082||payments.shop.svc.cluster.local"],
+        "shop/payments"
+    );
+    assert_eq!(upstreams["inbound|18080||"], "");
 }
 
 fn counter_family(name: Option<&str>, metrics: Vec<Metric>) -> MetricFamily {
