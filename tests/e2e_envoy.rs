@@ -439,6 +439,127 @@ async fn real_envoy_mesh_shows_the_true_topology() {
         ]
     );
 
+    // Each proxy streams its own statistics: it is listed with what its node says, and
+    // the callers' request totals per upstream cluster are the requests that were sent.
+    let want_proxies = [
+        ("backend-vm-1", "backend", "backend-vm-1"),
+        ("frontend-v1-pod-1", "shop/frontend", "frontend-7d9f-abc"),
+        ("ingress-1", "shop/ingress", "ingress-5c6d-xyz"),
+    ];
+    let envoy_version = Command::new(&envoy).arg("--version").output().unwrap();
+    let envoy_version = String::from_utf8_lossy(&envoy_version.stdout).to_string();
+    let listed = server.json("/api/v1/proxies").await;
+    let mut seen: Vec<(String, String, String)> = listed["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["status"], "up", "{p}");
+            let version = p["envoy_version"].as_str().unwrap();
+            assert!(
+                !version.is_empty() && envoy_version.contains(version),
+                "{p} vs {envoy_version}"
+            );
+            (
+                p["id"].as_str().unwrap().to_string(),
+                p["service"].as_str().unwrap().to_string(),
+                p["instance"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let want_proxies: Vec<(String, String, String)> = want_proxies
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(seen, want_proxies, "{listed}");
+
+    let requests_through = |metrics: &serde_json::Value, cluster: &str| -> f64 {
+        metrics["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["name"] == "upstream_rq_total" && s["cluster"] == cluster)
+            .flat_map(|s| s["points"].as_array().unwrap().iter())
+            .map(|p| p["value"].as_f64().unwrap())
+            .sum()
+    };
+    let want_totals = [
+        (
+            "ingress-1",
+            "outbound|18100||frontend.shop.svc.cluster.local",
+            total,
+        ),
+        ("frontend-v1-pod-1", "backend", to_backend),
+        (
+            "frontend-v1-pod-1",
+            "outbound|18082||payments.shop.svc.cluster.local",
+            CHECKOUT as u64,
+        ),
+    ];
+    // Statistics flush every second; the last requests show up within a flush or two.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut got = Vec::new();
+        for (proxy, cluster, _) in want_totals {
+            let metrics = server
+                .json(&format!(
+                    "/api/v1/proxies/{proxy}/metrics?names=upstream_rq_total,upstream_rq_time&window=15m"
+                ))
+                .await;
+            got.push((proxy, cluster, requests_through(&metrics, cluster) as u64));
+        }
+        let want: Vec<_> = want_totals.iter().map(|(p, c, n)| (*p, *c, *n)).collect();
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "upstream request totals never matched: got {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The histogram's buckets show the slow tail of the calls to the backend.
+    let timed = server
+        .json("/api/v1/proxies/frontend-v1-pod-1/metrics?names=upstream_rq_time&window=15m")
+        .await;
+    let samples: u64 = timed["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["cluster"] == "backend")
+        .flat_map(|s| s["points"].as_array().unwrap().iter())
+        .map(|p| p["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(samples, to_backend, "{timed}");
+
+    // The edges through those clusters carry their health as the caller's proxy saw it.
+    let topology = server.json("/api/v1/topology?window=15m").await;
+    let got = edges(&topology);
+    let health = &pick(&got, "shop/frontend", "backend", "http").unwrap()["upstream_health"];
+    assert_eq!(health["healthy"], 1, "{health}");
+    assert_eq!(health["total"], 1, "{health}");
+    assert_eq!(health["circuit_breaker_open"], false, "{health}");
+    assert_eq!(
+        health["reported_by"],
+        serde_json::json!(["frontend-v1-pod-1"])
+    );
+    assert_eq!(health["clusters"], serde_json::json!(["backend"]));
+    assert_eq!(health["errors_5xx"], FAIL as u64, "{health}");
+    let health = &pick(&got, "shop/ingress", "shop/frontend", "http").unwrap()["upstream_health"];
+    assert_eq!(
+        (&health["healthy"], &health["total"]),
+        (&serde_json::json!(1), &serde_json::json!(1)),
+        "{health}"
+    );
+    assert_eq!(health["errors_5xx"], FAIL as u64, "{health}");
+    assert!(
+        pick(&got, "external", "shop/ingress", "http")
+            .unwrap()
+            .get("upstream_health")
+            .is_none()
+    );
+
     // meshscope's own counters saw every entry each proxy logged: the ingress and the
     // frontend's inbound log every request, the frontend's outbound log its calls to the
     // backend and to payments, the backend its own, and the TCP log each connection.
