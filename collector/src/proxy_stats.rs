@@ -13,8 +13,9 @@ use crate::stats;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxyStatsConfig {
-    /// Envoy's `report_counters_as_deltas`: counters (and histogram counts) are already
-    /// increases since the previous flush rather than totals since the proxy started.
+    /// Envoy's `report_counters_as_deltas`: counters are already increases since the
+    /// previous flush rather than totals since the proxy started. (Histograms always come
+    /// as what was recorded since the previous flush.)
     pub report_counters_as_deltas: bool,
     /// Server-wide statistics kept, by full name.
     pub server_stats: Vec<String>,
@@ -135,12 +136,9 @@ pub fn classify(config: &ProxyStatsConfig, name: &str) -> Result<(String, String
     Err(Drop::NotAllowed)
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone, Copy, Default)]
 struct Previous {
     value: f64,
-    count: u64,
-    /// A histogram's cumulative bucket counts.
-    buckets: Vec<(f64, u64)>,
 }
 
 #[derive(Default)]
@@ -226,7 +224,7 @@ impl ProxyStats {
                     stats::proxy_stat_dropped(Drop::TooManySeries.reason(), 1);
                     continue;
                 }
-                let previous = state.series.get(&key).cloned();
+                let previous = state.series.get(&key).copied();
                 let baseline = baseline_only && previous.is_none();
                 let outcome = match kind {
                     Some(MetricType::Counter) => metric
@@ -236,14 +234,11 @@ impl ProxyStats {
                         .ok_or(Drop::Malformed)
                         .and_then(|v| {
                             let delta = counter_delta(
-                                previous.as_ref().map(|p| p.value),
+                                previous.map(|p| p.value),
                                 v,
                                 config.report_counters_as_deltas,
                             )?;
-                            let remember = Previous {
-                                value: v,
-                                ..Previous::default()
-                            };
+                            let remember = Previous { value: v };
                             Ok((
                                 (!baseline).then(|| ProxyMetricRow::counter(delta)),
                                 remember,
@@ -257,8 +252,7 @@ impl ProxyStats {
                         .ok_or(Drop::BadValue)
                         .map(|v| (Some(ProxyMetricRow::gauge(v)), Previous::default())),
                     Some(MetricType::Histogram) => {
-                        histogram(metric, previous.as_ref(), config.report_counters_as_deltas)
-                            .map(|(row, remember)| ((!baseline).then_some(row), remember))
+                        histogram(metric).map(|row| (Some(row), Previous::default()))
                     }
                     _ => Err(Drop::Malformed),
                 };
@@ -289,14 +283,12 @@ impl ProxyStats {
     }
 }
 
-/// A histogram's increase in samples, their sum and its buckets as a row, and what to
-/// remember for next time. Buckets keep Envoy's finite upper bounds with cumulative counts;
-/// the samples above the last bound are the count minus the last bucket's.
-fn histogram(
-    metric: &Metric,
-    previous: Option<&Previous>,
-    as_deltas: bool,
-) -> Result<(ProxyMetricRow, Previous), Drop> {
+/// A histogram's samples since the proxy's previous flush, their sum and its buckets as a
+/// row. Envoy's metrics service sends each histogram's interval statistics (what was
+/// recorded since the last flush), whatever `report_counters_as_deltas` says, so they are
+/// taken as they are. Buckets keep Envoy's finite upper bounds with cumulative counts; the
+/// samples above the last bound are the count minus the last bucket's.
+fn histogram(metric: &Metric) -> Result<ProxyMetricRow, Drop> {
     let h = metric.histogram.as_ref().ok_or(Drop::Malformed)?;
     let count = h.sample_count.unwrap_or(0);
     let sum = h.sample_sum.unwrap_or(0.0);
@@ -315,30 +307,7 @@ fn histogram(
     if !ordered || buckets.last().is_some_and(|(_, c)| *c > count) {
         return Err(Drop::Malformed);
     }
-    let remember = Previous {
-        value: sum,
-        count,
-        buckets: buckets.clone(),
-    };
-    let since_previous = match previous {
-        Some(p) if !as_deltas && count >= p.count && sum >= p.value => {
-            let same_bounds = p.buckets.len() == buckets.len()
-                && p.buckets.iter().zip(&buckets).all(|(a, b)| a.0 == b.0);
-            let delta_buckets = if same_bounds {
-                buckets
-                    .iter()
-                    .zip(&p.buckets)
-                    .map(|(now, before)| (now.0, now.1.saturating_sub(before.1)))
-                    .collect()
-            } else {
-                // New bounds cannot be told apart from the old counts: keep the shape only.
-                buckets.iter().map(|(bound, _)| (*bound, 0)).collect()
-            };
-            ProxyMetricRow::histogram(count - p.count, sum - p.value, delta_buckets)
-        }
-        _ => ProxyMetricRow::histogram(count, sum, buckets),
-    };
-    Ok((since_previous, remember))
+    Ok(ProxyMetricRow::histogram(count, sum, buckets))
 }
 
 fn label_key(metric: &Metric) -> String {
