@@ -1,9 +1,11 @@
 //! `meshscope simulate` and the mesh behind `meshscope serve --demo`: a modelled mesh sent
-//! as real `StreamAccessLogs` gRPC streams, one per proxy and log as Envoy opens them.
+//! as real `StreamAccessLogs` gRPC streams, one per proxy and log as Envoy opens them, and
+//! each proxy's own statistics as `StreamMetrics`.
 //! Because it knows the truth, it can print the topology meshscope must show.
 
 mod envoy;
 mod mesh;
+mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -400,7 +402,8 @@ async fn send(
         .connect()
         .await
         .with_context(|| format!("connecting to the collector at {target}"))?;
-    let client = AccessLogServiceClient::new(channel);
+    let client = AccessLogServiceClient::new(channel.clone());
+    let mut proxy_stats = stats::SimulatedStats::new(channel);
     let mut generator = Generator {
         mesh,
         rng: SmallRng::seed_from_u64(seed),
@@ -427,6 +430,7 @@ async fn send(
             sent_requests += 1;
         }
         for ((proxy, log), batch) in std::mem::take(&mut generator.batches) {
+            proxy_stats.observe(proxy, generator.proxy(proxy), &batch.http);
             let first = !streams.contains_key(&(proxy, log));
             let sender = streams.entry((proxy, log)).or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(64);
@@ -461,6 +465,7 @@ async fn send(
                 anyhow::bail!("the collector closed an access log stream");
             }
         }
+        proxy_stats.flush_if_due(&mut tasks).await?;
     }
     drop(streams);
     while let Some(result) = tasks.join_next().await {
