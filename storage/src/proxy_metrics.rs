@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use parking_lot::RwLock;
 use serde::Serialize;
 
-use crate::model::{EpochMillis, MINUTE_MS, minute_of};
+use crate::model::{EpochMillis, minute_of};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -202,10 +202,9 @@ pub struct ProxyInfo {
 
 #[derive(Clone, Copy, Debug)]
 pub struct ProxyMetricsLimits {
-    /// Open minutes older than this before the newest are forgotten; only reached when
-    /// closed minutes are not being written.
-    pub retention_ms: EpochMillis,
-    /// Rows held in memory at most; past it the oldest minute is forgotten first.
+    /// Rows held in memory at most; past it the oldest minute is forgotten first. Only
+    /// reached when closed minutes cannot be written: normally memory holds the open
+    /// minute alone.
     pub max_rows: usize,
     /// Proxies remembered at most; new ones past it are not registered.
     pub max_proxies: usize,
@@ -214,7 +213,6 @@ pub struct ProxyMetricsLimits {
 impl Default for ProxyMetricsLimits {
     fn default() -> Self {
         Self {
-            retention_ms: 10 * MINUTE_MS,
             max_rows: 2_000_000,
             max_proxies: 10_000,
         }
@@ -294,10 +292,8 @@ impl ProxyMetrics {
     }
 
     fn trim(rows: &mut Rows, limits: ProxyMetricsLimits) {
-        let newest = rows.by_minute.keys().next_back().copied().unwrap_or(0);
         while let Some((&oldest, bucket)) = rows.by_minute.iter().next() {
-            let too_old = oldest < newest - limits.retention_ms;
-            if !too_old && rows.len <= limits.max_rows {
+            if rows.len <= limits.max_rows || rows.by_minute.len() == 1 {
                 break;
             }
             rows.len -= bucket.len();
@@ -330,6 +326,7 @@ impl ProxyMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::MINUTE_MS;
 
     fn row(minute: EpochMillis, mut row: ProxyMetricRow) -> ProxyMetricRow {
         row.minute = minute;
@@ -340,10 +337,9 @@ mod tests {
     }
 
     #[test]
-    fn counters_add_gauges_keep_last_and_extremes_and_old_minutes_go() {
+    fn counters_add_gauges_keep_last_and_extremes_and_the_row_cap_drops_old_minutes() {
         let m = ProxyMetrics::new(ProxyMetricsLimits {
-            retention_ms: 2 * MINUTE_MS,
-            max_rows: 100,
+            max_rows: 2,
             max_proxies: 1,
         });
         m.record(row(MINUTE_MS + 5, ProxyMetricRow::counter(2.0)));
@@ -372,7 +368,7 @@ mod tests {
             (1.0, 1.0, 7.0, 12.0, 3)
         );
         m.record(row(5 * MINUTE_MS, ProxyMetricRow::counter(1.0)));
-        assert_eq!(m.rows().len(), 1, "minute 1 is past retention");
+        assert_eq!(m.rows().len(), 1, "past the cap, minute 1 goes first");
     }
 
     #[test]
