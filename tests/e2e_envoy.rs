@@ -1,6 +1,7 @@
 //! End to end with real Envoy 1.39.3: an ingress, two meshed services over mTLS (the
 //! backend VM-style, without Istio metadata), a service without a sidecar and a TCP hop.
-//! A known mix of traffic goes through, and meshscope's API must show exactly that mesh.
+//! A known mix of traffic goes through, and meshscope's API must show exactly that mesh,
+//! with each proxy's own statistics (Envoy's metrics service sink) tied to its edges.
 //!
 //!  client -> ingress (127.0.0.2) -mTLS-> frontend sidecar (127.0.0.3) -> frontend app
 //!            frontend app -> sidecar -mTLS-> backend sidecar (127.0.0.4) -> backend app
