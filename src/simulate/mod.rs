@@ -4,6 +4,7 @@
 
 mod envoy;
 mod mesh;
+pub(crate) mod wide;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
