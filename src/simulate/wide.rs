@@ -19,9 +19,12 @@ use tracing::info;
 
 use super::envoy::{self, Hop, Proxy};
 
-/// How far ahead (in service order) a service's callees are picked: calls mostly stay near
-/// their caller, as in a real mesh, so the layered map has many layers rather than two.
-const REACH: usize = 60;
+/// Call depth of the mesh: services sit in tiers (edge, APIs, domain services, ..., data) and
+/// call the next tier or the one after, so the map is a few columns deep, as real meshes are.
+const TIERS: usize = 8;
+
+/// Share of calls that stay in the caller's namespace.
+const SAME_NAMESPACE: f64 = 0.6;
 
 const PORT: u16 = 8080;
 
@@ -66,7 +69,7 @@ type LogKey = (usize, bool);
 pub(crate) async fn run(args: WideArgs) -> anyhow::Result<()> {
     let services = build_services(args.services.max(2), args.namespaces.max(1));
     let mut rng = SmallRng::seed_from_u64(args.seed);
-    let edges = build_edges(services.len(), args.edges, &mut rng);
+    let edges = build_edges(services.len(), args.namespaces.max(1), args.edges, &mut rng);
     let now = SystemTime::now();
     let mut logs: BTreeMap<LogKey, Vec<HttpAccessLogEntry>> = BTreeMap::new();
     let mut port = 20_000u16;
@@ -117,45 +120,79 @@ pub(crate) async fn run(args: WideArgs) -> anyhow::Result<()> {
 
 fn build_services(count: usize, namespaces: usize) -> Vec<Service> {
     (0..count)
-        .map(|i| {
-            // Contiguous blocks, so that a namespace holds services that call each other.
-            let namespace = format!("ns-{:02}", i * namespaces / count);
-            Service {
-                name: format!("svc-{i:03}"),
-                namespace,
-                ip: [10, 200 + (i >> 16) as u8, (i >> 8) as u8, i as u8],
-            }
+        .map(|i| Service {
+            name: format!("svc-{i:03}"),
+            // Interleaved, so that every namespace has services in every tier.
+            namespace: format!("ns-{:02}", i % namespaces),
+            ip: [10, 200 + (i >> 16) as u8, (i >> 8) as u8, i as u8],
         })
         .collect()
 }
 
-/// Distinct `(caller, callee)` pairs with the callee after the caller, so calls flow one
-/// way: first one caller for every service but the first, then random pairs.
-fn build_edges(services: usize, wanted: usize, rng: &mut SmallRng) -> Vec<(usize, usize)> {
+fn tier(service: usize, services: usize) -> usize {
+    service * TIERS / services
+}
+
+/// Distinct `(caller, callee)` pairs from one tier to a deeper one, so calls flow one way:
+/// first a caller in the tier before for every service past the first tier, then random
+/// pairs. Past what the tiers allow, any pair with the callee later in order will do.
+fn build_edges(
+    services: usize,
+    namespaces: usize,
+    wanted: usize,
+    rng: &mut SmallRng,
+) -> Vec<(usize, usize)> {
     let possible = services * (services - 1) / 2;
-    let wanted = wanted.clamp(services - 1, possible);
+    let wanted = wanted.min(possible);
+    let tiers: Vec<Vec<usize>> = (0..TIERS)
+        .map(|t| (0..services).filter(|&s| tier(s, services) == t).collect())
+        .collect();
     let mut seen = HashSet::with_capacity(wanted);
     let mut edges = Vec::with_capacity(wanted);
-    for callee in 1..services {
-        let caller = rng.random_range(callee.saturating_sub(REACH)..callee);
-        seen.insert((caller, callee));
-        edges.push((caller, callee));
-    }
-    let mut reach = REACH;
-    let mut misses = 0;
-    while edges.len() < wanted {
-        let caller = rng.random_range(0..services - 1);
-        let callee = caller + 1 + rng.random_range(0..reach.min(services - 1 - caller));
+    let pick = |from: &[usize], namespace: Option<usize>, rng: &mut SmallRng| {
+        let same: Vec<usize> = match namespace {
+            Some(ns) => from
+                .iter()
+                .copied()
+                .filter(|s| s % namespaces == ns)
+                .collect(),
+            None => Vec::new(),
+        };
+        let pool = if same.is_empty() { from } else { &same[..] };
+        pool[rng.random_range(0..pool.len())]
+    };
+    for callee in 0..services {
+        let t = tier(callee, services);
+        if t == 0 || tiers[t - 1].is_empty() {
+            continue;
+        }
+        let caller = pick(&tiers[t - 1], Some(callee % namespaces), rng);
         if seen.insert((caller, callee)) {
             edges.push((caller, callee));
-            misses = 0;
+        }
+    }
+    let mut misses = 0;
+    while edges.len() < wanted {
+        let (caller, callee) = if misses < 10_000 {
+            let caller = rng.random_range(0..services);
+            let depth = if rng.random_bool(0.8) { 1 } else { 2 };
+            let t = tier(caller, services) + depth;
+            if t >= TIERS || tiers[t].is_empty() {
+                misses += 1;
+                continue;
+            }
+            let namespace = rng
+                .random_bool(SAME_NAMESPACE)
+                .then_some(caller % namespaces);
+            (caller, pick(&tiers[t], namespace, rng))
+        } else {
+            let caller = rng.random_range(0..services - 1);
+            (caller, rng.random_range(caller + 1..services))
+        };
+        if seen.insert((caller, callee)) {
+            edges.push((caller, callee));
         } else {
             misses += 1;
-            // A dense graph for its reach: look further ahead.
-            if misses > 1_000 {
-                reach = (reach * 2).min(services);
-                misses = 0;
-            }
         }
     }
     edges
@@ -219,20 +256,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn edges_are_distinct_flow_one_way_and_reach_every_service() {
+    fn edges_are_distinct_flow_one_way_and_reach_every_tier() {
         let mut rng = SmallRng::seed_from_u64(7);
-        let edges = build_edges(500, 5_000, &mut rng);
+        let edges = build_edges(500, 10, 5_000, &mut rng);
         assert_eq!(edges.len(), 5_000);
         assert_eq!(edges.iter().collect::<HashSet<_>>().len(), 5_000);
-        assert!(edges.iter().all(|(caller, callee)| caller < callee));
+        assert!(
+            edges
+                .iter()
+                .all(|&(caller, callee)| tier(caller, 500) < tier(callee, 500))
+        );
         let called: HashSet<usize> = edges.iter().map(|e| e.1).collect();
-        assert_eq!(called.len(), 499, "every service but the first is called");
+        let first_tier = (0..500).filter(|&s| tier(s, 500) == 0).count();
+        assert_eq!(
+            called.len(),
+            500 - first_tier,
+            "every service past the first tier is called"
+        );
+        let same = edges.iter().filter(|(a, b)| a % 10 == b % 10).count();
+        assert!(same > 2_500, "most calls stay in their namespace: {same}");
     }
 
     #[test]
     fn a_graph_cannot_ask_for_more_edges_than_pairs() {
         let mut rng = SmallRng::seed_from_u64(7);
-        assert_eq!(build_edges(4, 100, &mut rng).len(), 6);
+        let edges = build_edges(4, 1, 100, &mut rng);
+        assert_eq!(edges.len(), 6);
+        assert!(edges.iter().all(|(a, b)| a < b));
     }
 
     #[test]
@@ -240,8 +290,8 @@ mod tests {
         let services = build_services(500, 10);
         let namespaces: HashSet<&str> = services.iter().map(|s| s.namespace.as_str()).collect();
         assert_eq!(namespaces.len(), 10);
-        assert_eq!(services[49].namespace, "ns-00");
-        assert_eq!(services[50].namespace, "ns-01");
+        assert_eq!(services[250].namespace, "ns-00");
+        assert_eq!(services[251].namespace, "ns-01");
         let ips: HashSet<[u8; 4]> = services.iter().map(|s| s.ip).collect();
         assert_eq!(ips.len(), 500);
     }

@@ -316,13 +316,13 @@ try {
       // Select at the zoom a user reads names at.
       await page.evaluate(() => {
         const { cy } = window.__meshscope;
-        cy.zoom({ level: 1, position: cy.getElementById("ns-05/svc-250").position() });
-        cy.center(cy.getElementById("ns-05/svc-250"));
+        cy.zoom({ level: 1, position: cy.getElementById("ns-00/svc-250").position() });
+        cy.center(cy.getElementById("ns-00/svc-250"));
       });
-      await clickElement("ns-05/svc-250");
+      await clickElement("ns-00/svc-250");
       await page.waitForFunction(() => document.querySelector("#panel h2")?.textContent === "svc-250", null, { timeout: 10_000 });
-      assert.ok(await page.evaluate(() => window.__meshscope.cy.getElementById("ns-05/svc-250").selected()));
-      assert.match(page.url(), /selected=node%3Ans-05%2Fsvc-250/);
+      assert.ok(await page.evaluate(() => window.__meshscope.cy.getElementById("ns-00/svc-250").selected()));
+      assert.match(page.url(), /selected=node%3Ans-00%2Fsvc-250/);
     } finally {
       wide.stop();
     }
