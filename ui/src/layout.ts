@@ -25,6 +25,8 @@ const COLUMN = 170;
 const ROW = 64;
 // Space between bands: the box's padding on both sides and its title.
 const BAND_GAP = 70;
+// Space between stacks of bands, wider than a column so stacks read as apart.
+const STACK_GAP = 240;
 
 function bandOf(n: TopoNode): string {
   return n.namespace ?? "";
@@ -32,8 +34,10 @@ function bandOf(n: TopoNode): string {
 
 /// Positions (node centres) for the banded layout. Bands follow the depth at which each
 /// namespace starts, so the map still reads left to right; inside a column, nodes are ordered
-/// by the mean row of their callers, which keeps most edges short and uncrossed.
-export function bandLayout(t: Topology): Positions {
+/// by the mean row of their callers, which keeps most edges short and uncrossed. Many bands
+/// are put in side-by-side stacks so that the map's shape is near `aspect` (width / height)
+/// and fills the screen rather than a narrow strip.
+export function bandLayout(t: Topology, aspect = 16 / 9): Positions {
   const bands = new Map<string, TopoNode[]>();
   for (const n of t.nodes) {
     const key = bandOf(n);
@@ -54,6 +58,7 @@ export function bandLayout(t: Topology): Positions {
     else callers.set(e.target, [e.source]);
   }
   const positions: Positions = new Map();
+  const placed: { key: string; height: number }[] = [];
   let top = 0;
   for (const key of order) {
     const byLayer = new Map<number, TopoNode[]>();
@@ -74,9 +79,40 @@ export function bandLayout(t: Topology): Positions {
       column.forEach((n, i) => positions.set(n.id, { x: layer * COLUMN, y: top + i * ROW }));
       rows = Math.max(rows, column.length);
     }
+    placed.push({ key, height: rows * ROW + BAND_GAP });
     top += rows * ROW + BAND_GAP;
   }
-  return positions;
+  return stack(t, positions, placed, aspect);
+}
+
+/// Moves whole bands (in their order) into side-by-side stacks of about equal height.
+function stack(t: Topology, positions: Positions, bands: { key: string; height: number }[], aspect: number): Positions {
+  const layers = t.nodes.map((n) => n.layer);
+  const width = (Math.max(0, ...layers) - Math.min(0, ...layers) + 1) * COLUMN;
+  const height = bands.reduce((a, b) => a + b.height, 0);
+  const stacks = Math.max(1, Math.min(bands.length, Math.round(Math.sqrt((aspect * height) / width))));
+  if (stacks === 1) return positions;
+  const perStack = height / stacks;
+  const shift = new Map<string, { dx: number; dy: number }>();
+  let column = 0;
+  let filled = 0;
+  let top = 0;
+  for (const band of bands) {
+    if (filled > 0 && filled + band.height / 2 > perStack && column < stacks - 1) {
+      column++;
+      filled = 0;
+    }
+    shift.set(band.key, { dx: column * (width + STACK_GAP), dy: filled - top });
+    filled += band.height;
+    top += band.height;
+  }
+  const out: Positions = new Map();
+  for (const n of t.nodes) {
+    const p = positions.get(n.id)!;
+    const d = shift.get(bandOf(n))!;
+    out.set(n.id, { x: p.x + d.dx, y: p.y + d.dy });
+  }
+  return out;
 }
 
 /// The ELK graph for a topology: namespaces as compound nodes holding their services, every

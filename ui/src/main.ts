@@ -308,7 +308,7 @@ function render(t: Topology): Promise<void> {
   const sameShape = wanted.size === had.size && [...wanted].every((id) => had.has(id));
   // The banded layout is known before anything is drawn, so new nodes are added in place
   // rather than placed afterwards: moving thousands of elements costs as much as adding them.
-  const bands = !sameShape && !useElk(t) ? bandLayout(t) : null;
+  const bands = !sameShape && !useElk(t) ? bandLayout(t, cy.width() / Math.max(1, cy.height())) : null;
   cy.batch(() => {
     cy.elements().filter((e) => !wanted.has(e.id())).remove();
     const added: cytoscape.ElementDefinition[] = [];

@@ -64,3 +64,39 @@ describe("ELK graph", () => {
     expect(useElk({ ...topo, nodes })).toBe(false);
   });
 });
+
+describe("banded layout of many namespaces", () => {
+  // 12 namespaces of 20 services in 4 call depths: one stack would be a tall strip.
+  const nodes = Array.from({ length: 240 }, (_, i) => node(`ns${String(i % 12).padStart(2, "0")}/s${i}`, Math.floor(i / 60)));
+  const t: Topology = { start: 0, end: 1, nodes, edges: [] };
+  const p = bandLayout(t);
+  it("puts bands side by side for a map about as wide as the screen", () => {
+    const xs = [...p.values()].map((q) => q.x);
+    const ys = [...p.values()].map((q) => q.y);
+    const ratio = (Math.max(...xs) - Math.min(...xs)) / (Math.max(...ys) - Math.min(...ys));
+    expect(ratio).toBeGreaterThan(0.8);
+    expect(ratio).toBeLessThan(3);
+  });
+  it("keeps every band apart from every other", () => {
+    const bounds = new Map<string, { x1: number; x2: number; y1: number; y2: number }>();
+    for (const n of nodes) {
+      const q = p.get(n.id)!;
+      const b = bounds.get(n.namespace!) ?? { x1: q.x, x2: q.x, y1: q.y, y2: q.y };
+      bounds.set(n.namespace!, { x1: Math.min(b.x1, q.x), x2: Math.max(b.x2, q.x), y1: Math.min(b.y1, q.y), y2: Math.max(b.y2, q.y) });
+    }
+    const list = [...bounds.values()];
+    expect(list).toHaveLength(12);
+    // Boxes pad their nodes by up to 50 px on each side.
+    for (let i = 0; i < list.length; i++) {
+      for (let j = i + 1; j < list.length; j++) {
+        const [a, b] = [list[i], list[j]];
+        expect(a.x2 + 100 < b.x1 || b.x2 + 100 < a.x1 || a.y2 + 100 < b.y1 || b.y2 + 100 < a.y1).toBe(true);
+      }
+    }
+  });
+  it("still places deeper calls further right within a band", () => {
+    const a = p.get("ns00/s0")!;
+    const b = p.get("ns00/s60")!;
+    expect(b.x).toBeGreaterThan(a.x);
+  });
+});
