@@ -165,7 +165,7 @@ function graphStyle(big = false): StylesheetJson {
         "text-background-opacity": 0.85,
         "text-background-padding": "2px",
         "text-rotation": "autorotate",
-        "curve-style": big ? "straight" : "bezier",
+        "curve-style": big ? "haystack" : "bezier",
         "target-arrow-shape": "triangle",
         width: 2,
         "line-color": css("--edge"),
@@ -186,6 +186,14 @@ function graphStyle(big = false): StylesheetJson {
       },
     },
     { selector: "edge:selected", style: { label: "data(label)" } },
+    // Haystack edges draw about twice as fast as straight ones, but take arrows only midway.
+    ...(big
+      ? [
+          { selector: "edge", style: { "target-arrow-shape": "none" as const, "mid-target-arrow-shape": "triangle" as const, "mid-target-arrow-color": css("--edge") } },
+          { selector: "edge.warn", style: { "mid-target-arrow-color": css("--warn") } },
+          { selector: "edge.bad", style: { "mid-target-arrow-color": css("--bad") } },
+        ]
+      : ([] as StylesheetJson)),
     {
       selector: ":selected",
       style: { "overlay-color": css("--accent"), "overlay-opacity": 0.25, "overlay-padding": 6 },
