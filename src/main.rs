@@ -32,7 +32,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Send a simulated mesh's access logs to a collector (a demo and a load generator).
     Simulate(simulate::SimulateArgs),
-    /// Send captured Envoy access-log streams to a collector, moved to the present.
+    /// Send a large service graph (500 services, 5,000 edges by default) once, a few calls per edge.
+    SimulateWide(simulate::wide::WideArgs),
+    /// Send captured Envoy access-log and metrics streams to a collector, moved to the present.
     Replay(replay::ReplayArgs),
 }
 
@@ -49,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
+        Command::SimulateWide(args) => simulate::wide::run(args).await,
         Command::Replay(args) => replay::run(args).await,
     }
 }

@@ -1,7 +1,8 @@
-//! `meshscope replay`: sends captured Envoy access-log streams (the fixtures' format: a 4-byte
-//! big-endian length, then one serialized `StreamAccessLogsMessage`, with an index line per
-//! record naming its stream) to a collector. Entries are moved forward in time so that they
-//! land in the current minutes: a live collector refuses minutes that are already closed.
+//! `meshscope replay`: sends captured Envoy streams (the fixtures' format: a 4-byte big-endian
+//! length, then one serialized `StreamAccessLogsMessage` or `StreamMetricsMessage`, with an
+//! index line per record naming its stream) to a collector. Access-log entries are moved
+//! forward in time so that they land in the current minutes: a live collector refuses minutes
+//! that are already closed. Statistics need no shift: the collector stamps them on receipt.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,6 +12,8 @@ use envoy_types::pb::envoy::data::accesslog::v3::AccessLogCommon;
 use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
 use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
 use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
+use envoy_types::pb::envoy::service::metrics::v3::StreamMetricsMessage;
+use envoy_types::pb::envoy::service::metrics::v3::metrics_service_client::MetricsServiceClient;
 use envoy_types::pb::google::protobuf::Timestamp;
 use prost::Message;
 use tracing::info;
@@ -20,15 +23,47 @@ pub(crate) struct ReplayArgs {
     /// The collector's gRPC address
     #[arg(long, default_value = "http://127.0.0.1:11800")]
     target: String,
-    /// Capture files (`NAME.bin`, with `NAME.index.jsonl` beside it)
-    #[arg(required = true)]
+    /// Access-log capture files (`NAME.bin`, with `NAME.index.jsonl` beside it)
+    #[arg(required_unless_present = "metrics")]
     captures: Vec<PathBuf>,
+    /// A metrics-service capture (proxies' own statistics), in the same format (repeatable)
+    #[arg(long)]
+    metrics: Vec<PathBuf>,
 }
 
 pub(crate) async fn run(args: ReplayArgs) -> anyhow::Result<()> {
+    if !args.captures.is_empty() {
+        replay_access_logs(&args.target, &args.captures).await?;
+    }
+    if !args.metrics.is_empty() {
+        replay_metrics(&args.target, &args.metrics).await?;
+    }
+    Ok(())
+}
+
+async fn replay_metrics(target: &str, captures: &[PathBuf]) -> anyhow::Result<()> {
     let mut streams = Vec::new();
-    for path in &args.captures {
-        streams.extend(read_streams(path)?);
+    for path in captures {
+        streams.extend(read_streams::<StreamMetricsMessage>(path)?);
+    }
+    let mut client = MetricsServiceClient::connect(target.to_string())
+        .await
+        .with_context(|| format!("connecting to {target}"))?;
+    let count = streams.len();
+    for messages in streams {
+        client
+            .stream_metrics(tokio_stream::iter(messages))
+            .await
+            .context("the collector refused a metrics stream")?;
+    }
+    info!(streams = count, "metrics captures replayed");
+    Ok(())
+}
+
+async fn replay_access_logs(target: &str, captures: &[PathBuf]) -> anyhow::Result<()> {
+    let mut streams = Vec::new();
+    for path in captures {
+        streams.extend(read_streams::<StreamAccessLogsMessage>(path)?);
     }
     // One shift for all captures keeps their entries aligned with each other, so both
     // sides of a call still meet.
@@ -48,9 +83,9 @@ pub(crate) async fn run(args: ReplayArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let mut client = AccessLogServiceClient::connect(args.target.clone())
+    let mut client = AccessLogServiceClient::connect(target.to_string())
         .await
-        .with_context(|| format!("connecting to {}", args.target))?;
+        .with_context(|| format!("connecting to {target}"))?;
     let count = streams.len();
     for messages in streams {
         client
@@ -63,12 +98,12 @@ pub(crate) async fn run(args: ReplayArgs) -> anyhow::Result<()> {
 }
 
 /// The messages of each stream, in capture order.
-fn read_streams(bin: &Path) -> anyhow::Result<Vec<Vec<StreamAccessLogsMessage>>> {
+fn read_streams<M: Message + Default>(bin: &Path) -> anyhow::Result<Vec<Vec<M>>> {
     let bytes = std::fs::read(bin).with_context(|| format!("reading {}", bin.display()))?;
     let index_path = bin.with_extension("index.jsonl");
     let index = std::fs::read_to_string(&index_path)
         .with_context(|| format!("reading {}", index_path.display()))?;
-    let mut streams: Vec<(u64, Vec<StreamAccessLogsMessage>)> = Vec::new();
+    let mut streams: Vec<(u64, Vec<M>)> = Vec::new();
     let mut offset = 0usize;
     for line in index.lines().filter(|l| !l.trim().is_empty()) {
         let record: serde_json::Value = serde_json::from_str(line)?;
@@ -82,7 +117,7 @@ fn read_streams(bin: &Path) -> anyhow::Result<Vec<Vec<StreamAccessLogsMessage>>>
         let body = bytes
             .get(offset + 4..offset + 4 + len)
             .context("truncated record")?;
-        let message = StreamAccessLogsMessage::decode(body)?;
+        let message = M::decode(body)?;
         offset += 4 + len;
         match streams.last_mut() {
             Some((id, messages)) if *id == stream => messages.push(message),

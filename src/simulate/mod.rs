@@ -6,6 +6,7 @@
 mod envoy;
 mod mesh;
 mod stats;
+pub(crate) mod wide;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

@@ -26,6 +26,14 @@ export interface TopoNode {
   metrics: Metrics;
 }
 
+/// What the caller's proxy knows of the callee's hosts; only present when the caller's proxy
+/// streams its statistics.
+export interface UpstreamHealth {
+  healthy: number;
+  total: number;
+  circuit_breaker_open?: boolean;
+}
+
 export interface TopoEdge {
   source: string;
   target: string;
@@ -34,6 +42,7 @@ export interface TopoEdge {
   mtls: boolean;
   mtls_ratio?: number;
   metrics: Metrics;
+  upstream_health?: UpstreamHealth | null;
 }
 
 export interface Topology {
@@ -167,9 +176,15 @@ export function toElements(topo: Topology): ElementDef[] {
 }
 
 export const WINDOWS = ["5m", "15m", "1h", "6h", "24h", "7d"] as const;
+/// The picker's entry for an absolute range, given by `from` and `to`.
+export const CUSTOM = "custom";
 
 export interface UiState {
+  /// One of WINDOWS, or CUSTOM with `from` and `to` set.
   window: string;
+  /// Epoch milliseconds; only used when `window` is CUSTOM.
+  from: number;
+  to: number;
   namespace: string;
   service: string;
   depth: number;
@@ -179,6 +194,8 @@ export interface UiState {
 
 export const DEFAULT_STATE: UiState = {
   window: "15m",
+  from: 0,
+  to: 0,
   namespace: "",
   service: "",
   depth: 1,
@@ -186,13 +203,33 @@ export const DEFAULT_STATE: UiState = {
   selected: "",
 };
 
+/// An instant in the URL: RFC 3339 (what links carry, readable) or epoch milliseconds.
+export function parseInstant(text: string | null): number | null {
+  if (!text) return null;
+  if (/^\d+$/.test(text)) return Number(text);
+  // Only full dates with a time and a zone: anything else would depend on the reader's zone.
+  if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)$/.test(text)) return null;
+  const t = Date.parse(text);
+  return Number.isNaN(t) ? null : t;
+}
+
+/// An instant for the URL and the API: RFC 3339 in UTC, to the second.
+export function fmtInstant(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
 export function parseState(search: string): UiState {
   const q = new URLSearchParams(search);
   const window = q.get("window") ?? "";
   const depth = Number(q.get("depth"));
   const theme = q.get("theme");
+  const from = parseInstant(q.get("from"));
+  const to = parseInstant(q.get("to"));
+  const custom = window === CUSTOM && from != null && to != null && from < to;
   return {
-    window: (WINDOWS as readonly string[]).includes(window) ? window : DEFAULT_STATE.window,
+    window: custom || (WINDOWS as readonly string[]).includes(window) ? window : DEFAULT_STATE.window,
+    from: custom ? from : 0,
+    to: custom ? to : 0,
     namespace: q.get("namespace") ?? "",
     service: q.get("service") ?? "",
     depth: Number.isInteger(depth) && depth >= 1 && depth <= 3 ? depth : 1,
@@ -205,6 +242,10 @@ export function parseState(search: string): UiState {
 export function stateQuery(s: UiState): string {
   const q = new URLSearchParams();
   if (s.window !== DEFAULT_STATE.window) q.set("window", s.window);
+  if (s.window === CUSTOM) {
+    q.set("from", fmtInstant(s.from));
+    q.set("to", fmtInstant(s.to));
+  }
   if (s.namespace) q.set("namespace", s.namespace);
   if (s.service) {
     q.set("service", s.service);
@@ -216,9 +257,35 @@ export function stateQuery(s: UiState): string {
   return text ? "?" + text : "";
 }
 
+/// The API's time parameters for a state: `window`, or `start` and `end` for a custom range.
+export function windowParams(s: UiState): Record<string, string> {
+  if (s.window === CUSTOM) return { start: fmtInstant(s.from), end: fmtInstant(s.to) };
+  return { window: s.window };
+}
+
+/// How a panel names the state's range.
+export function rangeLabel(s: UiState): string {
+  if (s.window !== CUSTOM) return `last ${s.window}`;
+  return `${fmtInstant(s.from).replace("T", " ")} to ${fmtInstant(s.to).replace("T", " ")}`;
+}
+
+/// `<input type="datetime-local">` values are local wall-clock time without a zone.
+export function toLocalInput(ms: number): string {
+  const d = new Date(ms);
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}T${two(d.getHours())}:${two(d.getMinutes())}`;
+}
+
+export function fromLocalInput(value: string): number | null {
+  const m = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d)(?::(\d\d))?$/.exec(value);
+  if (!m) return null;
+  const [, y, mo, d, h, mi, sec] = m.map(Number);
+  return new Date(y, mo - 1, d, h, mi, sec || 0).getTime();
+}
+
 /// The topology request for a state.
 export function topologyUrl(s: UiState): string {
-  const q = new URLSearchParams({ window: s.window });
+  const q = new URLSearchParams(windowParams(s));
   if (s.namespace) q.set("namespace", s.namespace);
   if (s.service) {
     q.set("service", s.service);
@@ -246,4 +313,105 @@ export function namespacesOf(topo: Topology): string[] {
   const set = new Set<string>();
   for (const n of topo.nodes) if (n.namespace) set.add(n.namespace);
   return [...set].sort();
+}
+
+export interface Proxy {
+  id: string;
+  service: string;
+  instance: string;
+  envoy_version: string;
+  last_seen: number;
+  status: "up" | "stale";
+}
+
+export interface ProxySeries {
+  name: string;
+  cluster: string;
+  kind: "counter" | "gauge" | "histogram";
+  points: { t: number; value: number }[];
+}
+
+/// The statistics the service panel shows; the API returns only these.
+export const PROXY_STATS = [
+  "server.memory_allocated",
+  "server.total_connections",
+  "server.uptime",
+  "upstream_rq_total",
+  "upstream_rq_5xx",
+  "upstream_cx_active",
+  "membership_healthy",
+  "membership_total",
+];
+
+export interface ClusterFigures {
+  cluster: string;
+  requests: number;
+  errors_5xx: number;
+  active_connections: number | null;
+  healthy: number | null;
+  hosts: number | null;
+}
+
+export interface ProxyFigures {
+  memory_bytes: number | null;
+  connections: number | null;
+  uptime_s: number | null;
+  requests: number;
+  errors_5xx: number;
+  clusters: ClusterFigures[];
+}
+
+function last(s: ProxySeries | undefined): number | null {
+  if (!s || !s.points.length) return null;
+  return s.points[s.points.length - 1].value;
+}
+
+function total(s: ProxySeries | undefined): number {
+  return s ? s.points.reduce((a, p) => a + p.value, 0) : 0;
+}
+
+/// A proxy's figures over a window: gauges at their latest value, counters (already
+/// per-minute increases) summed. Clusters are the proxy's upstreams, busiest first.
+export function proxyFigures(series: ProxySeries[]): ProxyFigures {
+  const server = (name: string) => series.find((s) => s.name === name && !s.cluster);
+  const byCluster = new Map<string, Map<string, ProxySeries>>();
+  for (const s of series) {
+    if (!s.cluster) continue;
+    let m = byCluster.get(s.cluster);
+    if (!m) byCluster.set(s.cluster, (m = new Map()));
+    m.set(s.name, s);
+  }
+  const clusters: ClusterFigures[] = [...byCluster].map(([cluster, m]) => ({
+    cluster,
+    requests: total(m.get("upstream_rq_total")),
+    errors_5xx: total(m.get("upstream_rq_5xx")),
+    active_connections: last(m.get("upstream_cx_active")),
+    healthy: last(m.get("membership_healthy")),
+    hosts: last(m.get("membership_total")),
+  }));
+  clusters.sort((a, b) => b.requests - a.requests || a.cluster.localeCompare(b.cluster));
+  return {
+    memory_bytes: last(server("server.memory_allocated")),
+    connections: last(server("server.total_connections")),
+    uptime_s: last(server("server.uptime")),
+    requests: clusters.reduce((a, c) => a + c.requests, 0),
+    errors_5xx: clusters.reduce((a, c) => a + c.errors_5xx, 0),
+    clusters,
+  };
+}
+
+/// "2/3 hosts healthy · circuit breaker open": what the edge's caller sees of the callee.
+export function upstreamHealthText(u: UpstreamHealth | null | undefined): string | null {
+  if (!u || typeof u.healthy !== "number" || typeof u.total !== "number") return null;
+  const parts = [`${u.healthy}/${u.total} hosts healthy`];
+  if (u.circuit_breaker_open) parts.push("circuit breaker open");
+  return parts.join(" · ");
+}
+
+export function fmtDuration(seconds: number | null): string {
+  if (seconds == null) return "–";
+  if (seconds < 60) return `${Math.round(seconds)}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)}h ${Math.floor((seconds % 3600) / 60)}m`;
+  return `${Math.floor(seconds / 86400)}d ${Math.floor((seconds % 86400) / 3600)}h`;
 }

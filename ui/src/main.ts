@@ -4,12 +4,26 @@
 
 import cytoscape from "cytoscape";
 import type { Core, EdgeSingular, NodeSingular, StylesheetJson } from "cytoscape";
-import dagre from "cytoscape-dagre";
+import ELK from "elkjs/lib/elk-api";
+import elkWorkerUrl from "elkjs/lib/elk-worker.min.js?url";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
+import { bandLayout, elkGraph, elkPositions, useElk, type Positions } from "./layout";
 import {
   columns,
+  CUSTOM,
+  fmtDuration,
+  fmtInstant,
+  fromLocalInput,
+  proxyFigures,
+  PROXY_STATS,
+  rangeLabel,
+  toLocalInput,
+  upstreamHealthText,
+  windowParams,
+  type Proxy,
+  type ProxySeries,
   edgeId,
   fmtBytes,
   fmtMs,
@@ -29,9 +43,14 @@ import {
   type UiState,
 } from "./data";
 
-cytoscape.use(dagre);
-
 const REFRESH_MS = 15_000;
+
+/// Past this many elements the map draws for speed: straight edges, and during pan and zoom
+/// a snapshot of the map instead of every element.
+const BIG_GRAPH = 1_500;
+
+// Created on first use: small maps only, and the worker is a 2 MB script.
+let elk: InstanceType<typeof ELK> | null = null;
 
 let state: UiState = parseState(location.search);
 let topo: Topology | null = null;
@@ -55,6 +74,9 @@ function byId<T extends HTMLElement>(id: string): T {
 }
 
 const windowSelect = byId<HTMLSelectElement>("window");
+const customRange = byId<HTMLElement>("custom-range");
+const fromInput = byId<HTMLInputElement>("from");
+const toInput = byId<HTMLInputElement>("to");
 const nsSelect = byId<HTMLSelectElement>("namespace");
 const search = byId<HTMLInputElement>("search");
 const depthSelect = byId<HTMLSelectElement>("depth");
@@ -67,6 +89,7 @@ const status = byId<HTMLElement>("status");
 const tooltip = byId<HTMLElement>("tooltip");
 
 for (const w of WINDOWS) windowSelect.append(el("option", { text: w }));
+windowSelect.append(el("option", { text: CUSTOM }));
 
 function theme(): "light" | "dark" {
   if (state.theme) return state.theme;
@@ -77,7 +100,7 @@ function css(name: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 }
 
-function graphStyle(): StylesheetJson {
+function graphStyle(big = false): StylesheetJson {
   return [
     {
       selector: "node",
@@ -87,6 +110,8 @@ function graphStyle(): StylesheetJson {
         "text-valign": "bottom",
         "text-margin-y": 4,
         "font-size": 11,
+        // Labels too small to read are not drawn: zoomed out, a big map is only shapes.
+        "min-zoomed-font-size": 6,
         color: css("--fg"),
         "text-outline-color": css("--bg"),
         "text-outline-width": 2,
@@ -130,14 +155,17 @@ function graphStyle(): StylesheetJson {
     {
       selector: "edge",
       style: {
-        label: "data(label)",
+        // Thousands of edge labels cost seconds to draw the first time they are readable; on
+        // a big map the figures are in the hover and on the selected edge.
+        label: big ? "" : "data(label)",
         "font-size": 9,
+        "min-zoomed-font-size": 7,
         color: css("--fg-dim"),
         "text-background-color": css("--bg"),
         "text-background-opacity": 0.85,
         "text-background-padding": "2px",
         "text-rotation": "autorotate",
-        "curve-style": "bezier",
+        "curve-style": big ? "haystack" : "bezier",
         "target-arrow-shape": "triangle",
         width: 2,
         "line-color": css("--edge"),
@@ -157,6 +185,15 @@ function graphStyle(): StylesheetJson {
         width: 3,
       },
     },
+    { selector: "edge:selected", style: { label: "data(label)" } },
+    // Haystack edges draw about twice as fast as straight ones, but take arrows only midway.
+    ...(big
+      ? [
+          { selector: "edge", style: { "target-arrow-shape": "none" as const, "mid-target-arrow-shape": "triangle" as const, "mid-target-arrow-color": css("--edge") } },
+          { selector: "edge.warn", style: { "mid-target-arrow-color": css("--warn") } },
+          { selector: "edge.bad", style: { "mid-target-arrow-color": css("--bad") } },
+        ]
+      : ([] as StylesheetJson)),
     {
       selector: ":selected",
       style: { "overlay-color": css("--accent"), "overlay-opacity": 0.25, "overlay-padding": 6 },
@@ -175,16 +212,47 @@ const cy: Core = cytoscape({
 });
 
 // Browser tests read the graph from here; it is also handy from the devtools console.
+// What the benchmark and the browser tests read: milliseconds since the page started, or spent.
+const stats = {
+  scriptAt: performance.now(),
+  renders: 0,
+  layouts: 0,
+  engine: "",
+  fetchMs: 0,
+  elementsMs: 0,
+  layoutMs: 0,
+  renderMs: 0,
+  laidOutAt: 0,
+  firstFrameAt: 0,
+  pending: false,
+};
+
 (window as unknown as { __meshscope: unknown }).__meshscope = {
   cy,
   state: () => ({ ...state }),
   refresh: () => load(),
+  stats: () => ({ ...stats }),
 };
 
 function applyTheme(): void {
   document.documentElement.dataset.theme = theme();
   themeButton.textContent = theme() === "dark" ? "☀ Light" : "☾ Dark";
-  cy.style(graphStyle());
+  cy.style(graphStyle(isBig()));
+}
+
+let big = false;
+function isBig(): boolean {
+  return big;
+}
+
+/// The renderer reads these two on every frame; cytoscape only takes them at creation, so
+/// they are set on it when the map's size class changes.
+function setBig(next: boolean): void {
+  if (next === big) return;
+  big = next;
+  const r = (cy as unknown as { renderer(): { textureOnViewport: boolean;  } }).renderer();
+  r.textureOnViewport = next;
+  cy.style(graphStyle(next));
 }
 
 function pushState(replace = false): void {
@@ -195,6 +263,11 @@ function pushState(replace = false): void {
 
 function syncControls(): void {
   windowSelect.value = state.window;
+  customRange.hidden = state.window !== CUSTOM;
+  if (state.window === CUSTOM) {
+    fromInput.value = toLocalInput(state.from);
+    toInput.value = toLocalInput(state.to);
+  }
   search.value = state.service;
   depthSelect.value = String(state.depth);
   depthSelect.disabled = !state.service;
@@ -218,10 +291,12 @@ async function load(): Promise<void> {
   const seq = ++loadSeq;
   status.textContent = "loading…";
   try {
+    const fetchStart = performance.now();
     const next = await getJson<Topology>(topologyUrl(state));
+    stats.fetchMs = performance.now() - fetchStart;
     if (seq !== loadSeq) return;
     topo = next;
-    render(next);
+    await render(next);
     status.textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (err) {
     if (seq !== loadSeq) return;
@@ -246,40 +321,86 @@ async function loadNamespaces(): Promise<void> {
   );
 }
 
-function render(t: Topology): void {
+function render(t: Topology): Promise<void> {
+  const began = performance.now();
   const elements = toElements(t);
+  setBig(elements.length > BIG_GRAPH);
   empty.hidden = t.nodes.length > 0;
   const wanted = new Set(elements.map((e) => e.data.id as string));
   const had = new Set(cy.elements().map((e) => e.id()));
   const sameShape = wanted.size === had.size && [...wanted].every((id) => had.has(id));
+  // The banded layout is known before anything is drawn, so new nodes are added in place
+  // rather than placed afterwards: moving thousands of elements costs as much as adding them.
+  const bands = !sameShape && !useElk(t) ? bandLayout(t, cy.width() / Math.max(1, cy.height())) : null;
   cy.batch(() => {
     cy.elements().filter((e) => !wanted.has(e.id())).remove();
+    const added: cytoscape.ElementDefinition[] = [];
     for (const def of elements) {
-      const existing = cy.getElementById(def.data.id as string);
+      const id = def.data.id as string;
+      const existing = cy.getElementById(id);
       if (existing.nonempty()) {
         existing.data(def.data);
         existing.classes(def.classes ?? "");
+        const p = bands?.get(id);
+        if (p) existing.position(p);
       } else {
-        cy.add(def);
+        added.push({ ...def, position: bands?.get(id) } as cytoscape.ElementDefinition);
       }
     }
+    cy.add(added);
     cy.nodes().removeClass("focus");
     if (state.service) cy.getElementById(state.service).addClass("focus");
   });
+  stats.renders++;
+  stats.elementsMs = performance.now() - began;
   // Refreshes that bring no new nodes or edges keep every position: only figures change.
-  if (!sameShape) {
-    cy.layout({
-      name: "dagre",
-      rankDir: "LR",
-      nodeSep: 30,
-      rankSep: 140,
-      edgeSep: 10,
-      animate: false,
-      fit: true,
-      padding: 30,
-    } as cytoscape.LayoutOptions).run();
+  const done = sameShape ? Promise.resolve() : layout(t, bands);
+  return done.then(() => {
+    stats.renderMs = performance.now() - began;
+    restoreSelection();
+  });
+}
+
+let layoutSeq = 0;
+
+async function layout(t: Topology, bands: Positions | null): Promise<void> {
+  const seq = ++layoutSeq;
+  const began = performance.now();
+  stats.pending = true;
+  let positions: Positions;
+  let engine = "bands";
+  if (bands) {
+    positions = bands;
+  } else if (useElk(t)) {
+    try {
+      elk ??= new ELK({ workerUrl: elkWorkerUrl });
+      const graph = elkGraph(t, (n) => 8 + 6.5 * Math.max(n.name.length, 10));
+      positions = elkPositions(await elk.layout(graph));
+      engine = "elk";
+    } catch (err) {
+      console.warn("ELK layout failed, using bands", err);
+      positions = bandLayout(t);
+    }
+  } else {
+    positions = bandLayout(t);
   }
-  restoreSelection();
+  // A newer topology arrived while ELK worked: its layout wins.
+  if (seq !== layoutSeq) return;
+  if (positions !== bands) {
+    cy.batch(() => {
+      for (const [id, p] of positions) cy.getElementById(id).position(p);
+    });
+  }
+  // Nodes only: the bounds of thousands of edge labels take long to measure, and every edge
+  // runs between nodes anyway.
+  cy.fit(cy.nodes(), 30);
+  stats.layouts++;
+  stats.engine = engine;
+  stats.layoutMs = performance.now() - began;
+  stats.laidOutAt = performance.now();
+  stats.pending = false;
+  // The map draws in the next animation frame; the one after it starts once that is done.
+  if (!stats.firstFrameAt) requestAnimationFrame(() => requestAnimationFrame(() => (stats.firstFrameAt = performance.now())));
 }
 
 function restoreSelection(): void {
@@ -447,15 +568,107 @@ interface ServiceDetail {
 
 let panelSeq = 0;
 
+interface ServiceProxy {
+  proxy: Proxy;
+  series: ProxySeries[] | null;
+}
+
+/// The proxies of a service with their statistics over the window. Proxies are optional: an
+/// error here leaves the rest of the panel intact.
+async function serviceProxies(id: string): Promise<ServiceProxy[] | Error> {
+  try {
+    const list = await getJson<{ proxies: Proxy[] }>("/api/v1/proxies");
+    const mine = list.proxies.filter((p) => p.service === id);
+    const q = new URLSearchParams({ ...windowParams(state), names: PROXY_STATS.join(",") }).toString();
+    return await Promise.all(
+      mine.map(async (proxy) => {
+        try {
+          const m = await getJson<{ series: ProxySeries[] }>(`/api/v1/proxies/${encodeURIComponent(proxy.id)}/metrics?${q}`);
+          return { proxy, series: m.series };
+        } catch {
+          return { proxy, series: null };
+        }
+      }),
+    );
+  } catch (err) {
+    return err as Error;
+  }
+}
+
+function proxySection(proxies: ServiceProxy[] | Error): HTMLElement {
+  const box = el("section", { className: "proxies" });
+  if (proxies instanceof Error) {
+    box.append(el("h3", { text: "Proxies" }), el("p", { className: "muted", text: `proxy statistics unavailable: ${proxies.message}` }));
+    return box;
+  }
+  box.append(el("h3", { text: `Proxies (${proxies.length})` }));
+  if (!proxies.length) {
+    box.append(
+      el("p", {
+        className: "muted",
+        text: "No proxy of this service reports its statistics. Add Envoy's metrics service sink (envoy.stat_sinks.metrics_service) pointing at the collector to see proxy health here.",
+      }),
+    );
+    return box;
+  }
+  for (const { proxy, series } of proxies) {
+    const card = el("div", { className: "proxy" });
+    card.dataset.proxy = proxy.id;
+    const badge = el("span", { className: `badge ${proxy.status}`, text: proxy.status });
+    card.append(el("div", { className: "proxy-head" }, el("strong", { text: proxy.instance || proxy.id }), badge));
+    const f = series ? proxyFigures(series) : null;
+    const rows: [string, string][] = [
+      ["Envoy", proxy.envoy_version || "–"],
+      ["last seen", new Date(proxy.last_seen).toLocaleTimeString()],
+      ["memory", f?.memory_bytes == null ? "–" : fmtBytes(f.memory_bytes)],
+      ["connections", f?.connections == null ? "–" : fmtNumber(f.connections)],
+      ["upstream rq", f ? fmtNumber(f.requests) : "–"],
+      ["upstream 5xx", f ? fmtNumber(f.errors_5xx) : "–"],
+      ["uptime", fmtDuration(f?.uptime_s ?? null)],
+      ["node id", proxy.id],
+    ];
+    const dl = el("dl", { className: "figures" });
+    for (const [k, v] of rows) dl.append(el("dt", { text: k }), el("dd", { text: v }));
+    card.append(dl);
+    if (f && f.clusters.length) {
+      const table = el("table", { className: "clusters" });
+      table.append(
+        el("thead", {}, el("tr", {}, ...["upstream cluster", "rq", "5xx", "cx", "hosts"].map((h) => el("th", { text: h })))),
+        el(
+          "tbody",
+          {},
+          ...f.clusters.map((c) =>
+            el(
+              "tr",
+              {},
+              el("td", { text: c.cluster }),
+              el("td", { text: fmtNumber(c.requests) }),
+              el("td", { text: fmtNumber(c.errors_5xx) }),
+              el("td", { text: c.active_connections == null ? "–" : fmtNumber(c.active_connections) }),
+              el("td", { text: c.hosts == null ? "–" : `${c.healthy ?? "–"}/${c.hosts}` }),
+            ),
+          ),
+        ),
+      );
+      card.append(table);
+    } else if (!series) {
+      card.append(el("p", { className: "muted", text: "statistics unavailable" }));
+    }
+    box.append(card);
+  }
+  return box;
+}
+
 async function openService(id: string): Promise<void> {
   const seq = ++panelSeq;
   const base = servicePath(id);
-  const win = "?window=" + encodeURIComponent(state.window);
+  const win = "?" + new URLSearchParams(windowParams(state)).toString();
   try {
-    const [svc, inst, eps] = await Promise.all([
+    const [svc, inst, eps, proxies] = await Promise.all([
       getJson<ServiceDetail>(base + win),
       getJson<{ instances: { name: string; metrics: Metrics }[] }>(base + "/instances" + win),
       getJson<{ endpoints: { name: string; metrics: Metrics }[] }>(base + "/endpoints" + win),
+      serviceProxies(id),
     ]);
     if (seq !== panelSeq) return;
     closePanel();
@@ -463,11 +676,12 @@ async function openService(id: string): Promise<void> {
     panel.dataset.kind = "service";
     panel.dataset.id = id;
     const body = el("div", { className: "body" });
-    panel.append(panelHeader(svc.name, `${svc.namespace ?? "no namespace"} · ${svc.kind} · last ${state.window}`), body);
+    panel.append(panelHeader(svc.name, `${svc.namespace ?? "no namespace"} · ${svc.kind} · ${rangeLabel(state)}`), body);
     body.append(figures(svc.metrics, [["apdex", svc.metrics.apdex == null ? "–" : svc.metrics.apdex.toFixed(2)]]));
     seriesCharts(body, svc.series, true);
     body.append(el("h3", { text: `Instances (${inst.instances.length})` }), sortableTable(tableColumns, inst.instances));
     body.append(el("h3", { text: `Endpoints (${eps.endpoints.length})` }), sortableTable(tableColumns, eps.endpoints));
+    body.append(proxySection(proxies));
   } catch (err) {
     if (seq !== panelSeq) return;
     closePanel();
@@ -488,7 +702,7 @@ interface EdgeDetail extends TopoEdge {
 
 async function openEdge(e: TopoEdge): Promise<void> {
   const seq = ++panelSeq;
-  const q = new URLSearchParams({ source: e.source, target: e.target, protocol: e.protocol, window: state.window });
+  const q = new URLSearchParams({ source: e.source, target: e.target, protocol: e.protocol, ...windowParams(state) });
   try {
     const res = await getJson<{ edges: EdgeDetail[] }>("/api/v1/edges?" + q.toString());
     if (seq !== panelSeq) return;
@@ -500,6 +714,14 @@ async function openEdge(e: TopoEdge): Promise<void> {
     const body = el("div", { className: "body" });
     const flags = [e.protocol.toUpperCase(), `seen by ${e.detected_by}`, e.mtls ? "mTLS 🔒" : "no mTLS"].join(" · ");
     panel.append(panelHeader(`${e.source} → ${e.target}`, flags), body);
+    const upstream = upstreamHealthText(e.upstream_health);
+    if (upstream) {
+      const line = el("p", { className: "upstream-health", text: `Upstream: ${upstream}` });
+      if (e.upstream_health?.circuit_breaker_open || (e.upstream_health && e.upstream_health.healthy < e.upstream_health.total)) {
+        line.classList.add("degraded");
+      }
+      body.append(line);
+    }
     if (!d) {
       body.append(el("p", { className: "muted", text: "no traffic in this window" }));
       return;
@@ -564,6 +786,8 @@ cy.on("mouseover", "node, edge", (ev) => {
     const e = topo?.edges.find((x) => edgeId(x) === target.id());
     if (!e) return;
     lines.push(`${e.source} → ${e.target} (${e.protocol})`, `${fmtNumber(e.metrics.cpm)}/min · errors ${fmtPct(e.metrics.error_rate)}`, `p50 ${fmtMs(e.metrics.p50_ms)} · p95 ${fmtMs(e.metrics.p95_ms)} · p99 ${fmtMs(e.metrics.p99_ms)}`, `seen by ${e.detected_by}${e.mtls ? " · mTLS" : ""}`);
+    const upstream = upstreamHealthText(e.upstream_health);
+    if (upstream) lines.push(`upstream: ${upstream}`);
   }
   tooltip.textContent = lines.join("\n");
   tooltip.hidden = false;
@@ -575,11 +799,39 @@ cy.on("mouseout", "node, edge", () => {
   tooltip.hidden = true;
 });
 
-windowSelect.addEventListener("change", () => {
-  state.window = windowSelect.value;
+function rangeChanged(): void {
   pushState();
   void load();
   if (panel.dataset.kind === "service" && !panel.hidden) void openService(panel.dataset.id!);
+}
+
+windowSelect.addEventListener("change", () => {
+  if (windowSelect.value === CUSTOM) {
+    // Start from the range on screen, so a user narrows what they see.
+    const now = Date.now();
+    customRange.hidden = false;
+    if (!fromInput.value) fromInput.value = toLocalInput(now - 60 * 60_000);
+    if (!toInput.value) toInput.value = toLocalInput(now);
+    fromInput.focus();
+    return;
+  }
+  state.window = windowSelect.value;
+  customRange.hidden = true;
+  rangeChanged();
+});
+
+byId<HTMLFormElement>("custom-range").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const from = fromLocalInput(fromInput.value);
+  const to = fromLocalInput(toInput.value);
+  if (from == null || to == null || from >= to) {
+    status.textContent = "the range needs a start before its end";
+    return;
+  }
+  state.window = CUSTOM;
+  state.from = from;
+  state.to = to;
+  rangeChanged();
 });
 
 nsSelect.addEventListener("change", () => {

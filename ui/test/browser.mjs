@@ -1,73 +1,19 @@
 // Browser tests: a real meshscope (MESHSCOPE_BIN) fed with the captured shop-mesh telemetry
-// and a simulated service with a hostile name, driven in headless Chromium.
+// (access logs and the proxies' statistics) and a simulated service with a hostile name, then
+// a second one fed with 500 services and 5,000 edges, driven in headless Chromium.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { clickElement as clickAt, feedShopMesh, feedWideMesh, launchBrowser, repo, startServer, until, waitForMap } from "./harness.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, "../..");
-const bin = process.env.MESHSCOPE_BIN ?? join(repo, "target/debug/meshscope");
-const fixtures = process.env.MESHSCOPE_FIXTURES ?? resolve(repo, "../shared/fixtures");
 const screenshot = join(repo, "target/ui-map.png");
+const screenshotLarge = join(repo, "target/ui-map-large.png");
 const XSS = "<img src=x onerror=alert(1)>";
 
-function freePort() {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.once("error", fail);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-  });
-}
-
-function run(args) {
-  return new Promise((ok, fail) => {
-    const p = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
-    let err = "";
-    p.stderr.on("data", (d) => (err += d));
-    p.on("error", fail);
-    p.on("exit", (code) => (code === 0 ? ok() : fail(new Error(`meshscope ${args[0]} exited ${code}: ${err}`))));
-  });
-}
-
-async function until(what, fn, ms = 30_000) {
-  const deadline = Date.now() + ms;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
-}
-
-const grpcPort = await freePort();
-const httpPort = await freePort();
-const dataDir = mkdtempSync(join(tmpdir(), "meshscope-ui-"));
-const base = `http://127.0.0.1:${httpPort}`;
-const server = spawn(bin, ["serve", "--grpc-addr", `127.0.0.1:${grpcPort}`, "--http-addr", `127.0.0.1:${httpPort}`, "--data-dir", dataDir], {
-  stdio: ["ignore", "ignore", "inherit"],
-});
+let server;
 let browser;
-let profileDir;
 let failed = false;
-
-async function api(path) {
-  const res = await fetch(base + path);
-  return res.json();
-}
 
 const results = [];
 async function test(name, fn) {
@@ -81,10 +27,9 @@ async function test(name, fn) {
 }
 
 try {
-  await until("meshscope to answer", async () => (await fetch(base + "/healthz")).ok);
-  const grpc = `http://127.0.0.1:${grpcPort}`;
-  await run(["replay", "--target", grpc, join(fixtures, "shop-mesh/als_http.bin"), join(fixtures, "shop-mesh/als_tcp.bin")]);
-  await run(["simulate", "--target", grpc, "--services", "5", "--rate", "10", "--duration", "2", "--namespace", "lab", "--name", XSS]);
+  server = await startServer();
+  const { base, api } = server;
+  await feedShopMesh(server, XSS);
   // The collector holds entries briefly while it waits for the other side of each call.
   await until("the captured mesh in the API", async () => {
     const t = await api("/api/v1/topology?window=15m");
@@ -93,15 +38,8 @@ try {
   });
   const truth = await api("/api/v1/topology?window=15m");
 
-  // A fresh profile each run, so nothing cached from an earlier build is reused.
-  profileDir = mkdtempSync(join(tmpdir(), "meshscope-chromium-"));
-  browser = await chromium.launchPersistentContext(profileDir, {
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    viewport: { width: 1600, height: 900 },
-  });
-  const page = browser.pages()[0] ?? (await browser.newPage());
+  browser = await launchBrowser();
+  const page = browser.page;
   const dialogs = [];
   page.on("dialog", (d) => {
     dialogs.push(d.message());
@@ -122,17 +60,8 @@ try {
         edges: cy.edges().map((e) => ({ id: e.id(), label: e.data("label"), classes: e.classes() })),
       };
     });
-  const waitForGraph = () => page.waitForFunction(() => window.__meshscope && window.__meshscope.cy.nodes().length > 0);
-
-  // Clicks where the element is drawn, as a user would.
-  async function clickElement(id) {
-    const box = await page.locator("#map").boundingBox();
-    const p = await page.evaluate((id) => {
-      const el = window.__meshscope.cy.getElementById(id);
-      return el.isNode() ? el.renderedPosition() : el.renderedMidpoint();
-    }, id);
-    await page.mouse.click(box.x + p.x, box.y + p.y);
-  }
+  const waitForGraph = () => waitForMap(page);
+  const clickElement = (id) => clickAt(page, id);
 
   await page.goto(base + "/");
   await waitForGraph();
@@ -183,6 +112,18 @@ try {
     for (let i = 1; i < x.length; i++) assert.ok(x[i] > x[i - 1], `layer ${i} right of layer ${i - 1}: ${x}`);
   });
 
+  await test("namespace boxes do not overlap", async () => {
+    const boxes = await page.evaluate(() => {
+      const m = window.__meshscope;
+      return { engine: m.stats().engine, boxes: m.cy.nodes(".namespace").map((n) => [n.id(), n.boundingBox()]) };
+    });
+    assert.equal(boxes.engine, "elk");
+    assert.deepEqual(boxes.boxes.map(([id]) => id).sort(), ["ns:lab", "ns:shop"]);
+    const [[, a], [, b]] = boxes.boxes;
+    const apart = a.x2 < b.x1 || b.x2 < a.x1 || a.y2 < b.y1 || b.y2 < a.y1;
+    assert.ok(apart, `boxes overlap: ${JSON.stringify(boxes.boxes)}`);
+  });
+
   mkdirSync(dirname(screenshot), { recursive: true });
   await page.screenshot({ path: screenshot });
 
@@ -214,6 +155,33 @@ try {
     assert.match(page.url(), /selected=node%3Ashop%2Ffrontend/);
   });
 
+  await test("the service panel shows the service's proxy and its health", async () => {
+    const card = page.locator('#panel .proxy[data-proxy="frontend-v1-pod-1"]');
+    await card.waitFor();
+    assert.equal(await page.textContent("#panel .proxies h3"), "Proxies (1)");
+    assert.equal(await card.locator(".proxy-head strong").textContent(), "frontend-7d9f-abc");
+    assert.equal(await card.locator(".badge").textContent(), "up");
+    const figures = await card.locator("dl.figures").evaluate((dl) => {
+      const out = {};
+      dl.querySelectorAll("dt").forEach((dt) => (out[dt.textContent] = dt.nextElementSibling.textContent));
+      return out;
+    });
+    assert.equal(figures.Envoy, "1.39.3");
+    assert.equal(figures.memory, "8.28 MiB");
+    assert.equal(figures.connections, "10");
+    // The capture's frontend sidecar sent 300 requests to the backend, 50 of them answered 500.
+    const rows = await card.locator("table.clusters tbody tr").evaluateAll((trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+    assert.deepEqual(rows.find((r) => r[0] === "outbound|18200||backend.shop.svc.cluster.local"), ["outbound|18200||backend.shop.svc.cluster.local", "300", "50", "10", "1/1"]);
+  });
+
+  await test("a service without a proxy says so", async () => {
+    await clickElement("shop/payments");
+    await page.waitForFunction(() => document.querySelector("#panel h2")?.textContent === "payments");
+    await page.waitForSelector("#panel .proxies");
+    assert.equal(await page.textContent("#panel .proxies h3"), "Proxies (0)");
+    assert.match(await page.textContent("#panel .proxies p"), /^No proxy of this service reports its statistics/);
+  });
+
   await test("clicking an edge opens the edge panel", async () => {
     await clickElement("shop/frontend->shop/backend:http");
     await page.waitForFunction(() => document.querySelector("#panel h2")?.textContent === "shop/frontend → shop/backend");
@@ -232,6 +200,52 @@ try {
     await waitForGraph();
     assert.equal(await page.inputValue("#window"), "6h");
     assert.ok(topologyRequests.some((u) => u.searchParams.get("window") === "6h"));
+  });
+
+  await test("a custom range goes to the URL and to the API as start and end", async () => {
+    await page.goto(base + "/");
+    await waitForGraph();
+    topologyRequests.length = 0;
+    await page.selectOption("#window", "custom");
+    await page.waitForSelector("#custom-range:not([hidden])");
+    // The picker takes local wall-clock time, as the user's browser shows it.
+    const [from, to] = await page.evaluate(() => {
+      const local = (ms) => {
+        const d = new Date(ms);
+        const two = (n) => String(n).padStart(2, "0");
+        return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}T${two(d.getHours())}:${two(d.getMinutes())}`;
+      };
+      return [local(Date.now() - 30 * 60_000), local(Date.now() + 2 * 60_000)];
+    });
+    await page.fill("#from", from);
+    await page.fill("#to", to);
+    await page.click("#apply-range");
+    const request = await until("a request with start and end", () => topologyRequests.find((u) => u.searchParams.has("start")), 5000);
+    const url = new URL(page.url());
+    assert.equal(url.searchParams.get("window"), "custom");
+    assert.match(url.searchParams.get("from"), /^\d{4}-\d\d-\d\dT\d\d:\d\d:00Z$/);
+    assert.equal(request.searchParams.get("start"), url.searchParams.get("from"));
+    assert.equal(request.searchParams.get("end"), url.searchParams.get("to"));
+    assert.equal(request.searchParams.get("window"), null);
+    assert.equal(Date.parse(url.searchParams.get("from")), await page.evaluate((v) => new Date(v).getTime(), from));
+    await page.waitForFunction(() => window.__meshscope.cy.getElementById("shop/frontend").nonempty());
+
+    // A shared link opens the same range, and the panels ask for it too.
+    topologyRequests.length = 0;
+    const serviceRequests = [];
+    page.on("request", (r) => {
+      if (r.url().includes("/api/v1/services/shop%2Ffrontend?")) serviceRequests.push(new URL(r.url()));
+    });
+    await page.goto(url.href);
+    await waitForGraph();
+    assert.equal(await page.inputValue("#window"), "custom");
+    assert.equal(await page.inputValue("#from"), from);
+    assert.equal(await page.inputValue("#to"), to);
+    assert.ok(topologyRequests.some((u) => u.searchParams.get("start") === url.searchParams.get("from")));
+    await clickElement("shop/frontend");
+    await page.waitForSelector("#panel:not([hidden]) .chart canvas");
+    assert.equal(serviceRequests[0]?.searchParams.get("start"), url.searchParams.get("from"));
+    assert.match(await page.textContent("#panel .sub"), / to /);
   });
 
   await test("search focuses a service with a depth", async () => {
@@ -265,6 +279,56 @@ try {
     assert.match(await page.textContent("#empty"), /http_grpc/);
   });
 
+  await test("500 services and 5,000 edges are drawn in full and can be selected", async () => {
+    const wide = await startServer();
+    try {
+      const truthWide = await feedWideMesh(wide);
+      await page.goto(wide.base + "/");
+      await waitForMap(page, 60_000);
+      const drawn = await page.evaluate(() => {
+        const { cy, stats } = window.__meshscope;
+        const extent = cy.extent();
+        const inside = (b) => b.x1 >= extent.x1 && b.x2 <= extent.x2 && b.y1 >= extent.y1 && b.y2 <= extent.y2;
+        const services = cy.nodes().not(".namespace");
+        return {
+          engine: stats().engine,
+          nodes: services.map((n) => n.id()).sort(),
+          edges: cy.edges().map((e) => e.id()).sort(),
+          boxes: cy.nodes(".namespace").map((n) => n.boundingBox()),
+          offscreen: cy.elements().filter((e) => !inside(e.boundingBox())).length,
+          unplaced: services.filter((n) => !Number.isFinite(n.position("x")) || !Number.isFinite(n.position("y"))).length,
+        };
+      });
+      assert.equal(drawn.engine, "bands");
+      assert.deepEqual(drawn.nodes, truthWide.nodes.map((n) => n.id).sort());
+      assert.deepEqual(drawn.edges, truthWide.edges.map((e) => `${e.source}->${e.target}:${e.protocol}`).sort());
+      assert.equal(drawn.nodes.length, 500);
+      assert.equal(drawn.edges.length, 5000);
+      assert.equal(drawn.unplaced, 0);
+      assert.equal(drawn.offscreen, 0, "the fitted map shows every element");
+      assert.equal(drawn.boxes.length, 10);
+      for (let i = 0; i < drawn.boxes.length; i++) {
+        for (let j = i + 1; j < drawn.boxes.length; j++) {
+          const [a, b] = [drawn.boxes[i], drawn.boxes[j]];
+          assert.ok(a.x2 < b.x1 || b.x2 < a.x1 || a.y2 < b.y1 || b.y2 < a.y1, `namespace boxes ${i} and ${j} overlap`);
+        }
+      }
+      await page.screenshot({ path: screenshotLarge });
+      // Select at the zoom a user reads names at.
+      await page.evaluate(() => {
+        const { cy } = window.__meshscope;
+        cy.zoom({ level: 1, position: cy.getElementById("ns-00/svc-250").position() });
+        cy.center(cy.getElementById("ns-00/svc-250"));
+      });
+      await clickElement("ns-00/svc-250");
+      await page.waitForFunction(() => document.querySelector("#panel h2")?.textContent === "svc-250", null, { timeout: 10_000 });
+      assert.ok(await page.evaluate(() => window.__meshscope.cy.getElementById("ns-00/svc-250").selected()));
+      assert.match(page.url(), /selected=node%3Ans-00%2Fsvc-250/);
+    } finally {
+      wide.stop();
+    }
+  });
+
   await test("no script errors and no dialogs", async () => {
     assert.deepEqual(pageErrors, []);
     assert.deepEqual(dialogs, []);
@@ -274,9 +338,7 @@ try {
   results.push(`FAIL setup\n     ${e.stack ?? e}`);
 } finally {
   if (browser) await browser.close();
-  server.kill("SIGTERM");
-  rmSync(dataDir, { recursive: true, force: true });
-  if (profileDir) rmSync(profileDir, { recursive: true, force: true });
+  if (server) server.stop();
 }
 console.log(results.join("\n"));
 console.log(failed ? "browser tests failed" : `browser tests passed; map screenshot: ${screenshot}`);

@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 import {
   columns,
+  CUSTOM,
+  fromLocalInput,
+  proxyFigures,
+  rangeLabel,
+  toLocalInput,
+  upstreamHealthText,
+  type ProxySeries,
   DEFAULT_STATE,
   edgeLabel,
   fmtMs,
@@ -120,12 +127,38 @@ describe("URL state", () => {
     expect(topologyUrl(DEFAULT_STATE)).toBe("/api/v1/topology?window=15m");
   });
   it("round-trips every field", () => {
-    const s = { window: "1h", namespace: "shop", service: "shop/backend", depth: 2, theme: "dark" as const, selected: "node:shop/backend" };
+    const s = { window: "1h", from: 0, to: 0, namespace: "shop", service: "shop/backend", depth: 2, theme: "dark" as const, selected: "node:shop/backend" };
     expect(parseState(stateQuery(s))).toEqual(s);
     expect(topologyUrl(s)).toBe("/api/v1/topology?window=1h&namespace=shop&service=shop%2Fbackend&depth=2");
   });
   it("ignores values it does not know", () => {
     expect(parseState("?window=3y&depth=9&theme=pink")).toEqual(DEFAULT_STATE);
+  });
+  it("keeps a custom range as RFC 3339 and asks the API for start and end", () => {
+    const from = Date.UTC(2026, 11, 1, 22, 30);
+    const to = Date.UTC(2026, 11, 1, 23, 15);
+    const s = { ...DEFAULT_STATE, window: CUSTOM, from, to };
+    expect(stateQuery(s)).toBe("?window=custom&from=2026-12-01T22%3A30%3A00Z&to=2026-12-01T23%3A15%3A00Z");
+    expect(parseState(stateQuery(s))).toEqual(s);
+    expect(topologyUrl(s)).toBe("/api/v1/topology?start=2026-12-01T22%3A30%3A00Z&end=2026-12-01T23%3A15%3A00Z");
+    expect(rangeLabel(s)).toBe("2026-12-01 22:30:00Z to 2026-12-01 23:15:00Z");
+    expect(parseState(`?window=custom&from=${from}&to=${to}`)).toEqual(s);
+  });
+  it("falls back to 15m for a custom range that is missing, zoneless or backwards", () => {
+    for (const q of [
+      "?window=custom",
+      "?window=custom&from=2026-12-01T22:30:00Z",
+      "?window=custom&from=2026-12-01T22:30&to=2026-12-01T23:30",
+      "?window=custom&from=2026-12-01T23:30:00Z&to=2026-12-01T22:30:00Z",
+    ]) {
+      expect(parseState(q)).toEqual(DEFAULT_STATE);
+    }
+  });
+  it("reads and writes the picker's local wall-clock time", () => {
+    const t = new Date(2026, 11, 1, 9, 5).getTime();
+    expect(toLocalInput(t)).toBe("2026-12-01T09:05");
+    expect(fromLocalInput("2026-12-01T09:05")).toBe(t);
+    expect(fromLocalInput("yesterday")).toBeNull();
   });
   it("drops the depth when nothing is focused", () => {
     expect(stateQuery({ ...DEFAULT_STATE, depth: 3 })).toBe("");
@@ -147,5 +180,39 @@ describe("columns", () => {
       [10, 0],
       [5, null],
     ]);
+  });
+});
+
+describe("proxy figures", () => {
+  const pts = (...v: number[]) => v.map((value, i) => ({ t: i * 60_000, value }));
+  const series: ProxySeries[] = [
+    { name: "server.memory_allocated", cluster: "", kind: "gauge", points: pts(8_000_000, 8_680_888) },
+    { name: "server.total_connections", cluster: "", kind: "gauge", points: pts(10) },
+    { name: "upstream_rq_total", cluster: "outbound|18200||backend.shop.svc.cluster.local", kind: "counter", points: pts(100, 200) },
+    { name: "upstream_rq_5xx", cluster: "outbound|18200||backend.shop.svc.cluster.local", kind: "counter", points: pts(20, 30) },
+    { name: "membership_healthy", cluster: "outbound|18200||backend.shop.svc.cluster.local", kind: "gauge", points: pts(1) },
+    { name: "membership_total", cluster: "outbound|18200||backend.shop.svc.cluster.local", kind: "gauge", points: pts(2) },
+    { name: "upstream_rq_total", cluster: "outbound|18082||payments.shop.svc.cluster.local", kind: "counter", points: pts(30) },
+  ];
+  it("takes gauges at their last value and sums counters, busiest upstream first", () => {
+    const f = proxyFigures(series);
+    expect(f.memory_bytes).toBe(8_680_888);
+    expect(f.connections).toBe(10);
+    expect(f.uptime_s).toBeNull();
+    expect(f.requests).toBe(330);
+    expect(f.errors_5xx).toBe(50);
+    expect(f.clusters.map((c) => [c.cluster, c.requests, c.errors_5xx, c.healthy, c.hosts])).toEqual([
+      ["outbound|18200||backend.shop.svc.cluster.local", 300, 50, 1, 2],
+      ["outbound|18082||payments.shop.svc.cluster.local", 30, 0, null, null],
+    ]);
+  });
+  it("has nothing to show for a proxy without statistics", () => {
+    expect(proxyFigures([])).toEqual({ memory_bytes: null, connections: null, uptime_s: null, requests: 0, errors_5xx: 0, clusters: [] });
+  });
+  it("describes upstream health only when the edge has it", () => {
+    expect(upstreamHealthText({ healthy: 2, total: 3, circuit_breaker_open: false })).toBe("2/3 hosts healthy");
+    expect(upstreamHealthText({ healthy: 0, total: 3, circuit_breaker_open: true })).toBe("0/3 hosts healthy · circuit breaker open");
+    expect(upstreamHealthText(undefined)).toBeNull();
+    expect(upstreamHealthText(null)).toBeNull();
   });
 });
