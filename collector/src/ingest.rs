@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use crate::aggregate::{Aggregator, Capped, Sample};
 use crate::endpoint::endpoint_name;
-use crate::entry::{Observation, Reject};
+use crate::entry::{Observation, OwnedObservation, Reject};
 use crate::identity::NodeIdentity;
 use crate::resolve::{Attribution, Resolution, Resolver};
 use crate::role::{Role, RoleRules};
@@ -28,7 +28,7 @@ struct Waiting {
     deadline_ms: i64,
     reporter: Arc<NodeIdentity>,
     role: Role,
-    obs: Observation,
+    obs: OwnedObservation,
 }
 
 pub struct WaitQueue {
@@ -88,30 +88,30 @@ pub struct Pipeline<'a> {
 
 impl Pipeline<'_> {
     /// Resolves and aggregates one message's worth of observations (already time-checked).
-    pub fn ingest(&self, ctx: &StreamContext, observations: Vec<Observation>, now_ms: i64) {
+    pub fn ingest(&self, ctx: &StreamContext, observations: &[Observation<'_>], now_ms: i64) {
         let mut samples = Vec::with_capacity(observations.len() * 4);
         let mut parked = Vec::new();
         for obs in observations {
             let role = self
                 .role_rules
                 .role(ctx.gateway, &ctx.log_name, &obs.upstream_cluster);
-            self.resolver.learn(&ctx.reporter, role, &obs);
+            self.resolver.learn(&ctx.reporter, role, obs);
             match self
                 .resolver
-                .resolve(&ctx.reporter, role, &obs, self.join_wait_ms > 0)
+                .resolve(&ctx.reporter, role, obs, self.join_wait_ms > 0)
             {
                 Resolution::Ready {
                     attributions,
                     evidence,
                 } => {
                     count_evidence(evidence);
-                    self.contribute(&ctx.reporter, &obs, &attributions, &mut samples);
+                    self.contribute(&ctx.reporter, obs, &attributions, &mut samples);
                 }
                 Resolution::Wait => parked.push(Waiting {
                     deadline_ms: now_ms + self.join_wait_ms,
                     reporter: ctx.reporter.clone(),
                     role,
-                    obs,
+                    obs: obs.to_owned(),
                 }),
             }
         }
@@ -142,13 +142,16 @@ impl Pipeline<'_> {
         let mut still = VecDeque::new();
         for w in pending {
             let may_wait = w.deadline_ms > now_ms;
-            match self.resolver.resolve(&w.reporter, w.role, &w.obs, may_wait) {
+            match self
+                .resolver
+                .resolve(&w.reporter, w.role, &w.obs.view(), may_wait)
+            {
                 Resolution::Ready {
                     attributions,
                     evidence,
                 } => {
                     count_evidence(evidence);
-                    self.contribute(&w.reporter, &w.obs, &attributions, &mut samples);
+                    self.contribute(&w.reporter, &w.obs.view(), &attributions, &mut samples);
                 }
                 Resolution::Wait => still.push_back(w),
             }
@@ -178,10 +181,12 @@ impl Pipeline<'_> {
         if let Resolution::Ready {
             attributions,
             evidence,
-        } = self.resolver.resolve(&w.reporter, w.role, &w.obs, false)
+        } = self
+            .resolver
+            .resolve(&w.reporter, w.role, &w.obs.view(), false)
         {
             count_evidence(evidence);
-            self.contribute(&w.reporter, &w.obs, &attributions, samples);
+            self.contribute(&w.reporter, &w.obs.view(), &attributions, samples);
         }
     }
 
@@ -310,8 +315,8 @@ fn access_log_row(reporter: &NodeIdentity, obs: &Observation, a: &Attribution) -
         target_name: a.target.name.clone(),
         side: a.side,
         protocol: obs.protocol,
-        method: obs.method.clone(),
-        path: obs.path.clone(),
+        method: obs.method.to_string(),
+        path: obs.path.to_string(),
         status: obs.status,
         // Observations keep only whether a failure flag was set, not the flags themselves.
         response_flags: if obs.failed { "failed" } else { "-" }.to_string(),

@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod als;
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod endpoint;
 pub mod entry;
@@ -17,6 +18,7 @@ pub mod registry;
 pub mod resolve;
 pub mod role;
 pub mod stats;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -203,7 +203,7 @@ impl Resolver<'_> {
             }
             None => Some(NamedService {
                 namespace: None,
-                name: obs.upstream_cluster.clone(),
+                name: obs.upstream_cluster.to_string(),
             }),
         };
         if let Some(named) = named {
@@ -250,27 +250,13 @@ mod tests {
         Some(s.parse().unwrap())
     }
 
-    fn obs() -> Observation {
+    fn obs() -> Observation<'static> {
         Observation {
-            protocol: Protocol::Http,
-            start_ms: 0,
             duration_ms: 1.0,
-            upstream_cluster: String::new(),
-            method: "GET".into(),
-            path: "/".into(),
+            method: "GET",
+            path: "/",
             status: 200,
-            failed: false,
-            downstream_direct_remote: None,
-            downstream_local: None,
-            upstream_local: None,
-            upstream_remote: None,
-            downstream_cluster_header: None,
-            peer_uri_san: None,
-            mtls: false,
-            downstream_bytes_in: 0,
-            downstream_bytes_out: 0,
-            upstream_bytes_out: 0,
-            upstream_bytes_in: 0,
+            ..Observation::empty(Protocol::Http)
         }
     }
 
