@@ -4,11 +4,11 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use meshscope_storage::{AccessLogRow, Protocol, RowKey, Side, minute_of};
+use meshscope_storage::{AccessLogRow, Protocol, ServiceRef, Side, minute_of};
 use parking_lot::Mutex;
 
-use crate::aggregate::{Aggregator, Capped, Sample};
-use crate::endpoint::endpoint_name;
+use crate::aggregate::{Aggregator, Capped, Sample, ServiceId, Slot};
+use crate::endpoint::write_endpoint_name;
 use crate::entry::{Observation, OwnedObservation, Reject};
 use crate::identity::NodeIdentity;
 use crate::resolve::{Attribution, Resolution, Resolver};
@@ -75,6 +75,9 @@ impl TimeRules {
         Ok(())
     }
 }
+
+/// One sample for one row of one minute.
+type Row = (i64, Slot, Side, Sample);
 
 pub struct Pipeline<'a> {
     pub role_rules: &'a RoleRules,
@@ -177,7 +180,7 @@ impl Pipeline<'_> {
         self.record(samples);
     }
 
-    fn resolve_now(&self, w: Waiting, samples: &mut Vec<(i64, RowKey, Side, Sample)>) {
+    fn resolve_now(&self, w: Waiting, samples: &mut Vec<Row>) {
         if let Resolution::Ready {
             attributions,
             evidence,
@@ -190,130 +193,114 @@ impl Pipeline<'_> {
         }
     }
 
-    fn record(&self, samples: Vec<(i64, RowKey, Side, Sample)>) {
+    fn record(&self, samples: Vec<Row>) {
         if samples.is_empty() {
             return;
         }
-        let too_late = self.aggregator.record(samples);
+        let too_late = self.aggregator.record(&samples);
         if too_late > 0 {
             // Counted per row, not per entry: an entry makes up to eight rows.
             stats::reject("closed_minute_rows", too_late as u64);
         }
     }
 
-    fn capped(&self, a: &Attribution) -> Attribution {
-        let mut capped = a.clone();
-        for service in [&mut capped.source, &mut capped.target] {
-            let (kept, how) = self.aggregator.cap_service(service);
-            if how == Capped::Overflow {
-                metrics::counter!(stats::OVERFLOW, "what" => "service").increment(1);
-                *service = kept;
-            }
+    fn service_id(&self, service: &ServiceRef) -> ServiceId {
+        let (id, how) = self.aggregator.service_id(service);
+        if how == Capped::Overflow {
+            metrics::counter!(stats::OVERFLOW, "what" => "service").increment(1);
         }
-        capped
+        id
     }
 
     fn contribute(
         &self,
         reporter: &NodeIdentity,
-        obs: &Observation,
+        obs: &Observation<'_>,
         attributions: &[Attribution],
-        samples: &mut Vec<(i64, RowKey, Side, Sample)>,
+        samples: &mut Vec<Row>,
     ) {
         let minute = minute_of(obs.start_ms);
-        let endpoint =
-            (obs.protocol == Protocol::Http).then(|| endpoint_name(&obs.method, &obs.path));
-        let mut logged = self
-            .access_log
-            .map(|_| Vec::with_capacity(attributions.len()));
-        for a in attributions {
-            let a = &self.capped(a);
-            if let Some(logged) = &mut logged {
-                logged.push(access_log_row(reporter, obs, a));
+        let http = obs.protocol == Protocol::Http;
+        ENDPOINT.with_borrow_mut(|endpoint| {
+            if http {
+                write_endpoint_name(endpoint, obs.method, obs.path);
             }
-            let (bytes_sent, bytes_received) = match a.side {
-                Side::Server => (obs.downstream_bytes_in, obs.downstream_bytes_out),
-                Side::Client => (obs.upstream_bytes_out, obs.upstream_bytes_in),
-            };
-            let sample = Sample {
-                error: obs.is_error(),
-                error_4xx: obs.is_4xx(),
-                latency_ms: obs.duration_ms,
-                bytes_sent,
-                bytes_received,
-                tcp: obs.protocol == Protocol::Tcp,
-                // Only the server's own TLS handshake proves mutual TLS; the client's log
-                // does not carry the upstream TLS details.
-                mtls: a.side == Side::Server && obs.mtls,
-            };
-            samples.push((
-                minute,
-                RowKey::Edge {
-                    source: a.source.clone(),
-                    target: a.target.clone(),
-                    protocol: obs.protocol,
-                },
-                a.side,
-                sample,
-            ));
-            samples.push((
-                minute,
-                RowKey::Service {
-                    service: a.target.clone(),
-                },
-                a.side,
-                sample,
-            ));
-            let instance = count_overflow(
-                "instance",
-                self.aggregator
-                    .cap_instance(&a.target, a.target_instance.clone()),
-            );
-            samples.push((
-                minute,
-                RowKey::Instance {
-                    service: a.target.clone(),
-                    instance,
-                },
-                a.side,
-                sample,
-            ));
-            if let Some(endpoint) = &endpoint {
-                let endpoint = count_overflow(
-                    "endpoint",
-                    self.aggregator.cap_endpoint(&a.target, endpoint.clone()),
-                );
+            for a in attributions {
+                let source = self.service_id(&a.source);
+                let target = self.service_id(&a.target);
+                if let Some(buffer) = self.access_log {
+                    let row = access_log_row(
+                        reporter,
+                        obs,
+                        &self.aggregator.service(source),
+                        &self.aggregator.service(target),
+                        a.side,
+                    );
+                    buffer.lock().push(row);
+                }
+                let (bytes_sent, bytes_received) = match a.side {
+                    Side::Server => (obs.downstream_bytes_in, obs.downstream_bytes_out),
+                    Side::Client => (obs.upstream_bytes_out, obs.upstream_bytes_in),
+                };
+                let sample = Sample {
+                    error: obs.is_error(),
+                    error_4xx: obs.is_4xx(),
+                    latency_ms: obs.duration_ms,
+                    bytes_sent,
+                    bytes_received,
+                    tcp: obs.protocol == Protocol::Tcp,
+                    // Only the server's own TLS handshake proves mutual TLS; the client's
+                    // log does not carry the upstream TLS details.
+                    mtls: a.side == Side::Server && obs.mtls,
+                };
+                let side = a.side;
                 samples.push((
                     minute,
-                    RowKey::Endpoint {
-                        service: a.target.clone(),
-                        endpoint,
-                    },
-                    a.side,
+                    Slot::Edge(source, target, obs.protocol),
+                    side,
                     sample,
                 ));
+                samples.push((minute, Slot::Service(target), side, sample));
+                let instance = count_overflow(
+                    "instance",
+                    self.aggregator.instance_id(target, &a.target_instance),
+                );
+                samples.push((minute, Slot::Instance(target, instance), side, sample));
+                if http {
+                    let endpoint =
+                        count_overflow("endpoint", self.aggregator.endpoint_id(target, endpoint));
+                    samples.push((minute, Slot::Endpoint(target, endpoint), side, sample));
+                }
             }
-        }
-        if let (Some(buffer), Some(mut logged)) = (self.access_log, logged) {
-            buffer.lock().append(&mut logged);
-        }
+        });
     }
 }
 
+thread_local! {
+    /// The endpoint name of the entry being added, reused so that naming allocates nothing.
+    static ENDPOINT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 /// One access-log row per attribution: the names are the resolved ones the metrics use.
-fn access_log_row(reporter: &NodeIdentity, obs: &Observation, a: &Attribution) -> AccessLogRow {
+fn access_log_row(
+    reporter: &NodeIdentity,
+    obs: &Observation<'_>,
+    source: &ServiceRef,
+    target: &ServiceRef,
+    side: Side,
+) -> AccessLogRow {
     // The same reading of bytes as the metrics, so a sum over the log matches the tables.
-    let (bytes_sent, bytes_received) = match a.side {
+    let (bytes_sent, bytes_received) = match side {
         Side::Server => (obs.downstream_bytes_in, obs.downstream_bytes_out),
         Side::Client => (obs.upstream_bytes_out, obs.upstream_bytes_in),
     };
     AccessLogRow {
         time: obs.start_ms,
-        source_namespace: a.source.namespace.clone(),
-        source_name: a.source.name.clone(),
-        target_namespace: a.target.namespace.clone(),
-        target_name: a.target.name.clone(),
-        side: a.side,
+        source_namespace: source.namespace.clone(),
+        source_name: source.name.clone(),
+        target_namespace: target.namespace.clone(),
+        target_name: target.name.clone(),
+        side,
         protocol: obs.protocol,
         method: obs.method.to_string(),
         path: obs.path.to_string(),
@@ -323,7 +310,7 @@ fn access_log_row(reporter: &NodeIdentity, obs: &Observation, a: &Attribution) -
         duration_ms: obs.duration_ms,
         bytes_sent,
         bytes_received,
-        mtls: a.side == Side::Server && obs.mtls,
+        mtls: side == Side::Server && obs.mtls,
         // Not carried by observations; the column stays for proxies that will log it.
         request_id: String::new(),
         node: reporter.instance.clone(),
@@ -336,10 +323,10 @@ fn count_evidence(evidence: Option<crate::resolve::PeerEvidence>) {
     }
 }
 
-/// The capped name, counting it when it fell into the overflow bucket.
-fn count_overflow(what: &'static str, (name, capped): (String, Capped)) -> String {
+/// The capped name's number, counting it when it fell into the overflow bucket.
+fn count_overflow(what: &'static str, (id, capped): (u32, Capped)) -> u32 {
     if capped == Capped::Overflow {
         metrics::counter!(stats::OVERFLOW, "what" => what).increment(1);
     }
-    name
+    id
 }
