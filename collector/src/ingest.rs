@@ -11,7 +11,7 @@ use crate::aggregate::{Aggregator, Capped, Sample, ServiceId, Slot};
 use crate::endpoint::write_endpoint_name;
 use crate::entry::{Observation, OwnedObservation, Reject};
 use crate::identity::NodeIdentity;
-use crate::resolve::{Attribution, Resolution, Resolver};
+use crate::resolve::{Attribution, PeerEvidence, Resolution, Resolver};
 use crate::role::{Role, RoleRules};
 use crate::stats;
 
@@ -94,6 +94,7 @@ impl Pipeline<'_> {
     pub fn ingest(&self, ctx: &StreamContext, observations: &[Observation<'_>], now_ms: i64) {
         let mut samples = Vec::with_capacity(observations.len() * 4);
         let mut parked = Vec::new();
+        let mut tally = EvidenceTally::default();
         for obs in observations {
             let role = self
                 .role_rules
@@ -107,7 +108,7 @@ impl Pipeline<'_> {
                     attributions,
                     evidence,
                 } => {
-                    count_evidence(evidence);
+                    tally.add(evidence);
                     self.contribute(&ctx.reporter, obs, &attributions, &mut samples);
                 }
                 Resolution::Wait => parked.push(Waiting {
@@ -143,6 +144,7 @@ impl Pipeline<'_> {
         }
         let mut samples = Vec::new();
         let mut still = VecDeque::new();
+        let mut tally = EvidenceTally::default();
         for w in pending {
             let may_wait = w.deadline_ms > now_ms;
             match self
@@ -153,7 +155,7 @@ impl Pipeline<'_> {
                     attributions,
                     evidence,
                 } => {
-                    count_evidence(evidence);
+                    tally.add(evidence);
                     self.contribute(&w.reporter, &w.obs.view(), &attributions, &mut samples);
                 }
                 Resolution::Wait => still.push_back(w),
@@ -188,7 +190,7 @@ impl Pipeline<'_> {
             .resolver
             .resolve(&w.reporter, w.role, &w.obs.view(), false)
         {
-            count_evidence(evidence);
+            EvidenceTally::default().add(evidence);
             self.contribute(&w.reporter, &w.obs.view(), &attributions, samples);
         }
     }
@@ -317,9 +319,26 @@ fn access_log_row(
     }
 }
 
-fn count_evidence(evidence: Option<crate::resolve::PeerEvidence>) {
-    if let Some(e) = evidence {
-        metrics::counter!(stats::PEER_RESOLVED, "by" => e.as_str()).increment(1);
+/// How callers were named, tallied per message: a labelled counter costs a registry
+/// lookup, too much to pay per entry.
+#[derive(Default)]
+struct EvidenceTally([u64; PeerEvidence::ALL.len()]);
+
+impl EvidenceTally {
+    fn add(&mut self, evidence: Option<PeerEvidence>) {
+        if let Some(e) = evidence {
+            self.0[e as usize] += 1;
+        }
+    }
+}
+
+impl Drop for EvidenceTally {
+    fn drop(&mut self) {
+        for (e, n) in PeerEvidence::ALL.iter().zip(self.0) {
+            if n > 0 {
+                metrics::counter!(stats::PEER_RESOLVED, "by" => e.as_str()).increment(n);
+            }
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use meshscope_storage::{ServiceRef, Side};
 use crate::entry::Observation;
 use crate::identity::NodeIdentity;
 use crate::names::{NamedService, parse_istio_cluster, parse_spiffe, service_from_host};
-use crate::registry::Registry;
+use crate::registry::{ClusterLookup, Registry};
 use crate::role::Role;
 
 /// Virtual node for callers from outside the mesh, as seen by a gateway.
@@ -31,6 +31,14 @@ pub enum PeerEvidence {
 }
 
 impl PeerEvidence {
+    pub const ALL: [PeerEvidence; 5] = [
+        PeerEvidence::Header,
+        PeerEvidence::Certificate,
+        PeerEvidence::Connection,
+        PeerEvidence::StaticMap,
+        PeerEvidence::Fallback,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             PeerEvidence::Header => "header",
@@ -141,11 +149,15 @@ impl Resolver<'_> {
         if let Some(cluster) = &obs.downstream_cluster_header {
             // Envoy also sets the header on requests a proxy originates: naming itself
             // is no evidence of the caller.
-            if *cluster != reporter.cluster {
-                let service = self
-                    .registry
-                    .by_cluster(cluster)
-                    .unwrap_or_else(|| self.registry.canonical(&service_from_host(cluster)));
+            let service = match self.registry.caller_by_cluster(cluster, &reporter.service) {
+                _ if *cluster == reporter.cluster => None,
+                ClusterLookup::Found(service) => Some(service),
+                ClusterLookup::Ambiguous => None,
+                ClusterLookup::Unknown => {
+                    Some(self.registry.canonical(&service_from_host(cluster)))
+                }
+            };
+            if let Some(service) = service {
                 if service != reporter.service {
                     if self.registry.is_reporter(&service) {
                         return Some((service, PeerEvidence::Header));
@@ -563,5 +575,38 @@ mod tests {
         assert_eq!(target(cluster, addr("10.1.1.1:9000")), "inventory");
         // Once learned, the name alone is enough.
         assert_eq!(target(cluster, None), "inventory");
+    }
+
+    #[test]
+    fn a_cluster_name_reused_across_namespaces_is_read_in_the_callee_namespace() {
+        let m = mesh();
+        let r = Resolver {
+            registry: &m.registry,
+        };
+        let shop_ingress = identity("ingress-1", "ingress", &[("NAMESPACE", "shop")], &[]);
+        let lab_ingress = identity("ingress-2", "ingress", &[("NAMESPACE", "lab")], &[]);
+        let lab_api = identity("api-1", "api", &[("NAMESPACE", "lab")], &[]);
+        let ops_job = identity("job-1", "job", &[("NAMESPACE", "ops")], &[]);
+        for id in [&shop_ingress, &lab_ingress, &lab_api, &ops_job] {
+            m.registry.register_reporter(id);
+        }
+        let mut o = obs();
+        o.upstream_cluster = "inbound|8080||";
+        o.downstream_cluster_header = Some("ingress");
+        // Registered last, shop's ingress must not take lab's calls.
+        assert_eq!(
+            source_of(r.resolve(&lab_api, Role::Inbound, &o, false)),
+            ("lab/ingress".to_string(), Some(PeerEvidence::Header))
+        );
+        // Neither namespace's: the header proves nothing, other evidence decides.
+        assert_eq!(
+            source_of(r.resolve(&ops_job, Role::Inbound, &o, false)),
+            ("unknown".to_string(), Some(PeerEvidence::Fallback))
+        );
+        // The backend's own namespace has one ingress: shop's.
+        assert_eq!(
+            source_of(r.resolve(&m.backend, Role::Inbound, &o, false)),
+            ("shop/ingress".to_string(), Some(PeerEvidence::Header))
+        );
     }
 }
