@@ -218,7 +218,7 @@ impl Pipeline<'_> {
         &self,
         reporter: &NodeIdentity,
         obs: &Observation<'_>,
-        attributions: &[Attribution],
+        attributions: &[Attribution<'_>],
         samples: &mut Vec<Row>,
     ) {
         let minute = minute_of(obs.start_ms);

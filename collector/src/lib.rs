@@ -138,6 +138,7 @@ impl Collector {
         metrics::counter!(stats::ROWS_CLOSED).increment(newly_closed.len() as u64);
         let mut closed = std::mem::take(&mut *self.unwritten.lock());
         closed.extend(newly_closed);
+        let wrote_closed = !closed.is_empty();
         let closed_result = if closed.is_empty() {
             Ok(())
         } else {
@@ -149,7 +150,9 @@ impl Collector {
                 }
             }
         };
-        if publish || closed_result.is_ok() {
+        // Publishing copies every open row: do it when asked, and when closed minutes just
+        // reached the store, so that no read counts them twice or misses them.
+        if publish || (wrote_closed && closed_result.is_ok()) {
             self.store.publish_open(self.aggregator.snapshot());
         }
         let logged = self.write_access_log().await;

@@ -5,6 +5,7 @@
 //! its callee from the server's listening address when that server reports for itself,
 //! then the upstream cluster (Istio or plain name), then the static address map.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use meshscope_storage::{ServiceRef, Side};
@@ -52,18 +53,19 @@ impl PeerEvidence {
 
 /// One call as one side saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Attribution {
+/// The reporter's own names are borrowed: most entries name it on one side.
+pub struct Attribution<'r> {
     pub side: Side,
-    pub source: ServiceRef,
-    pub target: ServiceRef,
+    pub source: Cow<'r, ServiceRef>,
+    pub target: Cow<'r, ServiceRef>,
     /// The instance of the target that answered.
-    pub target_instance: String,
+    pub target_instance: Cow<'r, str>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Resolution {
+pub enum Resolution<'r> {
     Ready {
-        attributions: Vec<Attribution>,
+        attributions: Vec<Attribution<'r>>,
         evidence: Option<PeerEvidence>,
     },
     /// The caller's own report may still be on its way: ask again later.
@@ -76,13 +78,13 @@ pub struct Resolver<'a> {
 
 impl Resolver<'_> {
     /// `may_wait` is false once an entry has waited its time.
-    pub fn resolve(
+    pub fn resolve<'r>(
         &self,
-        reporter: &NodeIdentity,
+        reporter: &'r NodeIdentity,
         role: Role,
         obs: &Observation,
         may_wait: bool,
-    ) -> Resolution {
+    ) -> Resolution<'r> {
         let mut attributions = Vec::with_capacity(2);
         let mut evidence = None;
         if matches!(role, Role::Inbound | Role::Gateway) {
@@ -98,9 +100,9 @@ impl Resolver<'_> {
             evidence = Some(how);
             attributions.push(Attribution {
                 side: Side::Server,
-                source,
-                target: reporter.service.clone(),
-                target_instance: reporter.instance.clone(),
+                source: Cow::Owned(source),
+                target: Cow::Borrowed(&reporter.service),
+                target_instance: Cow::Borrowed(&reporter.instance),
             });
         }
         if matches!(role, Role::Outbound | Role::Gateway) {
@@ -109,9 +111,9 @@ impl Resolver<'_> {
             };
             attributions.push(Attribution {
                 side: Side::Client,
-                source: reporter.service.clone(),
-                target,
-                target_instance,
+                source: Cow::Borrowed(&reporter.service),
+                target: Cow::Owned(target),
+                target_instance: Cow::Owned(target_instance),
             });
         }
         Resolution::Ready {
