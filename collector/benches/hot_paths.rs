@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the collector's hot paths over the real shop-mesh capture:
-//! decoding, identity resolution, endpoint grouping, sketch insert and the whole ingest
-//! of a message (resolution + minute aggregation).
+//! decoding (full prost decode against the field-by-field reading the receiver does),
+//! identity resolution, endpoint grouping, sketch insert, the whole ingest of a message
+//! (resolution + minute aggregation) and building Arrow batches of closed minutes.
 //!
 //! `cargo bench -p meshscope-collector --bench hot_paths`
 
@@ -13,7 +14,8 @@ use meshscope_collector::identity::NodeIdentity;
 use meshscope_collector::{Collector, CollectorConfig, ManualClock, wire};
 use meshscope_proto::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
 use meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
-use meshscope_storage::{LatencySketch, Store, StoreConfig};
+use meshscope_storage::batch::to_batch;
+use meshscope_storage::{LatencySketch, Store, StoreConfig, Table};
 use prost::Message;
 
 fn fixtures() -> PathBuf {
@@ -167,6 +169,19 @@ fn benches(c: &mut Criterion) {
                     next += 1;
                 }
                 collector.ingest_message(context, &wire::Message::parse(r).unwrap());
+            }
+        })
+    });
+    group.finish();
+
+    // Closing a minute: the open rows the capture made, into the store's Arrow batches.
+    let rows = collector.open_rows();
+    let mut group = c.benchmark_group("arrow");
+    group.throughput(Throughput::Elements(rows.len() as u64));
+    group.bench_function("minute_rows_to_batches", |b| {
+        b.iter(|| {
+            for table in Table::ALL {
+                std::hint::black_box(to_batch(table, &rows).unwrap());
             }
         })
     });

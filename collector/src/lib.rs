@@ -204,6 +204,11 @@ impl Collector {
         }
     }
 
+    /// A copy of every row of the minutes still open.
+    pub fn open_rows(&self) -> Vec<MetricRow> {
+        self.aggregator.snapshot()
+    }
+
     /// Resolves parked entries at once and publishes every open minute: what a test or a
     /// shutdown does instead of waiting for the next ticks.
     pub async fn flush_now(&self) -> Result<()> {
