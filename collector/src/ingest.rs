@@ -98,7 +98,7 @@ impl Pipeline<'_> {
         for obs in observations {
             let role = self
                 .role_rules
-                .role(ctx.gateway, &ctx.log_name, &obs.upstream_cluster);
+                .role(ctx.gateway, &ctx.log_name, obs.upstream_cluster);
             self.resolver.learn(&ctx.reporter, role, obs);
             match self
                 .resolver

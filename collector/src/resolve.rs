@@ -159,16 +159,16 @@ impl Resolver<'_> {
                     Some(self.registry.canonical(&service_from_host(cluster)))
                 }
             };
-            if let Some(service) = service {
-                if service != reporter.service {
-                    if self.registry.is_reporter(&service) {
-                        return Some((service, PeerEvidence::Header));
-                    }
-                    named_but_unknown = Some((service, PeerEvidence::Header));
+            if let Some(service) = service
+                && service != reporter.service
+            {
+                if self.registry.is_reporter(&service) {
+                    return Some((service, PeerEvidence::Header));
                 }
+                named_but_unknown = Some((service, PeerEvidence::Header));
             }
         }
-        if let Some(spiffe) = obs.peer_uri_san.as_deref().and_then(parse_spiffe) {
+        if let Some(spiffe) = obs.peer_uri_san.and_then(parse_spiffe) {
             let service = self.registry.by_spiffe(&spiffe);
             if self.registry.is_reporter(&service) {
                 return Some((service, PeerEvidence::Certificate));
@@ -203,18 +203,16 @@ impl Resolver<'_> {
         if let Some(listener) = remote.and_then(|r| self.registry.listener(r)) {
             // The server itself reported this address: its name wins over the caller's.
             self.registry
-                .learn_cluster_alias(&obs.upstream_cluster, &listener.service);
+                .learn_cluster_alias(obs.upstream_cluster, &listener.service);
             return Some((listener.service, listener.instance));
         }
-        if let Some(service) = self.registry.cluster_alias(&obs.upstream_cluster) {
+        if let Some(service) = self.registry.cluster_alias(obs.upstream_cluster) {
             return Some((service, instance(remote)));
         }
-        let named = match parse_istio_cluster(&obs.upstream_cluster) {
+        let named = match parse_istio_cluster(obs.upstream_cluster) {
             Some(c) if !c.host.is_empty() => Some(service_from_host(c.host)),
             Some(_) => None,
-            None if is_passthrough(&obs.upstream_cluster) || obs.upstream_cluster.is_empty() => {
-                None
-            }
+            None if is_passthrough(obs.upstream_cluster) || obs.upstream_cluster.is_empty() => None,
             None => Some(NamedService {
                 namespace: None,
                 name: obs.upstream_cluster.to_string(),
@@ -232,7 +230,7 @@ impl Resolver<'_> {
         }
         let name = if obs.upstream_cluster == "BlackHoleCluster" {
             "blackhole"
-        } else if is_passthrough(&obs.upstream_cluster) {
+        } else if is_passthrough(obs.upstream_cluster) {
             EXTERNAL
         } else {
             UNKNOWN
@@ -361,21 +359,21 @@ mod tests {
 
         let with = |f: &dyn Fn(&mut Observation)| {
             let mut o = obs();
-            o.upstream_cluster = "inbound|8080||".into();
+            o.upstream_cluster = "inbound|8080||";
             f(&mut o);
             o
         };
         let cases: Vec<(&str, Observation, bool, &str, Option<PeerEvidence>)> = vec![
             (
                 "header names the caller's cluster",
-                with(&|o| o.downstream_cluster_header = Some("frontend".into())),
+                with(&|o| o.downstream_cluster_header = Some("frontend")),
                 true,
                 "shop/frontend",
                 Some(PeerEvidence::Header),
             ),
             (
                 "header with an Istio host",
-                with(&|o| o.downstream_cluster_header = Some("frontend.shop".into())),
+                with(&|o| o.downstream_cluster_header = Some("frontend.shop")),
                 true,
                 "shop/frontend",
                 Some(PeerEvidence::Header),
@@ -383,8 +381,8 @@ mod tests {
             (
                 "header beats certificate",
                 with(&|o| {
-                    o.downstream_cluster_header = Some("inventory".into());
-                    o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa".into());
+                    o.downstream_cluster_header = Some("inventory");
+                    o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa");
                 }),
                 true,
                 "inventory",
@@ -393,8 +391,8 @@ mod tests {
             (
                 "the reporter's own cluster in the header is no evidence",
                 with(&|o| {
-                    o.downstream_cluster_header = Some("backend".into());
-                    o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa".into());
+                    o.downstream_cluster_header = Some("backend");
+                    o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa");
                 }),
                 true,
                 "shop/frontend",
@@ -402,23 +400,21 @@ mod tests {
             ),
             (
                 "certificate via service account",
-                with(&|o| {
-                    o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa".into())
-                }),
+                with(&|o| o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa")),
                 true,
                 "shop/frontend",
                 Some(PeerEvidence::Certificate),
             ),
             (
                 "certificate of a service not seen yet: waits",
-                with(&|o| o.peer_uri_san = Some("spiffe://td/ns/ops/sa/cron".into())),
+                with(&|o| o.peer_uri_san = Some("spiffe://td/ns/ops/sa/cron")),
                 true,
                 "<wait>",
                 None,
             ),
             (
                 "certificate of a non-reporter, after the wait",
-                with(&|o| o.peer_uri_san = Some("spiffe://td/ns/ops/sa/cron".into())),
+                with(&|o| o.peer_uri_san = Some("spiffe://td/ns/ops/sa/cron")),
                 false,
                 "ops/cron",
                 Some(PeerEvidence::Certificate),
@@ -500,10 +496,10 @@ mod tests {
             &[("app", "ingress")],
         );
         let mut o = obs();
-        o.upstream_cluster = "outbound|80||frontend.shop.svc.cluster.local".into();
+        o.upstream_cluster = "outbound|80||frontend.shop.svc.cluster.local";
         o.downstream_direct_remote = addr("192.0.2.7:4444");
         o.downstream_local = addr("10.0.0.9:80");
-        o.downstream_cluster_header = Some("ingress".into());
+        o.downstream_cluster_header = Some("ingress");
         match r.resolve(&ingress, Role::Gateway, &o, false) {
             Resolution::Ready { attributions, .. } => {
                 let got: Vec<(Side, String, String)> = attributions
@@ -534,7 +530,7 @@ mod tests {
         };
         let target = |cluster: &str, remote: Option<SocketAddr>| {
             let mut o = obs();
-            o.upstream_cluster = cluster.into();
+            o.upstream_cluster = cluster;
             o.upstream_remote = remote;
             target_of(r.resolve(&m.frontend, Role::Outbound, &o, true))
         };
