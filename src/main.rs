@@ -1,5 +1,6 @@
 //! The `meshscope` binary: parses the command line and hands off to one subcommand.
 
+mod bench;
 mod config;
 mod replay;
 mod serve;
@@ -36,6 +37,10 @@ enum Command {
     SimulateWide(simulate::wide::WideArgs),
     /// Send captured Envoy access-log and metrics streams to a collector, moved to the present.
     Replay(replay::ReplayArgs),
+    /// The ingest benchmark: the same load to a decode-and-discard sink, then to meshscope.
+    Bench(bench::BenchArgs),
+    /// A decode-and-discard access log receiver: the floor cost of receiving, for `bench`.
+    Sink(bench::SinkArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -53,6 +58,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Simulate(args) => simulate::run(args).await,
         Command::SimulateWide(args) => simulate::wide::run(args).await,
         Command::Replay(args) => replay::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::Sink(args) => bench::run_sink(args).await,
     }
 }
 

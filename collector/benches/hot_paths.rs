@@ -1,19 +1,21 @@
 //! Micro-benchmarks of the collector's hot paths over the real shop-mesh capture:
-//! decoding, identity resolution, endpoint grouping, sketch insert and the whole ingest
-//! of a message (resolution + minute aggregation).
+//! decoding (full prost decode against the field-by-field reading the receiver does),
+//! identity resolution, endpoint grouping, sketch insert, the whole ingest of a message
+//! (resolution + minute aggregation) and building Arrow batches of closed minutes.
 //!
 //! `cargo bench -p meshscope-collector --bench hot_paths`
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use meshscope_collector::endpoint::endpoint_name;
 use meshscope_collector::identity::NodeIdentity;
-use meshscope_collector::{Collector, CollectorConfig, ManualClock};
+use meshscope_collector::{Collector, CollectorConfig, ManualClock, wire};
 use meshscope_proto::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
 use meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
-use meshscope_storage::{LatencySketch, Store, StoreConfig};
+use meshscope_storage::batch::to_batch;
+use meshscope_storage::{LatencySketch, Store, StoreConfig, Table};
 use prost::Message;
 
 fn fixtures() -> PathBuf {
@@ -67,6 +69,17 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             for r in &entry_records {
                 std::hint::black_box(StreamAccessLogsMessage::decode(r.as_slice()).unwrap());
+            }
+        })
+    });
+    // What the receiver does instead: read the used fields, borrowing the strings.
+    group.bench_function("wire_scan_observations", |b| {
+        b.iter(|| {
+            for r in &entry_records {
+                let message = wire::Message::parse(r.as_slice()).unwrap();
+                for obs in message.observations(4096) {
+                    std::hint::black_box(obs.unwrap());
+                }
             }
         })
     });
@@ -147,21 +160,30 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("ingest");
     group.throughput(Throughput::Elements(total));
     group.bench_function("shop_mesh_capture", |b| {
-        b.iter_batched(
-            || messages.clone(),
-            |messages| {
-                let mut context = &contexts[0];
-                let mut next = 0;
-                for m in messages {
-                    if m.identifier.is_some() {
-                        context = &contexts[next];
-                        next += 1;
-                    }
-                    collector.ingest_message(context, m);
+        b.iter(|| {
+            let mut context = &contexts[0];
+            let mut next = 0;
+            for (r, m) in records.iter().zip(&messages) {
+                if m.identifier.is_some() {
+                    context = &contexts[next];
+                    next += 1;
                 }
-            },
-            BatchSize::LargeInput,
-        )
+                collector.ingest_message(context, &wire::Message::parse(r).unwrap());
+            }
+        })
+    });
+    group.finish();
+
+    // Closing a minute: the open rows the capture made, into the store's Arrow batches.
+    let rows = collector.open_rows();
+    let mut group = c.benchmark_group("arrow");
+    group.throughput(Throughput::Elements(rows.len() as u64));
+    group.bench_function("minute_rows_to_batches", |b| {
+        b.iter(|| {
+            for table in Table::ALL {
+                std::hint::black_box(to_batch(table, &rows).unwrap());
+            }
+        })
     });
     group.finish();
 }

@@ -1,10 +1,10 @@
 //! Per-minute aggregation: open minutes live here until their late-data allowance has
 //! passed, then they are handed to the store as closed rows.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
-use meshscope_storage::{MetricRow, Metrics, RowKey, ServiceRef, Side};
-use parking_lot::Mutex;
+use meshscope_storage::{MetricRow, Metrics, Protocol, RowKey, ServiceRef, Side};
+use parking_lot::{Mutex, RwLock};
 
 /// What one entry contributes to a row.
 #[derive(Clone, Copy, Debug, Default)]
@@ -36,8 +36,24 @@ pub fn add_sample(metrics: &mut Metrics, sample: &Sample, apdex_threshold_ms: f6
     }
 }
 
-/// Rows keyed by what they describe and which side reported them.
-type MinuteRows = HashMap<(RowKey, Side), Metrics>;
+/// Names are interned: rows are keyed by small numbers while a minute is open, so adding
+/// an entry allocates nothing and hashes a few integers. The names come back when a minute
+/// is closed or read.
+type Fast = foldhash::fast::RandomState;
+
+/// An interned service.
+pub type ServiceId = u32;
+
+/// What a row describes, by interned names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Slot {
+    Service(ServiceId),
+    Instance(ServiceId, u32),
+    Endpoint(ServiceId, u32),
+    Edge(ServiceId, ServiceId, Protocol),
+}
+
+type MinuteRows = HashMap<(Slot, Side), Metrics, Fast>;
 
 /// Caps that keep the key space bounded whatever the proxies send.
 pub struct Limits {
@@ -56,17 +72,99 @@ struct Inner {
     closed_before: i64,
 }
 
-/// Names seen per service, to cap them; an overflow bucket takes the rest.
+/// Strings of one kind under one service, each with its number.
 #[derive(Default)]
-struct Seen {
-    services: HashSet<ServiceRef>,
-    endpoints: HashMap<ServiceRef, HashSet<String>>,
-    instances: HashMap<ServiceRef, HashSet<String>>,
+struct Interner {
+    ids: HashMap<String, u32, Fast>,
+    names: Vec<String>,
 }
+
+impl Interner {
+    /// The name's number: itself while under the cap, else the overflow bucket's.
+    fn intern(&mut self, name: &str, max: usize) -> (u32, Capped) {
+        if let Some(&id) = self.ids.get(name) {
+            return (id, Capped::Kept);
+        }
+        let (name, capped) = if self.ids.len() < max {
+            (name, Capped::Kept)
+        } else {
+            (OVERFLOW, Capped::Overflow)
+        };
+        if let Some(&id) = self.ids.get(name) {
+            return (id, capped);
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_string());
+        self.ids.insert(name.to_string(), id);
+        (id, capped)
+    }
+
+    fn get(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+}
+
+/// Names seen, capped per kind; an overflow bucket takes the rest.
+struct Names {
+    ids: HashMap<ServiceRef, ServiceId, Fast>,
+    services: Vec<ServiceRef>,
+    instances: Vec<Interner>,
+    endpoints: Vec<Interner>,
+    /// Real services interned, not counting the overflow node.
+    real_services: usize,
+}
+
+impl Names {
+    fn new() -> Names {
+        let mut names = Names {
+            ids: HashMap::default(),
+            services: Vec::new(),
+            instances: Vec::new(),
+            endpoints: Vec::new(),
+            real_services: 0,
+        };
+        names.add(ServiceRef::virtual_node(OVERFLOW));
+        names
+    }
+
+    fn add(&mut self, service: ServiceRef) -> ServiceId {
+        let id = self.services.len() as ServiceId;
+        self.ids.insert(service.clone(), id);
+        self.services.push(service);
+        self.instances.push(Interner::default());
+        self.endpoints.push(Interner::default());
+        id
+    }
+
+    fn key(&self, slot: Slot) -> RowKey {
+        let service = |id: ServiceId| self.services[id as usize].clone();
+        match slot {
+            Slot::Service(s) => RowKey::Service {
+                service: service(s),
+            },
+            Slot::Instance(s, i) => RowKey::Instance {
+                service: service(s),
+                instance: self.instances[s as usize].names[i as usize].clone(),
+            },
+            Slot::Endpoint(s, e) => RowKey::Endpoint {
+                service: service(s),
+                endpoint: self.endpoints[s as usize].names[e as usize].clone(),
+            },
+            Slot::Edge(source, target, protocol) => RowKey::Edge {
+                source: service(source),
+                target: service(target),
+                protocol,
+            },
+        }
+    }
+}
+
+/// The overflow node's id: interned first.
+const OVERFLOW_SERVICE: ServiceId = 0;
 
 pub struct Aggregator {
     inner: Mutex<Inner>,
-    seen: Mutex<Seen>,
+    names: RwLock<Names>,
     limits: Limits,
 }
 
@@ -81,7 +179,7 @@ impl Aggregator {
     pub fn new(limits: Limits) -> Aggregator {
         Aggregator {
             inner: Mutex::new(Inner::default()),
-            seen: Mutex::new(Seen::default()),
+            names: RwLock::new(Names::new()),
             limits,
         }
     }
@@ -92,50 +190,60 @@ impl Aggregator {
 
     /// The service to record under: itself while under the cap, else the virtual
     /// overflow node, so a flood of made-up peer names cannot grow memory.
-    pub fn cap_service(&self, service: &ServiceRef) -> (ServiceRef, Capped) {
-        let mut seen = self.seen.lock();
-        if seen.services.contains(service) {
-            return (service.clone(), Capped::Kept);
+    pub fn service_id(&self, service: &ServiceRef) -> (ServiceId, Capped) {
+        if let Some(&id) = self.names.read().ids.get(service) {
+            return (id, Capped::Kept);
         }
-        if seen.services.len() < self.limits.max_services {
-            seen.services.insert(service.clone());
-            return (service.clone(), Capped::Kept);
+        let mut names = self.names.write();
+        if let Some(&id) = names.ids.get(service) {
+            return (id, Capped::Kept);
         }
-        (ServiceRef::virtual_node(OVERFLOW), Capped::Overflow)
+        if names.real_services >= self.limits.max_services {
+            return (OVERFLOW_SERVICE, Capped::Overflow);
+        }
+        names.real_services += 1;
+        (names.add(service.clone()), Capped::Kept)
     }
 
-    /// The endpoint name to use for `service`: itself while under the cap, else the
-    /// overflow bucket.
-    pub fn cap_endpoint(&self, service: &ServiceRef, endpoint: String) -> (String, Capped) {
-        let mut seen = self.seen.lock();
-        cap(
-            seen.endpoints.entry(service.clone()).or_default(),
-            endpoint,
-            self.limits.max_endpoints_per_service,
-        )
+    /// The endpoint's number under `service`, or the overflow bucket's past the cap.
+    pub fn endpoint_id(&self, service: ServiceId, endpoint: &str) -> (u32, Capped) {
+        let max = self.limits.max_endpoints_per_service;
+        if let Some(id) = self.names.read().endpoints[service as usize].get(endpoint) {
+            return (id, Capped::Kept);
+        }
+        self.names.write().endpoints[service as usize].intern(endpoint, max)
     }
 
-    pub fn cap_instance(&self, service: &ServiceRef, instance: String) -> (String, Capped) {
-        let mut seen = self.seen.lock();
-        cap(
-            seen.instances.entry(service.clone()).or_default(),
-            instance,
-            self.limits.max_instances_per_service,
-        )
+    pub fn instance_id(&self, service: ServiceId, instance: &str) -> (u32, Capped) {
+        let max = self.limits.max_instances_per_service;
+        if let Some(id) = self.names.read().instances[service as usize].get(instance) {
+            return (id, Capped::Kept);
+        }
+        self.names.write().instances[service as usize].intern(instance, max)
+    }
+
+    /// The service behind an id.
+    pub fn service(&self, id: ServiceId) -> ServiceRef {
+        self.names.read().services[id as usize].clone()
     }
 
     /// Adds samples; returns how many fell in minutes already closed (they are not added).
-    pub fn record(&self, samples: Vec<(i64, RowKey, Side, Sample)>) -> usize {
+    pub fn record(&self, samples: &[(i64, Slot, Side, Sample)]) -> usize {
         let threshold = self.limits.apdex_threshold_ms;
         let mut inner = self.inner.lock();
+        let closed_before = inner.closed_before;
         let mut too_late = 0;
-        for (minute, key, side, sample) in samples {
-            if minute < inner.closed_before {
-                too_late += 1;
+        // Samples of one message nearly all fall in one minute: find it once per run.
+        for run in samples.chunk_by(|a, b| a.0 == b.0) {
+            let minute = run[0].0;
+            if minute < closed_before {
+                too_late += run.len();
                 continue;
             }
             let rows = inner.minutes.entry(minute).or_default();
-            add_sample(rows.entry((key, side)).or_default(), &sample, threshold);
+            for (_, slot, side, sample) in run {
+                add_sample(rows.entry((*slot, *side)).or_default(), sample, threshold);
+            }
         }
         too_late
     }
@@ -149,18 +257,19 @@ impl Aggregator {
             inner.closed_before = inner.closed_before.max(first_open);
             std::mem::replace(&mut inner.minutes, keep)
         };
-        to_rows(closed.into_iter())
+        self.to_rows(closed)
     }
 
     /// A copy of the minutes still open, for live reads.
     pub fn snapshot(&self) -> Vec<MetricRow> {
         let inner = self.inner.lock();
+        let names = self.names.read();
         let mut rows = Vec::new();
         for (minute, keys) in &inner.minutes {
-            for ((key, side), metrics) in keys {
+            for ((slot, side), metrics) in keys {
                 rows.push(MetricRow {
                     minute: *minute,
-                    key: key.clone(),
+                    key: names.key(*slot),
                     side: *side,
                     metrics: metrics.clone(),
                 });
@@ -177,34 +286,24 @@ impl Aggregator {
     /// Closes everything, for shutdown.
     pub fn drain(&self) -> Vec<MetricRow> {
         let closed = std::mem::take(&mut self.inner.lock().minutes);
-        to_rows(closed.into_iter())
+        self.to_rows(closed)
     }
-}
 
-fn cap(set: &mut HashSet<String>, name: String, max: usize) -> (String, Capped) {
-    if set.contains(&name) {
-        return (name, Capped::Kept);
-    }
-    if set.len() < max {
-        set.insert(name.clone());
-        return (name, Capped::Kept);
-    }
-    (OVERFLOW.to_string(), Capped::Overflow)
-}
-
-fn to_rows(minutes: impl Iterator<Item = (i64, MinuteRows)>) -> Vec<MetricRow> {
-    let mut rows = Vec::new();
-    for (minute, keys) in minutes {
-        for ((key, side), metrics) in keys {
-            rows.push(MetricRow {
-                minute,
-                key,
-                side,
-                metrics,
-            });
+    fn to_rows(&self, minutes: BTreeMap<i64, MinuteRows>) -> Vec<MetricRow> {
+        let names = self.names.read();
+        let mut rows = Vec::new();
+        for (minute, keys) in minutes {
+            for ((slot, side), metrics) in keys {
+                rows.push(MetricRow {
+                    minute,
+                    key: names.key(slot),
+                    side,
+                    metrics,
+                });
+            }
         }
+        rows
     }
-    rows
 }
 
 #[cfg(test)]
@@ -217,12 +316,6 @@ mod tests {
             max_instances_per_service: 2,
             max_services: 3,
             apdex_threshold_ms: 100.0,
-        }
-    }
-
-    fn key(name: &str) -> RowKey {
-        RowKey::Service {
-            service: ServiceRef::service("", name),
         }
     }
 
@@ -252,23 +345,31 @@ mod tests {
     #[test]
     fn minutes_close_in_order_and_late_rows_are_refused() {
         let agg = Aggregator::new(limits());
+        let (a, _) = agg.service_id(&ServiceRef::service("", "a"));
+        let key = Slot::Service(a);
         let sample = Sample::default();
         assert_eq!(
-            agg.record(vec![
-                (0, key("a"), Side::Server, sample),
-                (60_000, key("a"), Side::Server, sample),
-                (60_000, key("a"), Side::Client, sample),
+            agg.record(&[
+                (0, key, Side::Server, sample),
+                (60_000, key, Side::Server, sample),
+                (60_000, key, Side::Client, sample),
             ]),
             0
         );
         let closed = agg.close_before(60_000);
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].minute, 0);
+        assert_eq!(
+            closed[0].key,
+            RowKey::Service {
+                service: ServiceRef::service("", "a")
+            }
+        );
         // Minute 0 is closed: a late row for it is refused, minute 1 still takes rows.
         assert_eq!(
-            agg.record(vec![
-                (0, key("a"), Side::Server, sample),
-                (60_000, key("a"), Side::Server, sample),
+            agg.record(&[
+                (0, key, Side::Server, sample),
+                (60_000, key, Side::Server, sample),
             ]),
             1
         );
@@ -283,28 +384,42 @@ mod tests {
     #[test]
     fn caps_fold_the_rest_into_overflow() {
         let agg = Aggregator::new(limits());
-        let svc = ServiceRef::service("", "a");
-        let names: Vec<_> = ["/1", "/2", "/3", "/1"]
+        let (svc, _) = agg.service_id(&ServiceRef::service("", "a"));
+        let ids: Vec<_> = ["/1", "/2", "/3", "/4", "/1"]
             .iter()
-            .map(|e| agg.cap_endpoint(&svc, e.to_string()))
+            .map(|e| agg.endpoint_id(svc, e))
             .collect();
         assert_eq!(
-            names,
+            ids,
             vec![
-                ("/1".to_string(), Capped::Kept),
-                ("/2".to_string(), Capped::Kept),
-                (OVERFLOW.to_string(), Capped::Overflow),
-                ("/1".to_string(), Capped::Kept),
+                (0, Capped::Kept),
+                (1, Capped::Kept),
+                (2, Capped::Overflow),
+                (2, Capped::Overflow),
+                (0, Capped::Kept),
             ]
         );
-        for name in ["a", "b", "c"] {
+        agg.record(&[(0, Slot::Endpoint(svc, 2), Side::Server, Sample::default())]);
+        assert_eq!(
+            agg.snapshot()[0].key,
+            RowKey::Endpoint {
+                service: ServiceRef::service("", "a"),
+                endpoint: OVERFLOW.to_string()
+            }
+        );
+        for name in ["b", "c"] {
             assert_eq!(
-                agg.cap_service(&ServiceRef::service("", name)).1,
+                agg.service_id(&ServiceRef::service("", name)).1,
                 Capped::Kept
             );
         }
-        let (overflow, how) = agg.cap_service(&ServiceRef::service("", "d"));
+        let (overflow, how) = agg.service_id(&ServiceRef::service("", "d"));
         assert_eq!(how, Capped::Overflow);
-        assert_eq!(overflow, ServiceRef::virtual_node(OVERFLOW));
+        assert_eq!(agg.service(overflow), ServiceRef::virtual_node(OVERFLOW));
+        // Names under the cap keep their numbers.
+        assert_eq!(
+            agg.service_id(&ServiceRef::service("", "a")),
+            (svc, Capped::Kept)
+        );
     }
 }

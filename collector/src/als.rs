@@ -1,33 +1,89 @@
-//! The `envoy.service.accesslog.v3.AccessLogService` receiver.
+//! The `envoy.service.accesslog.v3.AccessLogService` receiver. Messages are taken as raw
+//! bytes and read with [`crate::wire`]: only the stream's identifier (once per stream) goes
+//! through a full prost decode.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use meshscope_proto::pb::envoy::service::accesslog::v3::{
-    StreamAccessLogsMessage, StreamAccessLogsResponse,
-    access_log_service_server::{AccessLogService, AccessLogServiceServer},
-    stream_access_logs_message::LogEntries,
-};
+use bytes::Bytes;
+use meshscope_proto::pb::envoy::service::accesslog::v3::StreamAccessLogsResponse;
+use meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::Identifier;
+use prost::Message as _;
+use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
+use tonic::server::{ClientStreamingService, NamedService};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
 use crate::Collector;
-use crate::entry::{self, Observation};
-use crate::identity::NodeIdentity;
+use crate::codec::RawRequests;
+use crate::entry::Reject;
 use crate::ingest::StreamContext;
 use crate::stats;
+use crate::wire;
 
 /// Largest message we decode. Envoy's first message of a stream is 60-75 KB (the node
 /// lists every extension) and later ones stay near its 16 KB flush size.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
+const METHOD_PATH: &str = "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs";
+
+/// The gRPC service, routed by its protobuf name like a generated server.
+#[derive(Clone)]
 pub struct AlsReceiver {
     collector: Arc<Collector>,
 }
 
 impl AlsReceiver {
-    pub fn server(collector: Arc<Collector>) -> AccessLogServiceServer<AlsReceiver> {
-        AccessLogServiceServer::new(AlsReceiver { collector })
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    pub fn server(collector: Arc<Collector>) -> AlsReceiver {
+        AlsReceiver { collector }
+    }
+}
+
+impl NamedService for AlsReceiver {
+    const NAME: &'static str = "envoy.service.accesslog.v3.AccessLogService";
+}
+
+impl<B> Service<http::Request<B>> for AlsReceiver
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let handler = StreamHandler {
+            collector: self.collector.clone(),
+        };
+        if request.uri().path() != METHOD_PATH {
+            return Box::pin(async move { Ok(Status::unimplemented("").into_http()) });
+        }
+        Box::pin(async move {
+            let mut grpc =
+                tonic::server::Grpc::new(RawRequests::<StreamAccessLogsResponse>::default())
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+            Ok(grpc.client_streaming(handler, request).await)
+        })
+    }
+}
+
+struct StreamHandler {
+    collector: Arc<Collector>,
+}
+
+impl ClientStreamingService<Bytes> for StreamHandler {
+    type Response = StreamAccessLogsResponse;
+    type Future = BoxFuture<Response<StreamAccessLogsResponse>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<Bytes>>) -> Self::Future {
+        let collector = self.collector.clone();
+        Box::pin(async move { receive(&collector, request).await })
     }
 }
 
@@ -48,72 +104,63 @@ impl Drop for ActiveStream {
     }
 }
 
-#[tonic::async_trait]
-impl AccessLogService for AlsReceiver {
-    async fn stream_access_logs(
-        &self,
-        request: Request<Streaming<StreamAccessLogsMessage>>,
-    ) -> Result<Response<StreamAccessLogsResponse>, Status> {
-        let peer = request.remote_addr();
-        let mut stream = request.into_inner();
-        let _active = ActiveStream::open();
-        let mut context: Option<StreamContext> = None;
-        loop {
-            let message = match stream.message().await {
-                Ok(Some(message)) => message,
-                Ok(None) => break,
-                Err(status) => {
-                    metrics::counter!(stats::STREAMS_FAILED, "reason" => "malformed").increment(1);
-                    warn!(?peer, error = %status.message(), "access log stream ended by a bad message");
-                    return Err(status);
-                }
-            };
-            metrics::counter!(stats::MESSAGES).increment(1);
-            if let Some(identifier) = &message.identifier {
-                context = Some(
-                    self.collector
-                        .stream_context(identifier)
-                        .map_err(|reason| {
-                            metrics::counter!(stats::STREAMS_FAILED, "reason" => "bad_identifier")
-                                .increment(1);
-                            warn!(?peer, reason, "access log stream refused");
-                            Status::invalid_argument(reason)
-                        })?,
-                );
+async fn receive(
+    collector: &Collector,
+    request: Request<Streaming<Bytes>>,
+) -> Result<Response<StreamAccessLogsResponse>, Status> {
+    let peer = request.remote_addr();
+    let mut stream = request.into_inner();
+    let _active = ActiveStream::open();
+    let mut context: Option<StreamContext> = None;
+    loop {
+        let bytes = match stream.message().await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => break,
+            Err(status) => {
+                metrics::counter!(stats::STREAMS_FAILED, "reason" => "malformed").increment(1);
+                warn!(?peer, error = %status.message(), "access log stream ended by a bad message");
+                return Err(status);
             }
-            let Some(ctx) = &context else {
-                let entries = entry_count(&message);
-                stats::reject("no_identifier", entries as u64);
-                metrics::counter!(stats::STREAMS_FAILED, "reason" => "no_identifier").increment(1);
-                warn!(
-                    ?peer,
-                    entries, "access log stream without an identifier refused"
-                );
-                return Err(Status::invalid_argument(
-                    "the first message of an access log stream must carry an identifier with the node",
-                ));
-            };
-            self.collector.ingest_message(ctx, message);
+        };
+        metrics::counter!(stats::MESSAGES).increment(1);
+        let message = wire::Message::parse(&bytes).map_err(|error| {
+            metrics::counter!(stats::STREAMS_FAILED, "reason" => "malformed").increment(1);
+            warn!(?peer, %error, "access log stream ended by a malformed message");
+            Status::invalid_argument(format!("malformed StreamAccessLogsMessage: {error}"))
+        })?;
+        if let Some(identifier) = message.identifier {
+            let identifier = Identifier::decode(identifier).map_err(|error| {
+                metrics::counter!(stats::STREAMS_FAILED, "reason" => "malformed").increment(1);
+                warn!(?peer, %error, "access log stream ended by a malformed identifier");
+                Status::invalid_argument(format!("malformed stream identifier: {error}"))
+            })?;
+            context = Some(collector.stream_context(&identifier).map_err(|reason| {
+                metrics::counter!(stats::STREAMS_FAILED, "reason" => "bad_identifier").increment(1);
+                warn!(?peer, reason, "access log stream refused");
+                Status::invalid_argument(reason)
+            })?);
         }
-        debug!(?peer, "access log stream closed");
-        Ok(Response::new(StreamAccessLogsResponse {}))
+        let Some(ctx) = &context else {
+            let entries = message.entry_count();
+            stats::reject("no_identifier", entries as u64);
+            metrics::counter!(stats::STREAMS_FAILED, "reason" => "no_identifier").increment(1);
+            warn!(
+                ?peer,
+                entries, "access log stream without an identifier refused"
+            );
+            return Err(Status::invalid_argument(
+                "the first message of an access log stream must carry an identifier with the node",
+            ));
+        };
+        collector.ingest_message(ctx, &message);
     }
-}
-
-fn entry_count(message: &StreamAccessLogsMessage) -> usize {
-    match &message.log_entries {
-        Some(LogEntries::HttpLogs(h)) => h.log_entry.len(),
-        Some(LogEntries::TcpLogs(t)) => t.log_entry.len(),
-        None => 0,
-    }
+    debug!(?peer, "access log stream closed");
+    Ok(Response::new(StreamAccessLogsResponse {}))
 }
 
 impl Collector {
     /// Reads a stream's identifier: who reports, under which log, in which role.
-    pub fn stream_context(
-        &self,
-        identifier: &meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::Identifier,
-    ) -> Result<StreamContext, &'static str> {
+    pub fn stream_context(&self, identifier: &Identifier) -> Result<StreamContext, &'static str> {
         let reporter = self.identify(identifier.node.as_ref())?;
         if identifier.log_name.len() > self.config.max_field_len {
             return Err("the log name is too long");
@@ -132,38 +179,24 @@ impl Collector {
     pub fn identify(
         &self,
         node: Option<&meshscope_proto::pb::envoy::config::core::v3::Node>,
-    ) -> Result<NodeIdentity, &'static str> {
+    ) -> Result<crate::identity::NodeIdentity, &'static str> {
         let node = node.ok_or("the stream identifier has no node")?;
-        NodeIdentity::from_node(node)
+        crate::identity::NodeIdentity::from_node(node)
             .map_err(|_| "the node has no metadata, cluster or id to name it by")
     }
 
-    /// Decodes, checks and aggregates the entries of one message.
-    pub fn ingest_message(&self, ctx: &StreamContext, message: StreamAccessLogsMessage) {
+    /// Reads, checks and aggregates the entries of one message.
+    pub fn ingest_message(&self, ctx: &StreamContext, message: &wire::Message<'_>) {
+        let Some(protocol) = message.protocol else {
+            return;
+        };
         let now = self.clock.now_ms();
         let max_len = self.config.max_field_len;
-        let (kind, results): (&str, Vec<Result<Observation, entry::Reject>>) =
-            match &message.log_entries {
-                Some(LogEntries::HttpLogs(h)) => (
-                    "http",
-                    h.log_entry
-                        .iter()
-                        .map(|e| entry::from_http(e, max_len))
-                        .collect(),
-                ),
-                Some(LogEntries::TcpLogs(t)) => (
-                    "tcp",
-                    t.log_entry
-                        .iter()
-                        .map(|e| entry::from_tcp(e, max_len))
-                        .collect(),
-                ),
-                None => return,
-            };
-        metrics::counter!(stats::ENTRIES_RECEIVED, "kind" => kind).increment(results.len() as u64);
-        let mut accepted = Vec::with_capacity(results.len());
-        let mut rejected: Option<(entry::Reject, usize)> = None;
-        for result in results {
+        let mut received = 0u64;
+        let mut accepted = Vec::new();
+        let mut rejected: Option<(Reject, usize)> = None;
+        for result in message.observations(max_len) {
+            received += 1;
             match result.and_then(|obs| self.time_rules.check(obs.start_ms, now).map(|()| obs)) {
                 Ok(obs) => accepted.push(obs),
                 Err(reject) => {
@@ -173,10 +206,15 @@ impl Collector {
                 }
             }
         }
+        let kind = match protocol {
+            meshscope_storage::Protocol::Http => "http",
+            meshscope_storage::Protocol::Tcp => "tcp",
+        };
+        metrics::counter!(stats::ENTRIES_RECEIVED, "kind" => kind).increment(received);
         if let Some((reject, count)) = rejected {
             self.log_rejection(&ctx.reporter.node_id, &ctx.log_name, reject.reason(), count);
         }
         metrics::counter!(stats::ENTRIES_ACCEPTED).increment(accepted.len() as u64);
-        self.pipeline().ingest(ctx, accepted, now);
+        self.pipeline().ingest(ctx, &accepted, now);
     }
 }

@@ -7,13 +7,20 @@ const MAX_SEGMENT_LEN: usize = 64;
 
 /// `GET /orders/123/items?x=1` -> `GET /orders/{id}/items`.
 pub fn endpoint_name(method: &str, path: &str) -> String {
-    let path = path.split(['?', '#']).next().unwrap_or("");
     let mut out = String::with_capacity(method.len() + path.len() + 2);
+    write_endpoint_name(&mut out, method, path);
+    out
+}
+
+/// [`endpoint_name`] into a buffer the caller reuses, so that the hot path allocates once.
+pub fn write_endpoint_name(out: &mut String, method: &str, path: &str) {
+    out.clear();
+    let path = path.split(['?', '#']).next().unwrap_or("");
     out.push_str(if method.is_empty() { "-" } else { method });
     out.push(' ');
     if path.is_empty() || !path.starts_with('/') {
         out.push('/');
-        return out;
+        return;
     }
     for (index, segment) in path.split('/').skip(1).enumerate() {
         out.push('/');
@@ -30,7 +37,6 @@ pub fn endpoint_name(method: &str, path: &str) -> String {
             out.push_str(segment);
         }
     }
-    out
 }
 
 /// Numbers, UUIDs, long hex, and long mixed tokens are ids; words are not.

@@ -21,6 +21,10 @@ pub enum Reject {
     OversizedField,
     TooOld,
     Future,
+    /// An entry whose fields are not valid protobuf inside valid framing.
+    Malformed,
+    /// A string the pipeline reads is not UTF-8.
+    InvalidUtf8,
 }
 
 impl Reject {
@@ -31,18 +35,21 @@ impl Reject {
             Reject::OversizedField => "oversized_field",
             Reject::TooOld => "too_old",
             Reject::Future => "future",
+            Reject::Malformed => "malformed_entry",
+            Reject::InvalidUtf8 => "invalid_utf8",
         }
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct Observation {
+/// One entry, with its strings borrowed from the received message.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Observation<'a> {
     pub protocol: Protocol,
     pub start_ms: i64,
     pub duration_ms: f64,
-    pub upstream_cluster: String,
-    pub method: String,
-    pub path: String,
+    pub upstream_cluster: &'a str,
+    pub method: &'static str,
+    pub path: &'a str,
     pub status: u32,
     /// A failure response flag (UF, UH, NR, UT, …) or a non-zero grpc-status.
     pub failed: bool,
@@ -51,9 +58,9 @@ pub struct Observation {
     pub upstream_local: Option<SocketAddr>,
     pub upstream_remote: Option<SocketAddr>,
     /// `x-envoy-downstream-service-cluster` when it was logged.
-    pub downstream_cluster_header: Option<String>,
+    pub downstream_cluster_header: Option<&'a str>,
     /// URI SAN of the certificate the downstream peer presented.
-    pub peer_uri_san: Option<String>,
+    pub peer_uri_san: Option<&'a str>,
     /// The downstream connection was TLS with a client certificate.
     pub mtls: bool,
     /// Bytes from the downstream side (the request), and back to it (the response).
@@ -64,7 +71,31 @@ pub struct Observation {
     pub upstream_bytes_in: u64,
 }
 
-impl Observation {
+impl<'a> Observation<'a> {
+    pub fn empty(protocol: Protocol) -> Observation<'a> {
+        Observation {
+            protocol,
+            start_ms: 0,
+            duration_ms: 0.0,
+            upstream_cluster: "",
+            method: "",
+            path: "",
+            status: 0,
+            failed: false,
+            downstream_direct_remote: None,
+            downstream_local: None,
+            upstream_local: None,
+            upstream_remote: None,
+            downstream_cluster_header: None,
+            peer_uri_san: None,
+            mtls: false,
+            downstream_bytes_in: 0,
+            downstream_bytes_out: 0,
+            upstream_bytes_out: 0,
+            upstream_bytes_in: 0,
+        }
+    }
+
     pub fn is_error(&self) -> bool {
         self.failed || self.status >= 500
     }
@@ -72,9 +103,51 @@ impl Observation {
     pub fn is_4xx(&self) -> bool {
         (400..500).contains(&self.status)
     }
+
+    /// A copy that outlives the message, for entries that wait for their peer's report.
+    pub fn to_owned(&self) -> OwnedObservation {
+        OwnedObservation {
+            fields: Observation {
+                upstream_cluster: "",
+                path: "",
+                downstream_cluster_header: None,
+                peer_uri_san: None,
+                ..*self
+            },
+            upstream_cluster: self.upstream_cluster.into(),
+            path: self.path.into(),
+            downstream_cluster_header: self.downstream_cluster_header.map(Into::into),
+            peer_uri_san: self.peer_uri_san.map(Into::into),
+        }
+    }
 }
 
-pub fn from_http(entry: &HttpAccessLogEntry, max_len: usize) -> Result<Observation, Reject> {
+/// An observation that owns its strings.
+#[derive(Clone, Debug)]
+pub struct OwnedObservation {
+    /// Everything but the strings, which are empty here.
+    fields: Observation<'static>,
+    upstream_cluster: Box<str>,
+    path: Box<str>,
+    downstream_cluster_header: Option<Box<str>>,
+    peer_uri_san: Option<Box<str>>,
+}
+
+impl OwnedObservation {
+    pub fn view(&self) -> Observation<'_> {
+        Observation {
+            upstream_cluster: &self.upstream_cluster,
+            path: &self.path,
+            downstream_cluster_header: self.downstream_cluster_header.as_deref(),
+            peer_uri_san: self.peer_uri_san.as_deref(),
+            ..self.fields
+        }
+    }
+}
+
+/// The same reading as [`crate::wire`], from a decoded entry: for tests and tools that
+/// hold prost messages.
+pub fn from_http(entry: &HttpAccessLogEntry, max_len: usize) -> Result<Observation<'_>, Reject> {
     let common = entry
         .common_properties
         .as_ref()
@@ -87,15 +160,14 @@ pub fn from_http(entry: &HttpAccessLogEntry, max_len: usize) -> Result<Observati
         obs.method = RequestMethod::try_from(request.request_method)
             .ok()
             .filter(|m| *m != RequestMethod::MethodUnspecified)
-            .map(|m| m.as_str_name().to_string())
-            .unwrap_or_default();
-        obs.path = request.path.clone();
+            .map_or("", |m| m.as_str_name());
+        obs.path = &request.path;
         if let Some(value) = request.request_headers.get(DOWNSTREAM_CLUSTER_HEADER) {
             if value.len() > max_len {
                 return Err(Reject::OversizedField);
             }
             if !value.is_empty() {
-                obs.downstream_cluster_header = Some(value.clone());
+                obs.downstream_cluster_header = Some(value);
             }
         }
         let request_bytes = request.request_headers_bytes + request.request_body_bytes;
@@ -126,7 +198,7 @@ pub fn from_http(entry: &HttpAccessLogEntry, max_len: usize) -> Result<Observati
     Ok(obs)
 }
 
-pub fn from_tcp(entry: &TcpAccessLogEntry, max_len: usize) -> Result<Observation, Reject> {
+pub fn from_tcp(entry: &TcpAccessLogEntry, max_len: usize) -> Result<Observation<'_>, Reject> {
     let common = entry
         .common_properties
         .as_ref()
@@ -154,7 +226,7 @@ fn from_common(
     common: &AccessLogCommon,
     protocol: Protocol,
     max_len: usize,
-) -> Result<Observation, Reject> {
+) -> Result<Observation<'_>, Reject> {
     let start = common.start_time.as_ref().ok_or(Reject::MissingStartTime)?;
     if common.upstream_cluster.len() > max_len {
         return Err(Reject::OversizedField);
@@ -174,7 +246,7 @@ fn from_common(
     let peer_cert = tls.and_then(|t| t.peer_certificate_properties.as_ref());
     let peer_uri_san = peer_cert.and_then(|p| {
         p.subject_alt_name.iter().find_map(|san| match &san.san {
-            Some(San::Uri(uri)) if uri.len() <= max_len => Some(uri.clone()),
+            Some(San::Uri(uri)) if uri.len() <= max_len => Some(uri.as_str()),
             _ => None,
         })
     });
@@ -183,9 +255,9 @@ fn from_common(
         protocol,
         start_ms,
         duration_ms,
-        upstream_cluster: common.upstream_cluster.clone(),
-        method: String::new(),
-        path: String::new(),
+        upstream_cluster: &common.upstream_cluster,
+        method: "",
+        path: "",
         status: 0,
         failed: common.response_flags.as_ref().is_some_and(failure_flag),
         downstream_direct_remote: common

@@ -4,14 +4,14 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use meshscope_storage::{AccessLogRow, Protocol, RowKey, Side, minute_of};
+use meshscope_storage::{AccessLogRow, Protocol, ServiceRef, Side, minute_of};
 use parking_lot::Mutex;
 
-use crate::aggregate::{Aggregator, Capped, Sample};
-use crate::endpoint::endpoint_name;
-use crate::entry::{Observation, Reject};
+use crate::aggregate::{Aggregator, Capped, Sample, ServiceId, Slot};
+use crate::endpoint::write_endpoint_name;
+use crate::entry::{Observation, OwnedObservation, Reject};
 use crate::identity::NodeIdentity;
-use crate::resolve::{Attribution, Resolution, Resolver};
+use crate::resolve::{Attribution, PeerEvidence, Resolution, Resolver};
 use crate::role::{Role, RoleRules};
 use crate::stats;
 
@@ -28,7 +28,7 @@ struct Waiting {
     deadline_ms: i64,
     reporter: Arc<NodeIdentity>,
     role: Role,
-    obs: Observation,
+    obs: OwnedObservation,
 }
 
 pub struct WaitQueue {
@@ -76,6 +76,9 @@ impl TimeRules {
     }
 }
 
+/// One sample for one row of one minute.
+type Row = (i64, Slot, Side, Sample);
+
 pub struct Pipeline<'a> {
     pub role_rules: &'a RoleRules,
     pub resolver: Resolver<'a>,
@@ -88,30 +91,31 @@ pub struct Pipeline<'a> {
 
 impl Pipeline<'_> {
     /// Resolves and aggregates one message's worth of observations (already time-checked).
-    pub fn ingest(&self, ctx: &StreamContext, observations: Vec<Observation>, now_ms: i64) {
+    pub fn ingest(&self, ctx: &StreamContext, observations: &[Observation<'_>], now_ms: i64) {
         let mut samples = Vec::with_capacity(observations.len() * 4);
         let mut parked = Vec::new();
+        let mut tally = EvidenceTally::default();
         for obs in observations {
             let role = self
                 .role_rules
-                .role(ctx.gateway, &ctx.log_name, &obs.upstream_cluster);
-            self.resolver.learn(&ctx.reporter, role, &obs);
+                .role(ctx.gateway, &ctx.log_name, obs.upstream_cluster);
+            self.resolver.learn(&ctx.reporter, role, obs);
             match self
                 .resolver
-                .resolve(&ctx.reporter, role, &obs, self.join_wait_ms > 0)
+                .resolve(&ctx.reporter, role, obs, self.join_wait_ms > 0)
             {
                 Resolution::Ready {
                     attributions,
                     evidence,
                 } => {
-                    count_evidence(evidence);
-                    self.contribute(&ctx.reporter, &obs, &attributions, &mut samples);
+                    tally.add(evidence);
+                    self.contribute(&ctx.reporter, obs, &attributions, &mut samples);
                 }
                 Resolution::Wait => parked.push(Waiting {
                     deadline_ms: now_ms + self.join_wait_ms,
                     reporter: ctx.reporter.clone(),
                     role,
-                    obs,
+                    obs: obs.to_owned(),
                 }),
             }
         }
@@ -140,15 +144,19 @@ impl Pipeline<'_> {
         }
         let mut samples = Vec::new();
         let mut still = VecDeque::new();
+        let mut tally = EvidenceTally::default();
         for w in pending {
             let may_wait = w.deadline_ms > now_ms;
-            match self.resolver.resolve(&w.reporter, w.role, &w.obs, may_wait) {
+            match self
+                .resolver
+                .resolve(&w.reporter, w.role, &w.obs.view(), may_wait)
+            {
                 Resolution::Ready {
                     attributions,
                     evidence,
                 } => {
-                    count_evidence(evidence);
-                    self.contribute(&w.reporter, &w.obs, &attributions, &mut samples);
+                    tally.add(evidence);
+                    self.contribute(&w.reporter, &w.obs.view(), &attributions, &mut samples);
                 }
                 Resolution::Wait => still.push_back(w),
             }
@@ -174,167 +182,170 @@ impl Pipeline<'_> {
         self.record(samples);
     }
 
-    fn resolve_now(&self, w: Waiting, samples: &mut Vec<(i64, RowKey, Side, Sample)>) {
+    fn resolve_now(&self, w: Waiting, samples: &mut Vec<Row>) {
         if let Resolution::Ready {
             attributions,
             evidence,
-        } = self.resolver.resolve(&w.reporter, w.role, &w.obs, false)
+        } = self
+            .resolver
+            .resolve(&w.reporter, w.role, &w.obs.view(), false)
         {
-            count_evidence(evidence);
-            self.contribute(&w.reporter, &w.obs, &attributions, samples);
+            EvidenceTally::default().add(evidence);
+            self.contribute(&w.reporter, &w.obs.view(), &attributions, samples);
         }
     }
 
-    fn record(&self, samples: Vec<(i64, RowKey, Side, Sample)>) {
+    fn record(&self, samples: Vec<Row>) {
         if samples.is_empty() {
             return;
         }
-        let too_late = self.aggregator.record(samples);
+        let too_late = self.aggregator.record(&samples);
         if too_late > 0 {
             // Counted per row, not per entry: an entry makes up to eight rows.
             stats::reject("closed_minute_rows", too_late as u64);
         }
     }
 
-    fn capped(&self, a: &Attribution) -> Attribution {
-        let mut capped = a.clone();
-        for service in [&mut capped.source, &mut capped.target] {
-            let (kept, how) = self.aggregator.cap_service(service);
-            if how == Capped::Overflow {
-                metrics::counter!(stats::OVERFLOW, "what" => "service").increment(1);
-                *service = kept;
-            }
+    fn service_id(&self, service: &ServiceRef) -> ServiceId {
+        let (id, how) = self.aggregator.service_id(service);
+        if how == Capped::Overflow {
+            metrics::counter!(stats::OVERFLOW, "what" => "service").increment(1);
         }
-        capped
+        id
     }
 
     fn contribute(
         &self,
         reporter: &NodeIdentity,
-        obs: &Observation,
-        attributions: &[Attribution],
-        samples: &mut Vec<(i64, RowKey, Side, Sample)>,
+        obs: &Observation<'_>,
+        attributions: &[Attribution<'_>],
+        samples: &mut Vec<Row>,
     ) {
         let minute = minute_of(obs.start_ms);
-        let endpoint =
-            (obs.protocol == Protocol::Http).then(|| endpoint_name(&obs.method, &obs.path));
-        let mut logged = self
-            .access_log
-            .map(|_| Vec::with_capacity(attributions.len()));
-        for a in attributions {
-            let a = &self.capped(a);
-            if let Some(logged) = &mut logged {
-                logged.push(access_log_row(reporter, obs, a));
+        let http = obs.protocol == Protocol::Http;
+        ENDPOINT.with_borrow_mut(|endpoint| {
+            if http {
+                write_endpoint_name(endpoint, obs.method, obs.path);
             }
-            let (bytes_sent, bytes_received) = match a.side {
-                Side::Server => (obs.downstream_bytes_in, obs.downstream_bytes_out),
-                Side::Client => (obs.upstream_bytes_out, obs.upstream_bytes_in),
-            };
-            let sample = Sample {
-                error: obs.is_error(),
-                error_4xx: obs.is_4xx(),
-                latency_ms: obs.duration_ms,
-                bytes_sent,
-                bytes_received,
-                tcp: obs.protocol == Protocol::Tcp,
-                // Only the server's own TLS handshake proves mutual TLS; the client's log
-                // does not carry the upstream TLS details.
-                mtls: a.side == Side::Server && obs.mtls,
-            };
-            samples.push((
-                minute,
-                RowKey::Edge {
-                    source: a.source.clone(),
-                    target: a.target.clone(),
-                    protocol: obs.protocol,
-                },
-                a.side,
-                sample,
-            ));
-            samples.push((
-                minute,
-                RowKey::Service {
-                    service: a.target.clone(),
-                },
-                a.side,
-                sample,
-            ));
-            let instance = count_overflow(
-                "instance",
-                self.aggregator
-                    .cap_instance(&a.target, a.target_instance.clone()),
-            );
-            samples.push((
-                minute,
-                RowKey::Instance {
-                    service: a.target.clone(),
-                    instance,
-                },
-                a.side,
-                sample,
-            ));
-            if let Some(endpoint) = &endpoint {
-                let endpoint = count_overflow(
-                    "endpoint",
-                    self.aggregator.cap_endpoint(&a.target, endpoint.clone()),
-                );
+            for a in attributions {
+                let source = self.service_id(&a.source);
+                let target = self.service_id(&a.target);
+                if let Some(buffer) = self.access_log {
+                    let row = access_log_row(
+                        reporter,
+                        obs,
+                        &self.aggregator.service(source),
+                        &self.aggregator.service(target),
+                        a.side,
+                    );
+                    buffer.lock().push(row);
+                }
+                let (bytes_sent, bytes_received) = match a.side {
+                    Side::Server => (obs.downstream_bytes_in, obs.downstream_bytes_out),
+                    Side::Client => (obs.upstream_bytes_out, obs.upstream_bytes_in),
+                };
+                let sample = Sample {
+                    error: obs.is_error(),
+                    error_4xx: obs.is_4xx(),
+                    latency_ms: obs.duration_ms,
+                    bytes_sent,
+                    bytes_received,
+                    tcp: obs.protocol == Protocol::Tcp,
+                    // Only the server's own TLS handshake proves mutual TLS; the client's
+                    // log does not carry the upstream TLS details.
+                    mtls: a.side == Side::Server && obs.mtls,
+                };
+                let side = a.side;
                 samples.push((
                     minute,
-                    RowKey::Endpoint {
-                        service: a.target.clone(),
-                        endpoint,
-                    },
-                    a.side,
+                    Slot::Edge(source, target, obs.protocol),
+                    side,
                     sample,
                 ));
+                samples.push((minute, Slot::Service(target), side, sample));
+                let instance = count_overflow(
+                    "instance",
+                    self.aggregator.instance_id(target, &a.target_instance),
+                );
+                samples.push((minute, Slot::Instance(target, instance), side, sample));
+                if http {
+                    let endpoint =
+                        count_overflow("endpoint", self.aggregator.endpoint_id(target, endpoint));
+                    samples.push((minute, Slot::Endpoint(target, endpoint), side, sample));
+                }
             }
-        }
-        if let (Some(buffer), Some(mut logged)) = (self.access_log, logged) {
-            buffer.lock().append(&mut logged);
-        }
+        });
     }
 }
 
+thread_local! {
+    /// The endpoint name of the entry being added, reused so that naming allocates nothing.
+    static ENDPOINT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 /// One access-log row per attribution: the names are the resolved ones the metrics use.
-fn access_log_row(reporter: &NodeIdentity, obs: &Observation, a: &Attribution) -> AccessLogRow {
+fn access_log_row(
+    reporter: &NodeIdentity,
+    obs: &Observation<'_>,
+    source: &ServiceRef,
+    target: &ServiceRef,
+    side: Side,
+) -> AccessLogRow {
     // The same reading of bytes as the metrics, so a sum over the log matches the tables.
-    let (bytes_sent, bytes_received) = match a.side {
+    let (bytes_sent, bytes_received) = match side {
         Side::Server => (obs.downstream_bytes_in, obs.downstream_bytes_out),
         Side::Client => (obs.upstream_bytes_out, obs.upstream_bytes_in),
     };
     AccessLogRow {
         time: obs.start_ms,
-        source_namespace: a.source.namespace.clone(),
-        source_name: a.source.name.clone(),
-        target_namespace: a.target.namespace.clone(),
-        target_name: a.target.name.clone(),
-        side: a.side,
+        source_namespace: source.namespace.clone(),
+        source_name: source.name.clone(),
+        target_namespace: target.namespace.clone(),
+        target_name: target.name.clone(),
+        side,
         protocol: obs.protocol,
-        method: obs.method.clone(),
-        path: obs.path.clone(),
+        method: obs.method.to_string(),
+        path: obs.path.to_string(),
         status: obs.status,
         // Observations keep only whether a failure flag was set, not the flags themselves.
         response_flags: if obs.failed { "failed" } else { "-" }.to_string(),
         duration_ms: obs.duration_ms,
         bytes_sent,
         bytes_received,
-        mtls: a.side == Side::Server && obs.mtls,
+        mtls: side == Side::Server && obs.mtls,
         // Not carried by observations; the column stays for proxies that will log it.
         request_id: String::new(),
         node: reporter.instance.clone(),
     }
 }
 
-fn count_evidence(evidence: Option<crate::resolve::PeerEvidence>) {
-    if let Some(e) = evidence {
-        metrics::counter!(stats::PEER_RESOLVED, "by" => e.as_str()).increment(1);
+/// How callers were named, tallied per message: a labelled counter costs a registry
+/// lookup, too much to pay per entry.
+#[derive(Default)]
+struct EvidenceTally([u64; PeerEvidence::ALL.len()]);
+
+impl EvidenceTally {
+    fn add(&mut self, evidence: Option<PeerEvidence>) {
+        if let Some(e) = evidence {
+            self.0[e as usize] += 1;
+        }
     }
 }
 
-/// The capped name, counting it when it fell into the overflow bucket.
-fn count_overflow(what: &'static str, (name, capped): (String, Capped)) -> String {
+impl Drop for EvidenceTally {
+    fn drop(&mut self) {
+        for (e, n) in PeerEvidence::ALL.iter().zip(self.0) {
+            if n > 0 {
+                metrics::counter!(stats::PEER_RESOLVED, "by" => e.as_str()).increment(n);
+            }
+        }
+    }
+}
+
+/// The capped name's number, counting it when it fell into the overflow bucket.
+fn count_overflow(what: &'static str, (id, capped): (u32, Capped)) -> u32 {
     if capped == Capped::Overflow {
         metrics::counter!(stats::OVERFLOW, "what" => what).increment(1);
     }
-    name
+    id
 }

@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod als;
 pub mod clock;
+pub mod codec;
 pub mod config;
 pub mod endpoint;
 pub mod entry;
@@ -17,6 +18,7 @@ pub mod registry;
 pub mod resolve;
 pub mod role;
 pub mod stats;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -136,6 +138,7 @@ impl Collector {
         metrics::counter!(stats::ROWS_CLOSED).increment(newly_closed.len() as u64);
         let mut closed = std::mem::take(&mut *self.unwritten.lock());
         closed.extend(newly_closed);
+        let wrote_closed = !closed.is_empty();
         let closed_result = if closed.is_empty() {
             Ok(())
         } else {
@@ -147,7 +150,9 @@ impl Collector {
                 }
             }
         };
-        if publish || closed_result.is_ok() {
+        // Publishing copies every open row: do it when asked, and when closed minutes just
+        // reached the store, so that no read counts them twice or misses them.
+        if publish || (wrote_closed && closed_result.is_ok()) {
             self.store.publish_open(self.aggregator.snapshot());
         }
         let logged = self.write_access_log().await;
@@ -203,6 +208,11 @@ impl Collector {
                 log_name, reason, count, "access log entries rejected"
             );
         }
+    }
+
+    /// A copy of every row of the minutes still open.
+    pub fn open_rows(&self) -> Vec<MetricRow> {
+        self.aggregator.snapshot()
     }
 
     /// Resolves parked entries at once and publishes every open minute: what a test or a

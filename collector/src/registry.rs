@@ -27,6 +27,9 @@ struct Known {
     reporters: HashSet<ServiceRef>,
     /// `node.cluster` of each reporter (and learned cluster-name aliases) to its service.
     by_cluster: HashMap<String, ServiceRef>,
+    /// Every reporter that carries each `node.cluster`: plain names such as `ingress` are
+    /// often reused by meshes in other namespaces.
+    reporter_clusters: HashMap<String, Vec<ServiceRef>>,
     /// (namespace, service account) of each reporter.
     by_service_account: HashMap<(String, String), ServiceRef>,
     /// Plain name to the reporters that carry it, for names without a namespace.
@@ -101,6 +104,16 @@ impl Matcher {
     }
 }
 
+/// What a cluster name in a header says about the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterLookup {
+    Found(ServiceRef),
+    /// Several reporters carry the name.
+    Ambiguous,
+    /// No reporter or alias carries it.
+    Unknown,
+}
+
 pub fn parse_service_id(id: &str) -> ServiceRef {
     match id.split_once('/') {
         Some((ns, name)) => ServiceRef::service(ns, name),
@@ -155,6 +168,13 @@ impl Registry {
             known
                 .by_cluster
                 .insert(id.cluster.clone(), id.service.clone());
+            let owners = known
+                .reporter_clusters
+                .entry(id.cluster.clone())
+                .or_default();
+            if !owners.contains(&id.service) {
+                owners.push(id.service.clone());
+            }
         }
         if let Some(sa) = &id.service_account {
             known.by_service_account.insert(
@@ -197,9 +217,25 @@ impl Registry {
         }
     }
 
-    /// A `node.cluster` named by a caller's header.
-    pub fn by_cluster(&self, cluster: &str) -> Option<ServiceRef> {
-        self.known.read().by_cluster.get(cluster).cloned()
+    /// The caller that a `node.cluster` in a header names, as seen by `callee`. When
+    /// reporters in several namespaces carry that cluster name, the one in the callee's
+    /// namespace is meant if there is exactly one; otherwise the header proves nothing.
+    pub fn caller_by_cluster(&self, cluster: &str, callee: &ServiceRef) -> ClusterLookup {
+        let known = self.known.read();
+        match known.reporter_clusters.get(cluster).map(Vec::as_slice) {
+            Some([only]) => ClusterLookup::Found(only.clone()),
+            Some(several) => {
+                let mut local = several.iter().filter(|s| s.namespace == callee.namespace);
+                match (local.next(), local.next()) {
+                    (Some(one), None) => ClusterLookup::Found(one.clone()),
+                    _ => ClusterLookup::Ambiguous,
+                }
+            }
+            None => match known.by_cluster.get(cluster) {
+                Some(alias) => ClusterLookup::Found(alias.clone()),
+                None => ClusterLookup::Unknown,
+            },
+        }
     }
 
     pub fn by_spiffe(&self, id: &SpiffeId) -> ServiceRef {

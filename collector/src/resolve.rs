@@ -5,6 +5,7 @@
 //! its callee from the server's listening address when that server reports for itself,
 //! then the upstream cluster (Istio or plain name), then the static address map.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use meshscope_storage::{ServiceRef, Side};
@@ -12,7 +13,7 @@ use meshscope_storage::{ServiceRef, Side};
 use crate::entry::Observation;
 use crate::identity::NodeIdentity;
 use crate::names::{NamedService, parse_istio_cluster, parse_spiffe, service_from_host};
-use crate::registry::Registry;
+use crate::registry::{ClusterLookup, Registry};
 use crate::role::Role;
 
 /// Virtual node for callers from outside the mesh, as seen by a gateway.
@@ -31,6 +32,14 @@ pub enum PeerEvidence {
 }
 
 impl PeerEvidence {
+    pub const ALL: [PeerEvidence; 5] = [
+        PeerEvidence::Header,
+        PeerEvidence::Certificate,
+        PeerEvidence::Connection,
+        PeerEvidence::StaticMap,
+        PeerEvidence::Fallback,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             PeerEvidence::Header => "header",
@@ -44,18 +53,19 @@ impl PeerEvidence {
 
 /// One call as one side saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Attribution {
+/// The reporter's own names are borrowed: most entries name it on one side.
+pub struct Attribution<'r> {
     pub side: Side,
-    pub source: ServiceRef,
-    pub target: ServiceRef,
+    pub source: Cow<'r, ServiceRef>,
+    pub target: Cow<'r, ServiceRef>,
     /// The instance of the target that answered.
-    pub target_instance: String,
+    pub target_instance: Cow<'r, str>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Resolution {
+pub enum Resolution<'r> {
     Ready {
-        attributions: Vec<Attribution>,
+        attributions: Vec<Attribution<'r>>,
         evidence: Option<PeerEvidence>,
     },
     /// The caller's own report may still be on its way: ask again later.
@@ -68,13 +78,13 @@ pub struct Resolver<'a> {
 
 impl Resolver<'_> {
     /// `may_wait` is false once an entry has waited its time.
-    pub fn resolve(
+    pub fn resolve<'r>(
         &self,
-        reporter: &NodeIdentity,
+        reporter: &'r NodeIdentity,
         role: Role,
         obs: &Observation,
         may_wait: bool,
-    ) -> Resolution {
+    ) -> Resolution<'r> {
         let mut attributions = Vec::with_capacity(2);
         let mut evidence = None;
         if matches!(role, Role::Inbound | Role::Gateway) {
@@ -90,9 +100,9 @@ impl Resolver<'_> {
             evidence = Some(how);
             attributions.push(Attribution {
                 side: Side::Server,
-                source,
-                target: reporter.service.clone(),
-                target_instance: reporter.instance.clone(),
+                source: Cow::Owned(source),
+                target: Cow::Borrowed(&reporter.service),
+                target_instance: Cow::Borrowed(&reporter.instance),
             });
         }
         if matches!(role, Role::Outbound | Role::Gateway) {
@@ -101,9 +111,9 @@ impl Resolver<'_> {
             };
             attributions.push(Attribution {
                 side: Side::Client,
-                source: reporter.service.clone(),
-                target,
-                target_instance,
+                source: Cow::Borrowed(&reporter.service),
+                target: Cow::Owned(target),
+                target_instance: Cow::Owned(target_instance),
             });
         }
         Resolution::Ready {
@@ -141,20 +151,24 @@ impl Resolver<'_> {
         if let Some(cluster) = &obs.downstream_cluster_header {
             // Envoy also sets the header on requests a proxy originates: naming itself
             // is no evidence of the caller.
-            if *cluster != reporter.cluster {
-                let service = self
-                    .registry
-                    .by_cluster(cluster)
-                    .unwrap_or_else(|| self.registry.canonical(&service_from_host(cluster)));
-                if service != reporter.service {
-                    if self.registry.is_reporter(&service) {
-                        return Some((service, PeerEvidence::Header));
-                    }
-                    named_but_unknown = Some((service, PeerEvidence::Header));
+            let service = match self.registry.caller_by_cluster(cluster, &reporter.service) {
+                _ if *cluster == reporter.cluster => None,
+                ClusterLookup::Found(service) => Some(service),
+                ClusterLookup::Ambiguous => None,
+                ClusterLookup::Unknown => {
+                    Some(self.registry.canonical(&service_from_host(cluster)))
                 }
+            };
+            if let Some(service) = service
+                && service != reporter.service
+            {
+                if self.registry.is_reporter(&service) {
+                    return Some((service, PeerEvidence::Header));
+                }
+                named_but_unknown = Some((service, PeerEvidence::Header));
             }
         }
-        if let Some(spiffe) = obs.peer_uri_san.as_deref().and_then(parse_spiffe) {
+        if let Some(spiffe) = obs.peer_uri_san.and_then(parse_spiffe) {
             let service = self.registry.by_spiffe(&spiffe);
             if self.registry.is_reporter(&service) {
                 return Some((service, PeerEvidence::Certificate));
@@ -189,21 +203,19 @@ impl Resolver<'_> {
         if let Some(listener) = remote.and_then(|r| self.registry.listener(r)) {
             // The server itself reported this address: its name wins over the caller's.
             self.registry
-                .learn_cluster_alias(&obs.upstream_cluster, &listener.service);
+                .learn_cluster_alias(obs.upstream_cluster, &listener.service);
             return Some((listener.service, listener.instance));
         }
-        if let Some(service) = self.registry.cluster_alias(&obs.upstream_cluster) {
+        if let Some(service) = self.registry.cluster_alias(obs.upstream_cluster) {
             return Some((service, instance(remote)));
         }
-        let named = match parse_istio_cluster(&obs.upstream_cluster) {
+        let named = match parse_istio_cluster(obs.upstream_cluster) {
             Some(c) if !c.host.is_empty() => Some(service_from_host(c.host)),
             Some(_) => None,
-            None if is_passthrough(&obs.upstream_cluster) || obs.upstream_cluster.is_empty() => {
-                None
-            }
+            None if is_passthrough(obs.upstream_cluster) || obs.upstream_cluster.is_empty() => None,
             None => Some(NamedService {
                 namespace: None,
-                name: obs.upstream_cluster.clone(),
+                name: obs.upstream_cluster.to_string(),
             }),
         };
         if let Some(named) = named {
@@ -218,7 +230,7 @@ impl Resolver<'_> {
         }
         let name = if obs.upstream_cluster == "BlackHoleCluster" {
             "blackhole"
-        } else if is_passthrough(&obs.upstream_cluster) {
+        } else if is_passthrough(obs.upstream_cluster) {
             EXTERNAL
         } else {
             UNKNOWN
@@ -250,27 +262,13 @@ mod tests {
         Some(s.parse().unwrap())
     }
 
-    fn obs() -> Observation {
+    fn obs() -> Observation<'static> {
         Observation {
-            protocol: Protocol::Http,
-            start_ms: 0,
             duration_ms: 1.0,
-            upstream_cluster: String::new(),
-            method: "GET".into(),
-            path: "/".into(),
+            method: "GET",
+            path: "/",
             status: 200,
-            failed: false,
-            downstream_direct_remote: None,
-            downstream_local: None,
-            upstream_local: None,
-            upstream_remote: None,
-            downstream_cluster_header: None,
-            peer_uri_san: None,
-            mtls: false,
-            downstream_bytes_in: 0,
-            downstream_bytes_out: 0,
-            upstream_bytes_out: 0,
-            upstream_bytes_in: 0,
+            ..Observation::empty(Protocol::Http)
         }
     }
 
@@ -361,21 +359,21 @@ mod tests {
 
         let with = |f: &dyn Fn(&mut Observation)| {
             let mut o = obs();
-            o.upstream_cluster = "inbound|8080||".into();
+            o.upstream_cluster = "inbound|8080||";
             f(&mut o);
             o
         };
         let cases: Vec<(&str, Observation, bool, &str, Option<PeerEvidence>)> = vec![
             (
                 "header names the caller's cluster",
-                with(&|o| o.downstream_cluster_header = Some("frontend".into())),
+                with(&|o| o.downstream_cluster_header = Some("frontend")),
                 true,
                 "shop/frontend",
                 Some(PeerEvidence::Header),
             ),
             (
                 "header with an Istio host",
-                with(&|o| o.downstream_cluster_header = Some("frontend.shop".into())),
+                with(&|o| o.downstream_cluster_header = Some("frontend.shop")),
                 true,
                 "shop/frontend",
                 Some(PeerEvidence::Header),
@@ -383,8 +381,8 @@ mod tests {
             (
                 "header beats certificate",
                 with(&|o| {
-                    o.downstream_cluster_header = Some("inventory".into());
-                    o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa".into());
+                    o.downstream_cluster_header = Some("inventory");
+                    o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa");
                 }),
                 true,
                 "inventory",
@@ -393,8 +391,8 @@ mod tests {
             (
                 "the reporter's own cluster in the header is no evidence",
                 with(&|o| {
-                    o.downstream_cluster_header = Some("backend".into());
-                    o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa".into());
+                    o.downstream_cluster_header = Some("backend");
+                    o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa");
                 }),
                 true,
                 "shop/frontend",
@@ -402,23 +400,21 @@ mod tests {
             ),
             (
                 "certificate via service account",
-                with(&|o| {
-                    o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa".into())
-                }),
+                with(&|o| o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa")),
                 true,
                 "shop/frontend",
                 Some(PeerEvidence::Certificate),
             ),
             (
                 "certificate of a service not seen yet: waits",
-                with(&|o| o.peer_uri_san = Some("spiffe://td/ns/ops/sa/cron".into())),
+                with(&|o| o.peer_uri_san = Some("spiffe://td/ns/ops/sa/cron")),
                 true,
                 "<wait>",
                 None,
             ),
             (
                 "certificate of a non-reporter, after the wait",
-                with(&|o| o.peer_uri_san = Some("spiffe://td/ns/ops/sa/cron".into())),
+                with(&|o| o.peer_uri_san = Some("spiffe://td/ns/ops/sa/cron")),
                 false,
                 "ops/cron",
                 Some(PeerEvidence::Certificate),
@@ -500,10 +496,10 @@ mod tests {
             &[("app", "ingress")],
         );
         let mut o = obs();
-        o.upstream_cluster = "outbound|80||frontend.shop.svc.cluster.local".into();
+        o.upstream_cluster = "outbound|80||frontend.shop.svc.cluster.local";
         o.downstream_direct_remote = addr("192.0.2.7:4444");
         o.downstream_local = addr("10.0.0.9:80");
-        o.downstream_cluster_header = Some("ingress".into());
+        o.downstream_cluster_header = Some("ingress");
         match r.resolve(&ingress, Role::Gateway, &o, false) {
             Resolution::Ready { attributions, .. } => {
                 let got: Vec<(Side, String, String)> = attributions
@@ -534,7 +530,7 @@ mod tests {
         };
         let target = |cluster: &str, remote: Option<SocketAddr>| {
             let mut o = obs();
-            o.upstream_cluster = cluster.into();
+            o.upstream_cluster = cluster;
             o.upstream_remote = remote;
             target_of(r.resolve(&m.frontend, Role::Outbound, &o, true))
         };
@@ -577,5 +573,38 @@ mod tests {
         assert_eq!(target(cluster, addr("10.1.1.1:9000")), "inventory");
         // Once learned, the name alone is enough.
         assert_eq!(target(cluster, None), "inventory");
+    }
+
+    #[test]
+    fn a_cluster_name_reused_across_namespaces_is_read_in_the_callee_namespace() {
+        let m = mesh();
+        let r = Resolver {
+            registry: &m.registry,
+        };
+        let shop_ingress = identity("ingress-1", "ingress", &[("NAMESPACE", "shop")], &[]);
+        let lab_ingress = identity("ingress-2", "ingress", &[("NAMESPACE", "lab")], &[]);
+        let lab_api = identity("api-1", "api", &[("NAMESPACE", "lab")], &[]);
+        let ops_job = identity("job-1", "job", &[("NAMESPACE", "ops")], &[]);
+        for id in [&shop_ingress, &lab_ingress, &lab_api, &ops_job] {
+            m.registry.register_reporter(id);
+        }
+        let mut o = obs();
+        o.upstream_cluster = "inbound|8080||";
+        o.downstream_cluster_header = Some("ingress");
+        // Registered last, shop's ingress must not take lab's calls.
+        assert_eq!(
+            source_of(r.resolve(&lab_api, Role::Inbound, &o, false)),
+            ("lab/ingress".to_string(), Some(PeerEvidence::Header))
+        );
+        // Neither namespace's: the header proves nothing, other evidence decides.
+        assert_eq!(
+            source_of(r.resolve(&ops_job, Role::Inbound, &o, false)),
+            ("unknown".to_string(), Some(PeerEvidence::Fallback))
+        );
+        // The backend's own namespace has one ingress: shop's.
+        assert_eq!(
+            source_of(r.resolve(&m.backend, Role::Inbound, &o, false)),
+            ("shop/ingress".to_string(), Some(PeerEvidence::Header))
+        );
     }
 }

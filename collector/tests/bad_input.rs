@@ -5,22 +5,24 @@ mod support;
 
 use std::sync::OnceLock;
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use meshscope_collector::CollectorConfig;
+use meshscope_collector::codec::PreEncodedRequests;
 use meshscope_proto::pb::envoy::config::core::v3::Node;
 use meshscope_proto::pb::envoy::data::accesslog::v3::{
     AccessLogCommon, HttpAccessLogEntry, HttpRequestProperties, HttpResponseProperties,
 };
-use meshscope_proto::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
 use meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::{
     HttpAccessLogEntries, Identifier, LogEntries,
+};
+use meshscope_proto::pb::envoy::service::accesslog::v3::{
+    StreamAccessLogsMessage, StreamAccessLogsResponse,
 };
 use meshscope_proto::pb::google::protobuf::{Duration, Timestamp, UInt32Value};
 use meshscope_storage::{KeyFilter, RowKey, ServiceRef, Table, TimeRange};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use support::{client, serve};
 use tonic::Code;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 const NOW: i64 = 1_800_000_000_000;
 
@@ -204,42 +206,6 @@ async fn entries_missing_fields_or_out_of_time_are_counted_not_folded_in() {
     }
 }
 
-/// Sends raw bytes as messages, to play a proxy that sends garbage.
-#[derive(Clone, Copy)]
-struct RawCodec;
-struct RawEncoder;
-struct RawDecoder;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
-
-impl Encoder for RawEncoder {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawDecoder {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
-
 #[tokio::test]
 async fn a_malformed_message_ends_its_stream_only() {
     recorder();
@@ -260,11 +226,17 @@ async fn a_malformed_message_ends_its_stream_only() {
         .client_streaming(
             tonic::Request::new(tokio_stream::iter(vec![garbage])),
             path,
-            RawCodec,
+            PreEncodedRequests::<StreamAccessLogsResponse>::default(),
         )
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("malformed StreamAccessLogsMessage"),
+        "{status:?}"
+    );
     assert_eq!(
         counter("meshscope_als_streams_failed_total{reason=\"malformed\"}") - before,
         1

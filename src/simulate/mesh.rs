@@ -53,7 +53,7 @@ pub(crate) struct Service {
     pub(crate) port: u16,
     /// Instance addresses; each instance of a meshed service is its own proxy.
     pub(crate) instances: Vec<[u8; 4]>,
-    pub(crate) paths: Vec<&'static str>,
+    pub(crate) paths: Vec<String>,
     /// Median latency of a call to this service, in ms.
     pub(crate) latency_ms: f64,
     pub(crate) error_rate: f64,
@@ -67,10 +67,30 @@ pub(crate) struct Mesh {
     pub(crate) calls: Vec<Vec<(usize, f64)>>,
 }
 
+/// How big a mesh to model, past its number of services.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Shape {
+    /// Services each meshed service calls (when it has that many after it); by default one
+    /// to three.
+    pub(crate) fan_out: Option<usize>,
+    /// Distinct endpoints per service; by default a few of a handful of typical paths.
+    pub(crate) endpoints: Option<usize>,
+}
+
 impl Mesh {
     /// `size` services in all (at least 5): an ingress, layers of meshed services, one
     /// service without a sidecar and a database.
     pub(crate) fn build(size: usize, namespace: &str, names: &[String], seed: u64) -> Mesh {
+        Mesh::build_shaped(size, namespace, names, seed, Shape::default())
+    }
+
+    pub(crate) fn build_shaped(
+        size: usize,
+        namespace: &str,
+        names: &[String],
+        seed: u64,
+        shape: Shape,
+    ) -> Mesh {
         let size = size.max(5);
         let mut rng = SmallRng::seed_from_u64(seed);
         let mut services = Vec::with_capacity(size);
@@ -87,15 +107,22 @@ impl Mesh {
                     Kind::Database => 5432,
                     _ => 8080,
                 },
+                // 10.1.x.y for the first 256 services as before, then 10.2.x.y and on.
                 instances: (0..instances)
-                    .map(|i| [10, 1, index as u8, 10 + i as u8])
+                    .map(|i| [10, 1 + (index >> 8) as u8, index as u8, 10 + i as u8])
                     .collect(),
-                paths: PATHS
-                    .iter()
-                    .copied()
-                    .filter(|_| rng.random_bool(0.6))
-                    .chain(std::iter::once("/"))
-                    .collect(),
+                paths: match shape.endpoints {
+                    Some(n) => (0..n.max(1))
+                        .map(|k| format!("/api/v1/resource{k}/{{n}}"))
+                        .collect(),
+                    None => PATHS
+                        .iter()
+                        .copied()
+                        .filter(|_| rng.random_bool(0.6))
+                        .chain(std::iter::once("/"))
+                        .map(String::from)
+                        .collect(),
+                },
                 latency_ms: rng.random_range(2.0..40.0),
                 error_rate: if rng.random_bool(0.3) {
                     rng.random_range(0.01..0.08)
@@ -125,7 +152,10 @@ impl Mesh {
         let db = services.len() - 1;
         for i in 1..=meshed {
             let later: Vec<usize> = (i + 1..=meshed).collect();
-            let fan_out = rng.random_range(1..=3).min(later.len());
+            let fan_out = shape
+                .fan_out
+                .unwrap_or_else(|| rng.random_range(1..=3))
+                .min(later.len());
             for k in 0..fan_out {
                 let pick = later[(k * 7 + i) % later.len()];
                 if !calls[i].iter().any(|(t, _)| *t == pick) {

@@ -3,8 +3,9 @@
 //! each proxy's own statistics as `StreamMetrics`.
 //! Because it knows the truth, it can print the topology meshscope must show.
 
-mod envoy;
-mod mesh;
+pub(crate) mod envoy;
+pub(crate) mod max;
+pub(crate) mod mesh;
 mod stats;
 pub(crate) mod wide;
 
@@ -54,8 +55,28 @@ pub(crate) struct SimulateArgs {
     #[arg(long = "name")]
     names: Vec<String>,
     /// Print the topology meshscope must show for what was sent, as JSON, at the end
-    #[arg(long)]
+    #[arg(long, conflicts_with = "max")]
     print_expected: bool,
+    /// Services each meshed service calls (default: one to three)
+    #[arg(long)]
+    fan_out: Option<usize>,
+    /// Distinct endpoints per service (default: a few typical paths)
+    #[arg(long)]
+    endpoints: Option<usize>,
+    /// Load generator mode: encode the traffic of --pool-requests calls once, then send it
+    /// round after round as fast as the collector takes it (see --entry-rate), and print
+    /// what was sent as JSON
+    #[arg(long)]
+    max: bool,
+    /// With --max: HTTP/2 connections the proxy streams are spread over
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// With --max: calls encoded ahead of time (each makes one or two entries)
+    #[arg(long, default_value_t = 100_000)]
+    pool_requests: u64,
+    /// With --max: send at most this many entries a second
+    #[arg(long)]
+    entry_rate: Option<f64>,
 }
 
 pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
@@ -68,7 +89,38 @@ pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let mesh = Mesh::build(args.services, &args.namespace, &args.names, args.seed);
+    let shape = mesh::Shape {
+        fan_out: args.fan_out,
+        endpoints: args.endpoints,
+    };
+    let mesh = Mesh::build_shaped(
+        args.services,
+        &args.namespace,
+        &args.names,
+        args.seed,
+        shape,
+    );
+    if args.max {
+        let pool = std::sync::Arc::new(max::Pool::build(mesh, args.pool_requests, args.seed));
+        info!(
+            streams = pool.stream_count(),
+            entries_per_round = pool.entries_per_round,
+            "traffic encoded"
+        );
+        let plan = max::Plan {
+            connections: args.connections,
+            duration: duration.unwrap_or(Duration::from_secs(30)),
+            entry_rate: args.entry_rate,
+        };
+        let sent = max::send(&args.target, pool, plan).await?;
+        info!(
+            entries = sent.entries,
+            entries_per_second = sent.entries_per_second() as u64,
+            "load sent"
+        );
+        println!("{}", serde_json::to_string_pretty(&sent)?);
+        return Ok(());
+    }
     let truth = send(&args.target, mesh, args.rate, args.seed, stop).await?;
     info!(
         requests = truth.requests,
@@ -177,6 +229,9 @@ struct Generator {
     ports: u16,
     batches: BTreeMap<(ProxyKey, Log), Batch>,
     truth: Truth,
+    /// Whether a call goes on to the callee's own callees (a request's whole tree), or
+    /// stops at one hop (a load spread evenly over every edge of a big mesh).
+    follow_calls: bool,
 }
 
 impl Generator {
@@ -215,6 +270,26 @@ impl Generator {
         self.hop(now, n, None, Some((client_ip, client_port)), 0, 1);
     }
 
+    /// One call on an edge picked at random: every edge of a big mesh gets traffic
+    /// without a request walking the whole graph.
+    fn edge_request(&mut self, now: SystemTime, n: u64) {
+        let callers: Vec<usize> = (0..self.mesh.calls.len())
+            .filter(|i| !self.mesh.calls[*i].is_empty())
+            .collect();
+        let caller = callers[self.rng.random_range(0..callers.len())];
+        if caller == 0 {
+            self.request(now, n);
+            return;
+        }
+        self.truth.requests += 1;
+        let target =
+            self.mesh.calls[caller][self.rng.random_range(0..self.mesh.calls[caller].len())].0;
+        let instance = self
+            .rng
+            .random_range(0..self.mesh.services[caller].instances.len());
+        self.hop(now, n, Some((caller, instance)), None, caller, target);
+    }
+
     /// The call from `caller` (a proxy, or the outside when `None`) to service `target`.
     fn hop(
         &mut self,
@@ -231,8 +306,8 @@ impl Generator {
             .random_range(0..self.mesh.services[target].instances.len());
         let target_ip = self.mesh.services[target].instances[instance];
         let port = self.mesh.services[target].port;
-        let paths = self.mesh.services[target].paths.clone();
-        let template = paths[self.rng.random_range(0..paths.len())];
+        let paths = &self.mesh.services[target].paths;
+        let template = paths[self.rng.random_range(0..paths.len())].clone();
         let path = template
             .replace("{n}", &self.rng.random_range(1..100_000u32).to_string())
             .replace(
@@ -343,6 +418,9 @@ impl Generator {
             Log::InboundHttp,
             envoy::http_entry(&server_hop, &request_id),
         );
+        if !self.follow_calls {
+            return;
+        }
         let calls = self.mesh.calls[target].clone();
         for (next, chance) in calls {
             if self.rng.random_bool(chance) {
@@ -411,6 +489,7 @@ async fn send(
         ports: 20_000,
         batches: BTreeMap::new(),
         truth: Truth::default(),
+        follow_calls: true,
     };
     let mut streams: HashMap<(ProxyKey, Log), mpsc::Sender<StreamAccessLogsMessage>> =
         HashMap::new();

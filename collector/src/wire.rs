@@ -1,0 +1,520 @@
+//! Reads `StreamAccessLogsMessage` straight from the received bytes: only the fields the
+//! pipeline uses are looked at, strings are borrowed from the buffer, and nothing is
+//! allocated per entry. A full prost decode builds every header map and string of every
+//! entry only to throw most of them away; at hundreds of thousands of entries a second
+//! that is most of the cost of receiving.
+//!
+//! Field numbers are those of `envoy.data.accesslog.v3` and `envoy.config.core.v3`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use meshscope_proto::pb::envoy::config::core::v3::RequestMethod;
+use meshscope_storage::Protocol;
+
+use crate::entry::{DOWNSTREAM_CLUSTER_HEADER, Observation, Reject};
+
+/// The message is not valid protobuf: the stream that sent it is ended.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("truncated varint")]
+    Varint,
+    #[error("field runs past the end of its message")]
+    Truncated,
+    #[error("field number 0")]
+    FieldZero,
+    #[error("unsupported wire type {0}")]
+    WireType(u8),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Value<'a> {
+    Varint(u64),
+    /// Fixed-width values are skipped: no field the pipeline reads has one.
+    Fixed,
+    Bytes(&'a [u8]),
+}
+
+impl<'a> Value<'a> {
+    fn varint(self) -> u64 {
+        match self {
+            Value::Varint(v) => v,
+            _ => 0,
+        }
+    }
+
+    fn bytes(self) -> &'a [u8] {
+        match self {
+            Value::Bytes(b) => b,
+            _ => &[],
+        }
+    }
+}
+
+/// Iterates over the fields of one message.
+struct Fields<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    fn new(buf: &'a [u8]) -> Fields<'a> {
+        Fields { buf }
+    }
+
+    fn varint(&mut self) -> Result<u64, WireError> {
+        let mut value = 0u64;
+        for (i, &byte) in self.buf.iter().take(10).enumerate() {
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte < 0x80 {
+                self.buf = &self.buf[i + 1..];
+                return Ok(value);
+            }
+        }
+        Err(WireError::Varint)
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], WireError> {
+        if len > self.buf.len() {
+            return Err(WireError::Truncated);
+        }
+        let (head, tail) = self.buf.split_at(len);
+        self.buf = tail;
+        Ok(head)
+    }
+
+    fn next_field(&mut self) -> Option<Result<(u32, Value<'a>), WireError>> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        Some(self.read_field())
+    }
+
+    fn read_field(&mut self) -> Result<(u32, Value<'a>), WireError> {
+        let key = self.varint()?;
+        let field = (key >> 3) as u32;
+        if field == 0 {
+            return Err(WireError::FieldZero);
+        }
+        let value = match (key & 7) as u8 {
+            0 => Value::Varint(self.varint()?),
+            1 => {
+                self.take(8)?;
+                Value::Fixed
+            }
+            2 => {
+                let len = usize::try_from(self.varint()?).map_err(|_| WireError::Truncated)?;
+                Value::Bytes(self.take(len)?)
+            }
+            5 => {
+                self.take(4)?;
+                Value::Fixed
+            }
+            other => return Err(WireError::WireType(other)),
+        };
+        Ok((field, value))
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(u32, Value<'a>), WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_field()
+    }
+}
+
+/// What a message holds, without its entries decoded yet.
+#[derive(Debug)]
+pub struct Message<'a> {
+    /// The encoded `Identifier`, on a stream's first message.
+    pub identifier: Option<&'a [u8]>,
+    pub protocol: Option<Protocol>,
+    /// The encoded `HTTPAccessLogEntries` or `TCPAccessLogEntries`.
+    entries: &'a [u8],
+}
+
+impl<'a> Message<'a> {
+    pub fn parse(buf: &'a [u8]) -> Result<Message<'a>, WireError> {
+        let mut message = Message {
+            identifier: None,
+            protocol: None,
+            entries: &[],
+        };
+        for field in Fields::new(buf) {
+            match field? {
+                (1, v) => message.identifier = Some(v.bytes()),
+                // A oneof: the last one set wins, as in any protobuf decoder.
+                (2, v) => {
+                    message.protocol = Some(Protocol::Http);
+                    message.entries = v.bytes();
+                }
+                (3, v) => {
+                    message.protocol = Some(Protocol::Tcp);
+                    message.entries = v.bytes();
+                }
+                _ => {}
+            }
+        }
+        // Check the framing of the entry list now, so that a bad message is refused whole
+        // before any of it is counted.
+        for field in Fields::new(message.entries) {
+            field?;
+        }
+        Ok(message)
+    }
+
+    /// Number of entries the message carries.
+    pub fn entry_count(&self) -> usize {
+        Fields::new(self.entries)
+            .filter(|f| matches!(f, Ok((1, _))))
+            .count()
+    }
+
+    /// Each entry, read into an observation (or the reason it cannot be counted).
+    pub fn observations(
+        &self,
+        max_len: usize,
+    ) -> impl Iterator<Item = Result<Observation<'a>, Reject>> + 'a {
+        let protocol = self.protocol.unwrap_or(Protocol::Http);
+        Fields::new(self.entries).filter_map(move |field| match field {
+            Ok((1, v)) => Some(match protocol {
+                Protocol::Http => http_entry(v.bytes(), max_len),
+                Protocol::Tcp => tcp_entry(v.bytes(), max_len),
+            }),
+            // Framing was checked by `parse`.
+            _ => None,
+        })
+    }
+}
+
+/// The entry's fields are framed but something inside is not.
+fn malformed(_: WireError) -> Reject {
+    Reject::Malformed
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, Reject> {
+    std::str::from_utf8(bytes).map_err(|_| Reject::InvalidUtf8)
+}
+
+fn bounded(bytes: &[u8], max_len: usize) -> Result<&str, Reject> {
+    if bytes.len() > max_len {
+        return Err(Reject::OversizedField);
+    }
+    utf8(bytes)
+}
+
+fn http_entry(buf: &[u8], max_len: usize) -> Result<Observation<'_>, Reject> {
+    let mut common = None;
+    let mut request = None;
+    let mut response = None;
+    for field in Fields::new(buf) {
+        match field.map_err(malformed)? {
+            (1, v) => common = Some(v.bytes()),
+            (3, v) => request = Some(v.bytes()),
+            (4, v) => response = Some(v.bytes()),
+            _ => {}
+        }
+    }
+    let mut obs = self::common(
+        common.ok_or(Reject::MissingCommon)?,
+        Protocol::Http,
+        max_len,
+    )?;
+    if let Some(request) = request {
+        let mut request_bytes = 0u64;
+        for field in Fields::new(request) {
+            match field.map_err(malformed)? {
+                (1, v) => {
+                    obs.method = i32::try_from(v.varint())
+                        .ok()
+                        .and_then(|m| RequestMethod::try_from(m).ok())
+                        .filter(|m| *m != RequestMethod::MethodUnspecified)
+                        .map_or("", |m| m.as_str_name());
+                }
+                (5, v) => obs.path = bounded(v.bytes(), max_len)?,
+                (11, v) | (12, v) => request_bytes += v.varint(),
+                (13, v) => {
+                    let (key, value) = map_entry(v.bytes())?;
+                    if key == DOWNSTREAM_CLUSTER_HEADER.as_bytes() {
+                        let value = bounded(value, max_len)?;
+                        obs.downstream_cluster_header = (!value.is_empty()).then_some(value);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if obs.downstream_bytes_in == 0 {
+            obs.downstream_bytes_in = request_bytes;
+        }
+        if obs.upstream_bytes_out == 0 {
+            obs.upstream_bytes_out = request_bytes;
+        }
+    }
+    if let Some(response) = response {
+        let mut response_bytes = 0u64;
+        let mut grpc_header = None;
+        let mut grpc_trailer = None;
+        for field in Fields::new(response) {
+            match field.map_err(malformed)? {
+                (1, v) => {
+                    obs.status = Fields::new(v.bytes())
+                        .filter_map(Result::ok)
+                        .filter(|(n, _)| *n == 1)
+                        .map(|(_, v)| v.varint() as u32)
+                        .last()
+                        .unwrap_or(0);
+                }
+                (2, v) | (3, v) => response_bytes += v.varint(),
+                (4, v) => {
+                    let (key, value) = map_entry(v.bytes())?;
+                    if key == b"grpc-status" {
+                        grpc_header = Some(value);
+                    }
+                }
+                (5, v) => {
+                    let (key, value) = map_entry(v.bytes())?;
+                    if key == b"grpc-status" {
+                        grpc_trailer = Some(value);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if grpc_trailer
+            .or(grpc_header)
+            .is_some_and(|s| s.trim_ascii() != b"0")
+        {
+            obs.failed = true;
+        }
+        if obs.downstream_bytes_out == 0 {
+            obs.downstream_bytes_out = response_bytes;
+        }
+        if obs.upstream_bytes_in == 0 {
+            obs.upstream_bytes_in = response_bytes;
+        }
+    }
+    Ok(obs)
+}
+
+fn tcp_entry(buf: &[u8], max_len: usize) -> Result<Observation<'_>, Reject> {
+    let mut common = None;
+    let mut connection = None;
+    for field in Fields::new(buf) {
+        match field.map_err(malformed)? {
+            (1, v) => common = Some(v.bytes()),
+            (2, v) => connection = Some(v.bytes()),
+            _ => {}
+        }
+    }
+    let mut obs = self::common(common.ok_or(Reject::MissingCommon)?, Protocol::Tcp, max_len)?;
+    if let Some(connection) = connection {
+        let (mut received, mut sent) = (0, 0);
+        for field in Fields::new(connection) {
+            match field.map_err(malformed)? {
+                (1, v) => received = v.varint(),
+                (2, v) => sent = v.varint(),
+                _ => {}
+            }
+        }
+        // For a TCP proxy, what it received from downstream went upstream and back.
+        if obs.downstream_bytes_in == 0 {
+            obs.downstream_bytes_in = received;
+        }
+        if obs.downstream_bytes_out == 0 {
+            obs.downstream_bytes_out = sent;
+        }
+        if obs.upstream_bytes_out == 0 {
+            obs.upstream_bytes_out = received;
+        }
+        if obs.upstream_bytes_in == 0 {
+            obs.upstream_bytes_in = sent;
+        }
+    }
+    Ok(obs)
+}
+
+/// `ResponseFlags` fields that mean the proxy got no answer from upstream (or gave up on
+/// it); a client going away or an injected delay is not the server's failure.
+const FAILURE_FLAGS: u32 = (1 << 1)
+    | (1 << 2)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 6)
+    | (1 << 7)
+    | (1 << 8)
+    | (1 << 9)
+    | (1 << 11)
+    | (1 << 16)
+    | (1 << 17)
+    | (1 << 20)
+    | (1 << 23)
+    | (1 << 24)
+    | (1 << 25)
+    | (1 << 26)
+    | (1 << 27);
+
+fn common(buf: &[u8], protocol: Protocol, max_len: usize) -> Result<Observation<'_>, Reject> {
+    let mut obs = Observation::empty(protocol);
+    let mut start = None;
+    let mut duration = None;
+    let mut last_downstream_tx = None;
+    let mut downstream_remote = None;
+    let mut downstream_direct_remote = None;
+    for field in Fields::new(buf) {
+        match field.map_err(malformed)? {
+            (2, v) => downstream_remote = Some(v.bytes()),
+            (3, v) => obs.downstream_local = socket_addr(v.bytes())?,
+            (4, v) => tls(v.bytes(), max_len, &mut obs)?,
+            (5, v) => start = Some(v.bytes()),
+            (12, v) => last_downstream_tx = Some(v.bytes()),
+            (13, v) => obs.upstream_remote = socket_addr(v.bytes())?,
+            (14, v) => obs.upstream_local = socket_addr(v.bytes())?,
+            (15, v) => obs.upstream_cluster = bounded(v.bytes(), max_len)?,
+            (16, v) => {
+                for flag in Fields::new(v.bytes()) {
+                    if let (n @ 1..=31, Value::Varint(set)) = flag.map_err(malformed)?
+                        && set != 0
+                        && FAILURE_FLAGS & (1 << n) != 0
+                    {
+                        obs.failed = true;
+                    }
+                }
+            }
+            (20, v) => downstream_direct_remote = Some(v.bytes()),
+            (23, v) => duration = Some(v.bytes()),
+            (29, v) => obs.downstream_bytes_out = v.varint(),
+            (30, v) => obs.downstream_bytes_in = v.varint(),
+            (31, v) => obs.upstream_bytes_out = v.varint(),
+            (32, v) => obs.upstream_bytes_in = v.varint(),
+            _ => {}
+        }
+    }
+    let (seconds, nanos) = seconds_nanos(start.ok_or(Reject::MissingStartTime)?)?;
+    obs.start_ms = seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(nanos) / 1_000_000);
+    if let Some(d) = duration.or(last_downstream_tx) {
+        let (seconds, nanos) = seconds_nanos(d)?;
+        obs.duration_ms = seconds as f64 * 1000.0 + f64::from(nanos) / 1.0e6;
+    }
+    // The direct remote is the peer of the connection even behind a proxy protocol or
+    // an XFF rewrite of the remote address.
+    if let Some(addr) = downstream_direct_remote.or(downstream_remote) {
+        obs.downstream_direct_remote = socket_addr(addr)?;
+    }
+    Ok(obs)
+}
+
+fn seconds_nanos(buf: &[u8]) -> Result<(i64, i32), Reject> {
+    let (mut seconds, mut nanos) = (0i64, 0i32);
+    for field in Fields::new(buf) {
+        match field.map_err(malformed)? {
+            (1, v) => seconds = v.varint() as i64,
+            (2, v) => nanos = v.varint() as i32,
+            _ => {}
+        }
+    }
+    Ok((seconds, nanos))
+}
+
+fn tls<'a>(buf: &'a [u8], max_len: usize, obs: &mut Observation<'a>) -> Result<(), Reject> {
+    for field in Fields::new(buf) {
+        let (5, peer) = field.map_err(malformed)? else {
+            continue;
+        };
+        let mut has_identity = false;
+        for cert_field in Fields::new(peer.bytes()) {
+            match cert_field.map_err(malformed)? {
+                (1, san) => {
+                    has_identity = true;
+                    for san_field in Fields::new(san.bytes()) {
+                        if let (1, uri) = san_field.map_err(malformed)?
+                            && obs.peer_uri_san.is_none()
+                            && uri.bytes().len() <= max_len
+                        {
+                            obs.peer_uri_san = Some(utf8(uri.bytes())?);
+                        }
+                    }
+                }
+                (2, subject) => has_identity |= !subject.bytes().is_empty(),
+                _ => {}
+            }
+        }
+        obs.mtls = has_identity;
+    }
+    Ok(())
+}
+
+/// A `map<string, string>` entry: key 1, value 2.
+fn map_entry(buf: &[u8]) -> Result<(&[u8], &[u8]), Reject> {
+    let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
+    for field in Fields::new(buf) {
+        match field.map_err(malformed)? {
+            (1, v) => key = v.bytes(),
+            (2, v) => value = v.bytes(),
+            _ => {}
+        }
+    }
+    Ok((key, value))
+}
+
+/// An `Address` holding a `SocketAddress` with a literal IP; anything else (a pipe, an
+/// internal address, a name to resolve) is no use for matching connections.
+fn socket_addr(buf: &[u8]) -> Result<Option<SocketAddr>, Reject> {
+    let mut socket = None;
+    for field in Fields::new(buf) {
+        if let (1, v) = field.map_err(malformed)? {
+            socket = Some(v.bytes());
+        }
+    }
+    let Some(socket) = socket else {
+        return Ok(None);
+    };
+    let (mut ip, mut port) = (None, 0u32);
+    for field in Fields::new(socket) {
+        match field.map_err(malformed)? {
+            (2, v) => ip = std::str::from_utf8(v.bytes()).ok(),
+            (3, v) => port = v.varint() as u32,
+            _ => {}
+        }
+    }
+    let Some(ip) = ip.and_then(|ip| ip.parse::<IpAddr>().ok()) else {
+        return Ok(None);
+    };
+    Ok(u16::try_from(port)
+        .ok()
+        .map(|port| SocketAddr::new(ip, port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_and_framing_errors() {
+        assert_eq!(
+            Fields::new(&[0x08, 0x96, 0x01]).next().unwrap().unwrap().0,
+            1
+        );
+        assert_eq!(
+            Fields::new(&[0x08, 0x96]).next().unwrap().unwrap_err(),
+            WireError::Varint
+        );
+        assert_eq!(
+            Fields::new(&[0x12, 0x05, 0x01])
+                .next()
+                .unwrap()
+                .unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(
+            Fields::new(&[0x00, 0x01]).next().unwrap().unwrap_err(),
+            WireError::FieldZero
+        );
+        assert_eq!(
+            Fields::new(&[0x0b]).next().unwrap().unwrap_err(),
+            WireError::WireType(3)
+        );
+        assert!(Message::parse(&[0x12, 0x03, 0x0a, 0x05, 0x00]).is_err());
+    }
+}

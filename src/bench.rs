@@ -1,0 +1,506 @@
+//! `meshscope bench`: the ingest benchmark in one command. The same pre-encoded load is sent
+//! first to a decode-and-discard sink (`meshscope sink`: a tonic server that decodes each
+//! message with prost and drops it, the floor cost of receiving), then to a real
+//! `meshscope serve`. Both run as child processes, so their CPU time and peak memory are
+//! read from /proc alone. Then freshness: at half the measured rate, how long an entry takes
+//! from its send to showing in the HTTP API.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail};
+use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
+use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_server::{
+    AccessLogService, AccessLogServiceServer,
+};
+use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{
+    HttpAccessLogEntries, LogEntries,
+};
+use envoy_types::pb::envoy::service::accesslog::v3::{
+    StreamAccessLogsMessage, StreamAccessLogsResponse,
+};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::info;
+
+use crate::simulate::envoy::{self, Hop, Proxy};
+use crate::simulate::max::{self, Plan, Pool, Sent};
+use crate::simulate::mesh::{Mesh, Shape};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct SinkArgs {
+    /// Where to listen for access log streams
+    #[arg(long, default_value = "127.0.0.1:11900")]
+    grpc_addr: SocketAddr,
+}
+
+/// The floor: receive and decode, keep nothing.
+pub(crate) async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
+    let sink = Sink {
+        entries: Arc::new(AtomicU64::new(0)),
+    };
+    info!(grpc_addr = %args.grpc_addr, "decode-and-discard sink listening");
+    tonic::transport::Server::builder()
+        .add_service(
+            AccessLogServiceServer::new(sink)
+                .max_decoding_message_size(meshscope_collector::als::MAX_MESSAGE_BYTES),
+        )
+        .serve_with_shutdown(args.grpc_addr, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("sink server")
+}
+
+struct Sink {
+    entries: Arc<AtomicU64>,
+}
+
+#[tonic::async_trait]
+impl AccessLogService for Sink {
+    async fn stream_access_logs(
+        &self,
+        request: tonic::Request<tonic::Streaming<StreamAccessLogsMessage>>,
+    ) -> Result<tonic::Response<StreamAccessLogsResponse>, tonic::Status> {
+        let mut stream = request.into_inner();
+        while let Some(message) = stream.message().await? {
+            let n = match &message.log_entries {
+                Some(LogEntries::HttpLogs(h)) => h.log_entry.len(),
+                Some(LogEntries::TcpLogs(t)) => t.log_entry.len(),
+                None => 0,
+            };
+            self.entries.fetch_add(n as u64, Ordering::Relaxed);
+            drop(std::hint::black_box(message));
+        }
+        Ok(tonic::Response::new(StreamAccessLogsResponse {}))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Services in the simulated mesh
+    #[arg(long, default_value_t = 100)]
+    services: usize,
+    /// Services each meshed service calls (default: one to three)
+    #[arg(long)]
+    fan_out: Option<usize>,
+    /// Distinct endpoints per service (default: a few typical paths)
+    #[arg(long)]
+    endpoints: Option<usize>,
+    /// Calls encoded ahead of time and sent round after round
+    #[arg(long, default_value_t = 200_000)]
+    pool_requests: u64,
+    /// HTTP/2 connections from the generator
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Seconds of load for each of the sink and meshscope
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// Seconds of the freshness run at half the maximum rate (0 skips it)
+    #[arg(long, default_value_t = 15.0)]
+    freshness_seconds: f64,
+    /// Skip the sink and run meshscope only, at this many entries a second for --seconds,
+    /// sampling its memory every 10 s (a steady-state run)
+    #[arg(long)]
+    steady_rate: Option<f64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Measured {
+    sent: Sent,
+    entries_per_second: f64,
+    cpu_seconds: f64,
+    cpu_seconds_per_million_entries: f64,
+    peak_rss_mib: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: String,
+    streams: usize,
+    entries_per_round: u64,
+    bytes_per_entry: f64,
+    sink: Option<Measured>,
+    meshscope: Measured,
+    ratio: Option<f64>,
+    freshness_ms: Option<Freshness>,
+    rss_samples_mib: Vec<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Freshness {
+    rate: f64,
+    probes: usize,
+    p50: f64,
+    max: f64,
+}
+
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let shape = Shape {
+        fan_out: args.fan_out,
+        endpoints: args.endpoints,
+    };
+    let mesh = Mesh::build_shaped(args.services, "bench", &[], 11, shape);
+    let built = Instant::now();
+    let pool = Arc::new(Pool::build(mesh, args.pool_requests, 11));
+    info!(
+        streams = pool.stream_count(),
+        entries_per_round = pool.entries_per_round,
+        seconds = built.elapsed().as_secs_f64(),
+        "traffic encoded"
+    );
+    let exe = std::env::current_exe().context("finding the meshscope binary")?;
+    let duration = Duration::from_secs_f64(args.seconds);
+
+    let plan = Plan {
+        connections: args.connections,
+        duration,
+        entry_rate: args.steady_rate,
+    };
+    let sink = if args.steady_rate.is_none() {
+        let grpc = free_port()?;
+        let mut child = spawn(&exe, &["sink", "--grpc-addr", &grpc.to_string()])?;
+        let measured = measure(&mut child, grpc, &pool, plan).await?;
+        stop(child);
+        print_line("sink", &measured);
+        Some(measured)
+    } else {
+        None
+    };
+
+    let grpc = free_port()?;
+    let http = free_port()?;
+    let data = tempfile::tempdir().context("temporary data directory")?;
+    let data_dir = data.path().display().to_string();
+    let serve_args = [
+        "serve",
+        "--grpc-addr",
+        &grpc.to_string(),
+        "--http-addr",
+        &http.to_string(),
+        "--data-dir",
+        &data_dir,
+    ];
+    let mut child = spawn(&exe, &serve_args)?;
+    let sampler = args
+        .steady_rate
+        .map(|_| tokio::spawn(sample_rss(child.id())));
+    let meshscope = measure(&mut child, grpc, &pool, plan).await?;
+    print_line("meshscope", &meshscope);
+    let freshness = if args.freshness_seconds > 0.0 && args.steady_rate.is_none() {
+        let rate = meshscope.entries_per_second / 2.0;
+        Some(
+            freshness(
+                grpc,
+                http,
+                pool.clone(),
+                args.connections,
+                rate,
+                args.freshness_seconds,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let rss_samples_mib = match sampler {
+        Some(task) => {
+            task.abort();
+            let _ = task.await;
+            read_samples()
+        }
+        None => Vec::new(),
+    };
+    stop(child);
+
+    let ratio = sink
+        .as_ref()
+        .map(|s| meshscope.entries_per_second / s.entries_per_second);
+    let report = Report {
+        machine: machine(),
+        streams: pool.stream_count(),
+        entries_per_round: pool.entries_per_round,
+        bytes_per_entry: pool.bytes_per_round as f64 / pool.entries_per_round.max(1) as f64,
+        sink,
+        meshscope,
+        ratio,
+        freshness_ms: freshness,
+        rss_samples_mib,
+    };
+    if let Some(ratio) = report.ratio {
+        eprintln!("ratio (meshscope / sink): {ratio:.2}");
+    }
+    if let Some(f) = &report.freshness_ms {
+        eprintln!(
+            "freshness at {:.0} entries/s: p50 {:.0} ms, max {:.0} ms over {} probes",
+            f.rate, f.p50, f.max, f.probes
+        );
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+fn print_line(what: &str, m: &Measured) {
+    eprintln!(
+        "{what:>9}: {:>9.0} entries/s, {:.2} CPU s per million entries, peak RSS {:.0} MiB",
+        m.entries_per_second, m.cpu_seconds_per_million_entries, m.peak_rss_mib
+    );
+}
+
+/// Sends the plan's load to a child server and reads what it cost the child.
+async fn measure(
+    child: &mut Child,
+    grpc: SocketAddr,
+    pool: &Arc<Pool>,
+    plan: Plan,
+) -> anyhow::Result<Measured> {
+    wait_for_port(grpc, child).await?;
+    let pid = child.id();
+    let before = cpu_seconds(pid)?;
+    let sent = max::send(&format!("http://{grpc}"), pool.clone(), plan).await?;
+    let cpu = cpu_seconds(pid)? - before;
+    Ok(Measured {
+        entries_per_second: sent.entries_per_second(),
+        cpu_seconds: cpu,
+        cpu_seconds_per_million_entries: cpu / (sent.entries as f64 / 1e6).max(1e-9),
+        peak_rss_mib: peak_rss_mib(pid)?,
+        sent,
+    })
+}
+
+/// Sends at `rate` for `seconds` while a probe proxy reports one call a second, and times
+/// each call from its send until the API counts it.
+async fn freshness(
+    grpc: SocketAddr,
+    http: SocketAddr,
+    pool: Arc<Pool>,
+    connections: usize,
+    rate: f64,
+    seconds: f64,
+) -> anyhow::Result<Freshness> {
+    let target = format!("http://{grpc}");
+    let load = tokio::spawn({
+        let target = target.clone();
+        async move {
+            max::send(
+                &target,
+                pool,
+                Plan {
+                    connections,
+                    duration: Duration::from_secs_f64(seconds + 2.0),
+                    entry_rate: Some(rate),
+                },
+            )
+            .await
+        }
+    });
+    let mut client = AccessLogServiceClient::connect(target).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let call = tokio::spawn(async move {
+        client
+            .stream_access_logs(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    let probe = Proxy {
+        node_id: "freshness-probe-0".into(),
+        cluster: "freshness-probe".into(),
+        namespace: "bench".into(),
+        pod: "freshness-probe-0".into(),
+        ip: [10, 250, 0, 1],
+    };
+    let mut times = Vec::new();
+    let mut identifier = Some(envoy::identifier(&probe, "freshness-probe_inbound_http"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let probes = seconds.floor().max(1.0) as u64;
+    for k in 1..=probes {
+        let hop = Hop {
+            start: SystemTime::now(),
+            latency_ms: 1.0,
+            cluster: "inbound|8080||".into(),
+            downstream_remote: ([10, 1, 0, 10], 40_000 + k as u16),
+            downstream_local: (probe.ip, 8080),
+            upstream_local: ([127, 0, 0, 6], 41_000 + k as u16),
+            upstream_remote: ([127, 0, 0, 1], 8080),
+            // The mesh's ingress reports for itself, so the caller is named at once.
+            caller_cluster: Some("ingress"),
+            peer_spiffe: None,
+            method: 1,
+            path: "/probe",
+            status: 200,
+            request_bytes: 100,
+            response_bytes: 100,
+        };
+        let message = StreamAccessLogsMessage {
+            identifier: identifier.take(),
+            log_entries: Some(LogEntries::HttpLogs(HttpAccessLogEntries {
+                log_entry: vec![envoy::http_entry(&hop, &format!("probe-{k}"))],
+            })),
+        };
+        let sent = Instant::now();
+        tx.send(message).await.context("probe stream closed")?;
+        loop {
+            if probe_calls(http).await? >= k {
+                times.push(sent.elapsed().as_secs_f64() * 1000.0);
+                break;
+            }
+            if sent.elapsed() > Duration::from_secs(30) {
+                bail!("probe call {k} did not show in the API within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let next = sent + Duration::from_secs(1);
+        tokio::time::sleep_until(next.into()).await;
+    }
+    drop(tx);
+    call.await??;
+    load.await??;
+    times.sort_by(f64::total_cmp);
+    Ok(Freshness {
+        rate,
+        probes: times.len(),
+        p50: times[times.len() / 2],
+        max: *times.last().unwrap_or(&0.0),
+    })
+}
+
+async fn probe_calls(http: SocketAddr) -> anyhow::Result<u64> {
+    let body = http_get(http, "/api/v1/services/bench%2Ffreshness-probe?window=5m").await?;
+    let Some(body) = body else {
+        return Ok(0);
+    };
+    let json: serde_json::Value = serde_json::from_str(&body)?;
+    Ok(json["metrics"]["calls"].as_u64().unwrap_or(0))
+}
+
+/// The body of a 200 answer, `None` for a 404.
+async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<Option<String>> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: meshscope\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    if response.starts_with("HTTP/1.1 404") {
+        return Ok(None);
+    }
+    if !response.starts_with("HTTP/1.1 200") {
+        bail!("GET {path}: {}", response.lines().next().unwrap_or(""));
+    }
+    Ok(response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()))
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
+
+fn spawn(exe: &PathBuf, args: &[&str]) -> anyhow::Result<Child> {
+    Command::new(exe)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting meshscope {}", args[0]))
+}
+
+async fn wait_for_port(addr: SocketAddr, child: &mut Child) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("the child process exited before listening: {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("nothing listens on {addr} after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn stop(mut child: Child) {
+    // SIGINT lets meshscope flush and exit as it would in production.
+    // SAFETY: kill(2) with a pid we own and a valid signal has no memory effects.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// User and system CPU time of a process, all threads.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("unexpected /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields[11].parse()?;
+    let stime: f64 = fields[12].parse()?;
+    // SAFETY: sysconf reads a constant of the running system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok((utime + stime) / ticks)
+}
+
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .with_context(|| format!("no {field} in /proc status"))?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("malformed /proc status")?
+        .parse()?)
+}
+
+fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    Ok(status_kib(pid, "VmHWM:")? / 1024.0)
+}
+
+static SAMPLES: std::sync::Mutex<Vec<f64>> = std::sync::Mutex::new(Vec::new());
+
+async fn sample_rss(pid: u32) {
+    let mut interval = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        interval.tick().await;
+        if let Ok(kib) = status_kib(pid, "VmRSS:") {
+            let mib = kib / 1024.0;
+            eprintln!("rss: {mib:.0} MiB");
+            SAMPLES.lock().expect("samples").push(mib);
+        }
+    }
+}
+
+fn read_samples() -> Vec<f64> {
+    SAMPLES.lock().expect("samples").clone()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}
