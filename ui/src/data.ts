@@ -27,10 +27,10 @@ export interface TopoNode {
 }
 
 /// What the caller's proxy knows of the callee's hosts; only present when the caller's proxy
-/// streams its statistics.
+/// streams its statistics. The host counts are null when the proxy did not report them.
 export interface UpstreamHealth {
-  healthy: number;
-  total: number;
+  healthy: number | null;
+  total: number | null;
   circuit_breaker_open?: boolean;
 }
 
@@ -400,12 +400,20 @@ export function proxyFigures(series: ProxySeries[]): ProxyFigures {
   };
 }
 
-/// "2/3 hosts healthy · circuit breaker open": what the edge's caller sees of the callee.
+/// "2/3 hosts healthy · circuit breaker open": what the edge's caller sees of the callee. A
+/// closed breaker is said too, so that a reader knows it was reported rather than unknown.
 export function upstreamHealthText(u: UpstreamHealth | null | undefined): string | null {
-  if (!u || typeof u.healthy !== "number" || typeof u.total !== "number") return null;
-  const parts = [`${u.healthy}/${u.total} hosts healthy`];
-  if (u.circuit_breaker_open) parts.push("circuit breaker open");
+  if (!u) return null;
+  const hosts = typeof u.healthy === "number" && typeof u.total === "number";
+  const parts = [hosts ? `${u.healthy}/${u.total} hosts healthy` : "hosts not reported"];
+  if (typeof u.circuit_breaker_open === "boolean") parts.push(`circuit breaker ${u.circuit_breaker_open ? "open" : "closed"}`);
   return parts.join(" · ");
+}
+
+/// An open breaker or an unhealthy host: the caller is already failing over or shedding load.
+export function upstreamDegraded(u: UpstreamHealth | null | undefined): boolean {
+  if (!u) return false;
+  return u.circuit_breaker_open === true || (u.healthy != null && u.total != null && u.healthy < u.total);
 }
 
 export function fmtDuration(seconds: number | null): string {

@@ -20,6 +20,7 @@ import {
   PROXY_STATS,
   rangeLabel,
   toLocalInput,
+  upstreamDegraded,
   upstreamHealthText,
   windowParams,
   type Proxy,
@@ -717,9 +718,7 @@ async function openEdge(e: TopoEdge): Promise<void> {
     const upstream = upstreamHealthText(e.upstream_health);
     if (upstream) {
       const line = el("p", { className: "upstream-health", text: `Upstream: ${upstream}` });
-      if (e.upstream_health?.circuit_breaker_open || (e.upstream_health && e.upstream_health.healthy < e.upstream_health.total)) {
-        line.classList.add("degraded");
-      }
+      if (upstreamDegraded(e.upstream_health)) line.classList.add("degraded");
       body.append(line);
     }
     if (!d) {

@@ -34,7 +34,7 @@ try {
   await until("the captured mesh in the API", async () => {
     const t = await api("/api/v1/topology?window=15m");
     const e = t.edges.find((x) => x.source === "shop/frontend" && x.target === "shop/backend");
-    return e && e.metrics.calls === 300 && t.nodes.some((n) => n.name === XSS);
+    return e && e.metrics.calls === 300 && e.upstream_health && t.nodes.some((n) => n.name === XSS);
   });
   const truth = await api("/api/v1/topology?window=15m");
 
@@ -188,6 +188,42 @@ try {
     await page.waitForSelector("#panel .chart canvas");
     const rows = await page.locator("#panel table tbody tr td:first-child").allTextContents();
     assert.deepEqual(rows.sort(), ["client side", "server side"]);
+  });
+
+  await test("the edge panel and hover show the caller's view of its upstream", async () => {
+    const fromTopology = truth.edges.find((x) => x.source === "shop/frontend" && x.target === "shop/backend" && x.protocol === "http").upstream_health;
+    const edges = await api("/api/v1/edges?source=shop%2Ffrontend&target=shop%2Fbackend&protocol=http&window=15m");
+    const health = edges.edges[0].upstream_health;
+    // The capture's frontend sidecar reports one backend member, healthy, and no breaker open.
+    assert.deepEqual(
+      { healthy: health.healthy, total: health.total, circuit_breaker_open: health.circuit_breaker_open, clusters: health.clusters, reported_by: health.reported_by },
+      { healthy: 1, total: 1, circuit_breaker_open: false, clusters: ["outbound|18200||backend.shop.svc.cluster.local"], reported_by: ["frontend-v1-pod-1"] },
+    );
+    assert.deepEqual(fromTopology, health, "the topology and the edge endpoint agree");
+    const expected = `${health.healthy}/${health.total} hosts healthy · circuit breaker ${health.circuit_breaker_open ? "open" : "closed"}`;
+    assert.equal(expected, "1/1 hosts healthy · circuit breaker closed");
+
+    await clickElement("shop/frontend->shop/backend:http");
+    await page.waitForSelector("#panel .upstream-health");
+    assert.equal(await page.textContent("#panel h2"), "shop/frontend → shop/backend");
+    assert.equal(await page.textContent("#panel .upstream-health"), `Upstream: ${expected}`);
+    assert.equal(await page.locator("#panel .upstream-health.degraded").count(), 0, "a healthy upstream is not flagged");
+
+    const box = await page.locator("#map").boundingBox();
+    const mid = await page.evaluate(() => window.__meshscope.cy.getElementById("shop/frontend->shop/backend:http").renderedMidpoint());
+    await page.mouse.move(box.x + mid.x, box.y + mid.y);
+    await page.waitForSelector("#tooltip:not([hidden])");
+    const lines = (await page.textContent("#tooltip")).split("\n");
+    assert.equal(lines[0], "shop/frontend → shop/backend (http)");
+    assert.equal(lines.at(-1), `upstream: ${expected}`);
+    await page.mouse.move(box.x + 2, box.y + 2);
+
+    // Callers from outside the mesh have no proxy that reports to meshscope: no upstream line.
+    assert.equal(truth.edges.find((x) => x.source === "external").upstream_health, undefined);
+    await clickElement("external->shop/ingress:http");
+    await page.waitForFunction(() => document.querySelector("#panel h2")?.textContent === "external → shop/ingress");
+    await page.waitForSelector("#panel .chart canvas");
+    assert.equal(await page.locator("#panel .upstream-health").count(), 0);
   });
 
   await test("the time picker changes the URL and the request window", async () => {

@@ -6,6 +6,7 @@ import {
   proxyFigures,
   rangeLabel,
   toLocalInput,
+  upstreamDegraded,
   upstreamHealthText,
   type ProxySeries,
   DEFAULT_STATE,
@@ -210,9 +211,18 @@ describe("proxy figures", () => {
     expect(proxyFigures([])).toEqual({ memory_bytes: null, connections: null, uptime_s: null, requests: 0, errors_5xx: 0, clusters: [] });
   });
   it("describes upstream health only when the edge has it", () => {
-    expect(upstreamHealthText({ healthy: 2, total: 3, circuit_breaker_open: false })).toBe("2/3 hosts healthy");
+    expect(upstreamHealthText({ healthy: 2, total: 3, circuit_breaker_open: false })).toBe("2/3 hosts healthy · circuit breaker closed");
     expect(upstreamHealthText({ healthy: 0, total: 3, circuit_breaker_open: true })).toBe("0/3 hosts healthy · circuit breaker open");
+    expect(upstreamHealthText({ healthy: null, total: null, circuit_breaker_open: false })).toBe("hosts not reported · circuit breaker closed");
+    expect(upstreamHealthText({ healthy: 1, total: 1 })).toBe("1/1 hosts healthy");
     expect(upstreamHealthText(undefined)).toBeNull();
     expect(upstreamHealthText(null)).toBeNull();
+  });
+  it("calls upstream health degraded on an open breaker or a host down", () => {
+    expect(upstreamDegraded({ healthy: 1, total: 1, circuit_breaker_open: false })).toBe(false);
+    expect(upstreamDegraded({ healthy: 2, total: 3, circuit_breaker_open: false })).toBe(true);
+    expect(upstreamDegraded({ healthy: 1, total: 1, circuit_breaker_open: true })).toBe(true);
+    expect(upstreamDegraded({ healthy: null, total: null, circuit_breaker_open: false })).toBe(false);
+    expect(upstreamDegraded(undefined)).toBe(false);
   });
 });
