@@ -31,13 +31,33 @@ fn main() {
         .max();
     let fresh = matches!((built, sources), (Some(b), Some(s)) if b >= s);
     if !skip && !fresh {
-        if !ui.join("node_modules").is_dir() {
+        if let Some(why) = install_needed(&ui) {
+            println!("cargo:warning=running `npm ci` in ui/: {why}");
             npm(&ui, &["ci", "--no-audit", "--no-fund"]);
         }
         npm(&ui, &["run", "build"]);
     }
     // The embedding needs the folder even when the UI is skipped.
     std::fs::create_dir_all(&dist).expect("cannot create ui/dist");
+}
+
+/// Why `ui/node_modules` must be installed again, if it must. npm writes
+/// `node_modules/.package-lock.json` on every install, so a lock file newer than it means a
+/// pull brought dependencies that the installed tree lacks, and the build would fail on them.
+fn install_needed(ui: &Path) -> Option<&'static str> {
+    let installed = ui.join("node_modules");
+    if !installed.is_dir() {
+        return Some("node_modules is missing");
+    }
+    let Some(installed_at) = modified(&installed.join(".package-lock.json")) else {
+        return Some("node_modules/.package-lock.json is missing");
+    };
+    match modified(&ui.join("package-lock.json")) {
+        Some(locked_at) if locked_at > installed_at => {
+            Some("package-lock.json is newer than node_modules/.package-lock.json")
+        }
+        _ => None,
+    }
 }
 
 fn npm(dir: &Path, args: &[&str]) {
