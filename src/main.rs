@@ -31,7 +31,7 @@ struct Cli {
 enum Command {
     /// Receive Envoy telemetry over gRPC, store it and serve the HTTP API.
     Serve(serve::ServeArgs),
-    /// Send a simulated mesh's access logs to a collector (a demo and a load generator).
+    /// Send a simulated mesh's access logs and proxy statistics to a collector (a demo and a load generator).
     Simulate(simulate::SimulateArgs),
     /// Send a large service graph (500 services, 5,000 edges by default) once, a few calls per edge.
     SimulateWide(simulate::wide::WideArgs),
