@@ -194,9 +194,11 @@ enum NameKind {
 struct LocalIds {
     owner: u64,
     services: HashMap<ServiceRef, (ServiceId, Capped), Fast>,
-    names: HashMap<(NameKind, ServiceId), HashMap<String, (u32, Capped), Fast>, Fast>,
+    names: HashMap<(NameKind, ServiceId), LocalNames, Fast>,
     len: usize,
 }
+
+type LocalNames = HashMap<String, (u32, Capped), Fast>;
 
 const LOCAL_IDS_MAX: usize = 65_536;
 
