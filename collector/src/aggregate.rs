@@ -1,7 +1,9 @@
 //! Per-minute aggregation: open minutes live here until their late-data allowance has
 //! passed, then they are handed to the store as closed rows.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use meshscope_storage::{MetricRow, Metrics, Protocol, RowKey, ServiceRef, Side};
 use parking_lot::{Mutex, RwLock};
@@ -136,6 +138,13 @@ impl Names {
         id
     }
 
+    fn interner(&self, kind: NameKind, service: ServiceId) -> &Interner {
+        match kind {
+            NameKind::Endpoint => &self.endpoints[service as usize],
+            NameKind::Instance => &self.instances[service as usize],
+        }
+    }
+
     fn key(&self, slot: Slot) -> RowKey {
         let service = |id: ServiceId| self.services[id as usize].clone();
         match slot {
@@ -163,9 +172,58 @@ impl Names {
 const OVERFLOW_SERVICE: ServiceId = 0;
 
 pub struct Aggregator {
+    /// Tells this aggregator's entries apart in the per-thread caches.
+    id: u64,
     inner: Mutex<Inner>,
     names: RwLock<Names>,
     limits: Limits,
+}
+
+static NEXT_AGGREGATOR: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum NameKind {
+    Endpoint,
+    Instance,
+}
+
+/// Names already looked up on this thread. Ids never change once given, so the copies are
+/// never stale; they spare the shared lock, whose cache line would otherwise bounce between
+/// cores several times per entry. Bounded: past the size it starts over.
+#[derive(Default)]
+struct LocalIds {
+    owner: u64,
+    services: HashMap<ServiceRef, (ServiceId, Capped), Fast>,
+    names: HashMap<(NameKind, ServiceId), LocalNames, Fast>,
+    len: usize,
+}
+
+type LocalNames = HashMap<String, (u32, Capped), Fast>;
+
+const LOCAL_IDS_MAX: usize = 65_536;
+
+impl LocalIds {
+    fn claim(&mut self, owner: u64) {
+        if self.owner != owner {
+            *self = LocalIds {
+                owner,
+                ..LocalIds::default()
+            };
+        }
+    }
+
+    fn count_one(&mut self) {
+        self.len += 1;
+        if self.len > LOCAL_IDS_MAX {
+            self.services.clear();
+            self.names.clear();
+            self.len = 0;
+        }
+    }
+}
+
+thread_local! {
+    static LOCAL: RefCell<LocalIds> = RefCell::new(LocalIds::default());
 }
 
 /// Whether a key was folded into an overflow bucket.
@@ -178,6 +236,7 @@ pub enum Capped {
 impl Aggregator {
     pub fn new(limits: Limits) -> Aggregator {
         Aggregator {
+            id: NEXT_AGGREGATOR.fetch_add(1, Ordering::Relaxed),
             inner: Mutex::new(Inner::default()),
             names: RwLock::new(Names::new()),
             limits,
@@ -191,6 +250,19 @@ impl Aggregator {
     /// The service to record under: itself while under the cap, else the virtual
     /// overflow node, so a flood of made-up peer names cannot grow memory.
     pub fn service_id(&self, service: &ServiceRef) -> (ServiceId, Capped) {
+        LOCAL.with_borrow_mut(|local| {
+            local.claim(self.id);
+            if let Some(&found) = local.services.get(service) {
+                return found;
+            }
+            let found = self.shared_service_id(service);
+            local.count_one();
+            local.services.insert(service.clone(), found);
+            found
+        })
+    }
+
+    fn shared_service_id(&self, service: &ServiceRef) -> (ServiceId, Capped) {
         if let Some(&id) = self.names.read().ids.get(service) {
             return (id, Capped::Kept);
         }
@@ -207,19 +279,51 @@ impl Aggregator {
 
     /// The endpoint's number under `service`, or the overflow bucket's past the cap.
     pub fn endpoint_id(&self, service: ServiceId, endpoint: &str) -> (u32, Capped) {
-        let max = self.limits.max_endpoints_per_service;
-        if let Some(id) = self.names.read().endpoints[service as usize].get(endpoint) {
-            return (id, Capped::Kept);
-        }
-        self.names.write().endpoints[service as usize].intern(endpoint, max)
+        self.name_id(NameKind::Endpoint, service, endpoint)
     }
 
     pub fn instance_id(&self, service: ServiceId, instance: &str) -> (u32, Capped) {
-        let max = self.limits.max_instances_per_service;
-        if let Some(id) = self.names.read().instances[service as usize].get(instance) {
-            return (id, Capped::Kept);
+        self.name_id(NameKind::Instance, service, instance)
+    }
+
+    fn name_id(&self, kind: NameKind, service: ServiceId, name: &str) -> (u32, Capped) {
+        LOCAL.with_borrow_mut(|local| {
+            local.claim(self.id);
+            let names = local.names.entry((kind, service)).or_default();
+            if let Some(&found) = names.get(name) {
+                return found;
+            }
+            let found = self.shared_name_id(kind, service, name);
+            names.insert(name.to_string(), found);
+            local.count_one();
+            found
+        })
+    }
+
+    fn shared_name_id(&self, kind: NameKind, service: ServiceId, name: &str) -> (u32, Capped) {
+        let max = match kind {
+            NameKind::Endpoint => self.limits.max_endpoints_per_service,
+            NameKind::Instance => self.limits.max_instances_per_service,
+        };
+        {
+            let names = self.names.read();
+            let interner = names.interner(kind, service);
+            if let Some(id) = interner.get(name) {
+                return (id, Capped::Kept);
+            }
+            // Past the cap with the bucket made: no need to wait for the write lock.
+            if interner.ids.len() > max
+                && let Some(id) = interner.get(OVERFLOW)
+            {
+                return (id, Capped::Overflow);
+            }
         }
-        self.names.write().instances[service as usize].intern(instance, max)
+        let mut names = self.names.write();
+        let interner = match kind {
+            NameKind::Endpoint => &mut names.endpoints[service as usize],
+            NameKind::Instance => &mut names.instances[service as usize],
+        };
+        interner.intern(name, max)
     }
 
     /// The service behind an id.

@@ -3,13 +3,13 @@
 //! costs little next to the server it measures. Each proxy log keeps its own stream, as
 //! Envoy's do; the streams are spread over a few HTTP/2 connections.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use bytes::{Bytes, BytesMut};
+use envoy_types::pb::envoy::data::accesslog::v3::AccessLogCommon;
 use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{
     HttpAccessLogEntries, LogEntries, TcpAccessLogEntries,
 };
@@ -18,13 +18,11 @@ use envoy_types::pb::envoy::service::accesslog::v3::{
 };
 use meshscope_collector::codec::PreEncodedRequests;
 use prost::Message;
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::mesh::Mesh;
-use super::{Batch, Generator, Log, ProxyKey, Truth, envoy, log_name};
+use super::{Batch, Generator, Log, ProxyKey, envoy, log_name};
 
 /// Start times are encoded as this many seconds, then overwritten with the time of each
 /// send: a five-byte varint like any second of this century, and a byte pattern that no
@@ -91,14 +89,7 @@ pub(crate) struct Pool {
 
 impl Pool {
     pub(crate) fn build(mesh: Mesh, requests: u64, seed: u64) -> Pool {
-        let mut generator = Generator {
-            mesh,
-            rng: SmallRng::seed_from_u64(seed),
-            ports: 20_000,
-            batches: BTreeMap::new(),
-            truth: Truth::default(),
-            follow_calls: false,
-        };
+        let mut generator = Generator::new(mesh, seed, false);
         let now = SystemTime::now();
         for n in 0..requests {
             generator.edge_request(now, n);
@@ -138,86 +129,57 @@ fn encode_stream(generator: &Generator, proxy: ProxyKey, log: Log, batch: Batch)
     }
     .encode_to_vec()
     .into();
-    let mut messages = Vec::new();
     let mut http = batch.http;
     for e in &mut http {
-        if let Some(t) = e
-            .common_properties
-            .as_mut()
-            .and_then(|c| c.start_time.as_mut())
-        {
-            t.seconds = SENTINEL_SECONDS;
-        }
+        stamp_sentinel(e.common_properties.as_mut());
     }
     let mut tcp = batch.tcp;
     for e in &mut tcp {
-        if let Some(t) = e
-            .common_properties
-            .as_mut()
-            .and_then(|c| c.start_time.as_mut())
-        {
-            t.seconds = SENTINEL_SECONDS;
-        }
+        stamp_sentinel(e.common_properties.as_mut());
     }
-    // Cut into messages of about Envoy's flush size.
-    let mut chunk = Vec::new();
-    let mut size = 0;
-    for e in http {
-        size += e.encoded_len() + 3;
-        chunk.push(e);
-        if size >= MESSAGE_BYTES {
-            let entries = std::mem::take(&mut chunk);
-            messages.push(http_message(entries));
-            size = 0;
-        }
-    }
-    if !chunk.is_empty() {
-        messages.push(http_message(chunk));
-    }
-    let mut chunk = Vec::new();
-    let mut size = 0;
-    for e in tcp {
-        size += e.encoded_len() + 3;
-        chunk.push(e);
-        if size >= MESSAGE_BYTES {
-            let entries = std::mem::take(&mut chunk);
-            messages.push(tcp_message(entries));
-            size = 0;
-        }
-    }
-    if !chunk.is_empty() {
-        messages.push(tcp_message(chunk));
-    }
+    let mut messages = chunked(http, |log_entry| {
+        LogEntries::HttpLogs(HttpAccessLogEntries { log_entry })
+    });
+    messages.extend(chunked(tcp, |log_entry| {
+        LogEntries::TcpLogs(TcpAccessLogEntries { log_entry })
+    }));
     PooledStream {
         identifier,
         messages,
     }
 }
 
-fn http_message(
-    log_entry: Vec<envoy_types::pb::envoy::data::accesslog::v3::HttpAccessLogEntry>,
-) -> Encoded {
-    let entries = log_entry.len() as u64;
-    Encoded::new(
-        &StreamAccessLogsMessage {
-            identifier: None,
-            log_entries: Some(LogEntries::HttpLogs(HttpAccessLogEntries { log_entry })),
-        },
-        entries,
-    )
+fn stamp_sentinel(common: Option<&mut AccessLogCommon>) {
+    if let Some(t) = common.and_then(|c| c.start_time.as_mut()) {
+        t.seconds = SENTINEL_SECONDS;
+    }
 }
 
-fn tcp_message(
-    log_entry: Vec<envoy_types::pb::envoy::data::accesslog::v3::TcpAccessLogEntry>,
-) -> Encoded {
-    let entries = log_entry.len() as u64;
-    Encoded::new(
-        &StreamAccessLogsMessage {
+/// Entries cut into messages of about Envoy's flush size.
+fn chunked<E: Message>(entries: Vec<E>, wrap: impl Fn(Vec<E>) -> LogEntries) -> Vec<Encoded> {
+    let mut messages = Vec::new();
+    let mut chunk = Vec::new();
+    let mut size = 0;
+    let mut flush = |chunk: Vec<E>| {
+        let count = chunk.len() as u64;
+        let message = StreamAccessLogsMessage {
             identifier: None,
-            log_entries: Some(LogEntries::TcpLogs(TcpAccessLogEntries { log_entry })),
-        },
-        entries,
-    )
+            log_entries: Some(wrap(chunk)),
+        };
+        messages.push(Encoded::new(&message, count));
+    };
+    for e in entries {
+        size += e.encoded_len() + 3;
+        chunk.push(e);
+        if size >= MESSAGE_BYTES {
+            flush(std::mem::take(&mut chunk));
+            size = 0;
+        }
+    }
+    if !chunk.is_empty() {
+        flush(chunk);
+    }
+    messages
 }
 
 /// How long and how fast to send.

@@ -235,6 +235,17 @@ struct Generator {
 }
 
 impl Generator {
+    fn new(mesh: Mesh, seed: u64, follow_calls: bool) -> Generator {
+        Generator {
+            mesh,
+            rng: SmallRng::seed_from_u64(seed),
+            ports: 20_000,
+            batches: BTreeMap::new(),
+            truth: Truth::default(),
+            follow_calls,
+        }
+    }
+
     fn id(&self, service: usize) -> String {
         format!(
             "{}/{}",
@@ -483,14 +494,7 @@ async fn send(
         .with_context(|| format!("connecting to the collector at {target}"))?;
     let client = AccessLogServiceClient::new(channel.clone());
     let mut proxy_stats = stats::SimulatedStats::new(channel);
-    let mut generator = Generator {
-        mesh,
-        rng: SmallRng::seed_from_u64(seed),
-        ports: 20_000,
-        batches: BTreeMap::new(),
-        truth: Truth::default(),
-        follow_calls: true,
-    };
+    let mut generator = Generator::new(mesh, seed, true);
     let mut streams: HashMap<(ProxyKey, Log), mpsc::Sender<StreamAccessLogsMessage>> =
         HashMap::new();
     let mut tasks = JoinSet::new();
