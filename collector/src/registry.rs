@@ -9,6 +9,10 @@ use ipnet::IpNet;
 use meshscope_storage::ServiceRef;
 use parking_lot::{Mutex, RwLock};
 
+/// Lookups here run several times per entry: a fast hash, not a DoS-proof one (keys are
+/// bounded and come from our own parsing).
+type Fast = foldhash::fast::RandomState;
+
 use crate::config::AddressMapping;
 use crate::error::{Error, Result};
 use crate::identity::NodeIdentity;
@@ -24,23 +28,23 @@ pub struct Listener {
 #[derive(Default)]
 struct Known {
     /// Services that report for themselves.
-    reporters: HashSet<ServiceRef>,
+    reporters: HashSet<ServiceRef, Fast>,
     /// `node.cluster` of each reporter (and learned cluster-name aliases) to its service.
-    by_cluster: HashMap<String, ServiceRef>,
+    by_cluster: HashMap<String, ServiceRef, Fast>,
     /// Every reporter that carries each `node.cluster`: plain names such as `ingress` are
     /// often reused by meshes in other namespaces.
-    reporter_clusters: HashMap<String, Vec<ServiceRef>>,
+    reporter_clusters: HashMap<String, Vec<ServiceRef>, Fast>,
     /// (namespace, service account) of each reporter.
-    by_service_account: HashMap<(String, String), ServiceRef>,
+    by_service_account: HashMap<(String, String), ServiceRef, Fast>,
     /// Plain name to the reporters that carry it, for names without a namespace.
-    by_name: HashMap<String, Vec<ServiceRef>>,
-    listeners: HashMap<SocketAddr, Listener>,
+    by_name: HashMap<String, Vec<ServiceRef>, Fast>,
+    listeners: HashMap<SocketAddr, Listener, Fast>,
 }
 
 /// Connections by their 4-tuple (client address, server address), with a bound and
 /// oldest-first eviction: ports get reused, so the newest owner wins.
 struct ConnectionBook {
-    owners: HashMap<(SocketAddr, SocketAddr), (ServiceRef, u64)>,
+    owners: HashMap<(SocketAddr, SocketAddr), (ServiceRef, u64), Fast>,
     /// Insertion order with the generation of each insert, so that eviction skips
     /// mappings that a newer insert refreshed.
     order: VecDeque<((SocketAddr, SocketAddr), u64)>,
@@ -143,7 +147,7 @@ impl Registry {
         Ok(Registry {
             known: RwLock::new(Known::default()),
             connections: Mutex::new(ConnectionBook {
-                owners: HashMap::new(),
+                owners: HashMap::default(),
                 order: VecDeque::new(),
                 generation: 0,
                 capacity: connection_capacity.max(1),

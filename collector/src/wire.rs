@@ -60,7 +60,24 @@ impl<'a> Fields<'a> {
         Fields { buf }
     }
 
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
+        // Tags, lengths and most values fit in one or two bytes.
+        match *self.buf {
+            [b0, ref rest @ ..] if b0 < 0x80 => {
+                self.buf = rest;
+                Ok(u64::from(b0))
+            }
+            [b0, b1, ref rest @ ..] if b1 < 0x80 => {
+                self.buf = rest;
+                Ok(u64::from(b0 & 0x7f) | (u64::from(b1) << 7))
+            }
+            _ => self.long_varint(),
+        }
+    }
+
+    #[cold]
+    fn long_varint(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for (i, &byte) in self.buf.iter().take(10).enumerate() {
             value |= u64::from(byte & 0x7f) << (7 * i);
@@ -72,22 +89,18 @@ impl<'a> Fields<'a> {
         Err(WireError::Varint)
     }
 
+    #[inline(always)]
     fn take(&mut self, len: usize) -> Result<&'a [u8], WireError> {
-        if len > self.buf.len() {
-            return Err(WireError::Truncated);
+        match self.buf.split_at_checked(len) {
+            Some((head, tail)) => {
+                self.buf = tail;
+                Ok(head)
+            }
+            None => Err(WireError::Truncated),
         }
-        let (head, tail) = self.buf.split_at(len);
-        self.buf = tail;
-        Ok(head)
     }
 
-    fn next_field(&mut self) -> Option<Result<(u32, Value<'a>), WireError>> {
-        if self.buf.is_empty() {
-            return None;
-        }
-        Some(self.read_field())
-    }
-
+    #[inline(always)]
     fn read_field(&mut self) -> Result<(u32, Value<'a>), WireError> {
         let key = self.varint()?;
         let field = (key >> 3) as u32;
@@ -96,13 +109,13 @@ impl<'a> Fields<'a> {
         }
         let value = match (key & 7) as u8 {
             0 => Value::Varint(self.varint()?),
-            1 => {
-                self.take(8)?;
-                Value::Fixed
-            }
             2 => {
                 let len = usize::try_from(self.varint()?).map_err(|_| WireError::Truncated)?;
                 Value::Bytes(self.take(len)?)
+            }
+            1 => {
+                self.take(8)?;
+                Value::Fixed
             }
             5 => {
                 self.take(4)?;
@@ -117,8 +130,12 @@ impl<'a> Fields<'a> {
 impl<'a> Iterator for Fields<'a> {
     type Item = Result<(u32, Value<'a>), WireError>;
 
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_field()
+        if self.buf.is_empty() {
+            return None;
+        }
+        Some(self.read_field())
     }
 }
 
