@@ -193,19 +193,24 @@ impl Collector {
         let now = self.clock.now_ms();
         let max_len = self.config.max_field_len;
         let mut received = 0u64;
-        let mut accepted = Vec::new();
+        let mut accepted = 0u64;
         let mut rejected: Option<(Reject, usize)> = None;
-        for result in message.observations(max_len) {
+        let observations = message.observations(max_len).filter_map(|result| {
             received += 1;
             match result.and_then(|obs| self.time_rules.check(obs.start_ms, now).map(|()| obs)) {
-                Ok(obs) => accepted.push(obs),
+                Ok(obs) => {
+                    accepted += 1;
+                    Some(obs)
+                }
                 Err(reject) => {
                     stats::reject(reject.reason(), 1);
                     let count = rejected.map_or(0, |(_, n)| n);
                     rejected = Some((reject, count + 1));
+                    None
                 }
             }
-        }
+        });
+        self.pipeline().ingest(ctx, observations, now);
         let kind = match protocol {
             meshscope_storage::Protocol::Http => "http",
             meshscope_storage::Protocol::Tcp => "tcp",
@@ -214,7 +219,6 @@ impl Collector {
         if let Some((reject, count)) = rejected {
             self.log_rejection(&ctx.reporter.node_id, &ctx.log_name, reject.reason(), count);
         }
-        metrics::counter!(stats::ENTRIES_ACCEPTED).increment(accepted.len() as u64);
-        self.pipeline().ingest(ctx, &accepted, now);
+        metrics::counter!(stats::ENTRIES_ACCEPTED).increment(accepted);
     }
 }

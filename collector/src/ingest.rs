@@ -91,11 +91,19 @@ pub struct Pipeline<'a> {
 
 impl Pipeline<'_> {
     /// Resolves and aggregates one message's worth of observations (already time-checked).
-    pub fn ingest(&self, ctx: &StreamContext, observations: &[Observation<'_>], now_ms: i64) {
-        let mut samples = Vec::with_capacity(observations.len() * 4);
+    /// Takes the observations as they are read, so that a message's entries are never
+    /// copied into a list first.
+    pub fn ingest<'m>(
+        &self,
+        ctx: &StreamContext,
+        observations: impl Iterator<Item = Observation<'m>>,
+        now_ms: i64,
+    ) {
+        let mut samples = Vec::with_capacity(observations.size_hint().0 * 4);
         let mut parked = Vec::new();
         let mut tally = EvidenceTally::default();
         for obs in observations {
+            let obs = &obs;
             let role = self
                 .role_rules
                 .role(ctx.gateway, &ctx.log_name, obs.upstream_cluster);
