@@ -49,6 +49,7 @@ pub type ServiceId = u32;
 /// What a row describes, by interned names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Slot {
+    /// Not recorded by the pipeline: a service's row is made from its instances' rows.
     Service(ServiceId),
     Instance(ServiceId, u32),
     Endpoint(ServiceId, u32),
@@ -370,14 +371,12 @@ impl Aggregator {
         let names = self.names.read();
         let mut rows = Vec::new();
         for (minute, keys) in &inner.minutes {
-            for ((slot, side), metrics) in keys {
-                rows.push(MetricRow {
-                    minute: *minute,
-                    key: names.key(*slot),
-                    side: *side,
-                    metrics: metrics.clone(),
-                });
-            }
+            push_rows(
+                &names,
+                *minute,
+                keys.iter().map(|(k, m)| (*k, m.clone())),
+                &mut rows,
+            );
         }
         rows
     }
@@ -397,16 +396,38 @@ impl Aggregator {
         let names = self.names.read();
         let mut rows = Vec::new();
         for (minute, keys) in minutes {
-            for ((slot, side), metrics) in keys {
-                rows.push(MetricRow {
-                    minute,
-                    key: names.key(slot),
-                    side,
-                    metrics,
-                });
-            }
+            push_rows(&names, minute, keys.into_iter(), &mut rows);
         }
         rows
+    }
+}
+
+/// One minute's rows with their names, and each service's row made from its instances'.
+fn push_rows(
+    names: &Names,
+    minute: i64,
+    keys: impl Iterator<Item = ((Slot, Side), Metrics)>,
+    rows: &mut Vec<MetricRow>,
+) {
+    let mut services: HashMap<(ServiceId, Side), Metrics, Fast> = HashMap::default();
+    for ((slot, side), metrics) in keys {
+        if let Slot::Instance(service, _) = slot {
+            services.entry((service, side)).or_default().merge(&metrics);
+        }
+        rows.push(MetricRow {
+            minute,
+            key: names.key(slot),
+            side,
+            metrics,
+        });
+    }
+    for ((service, side), metrics) in services {
+        rows.push(MetricRow {
+            minute,
+            key: names.key(Slot::Service(service)),
+            side,
+            metrics,
+        });
     }
 }
 
@@ -525,5 +546,41 @@ mod tests {
             agg.service_id(&ServiceRef::service("", "a")),
             (svc, Capped::Kept)
         );
+    }
+
+    #[test]
+    fn a_service_row_is_the_sum_of_its_instance_rows() {
+        let agg = Aggregator::new(limits());
+        let (a, _) = agg.service_id(&ServiceRef::service("", "a"));
+        let (one, _) = agg.instance_id(a, "10.0.0.1:80");
+        let (two, _) = agg.instance_id(a, "10.0.0.2:80");
+        let slow = Sample {
+            latency_ms: 300.0,
+            error: true,
+            ..Default::default()
+        };
+        let fast = Sample {
+            latency_ms: 3.0,
+            ..Default::default()
+        };
+        agg.record(&[
+            (0, Slot::Instance(a, one), Side::Server, fast),
+            (0, Slot::Instance(a, one), Side::Server, fast),
+            (0, Slot::Instance(a, two), Side::Server, slow),
+            (0, Slot::Instance(a, two), Side::Client, fast),
+        ]);
+        let rows = agg.close_before(60_000);
+        let service = |side| {
+            rows.iter()
+                .find(|r| r.side == side && matches!(r.key, RowKey::Service { .. }))
+                .map(|r| &r.metrics)
+                .unwrap()
+        };
+        assert_eq!(rows.len(), 5, "three instance rows and two service rows");
+        let server = service(Side::Server);
+        assert_eq!((server.calls, server.errors), (3, 1));
+        assert_eq!(server.latency.count(), 3);
+        assert!(server.latency.quantile(1.0).unwrap() > 290.0);
+        assert_eq!(service(Side::Client).calls, 1);
     }
 }

@@ -264,13 +264,14 @@ impl Pipeline<'_> {
                     mtls: a.side == Side::Server && obs.mtls,
                 };
                 let side = a.side;
+                // No service row: it is the sum of the instance rows, made when the minute
+                // is read or closed, which spares a lookup and a sketch insert per entry.
                 samples.push((
                     minute,
                     Slot::Edge(source, target, obs.protocol),
                     side,
                     sample,
                 ));
-                samples.push((minute, Slot::Service(target), side, sample));
                 let instance = count_overflow(
                     "instance",
                     self.aggregator.instance_id(target, &a.target_instance),
