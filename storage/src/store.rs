@@ -50,6 +50,22 @@ impl Store {
     /// and starts background maintenance unless its interval is 0.
     pub async fn open(config: StoreConfig) -> Result<Store> {
         let files = DataFiles::open(&config.data_dir)?;
+        Self::open_with(config, files).await
+    }
+
+    /// Opens the files already in `data_dir` for reading only, beside a server that may be
+    /// writing there: no maintenance, and nothing is written, renamed or deleted (writes
+    /// fail with `Error::ReadOnly`). Files written after this call are not seen.
+    pub async fn open_read_only(data_dir: impl Into<std::path::PathBuf>) -> Result<Store> {
+        let config = StoreConfig {
+            maintenance_interval_secs: 0,
+            ..StoreConfig::in_dir(data_dir)
+        };
+        let files = DataFiles::open_read_only(&config.data_dir)?;
+        Self::open_with(config, files).await
+    }
+
+    async fn open_with(config: StoreConfig, files: DataFiles) -> Result<Store> {
         let ctx = SessionContext::new();
         ctx.register_object_store(files.url().as_ref(), files.object_store());
         ctx.register_udaf(udf::merge_sketch());
