@@ -3,6 +3,7 @@
 //! in-memory snapshot that each publish replaces. Both are read through one DataFusion
 //! session, together with the hour and day rollups.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -10,16 +11,18 @@ use std::time::Duration;
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn::sum;
 use datafusion::logical_expr::{Expr, col, lit};
+use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
 
 use crate::access_log;
 use crate::batch;
 use crate::error::Result;
 use crate::files::{DAY_MS, DataFiles, Granularity, HOUR_MS};
-use crate::model::{EpochMillis, MetricRow, Metrics, RowKey, ServiceRef, Side, Table};
+use crate::model::{EpochMillis, MetricRow, RowKey, ServiceRef, Side, Table};
 use crate::read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 use crate::schema::{self, COUNTERS, LATENCY, MINUTE, SIDE, key_columns};
 use crate::table::StoredTable;
+use crate::totals;
 use crate::udf;
 
 pub use crate::config::StoreConfig;
@@ -198,28 +201,62 @@ impl Store {
         range: TimeRange,
         filter: &KeyFilter,
     ) -> Result<Vec<Aggregate>> {
-        let mut points = BTreeMap::new();
+        let mut aggregates: BTreeMap<RowKey, Aggregate> = BTreeMap::new();
         for (granularity, segment) in self.plan(table, range, filter) {
-            self.chosen(table, granularity, segment, filter, &mut points)
-                .await?;
-        }
-        let mut aggregates = Vec::with_capacity(points.len());
-        for (key, bucket_points) in points {
-            let mut metrics = Metrics::default();
-            let mut detected_by = Side::Client;
-            for point in bucket_points.into_values() {
-                if point.detected_by == Side::Server {
-                    detected_by = Side::Server;
+            let streams = self.scan(table, granularity, segment, filter).await?;
+            let rollup = granularity != Granularity::Minute;
+            for span in totals::fold_streams(table, streams, rollup).await? {
+                match aggregates.entry(span.key) {
+                    Entry::Vacant(entry) => {
+                        let key = entry.key().clone();
+                        entry.insert(Aggregate {
+                            key,
+                            detected_by: span.detected_by,
+                            metrics: span.metrics,
+                        });
+                    }
+                    Entry::Occupied(mut entry) => {
+                        let aggregate = entry.get_mut();
+                        aggregate.metrics.merge(&span.metrics);
+                        if span.detected_by == Side::Server {
+                            aggregate.detected_by = Side::Server;
+                        }
+                    }
                 }
-                metrics.merge(&point.metrics);
             }
-            aggregates.push(Aggregate {
-                key,
-                detected_by,
-                metrics,
-            });
         }
-        Ok(aggregates)
+        Ok(aggregates.into_values().collect())
+    }
+
+    /// The rows of one granularity in `range` that pass `filter`, with the columns a
+    /// total needs, as one stream per partition of the scan.
+    async fn scan(
+        &self,
+        table: Table,
+        granularity: Granularity,
+        range: TimeRange,
+        filter: &KeyFilter,
+    ) -> Result<Vec<SendableRecordBatchStream>> {
+        let mut df = self
+            .inner
+            .ctx
+            .table(table_name(table, granularity).as_str())
+            .await?
+            .filter(
+                col(MINUTE)
+                    .gt_eq(timestamp(range.start))
+                    .and(col(MINUTE).lt(timestamp(range.end))),
+            )?;
+        if let Some(predicate) = key_predicate(table, filter) {
+            df = df.filter(predicate)?;
+        }
+        let mut columns: Vec<&str> = vec![MINUTE, SIDE, LATENCY];
+        columns.extend(key_columns(table));
+        columns.extend(COUNTERS);
+        Ok(df
+            .select_columns(&columns)?
+            .execute_stream_partitioned()
+            .await?)
     }
 
     /// Per key, one point per minute that has data, in time order. Minutes only: windows
