@@ -8,7 +8,8 @@
 //! into hour and day tables and expires minutes past their retention.
 //!
 //! `cargo bench -p meshscope-query --bench storage` (500 services, 5,000 edges, 7 days);
-//! `-- --services 50 --edges 500 --days 2 --minute-hours 3` for a quick run.
+//! `-- --services 50 --edges 500 --days 2 --minute-hours 3` for a quick run; `--reuse DIR`
+//! keeps the generated store in DIR and, on later runs, only repeats the queries.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,6 +36,8 @@ struct Options {
     minute_hours: i64,
     access_log_entries: usize,
     runs: usize,
+    /// Keep the generated store here and, when it is already there, only run the queries.
+    reuse: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -46,6 +49,7 @@ impl Options {
             minute_hours: 48,
             access_log_entries: 1_000_000,
             runs: 20,
+            reuse: None,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -61,6 +65,7 @@ impl Options {
                 "--minute-hours" => options.minute_hours = value(),
                 "--access-log-entries" => options.access_log_entries = value() as usize,
                 "--runs" => options.runs = value() as usize,
+                "--reuse" => options.reuse = args.next().map(Into::into),
                 // Cargo passes `--bench`; anything else is a filter we do not use.
                 _ => {}
             }
@@ -280,7 +285,16 @@ async fn main() {
     let options = Options::parse();
     let mut random = Random(0x5eed_cafe_f00d_1234);
     let mesh = Mesh::new(&options, &mut random);
-    let dir = tempfile::tempdir().unwrap();
+    let temporary = tempfile::tempdir().unwrap();
+    let dir = options
+        .reuse
+        .clone()
+        .unwrap_or_else(|| temporary.path().to_path_buf());
+    let dir = dir.as_path();
+    let marker = dir.join("bench-now");
+    let reused = std::fs::read_to_string(&marker)
+        .ok()
+        .and_then(|text| text.trim().parse::<EpochMillis>().ok());
     let retention = RetentionConfig {
         minute_secs: (options.minute_hours * 3_600) as u64,
         ..RetentionConfig::default()
@@ -290,87 +304,24 @@ async fn main() {
             maintenance_interval_secs: 0,
             retention,
             access_log: true,
-            ..StoreConfig::in_dir(dir.path())
+            ..StoreConfig::in_dir(dir)
         })
         .await
         .unwrap(),
     );
     // Mid-hour, so that the 1 h window reads minutes of two hours, as it usually does.
     let today = chrono::Utc::now().timestamp_millis().div_euclid(DAY_MS) * DAY_MS;
-    let now = today + 13 * HOUR_MS + 30 * MINUTE_MS + 30_000;
+    let now = reused.unwrap_or(today + 13 * HOUR_MS + 30 * MINUTE_MS + 30_000);
     let open_minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
-    let first_minute_hour =
-        (open_minute - options.minute_hours * HOUR_MS).div_euclid(HOUR_MS) * HOUR_MS;
-    // A day more than the longest window, so that it starts inside the data.
-    let first_hour = (now - (options.days + 1) * DAY_MS).div_euclid(DAY_MS) * DAY_MS;
     println!(
         "mesh: {} services, {} edges; {} days, minutes for the last {} hours",
         options.services, options.edges, options.days, options.minute_hours
     );
 
-    let mut hour = first_hour;
-    while hour < first_minute_hour {
-        store
-            .append_closed(mesh.rows(hour, 60, &mut random))
-            .await
-            .unwrap();
-        hour += HOUR_MS;
+    if reused.is_none() {
+        generate(&options, &store, &mesh, &mut random, dir, now).await;
+        std::fs::write(&marker, now.to_string()).unwrap();
     }
-
-    // Closed minutes one at a time, as the collector hands them over. Rows are made
-    // before the clock starts, so the figure is the store's.
-    let mut write_time = Duration::ZERO;
-    let mut minute_rows = 0usize;
-    let mut minute = first_minute_hour;
-    while minute < open_minute {
-        let rows = mesh.rows(minute, 1, &mut random);
-        minute_rows += rows.len();
-        let started = Instant::now();
-        store.append_closed(rows).await.unwrap();
-        write_time += started.elapsed();
-        minute += MINUTE_MS;
-    }
-    let written_bytes = minute_tables_bytes(dir.path());
-    println!(
-        "write: {minute_rows} minute rows in {:.1} s: {:.0} rows/s; {:.1} bytes per row as written (one file per minute)",
-        write_time.as_secs_f64(),
-        minute_rows as f64 / write_time.as_secs_f64(),
-        written_bytes as f64 / minute_rows as f64
-    );
-
-    let started = Instant::now();
-    let report = store.maintain(now).await.unwrap();
-    println!(
-        "maintenance: {:.1} s ({report:?})",
-        started.elapsed().as_secs_f64()
-    );
-    // Retention took the hour-per-row files; what is left is every minute row written.
-    let kept_bytes = minute_tables_bytes(dir.path());
-    println!(
-        "disk: {:.1} bytes per minute row after compaction ({minute_rows} rows, {kept_bytes} bytes)",
-        kept_bytes as f64 / minute_rows as f64
-    );
-
-    if options.access_log_entries > 0 {
-        // One file per second of entries, as the collector writes them, then compacted.
-        let entries = access_log_rows(options.access_log_entries, first_minute_hour, &mut random);
-        let per_file = options.access_log_entries.div_ceil(3_600).max(1);
-        let started = Instant::now();
-        for chunk in entries.chunks(per_file) {
-            store.append_access_log(chunk.to_vec()).await.unwrap();
-        }
-        let elapsed = started.elapsed();
-        store.maintain(now).await.unwrap();
-        let bytes = bytes_under(&dir.path().join("access_log"));
-        println!(
-            "access log: {} entries in {:.1} s: {:.0} entries/s; {:.1} bytes per entry after compaction",
-            options.access_log_entries,
-            elapsed.as_secs_f64(),
-            options.access_log_entries as f64 / elapsed.as_secs_f64(),
-            bytes as f64 / options.access_log_entries as f64
-        );
-    }
-
     // The collector's open minute, live in memory.
     store.publish_open(mesh.rows(open_minute, 1, &mut random));
 
@@ -396,6 +347,85 @@ async fn main() {
             millis(times[0]),
             millis(times[times.len() - 1]),
             options.runs
+        );
+    }
+}
+
+/// Writes the week: hours as single rows, then the last hours minute by minute, then one
+/// maintenance pass, reporting write speed and bytes on disk on the way.
+async fn generate(
+    options: &Options,
+    store: &Store,
+    mesh: &Mesh,
+    random: &mut Random,
+    dir: &Path,
+    now: EpochMillis,
+) {
+    let open_minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
+    let first_minute_hour =
+        (open_minute - options.minute_hours * HOUR_MS).div_euclid(HOUR_MS) * HOUR_MS;
+    // A day more than the longest window, so that it starts inside the data.
+    let first_hour = (now - (options.days + 1) * DAY_MS).div_euclid(DAY_MS) * DAY_MS;
+    let mut hour = first_hour;
+    while hour < first_minute_hour {
+        store
+            .append_closed(mesh.rows(hour, 60, random))
+            .await
+            .unwrap();
+        hour += HOUR_MS;
+    }
+
+    // Closed minutes one at a time, as the collector hands them over. Rows are made
+    // before the clock starts, so the figure is the store's.
+    let mut write_time = Duration::ZERO;
+    let mut minute_rows = 0usize;
+    let mut minute = first_minute_hour;
+    while minute < open_minute {
+        let rows = mesh.rows(minute, 1, random);
+        minute_rows += rows.len();
+        let started = Instant::now();
+        store.append_closed(rows).await.unwrap();
+        write_time += started.elapsed();
+        minute += MINUTE_MS;
+    }
+    let written_bytes = minute_tables_bytes(dir);
+    println!(
+        "write: {minute_rows} minute rows in {:.1} s: {:.0} rows/s; {:.1} bytes per row as written (one file per minute)",
+        write_time.as_secs_f64(),
+        minute_rows as f64 / write_time.as_secs_f64(),
+        written_bytes as f64 / minute_rows as f64
+    );
+
+    let started = Instant::now();
+    let report = store.maintain(now).await.unwrap();
+    println!(
+        "maintenance: {:.1} s ({report:?})",
+        started.elapsed().as_secs_f64()
+    );
+    // Retention took the hour-per-row files; what is left is every minute row written.
+    let kept_bytes = minute_tables_bytes(dir);
+    println!(
+        "disk: {:.1} bytes per minute row after compaction ({minute_rows} rows, {kept_bytes} bytes)",
+        kept_bytes as f64 / minute_rows as f64
+    );
+
+    if options.access_log_entries > 0 {
+        // One file per second of entries, as the collector writes them, then compacted.
+        let entries = access_log_rows(options.access_log_entries, first_minute_hour, random);
+        let per_file = options.access_log_entries.div_ceil(3_600).max(1);
+        let started = Instant::now();
+        for chunk in entries.chunks(per_file) {
+            store.append_access_log(chunk.to_vec()).await.unwrap();
+        }
+        let elapsed = started.elapsed();
+        store.maintain(now).await.unwrap();
+        let bytes = bytes_under(&dir.join("access_log"));
+        println!(
+            "access log: {} entries in {:.1} s: {:.0} entries/s; {:.1} bytes per entry after compaction",
+            options.access_log_entries,
+            elapsed.as_secs_f64(),
+            options.access_log_entries as f64 / elapsed.as_secs_f64(),
+            bytes as f64 / options.access_log_entries as f64
         );
     }
 }
