@@ -3,7 +3,6 @@
 //! in-memory snapshot that each publish replaces. Both are read through one DataFusion
 //! session, together with the hour and day rollups.
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -41,6 +40,7 @@ pub(crate) struct Inner {
     pub(crate) ctx: SessionContext,
     /// One maintenance pass at a time, whether from the background task or a caller.
     pub(crate) maintenance: tokio::sync::Mutex<()>,
+    pub(crate) span_cache: totals::SpanCache,
     pub(crate) proxy_metrics: crate::proxy_metrics::ProxyMetrics,
 }
 
@@ -111,6 +111,7 @@ impl Store {
             ctx,
             maintenance: tokio::sync::Mutex::new(()),
             proxy_metrics: crate::proxy_metrics::ProxyMetrics::default(),
+            span_cache: totals::SpanCache::default(),
         });
         if interval > 0 {
             tokio::spawn(maintain_in_background(
@@ -203,29 +204,101 @@ impl Store {
     ) -> Result<Vec<Aggregate>> {
         let mut aggregates: BTreeMap<RowKey, Aggregate> = BTreeMap::new();
         for (granularity, segment) in self.plan(table, range, filter) {
-            let streams = self.scan(table, granularity, segment, filter).await?;
-            let rollup = granularity != Granularity::Minute;
-            for span in totals::fold_streams(table, streams, rollup).await? {
-                match aggregates.entry(span.key) {
-                    Entry::Vacant(entry) => {
-                        let key = entry.key().clone();
-                        entry.insert(Aggregate {
-                            key,
-                            detected_by: span.detected_by,
-                            metrics: span.metrics,
-                        });
-                    }
-                    Entry::Occupied(mut entry) => {
-                        let aggregate = entry.get_mut();
-                        aggregate.metrics.merge(&span.metrics);
-                        if span.detected_by == Side::Server {
-                            aggregate.detected_by = Side::Server;
+            for (span, closed) in self.split_at_open(table, granularity, segment) {
+                let totals = self
+                    .span_totals(table, granularity, span, filter, closed)
+                    .await?;
+                for total in totals.iter() {
+                    match aggregates.get_mut(&total.key) {
+                        None => {
+                            aggregates.insert(
+                                total.key.clone(),
+                                Aggregate {
+                                    key: total.key.clone(),
+                                    detected_by: total.detected_by,
+                                    metrics: total.metrics.clone(),
+                                },
+                            );
+                        }
+                        Some(aggregate) => {
+                            aggregate.metrics.merge(&total.metrics);
+                            if total.detected_by == Side::Server {
+                                aggregate.detected_by = Side::Server;
+                            }
                         }
                     }
                 }
             }
         }
         Ok(aggregates.into_values().collect())
+    }
+
+    /// Splits a minute span where the open snapshot starts: the part before holds closed
+    /// minutes only (`true`), whose totals can be kept; the rest changes with every publish.
+    fn split_at_open(
+        &self,
+        table: Table,
+        granularity: Granularity,
+        span: TimeRange,
+    ) -> Vec<(TimeRange, bool)> {
+        if granularity != Granularity::Minute {
+            return vec![(span, true)];
+        }
+        match self.table(table, granularity).open_start() {
+            Some(open) if open <= span.start => vec![(span, false)],
+            Some(open) if open < span.end => vec![
+                (
+                    TimeRange {
+                        start: span.start,
+                        end: open,
+                    },
+                    true,
+                ),
+                (
+                    TimeRange {
+                        start: open,
+                        end: span.end,
+                    },
+                    false,
+                ),
+            ],
+            _ => vec![(span, true)],
+        }
+    }
+
+    async fn span_totals(
+        &self,
+        table: Table,
+        granularity: Granularity,
+        span: TimeRange,
+        filter: &KeyFilter,
+        closed: bool,
+    ) -> Result<Arc<Vec<totals::SpanTotal>>> {
+        let rollup = granularity != Granularity::Minute;
+        let key = closed.then(|| totals::SpanKey {
+            table,
+            granularity,
+            start: span.start,
+            end: span.end,
+            filter: format!("{filter:?}"),
+            files: self
+                .table(table, granularity)
+                .files_overlapping(Some(span.start), Some(span.end))
+                .iter()
+                .map(|file| file.path.to_string())
+                .collect(),
+        });
+        if let Some(key) = &key
+            && let Some(totals) = self.inner.span_cache.get(key)
+        {
+            return Ok(totals);
+        }
+        let streams = self.scan(table, granularity, span, filter).await?;
+        let totals = Arc::new(totals::fold_streams(table, streams, rollup).await?);
+        if let Some(key) = key {
+            self.inner.span_cache.insert(key, totals.clone());
+        }
+        Ok(totals)
     }
 
     /// The rows of one granularity in `range` that pass `filter`, with the columns a

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, ScalarValue};
@@ -108,7 +109,21 @@ impl StoredTable {
         *self.open.write() = batches;
     }
 
-    fn files_overlapping(
+    /// The earliest minute in the open snapshot: rows from it on can change at any publish.
+    pub(crate) fn open_start(&self) -> Option<EpochMillis> {
+        self.open
+            .read()
+            .iter()
+            .filter_map(|batch| {
+                let minutes = batch
+                    .column(0)
+                    .as_primitive_opt::<TimestampMillisecondType>()?;
+                datafusion::arrow::compute::min(minutes)
+            })
+            .min()
+    }
+
+    pub(crate) fn files_overlapping(
         &self,
         start: Option<EpochMillis>,
         end: Option<EpochMillis>,

@@ -8,6 +8,7 @@
 //! on both cores.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, BinaryArray, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{TimestampMillisecondType, UInt64Type};
@@ -18,6 +19,7 @@ use futures::TryStreamExt;
 
 use crate::batch;
 use crate::error::{Error, Result};
+use crate::files::Granularity;
 use crate::model::{EpochMillis, Metrics, RowKey, Side, Table};
 use crate::schema::{self, COUNTERS, key_columns};
 use crate::sketch::LatencySketch;
@@ -230,4 +232,72 @@ fn settle(partials: Vec<Partial>, rollup: bool) -> Vec<SpanTotal> {
             }
         })
         .collect()
+}
+
+/// What identifies a span's totals: the table, the span, the key filter, and the very files
+/// that hold its rows. A file written, compacted or expired changes the key, so an entry is
+/// never stale; spans with rows of the open snapshot are never cached.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct SpanKey {
+    pub(crate) table: Table,
+    pub(crate) granularity: Granularity,
+    pub(crate) start: EpochMillis,
+    pub(crate) end: EpochMillis,
+    pub(crate) filter: String,
+    pub(crate) files: Vec<String>,
+}
+
+/// Totals of closed spans, reused by the next read of the same span: a dashboard asks for
+/// the same windows every few seconds, and only the open minutes change in between.
+/// Bounded by the number of key totals it holds (each carries a latency sketch).
+#[derive(Default)]
+pub(crate) struct SpanCache {
+    entries: parking_lot::Mutex<SpanEntries>,
+}
+
+#[derive(Default)]
+struct SpanEntries {
+    by_key: HashMap<SpanKey, (Arc<Vec<SpanTotal>>, u64)>,
+    clock: u64,
+    held: usize,
+}
+
+/// About 250 MB of decoded sketches at a few hundred bins each.
+const MAX_CACHED_TOTALS: usize = 100_000;
+
+impl SpanCache {
+    pub(crate) fn get(&self, key: &SpanKey) -> Option<Arc<Vec<SpanTotal>>> {
+        let mut entries = self.entries.lock();
+        entries.clock += 1;
+        let now = entries.clock;
+        let (totals, used) = entries.by_key.get_mut(key)?;
+        *used = now;
+        Some(totals.clone())
+    }
+
+    pub(crate) fn insert(&self, key: SpanKey, totals: Arc<Vec<SpanTotal>>) {
+        if totals.len() > MAX_CACHED_TOTALS {
+            return;
+        }
+        let mut entries = self.entries.lock();
+        entries.clock += 1;
+        let now = entries.clock;
+        entries.held += totals.len();
+        if let Some((old, _)) = entries.by_key.insert(key, (totals, now)) {
+            entries.held -= old.len();
+        }
+        while entries.held > MAX_CACHED_TOTALS {
+            let Some(oldest) = entries
+                .by_key
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(key, _)| key.clone())
+            else {
+                break;
+            };
+            if let Some((old, _)) = entries.by_key.remove(&oldest) {
+                entries.held -= old.len();
+            }
+        }
+    }
 }

@@ -110,6 +110,61 @@ async fn restart_keeps_closed_minutes() {
     );
 }
 
+/// Reads reuse the totals of closed spans; a file written into a span since, or rows of
+/// the open snapshot, must still show in the next read.
+#[tokio::test]
+async fn repeated_reads_see_new_files_and_open_minutes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    let range = all(T0, T0 + 2 * HOUR);
+    store
+        .append_closed(vec![row(T0, edge("web", "cart"), Side::Server, 30, 12.0)])
+        .await
+        .unwrap();
+    let first = totals(&store, Table::EdgeMinute, range).await;
+    assert_eq!(first, vec![(edge("web", "cart"), Side::Server, 30, 3)]);
+    assert_eq!(totals(&store, Table::EdgeMinute, range).await, first);
+
+    // A late closed minute in the same hour, and one of another edge in the next.
+    store
+        .append_closed(vec![
+            row(T0 + MINUTE_MS, edge("web", "cart"), Side::Server, 20, 12.0),
+            row(T0 + HOUR, edge("cart", "db"), Side::Client, 10, 2.0),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        totals(&store, Table::EdgeMinute, range).await,
+        vec![
+            (edge("cart", "db"), Side::Client, 10, 1),
+            (edge("web", "cart"), Side::Server, 50, 5),
+        ]
+    );
+
+    store.publish_open(vec![row(
+        T0 + HOUR + MINUTE_MS,
+        edge("cart", "db"),
+        Side::Client,
+        5,
+        2.0,
+    )]);
+    assert_eq!(
+        totals(&store, Table::EdgeMinute, range).await,
+        vec![
+            (edge("cart", "db"), Side::Client, 15, 1),
+            (edge("web", "cart"), Side::Server, 50, 5),
+        ]
+    );
+    store.publish_open(Vec::new());
+    assert_eq!(
+        totals(&store, Table::EdgeMinute, range).await,
+        vec![
+            (edge("cart", "db"), Side::Client, 10, 1),
+            (edge("web", "cart"), Side::Server, 50, 5),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn server_side_wins_per_minute_and_client_fills_the_rest() {
     let dir = tempfile::tempdir().unwrap();
