@@ -414,7 +414,9 @@ async fn generate(
 
     if options.access_log_entries > 0 {
         // One file per second of entries, as the collector writes them, then compacted.
-        let entries = access_log_rows(options.access_log_entries, first_minute_hour, random);
+        // Recent, so that the access log's one-day retention keeps them.
+        let recent_hour = (open_minute - 2 * HOUR_MS).div_euclid(HOUR_MS) * HOUR_MS;
+        let entries = access_log_rows(options.access_log_entries, recent_hour, random);
         let per_file = options.access_log_entries.div_ceil(3_600).max(1);
         let started = Instant::now();
         for chunk in entries.chunks(per_file) {
