@@ -5,6 +5,7 @@ mod config;
 mod replay;
 mod serve;
 mod simulate;
+mod sql_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
@@ -41,6 +42,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// A decode-and-discard access log receiver: the floor cost of receiving, for `bench`.
     Sink(bench::SinkArgs),
+    /// Run one read-only SQL query against a data directory or a running server.
+    Sql(sql_cmd::SqlArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -52,7 +55,12 @@ enum LogFormat {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // A query's answer is the output; the store's progress notes would only be noise.
+    let default_level = match cli.command {
+        Command::Sql(_) => "warn",
+        _ => "info",
+    };
+    init_tracing(cli.log_format, default_level);
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,
@@ -60,11 +68,21 @@ async fn main() -> anyhow::Result<()> {
         Command::Replay(args) => replay::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Sink(args) => bench::run_sink(args).await,
+        Command::Sql(args) => {
+            // One plain line, never a backtrace: the message is for the person who typed
+            // the query.
+            if let Err(error) = sql_cmd::run(args).await {
+                eprintln!("error: {error:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_tracing(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     // Logs go to stderr so that commands that print results (simulate, sql) keep stdout clean.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

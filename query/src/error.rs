@@ -13,7 +13,9 @@ pub enum Error {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("storage failed: {0}")]
+    /// Storage errors that are the caller's to fix (refused SQL, limits, unknown tables)
+    /// read as the store words them; the others are prefixed as failures.
+    #[error("{}", storage_message(.0))]
     Storage(#[from] meshscope_storage::Error),
 }
 
@@ -24,14 +26,17 @@ impl Error {
         match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Storage(
-                meshscope_storage::Error::InvalidQuery(_) | meshscope_storage::Error::Refused(_),
-            ) => StatusCode::BAD_REQUEST,
-            Error::Storage(meshscope_storage::Error::LimitExceeded(_)) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            Error::Storage(error) => Self::storage_status(error),
+        }
+    }
+
+    fn storage_status(error: &meshscope_storage::Error) -> StatusCode {
+        use meshscope_storage::Error as Storage;
+        match error {
+            Storage::InvalidQuery(_) | Storage::Refused(_) => StatusCode::BAD_REQUEST,
+            Storage::LimitExceeded(_) => StatusCode::UNPROCESSABLE_ENTITY,
             // A query naming an unknown table or column is the caller's to fix.
-            Error::Storage(meshscope_storage::Error::DataFusion(e))
+            Storage::DataFusion(e)
                 if matches!(
                     e.find_root(),
                     DataFusionError::Plan(_)
@@ -42,7 +47,7 @@ impl Error {
             {
                 StatusCode::BAD_REQUEST
             }
-            Error::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -52,6 +57,14 @@ impl Error {
 
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Error::NotFound(message.into())
+    }
+}
+
+fn storage_message(error: &meshscope_storage::Error) -> String {
+    if Error::storage_status(error).is_client_error() {
+        error.to_string()
+    } else {
+        format!("storage failed: {error}")
     }
 }
 

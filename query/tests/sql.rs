@@ -101,32 +101,80 @@ async fn sql_refuses_statements_that_are_not_queries() {
     let cases = [
         (
             "INSERT INTO service_minute SELECT * FROM service_minute",
-            "refused: INSERT statements are not allowed",
+            "INSERT statements are not allowed",
         ),
         (
             "CREATE TABLE t AS SELECT 1",
-            "refused: CREATE TABLE statements are not allowed",
+            "CREATE TABLE statements are not allowed",
         ),
         (
             "COPY service_minute TO 'x.parquet'",
-            "refused: COPY is not allowed",
+            "COPY is not allowed: SQL cannot write files",
         ),
         (
             "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION 'x.csv'",
-            "refused: CREATE EXTERNAL TABLE is not allowed",
+            "CREATE EXTERNAL TABLE is not allowed: SQL reads meshscope's tables only",
         ),
         (
             "DROP TABLE service_minute",
-            "refused: DROP TABLE statements are not allowed",
+            "DROP TABLE statements are not allowed",
         ),
+        ("SELECT 1; SELECT 2", "one statement per request, got 2"),
     ];
-    for (sql, message) in cases {
+    for (sql, reason) in cases {
         let (status, _, body) = post(&router, sql, "application/json").await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{sql}: {body}");
         let json: Value = serde_json::from_str(&body).unwrap();
-        let error = json["error"].as_str().unwrap();
-        assert!(error.contains(message), "{sql}: {error}");
+        assert_eq!(
+            json,
+            json!({
+                "error": format!("query refused: only one read-only SELECT query is allowed: {reason}")
+            }),
+            "{sql}"
+        );
     }
+}
+
+#[tokio::test]
+async fn sql_past_its_limits_is_stopped_with_422_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StoreConfig {
+        maintenance_interval_secs: 0,
+        ..StoreConfig::in_dir(dir.path())
+    };
+    config.sql.timeout_ms = 300;
+    config.sql.max_rows = 1_000;
+    let router = router(AppState::new(Arc::new(Store::open(config).await.unwrap())));
+
+    let (status, _, body) = post(&router, "SELECT * FROM generate_series(1, 5000)", "").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"error": "query stopped: more than 1000 rows; add a LIMIT or narrow the query"})
+    );
+
+    let heavy =
+        "SELECT count(*) FROM generate_series(1, 100000) a CROSS JOIN generate_series(1, 100000) b";
+    let started = std::time::Instant::now();
+    let (status, _, body) = post(&router, heavy, "").await;
+    let elapsed = started.elapsed();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"error": "query stopped: took longer than 300 ms"})
+    );
+    assert!(elapsed < std::time::Duration::from_secs(1), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn sql_naming_an_unknown_table_is_the_callers_error() {
+    let (router, _dir) = api().await;
+    let (status, _, body) = post(&router, "SELECT * FROM nope", "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"error": "query engine: Error during planning: table 'datafusion.public.nope' not found"})
+    );
 }
 
 #[tokio::test]

@@ -16,12 +16,17 @@ pub enum Error {
     Parquet(String),
     #[error("invalid query: {0}")]
     InvalidQuery(String),
-    /// A SQL statement that is not a read-only query.
-    #[error("refused: {0}")]
+    /// A SQL statement that is not a read-only query; the reason names what was refused.
+    #[error("query refused: only one read-only SELECT query is allowed: {0}")]
     Refused(String),
     /// A query stopped by its time, row or memory limit.
     #[error("query stopped: {0}")]
     LimitExceeded(String),
+    /// A write or delete through a store opened with `Store::open_read_only`.
+    #[error("the store is open read-only")]
+    ReadOnly,
+    #[error("no data directory at {0}")]
+    NoDataDir(std::path::PathBuf),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

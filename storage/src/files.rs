@@ -69,16 +69,31 @@ pub(crate) struct DataFiles {
     store: Arc<LocalFileSystem>,
     url: ObjectStoreUrl,
     sequence: AtomicU64,
+    /// Set for a reader beside a running server: it must not write, and must not take a
+    /// temporary file the server is about to rename for a crash's leftover.
+    read_only: bool,
 }
 
 impl DataFiles {
     pub(crate) fn open(data_dir: &std::path::Path) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
+        Self::with_store(data_dir, false)
+    }
+
+    pub(crate) fn open_read_only(data_dir: &std::path::Path) -> Result<Self> {
+        if !data_dir.is_dir() {
+            return Err(Error::NoDataDir(data_dir.to_path_buf()));
+        }
+        Self::with_store(data_dir, true)
+    }
+
+    fn with_store(data_dir: &std::path::Path, read_only: bool) -> Result<Self> {
         let store = LocalFileSystem::new_with_prefix(data_dir)?;
         Ok(Self {
             store: Arc::new(store),
             url: ObjectStoreUrl::parse("meshscope://data/")?,
             sequence: AtomicU64::new(0),
+            read_only,
         })
     }
 
@@ -99,6 +114,9 @@ impl DataFiles {
         partition: EpochMillis,
         batch: &RecordBatch,
     ) -> Result<FileEntry> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
         let batch = sort_by_time(batch)?;
         let bytes = Bytes::from(encode_parquet(&batch)?);
         let size = bytes.len() as u64;
@@ -128,6 +146,9 @@ impl DataFiles {
     }
 
     pub(crate) async fn delete(&self, path: &Path) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
         match self.store.delete(path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(error) => Err(error.into()),
@@ -146,6 +167,9 @@ impl DataFiles {
         for object in objects {
             let name = object.location.filename().unwrap_or_default();
             if name.ends_with(TEMPORARY_SUFFIX) {
+                if self.read_only {
+                    continue;
+                }
                 tracing::warn!(path = %object.location, "removing a file whose write did not finish");
                 self.delete(&object.location).await?;
                 continue;

@@ -17,6 +17,7 @@ pub mod sketch;
 pub mod sql;
 pub mod store;
 mod table;
+mod totals;
 pub mod udf;
 
 pub use access_log::AccessLogRow;

@@ -46,32 +46,51 @@ impl Store {
     }
 
     /// Runs one read-only query within `limits`.
+    ///
+    /// The query runs on a thread and runtime of its own: an operator that never yields
+    /// (a big cross join, say) would otherwise hold the caller's worker, and the timer
+    /// that enforces the time limit with it. The caller gets its answer at the deadline
+    /// whatever the query does; the query itself is dropped at its next yield.
     pub async fn sql(&self, query: &str, limits: &SqlLimits) -> Result<Vec<RecordBatch>> {
         check_read_only(query)?;
         let ctx = self.sql_session(limits)?;
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let run = async {
-            let frame = ctx.sql_with_options(query, options).await?;
-            let mut stream = frame.execute_stream().await?;
-            let mut batches = Vec::new();
-            let mut rows = 0;
-            while let Some(batch) = stream.try_next().await? {
-                rows += batch.num_rows();
-                if rows > limits.max_rows {
-                    return Err(Error::LimitExceeded(format!(
-                        "more than {} rows; add a LIMIT or narrow the query",
-                        limits.max_rows
-                    )));
-                }
-                batches.push(batch);
-            }
-            Ok(batches)
-        };
-        match tokio::time::timeout(Duration::from_millis(limits.timeout_ms), run).await {
-            Ok(result) => result.map_err(out_of_memory_is_a_limit),
+        let timeout = Duration::from_millis(limits.timeout_ms);
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let query = query.to_owned();
+        let max_rows = limits.max_rows;
+        let workers = ctx.state().config().target_partitions().max(1);
+        std::thread::Builder::new()
+            .name("meshscope-sql".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .thread_name("meshscope-sql-worker")
+                    .enable_time()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = answer.send(Err(Error::Io(error)));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let mut answer = answer;
+                    tokio::select! {
+                        result = run_query(&ctx, &query, max_rows) => {
+                            let _ = answer.send(result);
+                        }
+                        // The caller gave up (its deadline passed, or it went away).
+                        () = answer.closed() => {}
+                    }
+                });
+                // Dropping the runtime here cancels every task the query spawned.
+            })?;
+        match tokio::time::timeout(timeout, answered).await {
+            Ok(Ok(result)) => result.map_err(out_of_memory_is_a_limit),
+            Ok(Err(_)) => Err(Error::InvalidQuery(
+                "the query failed without an answer (its thread panicked)".into(),
+            )),
             Err(_) => Err(Error::LimitExceeded(format!(
                 "took longer than {} ms",
                 limits.timeout_ms
@@ -108,6 +127,28 @@ impl Store {
     }
 }
 
+/// Plans and runs `query`, stopping as soon as it has more than `max_rows` rows.
+async fn run_query(ctx: &SessionContext, query: &str, max_rows: usize) -> Result<Vec<RecordBatch>> {
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let frame = ctx.sql_with_options(query, options).await?;
+    let mut stream = frame.execute_stream().await?;
+    let mut batches = Vec::new();
+    let mut rows = 0;
+    while let Some(batch) = stream.try_next().await? {
+        rows += batch.num_rows();
+        if rows > max_rows {
+            return Err(Error::LimitExceeded(format!(
+                "more than {max_rows} rows; add a LIMIT or narrow the query"
+            )));
+        }
+        batches.push(batch);
+    }
+    Ok(batches)
+}
+
 fn out_of_memory_is_a_limit(error: Error) -> Error {
     if let Error::DataFusion(inner) = &error
         && let DataFusionError::ResourcesExhausted(reason) = inner.find_root()
@@ -130,7 +171,7 @@ fn check_read_only(query: &str) -> Result<()> {
         Statement::Statement(statement) => match statement.as_ref() {
             SqlStatement::Query(_) => Ok(()),
             other => Err(Error::Refused(format!(
-                "{} statements are not allowed; only SELECT queries are",
+                "{} statements are not allowed",
                 statement_kind(other)
             ))),
         },
@@ -140,9 +181,8 @@ fn check_read_only(query: &str) -> Result<()> {
         Statement::CopyTo(_) => Err(Error::Refused(
             "COPY is not allowed: SQL cannot write files".into(),
         )),
-        Statement::Explain(_) | Statement::Reset(_) => {
-            Err(Error::Refused("only SELECT queries are allowed".into()))
-        }
+        Statement::Explain(_) => Err(Error::Refused("EXPLAIN is not allowed".into())),
+        Statement::Reset(_) => Err(Error::Refused("RESET is not allowed".into())),
     }
 }
 

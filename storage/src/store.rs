@@ -10,17 +10,19 @@ use std::time::Duration;
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn::sum;
 use datafusion::logical_expr::{Expr, col, lit};
+use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
 
 use crate::access_log;
 use crate::batch;
 use crate::error::Result;
 use crate::files::{DAY_MS, DataFiles, Granularity, HOUR_MS};
-use crate::model::{EpochMillis, MetricRow, Metrics, RowKey, ServiceRef, Side, Table};
+use crate::model::{EpochMillis, MetricRow, RowKey, ServiceRef, Side, Table};
 use crate::proxy_table;
 use crate::read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 use crate::schema::{self, COUNTERS, LATENCY, MINUTE, SIDE, key_columns};
 use crate::table::StoredTable;
+use crate::totals;
 use crate::udf;
 
 pub use crate::config::StoreConfig;
@@ -39,6 +41,7 @@ pub(crate) struct Inner {
     pub(crate) ctx: SessionContext,
     /// One maintenance pass at a time, whether from the background task or a caller.
     pub(crate) maintenance: tokio::sync::Mutex<()>,
+    pub(crate) span_cache: totals::SpanCache,
     pub(crate) proxy_metrics: crate::proxy_metrics::ProxyMetrics,
     pub(crate) proxy_tables: HashMap<Granularity, Arc<StoredTable>>,
 }
@@ -52,6 +55,22 @@ impl Store {
     /// and starts background maintenance unless its interval is 0.
     pub async fn open(config: StoreConfig) -> Result<Store> {
         let files = DataFiles::open(&config.data_dir)?;
+        Self::open_with(config, files).await
+    }
+
+    /// Opens the files already in `data_dir` for reading only, beside a server that may be
+    /// writing there: no maintenance, and nothing is written, renamed or deleted (writes
+    /// fail with `Error::ReadOnly`). Files written after this call are not seen.
+    pub async fn open_read_only(data_dir: impl Into<std::path::PathBuf>) -> Result<Store> {
+        let config = StoreConfig {
+            maintenance_interval_secs: 0,
+            ..StoreConfig::in_dir(data_dir)
+        };
+        let files = DataFiles::open_read_only(&config.data_dir)?;
+        Self::open_with(config, files).await
+    }
+
+    async fn open_with(config: StoreConfig, files: DataFiles) -> Result<Store> {
         let ctx = SessionContext::new();
         ctx.register_object_store(files.url().as_ref(), files.object_store());
         ctx.register_udaf(udf::merge_sketch());
@@ -112,6 +131,7 @@ impl Store {
             maintenance: tokio::sync::Mutex::new(()),
             proxy_metrics: crate::proxy_metrics::ProxyMetrics::default(),
             proxy_tables,
+            span_cache: totals::SpanCache::default(),
         });
         if interval > 0 {
             tokio::spawn(maintain_in_background(
@@ -202,28 +222,134 @@ impl Store {
         range: TimeRange,
         filter: &KeyFilter,
     ) -> Result<Vec<Aggregate>> {
-        let mut points = BTreeMap::new();
+        let mut aggregates: BTreeMap<RowKey, Aggregate> = BTreeMap::new();
         for (granularity, segment) in self.plan(table, range, filter) {
-            self.chosen(table, granularity, segment, filter, &mut points)
-                .await?;
-        }
-        let mut aggregates = Vec::with_capacity(points.len());
-        for (key, bucket_points) in points {
-            let mut metrics = Metrics::default();
-            let mut detected_by = Side::Client;
-            for point in bucket_points.into_values() {
-                if point.detected_by == Side::Server {
-                    detected_by = Side::Server;
+            for (span, closed) in self.split_at_open(table, granularity, segment) {
+                let totals = self
+                    .span_totals(table, granularity, span, filter, closed)
+                    .await?;
+                for total in totals.iter() {
+                    match aggregates.get_mut(&total.key) {
+                        None => {
+                            aggregates.insert(
+                                total.key.clone(),
+                                Aggregate {
+                                    key: total.key.clone(),
+                                    detected_by: total.detected_by,
+                                    metrics: total.metrics.clone(),
+                                },
+                            );
+                        }
+                        Some(aggregate) => {
+                            aggregate.metrics.merge(&total.metrics);
+                            if total.detected_by == Side::Server {
+                                aggregate.detected_by = Side::Server;
+                            }
+                        }
+                    }
                 }
-                metrics.merge(&point.metrics);
             }
-            aggregates.push(Aggregate {
-                key,
-                detected_by,
-                metrics,
-            });
         }
-        Ok(aggregates)
+        Ok(aggregates.into_values().collect())
+    }
+
+    /// Splits a minute span where the open snapshot starts: the part before holds closed
+    /// minutes only (`true`), whose totals can be kept; the rest changes with every publish.
+    fn split_at_open(
+        &self,
+        table: Table,
+        granularity: Granularity,
+        span: TimeRange,
+    ) -> Vec<(TimeRange, bool)> {
+        if granularity != Granularity::Minute {
+            return vec![(span, true)];
+        }
+        match self.table(table, granularity).open_start() {
+            Some(open) if open <= span.start => vec![(span, false)],
+            Some(open) if open < span.end => vec![
+                (
+                    TimeRange {
+                        start: span.start,
+                        end: open,
+                    },
+                    true,
+                ),
+                (
+                    TimeRange {
+                        start: open,
+                        end: span.end,
+                    },
+                    false,
+                ),
+            ],
+            _ => vec![(span, true)],
+        }
+    }
+
+    async fn span_totals(
+        &self,
+        table: Table,
+        granularity: Granularity,
+        span: TimeRange,
+        filter: &KeyFilter,
+        closed: bool,
+    ) -> Result<Arc<Vec<totals::SpanTotal>>> {
+        let rollup = granularity != Granularity::Minute;
+        let key = closed.then(|| totals::SpanKey {
+            table,
+            granularity,
+            start: span.start,
+            end: span.end,
+            filter: format!("{filter:?}"),
+            files: self
+                .table(table, granularity)
+                .files_overlapping(Some(span.start), Some(span.end))
+                .iter()
+                .map(|file| file.path.to_string())
+                .collect(),
+        });
+        if let Some(key) = &key
+            && let Some(totals) = self.inner.span_cache.get(key)
+        {
+            return Ok(totals);
+        }
+        let streams = self.scan(table, granularity, span, filter).await?;
+        let totals = Arc::new(totals::fold_streams(table, streams, rollup).await?);
+        if let Some(key) = key {
+            self.inner.span_cache.insert(key, totals.clone());
+        }
+        Ok(totals)
+    }
+
+    /// The rows of one granularity in `range` that pass `filter`, with the columns a
+    /// total needs, as one stream per partition of the scan.
+    async fn scan(
+        &self,
+        table: Table,
+        granularity: Granularity,
+        range: TimeRange,
+        filter: &KeyFilter,
+    ) -> Result<Vec<SendableRecordBatchStream>> {
+        let mut df = self
+            .inner
+            .ctx
+            .table(table_name(table, granularity).as_str())
+            .await?
+            .filter(
+                col(MINUTE)
+                    .gt_eq(timestamp(range.start))
+                    .and(col(MINUTE).lt(timestamp(range.end))),
+            )?;
+        if let Some(predicate) = key_predicate(table, filter) {
+            df = df.filter(predicate)?;
+        }
+        let mut columns: Vec<&str> = vec![MINUTE, SIDE, LATENCY];
+        columns.extend(key_columns(table));
+        columns.extend(COUNTERS);
+        Ok(df
+            .select_columns(&columns)?
+            .execute_stream_partitioned()
+            .await?)
     }
 
     /// Per key, one point per minute that has data, in time order. Minutes only: windows

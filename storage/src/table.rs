@@ -6,15 +6,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::ScalarValue;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{MemTable, TableType};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
@@ -106,7 +109,21 @@ impl StoredTable {
         *self.open.write() = batches;
     }
 
-    fn files_overlapping(
+    /// The earliest minute in the open snapshot: rows from it on can change at any publish.
+    pub(crate) fn open_start(&self) -> Option<EpochMillis> {
+        self.open
+            .read()
+            .iter()
+            .filter_map(|batch| {
+                let minutes = batch
+                    .column(0)
+                    .as_primitive_opt::<TimestampMillisecondType>()?;
+                datafusion::arrow::compute::min(minutes)
+            })
+            .min()
+    }
+
+    pub(crate) fn files_overlapping(
         &self,
         start: Option<EpochMillis>,
         end: Option<EpochMillis>,
@@ -224,7 +241,24 @@ impl TableProvider for StoredTable {
                     version: None,
                 }));
             }
-            let source = Arc::new(ParquetSource::new(self.schema.clone()));
+            // The shared metadata cache spares re-reading every footer on every query:
+            // files never change once written, they are only replaced under new names.
+            let runtime = state.runtime_env();
+            let reader = CachedParquetFileReaderFactory::new(
+                runtime.object_store(&self.url)?,
+                runtime.cache_manager.get_file_metadata_cache(),
+            );
+            let mut source = ParquetSource::new(self.schema.clone())
+                .with_parquet_file_reader_factory(Arc::new(reader));
+            // With the filters as a predicate, the page index skips the pages of a sorted
+            // file that lie outside the window (a partial hour reads part of its file).
+            if let Some(predicate) = conjunction(filters.iter().cloned())
+                && let Ok(schema) = DFSchema::try_from(self.schema.as_ref().clone())
+                && let Ok(predicate) = state.create_physical_expr(predicate, &schema)
+            {
+                source = source.with_predicate(predicate);
+            }
+            let source = Arc::new(source);
             let config = FileScanConfigBuilder::new(self.url.clone(), source)
                 .with_file_groups(
                     groups

@@ -110,6 +110,61 @@ async fn restart_keeps_closed_minutes() {
     );
 }
 
+/// Reads reuse the totals of closed spans; a file written into a span since, or rows of
+/// the open snapshot, must still show in the next read.
+#[tokio::test]
+async fn repeated_reads_see_new_files_and_open_minutes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    let range = all(T0, T0 + 2 * HOUR);
+    store
+        .append_closed(vec![row(T0, edge("web", "cart"), Side::Server, 30, 12.0)])
+        .await
+        .unwrap();
+    let first = totals(&store, Table::EdgeMinute, range).await;
+    assert_eq!(first, vec![(edge("web", "cart"), Side::Server, 30, 3)]);
+    assert_eq!(totals(&store, Table::EdgeMinute, range).await, first);
+
+    // A late closed minute in the same hour, and one of another edge in the next.
+    store
+        .append_closed(vec![
+            row(T0 + MINUTE_MS, edge("web", "cart"), Side::Server, 20, 12.0),
+            row(T0 + HOUR, edge("cart", "db"), Side::Client, 10, 2.0),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        totals(&store, Table::EdgeMinute, range).await,
+        vec![
+            (edge("cart", "db"), Side::Client, 10, 1),
+            (edge("web", "cart"), Side::Server, 50, 5),
+        ]
+    );
+
+    store.publish_open(vec![row(
+        T0 + HOUR + MINUTE_MS,
+        edge("cart", "db"),
+        Side::Client,
+        5,
+        2.0,
+    )]);
+    assert_eq!(
+        totals(&store, Table::EdgeMinute, range).await,
+        vec![
+            (edge("cart", "db"), Side::Client, 15, 1),
+            (edge("web", "cart"), Side::Server, 50, 5),
+        ]
+    );
+    store.publish_open(Vec::new());
+    assert_eq!(
+        totals(&store, Table::EdgeMinute, range).await,
+        vec![
+            (edge("cart", "db"), Side::Client, 10, 1),
+            (edge("web", "cart"), Side::Server, 50, 5),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn server_side_wins_per_minute_and_client_fills_the_rest() {
     let dir = tempfile::tempdir().unwrap();
@@ -439,6 +494,14 @@ async fn sql_refuses_everything_but_queries() {
             other => panic!("{sql}: expected a refusal, got {other:?}"),
         }
     }
+    let refused = store
+        .sql("DELETE FROM service_minute", &SqlLimits::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "query refused: only one read-only SELECT query is allowed: DELETE statements are not allowed"
+    );
     // Reading files by path is not a table meshscope knows.
     assert!(
         store
@@ -489,6 +552,77 @@ async fn sql_stops_queries_beyond_their_limits() {
             other.map(|b| b.len())
         ),
     }
+}
+
+/// A cross join's operators keep producing without ever yielding to the runtime; the
+/// caller must still get its answer at the deadline, on a single-threaded runtime too.
+#[tokio::test]
+async fn a_query_that_never_yields_is_stopped_at_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    let limits = SqlLimits {
+        timeout_ms: 300,
+        ..SqlLimits::default()
+    };
+    // Ten billion rows: hours of work here.
+    let heavy =
+        "SELECT count(*) FROM generate_series(1, 100000) a CROSS JOIN generate_series(1, 100000) b";
+    let started = std::time::Instant::now();
+    let result = store.sql(heavy, &limits).await;
+    let elapsed = started.elapsed();
+    match result {
+        Err(error @ Error::LimitExceeded(_)) => {
+            assert_eq!(error.to_string(), "query stopped: took longer than 300 ms")
+        }
+        other => panic!("expected the time limit, got {other:?}"),
+    }
+    assert!(
+        elapsed >= std::time::Duration::from_millis(300)
+            && elapsed < std::time::Duration::from_millis(1_000),
+        "stopped after {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_read_only_store_reads_files_and_never_writes_or_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(config(dir.path())).await.unwrap();
+        store
+            .append_closed(vec![row(T0, service("cart"), Side::Server, 10, 5.0)])
+            .await
+            .unwrap();
+    }
+    // A write in progress beside the reader: the reader must leave it to its writer.
+    let partition = dir.path().join("service_minute/date=2025-11-23/hour=00");
+    let in_progress = partition.join(".1-000001.parquet.tmp");
+    std::fs::write(&in_progress, b"half a file").unwrap();
+    let before = files_under(dir.path());
+
+    let reader = Store::open_read_only(dir.path()).await.unwrap();
+    assert_eq!(
+        totals(&reader, Table::ServiceMinute, all(T0, T0 + HOUR)).await,
+        vec![(service("cart"), Side::Server, 10, 1)]
+    );
+    assert!(matches!(
+        reader
+            .append_closed(vec![row(T0, service("web"), Side::Server, 1, 1.0)])
+            .await,
+        Err(Error::ReadOnly)
+    ));
+    let report = reader.maintain(T0 + 30 * DAY).await;
+    assert!(matches!(report, Err(Error::ReadOnly)), "{report:?}");
+    assert_eq!(files_under(dir.path()), before);
+
+    let missing = dir.path().join("nowhere");
+    match Store::open_read_only(&missing).await {
+        Err(error @ Error::NoDataDir(_)) => assert_eq!(
+            error.to_string(),
+            format!("no data directory at {}", missing.display())
+        ),
+        other => panic!("expected a missing directory, got {:?}", other.err()),
+    }
+    assert!(!missing.exists());
 }
 
 #[tokio::test]

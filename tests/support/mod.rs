@@ -39,6 +39,30 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Asks the process to stop the way an operator or an orchestrator does (SIGTERM) and
+    /// waits for it to exit.
+    pub(crate) fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "cannot signal {}", self.name);
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not stop within {within:?}:\n{}",
+                self.name,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub(crate) fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
             panic!("{} exited ({status}):\n{}", self.name, self.log_text());
@@ -70,6 +94,11 @@ pub(crate) struct Meshscope {
 
 impl Meshscope {
     pub(crate) async fn start(dir: &Path, extra: &[&str]) -> Meshscope {
+        Self::start_as("meshscope", dir, extra).await
+    }
+
+    /// Serves on free ports with its data in `dir/data` and its log in `dir/{name}.log`.
+    pub(crate) async fn start_as(name: &str, dir: &Path, extra: &[&str]) -> Meshscope {
         let grpc: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
             .parse()
             .unwrap();
@@ -88,7 +117,7 @@ impl Meshscope {
             .arg(&data)
             .args(extra)
             .env("RUST_LOG", "info");
-        let mut proc = Proc::spawn("meshscope", &mut command, dir);
+        let mut proc = Proc::spawn(name, &mut command, dir);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             proc.assert_running();
@@ -153,4 +182,38 @@ pub(crate) fn edges(
             )
         })
         .collect()
+}
+
+/// Runs `meshscope sql ARGS...`: exit code, stdout, stderr.
+pub(crate) fn meshscope_sql(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_meshscope"))
+        .arg("sql")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("MESHSCOPE_CONFIG")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// Every file under `dir`, relative to it, sorted.
+pub(crate) fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
 }

@@ -1,0 +1,303 @@
+//! Per-key totals over a span of one granularity, folded straight from the scanned batches:
+//! the read behind every window aggregate (the topology, the service list).
+//!
+//! A group-by on key, minute and side would build a group, and a sketch state, per row of a
+//! minute table: a window of an hour over thousands of edges is hundreds of thousands of
+//! groups, each decoded twice. Here each row is decoded once, into its key's running total,
+//! keys are recognised by their bytes in Arrow's row format, and the scan's partitions fold
+//! on both cores.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, BinaryArray, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{TimestampMillisecondType, UInt64Type};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::TryStreamExt;
+
+use crate::batch;
+use crate::error::{Error, Result};
+use crate::files::Granularity;
+use crate::model::{EpochMillis, Metrics, RowKey, Side, Table};
+use crate::schema::{self, COUNTERS, key_columns};
+use crate::sketch::LatencySketch;
+
+/// One key's figures in one span, before the client rows are settled.
+struct KeyTotal {
+    key: RowKey,
+    /// Every server row, summed.
+    server: Option<Metrics>,
+    /// Minutes with a server row: the client's rows of those minutes do not count.
+    server_minutes: HashSet<EpochMillis>,
+    /// Client rows per minute, kept until every partition has been read, because the
+    /// server row of the same minute may come from another file.
+    client: HashMap<EpochMillis, Metrics>,
+}
+
+/// Totals of one partition of the scan, keyed by the key columns' row-format bytes.
+#[derive(Default)]
+pub(crate) struct Partial {
+    keys: HashMap<Box<[u8]>, KeyTotal>,
+}
+
+/// What a span contributes to a key's total over the window.
+pub(crate) struct SpanTotal {
+    pub(crate) key: RowKey,
+    pub(crate) detected_by: Side,
+    pub(crate) metrics: Metrics,
+}
+
+/// Reads every stream (one per partition of the scan) on a task of its own, then settles
+/// the totals. `rollup` says the rows are hour or day rollups, whose client rows are
+/// already net of the server's and are added, not chosen.
+pub(crate) async fn fold_streams(
+    table: Table,
+    streams: Vec<SendableRecordBatchStream>,
+    rollup: bool,
+) -> Result<Vec<SpanTotal>> {
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|stream| tokio::spawn(fold_stream(table, stream)))
+        .collect();
+    let mut partials = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let partial = task
+            .await
+            .map_err(|e| Error::InvalidQuery(format!("a read task failed: {e}")))??;
+        partials.push(partial);
+    }
+    Ok(settle(partials, rollup))
+}
+
+async fn fold_stream(table: Table, mut stream: SendableRecordBatchStream) -> Result<Partial> {
+    let mut partial = Partial::default();
+    let converter = RowConverter::new(
+        key_columns(table)
+            .iter()
+            .map(|_| SortField::new(datafusion::arrow::datatypes::DataType::Utf8))
+            .collect(),
+    )?;
+    while let Some(batch) = stream.try_next().await? {
+        partial.add_batch(table, &converter, &batch)?;
+    }
+    Ok(partial)
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array> {
+    batch
+        .column_by_name(name)
+        .map(|c| c.as_ref())
+        .ok_or_else(|| Error::InvalidQuery(format!("unexpected column layout: {name}")))
+}
+
+impl Partial {
+    fn add_batch(
+        &mut self,
+        table: Table,
+        converter: &RowConverter,
+        batch: &RecordBatch,
+    ) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let key_arrays = key_columns(table)
+            .iter()
+            .map(|name| {
+                batch
+                    .column_by_name(name)
+                    .cloned()
+                    .ok_or_else(|| Error::InvalidQuery(format!("missing key column {name}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rows = converter.convert_columns(&key_arrays)?;
+        let minutes = column(batch, schema::MINUTE)?.as_primitive::<TimestampMillisecondType>();
+        let sides: &StringArray = column(batch, schema::SIDE)?.as_string::<i32>();
+        let counters: Vec<&UInt64Array> = COUNTERS
+            .iter()
+            .map(|name| Ok(column(batch, name)?.as_primitive::<UInt64Type>()))
+            .collect::<Result<_>>()?;
+        let sketches: &BinaryArray = column(batch, schema::LATENCY)?.as_binary::<i32>();
+        for row in 0..batch.num_rows() {
+            let counter = |i: usize| {
+                let values = counters[i];
+                if values.is_null(row) {
+                    0
+                } else {
+                    values.value(row)
+                }
+            };
+            let latency = if sketches.is_null(row) {
+                LatencySketch::new()
+            } else {
+                LatencySketch::from_bytes(sketches.value(row))?
+            };
+            let metrics = Metrics {
+                calls: counter(0),
+                errors: counter(1),
+                errors_4xx: counter(2),
+                bytes_sent: counter(3),
+                bytes_received: counter(4),
+                tcp_connections: counter(5),
+                mtls_calls: counter(6),
+                apdex_satisfied: counter(7),
+                apdex_tolerating: counter(8),
+                latency,
+            };
+            let key_bytes = rows.row(row);
+            let total = match self.keys.get_mut(key_bytes.as_ref()) {
+                Some(total) => total,
+                None => self
+                    .keys
+                    .entry(key_bytes.as_ref().into())
+                    .or_insert(KeyTotal {
+                        key: batch::key_at(table, batch, row)?,
+                        server: None,
+                        server_minutes: HashSet::new(),
+                        client: HashMap::new(),
+                    }),
+            };
+            let minute = minutes.value(row);
+            if sides.value(row) == Side::Server.as_str() {
+                total.server_minutes.insert(minute);
+                merge_into(&mut total.server, metrics);
+            } else {
+                match total.client.get_mut(&minute) {
+                    Some(existing) => existing.merge(&metrics),
+                    None => {
+                        total.client.insert(minute, metrics);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn absorb(&mut self, other: Partial) {
+        for (bytes, theirs) in other.keys {
+            let Some(ours) = self.keys.get_mut(&bytes) else {
+                self.keys.insert(bytes, theirs);
+                continue;
+            };
+            if let Some(server) = theirs.server {
+                merge_into(&mut ours.server, server);
+            }
+            ours.server_minutes.extend(theirs.server_minutes);
+            for (minute, metrics) in theirs.client {
+                match ours.client.get_mut(&minute) {
+                    Some(existing) => existing.merge(&metrics),
+                    None => {
+                        ours.client.insert(minute, metrics);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn merge_into(total: &mut Option<Metrics>, metrics: Metrics) {
+    match total {
+        Some(total) => total.merge(&metrics),
+        None => *total = Some(metrics),
+    }
+}
+
+/// Per key: the server's rows, plus the client's in minutes the server did not report (or
+/// every client row, for rollups).
+fn settle(partials: Vec<Partial>, rollup: bool) -> Vec<SpanTotal> {
+    let mut partials = partials.into_iter();
+    let mut all = partials.next().unwrap_or_default();
+    for partial in partials {
+        all.absorb(partial);
+    }
+    all.keys
+        .into_values()
+        .map(|total| {
+            let detected_by = if total.server.is_some() {
+                Side::Server
+            } else {
+                Side::Client
+            };
+            let mut metrics = total.server;
+            for (minute, client) in total.client {
+                if rollup || !total.server_minutes.contains(&minute) {
+                    merge_into(&mut metrics, client);
+                }
+            }
+            SpanTotal {
+                key: total.key,
+                detected_by,
+                metrics: metrics.unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// What identifies a span's totals: the table, the span, the key filter, and the very files
+/// that hold its rows. A file written, compacted or expired changes the key, so an entry is
+/// never stale; spans with rows of the open snapshot are never cached.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct SpanKey {
+    pub(crate) table: Table,
+    pub(crate) granularity: Granularity,
+    pub(crate) start: EpochMillis,
+    pub(crate) end: EpochMillis,
+    pub(crate) filter: String,
+    pub(crate) files: Vec<String>,
+}
+
+/// Totals of closed spans, reused by the next read of the same span: a dashboard asks for
+/// the same windows every few seconds, and only the open minutes change in between.
+/// Bounded by the number of key totals it holds (each carries a latency sketch).
+#[derive(Default)]
+pub(crate) struct SpanCache {
+    entries: parking_lot::Mutex<SpanEntries>,
+}
+
+#[derive(Default)]
+struct SpanEntries {
+    by_key: HashMap<SpanKey, (Arc<Vec<SpanTotal>>, u64)>,
+    clock: u64,
+    held: usize,
+}
+
+/// About 250 MB of decoded sketches at a few hundred bins each.
+const MAX_CACHED_TOTALS: usize = 100_000;
+
+impl SpanCache {
+    pub(crate) fn get(&self, key: &SpanKey) -> Option<Arc<Vec<SpanTotal>>> {
+        let mut entries = self.entries.lock();
+        entries.clock += 1;
+        let now = entries.clock;
+        let (totals, used) = entries.by_key.get_mut(key)?;
+        *used = now;
+        Some(totals.clone())
+    }
+
+    pub(crate) fn insert(&self, key: SpanKey, totals: Arc<Vec<SpanTotal>>) {
+        if totals.len() > MAX_CACHED_TOTALS {
+            return;
+        }
+        let mut entries = self.entries.lock();
+        entries.clock += 1;
+        let now = entries.clock;
+        entries.held += totals.len();
+        if let Some((old, _)) = entries.by_key.insert(key, (totals, now)) {
+            entries.held -= old.len();
+        }
+        while entries.held > MAX_CACHED_TOTALS {
+            let Some(oldest) = entries
+                .by_key
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(key, _)| key.clone())
+            else {
+                break;
+            };
+            if let Some((old, _)) = entries.by_key.remove(&oldest) {
+                entries.held -= old.len();
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! A restart keeps what was stored: a real `meshscope serve` fed by the simulator is
+//! stopped with SIGTERM (which writes the minutes still open) and started again on the same
+//! data directory; the topology, the services and SQL then answer exactly as before.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Meshscope, edges, meshscope_sql};
+
+const EDGE_TOTALS: &str = "SELECT source_name, target_name, protocol, side, \
+                           sum(calls) AS calls, sum(errors) AS errors \
+                           FROM edge_minute GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4";
+
+type EdgeFigures = BTreeMap<(String, String, String), (u64, u64, String)>;
+
+fn figures(topology: &Value) -> EdgeFigures {
+    edges(topology)
+        .into_iter()
+        .map(|(key, edge)| {
+            let metrics = &edge["metrics"];
+            (
+                key,
+                (
+                    metrics["calls"].as_u64().unwrap(),
+                    metrics["errors"].as_u64().unwrap(),
+                    edge["detected_by"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The simulator's own account of what it sent, per edge.
+fn simulate(server: &Meshscope) -> EdgeFigures {
+    let output = Command::new(env!("CARGO_BIN_EXE_meshscope"))
+        .args(["simulate", "--target"])
+        .arg(format!("http://{}", server.grpc))
+        .args([
+            "--services",
+            "8",
+            "--rate",
+            "40",
+            "--duration",
+            "2",
+            "--seed",
+            "5",
+            "--print-expected",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expected: Value = serde_json::from_slice(&output.stdout).unwrap();
+    expected["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let text = |field: &str| e[field].as_str().unwrap().to_string();
+            (
+                (text("source"), text("target"), text("protocol")),
+                (
+                    e["calls"].as_u64().unwrap(),
+                    e["errors"].as_u64().unwrap(),
+                    text("detected_by"),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Nodes and edges with their figures; the window's bounds move with the clock.
+fn graph(topology: &Value) -> (Value, Value) {
+    (topology["nodes"].clone(), topology["edges"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_keeps_calls_errors_and_latencies() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data").display().to_string();
+    let mut first = Meshscope::start_as("meshscope-first", dir.path(), &[]).await;
+    let want = simulate(&first);
+    assert!(want.len() >= 6, "a mesh worth restarting: {want:?}");
+
+    // Entries to services without a sidecar wait up to 2 s for their peer's report.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let topology = loop {
+        let topology = first.json("/api/v1/topology?window=15m").await;
+        if figures(&topology) == want {
+            break topology;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the topology never matched what was sent\nwant: {want:#?}\ngot: {:#?}",
+            figures(&topology)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let services = first.json("/api/v1/services?window=15m").await;
+    let url = format!("http://{}", first.http);
+    let (code, sql_before, err) = meshscope_sql(&["--server", &url, EDGE_TOTALS]);
+    assert_eq!(code, 0, "{err}");
+    assert!(sql_before.lines().count() > want.len(), "{sql_before}");
+
+    let status = first.proc.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{status}:\n{}", first.proc.log_text());
+    assert!(
+        first
+            .proc
+            .log_text()
+            .contains("open minutes written at shutdown"),
+        "{}",
+        first.proc.log_text()
+    );
+
+    // With no server running, the files alone hold every call.
+    let (code, sql_offline, err) = meshscope_sql(&["--data-dir", &data_dir, EDGE_TOTALS]);
+    assert_eq!(
+        (code, sql_offline.as_str()),
+        (0, sql_before.as_str()),
+        "{err}"
+    );
+
+    let second = Meshscope::start_as("meshscope-second", dir.path(), &[]).await;
+    let reopened = second.json("/api/v1/topology?window=15m").await;
+    assert_eq!(figures(&reopened), want);
+    assert_eq!(graph(&reopened), graph(&topology));
+    let services_after = second.json("/api/v1/services?window=15m").await;
+    assert_eq!(services_after["services"], services["services"]);
+    let url = format!("http://{}", second.http);
+    let (code, sql_after, err) = meshscope_sql(&["--server", &url, EDGE_TOTALS]);
+    assert_eq!(
+        (code, sql_after.as_str()),
+        (0, sql_before.as_str()),
+        "{err}"
+    );
+}
