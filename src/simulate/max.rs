@@ -353,30 +353,17 @@ mod tests {
             for message in &stream.messages {
                 let stamped = message.stamped(seconds);
                 let decoded = StreamAccessLogsMessage::decode(stamped.as_ref()).unwrap();
+                let start = |c: Option<&AccessLogCommon>| c.unwrap().start_time.unwrap().seconds;
                 let starts: Vec<i64> = match decoded.log_entries.unwrap() {
                     LogEntries::HttpLogs(h) => h
                         .log_entry
                         .iter()
-                        .map(|e| {
-                            e.common_properties
-                                .as_ref()
-                                .unwrap()
-                                .start_time
-                                .unwrap()
-                                .seconds
-                        })
+                        .map(|e| start(e.common_properties.as_ref()))
                         .collect(),
                     LogEntries::TcpLogs(t) => t
                         .log_entry
                         .iter()
-                        .map(|e| {
-                            e.common_properties
-                                .as_ref()
-                                .unwrap()
-                                .start_time
-                                .unwrap()
-                                .seconds
-                        })
+                        .map(|e| start(e.common_properties.as_ref()))
                         .collect(),
                 };
                 assert_eq!(starts.len() as u64, message.entries);

@@ -55,50 +55,23 @@ impl Store {
         settle: EpochMillis,
         report: &mut MaintenanceReport,
     ) -> Result<()> {
-        let minutes = self.table(table, Granularity::Minute).clone();
-        let hours = self.table(table, Granularity::Hour).clone();
-        let days = self.table(table, Granularity::Day).clone();
-        let mut due_days = BTreeSet::new();
-        for (partition, files) in minutes.partitions() {
-            let settled = partition + HOUR_MS + settle <= now;
-            if !settled || (files.len() == 1 && hours.has_partition(partition)) {
-                continue;
-            }
-            let batch = if files.len() > 1 {
-                report.files_compacted += files.len();
-                self.compact(&minutes, partition, &files).await?
-            } else {
-                self.read_all(&minutes, &files).await?
-            };
-            let rows = batch::from_batch(table, &batch)?;
-            let rolled = rollup::roll_up_minutes(rows, HOUR_MS);
-            self.replace_with(&hours, partition, &batch::to_batch(table, &rolled)?)
-                .await?;
-            report.hours_rolled_up += 1;
-            due_days.insert(partition.div_euclid(DAY_MS) * DAY_MS);
-        }
-        for partition in hours.partitions().keys() {
-            let day = partition.div_euclid(DAY_MS) * DAY_MS;
-            if !days.has_partition(day) {
-                due_days.insert(day);
-            }
-        }
-        for day in due_days {
-            if day + DAY_MS + settle > now {
-                continue;
-            }
-            let hour_files: Vec<FileEntry> = hours
-                .partitions()
-                .range(day..day + DAY_MS)
-                .flat_map(|(_, files)| files.clone())
-                .collect();
-            let batch = self.read_all(&hours, &hour_files).await?;
-            let rolled = rollup::roll_up(batch::from_batch(table, &batch)?, DAY_MS);
-            self.replace_with(&days, day, &batch::to_batch(table, &rolled)?)
-                .await?;
-            report.days_rolled_up += 1;
-        }
-        Ok(())
+        let tiers = [
+            self.table(table, Granularity::Minute).clone(),
+            self.table(table, Granularity::Hour).clone(),
+            self.table(table, Granularity::Day).clone(),
+        ];
+        let to_hours = |batch: &RecordBatch| {
+            let rolled = rollup::roll_up_minutes(batch::from_batch(table, batch)?, HOUR_MS);
+            batch::to_batch(table, &rolled)
+        };
+        let to_days = |batch: &RecordBatch| {
+            batch::to_batch(
+                table,
+                &rollup::roll_up(batch::from_batch(table, batch)?, DAY_MS),
+            )
+        };
+        self.roll_tiers(tiers, now, settle, report, to_hours, to_days)
+            .await
     }
 
     /// The proxy statistics' hour and day rollups, on the same schedule as the others:
@@ -110,9 +83,31 @@ impl Store {
         settle: EpochMillis,
         report: &mut MaintenanceReport,
     ) -> Result<()> {
-        let minutes = self.proxy_table(Granularity::Minute).clone();
-        let hours = self.proxy_table(Granularity::Hour).clone();
-        let days = self.proxy_table(Granularity::Day).clone();
+        let tiers = [
+            self.proxy_table(Granularity::Minute).clone(),
+            self.proxy_table(Granularity::Hour).clone(),
+            self.proxy_table(Granularity::Day).clone(),
+        ];
+        let roll = |span: EpochMillis| {
+            move |batch: &RecordBatch| {
+                proxy_table::to_batch(&proxy_table::roll_up(proxy_table::from_batch(batch)?, span))
+            }
+        };
+        self.roll_tiers(tiers, now, settle, report, roll(HOUR_MS), roll(DAY_MS))
+            .await
+    }
+
+    /// Compacts settled minute partitions and rolls them into hours, then settled days of
+    /// hours into days; `to_hours` and `to_days` say how a table's rows add up.
+    async fn roll_tiers(
+        &self,
+        [minutes, hours, days]: [Arc<StoredTable>; 3],
+        now: EpochMillis,
+        settle: EpochMillis,
+        report: &mut MaintenanceReport,
+        to_hours: impl Fn(&RecordBatch) -> Result<RecordBatch>,
+        to_days: impl Fn(&RecordBatch) -> Result<RecordBatch>,
+    ) -> Result<()> {
         let mut due_days = BTreeSet::new();
         for (partition, files) in minutes.partitions() {
             let settled = partition + HOUR_MS + settle <= now;
@@ -125,8 +120,7 @@ impl Store {
             } else {
                 self.read_all(&minutes, &files).await?
             };
-            let rolled = proxy_table::roll_up(proxy_table::from_batch(&batch)?, HOUR_MS);
-            self.replace_with(&hours, partition, &proxy_table::to_batch(&rolled)?)
+            self.replace_with(&hours, partition, &to_hours(&batch)?)
                 .await?;
             report.hours_rolled_up += 1;
             due_days.insert(partition.div_euclid(DAY_MS) * DAY_MS);
@@ -147,9 +141,7 @@ impl Store {
                 .flat_map(|(_, files)| files.clone())
                 .collect();
             let batch = self.read_all(&hours, &hour_files).await?;
-            let rolled = proxy_table::roll_up(proxy_table::from_batch(&batch)?, DAY_MS);
-            self.replace_with(&days, day, &proxy_table::to_batch(&rolled)?)
-                .await?;
+            self.replace_with(&days, day, &to_days(&batch)?).await?;
             report.days_rolled_up += 1;
         }
         Ok(())
