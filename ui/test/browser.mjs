@@ -34,7 +34,7 @@ try {
   await until("the captured mesh in the API", async () => {
     const t = await api("/api/v1/topology?window=15m");
     const e = t.edges.find((x) => x.source === "shop/frontend" && x.target === "shop/backend");
-    return e && e.metrics.calls === 300 && e.upstream_health && t.nodes.some((n) => n.name === XSS);
+    return e && e.metrics.calls === 300 && e.upstream_health && t.nodes.some((n) => n.name === XSS) && t.edges.some((x) => x.source === "external");
   });
   const truth = await api("/api/v1/topology?window=15m");
 
