@@ -51,6 +51,30 @@ pub struct Store {
 }
 
 impl Store {
+    /// A table's rows within `range` that match `filter`.
+    async fn window_frame(
+        &self,
+        table: Table,
+        granularity: Granularity,
+        range: TimeRange,
+        filter: &KeyFilter,
+    ) -> Result<datafusion::dataframe::DataFrame> {
+        let df = self
+            .inner
+            .ctx
+            .table(table_name(table, granularity).as_str())
+            .await?
+            .filter(
+                col(MINUTE)
+                    .gt_eq(timestamp(range.start))
+                    .and(col(MINUTE).lt(timestamp(range.end))),
+            )?;
+        Ok(match key_predicate(table, filter) {
+            Some(predicate) => df.filter(predicate)?,
+            None => df,
+        })
+    }
+
     /// Opens the store in `config.data_dir`, reopening the Parquet files already there,
     /// and starts background maintenance unless its interval is 0.
     pub async fn open(config: StoreConfig) -> Result<Store> {
@@ -330,19 +354,7 @@ impl Store {
         range: TimeRange,
         filter: &KeyFilter,
     ) -> Result<Vec<SendableRecordBatchStream>> {
-        let mut df = self
-            .inner
-            .ctx
-            .table(table_name(table, granularity).as_str())
-            .await?
-            .filter(
-                col(MINUTE)
-                    .gt_eq(timestamp(range.start))
-                    .and(col(MINUTE).lt(timestamp(range.end))),
-            )?;
-        if let Some(predicate) = key_predicate(table, filter) {
-            df = df.filter(predicate)?;
-        }
+        let df = self.window_frame(table, granularity, range, filter).await?;
         let mut columns: Vec<&str> = vec![MINUTE, SIDE, LATENCY];
         columns.extend(key_columns(table));
         columns.extend(COUNTERS);
@@ -399,19 +411,7 @@ impl Store {
         chosen: &mut BTreeMap<RowKey, BTreeMap<EpochMillis, SeriesPoint>>,
     ) -> Result<()> {
         let keys = key_columns(table);
-        let mut df = self
-            .inner
-            .ctx
-            .table(table_name(table, granularity).as_str())
-            .await?;
-        df = df.filter(
-            col(MINUTE)
-                .gt_eq(timestamp(range.start))
-                .and(col(MINUTE).lt(timestamp(range.end))),
-        )?;
-        if let Some(predicate) = key_predicate(table, filter) {
-            df = df.filter(predicate)?;
-        }
+        let df = self.window_frame(table, granularity, range, filter).await?;
         let mut group_by: Vec<Expr> = keys.iter().map(|k| col(*k)).collect();
         group_by.push(col(MINUTE));
         group_by.push(col(SIDE));
