@@ -5,7 +5,11 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use meshscope_storage::{MetricRow, Metrics, Protocol, RowKey, ServiceRef, Side};
+use meshscope_storage::batch::{KeyRef, RowBuilder};
+use meshscope_storage::{
+    EpochMillis, MetricRow, Metrics, OpenMinutes, Protocol, RecordBatch, RowKey, ServiceRef, Side,
+    Table,
+};
 use parking_lot::{Mutex, RwLock};
 
 /// What one entry contributes to a row.
@@ -71,6 +75,8 @@ pub const OVERFLOW: &str = "{overflow}";
 #[derive(Default)]
 struct Inner {
     minutes: BTreeMap<i64, MinuteRows>,
+    /// Minutes closed but not yet in the store's files: still read, no longer added to.
+    closing: BTreeMap<i64, MinuteRows>,
     /// Minutes before this one are closed: entries for them are too late.
     closed_before: i64,
 }
@@ -167,6 +173,40 @@ impl Names {
             },
         }
     }
+
+    fn key_ref(&self, slot: Slot) -> KeyRef<'_> {
+        let service = |id: ServiceId| &self.services[id as usize];
+        match slot {
+            Slot::Service(s) => KeyRef::Service {
+                service: service(s),
+            },
+            Slot::Instance(s, i) => KeyRef::Instance {
+                service: service(s),
+                instance: &self.instances[s as usize].names[i as usize],
+            },
+            Slot::Endpoint(s, e) => KeyRef::Endpoint {
+                service: service(s),
+                endpoint: &self.endpoints[s as usize].names[e as usize],
+            },
+            Slot::Edge(source, target, protocol) => KeyRef::Edge {
+                source: service(source),
+                target: service(target),
+                protocol,
+            },
+        }
+    }
+}
+
+/// Whether a slot's row goes to `table`; service rows are made from instance rows.
+fn feeds(slot: &Slot, table: Table) -> bool {
+    matches!(
+        (slot, table),
+        (
+            Slot::Instance(..),
+            Table::ServiceMinute | Table::InstanceMinute
+        ) | (Slot::Endpoint(..), Table::EndpointMinute)
+            | (Slot::Edge(..), Table::EdgeMinute)
+    )
 }
 
 /// The overflow node's id: interned first.
@@ -353,24 +393,41 @@ impl Aggregator {
         too_late
     }
 
-    /// Removes and returns every minute before `first_open`; later entries for them are
-    /// refused.
+    /// Returns every minute before `first_open`; later entries for them are refused. They
+    /// stay readable until `finish_closing`, which the caller calls once the store holds
+    /// them (or has failed to), so that no read misses them in between.
     pub fn close_before(&self, first_open: i64) -> Vec<MetricRow> {
-        let closed = {
-            let mut inner = self.inner.lock();
-            let keep = inner.minutes.split_off(&first_open);
-            inner.closed_before = inner.closed_before.max(first_open);
-            std::mem::replace(&mut inner.minutes, keep)
-        };
-        self.to_rows(closed)
+        let mut inner = self.inner.lock();
+        let keep = inner.minutes.split_off(&first_open);
+        inner.closed_before = inner.closed_before.max(first_open);
+        let closed = std::mem::replace(&mut inner.minutes, keep);
+        let names = self.names.read();
+        let mut rows = Vec::new();
+        for (minute, keys) in &closed {
+            push_rows(
+                &names,
+                *minute,
+                keys.iter().map(|(k, m)| (*k, m.clone())),
+                &mut rows,
+            );
+        }
+        inner.closing.extend(closed);
+        rows
     }
 
-    /// A copy of the minutes still open, for live reads.
+    /// Forgets the minutes `close_before` handed out.
+    pub fn finish_closing(&self) {
+        let closing = std::mem::take(&mut self.inner.lock().closing);
+        // Freed outside the lock: dropping a large minute takes a while.
+        drop(closing);
+    }
+
+    /// A copy of the minutes still open, for tests and benchmarks.
     pub fn snapshot(&self) -> Vec<MetricRow> {
         let inner = self.inner.lock();
         let names = self.names.read();
         let mut rows = Vec::new();
-        for (minute, keys) in &inner.minutes {
+        for (minute, keys) in inner.closing.iter().chain(&inner.minutes) {
             push_rows(
                 &names,
                 *minute,
@@ -388,8 +445,30 @@ impl Aggregator {
 
     /// Closes everything, for shutdown.
     pub fn drain(&self) -> Vec<MetricRow> {
-        let closed = std::mem::take(&mut self.inner.lock().minutes);
+        let closed = {
+            let mut inner = self.inner.lock();
+            let mut closed = std::mem::take(&mut inner.closing);
+            closed.append(&mut inner.minutes);
+            closed
+        };
         self.to_rows(closed)
+    }
+
+    /// The rows of `table` in one open or closing minute, copied under the lock so that
+    /// ingestion waits only for the copy, not for the Arrow encoding.
+    fn rows_of(&self, minute: i64, table: Table) -> Vec<((Slot, Side), Metrics)> {
+        let inner = self.inner.lock();
+        let Some(rows) = inner
+            .minutes
+            .get(&minute)
+            .or_else(|| inner.closing.get(&minute))
+        else {
+            return Vec::new();
+        };
+        rows.iter()
+            .filter(|((slot, _), _)| feeds(slot, table))
+            .map(|(k, m)| (*k, m.clone()))
+            .collect()
     }
 
     fn to_rows(&self, minutes: BTreeMap<i64, MinuteRows>) -> Vec<MetricRow> {
@@ -399,6 +478,58 @@ impl Aggregator {
             push_rows(&names, minute, keys.into_iter(), &mut rows);
         }
         rows
+    }
+}
+
+impl OpenMinutes for Aggregator {
+    fn open_batches(
+        &self,
+        table: Table,
+        from: EpochMillis,
+    ) -> meshscope_storage::Result<Vec<RecordBatch>> {
+        let minutes: Vec<i64> = {
+            let inner = self.inner.lock();
+            inner
+                .closing
+                .keys()
+                .chain(inner.minutes.keys())
+                .copied()
+                .filter(|m| *m >= from)
+                .collect()
+        };
+        let mut builder = RowBuilder::new(table);
+        // One minute at a time, so that at most one minute of one table is copied.
+        for minute in minutes {
+            let rows = self.rows_of(minute, table);
+            let names = self.names.read();
+            if table == Table::ServiceMinute {
+                let mut services: HashMap<(ServiceId, Side), Metrics, Fast> = HashMap::default();
+                for ((slot, side), metrics) in &rows {
+                    if let Slot::Instance(service, _) = slot {
+                        services
+                            .entry((*service, *side))
+                            .or_default()
+                            .merge(metrics);
+                    }
+                }
+                for ((service, side), metrics) in &services {
+                    builder.push(
+                        minute,
+                        names.key_ref(Slot::Service(*service)),
+                        *side,
+                        metrics,
+                    );
+                }
+            } else {
+                for ((slot, side), metrics) in &rows {
+                    builder.push(minute, names.key_ref(*slot), *side, metrics);
+                }
+            }
+        }
+        if builder.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![builder.finish()?])
     }
 }
 
@@ -482,6 +613,17 @@ mod tests {
             0
         );
         let closed = agg.close_before(60_000);
+        assert_eq!(
+            agg.open_batches(Table::ServiceMinute, 0).unwrap().len(),
+            0,
+            "service rows are made from instance rows only"
+        );
+        assert_eq!(
+            agg.snapshot().len(),
+            3,
+            "a closing minute stays readable until the store has it"
+        );
+        agg.finish_closing();
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].minute, 0);
         assert_eq!(
@@ -568,7 +710,22 @@ mod tests {
             (0, Slot::Instance(a, one), Side::Server, fast),
             (0, Slot::Instance(a, two), Side::Server, slow),
             (0, Slot::Instance(a, two), Side::Client, fast),
+            (60_000, Slot::Instance(a, two), Side::Client, fast),
         ]);
+        // What a read sees before the minute closes: the same rows, straight from here.
+        let open = agg.open_batches(Table::ServiceMinute, 0).unwrap();
+        let read = meshscope_storage::batch::from_batch(Table::ServiceMinute, &open[0]).unwrap();
+        let calls = |minute: i64, side: Side| {
+            read.iter()
+                .find(|r| r.minute == minute && r.side == side)
+                .map(|r| (r.metrics.calls, r.metrics.errors, r.metrics.latency.count()))
+        };
+        assert_eq!(read.len(), 3);
+        assert_eq!(calls(0, Side::Server), Some((3, 1, 3)));
+        assert_eq!(calls(0, Side::Client), Some((1, 0, 1)));
+        assert_eq!(calls(60_000, Side::Client), Some((1, 0, 1)));
+        let later = agg.open_batches(Table::InstanceMinute, 60_000).unwrap();
+        assert_eq!(later[0].num_rows(), 1, "minutes before `from` are left out");
         let rows = agg.close_before(60_000);
         let service = |side| {
             rows.iter()

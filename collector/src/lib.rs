@@ -39,8 +39,9 @@ use registry::Registry;
 use resolve::Resolver;
 use role::RoleRules;
 
-/// How often open minutes are published for live reads and parked entries retried.
+/// How often minutes are closed and parked entries retried.
 const TICK: Duration = Duration::from_millis(250);
+/// Proxy statistics are published and stale reads let go every this many ticks.
 const PUBLISH_EVERY_TICKS: u32 = 4;
 
 /// The collector: owns the receivers' shared state and the aggregation buffers.
@@ -50,7 +51,7 @@ pub struct Collector {
     clock: Arc<dyn Clock>,
     registry: Registry,
     role_rules: RoleRules,
-    aggregator: Aggregator,
+    aggregator: Arc<Aggregator>,
     waiting: WaitQueue,
     time_rules: TimeRules,
     /// Closed rows the store has not taken yet; retried on the next tick.
@@ -79,12 +80,14 @@ impl Collector {
     ) -> Result<Arc<Self>> {
         let registry = Registry::new(&config.address_map, config.address_book_capacity)?;
         let role_rules = RoleRules::new(&config.rules)?;
-        let aggregator = Aggregator::new(Limits {
+        let aggregator = Arc::new(Aggregator::new(Limits {
             max_endpoints_per_service: config.max_endpoints_per_service,
             max_instances_per_service: config.max_instances_per_service,
             max_services: config.max_services,
             apdex_threshold_ms: config.apdex_threshold_ms,
-        });
+        }));
+        // Reads of open minutes go to the aggregator itself.
+        store.attach_open_source(aggregator.clone());
         let waiting = WaitQueue::new(config.max_waiting_entries);
         let time_rules = TimeRules {
             late_allowance_ms: config.late_allowance_secs as i64 * 1000,
@@ -128,36 +131,33 @@ impl Collector {
     }
 
     /// One step of the background work: retry parked entries, close minutes whose late
-    /// allowance has passed, and publish the open ones. Tests call it directly.
+    /// allowance has passed and hand them to the store. Tests call it directly.
     pub async fn tick(&self, publish: bool) -> Result<()> {
         let now = self.clock.now_ms();
         self.pipeline().retry_waiting(now);
-        let newly_closed = self
-            .aggregator
-            .close_before(self.time_rules.first_open_minute(now));
+        let first_open = self.time_rules.first_open_minute(now);
+        let newly_closed = self.aggregator.close_before(first_open);
         metrics::counter!(stats::ROWS_CLOSED).increment(newly_closed.len() as u64);
         let mut closed = std::mem::take(&mut *self.unwritten.lock());
         closed.extend(newly_closed);
-        let wrote_closed = !closed.is_empty();
-        let closed_result = if closed.is_empty() {
-            Ok(())
-        } else {
-            match self.store.append_closed(closed.clone()).await {
-                Ok(()) => Ok(()),
-                Err(error) => {
-                    self.keep_unwritten(closed);
-                    Err(error)
-                }
+        // The store marks the closed minutes as its own in the same step that shows their
+        // files, so reads see each minute once, from the aggregator or from the files.
+        let closed_result = match self
+            .store
+            .append_closed_before(closed.clone(), Some(first_open))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                self.keep_unwritten(closed);
+                Err(error)
             }
         };
-        // Publishing copies every open row: do it when asked, and when closed minutes just
-        // reached the store, so that no read counts them twice or misses them.
-        if publish || (wrote_closed && closed_result.is_ok()) {
-            self.store.publish_open(self.aggregator.snapshot());
-        }
+        self.aggregator.finish_closing();
         let logged = self.write_access_log().await;
         // Proxies flush every few seconds: once a second is soon enough for their rows.
         let proxies = if publish {
+            self.store.expire_open();
             self.store.flush_proxy_metrics(now).await
         } else {
             Ok(())
@@ -215,11 +215,11 @@ impl Collector {
         self.aggregator.snapshot()
     }
 
-    /// Resolves parked entries at once and publishes every open minute: what a test or a
-    /// shutdown does instead of waiting for the next ticks.
+    /// Resolves parked entries at once and makes the next read see every open row: what a
+    /// test or a shutdown does instead of waiting for the next ticks.
     pub async fn flush_now(&self) -> Result<()> {
         self.pipeline().flush_waiting();
-        self.store.publish_open(self.aggregator.snapshot());
+        self.store.refresh_open();
         self.store.flush_proxy_metrics(self.clock.now_ms()).await?;
         Ok(())
     }
@@ -247,7 +247,6 @@ impl Collector {
         let mut rows = std::mem::take(&mut *self.unwritten.lock());
         rows.extend(self.aggregator.drain());
         let count = rows.len();
-        self.store.publish_open(Vec::new());
         if let Err(error) = self.store.append_closed(rows).await {
             warn!(%error, "writing open minutes at shutdown failed");
         } else {

@@ -10,7 +10,9 @@ use datafusion::arrow::datatypes::{TimeUnit, TimestampMillisecondType, UInt64Typ
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
-use crate::model::{MetricRow, Metrics, NodeKind, Protocol, RowKey, ServiceRef, Side, Table};
+use crate::model::{
+    EpochMillis, MetricRow, Metrics, NodeKind, Protocol, RowKey, ServiceRef, Side, Table,
+};
 use crate::schema::{self, COUNTERS, key_columns};
 use crate::sketch::LatencySketch;
 
@@ -34,65 +36,164 @@ fn push_service(keys: &mut [StringBuilder], at: usize, s: &ServiceRef) {
     keys[at + 2].append_value(s.kind.as_str());
 }
 
+/// A row's key with borrowed names, so that rows held under interned ids can be written
+/// without copying their names first.
+#[derive(Clone, Copy, Debug)]
+pub enum KeyRef<'a> {
+    Service {
+        service: &'a ServiceRef,
+    },
+    Instance {
+        service: &'a ServiceRef,
+        instance: &'a str,
+    },
+    Endpoint {
+        service: &'a ServiceRef,
+        endpoint: &'a str,
+    },
+    Edge {
+        source: &'a ServiceRef,
+        target: &'a ServiceRef,
+        protocol: Protocol,
+    },
+}
+
+impl<'a> KeyRef<'a> {
+    pub fn of(key: &'a RowKey) -> Self {
+        match key {
+            RowKey::Service { service } => KeyRef::Service { service },
+            RowKey::Instance { service, instance } => KeyRef::Instance { service, instance },
+            RowKey::Endpoint { service, endpoint } => KeyRef::Endpoint { service, endpoint },
+            RowKey::Edge {
+                source,
+                target,
+                protocol,
+            } => KeyRef::Edge {
+                source,
+                target,
+                protocol: *protocol,
+            },
+        }
+    }
+
+    pub fn table(&self) -> Table {
+        match self {
+            KeyRef::Service { .. } => Table::ServiceMinute,
+            KeyRef::Instance { .. } => Table::InstanceMinute,
+            KeyRef::Endpoint { .. } => Table::EndpointMinute,
+            KeyRef::Edge { .. } => Table::EdgeMinute,
+        }
+    }
+}
+
+/// Appends rows of one table and finishes them as a record batch.
+pub struct RowBuilder {
+    table: Table,
+    minute: TimestampMillisecondBuilder,
+    keys: Vec<StringBuilder>,
+    side: StringBuilder,
+    counters: Vec<UInt64Builder>,
+    latency: BinaryBuilder,
+    latency_count: UInt64Builder,
+    latency_sum: Float64Builder,
+    sketch_bytes: Vec<u8>,
+    rows: usize,
+}
+
+impl RowBuilder {
+    pub fn new(table: Table) -> Self {
+        let key_count = key_columns(table).len();
+        Self {
+            table,
+            minute: TimestampMillisecondBuilder::new().with_timezone("UTC"),
+            keys: (0..key_count).map(|_| StringBuilder::new()).collect(),
+            side: StringBuilder::new(),
+            counters: COUNTERS.iter().map(|_| UInt64Builder::new()).collect(),
+            latency: BinaryBuilder::new(),
+            latency_count: UInt64Builder::new(),
+            latency_sum: Float64Builder::new(),
+            sketch_bytes: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    /// Appends the row if its key belongs to this builder's table, else skips it.
+    pub fn push(&mut self, minute: EpochMillis, key: KeyRef<'_>, side: Side, metrics: &Metrics) {
+        if key.table() != self.table {
+            return;
+        }
+        self.rows += 1;
+        self.minute.append_value(minute);
+        let keys = &mut self.keys;
+        match key {
+            KeyRef::Service { service } => push_service(keys, 0, service),
+            KeyRef::Instance { service, instance } => {
+                push_service(keys, 0, service);
+                keys[3].append_value(instance);
+            }
+            KeyRef::Endpoint { service, endpoint } => {
+                push_service(keys, 0, service);
+                keys[3].append_value(endpoint);
+            }
+            KeyRef::Edge {
+                source,
+                target,
+                protocol,
+            } => {
+                push_service(keys, 0, source);
+                push_service(keys, 3, target);
+                keys[6].append_value(protocol.as_str());
+            }
+        }
+        self.side.append_value(side.as_str());
+        for (builder, value) in self.counters.iter_mut().zip(counters(metrics)) {
+            builder.append_value(value);
+        }
+        metrics.latency.write_bytes(&mut self.sketch_bytes);
+        self.latency.append_value(&self.sketch_bytes);
+        self.latency_count.append_value(metrics.latency.count());
+        self.latency_sum
+            .append_value(metrics.latency.sum().unwrap_or(0.0));
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn finish(mut self) -> Result<RecordBatch> {
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(self.minute.finish())];
+        columns.extend(
+            self.keys
+                .iter_mut()
+                .map(|k| Arc::new(k.finish()) as ArrayRef),
+        );
+        columns.push(Arc::new(self.side.finish()));
+        columns.extend(
+            self.counters
+                .iter_mut()
+                .map(|c| Arc::new(c.finish()) as ArrayRef),
+        );
+        columns.push(Arc::new(self.latency.finish()));
+        columns.push(Arc::new(self.latency_count.finish()));
+        columns.push(Arc::new(self.latency_sum.finish()));
+        Ok(RecordBatch::try_new(schema::schema(self.table), columns)?)
+    }
+}
+
 /// Builds one batch of `table` from the rows that belong to it (others are skipped).
 pub fn to_batch<'a>(
     table: Table,
     rows: impl IntoIterator<Item = &'a MetricRow>,
 ) -> Result<RecordBatch> {
-    let key_count = key_columns(table).len();
-    let mut minute = TimestampMillisecondBuilder::new().with_timezone("UTC");
-    let mut keys: Vec<StringBuilder> = (0..key_count).map(|_| StringBuilder::new()).collect();
-    let mut side = StringBuilder::new();
-    let mut counter_builders: Vec<UInt64Builder> =
-        COUNTERS.iter().map(|_| UInt64Builder::new()).collect();
-    let mut latency = BinaryBuilder::new();
-    let mut latency_count = UInt64Builder::new();
-    let mut latency_sum = Float64Builder::new();
+    let mut builder = RowBuilder::new(table);
     for row in rows {
-        if Table::of(&row.key) != table {
-            continue;
-        }
-        minute.append_value(row.minute);
-        match &row.key {
-            RowKey::Service { service } => push_service(&mut keys, 0, service),
-            RowKey::Instance { service, instance } => {
-                push_service(&mut keys, 0, service);
-                keys[3].append_value(instance);
-            }
-            RowKey::Endpoint { service, endpoint } => {
-                push_service(&mut keys, 0, service);
-                keys[3].append_value(endpoint);
-            }
-            RowKey::Edge {
-                source,
-                target,
-                protocol,
-            } => {
-                push_service(&mut keys, 0, source);
-                push_service(&mut keys, 3, target);
-                keys[6].append_value(protocol.as_str());
-            }
-        }
-        side.append_value(row.side.as_str());
-        for (builder, value) in counter_builders.iter_mut().zip(counters(&row.metrics)) {
-            builder.append_value(value);
-        }
-        latency.append_value(row.metrics.latency.to_bytes());
-        latency_count.append_value(row.metrics.latency.count());
-        latency_sum.append_value(row.metrics.latency.sum().unwrap_or(0.0));
+        builder.push(row.minute, KeyRef::of(&row.key), row.side, &row.metrics);
     }
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(minute.finish())];
-    columns.extend(keys.iter_mut().map(|k| Arc::new(k.finish()) as ArrayRef));
-    columns.push(Arc::new(side.finish()));
-    columns.extend(
-        counter_builders
-            .iter_mut()
-            .map(|c| Arc::new(c.finish()) as ArrayRef),
-    );
-    columns.push(Arc::new(latency.finish()));
-    columns.push(Arc::new(latency_count.finish()));
-    columns.push(Arc::new(latency_sum.finish()));
-    Ok(RecordBatch::try_new(schema::schema(table), columns)?)
+    builder.finish()
 }
 
 fn bad(what: &str) -> Error {

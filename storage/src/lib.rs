@@ -8,6 +8,7 @@ pub mod error;
 pub mod files;
 pub mod maintenance;
 pub mod model;
+pub mod open;
 pub mod proxy_metrics;
 pub mod proxy_table;
 pub mod read;
@@ -22,6 +23,7 @@ pub mod udf;
 
 pub use access_log::AccessLogRow;
 pub use config::{RetentionConfig, SqlLimits, StoreConfig};
+pub use datafusion::arrow::record_batch::RecordBatch;
 pub use error::{Error, Result};
 pub use files::Granularity;
 pub use maintenance::MaintenanceReport;
@@ -29,6 +31,7 @@ pub use model::{
     EpochMillis, MINUTE_MS, MetricRow, Metrics, NodeKind, Protocol, RowKey, ServiceRef, Side,
     Table, minute_of,
 };
+pub use open::OpenMinutes;
 pub use proxy_metrics::{
     ProxyInfo, ProxyMetricKind, ProxyMetricRow, ProxyMetrics, ProxyMetricsLimits, bucket_quantile,
 };

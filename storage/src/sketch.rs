@@ -1,24 +1,235 @@
 //! Latency sketches: mergeable, with a bounded relative error, so that rollups and
 //! window queries merge distributions instead of averaging percentiles.
-
-use serde::{Deserialize, Serialize};
-use sketches_ddsketch::{Config, DDSketch};
+//!
+//! The mapping is DDSketch's logarithmic one (a value `v` falls in bin
+//! `floor(ln v / ln γ)` with `γ = (1 + α) / (1 − α)`), so every quantile is within α of
+//! the true value. The bins are kept here rather than in a DDSketch crate because of their
+//! size: an open minute holds a sketch per row, hundreds of thousands of them on a large
+//! mesh, and most rows see a few dozen requests a minute. Those crates allocate their dense
+//! bins 128 at a time as `u64`, a kilobyte per row; here a row with few requests keeps a
+//! sorted list of four-byte bins and only busy rows switch to a dense array.
 
 use crate::error::{Error, Result};
 
 /// Relative accuracy of every latency sketch: quantiles are within 1% of the true value.
 pub const RELATIVE_ACCURACY: f64 = 0.01;
 
-/// Sketches are built from one config everywhere; merging needs identical configs.
-fn config() -> Config {
-    // 2048 bins cover 1 µs to well over an hour at 1% accuracy.
-    Config::new(RELATIVE_ACCURACY, 2048, 1.0e-3)
+const GAMMA: f64 = (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY);
+/// `GAMMA.ln()`, which is not a const fn (a test checks the figure).
+const LN_GAMMA: f64 = 0.020000666706669435;
+/// A bin's value is the midpoint of its bounds in relative terms.
+const BIN_VALUE_FACTOR: f64 = 2.0 * GAMMA / (1.0 + GAMMA);
+
+/// Latencies at or under one microsecond are counted as zero.
+const MIN_VALUE_MS: f64 = 1.0e-3;
+/// Keys are clamped to `[MIN_KEY, MAX_KEY]`: one microsecond to about eleven days. A value
+/// past the top is counted in the top bin; `max` still reports it exactly.
+const MIN_KEY: i32 = -346;
+const MAX_KEY: i32 = 1_037;
+
+/// Past this many distinct bins a sketch turns dense: adding is then an index instead of a
+/// search, at the price of a counter for every bin in its range.
+const SPARSE_MAX_BINS: usize = 48;
+/// Bins a dense array grows by past the one it needed, so a widening range does not
+/// reallocate on every new key.
+const DENSE_SLACK: i32 = 8;
+
+/// First byte of the encoding; a later layout gets another number.
+const FORMAT_V1: u8 = 1;
+
+fn key_of(millis: f64) -> i32 {
+    ((millis.ln() / LN_GAMMA).floor() as i32).clamp(MIN_KEY, MAX_KEY)
+}
+
+fn value_of(key: i32) -> f64 {
+    (f64::from(key) * LN_GAMMA).exp() * BIN_VALUE_FACTOR
+}
+
+/// A sparse bin: the key (offset to be unsigned, so packed order is key order) in the high
+/// half and its count in the low half.
+fn pack(key: i32, count: u32) -> u32 {
+    (((key - MIN_KEY) as u32) << 16) | count
+}
+
+fn packed_key(bin: u32) -> i32 {
+    (bin >> 16) as i32 + MIN_KEY
+}
+
+fn packed_count(bin: u32) -> u32 {
+    bin & 0xFFFF
+}
+
+/// A bin counter width for dense arrays.
+trait Counter: Copy + Default {
+    fn get(self) -> u64;
+    /// `self + n`, or `None` when that does not fit.
+    fn plus(self, n: u64) -> Option<Self>;
+}
+
+impl Counter for u32 {
+    fn get(self) -> u64 {
+        u64::from(self)
+    }
+    fn plus(self, n: u64) -> Option<Self> {
+        u32::try_from(u64::from(self) + n).ok()
+    }
+}
+
+impl Counter for u64 {
+    fn get(self) -> u64 {
+        self
+    }
+    fn plus(self, n: u64) -> Option<Self> {
+        self.checked_add(n)
+    }
+}
+
+/// Counters for every key from `offset` on.
+#[derive(Clone, Debug, PartialEq)]
+struct Dense<C> {
+    offset: i32,
+    counts: Vec<C>,
+}
+
+impl<C: Counter> Dense<C> {
+    fn from_bins(bins: impl Iterator<Item = (i32, u64)>) -> Option<Self> {
+        let mut dense = Dense {
+            offset: 0,
+            counts: Vec::new(),
+        };
+        for (key, count) in bins {
+            dense.add(key, count)?;
+        }
+        Some(dense)
+    }
+
+    fn add(&mut self, key: i32, n: u64) -> Option<()> {
+        if self.counts.is_empty() {
+            self.offset = key;
+        }
+        let end = self.offset + self.counts.len() as i32;
+        if key < self.offset {
+            let start = (key - DENSE_SLACK).max(MIN_KEY);
+            let grow = (self.offset - start) as usize;
+            self.counts
+                .splice(0..0, std::iter::repeat_n(C::default(), grow));
+            self.offset = start;
+        } else if key >= end {
+            let new_end = (key + 1 + DENSE_SLACK).min(MAX_KEY + 1);
+            self.counts
+                .resize((new_end - self.offset) as usize, C::default());
+        }
+        let slot = &mut self.counts[(key - self.offset) as usize];
+        *slot = slot.plus(n)?;
+        Some(())
+    }
+
+    fn visit(&self, f: &mut impl FnMut(i32, u64) -> bool) {
+        for (i, c) in self.counts.iter().enumerate() {
+            if c.get() > 0 && !f(self.offset + i as i32, c.get()) {
+                return;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Bins {
+    /// Packed bins sorted by key.
+    Sparse(Vec<u32>),
+    Dense(Dense<u32>),
+    /// Once a bin passes `u32::MAX`, which only long rollups of busy rows reach.
+    Wide(Dense<u64>),
+}
+
+impl Bins {
+    fn add(&mut self, key: i32, n: u64) {
+        match self {
+            Bins::Sparse(bins) => {
+                let probe = pack(key, 0);
+                match bins.binary_search_by(|b| (b & !0xFFFF).cmp(&probe)) {
+                    Ok(at) => {
+                        let sum = u64::from(packed_count(bins[at])) + n;
+                        if sum <= 0xFFFF {
+                            bins[at] = pack(key, sum as u32);
+                            return;
+                        }
+                    }
+                    Err(at) if bins.len() < SPARSE_MAX_BINS && n <= 0xFFFF => {
+                        bins.insert(at, pack(key, n as u32));
+                        return;
+                    }
+                    Err(_) => {}
+                }
+                self.densify();
+                self.add(key, n);
+            }
+            Bins::Dense(dense) => {
+                if dense.add(key, n).is_none() {
+                    self.widen();
+                    self.add(key, n);
+                }
+            }
+            Bins::Wide(wide) => {
+                // 2^64 requests in one bin cannot happen; saturate rather than wrap.
+                if wide.add(key, n).is_none() {
+                    let slot = &mut wide.counts[(key - wide.offset) as usize];
+                    *slot = u64::MAX;
+                }
+            }
+        }
+    }
+
+    fn densify(&mut self) {
+        let mut bins = Vec::new();
+        self.visit(|key, n| {
+            bins.push((key, n));
+            true
+        });
+        *self = match Dense::<u32>::from_bins(bins.iter().copied()) {
+            Some(dense) => Bins::Dense(dense),
+            None => Bins::Wide(Dense::from_bins(bins.into_iter()).unwrap_or(Dense {
+                offset: 0,
+                counts: Vec::new(),
+            })),
+        };
+    }
+
+    fn widen(&mut self) {
+        if let Bins::Dense(dense) = self {
+            *self = Bins::Wide(Dense {
+                offset: dense.offset,
+                counts: dense.counts.iter().map(|c| u64::from(*c)).collect(),
+            });
+        }
+    }
+
+    /// Calls `f` with each non-empty bin in key order until it returns false.
+    fn visit(&self, mut f: impl FnMut(i32, u64) -> bool) {
+        match self {
+            Bins::Sparse(bins) => {
+                for bin in bins {
+                    if !f(packed_key(*bin), u64::from(packed_count(*bin))) {
+                        return;
+                    }
+                }
+            }
+            Bins::Dense(dense) => dense.visit(&mut f),
+            Bins::Wide(wide) => wide.visit(&mut f),
+        }
+    }
 }
 
 /// A latency distribution in milliseconds.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq)]
 pub struct LatencySketch {
-    inner: DDSketch,
+    count: u64,
+    /// Observations at or under `MIN_VALUE_MS`.
+    zero: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    bins: Bins,
 }
 
 impl std::fmt::Debug for LatencySketch {
@@ -38,7 +249,12 @@ impl Default for LatencySketch {
 impl LatencySketch {
     pub fn new() -> Self {
         Self {
-            inner: DDSketch::new(config()),
+            count: 0,
+            zero: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            bins: Bins::Sparse(Vec::new()),
         }
     }
 
@@ -50,39 +266,209 @@ impl LatencySketch {
         } else {
             0.0
         };
-        self.inner.add(value);
+        if value > MIN_VALUE_MS {
+            self.bins.add(key_of(value), 1);
+        } else {
+            self.zero += 1;
+        }
+        self.count += 1;
+        self.sum += value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
     }
 
     pub fn merge(&mut self, other: &LatencySketch) {
-        // Both sides come from `config()`, so the merge cannot fail on a config mismatch.
-        let _ = self.inner.merge(&other.inner);
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            self.clone_from(other);
+            return;
+        }
+        other.bins.visit(|key, n| {
+            self.bins.add(key, n);
+            true
+        });
+        self.count += other.count;
+        self.zero += other.zero;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
     }
 
     pub fn count(&self) -> u64 {
-        self.inner.count() as u64
+        self.count
     }
 
     /// The q-quantile in milliseconds, or `None` for an empty sketch.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        self.inner.quantile(q.clamp(0.0, 1.0)).ok().flatten()
+        if self.count == 0 {
+            return None;
+        }
+        let q = if q.is_nan() { 0.0 } else { q.clamp(0.0, 1.0) };
+        if q == 0.0 {
+            return Some(self.min);
+        }
+        if q == 1.0 {
+            return Some(self.max);
+        }
+        let rank = (q * (self.count - 1) as f64) as u64;
+        if rank < self.zero {
+            return Some(0.0);
+        }
+        let rank = rank - self.zero;
+        let mut seen = 0;
+        let mut found = None;
+        self.bins.visit(|key, n| {
+            seen += n;
+            found = Some(key);
+            seen <= rank
+        });
+        found.map(value_of)
     }
 
     pub fn sum(&self) -> Option<f64> {
-        self.inner.sum()
+        (self.count > 0).then_some(self.sum)
     }
 
+    /// A compact encoding: a format byte, the totals, then each non-empty bin as its key's
+    /// distance from the previous key and its count, both as varints.
     pub fn to_bytes(&self) -> Vec<u8> {
-        postcard::to_stdvec(&self.inner).unwrap_or_default()
+        let mut out = Vec::with_capacity(40);
+        self.write_bytes(&mut out);
+        out
+    }
+
+    /// `to_bytes` into a reused buffer, which is cleared first.
+    pub fn write_bytes(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.push(FORMAT_V1);
+        put_varint(out, self.count);
+        if self.count == 0 {
+            return;
+        }
+        put_varint(out, self.zero);
+        for figure in [self.sum, self.min, self.max] {
+            out.extend_from_slice(&figure.to_le_bytes());
+        }
+        let mut previous = MIN_KEY;
+        self.bins.visit(|key, n| {
+            put_varint(out, (key - previous) as u64);
+            put_varint(out, n);
+            previous = key;
+            true
+        });
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         if bytes.is_empty() {
             return Ok(Self::new());
         }
-        let inner: DDSketch = postcard::from_bytes(bytes).map_err(|e| Error::Sketch {
-            reason: e.to_string(),
-        })?;
-        Ok(Self { inner })
+        let mut input = Reader { bytes, at: 0 };
+        match input.byte()? {
+            FORMAT_V1 => {}
+            other => {
+                return Err(invalid(format!(
+                    "unknown latency sketch format {other}; it was written by another \
+                     version of meshscope"
+                )));
+            }
+        }
+        let mut sketch = Self::new();
+        let count = input.varint()?;
+        if count == 0 {
+            return input.end().map(|()| sketch);
+        }
+        sketch.zero = input.varint()?;
+        sketch.sum = input.f64()?;
+        sketch.min = input.f64()?;
+        sketch.max = input.f64()?;
+        let mut key = MIN_KEY;
+        let mut binned: u64 = 0;
+        let mut first = true;
+        while !input.done() {
+            let step = input.varint()?;
+            let n = input.varint()?;
+            if (!first && step == 0) || n == 0 || step > (MAX_KEY - MIN_KEY) as u64 {
+                return Err(invalid("latency sketch bins out of order".into()));
+            }
+            key += step as i32;
+            if key > MAX_KEY {
+                return Err(invalid("latency sketch bin out of range".into()));
+            }
+            binned = binned
+                .checked_add(n)
+                .ok_or_else(|| invalid("latency sketch counts overflow".into()))?;
+            sketch.bins.add(key, n);
+            first = false;
+        }
+        if sketch.zero.checked_add(binned) != Some(count) {
+            return Err(invalid("latency sketch counts do not add up".into()));
+        }
+        sketch.count = count;
+        Ok(sketch)
+    }
+}
+
+fn invalid(reason: String) -> Error {
+    Error::Sketch { reason }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn done(&self) -> bool {
+        self.at >= self.bytes.len()
+    }
+
+    fn end(&self) -> Result<()> {
+        if self.done() {
+            Ok(())
+        } else {
+            Err(invalid("latency sketch has trailing bytes".into()))
+        }
+    }
+
+    fn byte(&mut self) -> Result<u8> {
+        let byte = *self
+            .bytes
+            .get(self.at)
+            .ok_or_else(|| invalid("latency sketch is cut short".into()))?;
+        self.at += 1;
+        Ok(byte)
+    }
+
+    fn varint(&mut self) -> Result<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.byte()?;
+            value |= u64::from(byte & 0x7F) << shift;
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(invalid("latency sketch varint too long".into()))
+    }
+
+    fn f64(&mut self) -> Result<f64> {
+        let end = self.at + 8;
+        let raw = self
+            .bytes
+            .get(self.at..end)
+            .ok_or_else(|| invalid("latency sketch is cut short".into()))?;
+        self.at = end;
+        Ok(f64::from_le_bytes(raw.try_into().expect("eight bytes")))
     }
 }
 
@@ -91,12 +477,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_log_constant_is_the_log_of_gamma() {
+        assert_eq!(LN_GAMMA, GAMMA.ln());
+        assert_eq!(key_of(MIN_VALUE_MS * 1.0001), MIN_KEY);
+        assert!(value_of(MAX_KEY) > 9.0e8, "top bin is about eleven days");
+    }
+
+    #[test]
     fn quantiles_stay_within_one_percent() {
         let mut sketch = LatencySketch::new();
         for i in 1..=10_000 {
             sketch.add(i as f64 / 10.0);
         }
-        for q in [0.5, 0.95, 0.99] {
+        assert!(
+            matches!(sketch.bins, Bins::Dense(_)),
+            "many bins turn dense"
+        );
+        for q in [0.01, 0.5, 0.95, 0.99] {
             let truth = q * 1000.0;
             let got = sketch.quantile(q).unwrap();
             assert!(
@@ -104,6 +501,24 @@ mod tests {
                 "q={q} got={got} truth={truth}"
             );
         }
+        assert_eq!(sketch.quantile(0.0), Some(0.1));
+        assert_eq!(sketch.quantile(1.0), Some(1000.0));
+    }
+
+    #[test]
+    fn few_values_stay_sparse_and_small() {
+        let mut sketch = LatencySketch::new();
+        for v in [3.0, 2.99, 12.0, 250.0, 250.0, 0.0] {
+            sketch.add(v);
+        }
+        let Bins::Sparse(bins) = &sketch.bins else {
+            panic!("few values stay sparse");
+        };
+        assert_eq!(bins.len(), 3, "3.0 and 2.99 share a bin, 250 counts twice");
+        assert_eq!(sketch.quantile(0.1), Some(0.0), "the zero is the lowest");
+        let p99 = sketch.quantile(0.99).unwrap();
+        assert!((p99 - 250.0).abs() / 250.0 <= 0.01, "{p99}");
+        assert!(sketch.to_bytes().len() < 40, "{}", sketch.to_bytes().len());
     }
 
     #[test]
@@ -120,6 +535,66 @@ mod tests {
         a.merge(&b);
         let restored = LatencySketch::from_bytes(&a.to_bytes()).unwrap();
         assert_eq!(restored.count(), 1000);
-        assert_eq!(restored.quantile(0.99), all.quantile(0.99));
+        for q in [0.0, 0.25, 0.5, 0.99, 1.0] {
+            assert_eq!(restored.quantile(q), all.quantile(q), "q={q}");
+        }
+        assert_eq!(restored.sum(), all.sum());
+        let empty = LatencySketch::from_bytes(&LatencySketch::new().to_bytes()).unwrap();
+        assert_eq!(empty.quantile(0.5), None);
+        assert_eq!(empty.sum(), None);
+    }
+
+    #[test]
+    fn counts_past_the_narrow_widths_are_kept() {
+        let mut one = LatencySketch::new();
+        one.add(5.0);
+        let mut big = LatencySketch::new();
+        for _ in 0..70_000 {
+            big.add(5.0);
+        }
+        assert!(matches!(big.bins, Bins::Dense(_)), "past u16 in one bin");
+        // Doubling by merging reaches 2^32 in one bin after a few dozen steps.
+        for _ in 0..17 {
+            let copy = big.clone();
+            big.merge(&copy);
+        }
+        big.merge(&one);
+        assert!(matches!(big.bins, Bins::Wide(_)));
+        assert_eq!(big.count(), 70_000 * (1 << 17) + 1);
+        let restored = LatencySketch::from_bytes(&big.to_bytes()).unwrap();
+        assert_eq!(restored.count(), big.count());
+        let p50 = restored.quantile(0.5).unwrap();
+        assert!((p50 - 5.0).abs() / 5.0 <= 0.01);
+    }
+
+    #[test]
+    fn bad_bytes_are_refused_with_a_reason() {
+        let mut sketch = LatencySketch::new();
+        sketch.add(10.0);
+        sketch.add(20.0);
+        let good = sketch.to_bytes();
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (vec![9, 0], "format"),
+            (good[..good.len() - 2].to_vec(), "add up"),
+            (good[..10].to_vec(), "cut short"),
+            ([good.clone(), vec![0, 1]].concat(), "out of order"),
+            (vec![1, 0, 7], "trailing"),
+        ];
+        for (bytes, reason) in cases {
+            let error = LatencySketch::from_bytes(&bytes).unwrap_err().to_string();
+            assert!(error.contains(reason), "{error} should say {reason}");
+        }
+    }
+
+    #[test]
+    fn huge_and_tiny_values_are_clamped_not_lost() {
+        let mut sketch = LatencySketch::new();
+        for v in [f64::NAN, -5.0, 1.0e-9, 1.0e15, f64::INFINITY] {
+            sketch.add(v);
+        }
+        assert_eq!(sketch.count(), 5);
+        assert_eq!(sketch.quantile(1.0), Some(1.0e15));
+        let restored = LatencySketch::from_bytes(&sketch.to_bytes()).unwrap();
+        assert_eq!(restored, sketch);
     }
 }

@@ -18,6 +18,7 @@ use crate::batch;
 use crate::error::Result;
 use crate::files::{DAY_MS, DataFiles, Granularity, HOUR_MS};
 use crate::model::{EpochMillis, MetricRow, RowKey, ServiceRef, Side, Table};
+use crate::open::OpenMinutes;
 use crate::proxy_table;
 use crate::read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 use crate::schema::{self, COUNTERS, LATENCY, MINUTE, SIDE, key_columns};
@@ -205,8 +206,43 @@ impl Store {
         }
     }
 
+    /// Reads of the minute tables ask `source` for the minutes not yet in files, instead of
+    /// the batches `publish_open` sets.
+    pub fn attach_open_source(&self, source: Arc<dyn OpenMinutes>) {
+        for table in Table::ALL {
+            self.table(table, Granularity::Minute)
+                .open
+                .attach(table, source.clone());
+        }
+    }
+
+    /// Makes the next read of open minutes ask their source again.
+    pub fn refresh_open(&self) {
+        for table in Table::ALL {
+            self.table(table, Granularity::Minute).open.refresh();
+        }
+    }
+
+    /// Lets go of reads of open minutes kept past their freshness.
+    pub fn expire_open(&self) {
+        for table in Table::ALL {
+            self.table(table, Granularity::Minute).open.expire();
+        }
+    }
+
     /// Writes rows of minutes that are closed for good, one Parquet file per table and hour.
     pub async fn append_closed(&self, rows: Vec<MetricRow>) -> Result<()> {
+        self.append_closed_before(rows, None).await
+    }
+
+    /// `append_closed`, and marks every minute before `before` as held by files alone: a
+    /// live source's rows before it are no longer read. Each table's new files and its
+    /// mark become visible together.
+    pub async fn append_closed_before(
+        &self,
+        rows: Vec<MetricRow>,
+        before: Option<EpochMillis>,
+    ) -> Result<()> {
         let mut by_partition: BTreeMap<(Table, EpochMillis), Vec<&MetricRow>> = BTreeMap::new();
         for row in &rows {
             let hour = row.minute.div_euclid(HOUR_MS) * HOUR_MS;
@@ -215,10 +251,21 @@ impl Store {
                 .or_default()
                 .push(row);
         }
+        let mut written: BTreeMap<Table, Vec<crate::files::FileEntry>> = BTreeMap::new();
         for ((table, hour), rows) in by_partition {
             let batch = batch::to_batch(table, rows.iter().copied())?;
-            self.append_file(self.table(table, Granularity::Minute), hour, &batch)
+            let stored = self.table(table, Granularity::Minute);
+            let file = self
+                .inner
+                .files
+                .write(&stored.name, Granularity::Minute, hour, &batch)
                 .await?;
+            written.entry(table).or_default().push(file);
+        }
+        for table in Table::ALL {
+            let files = written.remove(&table).unwrap_or_default();
+            self.table(table, Granularity::Minute)
+                .add_files_covering(files, before);
         }
         Ok(())
     }

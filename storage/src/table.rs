@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::AsArray;
@@ -26,6 +27,7 @@ use parking_lot::RwLock;
 
 use crate::files::{FileEntry, Granularity};
 use crate::model::EpochMillis;
+use crate::open::OpenRows;
 
 #[derive(Debug)]
 pub(crate) struct StoredTable {
@@ -36,7 +38,10 @@ pub(crate) struct StoredTable {
     time_column: &'static str,
     url: ObjectStoreUrl,
     files: RwLock<BTreeMap<EpochMillis, Vec<FileEntry>>>,
-    open: RwLock<Vec<RecordBatch>>,
+    /// Minutes before this are all in files; a live source's rows before it are not read.
+    /// Changed under the files lock, so a read never sees a minute in both or in neither.
+    covered_before: AtomicI64,
+    pub(crate) open: OpenRows,
 }
 
 impl StoredTable {
@@ -54,16 +59,25 @@ impl StoredTable {
             time_column,
             url,
             files: RwLock::new(BTreeMap::new()),
-            open: RwLock::new(Vec::new()),
+            covered_before: AtomicI64::new(EpochMillis::MIN),
+            open: OpenRows::default(),
         }
     }
 
     pub(crate) fn add_file(&self, file: FileEntry) {
-        self.files
-            .write()
-            .entry(file.partition)
-            .or_default()
-            .push(file);
+        self.add_files_covering(vec![file], None);
+    }
+
+    /// Makes `files` visible and, in the same step, marks the minutes before `before` as
+    /// held by files alone.
+    pub(crate) fn add_files_covering(&self, new: Vec<FileEntry>, before: Option<EpochMillis>) {
+        let mut files = self.files.write();
+        for file in new {
+            files.entry(file.partition).or_default().push(file);
+        }
+        if let Some(before) = before {
+            self.covered_before.fetch_max(before, Ordering::SeqCst);
+        }
     }
 
     /// Swaps files of one partition for their replacement (compaction, a new rollup).
@@ -106,13 +120,17 @@ impl StoredTable {
     }
 
     pub(crate) fn set_open(&self, batches: Vec<RecordBatch>) {
-        *self.open.write() = batches;
+        self.open.set_fixed(batches);
     }
 
-    /// The earliest minute in the open snapshot: rows from it on can change at any publish.
+    /// The earliest minute whose rows can still change: with a live source, every minute
+    /// not yet in files; else the earliest in the open batches.
     pub(crate) fn open_start(&self) -> Option<EpochMillis> {
+        if self.open.is_live() {
+            return Some(self.covered_before.load(Ordering::SeqCst));
+        }
         self.open
-            .read()
+            .fixed()
             .iter()
             .filter_map(|batch| {
                 let minutes = batch
@@ -128,8 +146,16 @@ impl StoredTable {
         start: Option<EpochMillis>,
         end: Option<EpochMillis>,
     ) -> Vec<FileEntry> {
+        self.files_overlapping_locked(&self.files.read(), start, end)
+    }
+
+    fn files_overlapping_locked(
+        &self,
+        files: &BTreeMap<EpochMillis, Vec<FileEntry>>,
+        start: Option<EpochMillis>,
+        end: Option<EpochMillis>,
+    ) -> Vec<FileEntry> {
         let span = self.granularity.partition_ms();
-        let files = self.files.read();
         let first = start.map_or(EpochMillis::MIN, |s| s - span + 1);
         let last = end.unwrap_or(EpochMillis::MAX);
         files
@@ -226,8 +252,17 @@ impl TableProvider for StoredTable {
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let (start, end) = self.time_bounds(filters);
-        let files = self.files_overlapping(start, end);
-        let open = self.open.read().clone();
+        let (files, covered_before) = {
+            let held = self.files.read();
+            (
+                self.files_overlapping_locked(&held, start, end),
+                self.covered_before.load(Ordering::SeqCst),
+            )
+        };
+        let open = self
+            .open
+            .batches(covered_before)
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !files.is_empty() {
             // Two groups so that both cores decode Parquet.
