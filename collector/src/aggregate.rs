@@ -415,6 +415,11 @@ impl Aggregator {
         rows
     }
 
+    /// Rows in the minutes still open.
+    pub fn open_row_count(&self) -> usize {
+        self.inner.lock().minutes.values().map(HashMap::len).sum()
+    }
+
     /// Forgets the minutes `close_before` handed out.
     pub fn finish_closing(&self) {
         let closing = std::mem::take(&mut self.inner.lock().closing);

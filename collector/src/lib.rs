@@ -138,13 +138,14 @@ impl Collector {
         let first_open = self.time_rules.first_open_minute(now);
         let newly_closed = self.aggregator.close_before(first_open);
         metrics::counter!(stats::ROWS_CLOSED).increment(newly_closed.len() as u64);
+        metrics::gauge!(stats::OPEN_ROWS).set(self.aggregator.open_row_count() as f64);
         let mut closed = std::mem::take(&mut *self.unwritten.lock());
         closed.extend(newly_closed);
         // The store marks the closed minutes as its own in the same step that shows their
         // files, so reads see each minute once, from the aggregator or from the files.
         let closed_result = match self
             .store
-            .append_closed_before(closed.clone(), Some(first_open))
+            .append_closed_before(&closed, Some(first_open))
             .await
         {
             Ok(()) => Ok(()),

@@ -12,6 +12,8 @@ pub const JOIN_WAITING: &str = "meshscope_join_waiting_entries";
 pub const OVERFLOW: &str = "meshscope_key_overflow_total";
 pub const ROWS_CLOSED: &str = "meshscope_minute_rows_closed_total";
 pub const FLUSH_ERRORS: &str = "meshscope_flush_errors_total";
+/// Rows held in open minutes: what the collector's memory grows with.
+pub const OPEN_ROWS: &str = "meshscope_open_minute_rows";
 
 pub fn reject(reason: &'static str, count: u64) {
     metrics::counter!(ENTRIES_REJECTED, "reason" => reason).increment(count);

@@ -180,6 +180,35 @@ impl Bins {
         }
     }
 
+    fn merge(&mut self, other: &Bins) {
+        // Dense into dense, the common case when a read folds busy rows: one pass over
+        // the arrays instead of a lookup per bin.
+        if let (Bins::Dense(ours), Bins::Dense(theirs)) = (&mut *self, other)
+            && !theirs.counts.is_empty()
+        {
+            let lo = theirs.offset;
+            let hi = theirs.offset + theirs.counts.len() as i32 - 1;
+            if ours.add(lo, 0).is_some() && ours.add(hi, 0).is_some() {
+                let start = (lo - ours.offset) as usize;
+                let span = &mut ours.counts[start..start + theirs.counts.len()];
+                let fits = span
+                    .iter()
+                    .zip(&theirs.counts)
+                    .all(|(a, b)| a.checked_add(*b).is_some());
+                if fits {
+                    for (a, b) in span.iter_mut().zip(&theirs.counts) {
+                        *a += *b;
+                    }
+                    return;
+                }
+            }
+        }
+        other.visit(|key, n| {
+            self.add(key, n);
+            true
+        });
+    }
+
     fn densify(&mut self) {
         let mut bins = Vec::new();
         self.visit(|key, n| {
@@ -285,10 +314,7 @@ impl LatencySketch {
             self.clone_from(other);
             return;
         }
-        other.bins.visit(|key, n| {
-            self.bins.add(key, n);
-            true
-        });
+        self.bins.merge(&other.bins);
         self.count += other.count;
         self.zero += other.zero;
         self.sum += other.sum;
@@ -361,8 +387,59 @@ impl LatencySketch {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let mut sketch = Self::new();
+        sketch.merge_bytes(bytes)?;
+        Ok(sketch)
+    }
+
+    /// Merges an encoded sketch without building it first: reads fold thousands of rows
+    /// into one total, and this spares a sketch per row. The bytes are checked whole
+    /// before anything is added, so a refused encoding leaves `self` as it was.
+    pub fn merge_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        let Some(header) = Header::read(bytes)? else {
+            return Ok(());
+        };
+        let mut binned: u64 = 0;
+        header.bins.visit(|_, n| {
+            binned = binned.saturating_add(n);
+            true
+        })?;
+        if header.zero.checked_add(binned) != Some(header.count) {
+            return Err(invalid("latency sketch counts do not add up".into()));
+        }
+        header.bins.visit(|key, n| {
+            self.bins.add(key, n);
+            true
+        })?;
+        if self.count == 0 {
+            self.min = header.min;
+            self.max = header.max;
+        } else {
+            self.min = self.min.min(header.min);
+            self.max = self.max.max(header.max);
+        }
+        self.count += header.count;
+        self.zero += header.zero;
+        self.sum += header.sum;
+        Ok(())
+    }
+}
+
+/// The totals at the head of an encoded sketch, and a reader over its bins.
+struct Header<'a> {
+    count: u64,
+    zero: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    bins: EncodedBins<'a>,
+}
+
+impl<'a> Header<'a> {
+    /// `None` for an empty sketch.
+    fn read(bytes: &'a [u8]) -> Result<Option<Self>> {
         if bytes.is_empty() {
-            return Ok(Self::new());
+            return Ok(None);
         }
         let mut input = Reader { bytes, at: 0 };
         match input.byte()? {
@@ -374,17 +451,40 @@ impl LatencySketch {
                 )));
             }
         }
-        let mut sketch = Self::new();
         let count = input.varint()?;
         if count == 0 {
-            return input.end().map(|()| sketch);
+            return input.end().map(|()| None);
         }
-        sketch.zero = input.varint()?;
-        sketch.sum = input.f64()?;
-        sketch.min = input.f64()?;
-        sketch.max = input.f64()?;
+        let zero = input.varint()?;
+        let sum = input.f64()?;
+        let min = input.f64()?;
+        let max = input.f64()?;
+        Ok(Some(Header {
+            count,
+            zero,
+            sum,
+            min,
+            max,
+            bins: EncodedBins {
+                bytes: &bytes[input.at..],
+            },
+        }))
+    }
+}
+
+#[derive(Clone, Copy)]
+struct EncodedBins<'a> {
+    bytes: &'a [u8],
+}
+
+impl EncodedBins<'_> {
+    /// Calls `f` with each bin in key order, refusing bins out of order or range.
+    fn visit(&self, mut f: impl FnMut(i32, u64) -> bool) -> Result<()> {
+        let mut input = Reader {
+            bytes: self.bytes,
+            at: 0,
+        };
         let mut key = MIN_KEY;
-        let mut binned: u64 = 0;
         let mut first = true;
         while !input.done() {
             let step = input.varint()?;
@@ -396,17 +496,12 @@ impl LatencySketch {
             if key > MAX_KEY {
                 return Err(invalid("latency sketch bin out of range".into()));
             }
-            binned = binned
-                .checked_add(n)
-                .ok_or_else(|| invalid("latency sketch counts overflow".into()))?;
-            sketch.bins.add(key, n);
             first = false;
+            if !f(key, n) {
+                break;
+            }
         }
-        if sketch.zero.checked_add(binned) != Some(count) {
-            return Err(invalid("latency sketch counts do not add up".into()));
-        }
-        sketch.count = count;
-        Ok(sketch)
+        Ok(())
     }
 }
 
@@ -584,6 +679,29 @@ mod tests {
             let error = LatencySketch::from_bytes(&bytes).unwrap_err().to_string();
             assert!(error.contains(reason), "{error} should say {reason}");
         }
+    }
+
+    #[test]
+    fn merging_bytes_equals_merging_sketches_and_refusals_change_nothing() {
+        let mut a = LatencySketch::new();
+        let mut b = LatencySketch::new();
+        for i in 0..300 {
+            a.add(1.0 + i as f64);
+            b.add(0.5 * i as f64);
+        }
+        let mut by_sketch = a.clone();
+        by_sketch.merge(&b);
+        let mut by_bytes = a.clone();
+        by_bytes.merge_bytes(&b.to_bytes()).unwrap();
+        assert_eq!(by_bytes, by_sketch);
+        let mut bad = b.to_bytes();
+        bad.pop();
+        bad.pop();
+        assert!(by_bytes.merge_bytes(&bad).is_err());
+        assert_eq!(by_bytes, by_sketch, "a refused encoding adds nothing");
+        let mut empty = LatencySketch::new();
+        empty.merge_bytes(&a.to_bytes()).unwrap();
+        assert_eq!(empty, a);
     }
 
     #[test]

@@ -42,7 +42,10 @@ pub(crate) struct Inner {
     pub(crate) ctx: SessionContext,
     /// One maintenance pass at a time, whether from the background task or a caller.
     pub(crate) maintenance: tokio::sync::Mutex<()>,
-    pub(crate) span_cache: totals::SpanCache,
+    pub(crate) span_cache: totals::SpanCache<totals::SpanKey>,
+    /// Totals of a window's closed spans taken together, keyed by those spans: merging a
+    /// week's spans key by key costs more than reading them.
+    pub(crate) window_cache: totals::SpanCache<Vec<totals::SpanKey>>,
     pub(crate) proxy_metrics: crate::proxy_metrics::ProxyMetrics,
     pub(crate) proxy_tables: HashMap<Granularity, Arc<StoredTable>>,
 }
@@ -156,7 +159,8 @@ impl Store {
             maintenance: tokio::sync::Mutex::new(()),
             proxy_metrics: crate::proxy_metrics::ProxyMetrics::default(),
             proxy_tables,
-            span_cache: totals::SpanCache::default(),
+            span_cache: totals::SpanCache::new(totals::MAX_CACHED_TOTALS),
+            window_cache: totals::SpanCache::new(totals::MAX_CACHED_TOTALS / 4),
         });
         if interval > 0 {
             tokio::spawn(maintain_in_background(
@@ -232,7 +236,7 @@ impl Store {
 
     /// Writes rows of minutes that are closed for good, one Parquet file per table and hour.
     pub async fn append_closed(&self, rows: Vec<MetricRow>) -> Result<()> {
-        self.append_closed_before(rows, None).await
+        self.append_closed_before(&rows, None).await
     }
 
     /// `append_closed`, and marks every minute before `before` as held by files alone: a
@@ -240,11 +244,11 @@ impl Store {
     /// mark become visible together.
     pub async fn append_closed_before(
         &self,
-        rows: Vec<MetricRow>,
+        rows: &[MetricRow],
         before: Option<EpochMillis>,
     ) -> Result<()> {
         let mut by_partition: BTreeMap<(Table, EpochMillis), Vec<&MetricRow>> = BTreeMap::new();
-        for row in &rows {
+        for row in rows {
             let hour = row.minute.div_euclid(HOUR_MS) * HOUR_MS;
             by_partition
                 .entry((Table::of(&row.key), hour))
@@ -287,41 +291,114 @@ impl Store {
     }
 
     /// Per key, figures summed over the window, read from the coarsest tables that cover it.
+    /// Sorted by key.
     pub async fn aggregate(
         &self,
         table: Table,
         range: TimeRange,
         filter: &KeyFilter,
     ) -> Result<Vec<Aggregate>> {
-        let mut aggregates: BTreeMap<RowKey, Aggregate> = BTreeMap::new();
+        let mut closed = Vec::new();
+        let mut open = Vec::new();
         for (granularity, segment) in self.plan(table, range, filter) {
-            for (span, closed) in self.split_at_open(table, granularity, segment) {
+            for (span, is_closed) in self.split_at_open(table, granularity, segment) {
+                if is_closed {
+                    closed.push((granularity, span));
+                } else {
+                    open.push((granularity, span));
+                }
+            }
+        }
+        let base = self.closed_totals(table, &closed, filter).await?;
+        let mut aggregates: Vec<Aggregate> = base
+            .iter()
+            .map(|total| Aggregate {
+                key: total.key.clone(),
+                detected_by: total.detected_by,
+                metrics: total.metrics.clone(),
+            })
+            .collect();
+        let mut sorted = true;
+        if !open.is_empty() {
+            let mut at: HashMap<RowKey, usize> = aggregates
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (a.key.clone(), i))
+                .collect();
+            for (granularity, span) in open {
                 let totals = self
-                    .span_totals(table, granularity, span, filter, closed)
+                    .span_totals(table, granularity, span, filter, false)
                     .await?;
                 for total in totals.iter() {
-                    match aggregates.get_mut(&total.key) {
+                    match at.get(&total.key) {
+                        Some(&i) => add_total(&mut aggregates[i], total),
                         None => {
-                            aggregates.insert(
-                                total.key.clone(),
-                                Aggregate {
-                                    key: total.key.clone(),
-                                    detected_by: total.detected_by,
-                                    metrics: total.metrics.clone(),
-                                },
-                            );
-                        }
-                        Some(aggregate) => {
-                            aggregate.metrics.merge(&total.metrics);
-                            if total.detected_by == Side::Server {
-                                aggregate.detected_by = Side::Server;
-                            }
+                            at.insert(total.key.clone(), aggregates.len());
+                            aggregates.push(Aggregate {
+                                key: total.key.clone(),
+                                detected_by: total.detected_by,
+                                metrics: total.metrics.clone(),
+                            });
+                            sorted = false;
                         }
                     }
                 }
             }
         }
-        Ok(aggregates.into_values().collect())
+        if !sorted {
+            aggregates.sort_by(|a, b| a.key.cmp(&b.key));
+        }
+        Ok(aggregates)
+    }
+
+    /// The closed spans' totals taken together, sorted by key; kept for the next read of
+    /// the same spans.
+    async fn closed_totals(
+        &self,
+        table: Table,
+        spans: &[(Granularity, TimeRange)],
+        filter: &KeyFilter,
+    ) -> Result<Arc<Vec<totals::SpanTotal>>> {
+        let keys: Vec<totals::SpanKey> = spans
+            .iter()
+            .map(|(granularity, span)| self.span_key(table, *granularity, *span, filter))
+            .collect();
+        if let Some(hit) = self.inner.window_cache.get(&keys) {
+            return Ok(hit);
+        }
+        let mut combined: BTreeMap<RowKey, Aggregate> = BTreeMap::new();
+        for (granularity, span) in spans {
+            let totals = self
+                .span_totals(table, *granularity, *span, filter, true)
+                .await?;
+            for total in totals.iter() {
+                match combined.get_mut(&total.key) {
+                    Some(aggregate) => add_total(aggregate, total),
+                    None => {
+                        combined.insert(
+                            total.key.clone(),
+                            Aggregate {
+                                key: total.key.clone(),
+                                detected_by: total.detected_by,
+                                metrics: total.metrics.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        let totals = Arc::new(
+            combined
+                .into_values()
+                .map(|a| totals::SpanTotal {
+                    key: a.key,
+                    detected_by: a.detected_by,
+                    metrics: a.metrics,
+                })
+                .collect::<Vec<_>>(),
+        );
+        self.inner.window_cache.insert(keys, totals.clone());
+        Ok(totals)
     }
 
     /// Splits a minute span where the open snapshot starts: the part before holds closed
@@ -366,19 +443,7 @@ impl Store {
         closed: bool,
     ) -> Result<Arc<Vec<totals::SpanTotal>>> {
         let rollup = granularity != Granularity::Minute;
-        let key = closed.then(|| totals::SpanKey {
-            table,
-            granularity,
-            start: span.start,
-            end: span.end,
-            filter: format!("{filter:?}"),
-            files: self
-                .table(table, granularity)
-                .files_overlapping(Some(span.start), Some(span.end))
-                .iter()
-                .map(|file| file.path.to_string())
-                .collect(),
-        });
+        let key = closed.then(|| self.span_key(table, granularity, span, filter));
         if let Some(key) = &key
             && let Some(totals) = self.inner.span_cache.get(key)
         {
@@ -390,6 +455,29 @@ impl Store {
             self.inner.span_cache.insert(key, totals.clone());
         }
         Ok(totals)
+    }
+
+    /// What identifies a span's totals, down to the files that hold its rows.
+    fn span_key(
+        &self,
+        table: Table,
+        granularity: Granularity,
+        span: TimeRange,
+        filter: &KeyFilter,
+    ) -> totals::SpanKey {
+        totals::SpanKey {
+            table,
+            granularity,
+            start: span.start,
+            end: span.end,
+            filter: format!("{filter:?}"),
+            files: self
+                .table(table, granularity)
+                .files_overlapping(Some(span.start), Some(span.end))
+                .iter()
+                .map(|file| file.path.to_string())
+                .collect(),
+        }
     }
 
     /// The rows of one granularity in `range` that pass `filter`, with the columns a
@@ -602,4 +690,12 @@ fn key_predicate(table: Table, filter: &KeyFilter) -> Option<Expr> {
         parts.push(col(SIDE).eq(lit(side.as_str())));
     }
     parts.into_iter().reduce(Expr::and)
+}
+
+/// Adds a span's total for a key to the window's.
+fn add_total(aggregate: &mut Aggregate, total: &totals::SpanTotal) {
+    aggregate.metrics.merge(&total.metrics);
+    if total.detected_by == Side::Server {
+        aggregate.detected_by = Side::Server;
+    }
 }

@@ -22,7 +22,6 @@ use crate::error::{Error, Result};
 use crate::files::Granularity;
 use crate::model::{EpochMillis, Metrics, RowKey, Side, Table};
 use crate::schema::{self, COUNTERS, key_columns};
-use crate::sketch::LatencySketch;
 
 /// One key's figures in one span, before the client rows are settled.
 struct KeyTotal {
@@ -128,23 +127,8 @@ impl Partial {
                     values.value(row)
                 }
             };
-            let latency = if sketches.is_null(row) {
-                LatencySketch::new()
-            } else {
-                LatencySketch::from_bytes(sketches.value(row))?
-            };
-            let metrics = Metrics {
-                calls: counter(0),
-                errors: counter(1),
-                errors_4xx: counter(2),
-                bytes_sent: counter(3),
-                bytes_received: counter(4),
-                tcp_connections: counter(5),
-                mtls_calls: counter(6),
-                apdex_satisfied: counter(7),
-                apdex_tolerating: counter(8),
-                latency,
-            };
+            let figures: [u64; 9] = std::array::from_fn(counter);
+            let sketch = (!sketches.is_null(row)).then(|| sketches.value(row));
             let key_bytes = rows.row(row);
             let total = match self.keys.get_mut(key_bytes.as_ref()) {
                 Some(total) => total,
@@ -159,17 +143,13 @@ impl Partial {
                     }),
             };
             let minute = minutes.value(row);
-            if sides.value(row) == Side::Server.as_str() {
+            let into = if sides.value(row) == Side::Server.as_str() {
                 total.server_minutes.insert(minute);
-                merge_into(&mut total.server, metrics);
+                total.server.get_or_insert_with(Metrics::default)
             } else {
-                match total.client.get_mut(&minute) {
-                    Some(existing) => existing.merge(&metrics),
-                    None => {
-                        total.client.insert(minute, metrics);
-                    }
-                }
-            }
+                total.client.entry(minute).or_default()
+            };
+            add_row(into, figures, sketch)?;
         }
         Ok(())
     }
@@ -194,6 +174,34 @@ impl Partial {
             }
         }
     }
+}
+
+/// Adds one stored row's figures, in `COUNTERS` order, and its encoded sketch.
+fn add_row(into: &mut Metrics, figures: [u64; 9], sketch: Option<&[u8]>) -> Result<()> {
+    let [
+        calls,
+        errors,
+        errors_4xx,
+        bytes_sent,
+        bytes_received,
+        tcp_connections,
+        mtls_calls,
+        apdex_satisfied,
+        apdex_tolerating,
+    ] = figures;
+    into.calls += calls;
+    into.errors += errors;
+    into.errors_4xx += errors_4xx;
+    into.bytes_sent += bytes_sent;
+    into.bytes_received += bytes_received;
+    into.tcp_connections += tcp_connections;
+    into.mtls_calls += mtls_calls;
+    into.apdex_satisfied += apdex_satisfied;
+    into.apdex_tolerating += apdex_tolerating;
+    if let Some(bytes) = sketch {
+        into.latency.merge_bytes(bytes)?;
+    }
+    Ok(())
 }
 
 fn merge_into(total: &mut Option<Metrics>, metrics: Metrics) {
@@ -250,23 +258,33 @@ pub(crate) struct SpanKey {
 /// Totals of closed spans, reused by the next read of the same span: a dashboard asks for
 /// the same windows every few seconds, and only the open minutes change in between.
 /// Bounded by the number of key totals it holds (each carries a latency sketch).
-#[derive(Default)]
-pub(crate) struct SpanCache {
-    entries: parking_lot::Mutex<SpanEntries>,
+pub(crate) struct SpanCache<K> {
+    entries: parking_lot::Mutex<SpanEntries<K>>,
+    max_totals: usize,
 }
 
-#[derive(Default)]
-struct SpanEntries {
-    by_key: HashMap<SpanKey, (Arc<Vec<SpanTotal>>, u64)>,
+struct SpanEntries<K> {
+    by_key: HashMap<K, (Arc<Vec<SpanTotal>>, u64)>,
     clock: u64,
     held: usize,
 }
 
 /// About 250 MB of decoded sketches at a few hundred bins each.
-const MAX_CACHED_TOTALS: usize = 100_000;
+pub(crate) const MAX_CACHED_TOTALS: usize = 100_000;
 
-impl SpanCache {
-    pub(crate) fn get(&self, key: &SpanKey) -> Option<Arc<Vec<SpanTotal>>> {
+impl<K: std::hash::Hash + Eq + Clone> SpanCache<K> {
+    pub(crate) fn new(max_totals: usize) -> Self {
+        Self {
+            entries: parking_lot::Mutex::new(SpanEntries {
+                by_key: HashMap::new(),
+                clock: 0,
+                held: 0,
+            }),
+            max_totals,
+        }
+    }
+
+    pub(crate) fn get(&self, key: &K) -> Option<Arc<Vec<SpanTotal>>> {
         let mut entries = self.entries.lock();
         entries.clock += 1;
         let now = entries.clock;
@@ -275,8 +293,8 @@ impl SpanCache {
         Some(totals.clone())
     }
 
-    pub(crate) fn insert(&self, key: SpanKey, totals: Arc<Vec<SpanTotal>>) {
-        if totals.len() > MAX_CACHED_TOTALS {
+    pub(crate) fn insert(&self, key: K, totals: Arc<Vec<SpanTotal>>) {
+        if totals.len() > self.max_totals {
             return;
         }
         let mut entries = self.entries.lock();
@@ -286,7 +304,7 @@ impl SpanCache {
         if let Some((old, _)) = entries.by_key.insert(key, (totals, now)) {
             entries.held -= old.len();
         }
-        while entries.held > MAX_CACHED_TOTALS {
+        while entries.held > self.max_totals {
             let Some(oldest) = entries
                 .by_key
                 .iter()

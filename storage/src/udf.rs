@@ -30,12 +30,10 @@ impl MergeSketch {
             if values.is_null(i) {
                 continue;
             }
-            let other = LatencySketch::from_bytes(values.value(i))
+            self.sketch
+                .get_or_insert_with(LatencySketch::new)
+                .merge_bytes(values.value(i))
                 .map_err(|e| DataFusionError::Execution(e.to_string()))?;
-            match &mut self.sketch {
-                Some(sketch) => sketch.merge(&other),
-                None => self.sketch = Some(other),
-            }
         }
         Ok(())
     }

@@ -165,6 +165,63 @@ async fn repeated_reads_see_new_files_and_open_minutes() {
     );
 }
 
+/// Holds minutes the way the collector does: rows kept until handed to the store.
+struct HeldMinutes(parking_lot::Mutex<Vec<MetricRow>>);
+
+impl meshscope_storage::OpenMinutes for HeldMinutes {
+    fn open_batches(
+        &self,
+        table: Table,
+        from: i64,
+    ) -> meshscope_storage::Result<Vec<meshscope_storage::RecordBatch>> {
+        let rows = self.0.lock();
+        let batch =
+            meshscope_storage::batch::to_batch(table, rows.iter().filter(|r| r.minute >= from))?;
+        Ok(vec![batch])
+    }
+}
+
+/// A live source's minutes are read until the store marks them as its own, in the same
+/// step that shows their file: never both, never neither.
+#[tokio::test]
+async fn live_minutes_count_once_across_their_closing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    let held = std::sync::Arc::new(HeldMinutes(parking_lot::Mutex::new(vec![
+        row(T0, edge("web", "cart"), Side::Server, 30, 12.0),
+        row(T0 + MINUTE_MS, edge("web", "cart"), Side::Server, 5, 12.0),
+    ])));
+    store.attach_open_source(held.clone());
+    let range = all(T0, T0 + HOUR);
+    let expected = vec![(edge("web", "cart"), Side::Server, 35, 3)];
+    assert_eq!(totals(&store, Table::EdgeMinute, range).await, expected);
+
+    // The first minute closes: written with the mark, while the source still holds it.
+    let closing = vec![row(T0, edge("web", "cart"), Side::Server, 30, 12.0)];
+    store
+        .append_closed_before(&closing, Some(T0 + MINUTE_MS))
+        .await
+        .unwrap();
+    store.refresh_open();
+    assert_eq!(totals(&store, Table::EdgeMinute, range).await, expected);
+    held.0.lock().remove(0);
+    store.refresh_open();
+    assert_eq!(totals(&store, Table::EdgeMinute, range).await, expected);
+
+    // New rows in the open minute show at the next read once the kept read is refreshed.
+    held.0
+        .lock()
+        .push(row(T0 + MINUTE_MS, edge("web", "db"), Side::Client, 4, 2.0));
+    store.refresh_open();
+    assert_eq!(
+        totals(&store, Table::EdgeMinute, range).await,
+        vec![
+            (edge("web", "cart"), Side::Server, 35, 3),
+            (edge("web", "db"), Side::Client, 4, 0),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn server_side_wins_per_minute_and_client_fills_the_rest() {
     let dir = tempfile::tempdir().unwrap();
