@@ -617,7 +617,17 @@ mod tests {
             ]),
             0
         );
+        assert_eq!(
+            agg.open_row_count(),
+            3,
+            "one row in minute 0, two in minute 1"
+        );
         let closed = agg.close_before(60_000);
+        assert_eq!(
+            agg.open_row_count(),
+            2,
+            "a closing minute is no longer open"
+        );
         assert_eq!(
             agg.open_batches(Table::ServiceMinute, 0).unwrap().len(),
             0,

@@ -63,6 +63,10 @@ pub(crate) struct FileEntry {
     pub(crate) size: u64,
     /// Start of the partition (hour or day) that holds every row of the file.
     pub(crate) partition: EpochMillis,
+    /// First and last time in the file, both included, for files written by this process;
+    /// a reopened file is known only by its partition. Lets a read of the last minutes skip
+    /// the hour's other files without opening them.
+    pub(crate) times: Option<(EpochMillis, EpochMillis)>,
 }
 
 pub(crate) struct DataFiles {
@@ -118,6 +122,7 @@ impl DataFiles {
             return Err(Error::ReadOnly);
         }
         let batch = sort_by_time(batch)?;
+        let times = time_span(&batch);
         let bytes = Bytes::from(encode_parquet(&batch)?);
         let size = bytes.len() as u64;
         // Wall time plus a counter keeps names unique across restarts and within a run.
@@ -135,6 +140,7 @@ impl DataFiles {
             path,
             size,
             partition,
+            times,
         })
     }
 
@@ -185,6 +191,7 @@ impl DataFiles {
                 path: object.location,
                 size: object.size,
                 partition,
+                times: None,
             });
         }
         Ok(files)
@@ -233,6 +240,21 @@ fn sort_by_time(batch: &RecordBatch) -> Result<RecordBatch> {
     }
     let indices = sort_to_indices(batch.column(0), None, None)?;
     Ok(take_record_batch(batch, &indices)?)
+}
+
+/// The first and last value of a sorted batch's time column.
+fn time_span(batch: &RecordBatch) -> Option<(EpochMillis, EpochMillis)> {
+    use datafusion::arrow::array::{Array, AsArray};
+    if batch.num_columns() == 0 || batch.num_rows() == 0 {
+        return None;
+    }
+    let times = batch
+        .column(0)
+        .as_primitive_opt::<datafusion::arrow::datatypes::TimestampMillisecondType>()?;
+    if times.null_count() > 0 {
+        return None;
+    }
+    Some((times.value(0), times.value(times.len() - 1)))
 }
 
 fn encode_parquet(batch: &RecordBatch) -> Result<Vec<u8>> {

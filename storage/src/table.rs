@@ -158,9 +158,13 @@ impl StoredTable {
         let span = self.granularity.partition_ms();
         let first = start.map_or(EpochMillis::MIN, |s| s - span + 1);
         let last = end.unwrap_or(EpochMillis::MAX);
+        let within = |file: &&FileEntry| match file.times {
+            Some((lo, hi)) => start.is_none_or(|s| hi >= s) && end.is_none_or(|e| lo < e),
+            None => true,
+        };
         files
             .range(first..last)
-            .flat_map(|(_, entries)| entries.iter().cloned())
+            .flat_map(|(_, entries)| entries.iter().filter(within).cloned())
             .collect()
     }
 

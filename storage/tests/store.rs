@@ -141,6 +141,15 @@ async fn repeated_reads_see_new_files_and_open_minutes() {
         ]
     );
 
+    // Files are skipped by the times they hold: a window of one minute, or of its first
+    // millisecond, still reads that minute's file and no other.
+    for end in [T0 + 2 * MINUTE_MS, T0 + MINUTE_MS + 1] {
+        assert_eq!(
+            totals(&store, Table::EdgeMinute, all(T0 + MINUTE_MS, end)).await,
+            vec![(edge("web", "cart"), Side::Server, 20, 2)]
+        );
+    }
+
     store.publish_open(vec![row(
         T0 + HOUR + MINUTE_MS,
         edge("cart", "db"),
