@@ -126,11 +126,15 @@ impl DataFiles {
         let bytes = Bytes::from(encode_parquet(&batch)?);
         let size = bytes.len() as u64;
         // Wall time plus a counter keeps names unique across restarts and within a run.
-        let stem = format!(
+        let mut stem = format!(
             "{}-{:06}",
             chrono::Utc::now().timestamp_millis(),
             self.sequence.fetch_add(1, Ordering::Relaxed)
         );
+        // The times go in the name, so that a restart knows them without opening the file.
+        if let Some((lo, hi)) = times {
+            stem.push_str(&format!("_t{lo}_{hi}"));
+        }
         let dir = partition_dir(table, granularity, partition);
         let temporary = temporary_path(&dir, &stem);
         let path = Path::from(format!("{dir}/{stem}.parquet"));
@@ -187,11 +191,21 @@ impl DataFiles {
                 tracing::warn!(path = %object.location, "ignoring a file outside the date/hour layout");
                 continue;
             };
+            let span = if object
+                .location
+                .parts()
+                .any(|p| p.as_ref().starts_with("hour="))
+            {
+                HOUR_MS
+            } else {
+                DAY_MS
+            };
+            let times = times_in_name(name, partition, span);
             files.push(FileEntry {
                 path: object.location,
                 size: object.size,
                 partition,
-                times: None,
+                times,
             });
         }
         Ok(files)
@@ -242,6 +256,22 @@ fn sort_by_time(batch: &RecordBatch) -> Result<RecordBatch> {
     Ok(take_record_batch(batch, &indices)?)
 }
 
+/// The times a file's name says it holds, when they lie inside its partition.
+fn times_in_name(
+    name: &str,
+    partition: EpochMillis,
+    span: EpochMillis,
+) -> Option<(EpochMillis, EpochMillis)> {
+    let (_, times) = name.strip_suffix(".parquet")?.split_once("_t")?;
+    let (lo, hi) = times.split_once('_')?;
+    let (lo, hi) = (
+        lo.parse::<EpochMillis>().ok()?,
+        hi.parse::<EpochMillis>().ok()?,
+    );
+    let end = partition + span;
+    (partition <= lo && lo <= hi && hi < end).then_some((lo, hi))
+}
+
 /// The first and last value of a sorted batch's time column.
 fn time_span(batch: &RecordBatch) -> Option<(EpochMillis, EpochMillis)> {
     use datafusion::arrow::array::{Array, AsArray};
@@ -283,5 +313,25 @@ impl From<object_store::Error> for Error {
 impl From<datafusion::parquet::errors::ParquetError> for Error {
     fn from(error: datafusion::parquet::errors::ParquetError) -> Self {
         Error::Parquet(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn times_in_a_name_are_read_only_inside_their_partition() {
+        let hour = 1_763_856_000_000;
+        let name = format!("1-000001_t{}_{}.parquet", hour + 60_000, hour + 120_000);
+        assert_eq!(
+            times_in_name(&name, hour, HOUR_MS),
+            Some((hour + 60_000, hour + 120_000))
+        );
+        assert_eq!(times_in_name(&name, hour + HOUR_MS, HOUR_MS), None);
+        assert_eq!(times_in_name("1-000001.parquet", hour, HOUR_MS), None);
+        assert_eq!(times_in_name("1-000001_tx_y.parquet", hour, HOUR_MS), None);
+        let reversed = format!("1-000001_t{}_{}.parquet", hour + 9, hour + 1);
+        assert_eq!(times_in_name(&reversed, hour, HOUR_MS), None);
     }
 }
