@@ -459,9 +459,9 @@ impl Aggregator {
         self.to_rows(closed)
     }
 
-    /// The rows of `table` in one open or closing minute, copied under the lock so that
-    /// ingestion waits only for the copy, not for the Arrow encoding.
-    fn rows_of(&self, minute: i64, table: Table) -> Vec<((Slot, Side), Metrics)> {
+    /// The rows of `tables` in one open or closing minute, copied under one hold of the
+    /// lock (so that the tables agree) and only for the copy, not for the Arrow encoding.
+    fn rows_of(&self, minute: i64, tables: &[Table]) -> Vec<((Slot, Side), Metrics)> {
         let inner = self.inner.lock();
         let Some(rows) = inner
             .minutes
@@ -471,7 +471,7 @@ impl Aggregator {
             return Vec::new();
         };
         rows.iter()
-            .filter(|((slot, _), _)| feeds(slot, table))
+            .filter(|((slot, _), _)| tables.iter().any(|t| feeds(slot, *t)))
             .map(|(k, m)| (*k, m.clone()))
             .collect()
     }
@@ -489,9 +489,9 @@ impl Aggregator {
 impl OpenMinutes for Aggregator {
     fn open_batches(
         &self,
-        table: Table,
+        tables: &[Table],
         from: EpochMillis,
-    ) -> meshscope_storage::Result<Vec<RecordBatch>> {
+    ) -> meshscope_storage::Result<Vec<Vec<RecordBatch>>> {
         let minutes: Vec<i64> = {
             let inner = self.inner.lock();
             inner
@@ -502,39 +502,50 @@ impl OpenMinutes for Aggregator {
                 .filter(|m| *m >= from)
                 .collect()
         };
-        let mut builder = RowBuilder::new(table);
-        // One minute at a time, so that at most one minute of one table is copied.
+        let mut builders: Vec<RowBuilder> = tables.iter().map(|t| RowBuilder::new(*t)).collect();
+        // One minute at a time, so that at most one minute of these tables is copied.
         for minute in minutes {
-            let rows = self.rows_of(minute, table);
+            let rows = self.rows_of(minute, tables);
             let names = self.names.read();
-            if table == Table::ServiceMinute {
-                let mut services: HashMap<(ServiceId, Side), Metrics, Fast> = HashMap::default();
-                for ((slot, side), metrics) in &rows {
-                    if let Slot::Instance(service, _) = slot {
-                        services
-                            .entry((*service, *side))
-                            .or_default()
-                            .merge(metrics);
+            for (table, builder) in tables.iter().zip(&mut builders) {
+                if *table == Table::ServiceMinute {
+                    let mut services: HashMap<(ServiceId, Side), Metrics, Fast> =
+                        HashMap::default();
+                    for ((slot, side), metrics) in &rows {
+                        if let Slot::Instance(service, _) = slot {
+                            services
+                                .entry((*service, *side))
+                                .or_default()
+                                .merge(metrics);
+                        }
                     }
-                }
-                for ((service, side), metrics) in &services {
-                    builder.push(
-                        minute,
-                        names.key_ref(Slot::Service(*service)),
-                        *side,
-                        metrics,
-                    );
-                }
-            } else {
-                for ((slot, side), metrics) in &rows {
-                    builder.push(minute, names.key_ref(*slot), *side, metrics);
+                    for ((service, side), metrics) in &services {
+                        builder.push(
+                            minute,
+                            names.key_ref(Slot::Service(*service)),
+                            *side,
+                            metrics,
+                        );
+                    }
+                } else {
+                    for ((slot, side), metrics) in &rows {
+                        if feeds(slot, *table) {
+                            builder.push(minute, names.key_ref(*slot), *side, metrics);
+                        }
+                    }
                 }
             }
         }
-        if builder.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(vec![builder.finish()?])
+        builders
+            .into_iter()
+            .map(|builder| {
+                if builder.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    Ok(vec![builder.finish()?])
+                }
+            })
+            .collect()
     }
 }
 
@@ -629,7 +640,7 @@ mod tests {
             "a closing minute is no longer open"
         );
         assert_eq!(
-            agg.open_batches(Table::ServiceMinute, 0).unwrap().len(),
+            agg.open_batches(&[Table::ServiceMinute], 0).unwrap()[0].len(),
             0,
             "service rows are made from instance rows only"
         );
@@ -728,8 +739,8 @@ mod tests {
             (60_000, Slot::Instance(a, two), Side::Client, fast),
         ]);
         // What a read sees before the minute closes: the same rows, straight from here.
-        let open = agg.open_batches(Table::ServiceMinute, 0).unwrap();
-        let read = meshscope_storage::batch::from_batch(Table::ServiceMinute, &open[0]).unwrap();
+        let open = agg.open_batches(&[Table::ServiceMinute], 0).unwrap();
+        let read = meshscope_storage::batch::from_batch(Table::ServiceMinute, &open[0][0]).unwrap();
         let calls = |minute: i64, side: Side| {
             read.iter()
                 .find(|r| r.minute == minute && r.side == side)
@@ -739,8 +750,12 @@ mod tests {
         assert_eq!(calls(0, Side::Server), Some((3, 1, 3)));
         assert_eq!(calls(0, Side::Client), Some((1, 0, 1)));
         assert_eq!(calls(60_000, Side::Client), Some((1, 0, 1)));
-        let later = agg.open_batches(Table::InstanceMinute, 60_000).unwrap();
-        assert_eq!(later[0].num_rows(), 1, "minutes before `from` are left out");
+        let later = agg.open_batches(&[Table::InstanceMinute], 60_000).unwrap();
+        assert_eq!(
+            later[0][0].num_rows(),
+            1,
+            "minutes before `from` are left out"
+        );
         let rows = agg.close_before(60_000);
         let service = |side| {
             rows.iter()

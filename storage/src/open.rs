@@ -20,21 +20,76 @@ const FRESH_FOR: Duration = Duration::from_secs(1);
 
 /// A holder of open minutes, which reads ask for their rows.
 pub trait OpenMinutes: Send + Sync {
-    /// Rows of `table` in the minutes from `from` on, as record batches of its schema.
-    fn open_batches(&self, table: Table, from: EpochMillis) -> Result<Vec<RecordBatch>>;
+    /// Rows of each of `tables` in the minutes from `from` on, as record batches of its
+    /// schema, one list per table in the order asked. The tables are read together, so
+    /// that a service's row and its edges' rows agree.
+    fn open_batches(&self, tables: &[Table], from: EpochMillis) -> Result<Vec<Vec<RecordBatch>>>;
 }
 
 struct Cached {
     from: EpochMillis,
     generation: u64,
     built: Instant,
-    batches: Vec<RecordBatch>,
+    batches: Vec<Vec<RecordBatch>>,
 }
 
-struct Live {
-    table: Table,
+/// Tables whose open rows are read together and kept together.
+pub(crate) struct LiveGroup {
+    tables: Vec<Table>,
     source: Arc<dyn OpenMinutes>,
     cached: Mutex<Option<Cached>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl LiveGroup {
+    pub(crate) fn new(tables: Vec<Table>, source: Arc<dyn OpenMinutes>) -> Arc<Self> {
+        Arc::new(Self {
+            tables,
+            source,
+            cached: Mutex::new(None),
+            generation: Default::default(),
+        })
+    }
+
+    /// Makes the next read ask the source again, e.g. once a test has sent its entries.
+    pub(crate) fn refresh(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Drops a kept read past its freshness, so that idle tables hold no copy.
+    pub(crate) fn expire(&self) {
+        let mut cached = self.cached.lock();
+        if cached
+            .as_ref()
+            .is_some_and(|c| c.built.elapsed() > FRESH_FOR)
+        {
+            *cached = None;
+        }
+    }
+
+    fn batches(&self, table: Table, from: EpochMillis) -> Result<Vec<RecordBatch>> {
+        let at = self.tables.iter().position(|t| *t == table).unwrap_or(0);
+        let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        // Held while building, so concurrent queries wait for one read instead of each
+        // making their own.
+        let mut cached = self.cached.lock();
+        let fresh = cached.as_ref().filter(|c| {
+            c.from == from && c.generation == generation && c.built.elapsed() <= FRESH_FOR
+        });
+        if let Some(c) = fresh {
+            return Ok(c.batches.get(at).cloned().unwrap_or_default());
+        }
+        let read = self.source.open_batches(&self.tables, from)?;
+        let wanted = read.get(at).cloned().unwrap_or_default();
+        *cached = Some(Cached {
+            from,
+            generation,
+            built: Instant::now(),
+            batches: read,
+        });
+        Ok(wanted)
+    }
 }
 
 /// One minute table's open rows: batches set by hand (tests, read-only stores) or a live
@@ -42,8 +97,7 @@ struct Live {
 #[derive(Default)]
 pub(crate) struct OpenRows {
     fixed: RwLock<Vec<RecordBatch>>,
-    live: RwLock<Option<Live>>,
-    generation: std::sync::atomic::AtomicU64,
+    live: RwLock<Option<(Table, Arc<LiveGroup>)>>,
 }
 
 impl std::fmt::Debug for OpenRows {
@@ -63,63 +117,19 @@ impl OpenRows {
         self.fixed.read().clone()
     }
 
-    pub(crate) fn attach(&self, table: Table, source: Arc<dyn OpenMinutes>) {
-        *self.live.write() = Some(Live {
-            table,
-            source,
-            cached: Mutex::new(None),
-        });
+    pub(crate) fn attach(&self, table: Table, group: Arc<LiveGroup>) {
+        *self.live.write() = Some((table, group));
     }
 
     pub(crate) fn is_live(&self) -> bool {
         self.live.read().is_some()
     }
 
-    /// Makes the next read ask the source again, e.g. once a test has sent its entries.
-    pub(crate) fn refresh(&self) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Drops a kept read past its freshness, so that idle tables hold no copy.
-    pub(crate) fn expire(&self) {
-        if let Some(live) = self.live.read().as_ref() {
-            let mut cached = live.cached.lock();
-            if cached
-                .as_ref()
-                .is_some_and(|c| c.built.elapsed() > FRESH_FOR)
-            {
-                *cached = None;
-            }
-        }
-    }
-
     /// The open rows from `from` on: the fixed batches, plus the live source's.
     pub(crate) fn batches(&self, from: EpochMillis) -> Result<Vec<RecordBatch>> {
         let mut batches = self.fixed();
-        let live = self.live.read();
-        let Some(live) = live.as_ref() else {
-            return Ok(batches);
-        };
-        let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
-        // Held while building, so concurrent queries wait for one read instead of each
-        // making their own.
-        let mut cached = live.cached.lock();
-        let fresh = cached.as_ref().filter(|c| {
-            c.from == from && c.generation == generation && c.built.elapsed() <= FRESH_FOR
-        });
-        match fresh {
-            Some(c) => batches.extend(c.batches.iter().cloned()),
-            None => {
-                let read = live.source.open_batches(live.table, from)?;
-                batches.extend(read.iter().cloned());
-                *cached = Some(Cached {
-                    from,
-                    generation,
-                    built: Instant::now(),
-                    batches: read,
-                });
-            }
+        if let Some((table, group)) = self.live.read().as_ref() {
+            batches.extend(group.batches(*table, from)?);
         }
         Ok(batches)
     }

@@ -18,7 +18,7 @@ use crate::batch;
 use crate::error::Result;
 use crate::files::{DAY_MS, DataFiles, Granularity, HOUR_MS};
 use crate::model::{EpochMillis, MetricRow, RowKey, ServiceRef, Side, Table};
-use crate::open::OpenMinutes;
+use crate::open::{LiveGroup, OpenMinutes};
 use crate::proxy_table;
 use crate::read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 use crate::schema::{self, COUNTERS, LATENCY, MINUTE, SIDE, key_columns};
@@ -43,6 +43,8 @@ pub(crate) struct Inner {
     /// One maintenance pass at a time, whether from the background task or a caller.
     pub(crate) maintenance: tokio::sync::Mutex<()>,
     pub(crate) span_cache: totals::SpanCache<totals::SpanKey>,
+    /// The groups of minute tables whose open rows come from a live source.
+    pub(crate) live_groups: parking_lot::RwLock<Vec<Arc<LiveGroup>>>,
     /// Totals of a window's closed spans taken together, keyed by those spans: merging a
     /// week's spans key by key costs more than reading them.
     pub(crate) window_cache: totals::SpanCache<Vec<totals::SpanKey>>,
@@ -160,6 +162,7 @@ impl Store {
             proxy_metrics: crate::proxy_metrics::ProxyMetrics::default(),
             proxy_tables,
             span_cache: totals::SpanCache::new(totals::MAX_CACHED_TOTALS),
+            live_groups: parking_lot::RwLock::new(Vec::new()),
             window_cache: totals::SpanCache::new(totals::MAX_CACHED_TOTALS / 4),
         });
         if interval > 0 {
@@ -211,26 +214,42 @@ impl Store {
     }
 
     /// Reads of the minute tables ask `source` for the minutes not yet in files, instead of
-    /// the batches `publish_open` sets.
+    /// the batches `publish_open` sets. Services, instances and edges are read together,
+    /// so that a topology's nodes and edges come from one moment; endpoints, the largest
+    /// table, on their own.
     pub fn attach_open_source(&self, source: Arc<dyn OpenMinutes>) {
-        for table in Table::ALL {
-            self.table(table, Granularity::Minute)
-                .open
-                .attach(table, source.clone());
+        let groups = [
+            vec![
+                Table::ServiceMinute,
+                Table::InstanceMinute,
+                Table::EdgeMinute,
+            ],
+            vec![Table::EndpointMinute],
+        ];
+        let mut live = Vec::new();
+        for tables in groups {
+            let group = LiveGroup::new(tables.clone(), source.clone());
+            for table in tables {
+                self.table(table, Granularity::Minute)
+                    .open
+                    .attach(table, group.clone());
+            }
+            live.push(group);
         }
+        *self.inner.live_groups.write() = live;
     }
 
     /// Makes the next read of open minutes ask their source again.
     pub fn refresh_open(&self) {
-        for table in Table::ALL {
-            self.table(table, Granularity::Minute).open.refresh();
+        for group in self.inner.live_groups.read().iter() {
+            group.refresh();
         }
     }
 
     /// Lets go of reads of open minutes kept past their freshness.
     pub fn expire_open(&self) {
-        for table in Table::ALL {
-            self.table(table, Granularity::Minute).open.expire();
+        for group in self.inner.live_groups.read().iter() {
+            group.expire();
         }
     }
 

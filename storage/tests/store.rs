@@ -180,13 +180,17 @@ struct HeldMinutes(parking_lot::Mutex<Vec<MetricRow>>);
 impl meshscope_storage::OpenMinutes for HeldMinutes {
     fn open_batches(
         &self,
-        table: Table,
+        tables: &[Table],
         from: i64,
-    ) -> meshscope_storage::Result<Vec<meshscope_storage::RecordBatch>> {
+    ) -> meshscope_storage::Result<Vec<Vec<meshscope_storage::RecordBatch>>> {
         let rows = self.0.lock();
-        let batch =
-            meshscope_storage::batch::to_batch(table, rows.iter().filter(|r| r.minute >= from))?;
-        Ok(vec![batch])
+        tables
+            .iter()
+            .map(|table| {
+                let open = rows.iter().filter(|r| r.minute >= from);
+                Ok(vec![meshscope_storage::batch::to_batch(*table, open)?])
+            })
+            .collect()
     }
 }
 
