@@ -329,43 +329,30 @@ impl Store {
             }
         }
         let base = self.closed_totals(table, &closed, filter).await?;
-        let mut aggregates: Vec<Aggregate> = base
-            .iter()
-            .map(|total| Aggregate {
-                key: total.key.clone(),
-                detected_by: total.detected_by,
-                metrics: total.metrics.clone(),
-            })
-            .collect();
-        let mut sorted = true;
-        if !open.is_empty() {
-            let mut at: HashMap<RowKey, usize> = aggregates
-                .iter()
-                .enumerate()
-                .map(|(i, a)| (a.key.clone(), i))
-                .collect();
-            for (granularity, span) in open {
-                let totals = self
-                    .span_totals(table, granularity, span, filter, false)
-                    .await?;
-                for total in totals.iter() {
-                    match at.get(&total.key) {
-                        Some(&i) => add_total(&mut aggregates[i], total),
-                        None => {
-                            at.insert(total.key.clone(), aggregates.len());
-                            aggregates.push(Aggregate {
-                                key: total.key.clone(),
-                                detected_by: total.detected_by,
-                                metrics: total.metrics.clone(),
-                            });
-                            sorted = false;
-                        }
-                    }
-                }
+        let mut open_totals = Vec::with_capacity(open.len());
+        for (granularity, span) in open {
+            open_totals.push(
+                self.span_totals(table, granularity, span, filter, false)
+                    .await?,
+            );
+        }
+        // Both sides sorted by key and merged in one pass: no index of the window's keys.
+        let mut fresh: Vec<&totals::SpanTotal> =
+            open_totals.iter().flat_map(|t| t.iter()).collect();
+        fresh.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut aggregates: Vec<Aggregate> = Vec::with_capacity(base.len() + fresh.len());
+        let mut fresh = fresh.into_iter().peekable();
+        for total in base.iter() {
+            while let Some(next) = fresh.next_if(|f| f.key < total.key) {
+                push_total(&mut aggregates, next);
+            }
+            push_total(&mut aggregates, total);
+            while let Some(next) = fresh.next_if(|f| f.key == total.key) {
+                push_total(&mut aggregates, next);
             }
         }
-        if !sorted {
-            aggregates.sort_by(|a, b| a.key.cmp(&b.key));
+        for next in fresh {
+            push_total(&mut aggregates, next);
         }
         Ok(aggregates)
     }
@@ -709,6 +696,18 @@ fn key_predicate(table: Table, filter: &KeyFilter) -> Option<Expr> {
         parts.push(col(SIDE).eq(lit(side.as_str())));
     }
     parts.into_iter().reduce(Expr::and)
+}
+
+/// Appends a total to sorted aggregates, merging it into the last when it has its key.
+fn push_total(aggregates: &mut Vec<Aggregate>, total: &totals::SpanTotal) {
+    match aggregates.last_mut() {
+        Some(last) if last.key == total.key => add_total(last, total),
+        _ => aggregates.push(Aggregate {
+            key: total.key.clone(),
+            detected_by: total.detected_by,
+            metrics: total.metrics.clone(),
+        }),
+    }
 }
 
 /// Adds a span's total for a key to the window's.
