@@ -404,12 +404,7 @@ impl Aggregator {
         let names = self.names.read();
         let mut rows = Vec::new();
         for (minute, keys) in &closed {
-            push_rows(
-                &names,
-                *minute,
-                keys.iter().map(|(k, m)| (*k, m.clone())),
-                &mut rows,
-            );
+            push_rows(&names, *minute, keys, &mut rows);
         }
         inner.closing.extend(closed);
         rows
@@ -433,12 +428,7 @@ impl Aggregator {
         let names = self.names.read();
         let mut rows = Vec::new();
         for (minute, keys) in inner.closing.iter().chain(&inner.minutes) {
-            push_rows(
-                &names,
-                *minute,
-                keys.iter().map(|(k, m)| (*k, m.clone())),
-                &mut rows,
-            );
+            push_rows(&names, *minute, keys, &mut rows);
         }
         rows
     }
@@ -480,7 +470,7 @@ impl Aggregator {
         let names = self.names.read();
         let mut rows = Vec::new();
         for (minute, keys) in minutes {
-            push_rows(&names, minute, keys.into_iter(), &mut rows);
+            push_rows(&names, minute, &keys, &mut rows);
         }
         rows
     }
@@ -549,23 +539,31 @@ impl OpenMinutes for Aggregator {
     }
 }
 
-/// One minute's rows with their names, and each service's row made from its instances'.
-fn push_rows(
-    names: &Names,
-    minute: i64,
-    keys: impl Iterator<Item = ((Slot, Side), Metrics)>,
-    rows: &mut Vec<MetricRow>,
-) {
+/// Each service's rows, per side: the sum of its instances' rows.
+fn service_rows<'a>(
+    rows: impl Iterator<Item = (&'a (Slot, Side), &'a Metrics)>,
+) -> HashMap<(ServiceId, Side), Metrics, Fast> {
     let mut services: HashMap<(ServiceId, Side), Metrics, Fast> = HashMap::default();
-    for ((slot, side), metrics) in keys {
+    for ((slot, side), metrics) in rows {
         if let Slot::Instance(service, _) = slot {
-            services.entry((service, side)).or_default().merge(&metrics);
+            services
+                .entry((*service, *side))
+                .or_default()
+                .merge(metrics);
         }
+    }
+    services
+}
+
+/// One minute's rows with their names, and each service's row made from its instances'.
+fn push_rows(names: &Names, minute: i64, keys: &MinuteRows, rows: &mut Vec<MetricRow>) {
+    let services = service_rows(keys.iter());
+    for (&(slot, side), metrics) in keys {
         rows.push(MetricRow {
             minute,
             key: names.key(slot),
             side,
-            metrics,
+            metrics: metrics.clone(),
         });
     }
     for ((service, side), metrics) in services {

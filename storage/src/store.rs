@@ -336,25 +336,9 @@ impl Store {
                     .await?,
             );
         }
-        // Both sides sorted by key and merged in one pass: no index of the window's keys.
-        let mut fresh: Vec<&totals::SpanTotal> =
-            open_totals.iter().flat_map(|t| t.iter()).collect();
-        fresh.sort_by(|a, b| a.key.cmp(&b.key));
-        let mut aggregates: Vec<Aggregate> = Vec::with_capacity(base.len() + fresh.len());
-        let mut fresh = fresh.into_iter().peekable();
-        for total in base.iter() {
-            while let Some(next) = fresh.next_if(|f| f.key < total.key) {
-                push_total(&mut aggregates, next);
-            }
-            push_total(&mut aggregates, total);
-            while let Some(next) = fresh.next_if(|f| f.key == total.key) {
-                push_total(&mut aggregates, next);
-            }
-        }
-        for next in fresh {
-            push_total(&mut aggregates, next);
-        }
-        Ok(aggregates)
+        Ok(combine(
+            base.iter().chain(open_totals.iter().flat_map(|t| t.iter())),
+        ))
     }
 
     /// The closed spans' totals taken together, sorted by key; kept for the next read of
@@ -372,30 +356,16 @@ impl Store {
         if let Some(hit) = self.inner.window_cache.get(&keys) {
             return Ok(hit);
         }
-        let mut combined: BTreeMap<RowKey, Aggregate> = BTreeMap::new();
+        let mut read = Vec::with_capacity(spans.len());
         for (granularity, span) in spans {
-            let totals = self
-                .span_totals(table, *granularity, *span, filter, true)
-                .await?;
-            for total in totals.iter() {
-                match combined.get_mut(&total.key) {
-                    Some(aggregate) => add_total(aggregate, total),
-                    None => {
-                        combined.insert(
-                            total.key.clone(),
-                            Aggregate {
-                                key: total.key.clone(),
-                                detected_by: total.detected_by,
-                                metrics: total.metrics.clone(),
-                            },
-                        );
-                    }
-                }
-            }
+            read.push(
+                self.span_totals(table, *granularity, *span, filter, true)
+                    .await?,
+            );
         }
         let totals = Arc::new(
-            combined
-                .into_values()
+            combine(read.iter().flat_map(|t| t.iter()))
+                .into_iter()
                 .map(|a| totals::SpanTotal {
                     key: a.key,
                     detected_by: a.detected_by,
@@ -698,22 +668,26 @@ fn key_predicate(table: Table, filter: &KeyFilter) -> Option<Expr> {
     parts.into_iter().reduce(Expr::and)
 }
 
-/// Appends a total to sorted aggregates, merging it into the last when it has its key.
-fn push_total(aggregates: &mut Vec<Aggregate>, total: &totals::SpanTotal) {
-    match aggregates.last_mut() {
-        Some(last) if last.key == total.key => add_total(last, total),
-        _ => aggregates.push(Aggregate {
-            key: total.key.clone(),
-            detected_by: total.detected_by,
-            metrics: total.metrics.clone(),
-        }),
+/// Spans' totals summed per key, sorted by key. The spans come sorted, so the sort mostly
+/// merges runs; one pass then adds up neighbours with the same key, with no index of keys.
+fn combine<'a>(totals: impl Iterator<Item = &'a totals::SpanTotal>) -> Vec<Aggregate> {
+    let mut totals: Vec<&totals::SpanTotal> = totals.collect();
+    totals.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut aggregates: Vec<Aggregate> = Vec::with_capacity(totals.len());
+    for total in totals {
+        match aggregates.last_mut() {
+            Some(last) if last.key == total.key => {
+                last.metrics.merge(&total.metrics);
+                if total.detected_by == Side::Server {
+                    last.detected_by = Side::Server;
+                }
+            }
+            _ => aggregates.push(Aggregate {
+                key: total.key.clone(),
+                detected_by: total.detected_by,
+                metrics: total.metrics.clone(),
+            }),
+        }
     }
-}
-
-/// Adds a span's total for a key to the window's.
-fn add_total(aggregate: &mut Aggregate, total: &totals::SpanTotal) {
-    aggregate.metrics.merge(&total.metrics);
-    if total.detected_by == Side::Server {
-        aggregate.detected_by = Side::Server;
-    }
+    aggregates
 }
