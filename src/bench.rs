@@ -457,15 +457,24 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 }
 
 fn status_kib(pid: u32, field: &str) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
+    proc_kib(pid, "status", field)
+}
+
+fn rollup_kib(pid: u32, field: &str) -> anyhow::Result<f64> {
+    proc_kib(pid, "smaps_rollup", field)
+}
+
+/// A `Field:  1234 kB` line of one of a process's `/proc` files.
+fn proc_kib(pid: u32, file: &str, field: &str) -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}"))?;
+    let line = text
         .lines()
         .find(|l| l.starts_with(field))
-        .with_context(|| format!("no {field} in /proc status"))?;
+        .with_context(|| format!("no {field} in /proc/{pid}/{file}"))?;
     Ok(line
         .split_whitespace()
         .nth(1)
-        .context("malformed /proc status")?
+        .with_context(|| format!("malformed /proc/{pid}/{file}"))?
         .parse()?)
 }
 
@@ -481,7 +490,10 @@ async fn sample_rss(pid: u32) {
         interval.tick().await;
         if let Ok(kib) = status_kib(pid, "VmRSS:") {
             let mib = kib / 1024.0;
-            eprintln!("rss: {mib:.0} MiB");
+            // Pages the allocator gave back with MADV_FREE still count in RSS until the
+            // kernel wants them: shown apart so that the two are not confused.
+            let lazy = rollup_kib(pid, "LazyFree:").unwrap_or(0.0) / 1024.0;
+            eprintln!("rss: {mib:.0} MiB (lazily freed: {lazy:.0} MiB)");
             SAMPLES.lock().expect("samples").push(mib);
         }
     }

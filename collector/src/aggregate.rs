@@ -3,9 +3,11 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use meshscope_storage::batch::{KeyRef, RowBuilder};
+use meshscope_storage::batch::{ClosedBatch, KeyRef, RowBuilder};
+use meshscope_storage::files::hour_of;
 use meshscope_storage::{
     EpochMillis, MetricRow, Metrics, OpenMinutes, Protocol, RecordBatch, RowKey, ServiceRef, Side,
     Table,
@@ -76,7 +78,8 @@ pub const OVERFLOW: &str = "{overflow}";
 struct Inner {
     minutes: BTreeMap<i64, MinuteRows>,
     /// Minutes closed but not yet in the store's files: still read, no longer added to.
-    closing: BTreeMap<i64, MinuteRows>,
+    /// Shared so that they are encoded for the store outside the lock.
+    closing: BTreeMap<i64, Arc<MinuteRows>>,
     /// Minutes before this one are closed: entries for them are too late.
     closed_before: i64,
 }
@@ -393,21 +396,39 @@ impl Aggregator {
         too_late
     }
 
-    /// Returns every minute before `first_open`; later entries for them are refused. They
-    /// stay readable until `finish_closing`, which the caller calls once the store holds
-    /// them (or has failed to), so that no read misses them in between.
-    pub fn close_before(&self, first_open: i64) -> Vec<MetricRow> {
-        let mut inner = self.inner.lock();
-        let keep = inner.minutes.split_off(&first_open);
-        inner.closed_before = inner.closed_before.max(first_open);
-        let closed = std::mem::replace(&mut inner.minutes, keep);
+    /// Closes every minute before `first_open` and returns its rows encoded for the store;
+    /// later entries for them are refused. They stay readable until `finish_closing`,
+    /// which the caller calls once the store holds them (or has failed to), so that no read
+    /// misses them in between. The encoding runs outside the lock that entries wait on,
+    /// and straight from the open rows, so a closing minute is not copied twice.
+    pub fn close_before(&self, first_open: i64) -> meshscope_storage::Result<Vec<ClosedBatch>> {
+        let closed: Vec<(i64, Arc<MinuteRows>)> = {
+            let mut inner = self.inner.lock();
+            let keep = inner.minutes.split_off(&first_open);
+            inner.closed_before = inner.closed_before.max(first_open);
+            let closed = std::mem::replace(&mut inner.minutes, keep);
+            closed
+                .into_iter()
+                .map(|(minute, rows)| {
+                    let rows = Arc::new(rows);
+                    inner.closing.insert(minute, rows.clone());
+                    (minute, rows)
+                })
+                .collect()
+        };
+        self.encode(&closed)
+    }
+
+    fn encode(
+        &self,
+        minutes: &[(i64, Arc<MinuteRows>)],
+    ) -> meshscope_storage::Result<Vec<ClosedBatch>> {
         let names = self.names.read();
-        let mut rows = Vec::new();
-        for (minute, keys) in &closed {
-            push_rows(&names, *minute, keys, &mut rows);
+        let mut batches = Vec::new();
+        for (minute, rows) in minutes {
+            minute_batches(&names, *minute, rows, &mut batches)?;
         }
-        inner.closing.extend(closed);
-        rows
+        Ok(batches)
     }
 
     /// Rows in the minutes still open.
@@ -427,7 +448,8 @@ impl Aggregator {
         let inner = self.inner.lock();
         let names = self.names.read();
         let mut rows = Vec::new();
-        for (minute, keys) in inner.closing.iter().chain(&inner.minutes) {
+        let closing = inner.closing.iter().map(|(m, rows)| (m, &**rows));
+        for (minute, keys) in closing.chain(&inner.minutes) {
             push_rows(&names, *minute, keys, &mut rows);
         }
         rows
@@ -439,14 +461,17 @@ impl Aggregator {
     }
 
     /// Closes everything, for shutdown.
-    pub fn drain(&self) -> Vec<MetricRow> {
-        let closed = {
+    pub fn drain(&self) -> meshscope_storage::Result<Vec<ClosedBatch>> {
+        let minutes: Vec<(i64, Arc<MinuteRows>)> = {
             let mut inner = self.inner.lock();
-            let mut closed = std::mem::take(&mut inner.closing);
-            closed.append(&mut inner.minutes);
-            closed
+            let closing = std::mem::take(&mut inner.closing);
+            let open = std::mem::take(&mut inner.minutes);
+            closing
+                .into_iter()
+                .chain(open.into_iter().map(|(m, rows)| (m, Arc::new(rows))))
+                .collect()
         };
-        self.to_rows(closed)
+        self.encode(&minutes)
     }
 
     /// The rows of `tables` in one open or closing minute, copied under one hold of the
@@ -456,7 +481,7 @@ impl Aggregator {
         let Some(rows) = inner
             .minutes
             .get(&minute)
-            .or_else(|| inner.closing.get(&minute))
+            .or_else(|| inner.closing.get(&minute).map(|rows| &**rows))
         else {
             return Vec::new();
         };
@@ -464,15 +489,6 @@ impl Aggregator {
             .filter(|((slot, _), _)| tables.iter().any(|t| feeds(slot, *t)))
             .map(|(k, m)| (*k, m.clone()))
             .collect()
-    }
-
-    fn to_rows(&self, minutes: BTreeMap<i64, MinuteRows>) -> Vec<MetricRow> {
-        let names = self.names.read();
-        let mut rows = Vec::new();
-        for (minute, keys) in minutes {
-            push_rows(&names, minute, &keys, &mut rows);
-        }
-        rows
     }
 }
 
@@ -499,16 +515,7 @@ impl OpenMinutes for Aggregator {
             let names = self.names.read();
             for (table, builder) in tables.iter().zip(&mut builders) {
                 if *table == Table::ServiceMinute {
-                    let mut services: HashMap<(ServiceId, Side), Metrics, Fast> =
-                        HashMap::default();
-                    for ((slot, side), metrics) in &rows {
-                        if let Slot::Instance(service, _) = slot {
-                            services
-                                .entry((*service, *side))
-                                .or_default()
-                                .merge(metrics);
-                        }
-                    }
+                    let services = service_rows(rows.iter().map(|(key, m)| (key, m)));
                     for ((service, side), metrics) in &services {
                         builder.push(
                             minute,
@@ -576,9 +583,51 @@ fn push_rows(names: &Names, minute: i64, keys: &MinuteRows, rows: &mut Vec<Metri
     }
 }
 
+/// One minute's rows encoded per table, each service's row made from its instances'.
+fn minute_batches(
+    names: &Names,
+    minute: i64,
+    keys: &MinuteRows,
+    out: &mut Vec<ClosedBatch>,
+) -> meshscope_storage::Result<()> {
+    let mut builders = Table::ALL.map(RowBuilder::new);
+    let builder_of = |table: Table| Table::ALL.iter().position(|t| *t == table).unwrap_or(0);
+    for (&(slot, side), metrics) in keys {
+        let key = names.key_ref(slot);
+        builders[builder_of(key.table())].push(minute, key, side, metrics);
+    }
+    let services = &mut builders[builder_of(Table::ServiceMinute)];
+    for ((service, side), metrics) in service_rows(keys.iter()) {
+        services.push(
+            minute,
+            names.key_ref(Slot::Service(service)),
+            side,
+            &metrics,
+        );
+    }
+    for (table, builder) in Table::ALL.into_iter().zip(builders) {
+        if !builder.is_empty() {
+            out.push(ClosedBatch {
+                table,
+                hour: hour_of(minute),
+                batch: builder.finish()?,
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the store would read back from closed batches.
+    fn decoded(batches: &[ClosedBatch]) -> Vec<MetricRow> {
+        batches
+            .iter()
+            .flat_map(|b| meshscope_storage::batch::from_batch(b.table, &b.batch).unwrap())
+            .collect()
+    }
 
     fn limits() -> Limits {
         Limits {
@@ -631,7 +680,7 @@ mod tests {
             3,
             "one row in minute 0, two in minute 1"
         );
-        let closed = agg.close_before(60_000);
+        let closed = decoded(&agg.close_before(60_000).unwrap());
         assert_eq!(
             agg.open_row_count(),
             2,
@@ -668,7 +717,7 @@ mod tests {
         assert_eq!(open.len(), 2, "server and client rows of minute 1");
         let server = open.iter().find(|r| r.side == Side::Server).unwrap();
         assert_eq!(server.metrics.calls, 2);
-        assert_eq!(agg.drain().len(), 2);
+        assert_eq!(decoded(&agg.drain().unwrap()).len(), 2);
         assert!(agg.snapshot().is_empty());
     }
 
@@ -754,7 +803,7 @@ mod tests {
             1,
             "minutes before `from` are left out"
         );
-        let rows = agg.close_before(60_000);
+        let rows = decoded(&agg.close_before(60_000).unwrap());
         let service = |side| {
             rows.iter()
                 .find(|r| r.side == side && matches!(r.key, RowKey::Service { .. }))

@@ -3,21 +3,22 @@
 //! through a full prost decode.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use meshscope_proto::pb::envoy::service::accesslog::v3::StreamAccessLogsResponse;
 use meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::Identifier;
 use prost::Message as _;
+use tonic::Status;
 use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
-use tonic::server::{ClientStreamingService, NamedService};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::server::NamedService;
+use tonic::transport::server::TcpConnectInfo;
 use tracing::{debug, warn};
 
 use crate::Collector;
-use crate::codec::RawRequests;
 use crate::entry::Reject;
+use crate::grpc_stream::{MessageStream, ok_response};
 use crate::ingest::StreamContext;
 use crate::stats;
 use crate::wire;
@@ -58,36 +59,25 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let handler = StreamHandler {
-            collector: self.collector.clone(),
-        };
         if request.uri().path() != METHOD_PATH {
             return Box::pin(async move { Ok(Status::unimplemented("").into_http()) });
         }
+        let collector = self.collector.clone();
         Box::pin(async move {
-            let mut grpc =
-                tonic::server::Grpc::new(RawRequests::<StreamAccessLogsResponse>::default())
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES);
-            Ok(grpc.client_streaming(handler, request).await)
+            let (parts, body) = request.into_parts();
+            let peer = parts
+                .extensions
+                .get::<TcpConnectInfo>()
+                .and_then(TcpConnectInfo::remote_addr);
+            let stream = MessageStream::new(Box::pin(body), MAX_MESSAGE_BYTES);
+            Ok(match receive(&collector, peer, stream).await {
+                Ok(()) => ok_response(&StreamAccessLogsResponse {}),
+                Err(status) => status.into_http(),
+            })
         })
     }
 }
 
-struct StreamHandler {
-    collector: Arc<Collector>,
-}
-
-impl ClientStreamingService<Bytes> for StreamHandler {
-    type Response = StreamAccessLogsResponse;
-    type Future = BoxFuture<Response<StreamAccessLogsResponse>, Status>;
-
-    fn call(&mut self, request: Request<Streaming<Bytes>>) -> Self::Future {
-        let collector = self.collector.clone();
-        Box::pin(async move { receive(&collector, request).await })
-    }
-}
-
-/// Decrements the active-stream gauge however the stream ends.
 struct ActiveStream;
 
 impl ActiveStream {
@@ -104,12 +94,15 @@ impl Drop for ActiveStream {
     }
 }
 
-async fn receive(
+async fn receive<B>(
     collector: &Collector,
-    request: Request<Streaming<Bytes>>,
-) -> Result<Response<StreamAccessLogsResponse>, Status> {
-    let peer = request.remote_addr();
-    let mut stream = request.into_inner();
+    peer: Option<SocketAddr>,
+    mut stream: MessageStream<B>,
+) -> Result<(), Status>
+where
+    B: Body + Unpin,
+    B::Error: Into<StdError>,
+{
     let _active = ActiveStream::open();
     let mut context: Option<StreamContext> = None;
     loop {
@@ -155,7 +148,7 @@ async fn receive(
         collector.ingest_message(ctx, &message);
     }
     debug!(?peer, "access log stream closed");
-    Ok(Response::new(StreamAccessLogsResponse {}))
+    Ok(())
 }
 
 impl Collector {

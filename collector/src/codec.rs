@@ -1,36 +1,12 @@
-//! gRPC codecs that leave one side of a call as raw bytes: the receiver reads access-log
-//! messages with [`crate::wire`] instead of a full decode, and a load generator sends
-//! messages it encoded once, ahead of time.
+//! A gRPC codec that leaves requests as raw bytes: a load generator sends messages it
+//! encoded once, ahead of time. (The receiver reads its requests with
+//! [`crate::grpc_stream`].)
 
 use std::marker::PhantomData;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-
-/// Server side: requests arrive as bytes, responses are prost messages.
-pub struct RawRequests<Response>(PhantomData<Response>);
-
-impl<Response> Default for RawRequests<Response> {
-    fn default() -> Self {
-        RawRequests(PhantomData)
-    }
-}
-
-impl<Response: prost::Message + Send + 'static> Codec for RawRequests<Response> {
-    type Encode = Response;
-    type Decode = Bytes;
-    type Encoder = ProstEncoder<Response>;
-    type Decoder = BytesDecoder;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        ProstEncoder(PhantomData)
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        BytesDecoder
-    }
-}
 
 /// Client side: requests are sent as already-encoded bytes, responses are decoded.
 pub struct PreEncodedRequests<Response>(PhantomData<Response>);
@@ -56,18 +32,6 @@ impl<Response: prost::Message + Default + Send + 'static> Codec for PreEncodedRe
     }
 }
 
-pub struct BytesDecoder;
-
-impl Decoder for BytesDecoder {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        // The frame is contiguous in tonic's buffer, so this takes it without a copy.
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
-
 pub struct BytesEncoder;
 
 impl Encoder for BytesEncoder {
@@ -77,18 +41,6 @@ impl Encoder for BytesEncoder {
     fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         bytes::BufMut::put(dst, item);
         Ok(())
-    }
-}
-
-pub struct ProstEncoder<M>(PhantomData<M>);
-
-impl<M: prost::Message> Encoder for ProstEncoder<M> {
-    type Item = M;
-    type Error = Status;
-
-    fn encode(&mut self, item: M, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        item.encode(dst)
-            .map_err(|e| Status::internal(format!("encoding a response: {e}")))
     }
 }
 

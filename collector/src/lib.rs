@@ -9,6 +9,7 @@ pub mod config;
 pub mod endpoint;
 pub mod entry;
 pub mod error;
+pub mod grpc_stream;
 pub mod identity;
 pub mod ingest;
 pub mod metrics_service;
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use meshscope_storage::{AccessLogRow, MetricRow, Store};
+use meshscope_storage::{AccessLogRow, ClosedBatch, MetricRow, Store};
 use parking_lot::Mutex;
 use tracing::{info, warn};
 
@@ -55,7 +56,7 @@ pub struct Collector {
     waiting: WaitQueue,
     time_rules: TimeRules,
     /// Closed rows the store has not taken yet; retried on the next tick.
-    unwritten: Mutex<Vec<MetricRow>>,
+    unwritten: Mutex<Vec<ClosedBatch>>,
     /// Raw entries waiting for the next tick, filled only when the store keeps an access log.
     access_log: Mutex<Vec<AccessLogRow>>,
     keep_access_log: bool,
@@ -136,8 +137,9 @@ impl Collector {
         let now = self.clock.now_ms();
         self.pipeline().retry_waiting(now);
         let first_open = self.time_rules.first_open_minute(now);
-        let newly_closed = self.aggregator.close_before(first_open);
-        metrics::counter!(stats::ROWS_CLOSED).increment(newly_closed.len() as u64);
+        let newly_closed = self.aggregator.close_before(first_open)?;
+        let rows: usize = newly_closed.iter().map(ClosedBatch::rows).sum();
+        metrics::counter!(stats::ROWS_CLOSED).increment(rows as u64);
         metrics::gauge!(stats::OPEN_ROWS).set(self.aggregator.open_row_count() as f64);
         let mut closed = std::mem::take(&mut *self.unwritten.lock());
         closed.extend(newly_closed);
@@ -145,7 +147,7 @@ impl Collector {
         // files, so reads see each minute once, from the aggregator or from the files.
         let closed_result = match self
             .store
-            .append_closed_before(&closed, Some(first_open))
+            .append_batches_before(&closed, Some(first_open))
             .await
         {
             Ok(()) => Ok(()),
@@ -182,16 +184,23 @@ impl Collector {
         result
     }
 
-    fn keep_unwritten(&self, rows: Vec<MetricRow>) {
+    /// Keeps batches the store refused for the next tick, the newest first in line to
+    /// stay: past the cap, the oldest are dropped and counted.
+    fn keep_unwritten(&self, batches: Vec<ClosedBatch>) {
         let mut unwritten = self.unwritten.lock();
-        let mut rows = rows;
-        rows.append(&mut unwritten);
-        if rows.len() > MAX_UNWRITTEN_ROWS {
-            let dropped = rows.len() - MAX_UNWRITTEN_ROWS;
-            rows.drain(..dropped);
-            stats::reject("store_unavailable_rows", dropped as u64);
-        }
-        *unwritten = rows;
+        let mut batches = batches;
+        batches.append(&mut unwritten);
+        batches.sort_by_key(|b| std::cmp::Reverse(b.hour));
+        let mut kept = 0;
+        batches.retain(|b| {
+            kept += b.rows();
+            let keep = kept <= MAX_UNWRITTEN_ROWS;
+            if !keep {
+                stats::reject("store_unavailable_rows", b.rows() as u64);
+            }
+            keep
+        });
+        *unwritten = batches;
     }
 
     /// Logs a rejection at most once a second; `/metrics` has every count.
@@ -245,10 +254,13 @@ impl Collector {
             }
         }
         self.pipeline().flush_waiting();
-        let mut rows = std::mem::take(&mut *self.unwritten.lock());
-        rows.extend(self.aggregator.drain());
-        let count = rows.len();
-        if let Err(error) = self.store.append_closed(rows).await {
+        let mut batches = std::mem::take(&mut *self.unwritten.lock());
+        match self.aggregator.drain() {
+            Ok(open) => batches.extend(open),
+            Err(error) => warn!(%error, "encoding open minutes at shutdown failed"),
+        }
+        let count: usize = batches.iter().map(ClosedBatch::rows).sum();
+        if let Err(error) = self.store.append_batches_before(&batches, None).await {
             warn!(%error, "writing open minutes at shutdown failed");
         } else {
             info!(rows = count, "open minutes written at shutdown");

@@ -2,8 +2,9 @@
 //! names, which address each server listens on, and which client owns each connection.
 //! This is the evidence that turns names and addresses into one service each.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use meshscope_storage::ServiceRef;
@@ -41,35 +42,63 @@ struct Known {
     listeners: HashMap<SocketAddr, Listener, Fast>,
 }
 
-/// Connections by their 4-tuple (client address, server address), with a bound and
-/// oldest-first eviction: ports get reused, so the newest owner wins.
+type Tuple = (SocketAddr, SocketAddr);
+
+/// Connections by their 4-tuple (client address, server address), bounded without an
+/// eviction queue: inserts go to the newer of two generations, and when it is full the
+/// older one is dropped and the newer takes its place. A lookup tries the newer first, so
+/// when a port is reused the newest owner wins; a connection still in use is inserted again
+/// by its client's entries and so outlives any number of generations. Owners are shared:
+/// a mesh has a few thousand clients and hundreds of thousands of connections.
 struct ConnectionBook {
-    owners: HashMap<(SocketAddr, SocketAddr), (ServiceRef, u64), Fast>,
-    /// Insertion order with the generation of each insert, so that eviction skips
-    /// mappings that a newer insert refreshed.
-    order: VecDeque<((SocketAddr, SocketAddr), u64)>,
-    generation: u64,
-    capacity: usize,
+    newer: HashMap<Tuple, Arc<ServiceRef>, Fast>,
+    older: HashMap<Tuple, Arc<ServiceRef>, Fast>,
+    owners: HashMap<ServiceRef, Arc<ServiceRef>, Fast>,
+    per_generation: usize,
 }
 
 impl ConnectionBook {
-    fn insert(&mut self, tuple: (SocketAddr, SocketAddr), owner: &ServiceRef) {
-        if let Some((existing, _)) = self.owners.get(&tuple)
-            && existing == owner
-        {
+    /// Holds at least `capacity / 2` and at most `capacity` connections.
+    fn new(capacity: usize) -> ConnectionBook {
+        ConnectionBook {
+            newer: HashMap::default(),
+            older: HashMap::default(),
+            owners: HashMap::default(),
+            per_generation: (capacity / 2).max(1),
+        }
+    }
+
+    fn insert(&mut self, tuple: Tuple, owner: &ServiceRef) {
+        if self.newer.get(&tuple).is_some_and(|o| **o == *owner) {
             return;
         }
-        self.generation += 1;
-        self.owners.insert(tuple, (owner.clone(), self.generation));
-        self.order.push_back((tuple, self.generation));
-        while self.owners.len() > self.capacity || self.order.len() > 2 * self.capacity {
-            let Some((old, generation)) = self.order.pop_front() else {
-                break;
-            };
-            if self.owners.get(&old).is_some_and(|(_, g)| *g == generation) {
-                self.owners.remove(&old);
-            }
+        if self.newer.len() >= self.per_generation {
+            self.older = std::mem::take(&mut self.newer);
+            // Owners no connection names any more are let go with the generation.
+            self.owners
+                .retain(|_, shared| Arc::strong_count(shared) > 1);
         }
+        let shared = match self.owners.get(owner) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared = Arc::new(owner.clone());
+                self.owners.insert(owner.clone(), shared.clone());
+                shared
+            }
+        };
+        self.newer.insert(tuple, shared);
+    }
+
+    fn get(&self, tuple: &Tuple) -> Option<&ServiceRef> {
+        self.newer
+            .get(tuple)
+            .or_else(|| self.older.get(tuple))
+            .map(|owner| &**owner)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.newer.len() + self.older.len()
     }
 }
 
@@ -146,12 +175,7 @@ impl Registry {
         static_map.sort_by_key(|(m, _)| std::cmp::Reverse(m.specificity()));
         Ok(Registry {
             known: RwLock::new(Known::default()),
-            connections: Mutex::new(ConnectionBook {
-                owners: HashMap::default(),
-                order: VecDeque::new(),
-                generation: 0,
-                capacity: connection_capacity.max(1),
-            }),
+            connections: Mutex::new(ConnectionBook::new(connection_capacity)),
             static_map,
         })
     }
@@ -311,11 +335,7 @@ impl Registry {
 
     /// The client that owns the connection `peer -> local`, seen from the server.
     pub fn connection_owner(&self, peer: SocketAddr, local: SocketAddr) -> Option<ServiceRef> {
-        self.connections
-            .lock()
-            .owners
-            .get(&(peer, local))
-            .map(|(s, _)| s.clone())
+        self.connections.lock().get(&(peer, local)).cloned()
     }
 
     pub fn static_lookup(&self, addr: SocketAddr) -> Option<ServiceRef> {
@@ -327,5 +347,59 @@ impl Registry {
 
     pub fn is_reporter(&self, service: &ServiceRef) -> bool {
         self.known.read().reporters.contains(service)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tuple(client_port: u16) -> Tuple {
+        (
+            SocketAddr::from(([10, 0, 0, 1], client_port)),
+            SocketAddr::from(([10, 0, 0, 2], 8080)),
+        )
+    }
+
+    #[test]
+    fn the_connection_book_stays_bounded_and_keeps_what_is_in_use() {
+        let a = ServiceRef::service("shop", "a");
+        let b = ServiceRef::service("shop", "b");
+        let mut book = ConnectionBook::new(100);
+        book.insert(tuple(1), &a);
+        for port in 2..1_000 {
+            book.insert(tuple(port), &b);
+            // The client keeps using its connection: its entries learn it again.
+            book.insert(tuple(1), &a);
+            assert!(book.len() <= 100, "{} connections kept", book.len());
+        }
+        assert_eq!(book.get(&tuple(1)), Some(&a));
+        assert_eq!(book.get(&tuple(999)), Some(&b));
+        assert_eq!(book.get(&tuple(2)), None, "an idle connection is forgotten");
+        assert!(book.len() >= 50);
+        assert_eq!(book.owners.len(), 2, "owners are shared, not copied");
+    }
+
+    #[test]
+    fn a_reused_port_belongs_to_its_newest_owner() {
+        let a = ServiceRef::service("shop", "a");
+        let b = ServiceRef::service("shop", "b");
+        let mut book = ConnectionBook::new(4);
+        book.insert(tuple(1), &a);
+        book.insert(tuple(2), &a);
+        // tuple(1) is now in the older generation; b reuses its port.
+        book.insert(tuple(1), &b);
+        assert_eq!(book.get(&tuple(1)), Some(&b));
+        book.insert(tuple(3), &a);
+        book.insert(tuple(4), &a);
+        assert_eq!(book.get(&tuple(1)), Some(&b));
+        book.insert(tuple(5), &a);
+        book.insert(tuple(6), &a);
+        assert_eq!(book.get(&tuple(1)), None);
+        assert_eq!(
+            book.owners.len(),
+            1,
+            "b owns nothing any more and is let go"
+        );
     }
 }

@@ -11,7 +11,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
-use crate::files::HOUR_MS;
 use crate::model::{EpochMillis, Protocol, Side};
 use crate::schema::minute_type;
 use crate::store::Store;
@@ -140,7 +139,7 @@ impl Store {
             Default::default();
         for row in &rows {
             by_hour
-                .entry(row.time.div_euclid(HOUR_MS) * HOUR_MS)
+                .entry(crate::files::hour_of(row.time))
                 .or_default()
                 .push(row);
         }

@@ -184,6 +184,21 @@ impl RowBuilder {
     }
 }
 
+/// One table's closed rows of one hour, already encoded, on their way to a Parquet file.
+#[derive(Clone, Debug)]
+pub struct ClosedBatch {
+    pub table: Table,
+    /// The start of the hour every row's minute falls in.
+    pub hour: EpochMillis,
+    pub batch: RecordBatch,
+}
+
+impl ClosedBatch {
+    pub fn rows(&self) -> usize {
+        self.batch.num_rows()
+    }
+}
+
 /// Builds one batch of `table` from the rows that belong to it (others are skipped).
 pub fn to_batch<'a>(
     table: Table,

@@ -28,6 +28,11 @@ use crate::model::EpochMillis;
 pub(crate) const HOUR_MS: EpochMillis = 3_600_000;
 pub(crate) const DAY_MS: EpochMillis = 24 * HOUR_MS;
 
+/// The start of the hour `t` falls in: the partition its rows are written under.
+pub fn hour_of(t: EpochMillis) -> EpochMillis {
+    t.div_euclid(HOUR_MS) * HOUR_MS
+}
+
 /// How much time one row (and one partition directory) of a table covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Granularity {

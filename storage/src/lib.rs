@@ -22,6 +22,7 @@ mod totals;
 pub mod udf;
 
 pub use access_log::AccessLogRow;
+pub use batch::ClosedBatch;
 pub use config::{RetentionConfig, SqlLimits, StoreConfig};
 pub use datafusion::arrow::record_batch::RecordBatch;
 pub use error::{Error, Result};

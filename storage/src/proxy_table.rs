@@ -14,7 +14,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::{Expr, col, lit};
 
 use crate::error::{Error, Result};
-use crate::files::{Granularity, HOUR_MS};
+use crate::files::Granularity;
 use crate::model::{EpochMillis, minute_of};
 use crate::proxy_metrics::{ProxyMetricKind, ProxyMetricRow};
 use crate::read::TimeRange;
@@ -262,7 +262,7 @@ impl Store {
         let mut by_hour: BTreeMap<EpochMillis, Vec<&ProxyMetricRow>> = BTreeMap::new();
         for row in &closed {
             by_hour
-                .entry(row.minute.div_euclid(HOUR_MS) * HOUR_MS)
+                .entry(crate::files::hour_of(row.minute))
                 .or_default()
                 .push(row);
         }
@@ -371,7 +371,7 @@ mod tests {
             early,
             histogram(0, 2, vec![(1.0, 2), (5.0, 2)]),
         ];
-        let rolled = roll_up(rows, HOUR_MS);
+        let rolled = roll_up(rows, crate::files::HOUR_MS);
         assert_eq!(rolled.len(), 2);
         let gauge = rolled
             .iter()

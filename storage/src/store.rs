@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::functions_aggregate::expr_fn::sum;
 use datafusion::logical_expr::{Expr, col, lit};
@@ -15,8 +16,9 @@ use datafusion::prelude::SessionContext;
 
 use crate::access_log;
 use crate::batch;
+use crate::batch::ClosedBatch;
 use crate::error::Result;
-use crate::files::{DAY_MS, DataFiles, Granularity, HOUR_MS};
+use crate::files::{DAY_MS, DataFiles, Granularity, HOUR_MS, hour_of};
 use crate::model::{EpochMillis, MetricRow, RowKey, ServiceRef, Side, Table};
 use crate::open::{LiveGroup, OpenMinutes};
 use crate::proxy_table;
@@ -268,20 +270,56 @@ impl Store {
     ) -> Result<()> {
         let mut by_partition: BTreeMap<(Table, EpochMillis), Vec<&MetricRow>> = BTreeMap::new();
         for row in rows {
-            let hour = row.minute.div_euclid(HOUR_MS) * HOUR_MS;
             by_partition
-                .entry((Table::of(&row.key), hour))
+                .entry((Table::of(&row.key), hour_of(row.minute)))
                 .or_default()
                 .push(row);
         }
+        let batches = by_partition
+            .into_iter()
+            .map(|((table, hour), rows)| {
+                Ok(ClosedBatch {
+                    table,
+                    hour,
+                    batch: batch::to_batch(table, rows.iter().copied())?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.append_batches_before(&batches, before).await
+    }
+
+    /// `append_closed_before` for rows already encoded: one Parquet file per table and
+    /// hour, batches of the same table and hour written together.
+    pub async fn append_batches_before(
+        &self,
+        batches: &[ClosedBatch],
+        before: Option<EpochMillis>,
+    ) -> Result<()> {
+        let mut by_partition: BTreeMap<(Table, EpochMillis), Vec<&RecordBatch>> = BTreeMap::new();
+        for closed in batches.iter().filter(|b| b.batch.num_rows() > 0) {
+            by_partition
+                .entry((closed.table, closed.hour))
+                .or_default()
+                .push(&closed.batch);
+        }
         let mut written: BTreeMap<Table, Vec<crate::files::FileEntry>> = BTreeMap::new();
-        for ((table, hour), rows) in by_partition {
-            let batch = batch::to_batch(table, rows.iter().copied())?;
+        for ((table, hour), parts) in by_partition {
+            let joined;
+            let batch = match parts.as_slice() {
+                [one] => *one,
+                _ => {
+                    joined = datafusion::arrow::compute::concat_batches(
+                        &schema::schema(table),
+                        parts.iter().copied(),
+                    )?;
+                    &joined
+                }
+            };
             let stored = self.table(table, Granularity::Minute);
             let file = self
                 .inner
                 .files
-                .write(&stored.name, Granularity::Minute, hour, &batch)
+                .write(&stored.name, Granularity::Minute, hour, batch)
                 .await?;
             written.entry(table).or_default().push(file);
         }
