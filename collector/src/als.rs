@@ -78,6 +78,7 @@ where
     }
 }
 
+/// Decrements the active-stream gauge however the stream ends.
 struct ActiveStream;
 
 impl ActiveStream {

@@ -296,7 +296,7 @@ impl Store {
         before: Option<EpochMillis>,
     ) -> Result<()> {
         let mut by_partition: BTreeMap<(Table, EpochMillis), Vec<&RecordBatch>> = BTreeMap::new();
-        for closed in batches.iter().filter(|b| b.batch.num_rows() > 0) {
+        for closed in batches.iter().filter(|b| b.rows() > 0) {
             by_partition
                 .entry((closed.table, closed.hour))
                 .or_default()
