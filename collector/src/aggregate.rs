@@ -1,5 +1,8 @@
-//! Per-minute aggregation: open minutes live here until their late-data allowance has
-//! passed, then they are handed to the store as closed rows.
+//! Per-minute aggregation: a minute is held here until it is due to be written, a few
+//! seconds after it ends, then handed to the store. Entries that come later, within the
+//! late allowance, gather in a small set of late rows for that minute, written as further
+//! rows of it when the allowance has passed. So memory holds one minute in full, not as many
+//! as the allowance spans.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -76,7 +79,13 @@ pub const OVERFLOW: &str = "{overflow}";
 
 #[derive(Default)]
 struct Inner {
+    /// Minutes not yet written.
     minutes: BTreeMap<i64, MinuteRows>,
+    /// Entries for minutes already written, not yet read: kept until the late allowance
+    /// has passed, then written beside the minute's first rows.
+    late: BTreeMap<i64, MinuteRows>,
+    /// Minutes before this one are written: their entries go to `late`.
+    written_before: i64,
     /// Minutes closed but not yet in the store's files: still read, no longer added to.
     /// Shared so that they are encoded for the store outside the lock.
     closing: BTreeMap<i64, Arc<MinuteRows>>,
@@ -270,6 +279,15 @@ thread_local! {
     static LOCAL: RefCell<LocalIds> = RefCell::new(LocalIds::default());
 }
 
+/// What `Aggregator::record` did with samples it did not simply add.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// In minutes closed for good: not added.
+    pub too_late: usize,
+    /// In minutes already written: added to their late rows.
+    pub late: usize,
+}
+
 /// Whether a key was folded into an overflow bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Capped {
@@ -375,48 +393,77 @@ impl Aggregator {
         self.names.read().services[id as usize].clone()
     }
 
-    /// Adds samples; returns how many fell in minutes already closed (they are not added).
-    pub fn record(&self, samples: &[(i64, Slot, Side, Sample)]) -> usize {
+    /// Adds samples; says how many fell in minutes already closed (they are not added) and
+    /// how many in minutes already written (added to their late rows).
+    pub fn record(&self, samples: &[(i64, Slot, Side, Sample)]) -> Recorded {
         let threshold = self.limits.apdex_threshold_ms;
-        let mut inner = self.inner.lock();
-        let closed_before = inner.closed_before;
-        let mut too_late = 0;
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        let mut recorded = Recorded::default();
         // Samples of one message nearly all fall in one minute: find it once per run.
         for run in samples.chunk_by(|a, b| a.0 == b.0) {
             let minute = run[0].0;
-            if minute < closed_before {
-                too_late += run.len();
+            if minute < inner.closed_before {
+                recorded.too_late += run.len();
                 continue;
             }
-            let rows = inner.minutes.entry(minute).or_default();
+            let rows = if minute < inner.written_before {
+                recorded.late += run.len();
+                inner.late.entry(minute).or_default()
+            } else {
+                inner.minutes.entry(minute).or_default()
+            };
             for (_, slot, side, sample) in run {
                 add_sample(rows.entry((*slot, *side)).or_default(), sample, threshold);
             }
         }
-        too_late
+        recorded
     }
 
-    /// Closes every minute before `first_open` and returns its rows encoded for the store;
-    /// later entries for them are refused. They stay readable until `finish_closing`,
-    /// which the caller calls once the store holds them (or has failed to), so that no read
-    /// misses them in between. The encoding runs outside the lock that entries wait on,
-    /// and straight from the open rows, so a closing minute is not copied twice.
-    pub fn close_before(&self, first_open: i64) -> meshscope_storage::Result<Vec<ClosedBatch>> {
-        let closed: Vec<(i64, Arc<MinuteRows>)> = {
-            let mut inner = self.inner.lock();
-            let keep = inner.minutes.split_off(&first_open);
+    /// Hands over, encoded for the store, every minute before `first_unwritten` and the
+    /// late rows of minutes before `first_open`; entries for minutes before `first_open`
+    /// are refused from then on. The written minutes stay readable until
+    /// `finish_closing`, which the caller calls once the store holds them (or has failed
+    /// to), so that no read misses them in between. The encoding runs outside the lock
+    /// that entries wait on, and straight from the open rows, so a minute is not copied
+    /// twice.
+    pub fn close(
+        &self,
+        first_unwritten: i64,
+        first_open: i64,
+    ) -> meshscope_storage::Result<Vec<ClosedBatch>> {
+        let first_unwritten = first_unwritten.max(first_open);
+        let (written, late) = {
+            let mut guard = self.inner.lock();
+            let inner = &mut *guard;
+            let keep = inner.minutes.split_off(&first_unwritten);
+            let written = std::mem::replace(&mut inner.minutes, keep);
+            inner.written_before = inner.written_before.max(first_unwritten);
+            let keep = inner.late.split_off(&first_open);
+            let late = std::mem::replace(&mut inner.late, keep);
             inner.closed_before = inner.closed_before.max(first_open);
-            let closed = std::mem::replace(&mut inner.minutes, keep);
-            closed
+            let written: Vec<(i64, Arc<MinuteRows>)> = written
                 .into_iter()
                 .map(|(minute, rows)| {
                     let rows = Arc::new(rows);
                     inner.closing.insert(minute, rows.clone());
                     (minute, rows)
                 })
-                .collect()
+                .collect();
+            (written, late)
         };
-        self.encode(&closed)
+        let late: Vec<(i64, Arc<MinuteRows>)> = late
+            .into_iter()
+            .map(|(minute, rows)| (minute, Arc::new(rows)))
+            .collect();
+        let mut batches = self.encode(&written)?;
+        batches.extend(self.encode(&late)?);
+        Ok(batches)
+    }
+
+    /// `close` with nothing written early: every minute is held until `first_open`.
+    pub fn close_before(&self, first_open: i64) -> meshscope_storage::Result<Vec<ClosedBatch>> {
+        self.close(first_open, first_open)
     }
 
     fn encode(
@@ -431,9 +478,15 @@ impl Aggregator {
         Ok(batches)
     }
 
-    /// Rows in the minutes still open.
+    /// Rows held: the minutes not yet written and the late rows.
     pub fn open_row_count(&self) -> usize {
-        self.inner.lock().minutes.values().map(HashMap::len).sum()
+        let inner = self.inner.lock();
+        inner
+            .minutes
+            .values()
+            .chain(inner.late.values())
+            .map(HashMap::len)
+            .sum()
     }
 
     /// Forgets the minutes `close_before` handed out.
@@ -443,13 +496,13 @@ impl Aggregator {
         drop(closing);
     }
 
-    /// A copy of the minutes still open, for tests and benchmarks.
+    /// A copy of the rows held (late rows last), for tests and benchmarks.
     pub fn snapshot(&self) -> Vec<MetricRow> {
         let inner = self.inner.lock();
         let names = self.names.read();
         let mut rows = Vec::new();
         let closing = inner.closing.iter().map(|(m, rows)| (m, &**rows));
-        for (minute, keys) in closing.chain(&inner.minutes) {
+        for (minute, keys) in closing.chain(&inner.minutes).chain(&inner.late) {
             push_rows(&names, *minute, keys, &mut rows);
         }
         rows
@@ -466,9 +519,11 @@ impl Aggregator {
             let mut inner = self.inner.lock();
             let closing = std::mem::take(&mut inner.closing);
             let open = std::mem::take(&mut inner.minutes);
+            let late = std::mem::take(&mut inner.late);
             closing
                 .into_iter()
                 .chain(open.into_iter().map(|(m, rows)| (m, Arc::new(rows))))
+                .chain(late.into_iter().map(|(m, rows)| (m, Arc::new(rows))))
                 .collect()
         };
         self.encode(&minutes)
@@ -673,7 +728,7 @@ mod tests {
                 (60_000, key, Side::Server, sample),
                 (60_000, key, Side::Client, sample),
             ]),
-            0
+            Recorded::default()
         );
         assert_eq!(
             agg.open_row_count(),
@@ -711,7 +766,10 @@ mod tests {
                 (0, key, Side::Server, sample),
                 (60_000, key, Side::Server, sample),
             ]),
-            1
+            Recorded {
+                too_late: 1,
+                late: 0
+            }
         );
         let open = agg.snapshot();
         assert_eq!(open.len(), 2, "server and client rows of minute 1");
@@ -719,6 +777,63 @@ mod tests {
         assert_eq!(server.metrics.calls, 2);
         assert_eq!(decoded(&agg.drain().unwrap()).len(), 2);
         assert!(agg.snapshot().is_empty());
+    }
+
+    #[test]
+    fn entries_for_a_written_minute_become_its_late_rows() {
+        let agg = Aggregator::new(limits());
+        let (a, _) = agg.service_id(&ServiceRef::service("", "a"));
+        let (b, _) = agg.service_id(&ServiceRef::service("", "b"));
+        let edge = Slot::Edge(a, b, Protocol::Http);
+        let slow = Sample {
+            latency_ms: 900.0,
+            error: true,
+            ..Sample::default()
+        };
+        agg.record(&[(0, edge, Side::Server, Sample::default())]);
+        agg.record(&[(60_000, edge, Side::Server, Sample::default())]);
+        // Minute 0 is written, minute 1 not yet; nothing is closed for good.
+        let written = decoded(&agg.close(60_000, 0).unwrap());
+        agg.finish_closing();
+        assert_eq!(written.len(), 1);
+        assert_eq!((written[0].minute, written[0].metrics.calls), (0, 1));
+        assert_eq!(agg.open_row_count(), 1, "only minute 1 is held");
+        assert_eq!(
+            agg.record(&[
+                (0, edge, Side::Server, slow),
+                (0, edge, Side::Server, slow),
+                (60_000, edge, Side::Server, Sample::default()),
+            ]),
+            Recorded {
+                too_late: 0,
+                late: 2
+            }
+        );
+        assert_eq!(
+            agg.open_batches(&[Table::EdgeMinute], 0).unwrap()[0][0].num_rows(),
+            1,
+            "late rows are not read before they are written"
+        );
+        // Writing minute 1 leaves minute 0's late rows alone until its allowance passes.
+        let written = decoded(&agg.close(120_000, 0).unwrap());
+        agg.finish_closing();
+        assert_eq!(written.len(), 1);
+        assert_eq!((written[0].minute, written[0].metrics.calls), (60_000, 2));
+        let late = decoded(&agg.close(120_000, 60_000).unwrap());
+        assert_eq!(late.len(), 1);
+        let row = &late[0];
+        assert_eq!((row.minute, row.side), (0, Side::Server));
+        assert_eq!((row.metrics.calls, row.metrics.errors), (2, 2));
+        assert_eq!(row.metrics.latency.count(), 2);
+        assert_eq!(agg.open_row_count(), 0);
+        assert_eq!(
+            agg.record(&[(0, edge, Side::Server, slow)]),
+            Recorded {
+                too_late: 1,
+                late: 0
+            },
+            "past the allowance, minute 0 is closed for good"
+        );
     }
 
     #[test]

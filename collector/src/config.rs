@@ -10,6 +10,11 @@ pub struct CollectorConfig {
     /// How long after a minute ends its figures still accept late entries. Entries that
     /// start before the oldest open minute are rejected as `too_old`.
     pub late_allowance_secs: u64,
+    /// How long after a minute ends it is written to the store. Entries for it that come
+    /// later, within the late allowance, are kept apart and written as further rows of that
+    /// minute once the allowance has passed; reads see them from then on. Holding only the
+    /// current minute in full is what keeps memory flat on a large mesh.
+    pub write_after_secs: u64,
     /// Entries that start this far past the collector's clock are rejected as `future`.
     pub future_allowance_secs: u64,
     /// How long an entry whose peer needs the other proxy's report waits for it; 0 never
@@ -73,6 +78,7 @@ impl Default for CollectorConfig {
         Self {
             apdex_threshold_ms: 500.0,
             late_allowance_secs: 120,
+            write_after_secs: 10,
             future_allowance_secs: 60,
             join_wait_ms: 2_000,
             max_waiting_entries: 100_000,

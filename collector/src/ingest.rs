@@ -58,11 +58,19 @@ impl WaitQueue {
 pub struct TimeRules {
     pub late_allowance_ms: i64,
     pub future_allowance_ms: i64,
+    /// Never more than the late allowance.
+    pub write_after_ms: i64,
 }
 
 impl TimeRules {
     pub fn first_open_minute(&self, now_ms: i64) -> i64 {
         minute_of(now_ms - self.late_allowance_ms)
+    }
+
+    /// The first minute not yet due to be written; entries for earlier open minutes are
+    /// late rows.
+    pub fn first_unwritten_minute(&self, now_ms: i64) -> i64 {
+        minute_of(now_ms - self.write_after_ms.min(self.late_allowance_ms))
     }
 
     pub fn check(&self, start_ms: i64, now_ms: i64) -> Result<(), Reject> {
@@ -207,10 +215,13 @@ impl Pipeline<'_> {
         if samples.is_empty() {
             return;
         }
-        let too_late = self.aggregator.record(&samples);
-        if too_late > 0 {
-            // Counted per row, not per entry: an entry makes up to eight rows.
-            stats::reject("closed_minute_rows", too_late as u64);
+        let recorded = self.aggregator.record(&samples);
+        // Counted per row, not per entry: an entry makes up to eight rows.
+        if recorded.too_late > 0 {
+            stats::reject("closed_minute_rows", recorded.too_late as u64);
+        }
+        if recorded.late > 0 {
+            metrics::counter!(stats::LATE_ROWS).increment(recorded.late as u64);
         }
     }
 

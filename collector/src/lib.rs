@@ -93,6 +93,7 @@ impl Collector {
         let time_rules = TimeRules {
             late_allowance_ms: config.late_allowance_secs as i64 * 1000,
             future_allowance_ms: config.future_allowance_secs as i64 * 1000,
+            write_after_ms: config.write_after_secs as i64 * 1000,
         };
         let keep_access_log = store.access_log_enabled();
         Ok(Arc::new(Self {
@@ -131,13 +132,15 @@ impl Collector {
             .add_service(metrics_service::MetricsReceiver::server(self.clone()))
     }
 
-    /// One step of the background work: retry parked entries, close minutes whose late
-    /// allowance has passed and hand them to the store. Tests call it directly.
+    /// One step of the background work: retry parked entries, hand the store the minutes
+    /// due to be written and the late rows whose allowance has passed. Tests call it
+    /// directly.
     pub async fn tick(&self, publish: bool) -> Result<()> {
         let now = self.clock.now_ms();
         self.pipeline().retry_waiting(now);
         let first_open = self.time_rules.first_open_minute(now);
-        let newly_closed = self.aggregator.close_before(first_open)?;
+        let first_unwritten = self.time_rules.first_unwritten_minute(now);
+        let newly_closed = self.aggregator.close(first_unwritten, first_open)?;
         let rows: usize = newly_closed.iter().map(ClosedBatch::rows).sum();
         metrics::counter!(stats::ROWS_CLOSED).increment(rows as u64);
         metrics::gauge!(stats::OPEN_ROWS).set(self.aggregator.open_row_count() as f64);
@@ -147,7 +150,7 @@ impl Collector {
         // files, so reads see each minute once, from the aggregator or from the files.
         let closed_result = match self
             .store
-            .append_batches_before(&closed, Some(first_open))
+            .append_batches_before(&closed, Some(first_unwritten))
             .await
         {
             Ok(()) => Ok(()),

@@ -11,6 +11,8 @@ pub const PEER_RESOLVED: &str = "meshscope_peer_resolved_total";
 pub const JOIN_WAITING: &str = "meshscope_join_waiting_entries";
 pub const OVERFLOW: &str = "meshscope_key_overflow_total";
 pub const ROWS_CLOSED: &str = "meshscope_minute_rows_closed_total";
+/// Samples for minutes already written, added to their late rows.
+pub const LATE_ROWS: &str = "meshscope_late_row_samples_total";
 pub const FLUSH_ERRORS: &str = "meshscope_flush_errors_total";
 /// Rows held in open minutes: what the collector's memory grows with.
 pub const OPEN_ROWS: &str = "meshscope_open_minute_rows";

@@ -24,6 +24,8 @@ pub mod udf;
 pub use access_log::AccessLogRow;
 pub use batch::ClosedBatch;
 pub use config::{RetentionConfig, SqlLimits, StoreConfig};
+/// The Arrow the store's batches are made with, for callers that read them.
+pub use datafusion::arrow;
 pub use datafusion::arrow::record_batch::RecordBatch;
 pub use error::{Error, Result};
 pub use files::Granularity;

@@ -141,6 +141,25 @@ impl StoredTable {
             .min()
     }
 
+    /// The open rows, when no file holds rows in `[start, end)`; `None` when one does.
+    /// Checked and read under the files lock, so that a minute written meanwhile is
+    /// neither missed nor read twice.
+    pub(crate) fn open_rows_alone(
+        &self,
+        start: EpochMillis,
+        end: EpochMillis,
+    ) -> crate::error::Result<Option<Vec<RecordBatch>>> {
+        let held = self.files.read();
+        if !self
+            .files_overlapping_locked(&held, Some(start), Some(end))
+            .is_empty()
+        {
+            return Ok(None);
+        }
+        let covered_before = self.covered_before.load(Ordering::SeqCst);
+        Ok(Some(self.open.batches(covered_before)?))
+    }
+
     pub(crate) fn files_overlapping(
         &self,
         start: Option<EpochMillis>,

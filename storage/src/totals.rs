@@ -70,14 +70,28 @@ pub(crate) async fn fold_streams(
     Ok(settle(partials, rollup))
 }
 
-async fn fold_stream(table: Table, mut stream: SendableRecordBatchStream) -> Result<Partial> {
+/// `fold_streams` for minute rows already in memory.
+pub(crate) fn fold_batches(table: Table, batches: &[RecordBatch]) -> Result<Vec<SpanTotal>> {
     let mut partial = Partial::default();
-    let converter = RowConverter::new(
+    let converter = key_converter(table)?;
+    for batch in batches {
+        partial.add_batch(table, &converter, batch)?;
+    }
+    Ok(settle(vec![partial], false))
+}
+
+fn key_converter(table: Table) -> Result<RowConverter> {
+    Ok(RowConverter::new(
         key_columns(table)
             .iter()
             .map(|_| SortField::new(datafusion::arrow::datatypes::DataType::Utf8))
             .collect(),
-    )?;
+    )?)
+}
+
+async fn fold_stream(table: Table, mut stream: SendableRecordBatchStream) -> Result<Partial> {
+    let mut partial = Partial::default();
+    let converter = key_converter(table)?;
     while let Some(batch) = stream.try_next().await? {
         partial.add_batch(table, &converter, &batch)?;
     }
