@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use meshscope_storage::batch::{ClosedBatch, KeyRef, RowBuilder};
+use meshscope_storage::batch::{ClosedBatch, KeyRef, RowBuilder, from_batch};
 use meshscope_storage::files::hour_of;
 use meshscope_storage::{
     EpochMillis, MetricRow, Metrics, OpenMinutes, Protocol, RecordBatch, RowKey, ServiceRef, Side,
@@ -77,6 +77,15 @@ pub struct Limits {
 
 pub const OVERFLOW: &str = "{overflow}";
 
+/// A minute on its way to the store's files.
+enum Closing {
+    /// Being encoded, outside the lock: read from its rows.
+    Rows(Arc<MinuteRows>),
+    /// Encoded: read from the batches the store is writing, so that the rows are freed
+    /// before the write rather than after it. Holding both at once was the peak of memory.
+    Encoded(Vec<ClosedBatch>),
+}
+
 #[derive(Default)]
 struct Inner {
     /// Minutes not yet written.
@@ -86,9 +95,8 @@ struct Inner {
     late: BTreeMap<i64, MinuteRows>,
     /// Minutes before this one are written: their entries go to `late`.
     written_before: i64,
-    /// Minutes closed but not yet in the store's files: still read, no longer added to.
-    /// Shared so that they are encoded for the store outside the lock.
-    closing: BTreeMap<i64, Arc<MinuteRows>>,
+    /// Minutes handed to the store but not yet in its files: still read, no longer added to.
+    closing: BTreeMap<i64, Closing>,
     /// Minutes before this one are closed: entries for them are too late.
     closed_before: i64,
 }
@@ -206,6 +214,16 @@ impl Names {
                 protocol,
             },
         }
+    }
+}
+
+/// The table a slot's own row goes to.
+fn slot_table(slot: &Slot) -> Table {
+    match slot {
+        Slot::Service(_) => Table::ServiceMinute,
+        Slot::Instance(..) => Table::InstanceMinute,
+        Slot::Endpoint(..) => Table::EndpointMinute,
+        Slot::Edge(..) => Table::EdgeMinute,
     }
 }
 
@@ -446,17 +464,28 @@ impl Aggregator {
                 .into_iter()
                 .map(|(minute, rows)| {
                     let rows = Arc::new(rows);
-                    inner.closing.insert(minute, rows.clone());
+                    inner.closing.insert(minute, Closing::Rows(rows.clone()));
                     (minute, rows)
                 })
                 .collect();
             (written, late)
         };
+        let mut batches = Vec::new();
+        for (minute, rows) in written {
+            let encoded = self.encode(&[(minute, rows.clone())])?;
+            let replaced = self
+                .inner
+                .lock()
+                .closing
+                .insert(minute, Closing::Encoded(encoded.clone()));
+            // The rows' last holders: freed here, outside the lock.
+            drop((replaced, rows));
+            batches.extend(encoded);
+        }
         let late: Vec<(i64, Arc<MinuteRows>)> = late
             .into_iter()
             .map(|(minute, rows)| (minute, Arc::new(rows)))
             .collect();
-        let mut batches = self.encode(&written)?;
         batches.extend(self.encode(&late)?);
         Ok(batches)
     }
@@ -501,8 +530,20 @@ impl Aggregator {
         let inner = self.inner.lock();
         let names = self.names.read();
         let mut rows = Vec::new();
-        let closing = inner.closing.iter().map(|(m, rows)| (m, &**rows));
-        for (minute, keys) in closing.chain(&inner.minutes).chain(&inner.late) {
+        for (minute, closing) in &inner.closing {
+            match closing {
+                Closing::Rows(keys) => push_rows(&names, *minute, keys, &mut rows),
+                Closing::Encoded(batches) => {
+                    for closed in batches {
+                        // Encoded by this aggregator a moment ago: they read back.
+                        if let Ok(decoded) = from_batch(closed.table, &closed.batch) {
+                            rows.extend(decoded);
+                        }
+                    }
+                }
+            }
+        }
+        for (minute, keys) in inner.minutes.iter().chain(&inner.late) {
             push_rows(&names, *minute, keys, &mut rows);
         }
         rows
@@ -515,35 +556,57 @@ impl Aggregator {
 
     /// Closes everything, for shutdown.
     pub fn drain(&self) -> meshscope_storage::Result<Vec<ClosedBatch>> {
+        let mut batches = Vec::new();
         let minutes: Vec<(i64, Arc<MinuteRows>)> = {
             let mut inner = self.inner.lock();
             let closing = std::mem::take(&mut inner.closing);
             let open = std::mem::take(&mut inner.minutes);
             let late = std::mem::take(&mut inner.late);
-            closing
-                .into_iter()
-                .chain(open.into_iter().map(|(m, rows)| (m, Arc::new(rows))))
-                .chain(late.into_iter().map(|(m, rows)| (m, Arc::new(rows))))
-                .collect()
+            let mut minutes = Vec::new();
+            for (minute, closing) in closing {
+                match closing {
+                    Closing::Rows(rows) => minutes.push((minute, rows)),
+                    Closing::Encoded(encoded) => batches.extend(encoded),
+                }
+            }
+            minutes.extend(open.into_iter().map(|(m, rows)| (m, Arc::new(rows))));
+            minutes.extend(late.into_iter().map(|(m, rows)| (m, Arc::new(rows))));
+            minutes
         };
-        self.encode(&minutes)
+        batches.extend(self.encode(&minutes)?);
+        Ok(batches)
     }
 
     /// The rows of `tables` in one open or closing minute, copied under one hold of the
-    /// lock (so that the tables agree) and only for the copy, not for the Arrow encoding.
-    fn rows_of(&self, minute: i64, tables: &[Table]) -> Vec<((Slot, Side), Metrics)> {
+    /// lock (so that the tables agree) and only for the copy, not for the Arrow encoding;
+    /// or, for a minute already encoded, its batches of each table.
+    fn rows_of(&self, minute: i64, tables: &[Table]) -> MinuteRead {
         let inner = self.inner.lock();
-        let Some(rows) = inner
-            .minutes
-            .get(&minute)
-            .or_else(|| inner.closing.get(&minute).map(|rows| &**rows))
-        else {
-            return Vec::new();
+        let rows = match (inner.minutes.get(&minute), inner.closing.get(&minute)) {
+            (Some(rows), _) => rows,
+            (None, Some(Closing::Rows(rows))) => &**rows,
+            (None, Some(Closing::Encoded(batches))) => {
+                return MinuteRead::Encoded(
+                    tables
+                        .iter()
+                        .map(|table| {
+                            batches
+                                .iter()
+                                .filter(|b| b.table == *table)
+                                .map(|b| b.batch.clone())
+                                .collect()
+                        })
+                        .collect(),
+                );
+            }
+            (None, None) => return MinuteRead::Rows(Vec::new()),
         };
-        rows.iter()
-            .filter(|((slot, _), _)| tables.iter().any(|t| feeds(slot, *t)))
-            .map(|(k, m)| (*k, m.clone()))
-            .collect()
+        MinuteRead::Rows(
+            rows.iter()
+                .filter(|((slot, _), _)| tables.iter().any(|t| feeds(slot, *t)))
+                .map(|(k, m)| (*k, m.clone()))
+                .collect(),
+        )
     }
 }
 
@@ -564,9 +627,18 @@ impl OpenMinutes for Aggregator {
                 .collect()
         };
         let mut builders: Vec<RowBuilder> = tables.iter().map(|t| RowBuilder::new(*t)).collect();
+        let mut encoded: Vec<Vec<RecordBatch>> = tables.iter().map(|_| Vec::new()).collect();
         // One minute at a time, so that at most one minute of these tables is copied.
         for minute in minutes {
-            let rows = self.rows_of(minute, tables);
+            let rows = match self.rows_of(minute, tables) {
+                MinuteRead::Rows(rows) => rows,
+                MinuteRead::Encoded(batches) => {
+                    for (into, batches) in encoded.iter_mut().zip(batches) {
+                        into.extend(batches);
+                    }
+                    continue;
+                }
+            };
             let names = self.names.read();
             for (table, builder) in tables.iter().zip(&mut builders) {
                 if *table == Table::ServiceMinute {
@@ -590,15 +662,22 @@ impl OpenMinutes for Aggregator {
         }
         builders
             .into_iter()
-            .map(|builder| {
-                if builder.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    Ok(vec![builder.finish()?])
+            .zip(encoded)
+            .map(|(builder, mut batches)| {
+                if !builder.is_empty() {
+                    batches.push(builder.finish()?);
                 }
+                Ok(batches)
             })
             .collect()
     }
+}
+
+/// What a read of one minute found.
+enum MinuteRead {
+    Rows(Vec<((Slot, Side), Metrics)>),
+    /// Per table asked, the minute's batches.
+    Encoded(Vec<Vec<RecordBatch>>),
 }
 
 /// Each service's rows, per side: the sum of its instances' rows.
@@ -645,15 +724,22 @@ fn minute_batches(
     keys: &MinuteRows,
     out: &mut Vec<ClosedBatch>,
 ) -> meshscope_storage::Result<()> {
-    let mut builders = Table::ALL.map(RowBuilder::new);
     let builder_of = |table: Table| Table::ALL.iter().position(|t| *t == table).unwrap_or(0);
+    let services = service_rows(keys.iter());
+    let mut rows = [0usize; Table::ALL.len()];
+    for (slot, _) in keys.keys() {
+        rows[builder_of(slot_table(slot))] += 1;
+    }
+    rows[builder_of(Table::ServiceMinute)] += services.len();
+    let mut builders =
+        Table::ALL.map(|table| RowBuilder::with_capacity(table, rows[builder_of(table)]));
     for (&(slot, side), metrics) in keys {
         let key = names.key_ref(slot);
         builders[builder_of(key.table())].push(minute, key, side, metrics);
     }
-    let services = &mut builders[builder_of(Table::ServiceMinute)];
-    for ((service, side), metrics) in service_rows(keys.iter()) {
-        services.push(
+    let service_builder = &mut builders[builder_of(Table::ServiceMinute)];
+    for ((service, side), metrics) in services {
+        service_builder.push(
             minute,
             names.key_ref(Slot::Service(service)),
             side,
@@ -742,9 +828,15 @@ mod tests {
             "a closing minute is no longer open"
         );
         assert_eq!(
-            agg.open_batches(&[Table::ServiceMinute], 0).unwrap()[0].len(),
+            agg.open_batches(&[Table::ServiceMinute], 60_000).unwrap()[0].len(),
             0,
-            "service rows are made from instance rows only"
+            "open service rows are made from instance rows only"
+        );
+        let closing = agg.open_batches(&[Table::ServiceMinute], 0).unwrap();
+        assert_eq!(
+            closing[0].iter().map(RecordBatch::num_rows).sum::<usize>(),
+            1,
+            "a closing minute is read from the batches on their way to the store"
         );
         assert_eq!(
             agg.snapshot().len(),

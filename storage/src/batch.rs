@@ -102,16 +102,28 @@ pub struct RowBuilder {
 
 impl RowBuilder {
     pub fn new(table: Table) -> Self {
+        Self::with_capacity(table, 0)
+    }
+
+    /// A builder with room for `rows` rows, so that a closing minute of known size is built
+    /// without its buffers doubling past it: the slack of a doubled buffer is memory held
+    /// until the minute is written.
+    pub fn with_capacity(table: Table, rows: usize) -> Self {
         let key_count = key_columns(table).len();
+        // Names are mostly short; a longer one grows its column once.
+        let strings = || StringBuilder::with_capacity(rows, rows * 12);
         Self {
             table,
-            minute: TimestampMillisecondBuilder::new().with_timezone("UTC"),
-            keys: (0..key_count).map(|_| StringBuilder::new()).collect(),
-            side: StringBuilder::new(),
-            counters: COUNTERS.iter().map(|_| UInt64Builder::new()).collect(),
-            latency: BinaryBuilder::new(),
-            latency_count: UInt64Builder::new(),
-            latency_sum: Float64Builder::new(),
+            minute: TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            keys: (0..key_count).map(|_| strings()).collect(),
+            side: StringBuilder::with_capacity(rows, rows * Side::Server.as_str().len()),
+            counters: COUNTERS
+                .iter()
+                .map(|_| UInt64Builder::with_capacity(rows))
+                .collect(),
+            latency: BinaryBuilder::with_capacity(rows, rows * 32),
+            latency_count: UInt64Builder::with_capacity(rows),
+            latency_sum: Float64Builder::with_capacity(rows),
             sketch_bytes: Vec::new(),
             rows: 0,
         }
