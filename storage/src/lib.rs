@@ -15,6 +15,7 @@ pub mod read;
 mod rollup;
 pub mod schema;
 pub mod sketch;
+mod sliding;
 pub mod sql;
 pub mod store;
 mod table;

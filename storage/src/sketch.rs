@@ -64,6 +64,8 @@ trait Counter: Copy + Default {
     fn get(self) -> u64;
     /// `self + n`, or `None` when that does not fit.
     fn plus(self, n: u64) -> Option<Self>;
+    /// `self - n`, for an `n` no larger than `self`.
+    fn less(self, n: u64) -> Self;
 }
 
 impl Counter for u32 {
@@ -73,6 +75,10 @@ impl Counter for u32 {
     fn plus(self, n: u64) -> Option<Self> {
         u32::try_from(u64::from(self) + n).ok()
     }
+    fn less(self, n: u64) -> Self {
+        // n <= self, so it fits.
+        self - n as u32
+    }
 }
 
 impl Counter for u64 {
@@ -81,6 +87,9 @@ impl Counter for u64 {
     }
     fn plus(self, n: u64) -> Option<Self> {
         self.checked_add(n)
+    }
+    fn less(self, n: u64) -> Self {
+        self - n
     }
 }
 
@@ -122,6 +131,19 @@ impl<C: Counter> Dense<C> {
         let slot = &mut self.counts[(key - self.offset) as usize];
         *slot = slot.plus(n)?;
         Some(())
+    }
+
+    fn count_at(&self, key: i32) -> u64 {
+        usize::try_from(key - self.offset)
+            .ok()
+            .and_then(|at| self.counts.get(at))
+            .map_or(0, |c| c.get())
+    }
+
+    /// Takes `n` from `key`'s counter, which `count_at` said holds at least `n`.
+    fn take(&mut self, key: i32, n: u64) {
+        let slot = &mut self.counts[(key - self.offset) as usize];
+        *slot = slot.less(n);
     }
 
     fn visit(&self, f: &mut impl FnMut(i32, u64) -> bool) {
@@ -207,6 +229,37 @@ impl Bins {
             self.add(key, n);
             true
         });
+    }
+
+    fn count_at(&self, key: i32) -> u64 {
+        match self {
+            Bins::Sparse(bins) => {
+                let probe = pack(key, 0);
+                bins.binary_search_by(|b| (b & !0xFFFF).cmp(&probe))
+                    .map_or(0, |at| u64::from(packed_count(bins[at])))
+            }
+            Bins::Dense(dense) => dense.count_at(key),
+            Bins::Wide(wide) => wide.count_at(key),
+        }
+    }
+
+    /// Takes `n` from `key`'s bin, which `count_at` said holds at least `n`.
+    fn take(&mut self, key: i32, n: u64) {
+        match self {
+            Bins::Sparse(bins) => {
+                let probe = pack(key, 0);
+                if let Ok(at) = bins.binary_search_by(|b| (b & !0xFFFF).cmp(&probe)) {
+                    let left = u64::from(packed_count(bins[at])) - n;
+                    if left == 0 {
+                        bins.remove(at);
+                    } else {
+                        bins[at] = pack(key, left as u32);
+                    }
+                }
+            }
+            Bins::Dense(dense) => dense.take(key, n),
+            Bins::Wide(wide) => wide.take(key, n),
+        }
     }
 
     fn densify(&mut self) {
@@ -324,6 +377,52 @@ impl LatencySketch {
 
     pub fn count(&self) -> u64 {
         self.count
+    }
+
+    /// The smallest and largest values of an encoded sketch, `None` when it is empty.
+    pub fn extremes_of(bytes: &[u8]) -> Result<Option<(f64, f64)>> {
+        Ok(Header::read(bytes)?.map(|header| (header.min, header.max)))
+    }
+
+    /// Takes out an encoded sketch that was merged in earlier, for a window that moves on:
+    /// the counts, the zero count and the bins subtract exactly, and so does the sum up to
+    /// rounding. A minimum and a maximum do not come apart: the caller sets them for what
+    /// is left with `set_extremes`. Refused, leaving `self` as it was, when `bytes` hold
+    /// observations `self` does not.
+    pub fn remove_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        let Some(header) = Header::read(bytes)? else {
+            return Ok(());
+        };
+        let mut fits = header.count <= self.count && header.zero <= self.zero;
+        header.bins.visit(|key, n| {
+            fits = fits && self.bins.count_at(key) >= n;
+            fits
+        })?;
+        if !fits {
+            return Err(invalid(
+                "a latency sketch cannot lose observations it does not hold".into(),
+            ));
+        }
+        header.bins.visit(|key, n| {
+            self.bins.take(key, n);
+            true
+        })?;
+        self.count -= header.count;
+        self.zero -= header.zero;
+        if self.count == 0 {
+            *self = LatencySketch::new();
+        } else {
+            self.sum = (self.sum - header.sum).max(0.0);
+        }
+        Ok(())
+    }
+
+    /// Sets the smallest and largest values after `remove_bytes`; ignored when empty.
+    pub fn set_extremes(&mut self, min: f64, max: f64) {
+        if self.count > 0 {
+            self.min = min;
+            self.max = max;
+        }
     }
 
     /// The q-quantile in milliseconds, or `None` for an empty sketch.
@@ -576,6 +675,67 @@ mod tests {
         assert_eq!(LN_GAMMA, GAMMA.ln());
         assert_eq!(key_of(MIN_VALUE_MS * 1.0001), MIN_KEY);
         assert!(value_of(MAX_KEY) > 9.0e8, "top bin is about eleven days");
+    }
+
+    /// The bins of `values` in a sketch: what `remove` must leave behind.
+    fn sketch_of(values: impl IntoIterator<Item = f64>) -> LatencySketch {
+        let mut sketch = LatencySketch::new();
+        for value in values {
+            sketch.add(value);
+        }
+        sketch
+    }
+
+    #[test]
+    fn removing_a_merged_sketch_leaves_the_bins_of_the_rest() {
+        // Sparse, dense and a zero: a quiet minute, a busy one and a sub-microsecond call.
+        let quiet = sketch_of([3.0, 7.5, 7.5, 40.0]);
+        let busy = sketch_of((1..=2_000).map(|i| f64::from(i) / 7.0));
+        let tiny = sketch_of([0.0, 12.0]);
+        for (kept, gone) in [
+            (&quiet, &busy),
+            (&busy, &quiet),
+            (&tiny, &busy),
+            (&busy, &tiny),
+        ] {
+            let mut window = kept.clone();
+            window.merge(gone);
+            window.remove_bytes(&gone.to_bytes()).unwrap();
+            window.set_extremes(kept.min, kept.max);
+            assert_eq!(window.count(), kept.count());
+            assert_eq!(window.zero, kept.zero);
+            assert!((window.sum - kept.sum).abs() < 1e-6 * kept.sum.max(1.0));
+            for q in [0.0, 0.1, 0.5, 0.9, 0.99, 1.0] {
+                assert_eq!(window.quantile(q), kept.quantile(q), "q={q}");
+            }
+            let bins = |s: &LatencySketch| {
+                let mut all = Vec::new();
+                s.bins.visit(|k, n| {
+                    all.push((k, n));
+                    true
+                });
+                all
+            };
+            assert_eq!(bins(&window), bins(kept));
+        }
+    }
+
+    #[test]
+    fn removing_everything_empties_and_removing_more_is_refused() {
+        let minute = sketch_of([5.0, 9.0]);
+        let mut window = minute.clone();
+        window.remove_bytes(&minute.to_bytes()).unwrap();
+        assert_eq!(window, LatencySketch::new());
+
+        let mut window = sketch_of([5.0]);
+        let before = window.clone();
+        let error = window.remove_bytes(&minute.to_bytes()).unwrap_err();
+        assert!(error.to_string().contains("does not hold"), "{error}");
+        assert_eq!(window, before, "a refused removal changes nothing");
+        assert_eq!(
+            LatencySketch::extremes_of(&minute.to_bytes()).unwrap(),
+            Some((5.0, 9.0))
+        );
     }
 
     #[test]

@@ -19,11 +19,12 @@ use crate::batch;
 use crate::batch::ClosedBatch;
 use crate::error::Result;
 use crate::files::{DAY_MS, DataFiles, Granularity, HOUR_MS, hour_of};
-use crate::model::{EpochMillis, MetricRow, RowKey, ServiceRef, Side, Table};
+use crate::model::{EpochMillis, MINUTE_MS, MetricRow, RowKey, ServiceRef, Side, Table};
 use crate::open::{LiveGroup, OpenMinutes};
 use crate::proxy_table;
 use crate::read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 use crate::schema::{self, COUNTERS, LATENCY, MINUTE, SIDE, key_columns};
+use crate::sliding;
 use crate::table::StoredTable;
 use crate::totals;
 use crate::udf;
@@ -50,6 +51,8 @@ pub(crate) struct Inner {
     /// Totals of a window's closed spans taken together, keyed by those spans: merging a
     /// week's spans key by key costs more than reading them.
     pub(crate) window_cache: totals::SpanCache<Vec<totals::SpanKey>>,
+    /// Minute spans kept to be moved on as windows that end now move forward.
+    pub(crate) moving: sliding::MovingSpans,
     pub(crate) proxy_metrics: crate::proxy_metrics::ProxyMetrics,
     pub(crate) proxy_tables: HashMap<Granularity, Arc<StoredTable>>,
 }
@@ -166,6 +169,7 @@ impl Store {
             span_cache: totals::SpanCache::new(totals::MAX_CACHED_TOTALS),
             live_groups: parking_lot::RwLock::new(Vec::new()),
             window_cache: totals::SpanCache::new(totals::MAX_CACHED_TOTALS / 4),
+            moving: sliding::MovingSpans::default(),
         });
         if interval > 0 {
             tokio::spawn(maintain_in_background(
@@ -396,10 +400,13 @@ impl Store {
         }
         let mut read = Vec::with_capacity(spans.len());
         for (granularity, span) in spans {
-            read.push(
+            let long = span.end - span.start > sliding::MAX_STEP_MINUTES * MINUTE_MS;
+            read.push(if *granularity == Granularity::Minute && long {
+                self.moving_totals(table, *span, filter).await?
+            } else {
                 self.span_totals(table, *granularity, *span, filter, true)
-                    .await?,
-            );
+                    .await?
+            });
         }
         let totals = Arc::new(
             combine(read.iter().flat_map(|t| t.iter()))
@@ -413,6 +420,108 @@ impl Store {
         );
         self.inner.window_cache.insert(keys, totals.clone());
         Ok(totals)
+    }
+
+    /// A closed minute span's totals, moved on from a kept span that ends or starts a few
+    /// minutes earlier when there is one, else read minute by minute into a span kept for
+    /// the next read. Falls back to one fold of the whole span when the files changed under
+    /// it while it moved.
+    async fn moving_totals(
+        &self,
+        table: Table,
+        span: TimeRange,
+        filter: &KeyFilter,
+    ) -> Result<Arc<Vec<totals::SpanTotal>>> {
+        let key = self.span_key(table, Granularity::Minute, span, filter);
+        if let Some(totals) = self.inner.span_cache.get(&key) {
+            return Ok(totals);
+        }
+        let stored = self.table(table, Granularity::Minute);
+        let filter_text = format!("{filter:?}");
+        let kept = self
+            .inner
+            .moving
+            .take_nearest(table, &filter_text, span.start, span.end)
+            .filter(|kept| {
+                let now = stored.files_overlapping(Some(kept.start()), Some(kept.end()));
+                sliding::file_names(&now) == kept.files()
+            });
+        let mut moving =
+            kept.unwrap_or_else(|| sliding::MovingSpan::new(table, filter_text, span.start));
+        // Every file the move reads, before and after: a file landing in between (a late
+        // minute's rows) would leave the kept span short of it.
+        let from = moving.start();
+        let reach = || stored.files_overlapping(Some(from), Some(span.end));
+        let before = sliding::file_names(&reach());
+        let moved = self.move_span(&mut moving, span, filter).await;
+        let after = reach();
+        let unchanged = sliding::file_names(&after) == before;
+        match moved {
+            Ok(()) if unchanged => {
+                moving.set_files(&stored.files_overlapping(Some(span.start), Some(span.end)));
+                let totals = Arc::new(moving.totals());
+                self.inner.moving.keep(moving);
+                self.inner.span_cache.insert(key, totals.clone());
+                Ok(totals)
+            }
+            moved => {
+                if let Err(error) = moved {
+                    tracing::warn!(%error, table = table.name(), "a moving total was read afresh");
+                }
+                self.span_totals(table, Granularity::Minute, span, filter, true)
+                    .await
+            }
+        }
+    }
+
+    /// Moves `moving` to `span`: the rows of the minutes before `span.start` taken out,
+    /// the rows of the minutes up to `span.end` added, each read in one scan.
+    async fn move_span(
+        &self,
+        moving: &mut sliding::MovingSpan,
+        span: TimeRange,
+        filter: &KeyFilter,
+    ) -> Result<()> {
+        let table = moving.table();
+        if moving.start() < span.start {
+            let gone = TimeRange {
+                start: moving.start(),
+                end: span.start.min(moving.end()),
+            };
+            let rows = self.rows_in(table, gone, filter).await?;
+            moving.drop_before(span.start, &rows)?;
+        }
+        if moving.end() < span.end {
+            let added = TimeRange {
+                start: moving.end(),
+                end: span.end,
+            };
+            let rows = self.rows_in(table, added, filter).await?;
+            moving.push(span.end, &rows)?;
+        }
+        Ok(())
+    }
+
+    /// The closed minute rows of `range` that pass `filter`, as scanned, both cores decoding.
+    async fn rows_in(
+        &self,
+        table: Table,
+        range: TimeRange,
+        filter: &KeyFilter,
+    ) -> Result<Vec<RecordBatch>> {
+        let streams = self.scan(table, Granularity::Minute, range, filter).await?;
+        let tasks: Vec<_> = streams
+            .into_iter()
+            .map(|stream| tokio::spawn(futures::TryStreamExt::try_collect::<Vec<_>>(stream)))
+            .collect();
+        let mut batches = Vec::new();
+        for task in tasks {
+            let read = task.await.map_err(|e| {
+                crate::error::Error::InvalidQuery(format!("a read task failed: {e}"))
+            })??;
+            batches.extend(read);
+        }
+        Ok(batches)
     }
 
     /// Splits a minute span where the open snapshot starts: the part before holds closed

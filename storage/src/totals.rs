@@ -7,13 +7,13 @@
 //! keys are recognised by their bytes in Arrow's row format, and the scan's partitions fold
 //! on both cores.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, BinaryArray, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{TimestampMillisecondType, UInt64Type};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::TryStreamExt;
 
@@ -29,16 +29,67 @@ struct KeyTotal {
     /// Every server row, summed.
     server: Option<Metrics>,
     /// Minutes with a server row: the client's rows of those minutes do not count.
-    server_minutes: HashSet<EpochMillis>,
-    /// Client rows per minute, kept until every partition has been read, because the
-    /// server row of the same minute may come from another file.
-    client: HashMap<EpochMillis, Metrics>,
+    server_minutes: Vec<EpochMillis>,
+    /// Client rows, kept where they are until every partition has been read, because the
+    /// server row of the same minute may come from another file. Where both sides report,
+    /// which is nearly every edge, they are never decoded at all.
+    client: Vec<ClientRow>,
+}
+
+/// A client row left in its batch: its minute, and where it is.
+#[derive(Clone, Copy)]
+struct ClientRow {
+    minute: EpochMillis,
+    batch: u32,
+    row: u32,
+}
+
+/// The columns a row's figures are read from.
+pub(crate) struct Figures {
+    counters: Vec<UInt64Array>,
+    sketches: BinaryArray,
+}
+
+impl Figures {
+    pub(crate) fn of(batch: &RecordBatch) -> Result<Figures> {
+        Ok(Figures {
+            counters: COUNTERS
+                .iter()
+                .map(|name| Ok(column(batch, name)?.as_primitive::<UInt64Type>().clone()))
+                .collect::<Result<_>>()?,
+            sketches: column(batch, schema::LATENCY)?.as_binary::<i32>().clone(),
+        })
+    }
+
+    /// Row `row`'s counters, in `COUNTERS` order.
+    pub(crate) fn counters(&self, row: usize) -> [u64; 9] {
+        std::array::from_fn(|i| {
+            let values = &self.counters[i];
+            if values.is_null(row) {
+                0
+            } else {
+                values.value(row)
+            }
+        })
+    }
+
+    /// Row `row`'s encoded sketch.
+    pub(crate) fn sketch(&self, row: usize) -> Option<&[u8]> {
+        (!self.sketches.is_null(row)).then(|| self.sketches.value(row))
+    }
+
+    /// Adds row `row`'s counters, in `COUNTERS` order, and its encoded sketch.
+    pub(crate) fn add_to(&self, into: &mut Metrics, row: usize) -> Result<()> {
+        add_row(into, self.counters(row), self.sketch(row))
+    }
 }
 
 /// Totals of one partition of the scan, keyed by the key columns' row-format bytes.
 #[derive(Default)]
 pub(crate) struct Partial {
     keys: HashMap<Box<[u8]>, KeyTotal>,
+    /// The columns of batches that client rows point into.
+    batches: Vec<Figures>,
 }
 
 /// What a span contributes to a key's total over the window.
@@ -67,7 +118,7 @@ pub(crate) async fn fold_streams(
             .map_err(|e| Error::InvalidQuery(format!("a read task failed: {e}")))??;
         partials.push(partial);
     }
-    Ok(settle(partials, rollup))
+    settle(partials, rollup)
 }
 
 /// `fold_streams` for minute rows already in memory.
@@ -77,10 +128,10 @@ pub(crate) fn fold_batches(table: Table, batches: &[RecordBatch]) -> Result<Vec<
     for batch in batches {
         partial.add_batch(table, &converter, batch)?;
     }
-    Ok(settle(vec![partial], false))
+    settle(vec![partial], false)
 }
 
-fn key_converter(table: Table) -> Result<RowConverter> {
+pub(crate) fn key_converter(table: Table) -> Result<RowConverter> {
     Ok(RowConverter::new(
         key_columns(table)
             .iter()
@@ -98,7 +149,26 @@ async fn fold_stream(table: Table, mut stream: SendableRecordBatchStream) -> Res
     Ok(partial)
 }
 
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array> {
+/// The key columns of every row of `batch` in Arrow's row format, so that a key is known
+/// by its bytes without building it.
+pub(crate) fn key_rows(
+    table: Table,
+    converter: &RowConverter,
+    batch: &RecordBatch,
+) -> Result<Rows> {
+    let key_arrays = key_columns(table)
+        .iter()
+        .map(|name| {
+            batch
+                .column_by_name(name)
+                .cloned()
+                .ok_or_else(|| Error::InvalidQuery(format!("missing key column {name}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(converter.convert_columns(&key_arrays)?)
+}
+
+pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array> {
     batch
         .column_by_name(name)
         .map(|c| c.as_ref())
@@ -115,34 +185,14 @@ impl Partial {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let key_arrays = key_columns(table)
-            .iter()
-            .map(|name| {
-                batch
-                    .column_by_name(name)
-                    .cloned()
-                    .ok_or_else(|| Error::InvalidQuery(format!("missing key column {name}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let rows = converter.convert_columns(&key_arrays)?;
+        let rows = key_rows(table, converter, batch)?;
         let minutes = column(batch, schema::MINUTE)?.as_primitive::<TimestampMillisecondType>();
         let sides: &StringArray = column(batch, schema::SIDE)?.as_string::<i32>();
-        let counters: Vec<&UInt64Array> = COUNTERS
-            .iter()
-            .map(|name| Ok(column(batch, name)?.as_primitive::<UInt64Type>()))
-            .collect::<Result<_>>()?;
-        let sketches: &BinaryArray = column(batch, schema::LATENCY)?.as_binary::<i32>();
+        let figures = Figures::of(batch)?;
+        let batch_at = u32::try_from(self.batches.len())
+            .map_err(|_| Error::InvalidQuery("too many batches in one read".into()))?;
+        let mut client_rows = false;
         for row in 0..batch.num_rows() {
-            let counter = |i: usize| {
-                let values = counters[i];
-                if values.is_null(row) {
-                    0
-                } else {
-                    values.value(row)
-                }
-            };
-            let figures: [u64; 9] = std::array::from_fn(counter);
-            let sketch = (!sketches.is_null(row)).then(|| sketches.value(row));
             let key_bytes = rows.row(row);
             let total = match self.keys.get_mut(key_bytes.as_ref()) {
                 Some(total) => total,
@@ -152,24 +202,36 @@ impl Partial {
                     .or_insert(KeyTotal {
                         key: batch::key_at(table, batch, row)?,
                         server: None,
-                        server_minutes: HashSet::new(),
-                        client: HashMap::new(),
+                        server_minutes: Vec::new(),
+                        client: Vec::new(),
                     }),
             };
             let minute = minutes.value(row);
-            let into = if sides.value(row) == Side::Server.as_str() {
-                total.server_minutes.insert(minute);
-                total.server.get_or_insert_with(Metrics::default)
+            if sides.value(row) == Side::Server.as_str() {
+                total.server_minutes.push(minute);
+                figures.add_to(total.server.get_or_insert_with(Metrics::default), row)?;
             } else {
-                total.client.entry(minute).or_default()
-            };
-            add_row(into, figures, sketch)?;
+                client_rows = true;
+                total.client.push(ClientRow {
+                    minute,
+                    batch: batch_at,
+                    row: row as u32,
+                });
+            }
+        }
+        if client_rows {
+            self.batches.push(figures);
         }
         Ok(())
     }
 
     fn absorb(&mut self, other: Partial) {
-        for (bytes, theirs) in other.keys {
+        let offset = self.batches.len() as u32;
+        self.batches.extend(other.batches);
+        for (bytes, mut theirs) in other.keys {
+            for client in &mut theirs.client {
+                client.batch += offset;
+            }
             let Some(ours) = self.keys.get_mut(&bytes) else {
                 self.keys.insert(bytes, theirs);
                 continue;
@@ -178,14 +240,7 @@ impl Partial {
                 merge_into(&mut ours.server, server);
             }
             ours.server_minutes.extend(theirs.server_minutes);
-            for (minute, metrics) in theirs.client {
-                match ours.client.get_mut(&minute) {
-                    Some(existing) => existing.merge(&metrics),
-                    None => {
-                        ours.client.insert(minute, metrics);
-                    }
-                }
-            }
+            ours.client.extend(theirs.client);
         }
     }
 }
@@ -227,31 +282,36 @@ fn merge_into(total: &mut Option<Metrics>, metrics: Metrics) {
 
 /// Per key: the server's rows, plus the client's in minutes the server did not report (or
 /// every client row, for rollups).
-fn settle(partials: Vec<Partial>, rollup: bool) -> Vec<SpanTotal> {
+fn settle(partials: Vec<Partial>, rollup: bool) -> Result<Vec<SpanTotal>> {
     let mut partials = partials.into_iter();
     let mut all = partials.next().unwrap_or_default();
     for partial in partials {
         all.absorb(partial);
     }
+    let batches = all.batches;
     all.keys
         .into_values()
-        .map(|total| {
+        .map(|mut total| {
             let detected_by = if total.server.is_some() {
                 Side::Server
             } else {
                 Side::Client
             };
+            total.server_minutes.sort_unstable();
             let mut metrics = total.server;
-            for (minute, client) in total.client {
-                if rollup || !total.server_minutes.contains(&minute) {
-                    merge_into(&mut metrics, client);
+            for client in &total.client {
+                if rollup || total.server_minutes.binary_search(&client.minute).is_err() {
+                    batches[client.batch as usize].add_to(
+                        metrics.get_or_insert_with(Metrics::default),
+                        client.row as usize,
+                    )?;
                 }
             }
-            SpanTotal {
+            Ok(SpanTotal {
                 key: total.key,
                 detected_by,
                 metrics: metrics.unwrap_or_default(),
-            }
+            })
         })
         .collect()
 }

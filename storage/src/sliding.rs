@@ -1,0 +1,360 @@
+//! Totals of a minute span that moves forward: a dashboard's `last 1h` is a new span every
+//! minute, and folding its hour of rows again (the whole mesh, both sides of every edge,
+//! sixty times over) is what made the first read after each minute slow.
+//!
+//! Counters and latency bins are counts, so they subtract exactly: the minutes that left
+//! the span are taken out and the minutes that joined it are added, one small fold each.
+//! A sum, a minimum and a maximum do not subtract; the sum is kept by subtraction, and the
+//! minimum and maximum by a queue per key of the minutes that could still hold them.
+//!
+//! A total is only moved on while the files under its span are the ones it was read from:
+//! a late file, a compaction or an expiry there makes the next read fold the span afresh.
+
+use std::collections::{HashMap, VecDeque};
+
+use datafusion::arrow::array::{AsArray, StringArray};
+use datafusion::arrow::datatypes::TimestampMillisecondType;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::batch;
+use crate::error::{Error, Result};
+use crate::files::FileEntry;
+use crate::model::{EpochMillis, MINUTE_MS, Metrics, RowKey, Side, Table};
+use crate::schema;
+use crate::sketch::LatencySketch;
+use crate::totals::{Figures, SpanTotal, column, key_converter, key_rows};
+
+/// Spans kept moving at once: a few dashboards' windows over the edge and service tables.
+const MAX_SPANS: usize = 16;
+
+/// Keys kept across every moving span, a few megabytes per ten thousand: a span over a
+/// table too large for it (every endpoint of a big mesh) is read afresh each time instead.
+const MAX_KEPT_KEYS: usize = 100_000;
+
+/// Further than this from a kept span, a read folds its span afresh: each minute to take
+/// out or add is a scan of its own.
+pub(crate) const MAX_STEP_MINUTES: i64 = 10;
+
+/// One key's running total over the span.
+struct Running {
+    key: RowKey,
+    metrics: Metrics,
+    /// The newest minute with a row for this key, and with a server row: a key whose rows
+    /// all left the span is gone, and a key is detected by the server while any minute of
+    /// the server's is still in it.
+    newest: EpochMillis,
+    newest_server: Option<EpochMillis>,
+    /// Minutes whose smallest (largest) latency could still be the span's: increasing
+    /// (decreasing) values, oldest first, so the front is the span's.
+    lows: VecDeque<(EpochMillis, f64)>,
+    highs: VecDeque<(EpochMillis, f64)>,
+    /// Minutes of the rows being added or taken out in which the server reported: the
+    /// client's rows of those minutes do not count.
+    server_minutes: Vec<EpochMillis>,
+    /// Each added row's minute, minimum and maximum: scans do not return rows in time
+    /// order, and the queues above must grow in it.
+    added_extremes: Vec<(EpochMillis, f64, f64)>,
+}
+
+impl Running {
+    fn new(key: RowKey) -> Self {
+        Running {
+            key,
+            metrics: Metrics::default(),
+            newest: EpochMillis::MIN,
+            newest_server: None,
+            lows: VecDeque::new(),
+            highs: VecDeque::new(),
+            server_minutes: Vec::new(),
+            added_extremes: Vec::new(),
+        }
+    }
+
+    fn counts(&self, minute: EpochMillis, side: Side) -> bool {
+        side == Side::Server || !self.server_minutes.contains(&minute)
+    }
+
+    fn add(
+        &mut self,
+        minute: EpochMillis,
+        side: Side,
+        figures: &Figures,
+        row: usize,
+    ) -> Result<()> {
+        figures.add_to(&mut self.metrics, row)?;
+        self.newest = self.newest.max(minute);
+        if side == Side::Server {
+            self.newest_server = Some(self.newest_server.map_or(minute, |m| m.max(minute)));
+        }
+        let extremes = match figures.sketch(row) {
+            Some(bytes) => LatencySketch::extremes_of(bytes)?,
+            None => None,
+        };
+        if let Some((low, high)) = extremes {
+            self.added_extremes.push((minute, low, high));
+        }
+        Ok(())
+    }
+
+    /// Queues the added rows' minimums and maximums, oldest first.
+    fn queue_extremes(&mut self) {
+        let mut added = std::mem::take(&mut self.added_extremes);
+        added.sort_by_key(|(minute, ..)| *minute);
+        for (minute, low, high) in added {
+            while self.lows.back().is_some_and(|(_, v)| *v >= low) {
+                self.lows.pop_back();
+            }
+            self.lows.push_back((minute, low));
+            while self.highs.back().is_some_and(|(_, v)| *v <= high) {
+                self.highs.pop_back();
+            }
+            self.highs.push_back((minute, high));
+        }
+    }
+
+    fn take(&mut self, figures: &Figures, row: usize) -> Result<()> {
+        let gone = figures.counters(row);
+        let ours = &mut self.metrics;
+        let fields = [
+            &mut ours.calls,
+            &mut ours.errors,
+            &mut ours.errors_4xx,
+            &mut ours.bytes_sent,
+            &mut ours.bytes_received,
+            &mut ours.tcp_connections,
+            &mut ours.mtls_calls,
+            &mut ours.apdex_satisfied,
+            &mut ours.apdex_tolerating,
+        ];
+        for (field, gone) in fields.into_iter().zip(gone) {
+            *field = field.checked_sub(gone).ok_or_else(|| {
+                Error::InvalidQuery("a moving total lost more than it held".into())
+            })?;
+        }
+        match figures.sketch(row) {
+            Some(bytes) => ours.latency.remove_bytes(bytes),
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets the minutes before `start` in the minimum and maximum.
+    fn settle_extremes(&mut self, start: EpochMillis) {
+        while self.lows.front().is_some_and(|(m, _)| *m < start) {
+            self.lows.pop_front();
+        }
+        while self.highs.front().is_some_and(|(m, _)| *m < start) {
+            self.highs.pop_front();
+        }
+        if let (Some((_, low)), Some((_, high))) = (self.lows.front(), self.highs.front()) {
+            self.metrics.latency.set_extremes(*low, *high);
+        }
+    }
+
+    fn detected_by(&self, start: EpochMillis) -> Side {
+        match self.newest_server {
+            Some(minute) if minute >= start => Side::Server,
+            _ => Side::Client,
+        }
+    }
+}
+
+/// A span's totals, kept to be moved on.
+pub(crate) struct MovingSpan {
+    table: Table,
+    filter: String,
+    start: EpochMillis,
+    end: EpochMillis,
+    /// The files that held the span's rows when it was last read.
+    files: Vec<String>,
+    /// By the key columns' row-format bytes, so that a row finds its key without building it.
+    keys: HashMap<Box<[u8]>, Running>,
+}
+
+impl MovingSpan {
+    pub(crate) fn new(table: Table, filter: String, start: EpochMillis) -> Self {
+        MovingSpan {
+            table,
+            filter,
+            start,
+            end: start,
+            files: Vec::new(),
+            keys: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn table(&self) -> Table {
+        self.table
+    }
+
+    pub(crate) fn start(&self) -> EpochMillis {
+        self.start
+    }
+
+    pub(crate) fn end(&self) -> EpochMillis {
+        self.end
+    }
+
+    pub(crate) fn files(&self) -> &[String] {
+        &self.files
+    }
+
+    pub(crate) fn set_files(&mut self, files: &[FileEntry]) {
+        self.files = file_names(files);
+    }
+
+    /// Minutes it would take to move this span to `[start, end)`, if it can be moved there:
+    /// forward only, keeping part of it.
+    fn steps_to(
+        &self,
+        table: Table,
+        filter: &str,
+        start: EpochMillis,
+        end: EpochMillis,
+    ) -> Option<i64> {
+        let forward = start >= self.start && end >= self.end && start < self.end;
+        (self.table == table && self.filter == filter && forward)
+            .then(|| (start - self.start + end - self.end) / MINUTE_MS)
+            .filter(|steps| *steps <= MAX_STEP_MINUTES)
+    }
+
+    /// Adds the rows of `[self.end, end)`, which `batches` hold, and moves the end there.
+    pub(crate) fn push(&mut self, end: EpochMillis, batches: &[RecordBatch]) -> Result<()> {
+        self.apply(batches, true)?;
+        self.end = end;
+        Ok(())
+    }
+
+    /// Takes out the rows of `[self.start, start)`, which `batches` hold, and moves the
+    /// start there.
+    pub(crate) fn drop_before(
+        &mut self,
+        start: EpochMillis,
+        batches: &[RecordBatch],
+    ) -> Result<()> {
+        self.apply(batches, false)?;
+        self.start = start;
+        for running in self.keys.values_mut() {
+            running.settle_extremes(start);
+        }
+        self.keys.retain(|_, running| running.newest >= start);
+        Ok(())
+    }
+
+    /// Adds or takes out the rows that count: per key and minute the server's when it
+    /// reported, else the client's. One pass learns the server's minutes, a second counts.
+    fn apply(&mut self, batches: &[RecordBatch], adding: bool) -> Result<()> {
+        let converter = key_converter(self.table)?;
+        let mut read = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let keys = key_rows(self.table, &converter, batch)?;
+            let minutes = column(batch, schema::MINUTE)?
+                .as_primitive::<TimestampMillisecondType>()
+                .clone();
+            let sides: StringArray = column(batch, schema::SIDE)?.as_string::<i32>().clone();
+            for row in 0..batch.num_rows() {
+                let bytes = keys.row(row);
+                let running = match self.keys.get_mut(bytes.as_ref()) {
+                    Some(running) => running,
+                    None if adding => self
+                        .keys
+                        .entry(bytes.as_ref().into())
+                        .or_insert(Running::new(batch::key_at(self.table, batch, row)?)),
+                    None => {
+                        return Err(Error::InvalidQuery(
+                            "a moving total lost a key it never had".into(),
+                        ));
+                    }
+                };
+                if sides.value(row) == Side::Server.as_str() {
+                    running.server_minutes.push(minutes.value(row));
+                }
+            }
+            read.push((keys, minutes, sides, Figures::of(batch)?));
+        }
+        for (keys, minutes, sides, figures) in &read {
+            for row in 0..keys.num_rows() {
+                let Some(running) = self.keys.get_mut(keys.row(row).as_ref()) else {
+                    continue;
+                };
+                let side = if sides.value(row) == Side::Server.as_str() {
+                    Side::Server
+                } else {
+                    Side::Client
+                };
+                let minute = minutes.value(row);
+                if !running.counts(minute, side) {
+                    continue;
+                }
+                if adding {
+                    running.add(minute, side, figures, row)?;
+                } else {
+                    running.take(figures, row)?;
+                }
+            }
+        }
+        for running in self.keys.values_mut() {
+            running.server_minutes.clear();
+            running.queue_extremes();
+        }
+        Ok(())
+    }
+
+    /// The span's totals, sorted by key.
+    pub(crate) fn totals(&self) -> Vec<SpanTotal> {
+        let mut totals: Vec<SpanTotal> = self
+            .keys
+            .values()
+            .map(|running| SpanTotal {
+                key: running.key.clone(),
+                detected_by: running.detected_by(self.start),
+                metrics: running.metrics.clone(),
+            })
+            .collect();
+        totals.sort_by(|a, b| a.key.cmp(&b.key));
+        totals
+    }
+}
+
+pub(crate) fn file_names(files: &[FileEntry]) -> Vec<String> {
+    files.iter().map(|file| file.path.to_string()).collect()
+}
+
+/// The spans kept moving.
+#[derive(Default)]
+pub(crate) struct MovingSpans {
+    spans: parking_lot::Mutex<VecDeque<MovingSpan>>,
+}
+
+impl MovingSpans {
+    /// Takes out the kept span nearest to `[start, end)` that can be moved there. It is
+    /// taken, not lent: the caller moves it on outside the lock and gives it back.
+    pub(crate) fn take_nearest(
+        &self,
+        table: Table,
+        filter: &str,
+        start: EpochMillis,
+        end: EpochMillis,
+    ) -> Option<MovingSpan> {
+        let mut spans = self.spans.lock();
+        let nearest = spans
+            .iter()
+            .enumerate()
+            .filter_map(|(at, span)| Some((span.steps_to(table, filter, start, end)?, at)))
+            .min()?;
+        spans.remove(nearest.1)
+    }
+
+    /// Keeps `span`, forgetting the longest unused ones past the bounds.
+    pub(crate) fn keep(&self, span: MovingSpan) {
+        if span.keys.len() > MAX_KEPT_KEYS {
+            return;
+        }
+        let mut spans = self.spans.lock();
+        spans.push_back(span);
+        while spans.len() > MAX_SPANS
+            || spans.iter().map(|s| s.keys.len()).sum::<usize>() > MAX_KEPT_KEYS
+        {
+            spans.pop_front();
+        }
+    }
+}
