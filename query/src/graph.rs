@@ -12,6 +12,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use crate::error::Result;
 
 pub(crate) struct GraphNode {
+    /// The API id, worked out once: a read renders it for every edge end.
+    pub(crate) id: String,
     pub(crate) service: ServiceRef,
     /// Zero for nodes that only appear as an edge's endpoint (virtual nodes, services
     /// without a sidecar that nobody reported figures for).
@@ -42,11 +44,15 @@ impl ServiceGraph {
         // Keyed by API id: two refs that render to the same id must be one node, or the UI
         // would get duplicate ids. A real service wins over a virtual node of the same name.
         let mut by_id: BTreeMap<String, GraphNode> = BTreeMap::new();
-        let mut add_node = |service: &ServiceRef, metrics: Option<&Metrics>| {
-            let node = by_id.entry(service.id()).or_insert_with(|| GraphNode {
-                service: service.clone(),
-                metrics: Metrics::default(),
-            });
+        let mut add_node = |id: &str, service: &ServiceRef, metrics: Option<&Metrics>| {
+            let node = match by_id.get_mut(id) {
+                Some(node) => node,
+                None => by_id.entry(id.to_owned()).or_insert_with(|| GraphNode {
+                    id: id.to_owned(),
+                    service: service.clone(),
+                    metrics: Metrics::default(),
+                }),
+            };
             if service.kind == NodeKind::Service {
                 node.service.kind = NodeKind::Service;
             }
@@ -56,29 +62,34 @@ impl ServiceGraph {
         };
         for aggregate in &services {
             if let RowKey::Service { service } = &aggregate.key {
-                add_node(service, Some(&aggregate.metrics));
+                add_node(&service.id(), service, Some(&aggregate.metrics));
             }
         }
+        let mut ends = Vec::with_capacity(edges.len());
         for aggregate in &edges {
             if let RowKey::Edge { source, target, .. } = &aggregate.key {
-                add_node(source, None);
-                add_node(target, None);
+                let ids = (source.id(), target.id());
+                add_node(&ids.0, source, None);
+                add_node(&ids.1, target, None);
+                ends.push(Some(ids));
+            } else {
+                ends.push(None);
             }
         }
-        let index_of: BTreeMap<String, usize> = by_id
-            .keys()
-            .enumerate()
-            .map(|(index, id)| (id.clone(), index))
-            .collect();
+        let nodes: Vec<GraphNode> = by_id.into_values().collect();
+        let index_of = |id: &str| {
+            nodes
+                .binary_search_by(|node| node.id.as_str().cmp(id))
+                .expect("every edge end was added as a node")
+        };
         let mut graph_edges: Vec<GraphEdge> = edges
             .into_iter()
-            .filter_map(|aggregate| {
-                let RowKey::Edge { source, target, .. } = &aggregate.key else {
-                    return None;
-                };
+            .zip(ends)
+            .filter_map(|(aggregate, ends)| {
+                let (source, target) = ends?;
                 Some(GraphEdge {
-                    source: index_of[&source.id()],
-                    target: index_of[&target.id()],
+                    source: index_of(&source),
+                    target: index_of(&target),
                     aggregate,
                 })
             })
@@ -87,14 +98,14 @@ impl ServiceGraph {
             (a.source, a.target, edge_protocol(a)).cmp(&(b.source, b.target, edge_protocol(b)))
         });
         Self {
-            nodes: by_id.into_values().collect(),
+            nodes,
             edges: graph_edges,
         }
     }
 
     pub(crate) fn position(&self, id: &str) -> Option<usize> {
         self.nodes
-            .binary_search_by(|node| node.service.id().as_str().cmp(id))
+            .binary_search_by(|node| node.id.as_str().cmp(id))
             .ok()
     }
 
@@ -246,7 +257,7 @@ mod tests {
     }
 
     fn ids(graph: &ServiceGraph) -> Vec<String> {
-        graph.nodes.iter().map(|n| n.service.id()).collect()
+        graph.nodes.iter().map(|n| n.id.clone()).collect()
     }
 
     fn layer_of(graph: &ServiceGraph) -> BTreeMap<String, usize> {

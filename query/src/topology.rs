@@ -73,16 +73,35 @@ impl TopologyEdge {
         else {
             return None;
         };
-        Some(Self {
-            source: source.id(),
-            target: target.id(),
+        Some(Self::between(
+            source.id(),
+            target.id(),
+            *protocol,
+            detected_by,
+            metrics,
+            minutes,
+        ))
+    }
+
+    /// An edge whose ends' ids are already worked out.
+    fn between(
+        source: String,
+        target: String,
+        protocol: meshscope_storage::Protocol,
+        detected_by: meshscope_storage::Side,
+        metrics: &Metrics,
+        minutes: i64,
+    ) -> Self {
+        Self {
+            source,
+            target,
             protocol: protocol.as_str(),
             detected_by: detected_by.as_str(),
             mtls: metrics.calls > 0 && metrics.mtls_calls >= metrics.calls,
             mtls_ratio: ratio(metrics.mtls_calls, metrics.calls),
             metrics: EdgeMetrics::from_metrics(metrics, minutes),
             upstream_health: None,
-        })
+        }
     }
 }
 
@@ -114,12 +133,17 @@ pub(crate) async fn topology(
         .iter()
         .filter_map(|edge| {
             let aggregate = &edge.aggregate;
-            let mut edge = TopologyEdge::new(
-                &aggregate.key,
+            let RowKey::Edge { protocol, .. } = &aggregate.key else {
+                return None;
+            };
+            let mut edge = TopologyEdge::between(
+                graph.nodes[edge.source].id.clone(),
+                graph.nodes[edge.target].id.clone(),
+                *protocol,
                 aggregate.detected_by,
                 &aggregate.metrics,
                 minutes,
-            )?;
+            );
             edge.upstream_health = health.get(&edge.source, &edge.target);
             Some(edge)
         })

@@ -23,6 +23,7 @@ pub(crate) struct NodeMetrics {
 impl NodeMetrics {
     pub(crate) fn from_metrics(metrics: &Metrics, minutes: i64) -> Self {
         let calls = metrics.calls;
+        let [p50_ms, p95_ms, p99_ms] = percentiles(metrics);
         let apdex = (calls > 0).then(|| {
             (metrics.apdex_satisfied as f64 + metrics.apdex_tolerating as f64 / 2.0) / calls as f64
         });
@@ -32,9 +33,9 @@ impl NodeMetrics {
             errors: metrics.errors,
             error_rate: ratio(metrics.errors, calls),
             errors_4xx: metrics.errors_4xx,
-            p50_ms: quantile(metrics, 0.50),
-            p95_ms: quantile(metrics, 0.95),
-            p99_ms: quantile(metrics, 0.99),
+            p50_ms,
+            p95_ms,
+            p99_ms,
             apdex,
         }
     }
@@ -60,15 +61,16 @@ pub(crate) struct EdgeMetrics {
 
 impl EdgeMetrics {
     pub(crate) fn from_metrics(metrics: &Metrics, minutes: i64) -> Self {
+        let [p50_ms, p95_ms, p99_ms] = percentiles(metrics);
         Self {
             calls: metrics.calls,
             cpm: per_minute(metrics.calls, minutes),
             errors: metrics.errors,
             error_rate: ratio(metrics.errors, metrics.calls),
             errors_4xx: metrics.errors_4xx,
-            p50_ms: quantile(metrics, 0.50),
-            p95_ms: quantile(metrics, 0.95),
-            p99_ms: quantile(metrics, 0.99),
+            p50_ms,
+            p95_ms,
+            p99_ms,
             bytes_sent: metrics.bytes_sent,
             bytes_received: metrics.bytes_received,
             tcp_connections: metrics.tcp_connections,
@@ -146,11 +148,15 @@ pub(crate) fn ratio(part: u64, whole: u64) -> f64 {
     }
 }
 
-fn quantile(metrics: &Metrics, q: f64) -> Option<f64> {
+/// p50, p95 and p99: one pass over the sketch reads all three.
+fn percentiles(metrics: &Metrics) -> [Option<f64>; 3] {
     if metrics.calls == 0 {
-        return None;
+        return [None; 3];
     }
-    metrics.latency.quantile(q).map(round3)
+    metrics
+        .latency
+        .quantiles([0.50, 0.95, 0.99])
+        .map(|q| q.map(round3))
 }
 
 /// Microsecond precision is all a millisecond figure needs, and it keeps the JSON readable.

@@ -231,6 +231,55 @@ impl Bins {
         });
     }
 
+    /// Adds bins sorted by key with distinct keys, as a decoded sketch holds them: one
+    /// linear merge for sparse bins instead of a search and an insert per bin, and one
+    /// growth of a dense range instead of one per new key.
+    fn merge_sorted(&mut self, incoming: &[(i32, u64)]) {
+        let (Some(&(lo, _)), Some(&(hi, _))) = (incoming.first(), incoming.last()) else {
+            return;
+        };
+        match self {
+            Bins::Sparse(bins) => {
+                if let Some(merged) = merge_sparse(bins, incoming) {
+                    *bins = merged;
+                    return;
+                }
+                let dense = if bins.is_empty() {
+                    Dense::<u32>::from_bins(incoming.iter().copied()).map(Bins::Dense)
+                } else {
+                    None
+                };
+                match dense {
+                    Some(dense) => *self = dense,
+                    None => {
+                        self.densify();
+                        self.merge_sorted(incoming);
+                    }
+                }
+            }
+            Bins::Dense(dense) => {
+                let reserved = dense.add(lo, 0).and_then(|()| dense.add(hi, 0));
+                for (at, &(key, n)) in incoming.iter().enumerate() {
+                    if reserved.is_none() || dense.add(key, n).is_none() {
+                        // `add` leaves a counter that would overflow as it was, so the
+                        // bins from `at` on are still to be added.
+                        self.widen();
+                        self.merge_sorted(&incoming[at..]);
+                        return;
+                    }
+                }
+            }
+            Bins::Wide(wide) => {
+                for &(key, n) in incoming {
+                    if wide.add(key, n).is_none() {
+                        let slot = &mut wide.counts[(key - wide.offset) as usize];
+                        *slot = u64::MAX;
+                    }
+                }
+            }
+        }
+    }
+
     fn count_at(&self, key: i32) -> u64 {
         match self {
             Bins::Sparse(bins) => {
@@ -300,6 +349,43 @@ impl Bins {
             Bins::Wide(wide) => wide.visit(&mut f),
         }
     }
+}
+
+/// Sparse `bins` and sorted `incoming` merged into one sorted list, or `None` when the
+/// result has too many bins or a count too large for a sparse bin.
+fn merge_sparse(bins: &[u32], incoming: &[(i32, u64)]) -> Option<Vec<u32>> {
+    if incoming.len() > SPARSE_MAX_BINS {
+        return None;
+    }
+    let mut merged = Vec::with_capacity((bins.len() + incoming.len()).min(SPARSE_MAX_BINS));
+    let mut ours = bins.iter().copied().peekable();
+    for &(key, n) in incoming {
+        while let Some(&bin) = ours.peek() {
+            if packed_key(bin) >= key {
+                break;
+            }
+            merged.push(bin);
+            ours.next();
+        }
+        let sum = match ours.peek() {
+            Some(&bin) if packed_key(bin) == key => {
+                ours.next();
+                u64::from(packed_count(bin)) + n
+            }
+            _ => n,
+        };
+        if sum > 0xFFFF {
+            return None;
+        }
+        merged.push(pack(key, sum as u32));
+    }
+    merged.extend(ours);
+    (merged.len() <= SPARSE_MAX_BINS).then_some(merged)
+}
+
+thread_local! {
+    /// Bins decoded by `merge_bytes`, reused: a fold decodes a sketch per row.
+    static DECODED: std::cell::RefCell<Vec<(i32, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A latency distribution in milliseconds.
@@ -452,6 +538,54 @@ impl LatencySketch {
         found.map(value_of)
     }
 
+    /// Several quantiles in one pass over the bins, as `quantile` gives each; `qs` in
+    /// ascending order (a pass reads the bins once for all of them).
+    pub fn quantiles<const N: usize>(&self, qs: [f64; N]) -> [Option<f64>; N] {
+        let mut found = [None; N];
+        if self.count == 0 {
+            return found;
+        }
+        // Ranks among the binned observations, for the quantiles the bins answer.
+        let mut wanted: [Option<u64>; N] = [None; N];
+        for (at, q) in qs.into_iter().enumerate() {
+            let q = if q.is_nan() { 0.0 } else { q.clamp(0.0, 1.0) };
+            let rank = (q * (self.count - 1) as f64) as u64;
+            if q == 0.0 {
+                found[at] = Some(self.min);
+            } else if q == 1.0 {
+                found[at] = Some(self.max);
+            } else if rank < self.zero {
+                found[at] = Some(0.0);
+            } else {
+                wanted[at] = Some(rank - self.zero);
+            }
+        }
+        let mut next = 0;
+        let mut seen = 0;
+        let mut last = None;
+        self.bins.visit(|key, n| {
+            seen += n;
+            last = Some(key);
+            while next < N {
+                match wanted[next] {
+                    Some(rank) if seen <= rank => return true,
+                    Some(_) => found[next] = Some(value_of(key)),
+                    None => {}
+                }
+                next += 1;
+            }
+            false
+        });
+        // Counts that do not reach a rank (never, for a consistent sketch) read as the
+        // top bin, as `quantile` does.
+        for at in next..N {
+            if wanted[at].is_some() {
+                found[at] = last.map(value_of);
+            }
+        }
+        found
+    }
+
     pub fn sum(&self) -> Option<f64> {
         (self.count > 0).then_some(self.sum)
     }
@@ -498,17 +632,19 @@ impl LatencySketch {
         let Some(header) = Header::read(bytes)? else {
             return Ok(());
         };
-        let mut binned: u64 = 0;
-        header.bins.visit(|_, n| {
-            binned = binned.saturating_add(n);
-            true
-        })?;
-        if header.zero.checked_add(binned) != Some(header.count) {
-            return Err(invalid("latency sketch counts do not add up".into()));
-        }
-        header.bins.visit(|key, n| {
-            self.bins.add(key, n);
-            true
+        DECODED.with_borrow_mut(|decoded| {
+            decoded.clear();
+            let mut binned: u64 = 0;
+            header.bins.visit(|key, n| {
+                binned = binned.saturating_add(n);
+                decoded.push((key, n));
+                true
+            })?;
+            if header.zero.checked_add(binned) != Some(header.count) {
+                return Err(invalid("latency sketch counts do not add up".into()));
+            }
+            self.bins.merge_sorted(decoded);
+            Ok(())
         })?;
         if self.count == 0 {
             self.min = header.min;
@@ -862,6 +998,68 @@ mod tests {
         let mut empty = LatencySketch::new();
         empty.merge_bytes(&a.to_bytes()).unwrap();
         assert_eq!(empty, a);
+    }
+
+    #[test]
+    fn quantiles_in_one_pass_equal_quantiles_one_by_one() {
+        let quiet = sketch_of([3.0, 7.5, 7.5, 40.0]);
+        let busy = sketch_of((1..=2_000).map(|i| f64::from(i) / 7.0));
+        let zeros = sketch_of([0.0, 0.0, 0.0, 12.0]);
+        let qs = [0.0, 0.25, 0.5, 0.95, 0.99, 0.999, 1.0];
+        for sketch in [&quiet, &busy, &zeros, &LatencySketch::new()] {
+            let one_by_one: Vec<Option<f64>> = qs.iter().map(|&q| sketch.quantile(q)).collect();
+            assert_eq!(sketch.quantiles(qs).to_vec(), one_by_one);
+        }
+    }
+
+    #[test]
+    fn merging_decoded_bins_keeps_every_count_across_every_representation() {
+        // Sparse into sparse that overflows into dense, dense into sparse, a count past a
+        // sparse bin's sixteen bits, and past a dense bin's thirty-two.
+        let few = sketch_of((1..=30).map(f64::from));
+        let more = sketch_of((20..=60).map(f64::from));
+        let busy = sketch_of((1..=2_000).map(|i| f64::from(i) / 7.0));
+        let mut heavy = LatencySketch::new();
+        for _ in 0..70_000 {
+            heavy.add(5.0);
+        }
+        for (a, b) in [
+            (&few, &more),
+            (&more, &few),
+            (&few, &busy),
+            (&busy, &few),
+            (&heavy, &few),
+            (&few, &heavy),
+        ] {
+            let mut by_bytes = a.clone();
+            by_bytes.merge_bytes(&b.to_bytes()).unwrap();
+            let mut by_adding = a.clone();
+            b.bins.visit(|key, n| {
+                by_adding.bins.add(key, n);
+                true
+            });
+            let mut bins_by_bytes = Vec::new();
+            by_bytes.bins.visit(|key, n| {
+                bins_by_bytes.push((key, n));
+                true
+            });
+            let mut bins_by_adding = Vec::new();
+            by_adding.bins.visit(|key, n| {
+                bins_by_adding.push((key, n));
+                true
+            });
+            assert_eq!(bins_by_bytes, bins_by_adding);
+            assert_eq!(by_bytes.count(), a.count() + b.count());
+        }
+        let mut wide = heavy.clone();
+        for _ in 0..62_000 {
+            wide.merge(&heavy);
+        }
+        let mut wider = wide.clone();
+        wider.merge_bytes(&wide.to_bytes()).unwrap();
+        assert_eq!(wider.count(), 2 * 62_001 * 70_000);
+        assert_eq!(wider.quantile(0.5), heavy.quantile(0.5));
+        assert!(matches!(wider.bins, Bins::Wide(_)), "a bin past u32 widens");
     }
 
     #[test]
