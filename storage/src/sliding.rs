@@ -22,7 +22,7 @@ use crate::files::FileEntry;
 use crate::model::{EpochMillis, MINUTE_MS, Metrics, RowKey, Side, Table};
 use crate::schema;
 use crate::sketch::LatencySketch;
-use crate::totals::{Figures, SpanTotal, column, key_converter, key_rows};
+use crate::totals::{Figures, SpanTotal, column, counters_mut, key_converter, key_rows};
 
 /// Spans kept moving at once: a few dashboards' windows over the edge and service tables.
 const MAX_SPANS: usize = 16;
@@ -114,25 +114,13 @@ impl Running {
 
     fn take(&mut self, figures: &Figures, row: usize) -> Result<()> {
         let gone = figures.counters(row);
-        let ours = &mut self.metrics;
-        let fields = [
-            &mut ours.calls,
-            &mut ours.errors,
-            &mut ours.errors_4xx,
-            &mut ours.bytes_sent,
-            &mut ours.bytes_received,
-            &mut ours.tcp_connections,
-            &mut ours.mtls_calls,
-            &mut ours.apdex_satisfied,
-            &mut ours.apdex_tolerating,
-        ];
-        for (field, gone) in fields.into_iter().zip(gone) {
+        for (field, gone) in counters_mut(&mut self.metrics).into_iter().zip(gone) {
             *field = field.checked_sub(gone).ok_or_else(|| {
                 Error::InvalidQuery("a moving total lost more than it held".into())
             })?;
         }
         match figures.sketch(row) {
-            Some(bytes) => ours.latency.remove_bytes(bytes),
+            Some(bytes) => self.metrics.latency.remove_bytes(bytes),
             None => Ok(()),
         }
     }

@@ -651,12 +651,11 @@ impl Store {
             start: span.start,
             end: span.end,
             filter: format!("{filter:?}"),
-            files: self
-                .table(table, granularity)
-                .files_overlapping(Some(span.start), Some(span.end))
-                .iter()
-                .map(|file| file.path.to_string())
-                .collect(),
+            files: sliding::file_names(
+                &self
+                    .table(table, granularity)
+                    .files_overlapping(Some(span.start), Some(span.end)),
+            ),
         }
     }
 

@@ -247,30 +247,28 @@ impl Partial {
 
 /// Adds one stored row's figures, in `COUNTERS` order, and its encoded sketch.
 fn add_row(into: &mut Metrics, figures: [u64; 9], sketch: Option<&[u8]>) -> Result<()> {
-    let [
-        calls,
-        errors,
-        errors_4xx,
-        bytes_sent,
-        bytes_received,
-        tcp_connections,
-        mtls_calls,
-        apdex_satisfied,
-        apdex_tolerating,
-    ] = figures;
-    into.calls += calls;
-    into.errors += errors;
-    into.errors_4xx += errors_4xx;
-    into.bytes_sent += bytes_sent;
-    into.bytes_received += bytes_received;
-    into.tcp_connections += tcp_connections;
-    into.mtls_calls += mtls_calls;
-    into.apdex_satisfied += apdex_satisfied;
-    into.apdex_tolerating += apdex_tolerating;
+    for (field, n) in counters_mut(into).into_iter().zip(figures) {
+        *field += n;
+    }
     if let Some(bytes) = sketch {
         into.latency.merge_bytes(bytes)?;
     }
     Ok(())
+}
+
+/// A total's counters in `COUNTERS` order, the order `Figures::counters` reads a row in.
+pub(crate) fn counters_mut(metrics: &mut Metrics) -> [&mut u64; 9] {
+    [
+        &mut metrics.calls,
+        &mut metrics.errors,
+        &mut metrics.errors_4xx,
+        &mut metrics.bytes_sent,
+        &mut metrics.bytes_received,
+        &mut metrics.tcp_connections,
+        &mut metrics.mtls_calls,
+        &mut metrics.apdex_satisfied,
+        &mut metrics.apdex_tolerating,
+    ]
 }
 
 fn merge_into(total: &mut Option<Metrics>, metrics: Metrics) {
