@@ -45,6 +45,8 @@ struct Options {
     slide_minutes: usize,
     /// Keep the generated store here and, when it is already there, only run the queries.
     reuse: Option<std::path::PathBuf>,
+    /// The windows read at a fixed time, e.g. `1h` alone when profiling its repeats.
+    windows: Option<Vec<String>>,
 }
 
 impl Options {
@@ -58,6 +60,7 @@ impl Options {
             runs: 20,
             slide_minutes: 20,
             reuse: None,
+            windows: None,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -75,6 +78,15 @@ impl Options {
                 "--runs" => options.runs = value() as usize,
                 "--slide-minutes" => options.slide_minutes = value() as usize,
                 "--reuse" => options.reuse = args.next().map(Into::into),
+                "--windows" => {
+                    options.windows = Some(
+                        args.next()
+                            .unwrap_or_else(|| panic!("--windows needs a list, e.g. 1h,24h"))
+                            .split(',')
+                            .map(str::to_owned)
+                            .collect(),
+                    )
+                }
                 // Cargo passes `--bench`; anything else is a filter we do not use.
                 _ => {}
             }
@@ -339,7 +351,12 @@ async fn main() {
         let clock = clock.clone();
         move || clock.load(Ordering::Relaxed)
     }));
-    for window in ["1h", "24h", &format!("{}d", options.days)] {
+    let windows = options
+        .windows
+        .clone()
+        .unwrap_or_else(|| vec!["1h".into(), "24h".into(), format!("{}d", options.days)]);
+    for window in &windows {
+        let window = window.as_str();
         // The first read of a window folds every row; later ones reuse the totals of its
         // closed spans and fold only the open minute.
         let (cold, nodes, edges) = topology(&router, window).await;

@@ -291,9 +291,10 @@ impl MovingSpan {
     pub(crate) fn totals(&self) -> Vec<SpanTotal> {
         let mut totals: Vec<SpanTotal> = self
             .keys
-            .values()
-            .map(|running| SpanTotal {
+            .iter()
+            .map(|(bytes, running)| SpanTotal {
                 key: running.key.clone(),
+                bytes: bytes.clone(),
                 detected_by: running.detected_by(self.start),
                 metrics: running.metrics.clone(),
             })

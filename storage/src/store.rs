@@ -371,16 +371,11 @@ impl Store {
             }
         }
         let base = self.closed_totals(table, &closed, filter).await?;
-        let mut open_totals = Vec::with_capacity(open.len());
-        for (granularity, span) in open {
-            open_totals.push(
-                self.span_totals(table, granularity, span, filter, false)
-                    .await?,
-            );
+        let mut open_rows = Vec::new();
+        for (_, span) in open {
+            open_rows.extend(self.open_rows(table, span, filter).await?);
         }
-        Ok(combine(
-            base.iter().chain(open_totals.iter().flat_map(|t| t.iter())),
-        ))
+        totals::with_open(table, &base, &open_rows)
     }
 
     /// The closed spans' totals taken together, sorted by key; kept for the next read of
@@ -404,8 +399,7 @@ impl Store {
             read.push(if *granularity == Granularity::Minute && long {
                 self.moving_totals(table, *span, filter).await?
             } else {
-                self.span_totals(table, *granularity, *span, filter, true)
-                    .await?
+                self.span_totals(table, *granularity, *span, filter).await?
             });
         }
         // One span is already summed per key and sorted: sharing it spares a copy of
@@ -414,16 +408,7 @@ impl Store {
             self.inner.window_cache.insert(keys, only.clone());
             return Ok(only.clone());
         }
-        let totals = Arc::new(
-            combine(read.iter().flat_map(|t| t.iter()))
-                .into_iter()
-                .map(|a| totals::SpanTotal {
-                    key: a.key,
-                    detected_by: a.detected_by,
-                    metrics: a.metrics,
-                })
-                .collect::<Vec<_>>(),
-        );
+        let totals = Arc::new(totals::combine(read.iter().flat_map(|t| t.iter())));
         self.inner.window_cache.insert(keys, totals.clone());
         Ok(totals)
     }
@@ -474,14 +459,15 @@ impl Store {
                 if let Err(error) = moved {
                     tracing::warn!(%error, table = table.name(), "a moving total was read afresh");
                 }
-                self.span_totals(table, Granularity::Minute, span, filter, true)
+                self.span_totals(table, Granularity::Minute, span, filter)
                     .await
             }
         }
     }
 
     /// Moves `moving` to `span`: the rows of the minutes before `span.start` taken out,
-    /// the rows of the minutes up to `span.end` added, each read in one scan.
+    /// the rows of the minutes up to `span.end` added. The two scans run side by side: a
+    /// one-minute scan waits on opening its files more than on the cores.
     async fn move_span(
         &self,
         moving: &mut sliding::MovingSpan,
@@ -489,20 +475,25 @@ impl Store {
         filter: &KeyFilter,
     ) -> Result<()> {
         let table = moving.table();
-        if moving.start() < span.start {
-            let gone = TimeRange {
-                start: moving.start(),
-                end: span.start.min(moving.end()),
-            };
-            let rows = self.rows_in(table, gone, filter).await?;
+        let gone = (moving.start() < span.start).then(|| TimeRange {
+            start: moving.start(),
+            end: span.start.min(moving.end()),
+        });
+        let added = (moving.end() < span.end).then(|| TimeRange {
+            start: moving.end(),
+            end: span.end,
+        });
+        let read = |range: Option<TimeRange>| async move {
+            match range {
+                Some(range) => self.rows_in(table, range, filter).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (gone, added) = futures::try_join!(read(gone), read(added))?;
+        if let Some(rows) = gone {
             moving.drop_before(span.start, &rows)?;
         }
-        if moving.end() < span.end {
-            let added = TimeRange {
-                start: moving.end(),
-                end: span.end,
-            };
-            let rows = self.rows_in(table, added, filter).await?;
+        if let Some(rows) = added {
             moving.push(span.end, &rows)?;
         }
         Ok(())
@@ -563,19 +554,30 @@ impl Store {
         }
     }
 
+    /// The rows of an open minute span: from memory when no file holds any of them, as
+    /// they usually are, else scanned.
+    async fn open_rows(
+        &self,
+        table: Table,
+        span: TimeRange,
+        filter: &KeyFilter,
+    ) -> Result<Vec<RecordBatch>> {
+        match self.open_only(table, Granularity::Minute, span, filter)? {
+            Some(batches) => Ok(batches),
+            None => self.rows_in(table, span, filter).await,
+        }
+    }
+
     async fn span_totals(
         &self,
         table: Table,
         granularity: Granularity,
         span: TimeRange,
         filter: &KeyFilter,
-        closed: bool,
     ) -> Result<Arc<Vec<totals::SpanTotal>>> {
         let rollup = granularity != Granularity::Minute;
-        let key = closed.then(|| self.span_key(table, granularity, span, filter));
-        if let Some(key) = &key
-            && let Some(totals) = self.inner.span_cache.get(key)
-        {
+        let key = self.span_key(table, granularity, span, filter);
+        if let Some(totals) = self.inner.span_cache.get(&key) {
             return Ok(totals);
         }
         let totals = match self.open_only(table, granularity, span, filter)? {
@@ -585,9 +587,7 @@ impl Store {
                 Arc::new(totals::fold_streams(table, streams, rollup).await?)
             }
         };
-        if let Some(key) = key {
-            self.inner.span_cache.insert(key, totals.clone());
-        }
+        self.inner.span_cache.insert(key, totals.clone());
         Ok(totals)
     }
 
@@ -869,28 +869,4 @@ fn key_predicate(table: Table, filter: &KeyFilter) -> Option<Expr> {
         parts.push(col(SIDE).eq(lit(side.as_str())));
     }
     parts.into_iter().reduce(Expr::and)
-}
-
-/// Spans' totals summed per key, sorted by key. The spans come sorted, so the sort mostly
-/// merges runs; one pass then adds up neighbours with the same key, with no index of keys.
-fn combine<'a>(totals: impl Iterator<Item = &'a totals::SpanTotal>) -> Vec<Aggregate> {
-    let mut totals: Vec<&totals::SpanTotal> = totals.collect();
-    totals.sort_by(|a, b| a.key.cmp(&b.key));
-    let mut aggregates: Vec<Aggregate> = Vec::with_capacity(totals.len());
-    for total in totals {
-        match aggregates.last_mut() {
-            Some(last) if last.key == total.key => {
-                last.metrics.merge(&total.metrics);
-                if total.detected_by == Side::Server {
-                    last.detected_by = Side::Server;
-                }
-            }
-            _ => aggregates.push(Aggregate {
-                key: total.key.clone(),
-                detected_by: total.detected_by,
-                metrics: total.metrics.clone(),
-            }),
-        }
-    }
-    aggregates
 }

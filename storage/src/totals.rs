@@ -21,6 +21,7 @@ use crate::batch;
 use crate::error::{Error, Result};
 use crate::files::Granularity;
 use crate::model::{EpochMillis, Metrics, RowKey, Side, Table};
+use crate::read::Aggregate;
 use crate::schema::{self, COUNTERS, key_columns};
 
 /// One key's figures in one span, before the client rows are settled.
@@ -95,6 +96,9 @@ pub(crate) struct Partial {
 /// What a span contributes to a key's total over the window.
 pub(crate) struct SpanTotal {
     pub(crate) key: RowKey,
+    /// The key columns in Arrow's row format: the open minutes' rows are matched to a
+    /// closed total by these bytes, without building their keys.
+    pub(crate) bytes: Box<[u8]>,
     pub(crate) detected_by: Side,
     pub(crate) metrics: Metrics,
 }
@@ -279,7 +283,7 @@ fn merge_into(total: &mut Option<Metrics>, metrics: Metrics) {
 }
 
 /// Per key: the server's rows, plus the client's in minutes the server did not report (or
-/// every client row, for rollups).
+/// every client row, for rollups). Sorted by key.
 fn settle(partials: Vec<Partial>, rollup: bool) -> Result<Vec<SpanTotal>> {
     let mut partials = partials.into_iter();
     let mut all = partials.next().unwrap_or_default();
@@ -288,8 +292,8 @@ fn settle(partials: Vec<Partial>, rollup: bool) -> Result<Vec<SpanTotal>> {
     }
     let batches = all.batches;
     all.keys
-        .into_values()
-        .map(|mut total| {
+        .into_iter()
+        .map(|(bytes, mut total)| {
             let detected_by = if total.server.is_some() {
                 Side::Server
             } else {
@@ -307,11 +311,136 @@ fn settle(partials: Vec<Partial>, rollup: bool) -> Result<Vec<SpanTotal>> {
             }
             Ok(SpanTotal {
                 key: total.key,
+                bytes,
                 detected_by,
                 metrics: metrics.unwrap_or_default(),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()
+        .map(|mut totals| {
+            totals.sort_by(|a, b| a.key.cmp(&b.key));
+            totals
+        })
+}
+
+/// Spans' totals summed per key, sorted by key. The spans come sorted, so the sort mostly
+/// merges runs; one pass then adds up neighbours with the same key, with no index of keys.
+pub(crate) fn combine<'a>(totals: impl Iterator<Item = &'a SpanTotal>) -> Vec<SpanTotal> {
+    let mut totals: Vec<&SpanTotal> = totals.collect();
+    totals.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut combined: Vec<SpanTotal> = Vec::with_capacity(totals.len());
+    for total in totals {
+        match combined.last_mut() {
+            Some(last) if last.key == total.key => {
+                last.metrics.merge(&total.metrics);
+                if total.detected_by == Side::Server {
+                    last.detected_by = Side::Server;
+                }
+            }
+            _ => combined.push(SpanTotal {
+                key: total.key.clone(),
+                bytes: total.bytes.clone(),
+                detected_by: total.detected_by,
+                metrics: total.metrics.clone(),
+            }),
+        }
+    }
+    combined
+}
+
+/// A row of an open minute, left in its batch until its key's minutes are known.
+#[derive(Clone, Copy)]
+struct OpenRow {
+    batch: u32,
+    row: u32,
+    minute: EpochMillis,
+    server: bool,
+}
+
+/// The closed totals of a window (sorted by key) with the open minutes' rows added: the
+/// read that every refresh of a dashboard makes. An open row finds its key's closed total
+/// by its bytes, and its counters and sketch go straight into that total's copy: a key the
+/// closed span knows is neither built again nor decoded into a total of its own first.
+/// Per key and minute the server's row counts when there is one, else the client's.
+pub(crate) fn with_open(
+    table: Table,
+    closed: &[SpanTotal],
+    open: &[RecordBatch],
+) -> Result<Vec<Aggregate>> {
+    let converter = key_converter(table)?;
+    let mut keys = Vec::with_capacity(open.len());
+    let mut figures = Vec::with_capacity(open.len());
+    for batch in open {
+        keys.push(key_rows(table, &converter, batch)?);
+        figures.push(Figures::of(batch)?);
+    }
+    let mut rows_of: HashMap<&[u8], Vec<OpenRow>> = HashMap::new();
+    for (at, batch) in open.iter().enumerate() {
+        let minutes = column(batch, schema::MINUTE)?.as_primitive::<TimestampMillisecondType>();
+        let sides: &StringArray = column(batch, schema::SIDE)?.as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            rows_of
+                .entry(keys[at].row(row).data())
+                .or_default()
+                .push(OpenRow {
+                    batch: at as u32,
+                    row: row as u32,
+                    minute: minutes.value(row),
+                    server: sides.value(row) == Side::Server.as_str(),
+                });
+        }
+    }
+    let known: HashMap<&[u8], usize> = if rows_of.is_empty() {
+        HashMap::new()
+    } else {
+        closed
+            .iter()
+            .enumerate()
+            .map(|(at, total)| (&*total.bytes, at))
+            .collect()
+    };
+    let mut out: Vec<Aggregate> = closed
+        .iter()
+        .map(|total| Aggregate {
+            key: total.key.clone(),
+            detected_by: total.detected_by,
+            metrics: total.metrics.clone(),
+        })
+        .collect();
+    let mut new_keys = false;
+    for (bytes, mut rows) in rows_of {
+        let at = match known.get(bytes) {
+            Some(at) => *at,
+            None => {
+                let first = rows[0];
+                out.push(Aggregate {
+                    key: batch::key_at(table, &open[first.batch as usize], first.row as usize)?,
+                    detected_by: Side::Client,
+                    metrics: Metrics::default(),
+                });
+                new_keys = true;
+                out.len() - 1
+            }
+        };
+        let total = &mut out[at];
+        rows.sort_unstable_by_key(|row| (row.minute, !row.server));
+        // Sorted by minute with the server's row first: a client row counts only when no
+        // server row of its minute came before it.
+        let mut server_minute = None;
+        for row in rows {
+            if row.server {
+                server_minute = Some(row.minute);
+                total.detected_by = Side::Server;
+            } else if server_minute == Some(row.minute) {
+                continue;
+            }
+            figures[row.batch as usize].add_to(&mut total.metrics, row.row as usize)?;
+        }
+    }
+    if new_keys {
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+    Ok(out)
 }
 
 /// What identifies a span's totals: the table, the span, the key filter, and the very files
@@ -389,5 +518,94 @@ impl<K: std::hash::Hash + Eq + Clone> SpanCache<K> {
                 entries.held -= old.len();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::to_batch;
+    use crate::model::{MINUTE_MS, MetricRow, Protocol, ServiceRef};
+
+    fn edge(source: &str, target: &str) -> RowKey {
+        RowKey::Edge {
+            source: ServiceRef::service("shop", source),
+            target: ServiceRef::service("shop", target),
+            protocol: Protocol::Http,
+        }
+    }
+
+    fn row(minute: i64, key: &RowKey, side: Side, calls: u64, millis: f64) -> MetricRow {
+        let mut metrics = Metrics {
+            calls,
+            errors: calls / 3,
+            ..Metrics::default()
+        };
+        for _ in 0..calls {
+            metrics.latency.add(millis);
+        }
+        MetricRow {
+            minute: minute * MINUTE_MS,
+            key: key.clone(),
+            side,
+            metrics,
+        }
+    }
+
+    /// What a reader relies on: a window's totals read as closed totals plus open rows are
+    /// the totals of all its rows folded at once, in key order, with the server's row of a
+    /// minute chosen over the client's and keys the closed span never saw added.
+    #[test]
+    fn open_rows_add_to_closed_totals_as_one_fold_would() {
+        let (web_cart, cart_db, web_pay) =
+            (edge("web", "cart"), edge("cart", "db"), edge("web", "pay"));
+        let closed_rows = vec![
+            row(0, &web_cart, Side::Server, 10, 20.0),
+            row(0, &web_cart, Side::Client, 11, 25.0),
+            row(1, &cart_db, Side::Client, 4, 5.0),
+        ];
+        let open_rows = [
+            // Both sides of an edge the closed span has: only the server's counts.
+            row(2, &web_cart, Side::Client, 7, 300.0),
+            row(2, &web_cart, Side::Server, 6, 250.0),
+            // Only the client's, of an edge the closed span saw from the client alone.
+            row(2, &cart_db, Side::Client, 3, 9.0),
+            // A key only the open minute has, sorting between the other two.
+            row(2, &web_pay, Side::Server, 2, 40.0),
+            row(3, &cart_db, Side::Server, 5, 7.0),
+        ];
+        let table = Table::EdgeMinute;
+        let closed_batch = to_batch(table, &closed_rows).unwrap();
+        let open_batches = vec![
+            to_batch(table, &open_rows[..2]).unwrap(),
+            to_batch(table, &open_rows[2..]).unwrap(),
+        ];
+        let closed = fold_batches(table, std::slice::from_ref(&closed_batch)).unwrap();
+        let got = with_open(table, &closed, &open_batches).unwrap();
+
+        let mut everything = vec![closed_batch];
+        everything.extend(open_batches);
+        let want = fold_batches(table, &everything).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got.len(), want.len());
+        for (got, want) in got.iter().zip(&want) {
+            assert_eq!(got.key, want.key);
+            assert_eq!(got.detected_by, want.detected_by);
+            assert_eq!(got.metrics.calls, want.metrics.calls);
+            assert_eq!(got.metrics.errors, want.metrics.errors);
+            assert_eq!(got.metrics.latency, want.metrics.latency);
+        }
+        let calls: Vec<(RowKey, u64, Side)> = got
+            .into_iter()
+            .map(|a| (a.key, a.metrics.calls, a.detected_by))
+            .collect();
+        assert_eq!(
+            calls,
+            vec![
+                (cart_db, 4 + 3 + 5, Side::Server),
+                (web_cart, 10 + 6, Side::Server),
+                (web_pay, 2, Side::Server),
+            ]
+        );
     }
 }
