@@ -2,6 +2,7 @@
 
 mod bench;
 mod config;
+mod memory;
 mod replay;
 mod serve;
 mod simulate;
@@ -62,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
         _ => "info",
     };
     init_tracing(cli.log_format, default_level);
+    memory::return_freed_memory_promptly();
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Simulate(args) => simulate::run(args).await,

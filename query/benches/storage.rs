@@ -301,8 +301,33 @@ fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1_000.0
 }
 
-#[tokio::main]
-async fn main() {
+/// Runs the bench under the allocator settings the server ships with (`src/memory.rs`:
+/// no transparent huge pages, freed pages returned after 100 ms). mimalloc reads its
+/// environment when the process starts, so the bench starts itself again with it set.
+fn with_server_allocator_settings() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let error = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("MIMALLOC_PURGE_DELAY", "100")
+        .env("MIMALLOC_ALLOW_THP", "0")
+        .exec();
+    panic!("restarting the bench with the server's allocator settings: {error}");
+}
+
+fn main() {
+    with_server_allocator_settings();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(run());
+}
+
+async fn run() {
     let options = Options::parse();
     let mut random = Random(0x5eed_cafe_f00d_1234);
     let mesh = Mesh::new(&options, &mut random);
