@@ -24,6 +24,8 @@ pub(crate) struct ServerSection {
     pub(crate) grpc_addr: Option<SocketAddr>,
     pub(crate) http_addr: Option<SocketAddr>,
     pub(crate) demo: Option<bool>,
+    /// Topology windows read ahead of the dashboard; empty to read none ahead.
+    pub(crate) warm_windows: Option<Vec<String>>,
 }
 
 /// `[storage]`: where data lives, how long each granularity is kept, whether raw access-log

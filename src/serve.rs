@@ -51,6 +51,11 @@ pub(crate) struct ServeArgs {
     /// Also run a small simulated mesh against this server, for a first look
     #[arg(long, env = "MESHSCOPE_DEMO", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     demo: Option<bool>,
+    /// Topology windows read ahead at start and after each minute is written, so that a
+    /// dashboard's reads find them ready; comma-separated, `none` for none
+    /// [default: 15m,1h,6h,24h,7d]
+    #[arg(long, env = "MESHSCOPE_WARM_WINDOWS", value_delimiter = ',')]
+    warm_windows: Option<Vec<String>>,
 }
 
 /// What `serve` runs with, after merging flags, environment, file and defaults.
@@ -59,6 +64,7 @@ struct Settings {
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     demo: bool,
+    warm_windows: Vec<String>,
     store: StoreConfig,
     collector: CollectorConfig,
 }
@@ -75,6 +81,19 @@ impl Settings {
                 .or(file.server.http_addr)
                 .unwrap_or(DEFAULT_HTTP_ADDR),
             demo: args.demo.or(file.server.demo).unwrap_or(false),
+            warm_windows: args
+                .warm_windows
+                .or(file.server.warm_windows)
+                .unwrap_or_else(|| {
+                    meshscope_query::warm::DEFAULT_WINDOWS
+                        .iter()
+                        .map(|w| (*w).to_owned())
+                        .collect()
+                })
+                .into_iter()
+                .map(|w| w.trim().to_owned())
+                .filter(|w| !w.is_empty() && w != "none")
+                .collect(),
             store: store_config(args.data_dir, file.storage),
             collector: file.collector,
         }
@@ -138,6 +157,10 @@ async fn serve(
         }
     });
 
+    for window in &settings.warm_windows {
+        meshscope_query::warm::check_window(window)
+            .with_context(|| format!("in the windows to read ahead: {window:?}"))?;
+    }
     std::fs::create_dir_all(&settings.store.data_dir).with_context(|| {
         format!(
             "creating data directory {}",
@@ -177,6 +200,11 @@ async fn serve(
 
     let state = meshscope_query::AppState::new(store.clone())
         .with_metrics_renderer(move || prometheus.render());
+    let warm_task = tokio::spawn(meshscope_query::warm::keep_warm(
+        state.clone(),
+        settings.warm_windows.clone(),
+        stop_flusher.wait(),
+    ));
     let http_server = axum::serve(http_listener, meshscope_query::router(state))
         .with_graceful_shutdown(stop_http.wait());
     let mut http_task: JoinHandle<anyhow::Result<()>> =
@@ -249,6 +277,7 @@ async fn serve(
         http_task.abort();
     }
     upkeep_task.abort();
+    warm_task.abort();
     info!("meshscope stopped");
     match failure {
         Some(Err(error)) => Err(error),
@@ -352,14 +381,25 @@ mod tests {
         assert_eq!(defaults.http_addr, "0.0.0.0:12800".parse().unwrap());
         assert_eq!(defaults.store.data_dir, PathBuf::from("data"));
         assert!(!defaults.demo);
+        assert_eq!(defaults.warm_windows, ["15m", "1h", "6h", "24h", "7d"]);
 
         let file = "[server]\ngrpc_addr = \"127.0.0.1:1\"\nhttp_addr = \"127.0.0.1:2\"\ndemo = true\n\
-                    [storage]\ndata_dir = \"/from/file\"\n";
+                    warm_windows = [\"1h\"]\n[storage]\ndata_dir = \"/from/file\"\n";
         let from_file = settings(&[], file);
         assert_eq!(from_file.grpc_addr, "127.0.0.1:1".parse().unwrap());
         assert_eq!(from_file.http_addr, "127.0.0.1:2".parse().unwrap());
         assert_eq!(from_file.store.data_dir, PathBuf::from("/from/file"));
         assert!(from_file.demo);
+        assert_eq!(from_file.warm_windows, ["1h"]);
+        assert!(
+            settings(&["--warm-windows", "none"], file)
+                .warm_windows
+                .is_empty()
+        );
+        assert_eq!(
+            settings(&["--warm-windows", "5m, 2h"], file).warm_windows,
+            ["5m", "2h"]
+        );
 
         // SAFETY: no other test in this binary reads or writes the environment.
         unsafe {
@@ -413,6 +453,7 @@ mod tests {
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
             http_addr: "127.0.0.1:0".parse().unwrap(),
             demo: false,
+            warm_windows: vec!["1h".to_owned()],
             store: StoreConfig::in_dir(data_dir.path().join("nested")),
             collector: CollectorConfig::default(),
         };

@@ -15,6 +15,7 @@ mod topology;
 mod ui;
 mod upstream;
 mod view;
+pub mod warm;
 mod window;
 
 use axum::Router;

@@ -18,6 +18,10 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let Some(render) = state.render_metrics.as_ref() else {
         return crate::error::Error::not_found("no metrics recorder is installed").into_response();
     };
+    let kept = state.store.moving_spans();
+    let keys: usize = kept.iter().map(|span| span.keys).sum();
+    metrics::gauge!("meshscope_store_moving_spans").set(kept.len() as f64);
+    metrics::gauge!("meshscope_store_moving_keys").set(keys as f64);
     // Rendering walks every registered series; keep it off the reactor threads.
     let render = render.clone();
     match tokio::task::spawn_blocking(move || render()).await {

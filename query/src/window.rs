@@ -75,7 +75,7 @@ fn ceil_to_minute(t: EpochMillis) -> EpochMillis {
 }
 
 /// `90s`, `15m`, `1h`, `7d`, `2w`; a bare number is minutes.
-fn parse_duration(text: &str) -> Result<i64> {
+pub(crate) fn parse_duration(text: &str) -> Result<i64> {
     let invalid = || {
         Error::bad_request(format!(
             "invalid window {text:?}: expected a number with a unit s, m, h, d or w, e.g. 15m"

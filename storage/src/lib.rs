@@ -42,5 +42,6 @@ pub use proxy_metrics::{
 pub use proxy_table::{ProxyFilter, proxy_table_name};
 pub use read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 pub use sketch::LatencySketch;
+pub use sliding::KeptSpan;
 pub use sql::TableInfo;
 pub use store::{Store, table_name};

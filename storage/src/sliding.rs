@@ -308,13 +308,57 @@ pub(crate) fn file_names(files: &[FileEntry]) -> Vec<String> {
     files.iter().map(|file| file.path.to_string()).collect()
 }
 
+/// A span kept moving, as `/metrics` and tests see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeptSpan {
+    pub table: Table,
+    pub start: EpochMillis,
+    pub end: EpochMillis,
+    /// Keys with a running total, each a few hundred bytes.
+    pub keys: usize,
+}
+
+/// Taken by a read for as long as it moves spans of one table and filter.
+pub(crate) type Lane = std::sync::Arc<tokio::sync::Mutex<()>>;
+
 /// The spans kept moving.
 #[derive(Default)]
 pub(crate) struct MovingSpans {
     spans: parking_lot::Mutex<VecDeque<MovingSpan>>,
+    /// One lock per table and filter that reads of moving spans take in turn.
+    lanes: parking_lot::Mutex<HashMap<(Table, String), Lane>>,
 }
 
 impl MovingSpans {
+    /// The lock that moves of `table`'s spans read with `filter` take in turn. Lanes no
+    /// read holds are forgotten as new ones come, so focused reads leave none behind.
+    pub(crate) fn lane(
+        &self,
+        table: Table,
+        filter: &str,
+    ) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut lanes = self.lanes.lock();
+        if let Some(lane) = lanes.get(&(table, filter.to_owned())) {
+            return lane.clone();
+        }
+        lanes.retain(|_, lane| std::sync::Arc::strong_count(lane) > 1);
+        lanes.entry((table, filter.to_owned())).or_default().clone()
+    }
+
+    /// What is kept, oldest use first.
+    pub(crate) fn kept(&self) -> Vec<KeptSpan> {
+        self.spans
+            .lock()
+            .iter()
+            .map(|span| KeptSpan {
+                table: span.table,
+                start: span.start,
+                end: span.end,
+                keys: span.keys.len(),
+            })
+            .collect()
+    }
+
     /// Takes out the kept span nearest to `[start, end)` that can be moved there. It is
     /// taken, not lent: the caller moves it on outside the lock and gives it back.
     pub(crate) fn take_nearest(
@@ -331,6 +375,34 @@ impl MovingSpans {
             .filter_map(|(at, span)| Some((span.steps_to(table, filter, start, end)?, at)))
             .min()?;
         spans.remove(nearest.1)
+    }
+
+    /// Moves on, under the lock, every kept span of `table` read with `filter` whose end is
+    /// `at`: the minutes just written there are added while they are still in memory, so
+    /// that the next read of the window finds them counted instead of scanning them back.
+    /// A read that wants the span meanwhile waits here rather than folding it afresh.
+    pub(crate) fn extend_at(
+        &self,
+        table: Table,
+        filter: &str,
+        at: EpochMillis,
+        mut extend: impl FnMut(&mut MovingSpan) -> Result<()>,
+    ) -> Result<()> {
+        let mut spans = self.spans.lock();
+        let mut failed = None;
+        spans.retain_mut(|span| {
+            if span.table != table || span.filter != filter || span.end != at {
+                return true;
+            }
+            match extend(span) {
+                Ok(()) => true,
+                Err(error) => {
+                    failed = Some(error);
+                    false
+                }
+            }
+        });
+        failed.map_or(Ok(()), Err)
     }
 
     /// Keeps `span`, forgetting the longest unused ones past the bounds.

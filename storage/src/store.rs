@@ -53,6 +53,9 @@ pub(crate) struct Inner {
     pub(crate) window_cache: totals::SpanCache<Vec<totals::SpanKey>>,
     /// Minute spans kept to be moved on as windows that end now move forward.
     pub(crate) moving: sliding::MovingSpans,
+    /// The end of the newest minute written, announced on every write, late rows too:
+    /// what keeps a dashboard's windows read ahead waits on it.
+    pub(crate) written: tokio::sync::watch::Sender<EpochMillis>,
     pub(crate) proxy_metrics: crate::proxy_metrics::ProxyMetrics,
     pub(crate) proxy_tables: HashMap<Granularity, Arc<StoredTable>>,
 }
@@ -170,6 +173,7 @@ impl Store {
             live_groups: parking_lot::RwLock::new(Vec::new()),
             window_cache: totals::SpanCache::new(totals::MAX_CACHED_TOTALS / 4),
             moving: sliding::MovingSpans::default(),
+            written: tokio::sync::watch::Sender::new(0),
         });
         if interval > 0 {
             tokio::spawn(maintain_in_background(
@@ -307,6 +311,7 @@ impl Store {
                 .push(&closed.batch);
         }
         let mut written: BTreeMap<Table, Vec<crate::files::FileEntry>> = BTreeMap::new();
+        let mut just_written = Vec::new();
         for ((table, hour), parts) in by_partition {
             let joined;
             let batch = match parts.as_slice() {
@@ -325,6 +330,9 @@ impl Store {
                 .files
                 .write(&stored.name, Granularity::Minute, hour, batch)
                 .await?;
+            if let Some(times) = file.times {
+                just_written.push((table, times, batch.clone()));
+            }
             written.entry(table).or_default().push(file);
         }
         for table in Table::ALL {
@@ -332,7 +340,62 @@ impl Store {
             self.table(table, Granularity::Minute)
                 .add_files_covering(files, before);
         }
+        let mut newest = None;
+        for (table, (first, last), batch) in just_written {
+            if let Err(error) = self.extend_moving(table, first, last + MINUTE_MS, &batch) {
+                tracing::warn!(%error, table = table.name(), "a moving total was left to be read afresh");
+            }
+            newest = newest.max(Some(last + MINUTE_MS));
+        }
+        if let Some(newest) = newest {
+            self.inner
+                .written
+                .send_modify(|end| *end = (*end).max(newest));
+        }
         Ok(())
+    }
+
+    /// Changes each time closed minutes are written; holds the end of the newest one.
+    pub fn minutes_written(&self) -> tokio::sync::watch::Receiver<EpochMillis> {
+        self.inner.written.subscribe()
+    }
+
+    /// The minute spans kept moving, for `/metrics` and for tests.
+    pub fn moving_spans(&self) -> Vec<sliding::KeptSpan> {
+        self.inner.moving.kept()
+    }
+
+    /// Adds the minutes `[first, end)` just written, which `batch` holds, to the kept
+    /// moving spans of the whole table that end at `first`, and keeps the totals of each
+    /// span so moved for the next read. A dashboard's window then finds the minute that
+    /// closed already counted. A span whose files changed otherwise is left alone: its next
+    /// read folds it afresh.
+    fn extend_moving(
+        &self,
+        table: Table,
+        first: EpochMillis,
+        end: EpochMillis,
+        batch: &RecordBatch,
+    ) -> Result<()> {
+        let stored = self.table(table, Granularity::Minute);
+        let whole_table = KeyFilter::default();
+        self.inner
+            .moving
+            .extend_at(table, &format!("{whole_table:?}"), first, |span| {
+                let before = stored.files_overlapping(Some(span.start()), Some(first));
+                if sliding::file_names(&before) != span.files() {
+                    return Ok(());
+                }
+                span.push(end, std::slice::from_ref(batch))?;
+                let range = TimeRange {
+                    start: span.start(),
+                    end,
+                };
+                span.set_files(&stored.files_overlapping(Some(range.start), Some(range.end)));
+                let key = self.span_key(table, Granularity::Minute, range, &whole_table);
+                self.inner.span_cache.insert(key, Arc::new(span.totals()));
+                Ok(())
+            })
     }
 
     /// Writes `batch` as a new file of the hour `hour` of `stored` and makes it visible.
@@ -427,8 +490,15 @@ impl Store {
         if let Some(totals) = self.inner.span_cache.get(&key) {
             return Ok(totals);
         }
-        let stored = self.table(table, Granularity::Minute);
         let filter_text = format!("{filter:?}");
+        // One move of a table's spans at a time: a read that came while the span it wants
+        // was out being moved would otherwise fold the whole span afresh.
+        let lane = self.inner.moving.lane(table, &filter_text);
+        let _moving = lane.lock().await;
+        if let Some(totals) = self.inner.span_cache.get(&key) {
+            return Ok(totals);
+        }
+        let stored = self.table(table, Granularity::Minute);
         let kept = self
             .inner
             .moving
