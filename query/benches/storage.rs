@@ -47,6 +47,9 @@ struct Options {
     reuse: Option<std::path::PathBuf>,
     /// The windows read at a fixed time, e.g. `1h` alone when profiling its repeats.
     windows: Option<Vec<String>>,
+    /// The windows read ahead as `meshscope serve` reads them: at start and after each
+    /// write (`none` for none, to time reads that find nothing kept).
+    read_ahead: Vec<String>,
 }
 
 impl Options {
@@ -61,6 +64,10 @@ impl Options {
             slide_minutes: 20,
             reuse: None,
             windows: None,
+            read_ahead: meshscope_query::warm::DEFAULT_WINDOWS
+                .iter()
+                .map(|w| (*w).to_owned())
+                .collect(),
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -86,6 +93,15 @@ impl Options {
                             .map(str::to_owned)
                             .collect(),
                     )
+                }
+                "--read-ahead" => {
+                    options.read_ahead = args
+                        .next()
+                        .unwrap_or_else(|| panic!("--read-ahead needs a list, e.g. 1h,24h"))
+                        .split(',')
+                        .filter(|w| !w.is_empty() && *w != "none")
+                        .map(str::to_owned)
+                        .collect()
                 }
                 // Cargo passes `--bench`; anything else is a filter we do not use.
                 _ => {}
@@ -372,10 +388,21 @@ async fn run() {
     store.publish_open(mesh.rows(open_minute, 1, &mut random));
 
     let clock = Arc::new(AtomicI64::new(now));
-    let router = router(AppState::new(store.clone()).with_clock({
+    let state = AppState::new(store.clone()).with_clock({
         let clock = clock.clone();
         move || clock.load(Ordering::Relaxed)
-    }));
+    });
+    let router = router(state.clone());
+    if !options.read_ahead.is_empty() {
+        // What `meshscope serve` does before anyone asks: the reads below find it done.
+        let started = Instant::now();
+        meshscope_query::warm::read_ahead(&state, &options.read_ahead).await;
+        println!(
+            "read ahead at start ({}): {:.1} ms",
+            options.read_ahead.join(","),
+            millis(started.elapsed())
+        );
+    }
     let windows = options
         .windows
         .clone()
@@ -410,7 +437,7 @@ async fn run() {
 
     slide(
         &options,
-        &store,
+        &state,
         &router,
         &mesh,
         &mut random,
@@ -421,11 +448,11 @@ async fn run() {
 }
 
 /// A dashboard left open on the 1 h map: the clock moves on a minute at a time, the minute
-/// that ended is written as the collector writes it, and the first read after each turn
-/// is timed; it is the read that finds no totals kept for its window.
+/// that ended is written as the collector writes it, the windows are read ahead as the
+/// server does after a write, and the first read after each turn is timed.
 async fn slide(
     options: &Options,
-    store: &Store,
+    state: &AppState,
     router: &axum::Router,
     mesh: &Mesh,
     random: &mut Random,
@@ -435,20 +462,27 @@ async fn slide(
     if options.slide_minutes == 0 {
         return;
     }
+    let store = &state.store;
     let mut turns = Vec::with_capacity(options.slide_minutes);
+    let mut ahead = Vec::with_capacity(options.slide_minutes);
     let mut repeats = Vec::new();
     let mut now = clock.load(Ordering::Relaxed);
     let mut open = mesh.rows(now.div_euclid(MINUTE_MS) * MINUTE_MS, 1, random);
     for _ in 0..options.slide_minutes {
-        store
-            .append_closed(std::mem::take(&mut open))
-            .await
-            .unwrap();
+        // The next minute opens as the one that ended is written, as in the collector,
+        // where the write moves where open minutes start.
+        let closing = std::mem::take(&mut open);
         now += MINUTE_MS;
         clock.store(now, Ordering::Relaxed);
         std::fs::write(marker, now.to_string()).unwrap();
         open = mesh.rows(now.div_euclid(MINUTE_MS) * MINUTE_MS, 1, random);
         store.publish_open(open.clone());
+        store.append_closed(closing).await.unwrap();
+        if !options.read_ahead.is_empty() {
+            let started = Instant::now();
+            meshscope_query::warm::read_ahead(state, &options.read_ahead).await;
+            ahead.push(started.elapsed());
+        }
         let (elapsed, nodes, edges) = topology(router, "1h").await;
         assert_eq!((nodes, edges), (options.services, options.edges));
         turns.push(elapsed);
@@ -459,6 +493,7 @@ async fn slide(
     // The last open minute is left out of the store, as at the start of a run.
     turns.sort();
     repeats.sort();
+    ahead.sort();
     let at = |times: &[Duration], q: f64| {
         millis(times[((times.len() as f64 * q) as usize).min(times.len() - 1)])
     };
@@ -471,6 +506,14 @@ async fn slide(
         at(&repeats, 0.5),
         at(&repeats, 0.9),
     );
+    if !ahead.is_empty() {
+        println!(
+            "read ahead after each write ({}): median {:.1} ms, max {:.1} ms",
+            options.read_ahead.join(","),
+            at(&ahead, 0.5),
+            at(&ahead, 1.0),
+        );
+    }
 }
 
 /// Writes the week: hours as single rows, then the last hours minute by minute, then one

@@ -995,3 +995,55 @@ async fn a_window_that_moves_on_reads_like_the_rows_it_covers() {
         expected(&written, Table::EdgeMinute, range)
     );
 }
+
+#[tokio::test]
+async fn reads_of_one_window_at_once_each_get_its_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Store::open(config(dir.path())).await.unwrap());
+    let mut written = Vec::new();
+    for m in 0..30 {
+        let at = T0 + m * MINUTE_MS;
+        let rows = vec![
+            row(
+                at,
+                edge("web", "cart"),
+                Side::Server,
+                10 + m as u64,
+                5.0 + m as f64,
+            ),
+            row(at, edge("web", "db"), Side::Client, 3, 40.0 - m as f64),
+            row(at, service("cart"), Side::Server, 20, 1.0),
+        ];
+        written.extend(rows.clone());
+        store.append_closed(rows).await.unwrap();
+    }
+    // Windows read for the first time and then moved on by a minute, by several readers
+    // at once: they take turns with the kept span instead of each missing it.
+    for end in [T0 + 30 * MINUTE_MS, T0 + 31 * MINUTE_MS] {
+        let range = all(end - 15 * MINUTE_MS, end);
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { read(&store, Table::EdgeMinute, range).await })
+            })
+            .collect();
+        for reader in readers {
+            assert_eq!(
+                reader.await.unwrap(),
+                expected(&written, Table::EdgeMinute, range)
+            );
+        }
+        let at = T0 + 30 * MINUTE_MS;
+        if end == T0 + 30 * MINUTE_MS {
+            let rows = vec![row(at, edge("web", "cart"), Side::Server, 7, 2.0)];
+            written.extend(rows.clone());
+            store.append_closed(rows).await.unwrap();
+        }
+    }
+    let kept = store.moving_spans();
+    assert_eq!(kept.len(), 1, "one span kept for the window: {kept:?}");
+    assert_eq!(
+        (kept[0].start, kept[0].end, kept[0].keys),
+        (T0 + 16 * MINUTE_MS, T0 + 31 * MINUTE_MS, 2)
+    );
+}
