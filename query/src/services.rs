@@ -38,6 +38,7 @@ pub(crate) async fn list(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Response> {
     let range = params.window.resolve(state.now())?;
+    state.map_read_over(&params.window);
     let minutes = minutes_in(range);
     let graph = ServiceGraph::load(&state.store, range).await?;
     let namespace = params.namespace.as_deref().filter(|ns| !ns.is_empty());

@@ -15,6 +15,8 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub clock: Clock,
     pub render_metrics: Option<MetricsRenderer>,
+    /// The relative windows the map was read over lately: what is read ahead.
+    pub(crate) watched: Arc<crate::warm::Watched>,
 }
 
 impl AppState {
@@ -24,6 +26,7 @@ impl AppState {
             store,
             clock: Arc::new(wall_clock_millis),
             render_metrics: None,
+            watched: Arc::default(),
         }
     }
 
@@ -38,6 +41,18 @@ impl AppState {
     ) -> Self {
         self.render_metrics = Some(Arc::new(render));
         self
+    }
+
+    /// Notes the window of a read of the whole map, so that it is read ahead for a while.
+    pub(crate) fn map_read_over(&self, window: &crate::window::WindowParams) {
+        if let Ok(Some(length)) = window.length() {
+            self.watched.read(length);
+        }
+    }
+
+    /// How many windows are read ahead now.
+    pub fn watched_windows(&self) -> usize {
+        self.watched.lengths().len()
     }
 
     pub(crate) fn now(&self) -> EpochMillis {

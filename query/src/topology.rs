@@ -110,6 +110,7 @@ pub(crate) async fn topology(
     ApiQuery(params): ApiQuery<TopologyParams>,
 ) -> Result<Json<Topology>> {
     let range = params.window.resolve(state.now())?;
+    state.map_read_over(&params.window);
     let depth = parse_depth(params.depth.as_deref())?;
     let minutes = minutes_in(range);
 

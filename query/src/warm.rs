@@ -1,36 +1,115 @@
-//! Reads the dashboard's windows ahead of the dashboard: once when the server starts, then
-//! each time closed minutes are written. The first read of a window folds every row it
-//! covers (half a second for an hour of a 500-service mesh), and the first read after a
-//! minute turns scans the minute that left it; done here, both are paid before anyone
-//! asks, and a dashboard's read finds the window's totals kept.
+//! Reads the dashboard's windows ahead of the dashboard, each time closed minutes are
+//! written. The first read of a window folds every row it covers (half a second for an
+//! hour of a 500-service mesh), and the first read after a minute turns scans the minute
+//! that left it; done here, both are paid before anyone asks, and a dashboard's read finds
+//! the window's totals kept.
+//!
+//! Only windows someone read lately are read ahead (and, after a restart over stored
+//! data, the usual ones for a while): each costs running totals for every node and edge
+//! of the map, which a window nobody looks at should not hold.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::graph::ServiceGraph;
 use crate::state::AppState;
-use crate::window::WindowParams;
+use crate::window::{WindowParams, ending_now};
 
 /// The windows the web UI offers that are long enough to be kept moving (shorter ones are
 /// a few minutes' rows and read fast as they are).
 pub const DEFAULT_WINDOWS: &[&str] = &["15m", "1h", "6h", "24h", "7d"];
+
+/// A window read this long ago is no longer read ahead; a dashboard that refreshes, or
+/// someone switching back to it, reads it well within this.
+pub const WATCHED_FOR: Duration = Duration::from_secs(600);
+
+/// Windows told apart: a dashboard's picker offers a handful, and scripts a few more.
+const MAX_WATCHED: usize = 16;
+
+/// The relative windows read lately, by length in milliseconds.
+pub struct Watched {
+    windows: parking_lot::Mutex<HashMap<i64, Instant>>,
+    watched_for: Duration,
+}
+
+impl Default for Watched {
+    fn default() -> Self {
+        Self::for_(WATCHED_FOR)
+    }
+}
+
+impl Watched {
+    fn for_(watched_for: Duration) -> Self {
+        Self {
+            windows: parking_lot::Mutex::default(),
+            watched_for,
+        }
+    }
+
+    /// Notes that the window of `length` was read now.
+    pub(crate) fn read(&self, length: i64) {
+        let mut windows = self.windows.lock();
+        windows.retain(|_, at| at.elapsed() <= self.watched_for);
+        if windows.len() >= MAX_WATCHED && !windows.contains_key(&length) {
+            return;
+        }
+        windows.insert(length, Instant::now());
+    }
+
+    /// The windows read within `WATCHED_FOR`, shortest first.
+    pub fn lengths(&self) -> Vec<i64> {
+        let mut lengths: Vec<i64> = self
+            .windows
+            .lock()
+            .iter()
+            .filter(|(_, at)| at.elapsed() <= self.watched_for)
+            .map(|(length, _)| *length)
+            .collect();
+        lengths.sort_unstable();
+        lengths
+    }
+}
 
 /// Checks a window as the API's `window` parameter takes it: `15m`, `1h`, `7d`.
 pub fn check_window(text: &str) -> crate::Result<()> {
     crate::window::parse_duration(text).map(|_| ())
 }
 
-/// Reads the topology of each window ending now, as `GET /api/v1/topology?window=...`
-/// reads it, at start and after every write, until `stop`. A window that fails to read is
-/// logged and tried again after the next write.
-pub async fn keep_warm(state: AppState, windows: Vec<String>, stop: impl Future<Output = ()>) {
-    if windows.is_empty() {
-        return;
+/// Counts `windows` as read now, so that they are read ahead for a while.
+pub fn watch(state: &AppState, windows: &[String]) -> crate::Result<()> {
+    for window in windows {
+        let params = WindowParams {
+            window: Some(window.clone()),
+            ..WindowParams::default()
+        };
+        if let Some(length) = params.length()? {
+            state.watched.read(length);
+        }
     }
+    Ok(())
+}
+
+/// Reads the windows watched ahead, as `GET /api/v1/topology?window=...` reads them,
+/// after every write until `stop`. Over a store that already holds data, `at_start` are
+/// read at once and counted as watched; a new store has nothing to read ahead yet. A
+/// window that fails to read is logged and tried again after the next write.
+pub async fn keep_warm(state: AppState, at_start: Vec<String>, stop: impl Future<Output = ()>) {
     let mut written = state.store.minutes_written();
     tokio::pin!(stop);
+    if !state.store.is_empty() {
+        if let Err(error) = watch(&state, &at_start) {
+            tracing::warn!(%error, "windows to read ahead at start");
+        }
+        let started = Instant::now();
+        read_ahead(&state).await;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            windows = ?at_start,
+            "stored windows read ahead"
+        );
+    }
     loop {
-        read_ahead(&state, &windows).await;
         tokio::select! {
             () = &mut stop => return,
             changed = written.changed() => {
@@ -39,35 +118,52 @@ pub async fn keep_warm(state: AppState, windows: Vec<String>, stop: impl Future<
                 }
             }
         }
+        read_ahead(&state).await;
     }
 }
 
-/// One read of every window, as of now.
-pub async fn read_ahead(state: &AppState, windows: &[String]) {
+/// One read of every watched window, as of now.
+pub async fn read_ahead(state: &AppState) {
     let now = state.now();
-    for window in windows {
-        let params = WindowParams {
-            window: Some(window.clone()),
-            ..WindowParams::default()
-        };
+    for length in state.watched.lengths() {
         let started = Instant::now();
-        let read = match params.resolve(now) {
-            Ok(range) => ServiceGraph::load(&state.store, range).await.map(drop),
-            Err(error) => Err(error),
-        };
-        match read {
-            Ok(()) => {
+        match ServiceGraph::load(&state.store, ending_now(now, length)).await {
+            Ok(_) => {
                 metrics::counter!("meshscope_warm_reads_total").increment(1);
                 tracing::debug!(
-                    window = %window,
+                    window_secs = length / 1_000,
                     elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                     "window read ahead"
                 );
             }
             Err(error) => {
                 metrics::counter!("meshscope_warm_read_errors_total").increment(1);
-                tracing::warn!(%error, window = %window, "reading a window ahead failed");
+                tracing::warn!(%error, window_secs = length / 1_000, "reading a window ahead failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_watched_for_a_while_and_a_few_at_most() {
+        let watched = Watched::for_(Duration::from_millis(200));
+        watched.read(3_600_000);
+        watched.read(900_000);
+        watched.read(3_600_000);
+        assert_eq!(watched.lengths(), [900_000, 3_600_000]);
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(watched.lengths().is_empty());
+
+        let watched = Watched::default();
+        for minutes in 1..=40 {
+            watched.read(minutes * 60_000);
+        }
+        let lengths = watched.lengths();
+        assert_eq!(lengths.len(), MAX_WATCHED);
+        assert_eq!(lengths[0], 60_000);
     }
 }

@@ -44,15 +44,7 @@ impl WindowParams {
                 end: ceil_to_minute(end),
             }
         } else {
-            let length = match self.window.as_deref() {
-                Some(window) => parse_duration(window)?,
-                None => DEFAULT_WINDOW_MS,
-            };
-            let end = minute_of(now) + MINUTE_MS;
-            TimeRange {
-                start: end - ceil_to_minute(length),
-                end,
-            }
+            ending_now(now, self.length()?.unwrap_or(DEFAULT_WINDOW_MS))
         };
         if range.start >= range.end {
             return Err(Error::bad_request("`start` must be before `end`"));
@@ -61,6 +53,31 @@ impl WindowParams {
             return Err(Error::bad_request("the window may span at most 400 days"));
         }
         Ok(range)
+    }
+}
+
+impl WindowParams {
+    /// The length of a relative window (`window=`, or the default), in whole minutes;
+    /// `None` for `start` and `end`.
+    pub(crate) fn length(&self) -> Result<Option<i64>> {
+        if self.start.is_some() || self.end.is_some() {
+            return Ok(None);
+        }
+        let length = match self.window.as_deref() {
+            Some(window) => parse_duration(window)?,
+            None => DEFAULT_WINDOW_MS,
+        };
+        Ok(Some(ceil_to_minute(length)))
+    }
+}
+
+/// The relative window of `length` (whole minutes) at `now`: it ends with the minute
+/// holding `now`.
+pub(crate) fn ending_now(now: EpochMillis, length: i64) -> TimeRange {
+    let end = minute_of(now) + MINUTE_MS;
+    TimeRange {
+        start: end - length,
+        end,
     }
 }
 

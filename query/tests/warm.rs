@@ -162,6 +162,8 @@ async fn windows_are_read_ahead_at_start_and_moved_on_after_each_write() {
     warm.wait_for_spans(NOW_MINUTE - 14 * MINUTE_MS, NOW_MINUTE)
         .await;
     assert_eq!(warm.topology("15m").await, cold.topology("15m").await);
+    // A window someone reads is read ahead from the next write on.
+    assert_eq!(warm.topology("1h").await, cold.topology("1h").await);
 
     // The minute ends and is written; the clock is in the next one. The window read
     // ahead moves with it, one minute in, one minute out.
@@ -173,6 +175,9 @@ async fn windows_are_read_ahead_at_start_and_moved_on_after_each_write() {
     }
     warm.wait_for_spans(NOW_MINUTE - 13 * MINUTE_MS, NOW_MINUTE + MINUTE_MS)
         .await;
+    warm.wait_for_spans(NOW_MINUTE - 58 * MINUTE_MS, NOW_MINUTE + MINUTE_MS)
+        .await;
+    assert_eq!(warm.topology("1h").await, cold.topology("1h").await);
     let moved = warm.topology("15m").await;
     assert_eq!(moved, cold.topology("15m").await);
     assert_eq!(moved["start"], NOW_MINUTE - 13 * MINUTE_MS);

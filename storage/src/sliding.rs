@@ -35,6 +35,10 @@ const MAX_KEPT_KEYS: usize = 100_000;
 /// out or add is a scan of its own.
 pub(crate) const MAX_STEP_MINUTES: i64 = 10;
 
+/// A span no read has moved for this long is forgotten: the minutes written meanwhile
+/// would otherwise keep adding to a window nobody looks at.
+const MAX_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// One key's running total over the span.
 struct Running {
     key: RowKey,
@@ -156,6 +160,8 @@ pub(crate) struct MovingSpan {
     files: Vec<String>,
     /// By the key columns' row-format bytes, so that a row finds its key without building it.
     keys: HashMap<Box<[u8]>, Running>,
+    /// When a read last gave the span back.
+    used: std::time::Instant,
 }
 
 impl MovingSpan {
@@ -167,6 +173,7 @@ impl MovingSpan {
             end: start,
             files: Vec::new(),
             keys: HashMap::new(),
+            used: std::time::Instant::now(),
         }
     }
 
@@ -391,6 +398,9 @@ impl MovingSpans {
         let mut spans = self.spans.lock();
         let mut failed = None;
         spans.retain_mut(|span| {
+            if span.used.elapsed() > MAX_IDLE {
+                return false;
+            }
             if span.table != table || span.filter != filter || span.end != at {
                 return true;
             }
@@ -406,11 +416,13 @@ impl MovingSpans {
     }
 
     /// Keeps `span`, forgetting the longest unused ones past the bounds.
-    pub(crate) fn keep(&self, span: MovingSpan) {
+    pub(crate) fn keep(&self, mut span: MovingSpan) {
         if span.keys.len() > MAX_KEPT_KEYS {
             return;
         }
+        span.used = std::time::Instant::now();
         let mut spans = self.spans.lock();
+        spans.retain(|span| span.used.elapsed() <= MAX_IDLE);
         spans.push_back(span);
         while spans.len() > MAX_SPANS
             || spans.iter().map(|s| s.keys.len()).sum::<usize>() > MAX_KEPT_KEYS

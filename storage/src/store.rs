@@ -360,6 +360,11 @@ impl Store {
         self.inner.written.subscribe()
     }
 
+    /// Whether no minute table holds a file yet: a new store, with nothing to read ahead.
+    pub fn is_empty(&self) -> bool {
+        !self.inner.tables.values().any(|stored| stored.has_files())
+    }
+
     /// The minute spans kept moving, for `/metrics` and for tests.
     pub fn moving_spans(&self) -> Vec<sliding::KeptSpan> {
         self.inner.moving.kept()

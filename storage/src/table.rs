@@ -160,6 +160,13 @@ impl StoredTable {
         Ok(Some(self.open.batches(covered_before)?))
     }
 
+    pub(crate) fn has_files(&self) -> bool {
+        self.files
+            .read()
+            .values()
+            .any(|entries| !entries.is_empty())
+    }
+
     pub(crate) fn files_overlapping(
         &self,
         start: Option<EpochMillis>,
