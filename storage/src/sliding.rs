@@ -177,6 +177,11 @@ impl MovingSpan {
         }
     }
 
+    /// No read has moved the span for `MAX_IDLE`.
+    fn idle(&self) -> bool {
+        self.used.elapsed() > MAX_IDLE
+    }
+
     pub(crate) fn table(&self) -> Table {
         self.table
     }
@@ -339,17 +344,14 @@ pub(crate) struct MovingSpans {
 impl MovingSpans {
     /// The lock that moves of `table`'s spans read with `filter` take in turn. Lanes no
     /// read holds are forgotten as new ones come, so focused reads leave none behind.
-    pub(crate) fn lane(
-        &self,
-        table: Table,
-        filter: &str,
-    ) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn lane(&self, table: Table, filter: &str) -> Lane {
+        let key = (table, filter.to_owned());
         let mut lanes = self.lanes.lock();
-        if let Some(lane) = lanes.get(&(table, filter.to_owned())) {
+        if let Some(lane) = lanes.get(&key) {
             return lane.clone();
         }
         lanes.retain(|_, lane| std::sync::Arc::strong_count(lane) > 1);
-        lanes.entry((table, filter.to_owned())).or_default().clone()
+        lanes.entry(key).or_default().clone()
     }
 
     /// What is kept, oldest use first.
@@ -398,7 +400,7 @@ impl MovingSpans {
         let mut spans = self.spans.lock();
         let mut failed = None;
         spans.retain_mut(|span| {
-            if span.used.elapsed() > MAX_IDLE {
+            if span.idle() {
                 return false;
             }
             if span.table != table || span.filter != filter || span.end != at {
@@ -422,7 +424,7 @@ impl MovingSpans {
         }
         span.used = std::time::Instant::now();
         let mut spans = self.spans.lock();
-        spans.retain(|span| span.used.elapsed() <= MAX_IDLE);
+        spans.retain(|span| !span.idle());
         spans.push_back(span);
         while spans.len() > MAX_SPANS
             || spans.iter().map(|s| s.keys.len()).sum::<usize>() > MAX_KEPT_KEYS

@@ -371,10 +371,10 @@ impl Store {
     }
 
     /// Adds the minutes `[first, end)` just written, which `batch` holds, to the kept
-    /// moving spans of the whole table that end at `first`, and keeps the totals of each
-    /// span so moved for the next read. A dashboard's window then finds the minute that
-    /// closed already counted. A span whose files changed otherwise is left alone: its next
-    /// read folds it afresh.
+    /// moving spans of the whole table that end at `first`. A dashboard's window, which by
+    /// then starts a minute later too, only has to take out the minute that left it. Its
+    /// totals are not kept here: no relative window asks for the span as extended. A span
+    /// whose files changed otherwise is left alone: its next read folds it afresh.
     fn extend_moving(
         &self,
         table: Table,
@@ -392,13 +392,7 @@ impl Store {
                     return Ok(());
                 }
                 span.push(end, std::slice::from_ref(batch))?;
-                let range = TimeRange {
-                    start: span.start(),
-                    end,
-                };
-                span.set_files(&stored.files_overlapping(Some(range.start), Some(range.end)));
-                let key = self.span_key(table, Granularity::Minute, range, &whole_table);
-                self.inner.span_cache.insert(key, Arc::new(span.totals()));
+                span.set_files(&stored.files_overlapping(Some(span.start()), Some(end)));
                 Ok(())
             })
     }
