@@ -107,6 +107,11 @@ pub(crate) struct BenchArgs {
     /// sampling its memory every 10 s (a steady-state run)
     #[arg(long)]
     steady_rate: Option<f64>,
+    /// Windows a dashboard watches during the run (e.g. `1h,24h`): each topology is read
+    /// every 30 s, so the server keeps it moving and reads it ahead as it would for a
+    /// dashboard, and the reads are timed
+    #[arg(long, value_delimiter = ',')]
+    watch_windows: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -129,6 +134,16 @@ struct Report {
     ratio: Option<f64>,
     freshness_ms: Option<Freshness>,
     rss_samples_mib: Vec<f64>,
+    watched_reads_ms: Vec<WatchedReads>,
+}
+
+/// The topology reads of one watched window, as a dashboard would have waited for them.
+#[derive(Debug, Default, Serialize)]
+struct WatchedReads {
+    window: String,
+    reads: usize,
+    p50: f64,
+    max: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -189,6 +204,8 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let sampler = args
         .steady_rate
         .map(|_| tokio::spawn(sample_rss(child.id())));
+    let watcher = (!args.watch_windows.is_empty())
+        .then(|| tokio::spawn(watch(http, args.watch_windows.clone())));
     let meshscope = measure(&mut child, grpc, &pool, plan).await?;
     print_line("meshscope", &meshscope);
     let freshness = if args.freshness_seconds > 0.0 && args.steady_rate.is_none() {
@@ -215,6 +232,14 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         None => Vec::new(),
     };
+    let watched_reads_ms = match watcher {
+        Some(task) => {
+            task.abort();
+            let _ = task.await;
+            watched_reads(&args.watch_windows)
+        }
+        None => Vec::new(),
+    };
     stop(child);
 
     let ratio = sink
@@ -230,9 +255,16 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ratio,
         freshness_ms: freshness,
         rss_samples_mib,
+        watched_reads_ms,
     };
     if let Some(ratio) = report.ratio {
         eprintln!("ratio (meshscope / sink): {ratio:.2}");
+    }
+    for w in &report.watched_reads_ms {
+        eprintln!(
+            "watched {}: p50 {:.0} ms, max {:.0} ms over {} topology reads",
+            w.window, w.p50, w.max, w.reads
+        );
     }
     if let Some(f) = &report.freshness_ms {
         eprintln!(
@@ -390,6 +422,50 @@ async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<Option<String>
         bail!("GET {path}: {}", response.lines().next().unwrap_or(""));
     }
     Ok(response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()))
+}
+
+static WATCHED: std::sync::Mutex<Vec<(String, f64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Reads each window's topology every 30 s, as a dashboard left open would.
+async fn watch(http: SocketAddr, windows: Vec<String>) {
+    // The first read a few seconds in, once the server listens.
+    let first = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut interval = tokio::time::interval_at(first, Duration::from_secs(30));
+    loop {
+        interval.tick().await;
+        for window in &windows {
+            let started = Instant::now();
+            match http_get(http, &format!("/api/v1/topology?window={window}")).await {
+                Ok(Some(_)) => {
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    WATCHED.lock().expect("watched").push((window.clone(), ms));
+                }
+                Ok(None) => eprintln!("watched {window}: not found"),
+                Err(error) => eprintln!("watched {window}: {error:#}"),
+            }
+        }
+    }
+}
+
+fn watched_reads(windows: &[String]) -> Vec<WatchedReads> {
+    let reads = WATCHED.lock().expect("watched").clone();
+    windows
+        .iter()
+        .map(|window| {
+            let mut times: Vec<f64> = reads
+                .iter()
+                .filter(|(w, _)| w == window)
+                .map(|(_, ms)| *ms)
+                .collect();
+            times.sort_by(f64::total_cmp);
+            WatchedReads {
+                window: window.clone(),
+                reads: times.len(),
+                p50: times.get(times.len() / 2).copied().unwrap_or(0.0),
+                max: times.last().copied().unwrap_or(0.0),
+            }
+        })
+        .collect()
 }
 
 fn free_port() -> anyhow::Result<SocketAddr> {

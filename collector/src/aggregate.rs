@@ -47,10 +47,10 @@ pub fn add_sample(metrics: &mut Metrics, sample: &Sample, apdex_threshold_ms: f6
     }
 }
 
-/// Names are interned: rows are keyed by small numbers while a minute is open, so adding
-/// an entry allocates nothing and hashes a few integers. The names come back when a minute
-/// is closed or read.
-type Fast = foldhash::fast::RandomState;
+// Names are interned: rows are keyed by small numbers while a minute is open, so adding
+// an entry allocates nothing and hashes a few integers. The names come back when a minute
+// is closed or read.
+use crate::minute_rows::{Fast, MinuteRows, Shard};
 
 /// An interned service.
 pub type ServiceId = u32;
@@ -65,8 +65,6 @@ pub enum Slot {
     Edge(ServiceId, ServiceId, Protocol),
 }
 
-type MinuteRows = HashMap<(Slot, Side), Metrics, Fast>;
-
 /// Caps that keep the key space bounded whatever the proxies send.
 pub struct Limits {
     pub max_endpoints_per_service: usize,
@@ -77,13 +75,19 @@ pub struct Limits {
 
 pub const OVERFLOW: &str = "{overflow}";
 
-/// A minute on its way to the store's files.
-enum Closing {
-    /// Being encoded, outside the lock: read from its rows.
-    Rows(Arc<MinuteRows>),
-    /// Encoded: read from the batches the store is writing, so that the rows are freed
-    /// before the write rather than after it. Holding both at once was the peak of memory.
-    Encoded(Vec<ClosedBatch>),
+/// A closing minute's shards of rows, to encode.
+type MinuteShards = (i64, Vec<Arc<Shard>>);
+
+/// A minute on its way to the store's files, encoded outside the lock shard by shard.
+/// Each shard is read from its rows until its batches exist, then from them, so that its
+/// rows are freed at once rather than after the write: holding a whole minute as rows and
+/// as batches at once was the peak of memory.
+#[derive(Default)]
+struct Closing {
+    /// The shards not yet encoded.
+    rows: Vec<Arc<Shard>>,
+    /// The batches of the shards encoded, on their way to the store.
+    encoded: Vec<ClosedBatch>,
 }
 
 #[derive(Default)]
@@ -432,7 +436,7 @@ impl Aggregator {
                 inner.minutes.entry(minute).or_default()
             };
             for (_, slot, side, sample) in run {
-                add_sample(rows.entry((*slot, *side)).or_default(), sample, threshold);
+                add_sample(rows.row(*slot, *side), sample, threshold);
             }
         }
         recorded
@@ -443,68 +447,86 @@ impl Aggregator {
     /// are refused from then on. The written minutes stay readable until
     /// `finish_closing`, which the caller calls once the store holds them (or has failed
     /// to), so that no read misses them in between. The encoding runs outside the lock
-    /// that entries wait on, and straight from the open rows, so a minute is not copied
-    /// twice.
+    /// that entries wait on, and straight from the open rows, a shard at a time.
     pub fn close(
         &self,
         first_unwritten: i64,
         first_open: i64,
     ) -> meshscope_storage::Result<Vec<ClosedBatch>> {
-        let first_unwritten = first_unwritten.max(first_open);
-        let (written, late) = {
-            let mut guard = self.inner.lock();
-            let inner = &mut *guard;
-            let keep = inner.minutes.split_off(&first_unwritten);
-            let written = std::mem::replace(&mut inner.minutes, keep);
-            inner.written_before = inner.written_before.max(first_unwritten);
-            let keep = inner.late.split_off(&first_open);
-            let late = std::mem::replace(&mut inner.late, keep);
-            inner.closed_before = inner.closed_before.max(first_open);
-            let written: Vec<(i64, Arc<MinuteRows>)> = written
-                .into_iter()
-                .map(|(minute, rows)| {
-                    let rows = Arc::new(rows);
-                    inner.closing.insert(minute, Closing::Rows(rows.clone()));
-                    (minute, rows)
-                })
-                .collect();
-            (written, late)
-        };
+        let (written, late) = self.begin_closing(first_unwritten, first_open);
         let mut batches = Vec::new();
-        for (minute, rows) in written {
-            let encoded = self.encode(&[(minute, rows.clone())])?;
-            let replaced = self
-                .inner
-                .lock()
-                .closing
-                .insert(minute, Closing::Encoded(encoded.clone()));
-            // The rows' last holders: freed here, outside the lock.
-            drop((replaced, rows));
-            batches.extend(encoded);
+        for (minute, shards) in written {
+            for shard in shards {
+                batches.extend(self.encode_shard(minute, shard)?);
+            }
         }
-        let late: Vec<(i64, Arc<MinuteRows>)> = late
-            .into_iter()
-            .map(|(minute, rows)| (minute, Arc::new(rows)))
-            .collect();
-        batches.extend(self.encode(&late)?);
+        let names = self.names.read();
+        for (minute, rows) in late {
+            minute_batches(&names, minute, rows.shards(), &mut batches)?;
+        }
         Ok(batches)
+    }
+
+    /// Moves the minutes to write into `closing` as shards of rows, and takes the late
+    /// rows whose allowance has passed.
+    fn begin_closing(
+        &self,
+        first_unwritten: i64,
+        first_open: i64,
+    ) -> (Vec<MinuteShards>, BTreeMap<i64, MinuteRows>) {
+        let first_unwritten = first_unwritten.max(first_open);
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        let keep = inner.minutes.split_off(&first_unwritten);
+        let written = std::mem::replace(&mut inner.minutes, keep);
+        inner.written_before = inner.written_before.max(first_unwritten);
+        let keep = inner.late.split_off(&first_open);
+        let late = std::mem::replace(&mut inner.late, keep);
+        inner.closed_before = inner.closed_before.max(first_open);
+        let written = written
+            .into_iter()
+            .map(|(minute, rows)| {
+                let shards: Vec<Arc<Shard>> = rows
+                    .into_shards()
+                    .into_iter()
+                    .filter(|shard| !shard.is_empty())
+                    .map(Arc::new)
+                    .collect();
+                let closing = Closing {
+                    rows: shards.clone(),
+                    encoded: Vec::new(),
+                };
+                inner.closing.insert(minute, closing);
+                (minute, shards)
+            })
+            .collect();
+        (written, late)
+    }
+
+    /// Encodes one shard of a closing minute; from then on reads find it as batches, and
+    /// its rows are freed.
+    fn encode_shard(
+        &self,
+        minute: i64,
+        shard: Arc<Shard>,
+    ) -> meshscope_storage::Result<Vec<ClosedBatch>> {
+        let mut encoded = Vec::new();
+        minute_batches(&self.names.read(), minute, [&*shard], &mut encoded)?;
+        let done = {
+            let mut inner = self.inner.lock();
+            let closing = inner.closing.entry(minute).or_default();
+            let at = closing.rows.iter().position(|s| Arc::ptr_eq(s, &shard));
+            closing.encoded.extend(encoded.iter().cloned());
+            at.map(|at| closing.rows.swap_remove(at))
+        };
+        // The shard's last holders: freed here, outside the lock.
+        drop((done, shard));
+        Ok(encoded)
     }
 
     /// `close` with nothing written early: every minute is held until `first_open`.
     pub fn close_before(&self, first_open: i64) -> meshscope_storage::Result<Vec<ClosedBatch>> {
         self.close(first_open, first_open)
-    }
-
-    fn encode(
-        &self,
-        minutes: &[(i64, Arc<MinuteRows>)],
-    ) -> meshscope_storage::Result<Vec<ClosedBatch>> {
-        let names = self.names.read();
-        let mut batches = Vec::new();
-        for (minute, rows) in minutes {
-            minute_batches(&names, *minute, rows, &mut batches)?;
-        }
-        Ok(batches)
     }
 
     /// Rows held: the minutes not yet written and the late rows.
@@ -514,7 +536,7 @@ impl Aggregator {
             .minutes
             .values()
             .chain(inner.late.values())
-            .map(HashMap::len)
+            .map(MinuteRows::len)
             .sum()
     }
 
@@ -531,20 +553,21 @@ impl Aggregator {
         let names = self.names.read();
         let mut rows = Vec::new();
         for (minute, closing) in &inner.closing {
-            match closing {
-                Closing::Rows(keys) => push_rows(&names, *minute, keys, &mut rows),
-                Closing::Encoded(batches) => {
-                    for closed in batches {
-                        // Encoded by this aggregator a moment ago: they read back.
-                        if let Ok(decoded) = from_batch(closed.table, &closed.batch) {
-                            rows.extend(decoded);
-                        }
-                    }
+            push_rows(
+                &names,
+                *minute,
+                closing.rows.iter().flat_map(|s| s.iter()),
+                &mut rows,
+            );
+            for closed in &closing.encoded {
+                // Encoded by this aggregator a moment ago: they read back.
+                if let Ok(decoded) = from_batch(closed.table, &closed.batch) {
+                    rows.extend(decoded);
                 }
             }
         }
         for (minute, keys) in inner.minutes.iter().chain(&inner.late) {
-            push_rows(&names, *minute, keys, &mut rows);
+            push_rows(&names, *minute, keys.iter(), &mut rows);
         }
         rows
     }
@@ -556,57 +579,64 @@ impl Aggregator {
 
     /// Closes everything, for shutdown.
     pub fn drain(&self) -> meshscope_storage::Result<Vec<ClosedBatch>> {
-        let mut batches = Vec::new();
-        let minutes: Vec<(i64, Arc<MinuteRows>)> = {
+        let (closing, open, late) = {
             let mut inner = self.inner.lock();
-            let closing = std::mem::take(&mut inner.closing);
-            let open = std::mem::take(&mut inner.minutes);
-            let late = std::mem::take(&mut inner.late);
-            let mut minutes = Vec::new();
-            for (minute, closing) in closing {
-                match closing {
-                    Closing::Rows(rows) => minutes.push((minute, rows)),
-                    Closing::Encoded(encoded) => batches.extend(encoded),
-                }
-            }
-            minutes.extend(open.into_iter().map(|(m, rows)| (m, Arc::new(rows))));
-            minutes.extend(late.into_iter().map(|(m, rows)| (m, Arc::new(rows))));
-            minutes
+            (
+                std::mem::take(&mut inner.closing),
+                std::mem::take(&mut inner.minutes),
+                std::mem::take(&mut inner.late),
+            )
         };
-        batches.extend(self.encode(&minutes)?);
+        let names = self.names.read();
+        let mut batches = Vec::new();
+        for (minute, closing) in closing {
+            batches.extend(closing.encoded);
+            let shards: Vec<&Shard> = closing.rows.iter().map(|s| &**s).collect();
+            minute_batches(&names, minute, shards, &mut batches)?;
+        }
+        for (minute, rows) in open.iter().chain(&late) {
+            minute_batches(&names, *minute, rows.shards(), &mut batches)?;
+        }
         Ok(batches)
     }
 
     /// The rows of `tables` in one open or closing minute, copied under one hold of the
     /// lock (so that the tables agree) and only for the copy, not for the Arrow encoding;
-    /// or, for a minute already encoded, its batches of each table.
+    /// and, of a closing minute's shards already encoded, their batches of each table.
     fn rows_of(&self, minute: i64, tables: &[Table]) -> MinuteRead {
         let inner = self.inner.lock();
-        let rows = match (inner.minutes.get(&minute), inner.closing.get(&minute)) {
-            (Some(rows), _) => rows,
-            (None, Some(Closing::Rows(rows))) => &**rows,
-            (None, Some(Closing::Encoded(batches))) => {
-                return MinuteRead::Encoded(
-                    tables
-                        .iter()
-                        .map(|table| {
-                            batches
-                                .iter()
-                                .filter(|b| b.table == *table)
-                                .map(|b| b.batch.clone())
-                                .collect()
-                        })
-                        .collect(),
-                );
-            }
-            (None, None) => return MinuteRead::Rows(Vec::new()),
+        let wanted =
+            |((slot, _), _): &(&(Slot, Side), &Metrics)| tables.iter().any(|t| feeds(slot, *t));
+        let copy = |(k, m): (&(Slot, Side), &Metrics)| (*k, m.clone());
+        if let Some(rows) = inner.minutes.get(&minute) {
+            return MinuteRead {
+                rows: rows.iter().filter(wanted).map(copy).collect(),
+                encoded: Vec::new(),
+            };
+        }
+        let Some(closing) = inner.closing.get(&minute) else {
+            return MinuteRead::default();
         };
-        MinuteRead::Rows(
-            rows.iter()
-                .filter(|((slot, _), _)| tables.iter().any(|t| feeds(slot, *t)))
-                .map(|(k, m)| (*k, m.clone()))
+        MinuteRead {
+            rows: closing
+                .rows
+                .iter()
+                .flat_map(|s| s.iter())
+                .filter(wanted)
+                .map(copy)
                 .collect(),
-        )
+            encoded: tables
+                .iter()
+                .map(|table| {
+                    closing
+                        .encoded
+                        .iter()
+                        .filter(|b| b.table == *table)
+                        .map(|b| b.batch.clone())
+                        .collect()
+                })
+                .collect(),
+        }
     }
 }
 
@@ -630,15 +660,13 @@ impl OpenMinutes for Aggregator {
         let mut encoded: Vec<Vec<RecordBatch>> = tables.iter().map(|_| Vec::new()).collect();
         // One minute at a time, so that at most one minute of these tables is copied.
         for minute in minutes {
-            let rows = match self.rows_of(minute, tables) {
-                MinuteRead::Rows(rows) => rows,
-                MinuteRead::Encoded(batches) => {
-                    for (into, batches) in encoded.iter_mut().zip(batches) {
-                        into.extend(batches);
-                    }
-                    continue;
-                }
-            };
+            let MinuteRead {
+                rows,
+                encoded: read,
+            } = self.rows_of(minute, tables);
+            for (into, batches) in encoded.iter_mut().zip(read) {
+                into.extend(batches);
+            }
             let names = self.names.read();
             for (table, builder) in tables.iter().zip(&mut builders) {
                 if *table == Table::ServiceMinute {
@@ -673,11 +701,12 @@ impl OpenMinutes for Aggregator {
     }
 }
 
-/// What a read of one minute found.
-enum MinuteRead {
-    Rows(Vec<((Slot, Side), Metrics)>),
-    /// Per table asked, the minute's batches.
-    Encoded(Vec<Vec<RecordBatch>>),
+/// What a read of one minute found: rows not yet encoded, and per table asked, the
+/// batches of a closing minute's shards already encoded.
+#[derive(Default)]
+struct MinuteRead {
+    rows: Vec<((Slot, Side), Metrics)>,
+    encoded: Vec<Vec<RecordBatch>>,
 }
 
 /// Each service's rows, per side: the sum of its instances' rows.
@@ -697,8 +726,13 @@ fn service_rows<'a>(
 }
 
 /// One minute's rows with their names, and each service's row made from its instances'.
-fn push_rows(names: &Names, minute: i64, keys: &MinuteRows, rows: &mut Vec<MetricRow>) {
-    let services = service_rows(keys.iter());
+fn push_rows<'a>(
+    names: &Names,
+    minute: i64,
+    keys: impl Iterator<Item = (&'a (Slot, Side), &'a Metrics)> + Clone,
+    rows: &mut Vec<MetricRow>,
+) {
+    let services = service_rows(keys.clone());
     for (&(slot, side), metrics) in keys {
         rows.push(MetricRow {
             minute,
@@ -717,23 +751,26 @@ fn push_rows(names: &Names, minute: i64, keys: &MinuteRows, rows: &mut Vec<Metri
     }
 }
 
-/// One minute's rows encoded per table, each service's row made from its instances'.
-fn minute_batches(
+/// Rows of one minute, from whole shards, encoded per table, each service's row made from
+/// its instances'. A service's instances share a shard, so any set of whole shards makes
+/// whole service rows.
+fn minute_batches<'a>(
     names: &Names,
     minute: i64,
-    keys: &MinuteRows,
+    shards: impl IntoIterator<Item = &'a Shard> + Clone,
     out: &mut Vec<ClosedBatch>,
 ) -> meshscope_storage::Result<()> {
+    let keys = || shards.clone().into_iter().flatten();
     let builder_of = |table: Table| Table::ALL.iter().position(|t| *t == table).unwrap_or(0);
-    let services = service_rows(keys.iter());
+    let services = service_rows(keys());
     let mut rows = [0usize; Table::ALL.len()];
-    for (slot, _) in keys.keys() {
+    for ((slot, _), _) in keys() {
         rows[builder_of(slot_table(slot))] += 1;
     }
     rows[builder_of(Table::ServiceMinute)] += services.len();
     let mut builders =
         Table::ALL.map(|table| RowBuilder::with_capacity(table, rows[builder_of(table)]));
-    for (&(slot, side), metrics) in keys {
+    for (&(slot, side), metrics) in keys() {
         let key = names.key_ref(slot);
         builders[builder_of(key.table())].push(minute, key, side, metrics);
     }
@@ -1023,5 +1060,110 @@ mod tests {
         assert_eq!(server.latency.count(), 3);
         assert!(server.latency.quantile(1.0).unwrap() > 290.0);
         assert_eq!(service(Side::Client).calls, 1);
+    }
+
+    /// Every row of a minute, by table, as reads see it: sorted lines of key and counts.
+    fn read_all(agg: &Aggregator) -> Vec<Vec<String>> {
+        let open = agg.open_batches(&Table::ALL, 0).unwrap();
+        open.iter()
+            .zip(Table::ALL)
+            .map(|(batches, table)| {
+                let mut lines: Vec<String> = batches
+                    .iter()
+                    .flat_map(|b| from_batch(table, b).unwrap())
+                    .map(|r| {
+                        let m = &r.metrics;
+                        format!(
+                            "{:?} {:?} {} {} {}",
+                            r.key,
+                            r.side,
+                            m.calls,
+                            m.errors,
+                            m.latency.count()
+                        )
+                    })
+                    .collect();
+                lines.sort();
+                lines
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_minute_read_halfway_through_its_encoding_gives_every_row_once() {
+        let agg = Aggregator::new(Limits {
+            max_endpoints_per_service: 100,
+            max_instances_per_service: 10,
+            max_services: 100,
+            apdex_threshold_ms: 100.0,
+        });
+        let mut samples = Vec::new();
+        for s in 0..40 {
+            let (service, _) = agg.service_id(&ServiceRef::service("ns", format!("svc-{s}")));
+            let (next, _) = agg.service_id(&ServiceRef::service("ns", format!("svc-{}", s + 1)));
+            for i in 0..3 {
+                let (instance, _) = agg.instance_id(service, &format!("10.0.{s}.{i}:80"));
+                let (endpoint, _) = agg.endpoint_id(service, &format!("/api/{i}"));
+                let sample = Sample {
+                    latency_ms: f64::from(s * 3 + i),
+                    error: i == 2,
+                    ..Sample::default()
+                };
+                for _ in 0..=i {
+                    samples.push((0, Slot::Instance(service, instance), Side::Server, sample));
+                    samples.push((0, Slot::Endpoint(service, endpoint), Side::Server, sample));
+                    samples.push((
+                        0,
+                        Slot::Edge(service, next, Protocol::Http),
+                        Side::Client,
+                        sample,
+                    ));
+                }
+            }
+        }
+        agg.record(&samples);
+        let before = read_all(&agg);
+        assert_eq!(before[0].len(), 40, "a service row each");
+        assert_eq!(before[1].len(), 120, "three instance rows each");
+
+        let (mut written, _) = agg.begin_closing(60_000, 60_000);
+        let (minute, shards) = written.pop().unwrap();
+        assert!(shards.len() > 4, "40 services spread over shards");
+        let half = shards.len() / 2;
+        for shard in shards.into_iter().take(half) {
+            agg.encode_shard(minute, shard).unwrap();
+        }
+        let halfway = read_all(&agg);
+        assert_eq!(
+            halfway, before,
+            "half rows, half batches: the same rows, once each"
+        );
+        assert_eq!(
+            agg.snapshot().len(),
+            before.iter().map(Vec::len).sum::<usize>()
+        );
+        // A minute not yet in the store's files when the server stops is written whole,
+        // the encoded shards and the rest.
+        let batches = agg.drain().unwrap();
+        let mut drained: Vec<String> = decoded(&batches)
+            .iter()
+            .filter(|r| matches!(r.key, RowKey::Service { .. }))
+            .map(|r| {
+                format!(
+                    "{:?} {:?} {} {} {}",
+                    r.key,
+                    r.side,
+                    r.metrics.calls,
+                    r.metrics.errors,
+                    r.metrics.latency.count()
+                )
+            })
+            .collect();
+        drained.sort();
+        assert_eq!(drained, before[0]);
+        assert_eq!(
+            decoded(&batches).len(),
+            before.iter().map(Vec::len).sum::<usize>()
+        );
     }
 }

@@ -13,6 +13,7 @@ pub mod grpc_stream;
 pub mod identity;
 pub mod ingest;
 pub mod metrics_service;
+mod minute_rows;
 pub mod names;
 pub mod proxy_stats;
 pub mod registry;

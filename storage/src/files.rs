@@ -116,19 +116,25 @@ impl DataFiles {
 
     /// Writes `batch` sorted by its first (time) column as one Parquet file of the
     /// partition that starts at `partition`.
+    /// Writes `batches`, rows of one table and partition, as one new file. Batches that
+    /// hold disjoint, ordered times (a closing minute's slices) are written one after
+    /// another as they are; others are joined and sorted first.
     pub(crate) async fn write(
         &self,
         table: &str,
         granularity: Granularity,
         partition: EpochMillis,
-        batch: &RecordBatch,
+        batches: &[RecordBatch],
     ) -> Result<FileEntry> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        let batch = sort_by_time(batch)?;
-        let times = time_span(&batch);
-        let bytes = Bytes::from(encode_parquet(&batch)?);
+        let batches = in_time_order(batches)?;
+        let times = batches
+            .iter()
+            .filter_map(time_span)
+            .reduce(|(lo, hi), (first, last)| (lo.min(first), hi.max(last)));
+        let bytes = Bytes::from(encode_parquet(&batches)?);
         let size = bytes.len() as u64;
         // Wall time plus a counter keeps names unique across restarts and within a run.
         let mut stem = format!(
@@ -253,23 +259,54 @@ fn partition_of(path: &Path) -> Option<EpochMillis> {
     Some(date?.and_hms_opt(hour, 0, 0)?.and_utc().timestamp_millis())
 }
 
-fn sort_by_time(batch: &RecordBatch) -> Result<RecordBatch> {
+/// Whether a batch's times never go down; `None` if it has no plain time column.
+fn sorted_times(batch: &RecordBatch) -> Option<bool> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::TimestampMillisecondType;
-    if batch.num_columns() == 0 {
-        return Ok(batch.clone());
+    let times = batch
+        .columns()
+        .first()?
+        .as_primitive_opt::<TimestampMillisecondType>()?;
+    if times.null_count() > 0 {
+        return None;
     }
-    // A closed minute arrives sorted already (one time): sorting would copy it whole.
-    if let Some(times) = batch
-        .column(0)
-        .as_primitive_opt::<TimestampMillisecondType>()
-        && times.null_count() == 0
-        && times.values().windows(2).all(|w| w[0] <= w[1])
-    {
-        return Ok(batch.clone());
+    Some(times.values().windows(2).all(|w| w[0] <= w[1]))
+}
+
+/// The batches in time order. Each closed minute arrives sorted (one time), so ordering
+/// the batches by their spans is enough and nothing is copied; joining and sorting would
+/// copy a minute whole at the moment memory is highest.
+fn in_time_order(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+    let mut batches: Vec<RecordBatch> = match batches.iter().any(|b| b.num_rows() > 0) {
+        true => batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .cloned()
+            .collect(),
+        // A file of no rows still records its schema.
+        false => return Ok(batches.iter().take(1).cloned().collect()),
+    };
+    if batches.iter().all(|b| sorted_times(b) == Some(true)) {
+        batches.sort_by_key(time_span);
+        let disjoint = batches
+            .windows(2)
+            .all(|w| match (time_span(&w[0]), time_span(&w[1])) {
+                (Some((_, last)), Some((first, _))) => last <= first,
+                _ => false,
+            });
+        if disjoint {
+            return Ok(batches);
+        }
     }
-    let indices = sort_to_indices(batch.column(0), None, None)?;
-    Ok(take_record_batch(batch, &indices)?)
+    let Some(first) = batches.first() else {
+        return Ok(batches);
+    };
+    let joined = concat_batches(&first.schema(), &batches)?;
+    if joined.num_columns() == 0 {
+        return Ok(vec![joined]);
+    }
+    let indices = sort_to_indices(joined.column(0), None, None)?;
+    Ok(vec![take_record_batch(&joined, &indices)?])
 }
 
 /// The times a file's name says it holds, when they lie inside its partition.
@@ -303,7 +340,7 @@ fn time_span(batch: &RecordBatch) -> Option<(EpochMillis, EpochMillis)> {
     Some((times.value(0), times.value(times.len() - 1)))
 }
 
-fn encode_parquet(batch: &RecordBatch) -> Result<Vec<u8>> {
+fn encode_parquet(batches: &[RecordBatch]) -> Result<Vec<u8>> {
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -314,8 +351,13 @@ fn encode_parquet(batch: &RecordBatch) -> Result<Vec<u8>> {
         }]))
         .build();
     let mut buffer = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(properties))?;
-    writer.write(batch)?;
+    let Some(schema) = batches.first().map(RecordBatch::schema) else {
+        return Err(Error::Parquet("no batch to write".into()));
+    };
+    let mut writer = ArrowWriter::try_new(&mut buffer, schema, Some(properties))?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
     writer.close()?;
     Ok(buffer)
 }
@@ -333,8 +375,55 @@ impl From<datafusion::parquet::errors::ParquetError> for Error {
 }
 
 #[cfg(test)]
-mod name_tests {
+mod tests {
     use super::*;
+    use crate::model::{MetricRow, Metrics, RowKey, ServiceRef, Side, Table};
+
+    fn minute_batch(minutes: &[i64]) -> RecordBatch {
+        let rows: Vec<MetricRow> = minutes
+            .iter()
+            .map(|&minute| MetricRow {
+                minute,
+                key: RowKey::Service {
+                    service: ServiceRef::service("", "a"),
+                },
+                side: Side::Server,
+                metrics: Metrics::default(),
+            })
+            .collect();
+        crate::batch::to_batch(Table::ServiceMinute, &rows).unwrap()
+    }
+
+    fn times(batches: &[RecordBatch]) -> Vec<Option<(EpochMillis, EpochMillis)>> {
+        batches.iter().map(time_span).collect()
+    }
+
+    #[test]
+    fn slices_of_minutes_are_written_in_order_without_a_copy() {
+        let late = minute_batch(&[0]);
+        let slices = [
+            minute_batch(&[60_000, 60_000]),
+            minute_batch(&[60_000]),
+            late,
+        ];
+        let ordered = in_time_order(&slices).unwrap();
+        assert_eq!(
+            times(&ordered),
+            vec![Some((0, 0)), Some((60_000, 60_000)), Some((60_000, 60_000))]
+        );
+        // The same buffers, reordered: nothing was joined.
+        let first_column = |b: &RecordBatch| b.column(0).to_data().buffers()[0].as_ptr();
+        assert_eq!(first_column(&ordered[0]), first_column(&slices[2]));
+
+        let overlapping = [minute_batch(&[60_000, 180_000]), minute_batch(&[120_000])];
+        let joined = in_time_order(&overlapping).unwrap();
+        assert_eq!(times(&joined), vec![Some((60_000, 180_000))]);
+        assert_eq!(joined[0].num_rows(), 3);
+        assert!(sorted_times(&joined[0]).unwrap());
+
+        let empty = [minute_batch(&[])];
+        assert_eq!(in_time_order(&empty).unwrap()[0].num_rows(), 0);
+    }
 
     #[test]
     fn times_in_a_name_are_read_only_inside_their_partition() {

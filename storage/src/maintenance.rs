@@ -158,7 +158,12 @@ impl Store {
         let file = self
             .inner
             .files
-            .write(&stored.name, stored.granularity, partition, &batch)
+            .write(
+                &stored.name,
+                stored.granularity,
+                partition,
+                std::slice::from_ref(&batch),
+            )
             .await?;
         // The new file is visible before the old ones go, so no reader misses the rows;
         // a reader planned just before the swap may briefly see both, never neither.
@@ -183,7 +188,12 @@ impl Store {
             Some(
                 self.inner
                     .files
-                    .write(&stored.name, stored.granularity, partition, batch)
+                    .write(
+                        &stored.name,
+                        stored.granularity,
+                        partition,
+                        std::slice::from_ref(batch),
+                    )
                     .await?,
             )
         };

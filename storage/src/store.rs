@@ -313,25 +313,15 @@ impl Store {
         let mut written: BTreeMap<Table, Vec<crate::files::FileEntry>> = BTreeMap::new();
         let mut just_written = Vec::new();
         for ((table, hour), parts) in by_partition {
-            let joined;
-            let batch = match parts.as_slice() {
-                [one] => *one,
-                _ => {
-                    joined = datafusion::arrow::compute::concat_batches(
-                        &schema::schema(table),
-                        parts.iter().copied(),
-                    )?;
-                    &joined
-                }
-            };
+            let parts: Vec<RecordBatch> = parts.into_iter().cloned().collect();
             let stored = self.table(table, Granularity::Minute);
             let file = self
                 .inner
                 .files
-                .write(&stored.name, Granularity::Minute, hour, batch)
+                .write(&stored.name, Granularity::Minute, hour, &parts)
                 .await?;
             if let Some(times) = file.times {
-                just_written.push((table, times, batch.clone()));
+                just_written.push((table, times, parts));
             }
             written.entry(table).or_default().push(file);
         }
@@ -341,8 +331,8 @@ impl Store {
                 .add_files_covering(files, before);
         }
         let mut newest = None;
-        for (table, (first, last), batch) in just_written {
-            if let Err(error) = self.extend_moving(table, first, last + MINUTE_MS, &batch) {
+        for (table, (first, last), batches) in just_written {
+            if let Err(error) = self.extend_moving(table, first, last + MINUTE_MS, &batches) {
                 tracing::warn!(%error, table = table.name(), "a moving total was left to be read afresh");
             }
             newest = newest.max(Some(last + MINUTE_MS));
@@ -370,7 +360,7 @@ impl Store {
         self.inner.moving.kept()
     }
 
-    /// Adds the minutes `[first, end)` just written, which `batch` holds, to the kept
+    /// Adds the minutes `[first, end)` just written, which `batches` hold, to the kept
     /// moving spans of the whole table that end at `first`. A dashboard's window, which by
     /// then starts a minute later too, only has to take out the minute that left it. Its
     /// totals are not kept here: no relative window asks for the span as extended. A span
@@ -380,7 +370,7 @@ impl Store {
         table: Table,
         first: EpochMillis,
         end: EpochMillis,
-        batch: &RecordBatch,
+        batches: &[RecordBatch],
     ) -> Result<()> {
         let stored = self.table(table, Granularity::Minute);
         let whole_table = KeyFilter::default();
@@ -391,7 +381,7 @@ impl Store {
                 if sliding::file_names(&before) != span.files() {
                     return Ok(());
                 }
-                span.push(end, std::slice::from_ref(batch))?;
+                span.push(end, batches)?;
                 span.set_files(&stored.files_overlapping(Some(span.start()), Some(end)));
                 Ok(())
             })
@@ -407,7 +397,12 @@ impl Store {
         let file = self
             .inner
             .files
-            .write(&stored.name, Granularity::Minute, hour, batch)
+            .write(
+                &stored.name,
+                Granularity::Minute,
+                hour,
+                std::slice::from_ref(batch),
+            )
             .await?;
         stored.add_file(file);
         Ok(())
