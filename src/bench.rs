@@ -8,8 +8,8 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
@@ -204,8 +204,14 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let sampler = args
         .steady_rate
         .map(|_| tokio::spawn(sample_rss(child.id())));
-    let watcher = (!args.watch_windows.is_empty())
-        .then(|| tokio::spawn(watch(http, args.watch_windows.clone())));
+    let watched = Arc::new(Mutex::new(Vec::new()));
+    let watcher = (!args.watch_windows.is_empty()).then(|| {
+        tokio::spawn(watch(
+            http,
+            args.watch_windows.clone(),
+            Arc::clone(&watched),
+        ))
+    });
     let meshscope = measure(&mut child, grpc, &pool, plan).await?;
     print_line("meshscope", &meshscope);
     let freshness = if args.freshness_seconds > 0.0 && args.steady_rate.is_none() {
@@ -236,7 +242,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(task) => {
             task.abort();
             let _ = task.await;
-            watched_reads(&args.watch_windows)
+            watched_reads(&args.watch_windows, &watched.lock().expect("watched"))
         }
         None => Vec::new(),
     };
@@ -424,10 +430,11 @@ async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<Option<String>
     Ok(response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()))
 }
 
-static WATCHED: std::sync::Mutex<Vec<(String, f64)>> = std::sync::Mutex::new(Vec::new());
+/// Each timed read: the window and how long it took, in milliseconds.
+type Reads = Arc<Mutex<Vec<(String, f64)>>>;
 
 /// Reads each window's topology every 30 s, as a dashboard left open would.
-async fn watch(http: SocketAddr, windows: Vec<String>) {
+async fn watch(http: SocketAddr, windows: Vec<String>, reads: Reads) {
     // The first read a few seconds in, once the server listens.
     let first = tokio::time::Instant::now() + Duration::from_secs(5);
     let mut interval = tokio::time::interval_at(first, Duration::from_secs(30));
@@ -438,7 +445,7 @@ async fn watch(http: SocketAddr, windows: Vec<String>) {
             match http_get(http, &format!("/api/v1/topology?window={window}")).await {
                 Ok(Some(_)) => {
                     let ms = started.elapsed().as_secs_f64() * 1000.0;
-                    WATCHED.lock().expect("watched").push((window.clone(), ms));
+                    reads.lock().expect("watched").push((window.clone(), ms));
                 }
                 Ok(None) => eprintln!("watched {window}: not found"),
                 Err(error) => eprintln!("watched {window}: {error:#}"),
@@ -447,8 +454,7 @@ async fn watch(http: SocketAddr, windows: Vec<String>) {
     }
 }
 
-fn watched_reads(windows: &[String]) -> Vec<WatchedReads> {
-    let reads = WATCHED.lock().expect("watched").clone();
+fn watched_reads(windows: &[String], reads: &[(String, f64)]) -> Vec<WatchedReads> {
     windows
         .iter()
         .map(|window| {
