@@ -112,6 +112,10 @@ pub(crate) struct BenchArgs {
     /// dashboard, and the reads are timed
     #[arg(long, value_delimiter = ',')]
     watch_windows: Vec<String>,
+    /// Sink and meshscope runs, taken in turn, each with a fresh process: the ratio is the
+    /// median of the pairs', so that the machine's drift between two runs weighs less
+    #[arg(long, default_value_t = 1)]
+    pairs: usize,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -132,9 +136,19 @@ struct Report {
     sink: Option<Measured>,
     meshscope: Measured,
     ratio: Option<f64>,
+    /// Each sink run with the meshscope run right after it; `sink` and `meshscope` above
+    /// are the last pair.
+    pairs: Vec<Pair>,
     freshness_ms: Option<Freshness>,
     rss_samples_mib: Vec<f64>,
     watched_reads_ms: Vec<WatchedReads>,
+}
+
+#[derive(Debug, Serialize)]
+struct Pair {
+    sink_entries_per_second: f64,
+    meshscope_entries_per_second: f64,
+    ratio: f64,
 }
 
 /// The topology reads of one watched window, as a dashboard would have waited for them.
@@ -176,34 +190,28 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         duration,
         entry_rate: args.steady_rate,
     };
-    let sink = if args.steady_rate.is_none() {
-        let grpc = free_port()?;
-        let mut child = spawn(&exe, &["sink", "--grpc-addr", &grpc.to_string()])?;
-        let measured = measure(&mut child, grpc, &pool, plan).await?;
-        stop(child);
-        print_line("sink", &measured);
-        Some(measured)
-    } else {
-        None
-    };
+    let mut pairs = Vec::new();
+    let mut sink = None;
+    if args.steady_rate.is_none() {
+        for pair in 1..=args.pairs.max(1) {
+            let measured = measure_sink(&exe, &pool, plan).await?;
+            if pair < args.pairs {
+                let (mut child, grpc, _, _data) = spawn_serve(&exe)?;
+                let meshscope = measure(&mut child, grpc, &pool, plan).await;
+                stop(child);
+                let meshscope = meshscope?;
+                print_line("meshscope", &meshscope);
+                pairs.push(Pair::of(&measured, &meshscope));
+            }
+            sink = Some(measured);
+        }
+    }
 
-    let grpc = free_port()?;
-    let http = free_port()?;
-    let data = tempfile::tempdir().context("temporary data directory")?;
-    let data_dir = data.path().display().to_string();
-    let serve_args = [
-        "serve",
-        "--grpc-addr",
-        &grpc.to_string(),
-        "--http-addr",
-        &http.to_string(),
-        "--data-dir",
-        &data_dir,
-    ];
-    let mut child = spawn(&exe, &serve_args)?;
+    let (mut child, grpc, http, _data) = spawn_serve(&exe)?;
+    let samples = Arc::new(Mutex::new(Vec::new()));
     let sampler = args
         .steady_rate
-        .map(|_| tokio::spawn(sample_rss(child.id())));
+        .map(|_| tokio::spawn(sample_rss(child.id(), Arc::clone(&samples))));
     let watched = Arc::new(Mutex::new(Vec::new()));
     let watcher = (!args.watch_windows.is_empty()).then(|| {
         tokio::spawn(watch(
@@ -234,7 +242,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(task) => {
             task.abort();
             let _ = task.await;
-            read_samples()
+            std::mem::take(&mut *samples.lock().expect("samples"))
         }
         None => Vec::new(),
     };
@@ -248,9 +256,10 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     stop(child);
 
-    let ratio = sink
-        .as_ref()
-        .map(|s| meshscope.entries_per_second / s.entries_per_second);
+    if let Some(sink) = &sink {
+        pairs.push(Pair::of(sink, &meshscope));
+    }
+    let ratio = median(pairs.iter().map(|p| p.ratio).collect());
     let report = Report {
         machine: machine(),
         streams: pool.stream_count(),
@@ -259,12 +268,22 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         sink,
         meshscope,
         ratio,
+        pairs,
         freshness_ms: freshness,
         rss_samples_mib,
         watched_reads_ms,
     };
     if let Some(ratio) = report.ratio {
-        eprintln!("ratio (meshscope / sink): {ratio:.2}");
+        let each: Vec<String> = report
+            .pairs
+            .iter()
+            .map(|p| format!("{:.2}", p.ratio))
+            .collect();
+        eprintln!(
+            "ratio (meshscope / sink): {ratio:.2}, the median of {} pairs ({})",
+            each.len(),
+            each.join(", ")
+        );
     }
     for w in &report.watched_reads_ms {
         eprintln!(
@@ -280,6 +299,57 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+impl Pair {
+    fn of(sink: &Measured, meshscope: &Measured) -> Pair {
+        Pair {
+            sink_entries_per_second: sink.entries_per_second,
+            meshscope_entries_per_second: meshscope.entries_per_second,
+            ratio: meshscope.entries_per_second / sink.entries_per_second,
+        }
+    }
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+async fn measure_sink(exe: &PathBuf, pool: &Arc<Pool>, plan: Plan) -> anyhow::Result<Measured> {
+    let grpc = free_port()?;
+    let mut child = spawn(exe, &["sink", "--grpc-addr", &grpc.to_string()])?;
+    let measured = measure(&mut child, grpc, pool, plan).await;
+    stop(child);
+    let measured = measured?;
+    print_line("sink", &measured);
+    Ok(measured)
+}
+
+/// A `meshscope serve` over a fresh data directory, which lives as long as the handle.
+fn spawn_serve(
+    exe: &PathBuf,
+) -> anyhow::Result<(Child, SocketAddr, SocketAddr, tempfile::TempDir)> {
+    let grpc = free_port()?;
+    let http = free_port()?;
+    let data = tempfile::tempdir().context("temporary data directory")?;
+    let data_dir = data.path().display().to_string();
+    let serve_args = [
+        "serve",
+        "--grpc-addr",
+        &grpc.to_string(),
+        "--http-addr",
+        &http.to_string(),
+        "--data-dir",
+        &data_dir,
+    ];
+    let child = spawn(exe, &serve_args)?;
+    Ok((child, grpc, http, data))
 }
 
 fn print_line(what: &str, m: &Measured) {
@@ -564,9 +634,7 @@ fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
     Ok(status_kib(pid, "VmHWM:")? / 1024.0)
 }
 
-static SAMPLES: std::sync::Mutex<Vec<f64>> = std::sync::Mutex::new(Vec::new());
-
-async fn sample_rss(pid: u32) {
+async fn sample_rss(pid: u32, samples: Arc<Mutex<Vec<f64>>>) {
     let mut interval = tokio::time::interval(Duration::from_secs(10));
     loop {
         interval.tick().await;
@@ -576,13 +644,9 @@ async fn sample_rss(pid: u32) {
             // kernel wants them: shown apart so that the two are not confused.
             let lazy = rollup_kib(pid, "LazyFree:").unwrap_or(0.0) / 1024.0;
             eprintln!("rss: {mib:.0} MiB (lazily freed: {lazy:.0} MiB)");
-            SAMPLES.lock().expect("samples").push(mib);
+            samples.lock().expect("samples").push(mib);
         }
     }
-}
-
-fn read_samples() -> Vec<f64> {
-    SAMPLES.lock().expect("samples").clone()
 }
 
 fn machine() -> String {

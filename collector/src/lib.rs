@@ -141,6 +141,7 @@ impl Collector {
         self.pipeline().retry_waiting(now);
         let first_open = self.time_rules.first_open_minute(now);
         let first_unwritten = self.time_rules.first_unwritten_minute(now);
+        let turn = self.store.memory_turn().await;
         let newly_closed = self.aggregator.close(first_unwritten, first_open)?;
         let rows: usize = newly_closed.iter().map(ClosedBatch::rows).sum();
         metrics::counter!(stats::ROWS_CLOSED).increment(rows as u64);
@@ -161,6 +162,7 @@ impl Collector {
             }
         };
         self.aggregator.finish_closing();
+        drop(turn);
         let logged = self.write_access_log().await;
         // Proxies flush every few seconds: once a second is soon enough for their rows.
         let proxies = if publish {

@@ -14,10 +14,12 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use futures::TryStreamExt;
+use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -159,6 +161,38 @@ impl DataFiles {
         })
     }
 
+    /// A new file of the partition written a batch at a time and sent out as it goes
+    /// (multipart), so that merging a partition's files never holds the merged file. The
+    /// batches must come in time order.
+    pub(crate) fn writer(
+        &self,
+        table: &str,
+        granularity: Granularity,
+        partition: EpochMillis,
+        schema: SchemaRef,
+    ) -> Result<FileWriter> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let stem = format!(
+            "{}-{:06}",
+            chrono::Utc::now().timestamp_millis(),
+            self.sequence.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = partition_dir(table, granularity, partition);
+        let temporary = temporary_path(&dir, &stem);
+        let sink = BufWriter::new(self.store.clone(), temporary.clone());
+        Ok(FileWriter {
+            writer: AsyncArrowWriter::try_new(sink, schema, Some(writer_properties()))?,
+            store: self.store.clone(),
+            temporary,
+            dir,
+            stem,
+            partition,
+            times: None,
+        })
+    }
+
     pub(crate) async fn read(&self, path: &Path, schema: &SchemaRef) -> Result<RecordBatch> {
         let bytes = self.store.get(path).await?.bytes().await?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
@@ -276,7 +310,7 @@ fn sorted_times(batch: &RecordBatch) -> Option<bool> {
 /// The batches in time order. Each closed minute arrives sorted (one time), so ordering
 /// the batches by their spans is enough and nothing is copied; joining and sorting would
 /// copy a minute whole at the moment memory is highest.
-fn in_time_order(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+pub(crate) fn in_time_order(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
     let mut batches: Vec<RecordBatch> = match batches.iter().any(|b| b.num_rows() > 0) {
         true => batches
             .iter()
@@ -326,6 +360,59 @@ fn times_in_name(
 }
 
 /// The first and last value of a sorted batch's time column.
+/// A file being written by `DataFiles::writer`; nothing is visible until `finish`.
+pub(crate) struct FileWriter {
+    writer: AsyncArrowWriter<BufWriter>,
+    store: Arc<dyn ObjectStore>,
+    temporary: Path,
+    dir: String,
+    stem: String,
+    partition: EpochMillis,
+    times: Option<(EpochMillis, EpochMillis)>,
+}
+
+impl FileWriter {
+    /// Appends a batch sorted by time, with no time before the previous batch's last.
+    pub(crate) async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if let Some((first, last)) = time_span(batch) {
+            if sorted_times(batch) != Some(true)
+                || self.times.is_some_and(|(_, before)| first < before)
+            {
+                return Err(Error::Parquet("rows written out of time order".into()));
+            }
+            self.times = Some(self.times.map_or((first, last), |(lo, _)| (lo, last)));
+        }
+        self.writer.write(batch).await?;
+        Ok(())
+    }
+
+    /// Completes the file and makes it visible under its final name.
+    pub(crate) async fn finish(self) -> Result<FileEntry> {
+        let FileWriter {
+            writer,
+            store,
+            temporary,
+            dir,
+            mut stem,
+            partition,
+            times,
+        } = self;
+        writer.close().await?;
+        let size = store.head(&temporary).await?.size;
+        if let Some((lo, hi)) = times {
+            stem.push_str(&format!("_t{lo}_{hi}"));
+        }
+        let path = Path::from(format!("{dir}/{stem}.parquet"));
+        store.rename(&temporary, &path).await?;
+        Ok(FileEntry {
+            path,
+            size,
+            partition,
+            times,
+        })
+    }
+}
+
 fn time_span(batch: &RecordBatch) -> Option<(EpochMillis, EpochMillis)> {
     use datafusion::arrow::array::{Array, AsArray};
     if batch.num_columns() == 0 || batch.num_rows() == 0 {
@@ -340,8 +427,8 @@ fn time_span(batch: &RecordBatch) -> Option<(EpochMillis, EpochMillis)> {
     Some((times.value(0), times.value(times.len() - 1)))
 }
 
-fn encode_parquet(batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    let properties = WriterProperties::builder()
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_sorting_columns(Some(vec![SortingColumn {
@@ -349,12 +436,22 @@ fn encode_parquet(batches: &[RecordBatch]) -> Result<Vec<u8>> {
             descending: false,
             nulls_first: false,
         }]))
-        .build();
+        // A row group is encoded in memory before it goes out: this bounds what a merge
+        // of many minute files holds at once.
+        .set_max_row_group_row_count(Some(STREAMED_ROW_GROUP))
+        .build()
+}
+
+/// Rows per row group: small enough that a streamed file's pending group stays a few
+/// tens of MiB even for wide tables.
+const STREAMED_ROW_GROUP: usize = 128 * 1024;
+
+fn encode_parquet(batches: &[RecordBatch]) -> Result<Vec<u8>> {
     let mut buffer = Vec::new();
     let Some(schema) = batches.first().map(RecordBatch::schema) else {
         return Err(Error::Parquet("no batch to write".into()));
     };
-    let mut writer = ArrowWriter::try_new(&mut buffer, schema, Some(properties))?;
+    let mut writer = ArrowWriter::try_new(&mut buffer, schema, Some(writer_properties()))?;
     for batch in batches {
         writer.write(batch)?;
     }

@@ -1,7 +1,7 @@
 //! Background upkeep: compaction of an hour's small minute files into one, hour and day
 //! rollups, and per-granularity retention. Time comes in as an argument so tests choose it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::compute::concat_batches;
@@ -9,8 +9,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::batch;
 use crate::error::Result;
-use crate::files::{DAY_MS, FileEntry, Granularity, HOUR_MS};
-use crate::model::{EpochMillis, MINUTE_MS, Table};
+use crate::files::{DAY_MS, FileEntry, Granularity, HOUR_MS, in_time_order};
+use crate::model::{EpochMillis, MINUTE_MS, Side, Table};
 use crate::proxy_table;
 use crate::rollup;
 use crate::store::Store;
@@ -40,7 +40,8 @@ impl Store {
         let access_log = self.inner.access_log.clone();
         for (partition, files) in access_log.partitions() {
             if files.len() > 1 && partition + HOUR_MS + settle <= now {
-                self.compact(&access_log, partition, &files).await?;
+                self.merge_partition(&access_log, partition, &files, |_| Ok(()))
+                    .await?;
                 report.files_compacted += files.len();
             }
         }
@@ -60,17 +61,7 @@ impl Store {
             self.table(table, Granularity::Hour).clone(),
             self.table(table, Granularity::Day).clone(),
         ];
-        let to_hours = |batch: &RecordBatch| {
-            let rolled = rollup::roll_up_minutes(batch::from_batch(table, batch)?, HOUR_MS);
-            batch::to_batch(table, &rolled)
-        };
-        let to_days = |batch: &RecordBatch| {
-            batch::to_batch(
-                table,
-                &rollup::roll_up(batch::from_batch(table, batch)?, DAY_MS),
-            )
-        };
-        self.roll_tiers(tiers, now, settle, report, to_hours, to_days)
+        self.roll_tiers(tiers, Rows::Metrics(table), now, settle, report)
             .await
     }
 
@@ -88,25 +79,21 @@ impl Store {
             self.proxy_table(Granularity::Hour).clone(),
             self.proxy_table(Granularity::Day).clone(),
         ];
-        let roll = |span: EpochMillis| {
-            move |batch: &RecordBatch| {
-                proxy_table::to_batch(&proxy_table::roll_up(proxy_table::from_batch(batch)?, span))
-            }
-        };
-        self.roll_tiers(tiers, now, settle, report, roll(HOUR_MS), roll(DAY_MS))
+        self.roll_tiers(tiers, Rows::Proxy, now, settle, report)
             .await
     }
 
     /// Compacts settled minute partitions and rolls them into hours, then settled days of
-    /// hours into days; `to_hours` and `to_days` say how a table's rows add up.
+    /// hours into days. Rows are read a group of files at a time and folded as they come,
+    /// so what is held is one group and one row per key and bucket, never an hour of
+    /// minutes: at a thousand services an hour of endpoint minutes is over ten million rows.
     async fn roll_tiers(
         &self,
         [minutes, hours, days]: [Arc<StoredTable>; 3],
+        rows: Rows,
         now: EpochMillis,
         settle: EpochMillis,
         report: &mut MaintenanceReport,
-        to_hours: impl Fn(&RecordBatch) -> Result<RecordBatch>,
-        to_days: impl Fn(&RecordBatch) -> Result<RecordBatch>,
     ) -> Result<()> {
         let mut due_days = BTreeSet::new();
         for (partition, files) in minutes.partitions() {
@@ -114,14 +101,14 @@ impl Store {
             if !settled || (files.len() == 1 && hours.has_partition(partition)) {
                 continue;
             }
-            let batch = if files.len() > 1 {
+            if files.len() > 1 {
                 report.files_compacted += files.len();
-                self.compact(&minutes, partition, &files).await?
-            } else {
-                self.read_all(&minutes, &files).await?
-            };
-            self.replace_with(&hours, partition, &to_hours(&batch)?)
+            }
+            let mut fold = Fold::new(rows, HOUR_MS);
+            self.merge_partition(&minutes, partition, &files, |batch| fold.add_minutes(batch))
                 .await?;
+            let rolled = fold.finish()?;
+            self.replace_with(&hours, partition, &rolled).await?;
             report.hours_rolled_up += 1;
             due_days.insert(partition.div_euclid(DAY_MS) * DAY_MS);
         }
@@ -135,43 +122,65 @@ impl Store {
             if day + DAY_MS + settle > now {
                 continue;
             }
-            let hour_files: Vec<FileEntry> = hours
-                .partitions()
-                .range(day..day + DAY_MS)
-                .flat_map(|(_, files)| files.clone())
-                .collect();
-            let batch = self.read_all(&hours, &hour_files).await?;
-            self.replace_with(&days, day, &to_days(&batch)?).await?;
+            let mut fold = Fold::new(rows, DAY_MS);
+            // Hours in time order, each file sorted: the proxy gauges' last values hold.
+            for (_, files) in hours.partitions().range(day..day + DAY_MS) {
+                for file in files {
+                    let _turn = self.inner.memory_turns.lock().await;
+                    let batch = self.inner.files.read(&file.path, &hours.schema).await?;
+                    fold.add_rolled(&batch)?;
+                }
+            }
+            let rolled = fold.finish()?;
+            self.replace_with(&days, day, &rolled).await?;
             report.days_rolled_up += 1;
         }
         Ok(())
     }
 
-    /// Merges a partition's files into one sorted file and returns its rows.
-    async fn compact(
+    /// Reads a partition's files a group at a time, in time order, and hands each group's
+    /// rows (sorted by time) to `each`. With more than one file, the groups are also
+    /// written, as they come, to one new file that then replaces them all.
+    async fn merge_partition(
         &self,
         stored: &Arc<StoredTable>,
         partition: EpochMillis,
         files: &[FileEntry],
-    ) -> Result<RecordBatch> {
-        let batch = self.read_all(stored, files).await?;
-        let file = self
-            .inner
-            .files
-            .write(
+        mut each: impl FnMut(&RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        let mut writer = match files.len() {
+            0 | 1 => None,
+            _ => Some(self.inner.files.writer(
                 &stored.name,
                 stored.granularity,
                 partition,
-                std::slice::from_ref(&batch),
-            )
-            .await?;
-        // The new file is visible before the old ones go, so no reader misses the rows;
-        // a reader planned just before the swap may briefly see both, never neither.
-        stored.replace_files(partition, files, Some(file));
-        for old in files {
-            self.inner.files.delete(&old.path).await?;
+                stored.schema.clone(),
+            )?),
+        };
+        for group in overlapping_groups(files, stored.granularity.partition_ms()) {
+            // One group's rows at a time, never beside a closing minute's encoding.
+            let _turn = self.inner.memory_turns.lock().await;
+            let batch = self.read_all(stored, &group).await?;
+            let sorted = match group.len() {
+                1 => batch,
+                _ => concat_batches(&stored.schema, &in_time_order(&[batch])?)?,
+            };
+            if let Some(writer) = &mut writer {
+                writer.write(&sorted).await?;
+            }
+            each(&sorted)?;
         }
-        Ok(batch)
+        if let Some(writer) = writer {
+            let file = writer.finish().await?;
+            // The new file is visible before the old ones go, so no reader misses the
+            // rows; a reader planned just before the swap may briefly see both, never
+            // neither.
+            stored.replace_files(partition, files, Some(file));
+            for old in files {
+                self.inner.files.delete(&old.path).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Replaces every file of a partition with one file holding `batch`.
@@ -240,5 +249,162 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// Which rows a tier holds, and so how they add up.
+#[derive(Clone, Copy, Debug)]
+enum Rows {
+    Metrics(Table),
+    Proxy,
+}
+
+/// Rows folded into buckets of one span as they are read.
+enum Fold {
+    Metrics(Table, rollup::Buckets),
+    Proxy(proxy_table::SeriesBuckets),
+}
+
+/// Rows converted at a time: a group's rows are never all held as structs.
+const FOLD_SLICE: usize = 16 * 1024;
+
+fn slices(batch: &RecordBatch) -> impl Iterator<Item = RecordBatch> + '_ {
+    (0..batch.num_rows())
+        .step_by(FOLD_SLICE)
+        .map(|at| batch.slice(at, FOLD_SLICE.min(batch.num_rows() - at)))
+}
+
+impl Fold {
+    fn new(rows: Rows, bucket_ms: EpochMillis) -> Fold {
+        match rows {
+            Rows::Metrics(table) => Fold::Metrics(table, rollup::Buckets::new(bucket_ms)),
+            Rows::Proxy => Fold::Proxy(proxy_table::SeriesBuckets::new(bucket_ms)),
+        }
+    }
+
+    /// Minute rows holding every row of their minutes (a group of files), in time order.
+    fn add_minutes(&mut self, batch: &RecordBatch) -> Result<()> {
+        let Fold::Metrics(table, buckets) = self else {
+            return self.add_rolled(batch);
+        };
+        // Per key and minute the server side wins over the client side: first learn
+        // which minutes a server reported, by hash so that the keys are not held twice.
+        let mut served = HashSet::new();
+        for slice in slices(batch) {
+            for row in batch::from_batch(*table, &slice)? {
+                if row.side == Side::Server {
+                    served.insert(rollup::minute_hash(&row.key, row.minute));
+                }
+            }
+        }
+        for slice in slices(batch) {
+            for row in batch::from_batch(*table, &slice)? {
+                if row.side == Side::Client
+                    && served.contains(&rollup::minute_hash(&row.key, row.minute))
+                {
+                    continue;
+                }
+                buckets.add(row);
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows already rolled up (hours into days), in time order.
+    fn add_rolled(&mut self, batch: &RecordBatch) -> Result<()> {
+        for slice in slices(batch) {
+            match self {
+                Fold::Metrics(table, buckets) => {
+                    for row in batch::from_batch(*table, &slice)? {
+                        buckets.add(row);
+                    }
+                }
+                Fold::Proxy(series) => {
+                    for row in proxy_table::from_batch(&slice)? {
+                        series.add(row);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<RecordBatch> {
+        match self {
+            Fold::Metrics(table, buckets) => batch::to_batch(table, &buckets.into_rows()),
+            Fold::Proxy(series) => proxy_table::to_batch(&series.into_rows()),
+        }
+    }
+}
+
+/// A partition's files in groups whose times overlap, in time order: each group holds
+/// every row of its minutes, so a group can be folded alone. A file whose times are not
+/// known may hold any time of the partition.
+fn overlapping_groups(files: &[FileEntry], partition_ms: EpochMillis) -> Vec<Vec<FileEntry>> {
+    let span = |f: &FileEntry| {
+        f.times
+            .unwrap_or((f.partition, f.partition + partition_ms - 1))
+    };
+    let mut sorted: Vec<&FileEntry> = files.iter().collect();
+    sorted.sort_by_key(|f| span(f));
+    let mut groups: Vec<(EpochMillis, Vec<FileEntry>)> = Vec::new();
+    for file in sorted {
+        let (first, last) = span(file);
+        match groups.last_mut() {
+            Some((end, group)) if first <= *end => {
+                *end = (*end).max(last);
+                group.push(file.clone());
+            }
+            _ => groups.push((last, vec![file.clone()])),
+        }
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::path::Path;
+
+    fn file(name: &str, times: Option<(EpochMillis, EpochMillis)>) -> FileEntry {
+        FileEntry {
+            path: Path::from(name),
+            size: 1,
+            partition: 0,
+            times,
+        }
+    }
+
+    fn names(groups: &[Vec<FileEntry>]) -> Vec<Vec<String>> {
+        groups
+            .iter()
+            .map(|g| g.iter().map(|f| f.path.to_string()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn files_whose_minutes_overlap_are_read_together_and_in_time_order() {
+        let m = MINUTE_MS;
+        let files = [
+            file("c", Some((2 * m, 2 * m))),
+            file("a", Some((0, 0))),
+            file("late-b", Some((m, 2 * m))),
+            file("b", Some((m, m))),
+            file("d", Some((4 * m, 4 * m))),
+        ];
+        assert_eq!(
+            names(&overlapping_groups(&files, HOUR_MS)),
+            [vec!["a"], vec!["b", "late-b", "c"], vec!["d"]]
+        );
+        // A file of unknown times may hold any minute of the hour: one group.
+        let unknown = [
+            file("a", Some((0, 0))),
+            file("x", None),
+            file("d", Some((4 * m, 4 * m))),
+        ];
+        assert_eq!(
+            names(&overlapping_groups(&unknown, HOUR_MS)),
+            [vec!["a", "x", "d"]]
+        );
     }
 }

@@ -168,10 +168,8 @@ pub(crate) fn from_batch(batch: &RecordBatch) -> Result<Vec<ProxyMetricRow>> {
 
 /// Rolls rows into buckets of `bucket_ms`, merging each series in time order, so gauges
 /// keep their last value and the extremes of the bucket.
-pub(crate) fn roll_up(
-    mut rows: Vec<ProxyMetricRow>,
-    bucket_ms: EpochMillis,
-) -> Vec<ProxyMetricRow> {
+#[cfg(test)]
+fn roll_up(mut rows: Vec<ProxyMetricRow>, bucket_ms: EpochMillis) -> Vec<ProxyMetricRow> {
     rows.sort_by_key(|r| r.minute);
     merge_series(rows, bucket_ms)
 }
@@ -181,27 +179,53 @@ type Series = (EpochMillis, String, String, String);
 /// Rows merged per series and bucket, sorted by proxy, name, cluster and time; input in
 /// time order.
 fn merge_series(rows: Vec<ProxyMetricRow>, bucket_ms: EpochMillis) -> Vec<ProxyMetricRow> {
-    let mut merged: BTreeMap<Series, ProxyMetricRow> = BTreeMap::new();
-    for mut row in rows {
-        row.minute = row.minute.div_euclid(bucket_ms) * bucket_ms;
+    let mut merged = SeriesBuckets::new(bucket_ms);
+    for row in rows {
+        merged.add(row);
+    }
+    merged.into_rows()
+}
+
+/// Rows merged per series and bucket as they come; they must come in time order, for a
+/// gauge keeps its last value.
+pub(crate) struct SeriesBuckets {
+    bucket_ms: EpochMillis,
+    merged: BTreeMap<Series, ProxyMetricRow>,
+}
+
+impl SeriesBuckets {
+    pub(crate) fn new(bucket_ms: EpochMillis) -> SeriesBuckets {
+        SeriesBuckets {
+            bucket_ms,
+            merged: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn add(&mut self, mut row: ProxyMetricRow) {
+        row.minute = row.minute.div_euclid(self.bucket_ms) * self.bucket_ms;
         let key = (
             row.minute,
             row.proxy.clone(),
             row.name.clone(),
             row.cluster.clone(),
         );
-        match merged.get_mut(&key) {
+        match self.merged.get_mut(&key) {
             Some(existing) => existing.merge(&row),
             None => {
-                merged.insert(key, row);
+                self.merged.insert(key, row);
             }
         }
     }
-    let mut rows: Vec<ProxyMetricRow> = merged.into_values().collect();
-    rows.sort_by(|a, b| {
-        (&a.proxy, &a.name, &a.cluster, a.minute).cmp(&(&b.proxy, &b.name, &b.cluster, b.minute))
-    });
-    rows
+
+    /// Sorted by proxy, name, cluster and time.
+    pub(crate) fn into_rows(self) -> Vec<ProxyMetricRow> {
+        let mut rows: Vec<ProxyMetricRow> = self.merged.into_values().collect();
+        rows.sort_by(|a, b| {
+            (&a.proxy, &a.name, &a.cluster, a.minute)
+                .cmp(&(&b.proxy, &b.name, &b.cluster, b.minute))
+        });
+        rows
+    }
 }
 
 /// Which proxy rows a read wants; empty fields match everything.

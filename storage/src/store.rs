@@ -45,6 +45,9 @@ pub(crate) struct Inner {
     pub(crate) ctx: SessionContext,
     /// One maintenance pass at a time, whether from the background task or a caller.
     pub(crate) maintenance: tokio::sync::Mutex<()>,
+    /// Taken in turn by the large transient uses of memory: a closing minute's encoding
+    /// and write, and each step of a compaction or rollup, so that their peaks never add.
+    pub(crate) memory_turns: tokio::sync::Mutex<()>,
     pub(crate) span_cache: totals::SpanCache<totals::SpanKey>,
     /// The groups of minute tables whose open rows come from a live source.
     pub(crate) live_groups: parking_lot::RwLock<Vec<Arc<LiveGroup>>>,
@@ -167,6 +170,7 @@ impl Store {
             access_log,
             ctx,
             maintenance: tokio::sync::Mutex::new(()),
+            memory_turns: tokio::sync::Mutex::new(()),
             proxy_metrics: crate::proxy_metrics::ProxyMetrics::default(),
             proxy_tables,
             span_cache: totals::SpanCache::new(totals::MAX_CACHED_TOTALS),
@@ -294,6 +298,12 @@ impl Store {
             })
             .collect::<Result<Vec<_>>>()?;
         self.append_batches_before(&batches, before).await
+    }
+
+    /// Waits for the turn to use a large amount of memory for a while (encoding and
+    /// writing a closing minute); maintenance takes the same turns step by step.
+    pub async fn memory_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.memory_turns.lock().await
     }
 
     /// `append_closed_before` for rows already encoded: one Parquet file per table and

@@ -437,6 +437,96 @@ async fn rollups_answer_like_the_minutes_they_replace() {
     assert_eq!(again, Default::default());
 }
 
+/// An hour larger than a Parquet row group, with a minute whose late rows came in a file
+/// of their own, is compacted into one file and rolled up without losing a row.
+#[tokio::test]
+async fn a_large_hour_is_compacted_and_rolled_up_group_by_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    let callers = 50_000;
+    let minute_rows = |minute: i64, calls: u64| -> Vec<MetricRow> {
+        (0..callers)
+            .map(|i| {
+                let key = edge(&format!("caller-{i}"), "cart");
+                row(T0 + minute * MINUTE_MS, key, Side::Server, calls, 3.0)
+            })
+            .collect()
+    };
+    for minute in 0..3 {
+        store.append_closed(minute_rows(minute, 2)).await.unwrap();
+    }
+    // Late rows of the second minute: one caller's server side again, and a client side
+    // the server side already covers, which the rollup must not count.
+    store
+        .append_closed(vec![
+            row(
+                T0 + MINUTE_MS,
+                edge("caller-7", "cart"),
+                Side::Server,
+                5,
+                3.0,
+            ),
+            row(
+                T0 + MINUTE_MS,
+                edge("caller-8", "cart"),
+                Side::Client,
+                9,
+                3.0,
+            ),
+        ])
+        .await
+        .unwrap();
+    let report = store.maintain(T0 + 2 * HOUR).await.unwrap();
+    assert_eq!((report.files_compacted, report.hours_rolled_up), (4, 1));
+    let minute_files: Vec<String> = files_under(dir.path())
+        .into_iter()
+        .filter(|f| f.starts_with("edge_minute/"))
+        .collect();
+    assert_eq!(minute_files.len(), 1, "{minute_files:?}");
+
+    let sql = |table: &str| {
+        format!("SELECT count(*), CAST(sum(calls) AS BIGINT) FROM {table} WHERE side = 'server'")
+    };
+    let minutes = store
+        .sql(&sql("edge_minute"), &SqlLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        minutes[0].column(0).as_primitive::<Int64Type>().value(0),
+        150_001
+    );
+    assert_eq!(
+        minutes[0].column(1).as_primitive::<Int64Type>().value(0),
+        300_005
+    );
+    let hours = store
+        .sql(&sql("edge_hour"), &SqlLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        hours[0].column(0).as_primitive::<Int64Type>().value(0),
+        50_000
+    );
+    assert_eq!(
+        hours[0].column(1).as_primitive::<Int64Type>().value(0),
+        300_005
+    );
+    let client_hours = store
+        .sql(
+            "SELECT count(*) FROM edge_hour WHERE side = 'client'",
+            &SqlLimits::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        client_hours[0]
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .value(0),
+        0
+    );
+}
+
 #[tokio::test]
 async fn retention_deletes_what_is_due_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
