@@ -2,6 +2,7 @@
 
 mod bench;
 mod config;
+mod maintain_cmd;
 mod memory;
 mod replay;
 mod serve;
@@ -46,6 +47,9 @@ enum Command {
     Sink(bench::SinkArgs),
     /// Run one read-only SQL query against a data directory or a running server.
     Sql(sql_cmd::SqlArgs),
+    /// One pass of the store's upkeep (compaction, rollups, retention) over a data directory
+    /// no server is writing to.
+    Maintain(maintain_cmd::MaintainArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -71,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Replay(args) => replay::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Sink(args) => bench::run_sink(args).await,
+        Command::Maintain(args) => maintain_cmd::run(args).await,
         Command::Sql(args) => {
             // One plain line, never a backtrace: the message is for the person who typed
             // the query.

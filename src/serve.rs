@@ -100,7 +100,7 @@ impl Settings {
     }
 }
 
-fn store_config(data_dir: Option<PathBuf>, file: StorageSection) -> StoreConfig {
+pub(crate) fn store_config(data_dir: Option<PathBuf>, file: StorageSection) -> StoreConfig {
     let defaults = StoreConfig::default();
     StoreConfig {
         data_dir: data_dir

@@ -10,7 +10,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use crate::batch;
 use crate::error::Result;
 use crate::files::{DAY_MS, FileEntry, Granularity, HOUR_MS, in_time_order};
-use crate::model::{EpochMillis, MINUTE_MS, Side, Table};
+use crate::model::{EpochMillis, MINUTE_MS, RowKey, Side, Table};
 use crate::proxy_table;
 use crate::rollup;
 use crate::store::Store;
@@ -40,7 +40,7 @@ impl Store {
         let access_log = self.inner.access_log.clone();
         for (partition, files) in access_log.partitions() {
             if files.len() > 1 && partition + HOUR_MS + settle <= now {
-                self.merge_partition(&access_log, partition, &files, |_| Ok(()))
+                self.merge_partition(&access_log, partition, &files, 1, |_| Ok(()))
                     .await?;
                 report.files_compacted += files.len();
             }
@@ -104,10 +104,18 @@ impl Store {
             if files.len() > 1 {
                 report.files_compacted += files.len();
             }
-            let mut fold = Fold::new(rows, HOUR_MS);
-            self.merge_partition(&minutes, partition, &files, |batch| fold.add_minutes(batch))
-                .await?;
-            let rolled = fold.finish()?;
+            let passes = passes_for(rows, &files);
+            let mut fold = Fold::new(rows, HOUR_MS, Share::of(0, passes));
+            let mut rolled = Vec::new();
+            self.merge_partition(&minutes, partition, &files, passes, |step| match step {
+                Step::Rows(batch) => fold.add_minutes(batch),
+                Step::PassDone(pass) => {
+                    let next = Fold::new(rows, HOUR_MS, Share::of(pass + 1, passes));
+                    rolled.push(std::mem::replace(&mut fold, next).finish()?);
+                    Ok(())
+                }
+            })
+            .await?;
             self.replace_with(&hours, partition, &rolled).await?;
             report.hours_rolled_up += 1;
             due_days.insert(partition.div_euclid(DAY_MS) * DAY_MS);
@@ -122,31 +130,41 @@ impl Store {
             if day + DAY_MS + settle > now {
                 continue;
             }
-            let mut fold = Fold::new(rows, DAY_MS);
-            // Hours in time order, each file sorted: the proxy gauges' last values hold.
-            for (_, files) in hours.partitions().range(day..day + DAY_MS) {
-                for file in files {
+            let hour_files: Vec<FileEntry> = hours
+                .partitions()
+                .range(day..day + DAY_MS)
+                .flat_map(|(_, files)| files.clone())
+                .collect();
+            let passes = passes_for(rows, &hour_files);
+            let mut rolled = Vec::new();
+            for pass in 0..passes {
+                let mut fold = Fold::new(rows, DAY_MS, Share::of(pass, passes));
+                // Hours in time order, each file sorted: the proxy gauges' last values
+                // hold.
+                for file in &hour_files {
                     let _turn = self.inner.memory_turns.lock().await;
                     let batch = self.inner.files.read(&file.path, &hours.schema).await?;
                     fold.add_rolled(&batch)?;
                 }
+                rolled.push(fold.finish()?);
             }
-            let rolled = fold.finish()?;
             self.replace_with(&days, day, &rolled).await?;
             report.days_rolled_up += 1;
         }
         Ok(())
     }
 
-    /// Reads a partition's files a group at a time, in time order, and hands each group's
-    /// rows (sorted by time) to `each`. With more than one file, the groups are also
-    /// written, as they come, to one new file that then replaces them all.
+    /// Reads a partition's files a group at a time, in time order, `passes` times over,
+    /// and hands each group's rows (sorted by time) to `each`, then the end of each pass.
+    /// With more than one file, the groups are also written, as they come in the first
+    /// pass, to one new file that replaces them all once every pass is done.
     async fn merge_partition(
         &self,
         stored: &Arc<StoredTable>,
         partition: EpochMillis,
         files: &[FileEntry],
-        mut each: impl FnMut(&RecordBatch) -> Result<()>,
+        passes: u64,
+        mut each: impl FnMut(Step<'_>) -> Result<()>,
     ) -> Result<()> {
         let mut writer = match files.len() {
             0 | 1 => None,
@@ -157,18 +175,24 @@ impl Store {
                 stored.schema.clone(),
             )?),
         };
-        for group in overlapping_groups(files, stored.granularity.partition_ms()) {
-            // One group's rows at a time, never beside a closing minute's encoding.
-            let _turn = self.inner.memory_turns.lock().await;
-            let batch = self.read_all(stored, &group).await?;
-            let sorted = match group.len() {
-                1 => batch,
-                _ => concat_batches(&stored.schema, &in_time_order(&[batch])?)?,
-            };
-            if let Some(writer) = &mut writer {
-                writer.write(&sorted).await?;
+        let groups = overlapping_groups(files, stored.granularity.partition_ms());
+        for pass in 0..passes.max(1) {
+            for group in &groups {
+                // One group's rows at a time, never beside a closing minute's encoding.
+                let _turn = self.inner.memory_turns.lock().await;
+                let batch = self.read_all(stored, group).await?;
+                let sorted = match group.len() {
+                    1 => batch,
+                    _ => concat_batches(&stored.schema, &in_time_order(&[batch])?)?,
+                };
+                if pass == 0
+                    && let Some(writer) = &mut writer
+                {
+                    writer.write(&sorted).await?;
+                }
+                each(Step::Rows(&sorted))?;
             }
-            each(&sorted)?;
+            each(Step::PassDone(pass))?;
         }
         if let Some(writer) = writer {
             let file = writer.finish().await?;
@@ -183,26 +207,21 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces every file of a partition with one file holding `batch`.
+    /// Replaces every file of a partition with one file holding `batches`.
     async fn replace_with(
         &self,
         stored: &Arc<StoredTable>,
         partition: EpochMillis,
-        batch: &RecordBatch,
+        batches: &[RecordBatch],
     ) -> Result<()> {
         let old = stored.partitions().remove(&partition).unwrap_or_default();
-        let file = if batch.num_rows() == 0 {
+        let file = if batches.iter().all(|b| b.num_rows() == 0) {
             None
         } else {
             Some(
                 self.inner
                     .files
-                    .write(
-                        &stored.name,
-                        stored.granularity,
-                        partition,
-                        std::slice::from_ref(batch),
-                    )
+                    .write(&stored.name, stored.granularity, partition, batches)
                     .await?,
             )
         };
@@ -259,9 +278,57 @@ enum Rows {
     Proxy,
 }
 
+/// What `merge_partition` hands on: a group's rows, or the end of a pass over them all.
+enum Step<'a> {
+    Rows(&'a RecordBatch),
+    PassDone(u64),
+}
+
+/// The keys one pass of a fold takes: a fold holds one row per key, so a partition with
+/// many keys is folded in several passes, each over its own share of them.
+#[derive(Clone, Copy, Debug)]
+struct Share {
+    pass: u64,
+    passes: u64,
+}
+
+impl Share {
+    fn of(pass: u64, passes: u64) -> Share {
+        Share {
+            pass,
+            passes: passes.max(1),
+        }
+    }
+
+    fn takes(self, key: &RowKey) -> bool {
+        self.passes == 1 || rollup::key_hash(key) % self.passes == self.pass
+    }
+}
+
+/// Keys one pass holds at most, about 25 MiB of fold.
+const KEYS_PER_PASS: u64 = 64 * 1024;
+/// A metric row takes 33 to 46 bytes in Parquet (see BENCHMARKS.md): the smaller figure
+/// makes more passes rather than fewer.
+const PARQUET_BYTES_PER_ROW: u64 = 32;
+
+/// How many passes a fold over `files` takes: the largest file (a minute, or an hour of
+/// one row per key) tells how many keys a bucket may hold.
+fn passes_for(rows: Rows, files: &[FileEntry]) -> u64 {
+    match rows {
+        // One row per proxy, statistic and cluster: few enough for one pass.
+        Rows::Proxy => 1,
+        Rows::Metrics(_) => {
+            let largest = files.iter().map(|f| f.size).max().unwrap_or(0);
+            (largest / PARQUET_BYTES_PER_ROW)
+                .div_ceil(KEYS_PER_PASS)
+                .clamp(1, 16)
+        }
+    }
+}
+
 /// Rows folded into buckets of one span as they are read.
 enum Fold {
-    Metrics(Table, rollup::Buckets),
+    Metrics(Table, Share, rollup::Buckets),
     Proxy(proxy_table::SeriesBuckets),
 }
 
@@ -275,16 +342,16 @@ fn slices(batch: &RecordBatch) -> impl Iterator<Item = RecordBatch> + '_ {
 }
 
 impl Fold {
-    fn new(rows: Rows, bucket_ms: EpochMillis) -> Fold {
+    fn new(rows: Rows, bucket_ms: EpochMillis, share: Share) -> Fold {
         match rows {
-            Rows::Metrics(table) => Fold::Metrics(table, rollup::Buckets::new(bucket_ms)),
+            Rows::Metrics(table) => Fold::Metrics(table, share, rollup::Buckets::new(bucket_ms)),
             Rows::Proxy => Fold::Proxy(proxy_table::SeriesBuckets::new(bucket_ms)),
         }
     }
 
     /// Minute rows holding every row of their minutes (a group of files), in time order.
     fn add_minutes(&mut self, batch: &RecordBatch) -> Result<()> {
-        let Fold::Metrics(table, buckets) = self else {
+        let Fold::Metrics(table, share, buckets) = self else {
             return self.add_rolled(batch);
         };
         // Per key and minute the server side wins over the client side: first learn
@@ -292,15 +359,16 @@ impl Fold {
         let mut served = HashSet::new();
         for slice in slices(batch) {
             for row in batch::from_batch(*table, &slice)? {
-                if row.side == Side::Server {
+                if row.side == Side::Server && share.takes(&row.key) {
                     served.insert(rollup::minute_hash(&row.key, row.minute));
                 }
             }
         }
         for slice in slices(batch) {
             for row in batch::from_batch(*table, &slice)? {
-                if row.side == Side::Client
-                    && served.contains(&rollup::minute_hash(&row.key, row.minute))
+                if !share.takes(&row.key)
+                    || row.side == Side::Client
+                        && served.contains(&rollup::minute_hash(&row.key, row.minute))
                 {
                     continue;
                 }
@@ -314,9 +382,11 @@ impl Fold {
     fn add_rolled(&mut self, batch: &RecordBatch) -> Result<()> {
         for slice in slices(batch) {
             match self {
-                Fold::Metrics(table, buckets) => {
+                Fold::Metrics(table, share, buckets) => {
                     for row in batch::from_batch(*table, &slice)? {
-                        buckets.add(row);
+                        if share.takes(&row.key) {
+                            buckets.add(row);
+                        }
                     }
                 }
                 Fold::Proxy(series) => {
@@ -331,7 +401,7 @@ impl Fold {
 
     fn finish(self) -> Result<RecordBatch> {
         match self {
-            Fold::Metrics(table, buckets) => batch::to_batch(table, &buckets.into_rows()),
+            Fold::Metrics(table, _, buckets) => batch::to_batch(table, &buckets.into_rows()),
             Fold::Proxy(series) => proxy_table::to_batch(&series.into_rows()),
         }
     }
@@ -380,6 +450,57 @@ mod tests {
             .iter()
             .map(|g| g.iter().map(|f| f.path.to_string()).collect())
             .collect()
+    }
+
+    #[test]
+    fn a_fold_in_passes_gives_the_rows_of_one_pass() {
+        use crate::model::{MetricRow, Metrics, ServiceRef};
+        let table = Table::ServiceMinute;
+        let row = |i: u64, minute: EpochMillis, side: Side, calls: u64| MetricRow {
+            minute,
+            key: RowKey::Service {
+                service: ServiceRef::service("ns", format!("s{i}")),
+            },
+            side,
+            metrics: Metrics {
+                calls,
+                ..Metrics::default()
+            },
+        };
+        let mut rows = Vec::new();
+        for i in 0..300 {
+            rows.push(row(i, 0, Side::Server, i + 1));
+            if i % 2 == 0 {
+                // Covered by the server side of the same minute: not counted.
+                rows.push(row(i, 0, Side::Client, 1000));
+            }
+            // Only the client reported this minute: counted on the client side.
+            rows.push(row(i, MINUTE_MS, Side::Client, 2));
+        }
+        let batch = batch::to_batch(table, &rows).unwrap();
+        let fold_in = |passes: u64| {
+            let mut out = Vec::new();
+            for pass in 0..passes {
+                let mut fold = Fold::new(Rows::Metrics(table), HOUR_MS, Share::of(pass, passes));
+                fold.add_minutes(&batch).unwrap();
+                let rolled = batch::from_batch(table, &fold.finish().unwrap()).unwrap();
+                assert!(rolled.len() < 600 || passes == 1, "a pass took every key");
+                out.extend(
+                    rolled
+                        .into_iter()
+                        .map(|r| (format!("{:?}", r.key), r.side, r.minute, r.metrics.calls)),
+                );
+            }
+            out.sort_by(|a, b| (&a.0, a.1 as u8).cmp(&(&b.0, b.1 as u8)));
+            out
+        };
+        let once = fold_in(1);
+        assert_eq!(once.len(), 600);
+        assert_eq!(
+            once.iter().map(|r| r.3).sum::<u64>(),
+            (1..=300).sum::<u64>() + 600
+        );
+        assert_eq!(fold_in(3), once);
     }
 
     #[test]

@@ -45,6 +45,13 @@ impl Buckets {
     }
 }
 
+/// A key as 64 bits, to share keys out among the passes of a fold.
+pub(crate) fn key_hash(key: &RowKey) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// A key's minute as 64 bits, to remember which minutes a server side reported without
 /// holding a copy of every key. Two of an hour's few hundred thousand keys sharing a
 /// value is about a one in a hundred million chance, and would drop one client minute.
