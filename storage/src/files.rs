@@ -194,10 +194,14 @@ impl DataFiles {
     }
 
     pub(crate) async fn read(&self, path: &Path, schema: &SchemaRef) -> Result<RecordBatch> {
+        Ok(concat_batches(schema, &self.read_batches(path).await?)?)
+    }
+
+    /// A file's rows as the reader gives them, a few thousand at a time.
+    pub(crate) async fn read_batches(&self, path: &Path) -> Result<Vec<RecordBatch>> {
         let bytes = self.store.get(path).await?.bytes().await?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
-        let batches = reader.collect::<Result<Vec<_>, _>>()?;
-        Ok(concat_batches(schema, &batches)?)
+        Ok(reader.collect::<Result<Vec<_>, _>>()?)
     }
 
     pub(crate) async fn delete(&self, path: &Path) -> Result<()> {

@@ -143,8 +143,8 @@ impl Store {
                 // hold.
                 for file in &hour_files {
                     let _turn = self.inner.memory_turns.lock().await;
-                    let batch = self.inner.files.read(&file.path, &hours.schema).await?;
-                    fold.add_rolled(&batch)?;
+                    let batches = self.inner.files.read_batches(&file.path).await?;
+                    fold.add_rolled(&batches)?;
                 }
                 rolled.push(fold.finish()?);
             }
@@ -180,15 +180,18 @@ impl Store {
             for group in &groups {
                 // One group's rows at a time, never beside a closing minute's encoding.
                 let _turn = self.inner.memory_turns.lock().await;
-                let batch = self.read_all(stored, group).await?;
-                let sorted = match group.len() {
-                    1 => batch,
-                    _ => concat_batches(&stored.schema, &in_time_order(&[batch])?)?,
+                // A file alone is sorted already: its batches are used as read, never
+                // joined into one copy.
+                let sorted = match group.as_slice() {
+                    [file] => self.inner.files.read_batches(&file.path).await?,
+                    _ => in_time_order(&[self.read_all(stored, group).await?])?,
                 };
                 if pass == 0
                     && let Some(writer) = &mut writer
                 {
-                    writer.write(&sorted).await?;
+                    for batch in &sorted {
+                        writer.write(batch).await?;
+                    }
                 }
                 each(Step::Rows(&sorted))?;
             }
@@ -280,7 +283,7 @@ enum Rows {
 
 /// What `merge_partition` hands on: a group's rows, or the end of a pass over them all.
 enum Step<'a> {
-    Rows(&'a RecordBatch),
+    Rows(&'a [RecordBatch]),
     PassDone(u64),
 }
 
@@ -335,7 +338,11 @@ enum Fold {
 /// Rows converted at a time: a group's rows are never all held as structs.
 const FOLD_SLICE: usize = 16 * 1024;
 
-fn slices(batch: &RecordBatch) -> impl Iterator<Item = RecordBatch> + '_ {
+fn slices(batches: &[RecordBatch]) -> impl Iterator<Item = RecordBatch> + '_ {
+    batches.iter().flat_map(slices_of)
+}
+
+fn slices_of(batch: &RecordBatch) -> impl Iterator<Item = RecordBatch> + '_ {
     (0..batch.num_rows())
         .step_by(FOLD_SLICE)
         .map(|at| batch.slice(at, FOLD_SLICE.min(batch.num_rows() - at)))
@@ -350,7 +357,7 @@ impl Fold {
     }
 
     /// Minute rows holding every row of their minutes (a group of files), in time order.
-    fn add_minutes(&mut self, batch: &RecordBatch) -> Result<()> {
+    fn add_minutes(&mut self, batch: &[RecordBatch]) -> Result<()> {
         let Fold::Metrics(table, share, buckets) = self else {
             return self.add_rolled(batch);
         };
@@ -379,7 +386,7 @@ impl Fold {
     }
 
     /// Rows already rolled up (hours into days), in time order.
-    fn add_rolled(&mut self, batch: &RecordBatch) -> Result<()> {
+    fn add_rolled(&mut self, batch: &[RecordBatch]) -> Result<()> {
         for slice in slices(batch) {
             match self {
                 Fold::Metrics(table, share, buckets) => {
@@ -482,7 +489,7 @@ mod tests {
             let mut out = Vec::new();
             for pass in 0..passes {
                 let mut fold = Fold::new(Rows::Metrics(table), HOUR_MS, Share::of(pass, passes));
-                fold.add_minutes(&batch).unwrap();
+                fold.add_minutes(std::slice::from_ref(&batch)).unwrap();
                 let rolled = batch::from_batch(table, &fold.finish().unwrap()).unwrap();
                 assert!(rolled.len() < 600 || passes == 1, "a pass took every key");
                 out.extend(
