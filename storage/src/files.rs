@@ -181,7 +181,10 @@ impl DataFiles {
         );
         let dir = partition_dir(table, granularity, partition);
         let temporary = temporary_path(&dir, &stem);
-        let sink = BufWriter::new(self.store.clone(), temporary.clone());
+        // Parts of 5 MiB (the least S3 takes), two in flight: what a slow store can make
+        // the writer hold stays small.
+        let sink = BufWriter::with_capacity(self.store.clone(), temporary.clone(), 5 << 20)
+            .with_max_concurrency(2);
         Ok(FileWriter {
             writer: AsyncArrowWriter::try_new(sink, schema, Some(writer_properties()))?,
             store: self.store.clone(),
@@ -448,7 +451,7 @@ fn writer_properties() -> WriterProperties {
 
 /// Rows per row group: small enough that a streamed file's pending group stays a few
 /// tens of MiB even for wide tables.
-const STREAMED_ROW_GROUP: usize = 128 * 1024;
+const STREAMED_ROW_GROUP: usize = 64 * 1024;
 
 fn encode_parquet(batches: &[RecordBatch]) -> Result<Vec<u8>> {
     let mut buffer = Vec::new();
