@@ -56,30 +56,19 @@ async fn maintain_compacts_and_rolls_up_an_hour_as_of_the_time_given() {
     }
     let data = data.display().to_string();
 
+    // What a pass did as of `at`: files compacted and hours rolled up.
+    let maintain_at = |at: &str| {
+        let (ok, out, err) = meshscope(&["maintain", "--data-dir", &data, "--at", at]);
+        assert!(ok, "{err}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (
+            report["files_compacted"].clone(),
+            report["hours_rolled_up"].clone(),
+        )
+    };
     // Within the hour and its settling time nothing is due.
-    let (ok, out, err) = meshscope(&[
-        "maintain",
-        "--data-dir",
-        &data,
-        "--at",
-        "2025-11-23T01:02:00Z",
-    ]);
-    assert!(ok, "{err}");
-    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(report["files_compacted"], 0, "{out}");
-    assert_eq!(report["hours_rolled_up"], 0, "{out}");
-
-    let (ok, out, err) = meshscope(&[
-        "maintain",
-        "--data-dir",
-        &data,
-        "--at",
-        "2025-11-23T01:10:00Z",
-    ]);
-    assert!(ok, "{err}");
-    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(report["files_compacted"], 2, "{out}");
-    assert_eq!(report["hours_rolled_up"], 1, "{out}");
+    assert_eq!(maintain_at("2025-11-23T01:02:00Z"), (0.into(), 0.into()));
+    assert_eq!(maintain_at("2025-11-23T01:10:00Z"), (2.into(), 1.into()));
 
     let (ok, out, err) = meshscope(&[
         "sql",

@@ -1062,6 +1062,19 @@ mod tests {
         assert_eq!(service(Side::Client).calls, 1);
     }
 
+    /// A row as a line of key and counts.
+    fn line(r: &MetricRow) -> String {
+        let m = &r.metrics;
+        format!(
+            "{:?} {:?} {} {} {}",
+            r.key,
+            r.side,
+            m.calls,
+            m.errors,
+            m.latency.count()
+        )
+    }
+
     /// Every row of a minute, by table, as reads see it: sorted lines of key and counts.
     fn read_all(agg: &Aggregator) -> Vec<Vec<String>> {
         let open = agg.open_batches(&Table::ALL, 0).unwrap();
@@ -1071,17 +1084,7 @@ mod tests {
                 let mut lines: Vec<String> = batches
                     .iter()
                     .flat_map(|b| from_batch(table, b).unwrap())
-                    .map(|r| {
-                        let m = &r.metrics;
-                        format!(
-                            "{:?} {:?} {} {} {}",
-                            r.key,
-                            r.side,
-                            m.calls,
-                            m.errors,
-                            m.latency.count()
-                        )
-                    })
+                    .map(|r| line(&r))
                     .collect();
                 lines.sort();
                 lines
@@ -1148,16 +1151,7 @@ mod tests {
         let mut drained: Vec<String> = decoded(&batches)
             .iter()
             .filter(|r| matches!(r.key, RowKey::Service { .. }))
-            .map(|r| {
-                format!(
-                    "{:?} {:?} {} {} {}",
-                    r.key,
-                    r.side,
-                    r.metrics.calls,
-                    r.metrics.errors,
-                    r.metrics.latency.count()
-                )
-            })
+            .map(line)
             .collect();
         drained.sort();
         assert_eq!(drained, before[0]);

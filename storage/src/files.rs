@@ -116,8 +116,6 @@ impl DataFiles {
         &self.url
     }
 
-    /// Writes `batch` sorted by its first (time) column as one Parquet file of the
-    /// partition that starts at `partition`.
     /// Writes `batches`, rows of one table and partition, as one new file. Batches that
     /// hold disjoint, ordered times (a closing minute's slices) are written one after
     /// another as they are; others are joined and sorted first.
@@ -138,19 +136,10 @@ impl DataFiles {
             .reduce(|(lo, hi), (first, last)| (lo.min(first), hi.max(last)));
         let bytes = Bytes::from(encode_parquet(&batches)?);
         let size = bytes.len() as u64;
-        // Wall time plus a counter keeps names unique across restarts and within a run.
-        let mut stem = format!(
-            "{}-{:06}",
-            chrono::Utc::now().timestamp_millis(),
-            self.sequence.fetch_add(1, Ordering::Relaxed)
-        );
-        // The times go in the name, so that a restart knows them without opening the file.
-        if let Some((lo, hi)) = times {
-            stem.push_str(&format!("_t{lo}_{hi}"));
-        }
+        let stem = self.new_stem();
         let dir = partition_dir(table, granularity, partition);
         let temporary = temporary_path(&dir, &stem);
-        let path = Path::from(format!("{dir}/{stem}.parquet"));
+        let path = visible_path(&dir, &stem, times);
         self.store.put(&temporary, bytes.into()).await?;
         self.store.rename(&temporary, &path).await?;
         Ok(FileEntry {
@@ -174,11 +163,7 @@ impl DataFiles {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        let stem = format!(
-            "{}-{:06}",
-            chrono::Utc::now().timestamp_millis(),
-            self.sequence.fetch_add(1, Ordering::Relaxed)
-        );
+        let stem = self.new_stem();
         let dir = partition_dir(table, granularity, partition);
         let temporary = temporary_path(&dir, &stem);
         // Parts of 5 MiB (the least S3 takes), two in flight: what a slow store can make
@@ -196,8 +181,13 @@ impl DataFiles {
         })
     }
 
-    pub(crate) async fn read(&self, path: &Path, schema: &SchemaRef) -> Result<RecordBatch> {
-        Ok(concat_batches(schema, &self.read_batches(path).await?)?)
+    /// Wall time plus a counter keeps names unique across restarts and within a run.
+    fn new_stem(&self) -> String {
+        format!(
+            "{}-{:06}",
+            chrono::Utc::now().timestamp_millis(),
+            self.sequence.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     /// A file's rows as the reader gives them, a few thousand at a time.
@@ -265,6 +255,15 @@ impl DataFiles {
 }
 
 const TEMPORARY_SUFFIX: &str = ".parquet.tmp";
+
+/// Where a file written under `stem` becomes visible. The times go in the name, so that a
+/// restart knows them without opening the file.
+fn visible_path(dir: &str, stem: &str, times: Option<(EpochMillis, EpochMillis)>) -> Path {
+    match times {
+        Some((lo, hi)) => Path::from(format!("{dir}/{stem}_t{lo}_{hi}.parquet")),
+        None => Path::from(format!("{dir}/{stem}.parquet")),
+    }
+}
 
 pub(crate) fn temporary_path(dir: &str, stem: &str) -> Path {
     Path::from(format!("{dir}/.{stem}{TEMPORARY_SUFFIX}"))
@@ -366,7 +365,6 @@ fn times_in_name(
     (partition <= lo && lo <= hi && hi < end).then_some((lo, hi))
 }
 
-/// The first and last value of a sorted batch's time column.
 /// A file being written by `DataFiles::writer`; nothing is visible until `finish`.
 pub(crate) struct FileWriter {
     writer: AsyncArrowWriter<BufWriter>,
@@ -400,16 +398,13 @@ impl FileWriter {
             store,
             temporary,
             dir,
-            mut stem,
+            stem,
             partition,
             times,
         } = self;
         writer.close().await?;
         let size = store.head(&temporary).await?.size;
-        if let Some((lo, hi)) = times {
-            stem.push_str(&format!("_t{lo}_{hi}"));
-        }
-        let path = Path::from(format!("{dir}/{stem}.parquet"));
+        let path = visible_path(&dir, &stem, times);
         store.rename(&temporary, &path).await?;
         Ok(FileEntry {
             path,
@@ -420,6 +415,7 @@ impl FileWriter {
     }
 }
 
+/// The first and last value of a sorted batch's time column.
 fn time_span(batch: &RecordBatch) -> Option<(EpochMillis, EpochMillis)> {
     use datafusion::arrow::array::{Array, AsArray};
     if batch.num_columns() == 0 || batch.num_rows() == 0 {

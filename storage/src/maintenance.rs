@@ -4,7 +4,6 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::batch;
@@ -180,12 +179,13 @@ impl Store {
             for group in &groups {
                 // One group's rows at a time, never beside a closing minute's encoding.
                 let _turn = self.inner.memory_turns.lock().await;
-                // A file alone is sorted already: its batches are used as read, never
-                // joined into one copy.
-                let sorted = match group.as_slice() {
-                    [file] => self.inner.files.read_batches(&file.path).await?,
-                    _ => in_time_order(&[self.read_all(stored, group).await?])?,
-                };
+                let mut read = Vec::new();
+                for file in group {
+                    read.extend(self.inner.files.read_batches(&file.path).await?);
+                }
+                // A file alone is sorted already: its batches stay as read, never joined
+                // into one copy; only overlapping files are joined and sorted.
+                let sorted = in_time_order(&read)?;
                 if pass == 0
                     && let Some(writer) = &mut writer
                 {
@@ -233,14 +233,6 @@ impl Store {
             self.inner.files.delete(&file.path).await?;
         }
         Ok(())
-    }
-
-    async fn read_all(&self, stored: &StoredTable, files: &[FileEntry]) -> Result<RecordBatch> {
-        let mut batches = Vec::with_capacity(files.len());
-        for file in files {
-            batches.push(self.inner.files.read(&file.path, &stored.schema).await?);
-        }
-        Ok(concat_batches(&stored.schema, &batches)?)
     }
 
     async fn expire(&self, now: EpochMillis, report: &mut MaintenanceReport) -> Result<()> {

@@ -484,47 +484,22 @@ async fn a_large_hour_is_compacted_and_rolled_up_group_by_group() {
         .collect();
     assert_eq!(minute_files.len(), 1, "{minute_files:?}");
 
-    let sql = |table: &str| {
-        format!("SELECT count(*), CAST(sum(calls) AS BIGINT) FROM {table} WHERE side = 'server'")
+    // Rows and calls of one side of a table.
+    let count = |table: &str, side: &str| {
+        let query = format!(
+            "SELECT count(*), CAST(coalesce(sum(calls), 0) AS BIGINT) FROM {table} \
+             WHERE side = '{side}'"
+        );
+        let store = &store;
+        async move {
+            let batches = store.sql(&query, &SqlLimits::default()).await.unwrap();
+            let value = |c: usize| batches[0].column(c).as_primitive::<Int64Type>().value(0);
+            (value(0), value(1))
+        }
     };
-    let minutes = store
-        .sql(&sql("edge_minute"), &SqlLimits::default())
-        .await
-        .unwrap();
-    assert_eq!(
-        minutes[0].column(0).as_primitive::<Int64Type>().value(0),
-        150_001
-    );
-    assert_eq!(
-        minutes[0].column(1).as_primitive::<Int64Type>().value(0),
-        300_005
-    );
-    let hours = store
-        .sql(&sql("edge_hour"), &SqlLimits::default())
-        .await
-        .unwrap();
-    assert_eq!(
-        hours[0].column(0).as_primitive::<Int64Type>().value(0),
-        50_000
-    );
-    assert_eq!(
-        hours[0].column(1).as_primitive::<Int64Type>().value(0),
-        300_005
-    );
-    let client_hours = store
-        .sql(
-            "SELECT count(*) FROM edge_hour WHERE side = 'client'",
-            &SqlLimits::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        client_hours[0]
-            .column(0)
-            .as_primitive::<Int64Type>()
-            .value(0),
-        0
-    );
+    assert_eq!(count("edge_minute", "server").await, (150_001, 300_005));
+    assert_eq!(count("edge_hour", "server").await, (50_000, 300_005));
+    assert_eq!(count("edge_hour", "client").await, (0, 0));
 }
 
 #[tokio::test]
