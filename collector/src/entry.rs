@@ -10,6 +10,8 @@ use meshscope_proto::pb::envoy::data::accesslog::v3::{
 };
 use meshscope_storage::Protocol;
 
+use crate::logged_address::{ConnectionAddresses, LoggedAddress};
+
 /// Header that Envoy's `add_user_agent` sets to the caller's `node.cluster`.
 pub const DOWNSTREAM_CLUSTER_HEADER: &str = "x-envoy-downstream-service-cluster";
 
@@ -53,10 +55,7 @@ pub struct Observation<'a> {
     pub status: u32,
     /// A failure response flag (UF, UH, NR, UT, …) or a non-zero grpc-status.
     pub failed: bool,
-    pub downstream_direct_remote: Option<SocketAddr>,
-    pub downstream_local: Option<SocketAddr>,
-    pub upstream_local: Option<SocketAddr>,
-    pub upstream_remote: Option<SocketAddr>,
+    pub addresses: ConnectionAddresses<'a>,
     /// `x-envoy-downstream-service-cluster` when it was logged.
     pub downstream_cluster_header: Option<&'a str>,
     /// URI SAN of the certificate the downstream peer presented.
@@ -82,10 +81,7 @@ impl<'a> Observation<'a> {
             path: "",
             status: 0,
             failed: false,
-            downstream_direct_remote: None,
-            downstream_local: None,
-            upstream_local: None,
-            upstream_remote: None,
+            addresses: ConnectionAddresses::default(),
             downstream_cluster_header: None,
             peer_uri_san: None,
             mtls: false,
@@ -112,6 +108,7 @@ impl<'a> Observation<'a> {
                 path: "",
                 downstream_cluster_header: None,
                 peer_uri_san: None,
+                addresses: self.addresses.decoded(),
                 ..*self
             },
             upstream_cluster: self.upstream_cluster.into(),
@@ -260,20 +257,30 @@ fn from_common(
         path: "",
         status: 0,
         failed: common.response_flags.as_ref().is_some_and(failure_flag),
-        downstream_direct_remote: common
-            .downstream_direct_remote_address
-            .as_ref()
-            .or(common.downstream_remote_address.as_ref())
-            .and_then(socket_addr),
-        downstream_local: common
-            .downstream_local_address
-            .as_ref()
-            .and_then(socket_addr),
-        upstream_local: common.upstream_local_address.as_ref().and_then(socket_addr),
-        upstream_remote: common
-            .upstream_remote_address
-            .as_ref()
-            .and_then(socket_addr),
+        addresses: ConnectionAddresses {
+            downstream_peer: LoggedAddress::known(
+                common
+                    .downstream_direct_remote_address
+                    .as_ref()
+                    .or(common.downstream_remote_address.as_ref())
+                    .and_then(socket_addr),
+            ),
+            downstream_local: LoggedAddress::known(
+                common
+                    .downstream_local_address
+                    .as_ref()
+                    .and_then(socket_addr),
+            ),
+            upstream_local: LoggedAddress::known(
+                common.upstream_local_address.as_ref().and_then(socket_addr),
+            ),
+            upstream_remote: LoggedAddress::known(
+                common
+                    .upstream_remote_address
+                    .as_ref()
+                    .and_then(socket_addr),
+            ),
+        },
         downstream_cluster_header: None,
         peer_uri_san,
         mtls,

@@ -107,15 +107,23 @@ impl Pipeline<'_> {
         observations: impl Iterator<Item = Observation<'m>>,
         now_ms: i64,
     ) {
-        let mut samples = Vec::with_capacity(observations.size_hint().0 * 4);
+        let mut samples = SAMPLES.take();
         let mut parked = Vec::new();
         let mut tally = EvidenceTally::default();
-        for obs in observations {
-            let obs = &obs;
+        let mut learned = Learned::default();
+        let mut answers = Answers::default();
+        for mut obs in observations {
             let role = self
                 .role_rules
                 .role(ctx.gateway, &ctx.log_name, obs.upstream_cluster);
-            self.resolver.learn(&ctx.reporter, role, obs);
+            obs.addresses.decode_for(role);
+            let obs = &obs;
+            learned.learn(&self.resolver, &ctx.reporter, role, obs);
+            if let Some((peers, evidence)) = answers.find(role, obs) {
+                tally.add(evidence);
+                self.contribute(&ctx.reporter, obs, &[peers], &mut samples);
+                continue;
+            }
             match self
                 .resolver
                 .resolve(&ctx.reporter, role, obs, self.join_wait_ms > 0)
@@ -125,7 +133,9 @@ impl Pipeline<'_> {
                     evidence,
                 } => {
                     tally.add(evidence);
-                    self.contribute(&ctx.reporter, obs, &attributions, &mut samples);
+                    let peers = self.peers(&attributions);
+                    answers.keep(role, obs, &peers, evidence);
+                    self.contribute(&ctx.reporter, obs, &peers, &mut samples);
                 }
                 Resolution::Wait => parked.push(Waiting {
                     deadline_ms: now_ms + self.join_wait_ms,
@@ -149,7 +159,11 @@ impl Pipeline<'_> {
             }
             metrics::gauge!(stats::JOIN_WAITING).set(queue.len() as f64);
         }
-        self.record(samples);
+        self.record(&samples);
+        samples.clear();
+        if samples.capacity() <= KEPT_SAMPLES {
+            SAMPLES.set(samples);
+        }
     }
 
     /// Retries parked entries: those that can now be named, and those whose wait is over.
@@ -172,7 +186,8 @@ impl Pipeline<'_> {
                     evidence,
                 } => {
                     tally.add(evidence);
-                    self.contribute(&w.reporter, &w.obs.view(), &attributions, &mut samples);
+                    let peers = self.peers(&attributions);
+                    self.contribute(&w.reporter, &w.obs.view(), &peers, &mut samples);
                 }
                 Resolution::Wait => still.push_back(w),
             }
@@ -184,7 +199,7 @@ impl Pipeline<'_> {
             *queue = still;
             metrics::gauge!(stats::JOIN_WAITING).set(queue.len() as f64);
         }
-        self.record(samples);
+        self.record(&samples);
     }
 
     /// Resolves everything still parked without waiting (shutdown).
@@ -195,7 +210,7 @@ impl Pipeline<'_> {
             self.resolve_now(w, &mut samples);
         }
         metrics::gauge!(stats::JOIN_WAITING).set(0.0);
-        self.record(samples);
+        self.record(&samples);
     }
 
     fn resolve_now(&self, w: Waiting, samples: &mut Vec<Row>) {
@@ -207,15 +222,16 @@ impl Pipeline<'_> {
             .resolve(&w.reporter, w.role, &w.obs.view(), false)
         {
             EvidenceTally::default().add(evidence);
-            self.contribute(&w.reporter, &w.obs.view(), &attributions, samples);
+            let peers = self.peers(&attributions);
+            self.contribute(&w.reporter, &w.obs.view(), &peers, samples);
         }
     }
 
-    fn record(&self, samples: Vec<Row>) {
+    fn record(&self, samples: &[Row]) {
         if samples.is_empty() {
             return;
         }
-        let recorded = self.aggregator.record(&samples);
+        let recorded = self.aggregator.record(samples);
         // Counted per row, not per entry: an entry makes up to eight rows.
         if recorded.too_late > 0 {
             stats::reject("closed_minute_rows", recorded.too_late as u64);
@@ -233,11 +249,30 @@ impl Pipeline<'_> {
         id
     }
 
+    /// The attributions by the aggregator's numbers.
+    fn peers(&self, attributions: &[Attribution<'_>]) -> Vec<Peers> {
+        attributions
+            .iter()
+            .map(|a| {
+                let target = self.service_id(&a.target);
+                Peers {
+                    side: a.side,
+                    source: self.service_id(&a.source),
+                    target,
+                    target_instance: count_overflow(
+                        "instance",
+                        self.aggregator.instance_id(target, &a.target_instance),
+                    ),
+                }
+            })
+            .collect()
+    }
+
     fn contribute(
         &self,
         reporter: &NodeIdentity,
         obs: &Observation<'_>,
-        attributions: &[Attribution<'_>],
+        peers: &[Peers],
         samples: &mut Vec<Row>,
     ) {
         let minute = minute_of(obs.start_ms);
@@ -246,20 +281,19 @@ impl Pipeline<'_> {
             if http {
                 write_endpoint_name(endpoint, obs.method, obs.path);
             }
-            for a in attributions {
-                let source = self.service_id(&a.source);
-                let target = self.service_id(&a.target);
+            for p in peers {
+                let (source, target) = (p.source, p.target);
                 if let Some(buffer) = self.access_log {
                     let row = access_log_row(
                         reporter,
                         obs,
                         &self.aggregator.service(source),
                         &self.aggregator.service(target),
-                        a.side,
+                        p.side,
                     );
                     buffer.lock().push(row);
                 }
-                let (bytes_sent, bytes_received) = match a.side {
+                let (bytes_sent, bytes_received) = match p.side {
                     Side::Server => (obs.downstream_bytes_in, obs.downstream_bytes_out),
                     Side::Client => (obs.upstream_bytes_out, obs.upstream_bytes_in),
                 };
@@ -272,9 +306,9 @@ impl Pipeline<'_> {
                     tcp: obs.protocol == Protocol::Tcp,
                     // Only the server's own TLS handshake proves mutual TLS; the client's
                     // log does not carry the upstream TLS details.
-                    mtls: a.side == Side::Server && obs.mtls,
+                    mtls: p.side == Side::Server && obs.mtls,
                 };
-                let side = a.side;
+                let side = p.side;
                 // No service row: it is the sum of the instance rows, made when the minute
                 // is read or closed, which spares a lookup and a sketch insert per entry.
                 samples.push((
@@ -283,11 +317,12 @@ impl Pipeline<'_> {
                     side,
                     sample,
                 ));
-                let instance = count_overflow(
-                    "instance",
-                    self.aggregator.instance_id(target, &a.target_instance),
-                );
-                samples.push((minute, Slot::Instance(target, instance), side, sample));
+                samples.push((
+                    minute,
+                    Slot::Instance(target, p.target_instance),
+                    side,
+                    sample,
+                ));
                 if http {
                     let endpoint =
                         count_overflow("endpoint", self.aggregator.endpoint_id(target, endpoint));
@@ -298,9 +333,155 @@ impl Pipeline<'_> {
     }
 }
 
+/// One side of a call by the aggregator's numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Peers {
+    side: Side,
+    source: ServiceId,
+    target: ServiceId,
+    target_instance: u32,
+}
+
+/// Peers already named in this message, by the evidence that named them. A proxy's
+/// message holds its calls to a few upstream hosts and from a few callers, so most of its
+/// entries ask what an entry before them asked: the answer is then the same, without the
+/// registry's locks, the names it hands out, or the aggregator's lookups.
+///
+/// Only answers that rest on nothing but the key are kept. A callee rests on the upstream
+/// cluster and host. A caller rests on the caller-cluster header and the certificate when
+/// either named it; one named by its connection or not at all is not kept, as the next
+/// entry's connection is another.
+#[derive(Default)]
+struct Answers<'m> {
+    callees: Recent<CalleeKey<'m>, Peers>,
+    callers: Recent<CallerKey<'m>, (Peers, PeerEvidence)>,
+}
+
+/// The upstream cluster and host.
+type CalleeKey<'m> = (&'m str, Option<std::net::SocketAddr>);
+/// The caller-cluster header and the certificate's URI.
+type CallerKey<'m> = (Option<&'m str>, Option<&'m str>);
+
+impl<'m> Answers<'m> {
+    fn find(&self, role: Role, obs: &Observation<'m>) -> Option<(Peers, Option<PeerEvidence>)> {
+        match role {
+            Role::Outbound => self
+                .callees
+                .get(&(obs.upstream_cluster, obs.addresses.upstream_remote.get()))
+                .map(|peers| (peers, None)),
+            Role::Inbound => self
+                .callers
+                .get(&(obs.downstream_cluster_header, obs.peer_uri_san))
+                .map(|(peers, evidence)| (peers, Some(evidence))),
+            Role::Gateway => None,
+        }
+    }
+
+    fn keep(
+        &mut self,
+        role: Role,
+        obs: &Observation<'m>,
+        peers: &[Peers],
+        evidence: Option<PeerEvidence>,
+    ) {
+        let [peers] = peers else {
+            return;
+        };
+        match (role, evidence) {
+            (Role::Outbound, _) => self.callees.put(
+                (obs.upstream_cluster, obs.addresses.upstream_remote.get()),
+                *peers,
+            ),
+            (Role::Inbound, Some(e @ (PeerEvidence::Header | PeerEvidence::Certificate))) => {
+                self.callers.put(
+                    (obs.downstream_cluster_header, obs.peer_uri_san),
+                    (*peers, e),
+                )
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The last few answers, oldest replaced first: a linear scan of a few keys costs less
+/// than hashing one.
+struct Recent<K, V> {
+    kept: Vec<(K, V)>,
+    next: usize,
+}
+
+const RECENT: usize = 8;
+
+impl<K, V> Default for Recent<K, V> {
+    fn default() -> Self {
+        Recent {
+            kept: Vec::new(),
+            next: 0,
+        }
+    }
+}
+
+impl<K: PartialEq, V: Copy> Recent<K, V> {
+    fn get(&self, key: &K) -> Option<V> {
+        self.kept.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    fn put(&mut self, key: K, value: V) {
+        if self.kept.len() < RECENT {
+            self.kept.push((key, value));
+        } else {
+            self.kept[self.next] = (key, value);
+            self.next = (self.next + 1) % RECENT;
+        }
+    }
+}
+
+/// Rows of a message kept for the next one on the same thread: a 16 KB message makes a
+/// few hundred, and growing a list that size per message cost more than filling it. A
+/// list grown by an unusually large message is not kept.
+const KEPT_SAMPLES: usize = 4096;
+
 thread_local! {
+    static SAMPLES: std::cell::Cell<Vec<Row>> = const { std::cell::Cell::new(Vec::new()) };
     /// The endpoint name of the entry being added, reused so that naming allocates nothing.
     static ENDPOINT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// What a message has already taught the registry. A proxy's entries in one message come
+/// mostly over a few connections to a few listeners, so an entry that teaches what the
+/// one before it taught skips the registry's locks.
+#[derive(Default)]
+struct Learned {
+    listener: Option<std::net::SocketAddr>,
+    connection: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+}
+
+impl Learned {
+    fn learn(
+        &mut self,
+        resolver: &Resolver<'_>,
+        reporter: &NodeIdentity,
+        role: Role,
+        obs: &Observation<'_>,
+    ) {
+        let inbound = matches!(role, Role::Inbound | Role::Gateway);
+        let outbound = matches!(role, Role::Outbound | Role::Gateway);
+        let listener = obs.addresses.downstream_local.get().filter(|_| inbound);
+        let connection = match (
+            obs.addresses.upstream_local.get(),
+            obs.addresses.upstream_remote.get(),
+        ) {
+            (Some(local), Some(remote)) if outbound => Some((local, remote)),
+            _ => None,
+        };
+        let new_listener = listener.is_some() && listener != self.listener;
+        let new_connection = connection.is_some() && connection != self.connection;
+        if new_listener || new_connection {
+            resolver.learn(reporter, role, obs);
+        }
+        self.listener = listener.or(self.listener);
+        self.connection = connection.or(self.connection);
+    }
 }
 
 /// One access-log row per attribution: the names are the resolved ones the metrics use.
@@ -368,4 +549,146 @@ fn count_overflow(what: &'static str, (id, capped): (u32, Capped)) -> u32 {
         metrics::counter!(stats::OVERFLOW, "what" => what).increment(1);
     }
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use meshscope_storage::RowKey;
+
+    use super::*;
+    use crate::aggregate::Limits;
+    use crate::config::DirectionRules;
+    use crate::identity::tests::node;
+    use crate::logged_address::LoggedAddress;
+    use crate::registry::Registry;
+
+    fn reporter(id: &str, cluster: &str) -> Arc<NodeIdentity> {
+        Arc::new(
+            NodeIdentity::from_node(&node(id, cluster, &[("NAMESPACE", "shop")], &[])).unwrap(),
+        )
+    }
+
+    fn observation(cluster: &'static str) -> Observation<'static> {
+        Observation {
+            start_ms: 60_000,
+            duration_ms: 5.0,
+            upstream_cluster: cluster,
+            method: "GET",
+            path: "/",
+            status: 200,
+            ..Observation::empty(Protocol::Http)
+        }
+    }
+
+    fn addr(s: &str) -> LoggedAddress<'static> {
+        LoggedAddress::Known(s.parse().unwrap())
+    }
+
+    /// Calls per (side, row) as the aggregator holds them.
+    fn calls(aggregator: &Aggregator) -> BTreeMap<(Side, String), u64> {
+        let mut calls = BTreeMap::new();
+        for row in aggregator.snapshot() {
+            let key = match row.key {
+                RowKey::Edge { source, target, .. } => {
+                    format!("{} -> {}", source.id(), target.id())
+                }
+                RowKey::Instance { service, instance } => format!("{} @ {instance}", service.id()),
+                _ => continue,
+            };
+            *calls.entry((row.side, key)).or_default() += row.metrics.calls;
+        }
+        calls
+    }
+
+    #[test]
+    fn an_answer_found_in_a_message_serves_only_entries_that_ask_the_same() {
+        let registry = Registry::new(&[], 1000).unwrap();
+        let frontend = reporter("frontend-1", "frontend");
+        let backend = reporter("backend-1", "backend");
+        let other = reporter("other-1", "other");
+        for r in [&frontend, &backend, &other] {
+            registry.register_reporter(r);
+        }
+        registry.learn_listener(
+            "10.0.0.2:8080".parse().unwrap(),
+            &backend.service,
+            "backend-1",
+        );
+        registry.learn_listener(
+            "10.0.0.3:8080".parse().unwrap(),
+            &backend.service,
+            "backend-2",
+        );
+        // The other service's proxy opened 10.0.0.9:4000 -> 10.0.0.2:8080.
+        registry.learn_connection(
+            "10.0.0.9:4000".parse().unwrap(),
+            "10.0.0.2:8080".parse().unwrap(),
+            &other.service,
+        );
+        let aggregator = Aggregator::new(Limits {
+            max_endpoints_per_service: 100,
+            max_instances_per_service: 100,
+            max_services: 100,
+            apdex_threshold_ms: 500.0,
+        });
+        let rules = RoleRules::new(&DirectionRules::default()).unwrap();
+        let waiting = WaitQueue::new(100);
+        let pipeline = Pipeline {
+            role_rules: &rules,
+            resolver: Resolver {
+                registry: &registry,
+            },
+            aggregator: &aggregator,
+            waiting: &waiting,
+            join_wait_ms: 0,
+            access_log: None,
+        };
+        let context = |reporter: &Arc<NodeIdentity>| StreamContext {
+            reporter: reporter.clone(),
+            log_name: String::new(),
+            gateway: false,
+        };
+
+        // The frontend calls the same service at two hosts, turn about.
+        let outbound = ["10.0.0.2:8080", "10.0.0.3:8080", "10.0.0.2:8080"].map(|remote| {
+            let mut o = observation("outbound|8080||backend.shop.svc.cluster.local");
+            o.addresses.upstream_remote = addr(remote);
+            o
+        });
+        pipeline.ingest(&context(&frontend), outbound.into_iter(), 60_000);
+
+        // The backend is called by the frontend (named by its header, twice), then by a
+        // caller without a header whose connection the other service's proxy reported,
+        // then over a connection no proxy reported.
+        let inbound = [
+            (Some("frontend"), "10.0.0.9:4000"),
+            (Some("frontend"), "10.0.0.9:4000"),
+            (None, "10.0.0.9:4000"),
+            (None, "10.0.0.8:5000"),
+        ]
+        .map(|(header, peer)| {
+            let mut o = observation("inbound|8080||");
+            o.downstream_cluster_header = header;
+            o.addresses.downstream_peer = addr(peer);
+            o.addresses.downstream_local = addr("10.0.0.2:8080");
+            o
+        });
+        pipeline.ingest(&context(&backend), inbound.into_iter(), 60_000);
+
+        let expected: BTreeMap<(Side, String), u64> = [
+            ((Side::Client, "shop/frontend -> shop/backend"), 3),
+            ((Side::Client, "shop/backend @ backend-1"), 2),
+            ((Side::Client, "shop/backend @ backend-2"), 1),
+            ((Side::Server, "shop/frontend -> shop/backend"), 2),
+            ((Side::Server, "shop/other -> shop/backend"), 1),
+            ((Side::Server, "unknown -> shop/backend"), 1),
+            ((Side::Server, "shop/backend @ backend-1"), 4),
+        ]
+        .into_iter()
+        .map(|((side, key), n)| ((side, key.to_string()), n))
+        .collect();
+        assert_eq!(calls(&aggregator), expected);
+    }
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod grpc_stream;
 pub mod identity;
 pub mod ingest;
+pub mod logged_address;
 pub mod metrics_service;
 mod minute_rows;
 pub mod names;

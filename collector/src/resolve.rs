@@ -125,13 +125,16 @@ impl Resolver<'_> {
     /// Remembers what this entry teaches about the mesh, before resolving anything.
     pub fn learn(&self, reporter: &NodeIdentity, role: Role, obs: &Observation) {
         if matches!(role, Role::Inbound | Role::Gateway)
-            && let Some(local) = obs.downstream_local
+            && let Some(local) = obs.addresses.downstream_local.get()
         {
             self.registry
                 .learn_listener(local, &reporter.service, &reporter.instance);
         }
         if matches!(role, Role::Outbound | Role::Gateway)
-            && let (Some(local), Some(remote)) = (obs.upstream_local, obs.upstream_remote)
+            && let (Some(local), Some(remote)) = (
+                obs.addresses.upstream_local.get(),
+                obs.addresses.upstream_remote.get(),
+            )
         {
             self.registry
                 .learn_connection(local, remote, &reporter.service);
@@ -175,8 +178,9 @@ impl Resolver<'_> {
             }
             named_but_unknown.get_or_insert((service, PeerEvidence::Certificate));
         }
-        let peer = obs.downstream_direct_remote;
-        if let (Some(peer), Some(local)) = (peer, obs.downstream_local)
+        let peer = obs.addresses.downstream_peer.get();
+        let local = obs.addresses.downstream_local.get();
+        if let (Some(peer), Some(local)) = (peer, local)
             && let Some(owner) = self.registry.connection_owner(peer, local)
         {
             return Some((owner, PeerEvidence::Connection));
@@ -187,7 +191,7 @@ impl Resolver<'_> {
         if let Some(service) = peer.and_then(|p| self.registry.static_lookup(p)) {
             return Some((service, PeerEvidence::StaticMap));
         }
-        if may_wait && peer.is_some() && obs.downstream_local.is_some() {
+        if may_wait && peer.is_some() && local.is_some() {
             return None;
         }
         Some((ServiceRef::virtual_node(fallback), PeerEvidence::Fallback))
@@ -196,7 +200,7 @@ impl Resolver<'_> {
     /// The callee and its instance; `None` while a name that no reporter carries may
     /// still be tied to one by the server's own report.
     fn upstream_peer(&self, obs: &Observation, may_wait: bool) -> Option<(ServiceRef, String)> {
-        let remote = obs.upstream_remote;
+        let remote = obs.addresses.upstream_remote.get();
         let instance = |remote: Option<SocketAddr>| {
             remote.map_or_else(|| UNKNOWN.to_string(), |r| r.to_string())
         };
@@ -256,10 +260,11 @@ mod tests {
     use super::*;
     use crate::config::AddressMapping;
     use crate::identity::tests::node;
+    use crate::logged_address::LoggedAddress;
     use meshscope_storage::Protocol;
 
-    fn addr(s: &str) -> Option<SocketAddr> {
-        Some(s.parse().unwrap())
+    fn addr(s: &str) -> LoggedAddress<'static> {
+        LoggedAddress::Known(s.parse().unwrap())
     }
 
     fn obs() -> Observation<'static> {
@@ -352,8 +357,8 @@ mod tests {
         };
         // The frontend's sidecar owns 10.0.0.1:50000 -> 10.0.0.2:8080.
         m.registry.learn_connection(
-            addr("10.0.0.1:50000").unwrap(),
-            addr("10.0.0.2:8080").unwrap(),
+            addr("10.0.0.1:50000").get().unwrap(),
+            addr("10.0.0.2:8080").get().unwrap(),
             &m.frontend.service,
         );
 
@@ -422,8 +427,8 @@ mod tests {
             (
                 "4-tuple join",
                 with(&|o| {
-                    o.downstream_direct_remote = addr("10.0.0.1:50000");
-                    o.downstream_local = addr("10.0.0.2:8080");
+                    o.addresses.downstream_peer = addr("10.0.0.1:50000");
+                    o.addresses.downstream_local = addr("10.0.0.2:8080");
                 }),
                 true,
                 "shop/frontend",
@@ -432,8 +437,8 @@ mod tests {
             (
                 "same client ip, other port: no join, waits",
                 with(&|o| {
-                    o.downstream_direct_remote = addr("10.0.0.1:50001");
-                    o.downstream_local = addr("10.0.0.2:8080");
+                    o.addresses.downstream_peer = addr("10.0.0.1:50001");
+                    o.addresses.downstream_local = addr("10.0.0.2:8080");
                 }),
                 true,
                 "<wait>",
@@ -442,8 +447,8 @@ mod tests {
             (
                 "after the wait: unknown",
                 with(&|o| {
-                    o.downstream_direct_remote = addr("10.0.0.1:50001");
-                    o.downstream_local = addr("10.0.0.2:8080");
+                    o.addresses.downstream_peer = addr("10.0.0.1:50001");
+                    o.addresses.downstream_local = addr("10.0.0.2:8080");
                 }),
                 false,
                 "unknown",
@@ -452,8 +457,8 @@ mod tests {
             (
                 "static map, most specific first",
                 with(&|o| {
-                    o.downstream_direct_remote = addr("10.9.1.1:8080");
-                    o.downstream_local = addr("10.0.0.2:8080");
+                    o.addresses.downstream_peer = addr("10.9.1.1:8080");
+                    o.addresses.downstream_local = addr("10.0.0.2:8080");
                 }),
                 true,
                 "legacy/ledger",
@@ -462,8 +467,8 @@ mod tests {
             (
                 "static map CIDR",
                 with(&|o| {
-                    o.downstream_direct_remote = addr("10.9.7.7:1234");
-                    o.downstream_local = addr("10.0.0.2:8080");
+                    o.addresses.downstream_peer = addr("10.9.7.7:1234");
+                    o.addresses.downstream_local = addr("10.0.0.2:8080");
                 }),
                 true,
                 "legacy/billing",
@@ -497,8 +502,8 @@ mod tests {
         );
         let mut o = obs();
         o.upstream_cluster = "outbound|80||frontend.shop.svc.cluster.local";
-        o.downstream_direct_remote = addr("192.0.2.7:4444");
-        o.downstream_local = addr("10.0.0.9:80");
+        o.addresses.downstream_peer = addr("192.0.2.7:4444");
+        o.addresses.downstream_local = addr("10.0.0.9:80");
         o.downstream_cluster_header = Some("ingress");
         match r.resolve(&ingress, Role::Gateway, &o, false) {
             Resolution::Ready { attributions, .. } => {
@@ -531,7 +536,7 @@ mod tests {
         let target = |cluster: &str, remote: Option<SocketAddr>| {
             let mut o = obs();
             o.upstream_cluster = cluster;
-            o.upstream_remote = remote;
+            o.addresses.upstream_remote = LoggedAddress::known(remote);
             target_of(r.resolve(&m.frontend, Role::Outbound, &o, true))
         };
         assert_eq!(
@@ -553,11 +558,11 @@ mod tests {
             "plain name, no evidence of a namespace"
         );
         assert_eq!(
-            target("PassthroughCluster", addr("10.9.3.3:443")),
+            target("PassthroughCluster", addr("10.9.3.3:443").get()),
             "legacy/billing"
         );
         assert_eq!(
-            target("PassthroughCluster", addr("203.0.113.5:443")),
+            target("PassthroughCluster", addr("203.0.113.5:443").get()),
             "external"
         );
         assert_eq!(target("BlackHoleCluster", None), "blackhole");
@@ -565,12 +570,12 @@ mod tests {
 
         // The VM reports for itself on 10.1.1.1:9000; a caller names it by an Istio host.
         m.registry.learn_listener(
-            addr("10.1.1.1:9000").unwrap(),
+            addr("10.1.1.1:9000").get().unwrap(),
             &m.vm.service,
             &m.vm.instance,
         );
         let cluster = "outbound|9000||inventory.shop.svc.cluster.local";
-        assert_eq!(target(cluster, addr("10.1.1.1:9000")), "inventory");
+        assert_eq!(target(cluster, addr("10.1.1.1:9000").get()), "inventory");
         // Once learned, the name alone is enough.
         assert_eq!(target(cluster, None), "inventory");
     }

@@ -6,12 +6,13 @@
 //!
 //! Field numbers are those of `envoy.data.accesslog.v3` and `envoy.config.core.v3`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use meshscope_proto::pb::envoy::config::core::v3::RequestMethod;
 use meshscope_storage::Protocol;
 
 use crate::entry::{DOWNSTREAM_CLUSTER_HEADER, Observation, Reject};
+use crate::logged_address::{LoggedAddress, parse_ip};
 
 /// The message is not valid protobuf: the stream that sent it is ended.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -380,12 +381,12 @@ fn common(buf: &[u8], protocol: Protocol, max_len: usize) -> Result<Observation<
     for field in Fields::new(buf) {
         match field.map_err(malformed)? {
             (2, v) => downstream_remote = Some(v.bytes()),
-            (3, v) => obs.downstream_local = socket_addr(v.bytes())?,
+            (3, v) => obs.addresses.downstream_local = LoggedAddress::Encoded(v.bytes()),
             (4, v) => tls(v.bytes(), max_len, &mut obs)?,
             (5, v) => start = Some(v.bytes()),
             (12, v) => last_downstream_tx = Some(v.bytes()),
-            (13, v) => obs.upstream_remote = socket_addr(v.bytes())?,
-            (14, v) => obs.upstream_local = socket_addr(v.bytes())?,
+            (13, v) => obs.addresses.upstream_remote = LoggedAddress::Encoded(v.bytes()),
+            (14, v) => obs.addresses.upstream_local = LoggedAddress::Encoded(v.bytes()),
             (15, v) => obs.upstream_cluster = bounded(v.bytes(), max_len)?,
             (16, v) => {
                 for flag in Fields::new(v.bytes()) {
@@ -417,7 +418,7 @@ fn common(buf: &[u8], protocol: Protocol, max_len: usize) -> Result<Observation<
     // The direct remote is the peer of the connection even behind a proxy protocol or
     // an XFF rewrite of the remote address.
     if let Some(addr) = downstream_direct_remote.or(downstream_remote) {
-        obs.downstream_direct_remote = socket_addr(addr)?;
+        obs.addresses.downstream_peer = LoggedAddress::Encoded(addr);
     }
     Ok(obs)
 }
@@ -476,36 +477,62 @@ fn map_entry(buf: &[u8]) -> Result<(&[u8], &[u8]), Reject> {
 }
 
 /// An `Address` holding a `SocketAddress` with a literal IP; anything else (a pipe, an
-/// internal address, a name to resolve) is no use for matching connections.
-fn socket_addr(buf: &[u8]) -> Result<Option<SocketAddr>, Reject> {
+/// internal address, a name to resolve, bytes that are not an `Address`) is `None`. The
+/// entry was counted already: an address is read only when the entry's role needs it.
+pub(crate) fn socket_addr(buf: &[u8]) -> Option<SocketAddr> {
     let mut socket = None;
     for field in Fields::new(buf) {
-        if let (1, v) = field.map_err(malformed)? {
+        if let (1, v) = field.ok()? {
             socket = Some(v.bytes());
         }
     }
-    let Some(socket) = socket else {
-        return Ok(None);
-    };
-    let (mut ip, mut port) = (None, 0u32);
-    for field in Fields::new(socket) {
-        match field.map_err(malformed)? {
-            (2, v) => ip = std::str::from_utf8(v.bytes()).ok(),
-            (3, v) => port = v.varint() as u32,
+    let (mut ip, mut port) = (None, 0u64);
+    for field in Fields::new(socket?) {
+        match field.ok()? {
+            (2, v) => ip = Some(v.bytes()),
+            (3, v) => port = v.varint(),
             _ => {}
         }
     }
-    let Some(ip) = ip.and_then(|ip| ip.parse::<IpAddr>().ok()) else {
-        return Ok(None);
-    };
-    Ok(u16::try_from(port)
-        .ok()
-        .map(|port| SocketAddr::new(ip, port)))
+    let ip = parse_ip(ip?)?;
+    Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use prost::Message as _;
+
+    /// An `Address` as a proxy encodes it.
+    pub(crate) fn encoded_address(ip: &str, port: u32) -> Vec<u8> {
+        use meshscope_proto::pb::envoy::config::core::v3::{
+            Address, SocketAddress, address, socket_address::PortSpecifier,
+        };
+        Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: ip.to_string(),
+                port_specifier: Some(PortSpecifier::PortValue(port)),
+                ..Default::default()
+            })),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn addresses_are_read_as_a_prost_decode_reads_them() {
+        use meshscope_proto::pb::envoy::config::core::v3::Address;
+        for (ip, port) in [
+            ("10.1.2.3", 8080),
+            ("::1", 443),
+            ("not-an-ip", 80),
+            ("10.0.0.1", 70000),
+        ] {
+            let bytes = encoded_address(ip, port);
+            let expected = crate::entry::socket_addr(&Address::decode(bytes.as_slice()).unwrap());
+            assert_eq!(socket_addr(&bytes), expected, "{ip}:{port}");
+        }
+        assert_eq!(socket_addr(&[0x0a, 0x05, 0x12]), None);
+    }
 
     #[test]
     fn varints_and_framing_errors() {
