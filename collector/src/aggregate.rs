@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use meshscope_storage::batch::{ClosedBatch, KeyRef, RowBuilder, from_batch};
 use meshscope_storage::files::hour_of;
+use meshscope_storage::sketch::Binned;
 use meshscope_storage::{
     EpochMillis, MetricRow, Metrics, OpenMinutes, Protocol, RecordBatch, RowKey, ServiceRef, Side,
     Table,
@@ -22,7 +23,7 @@ use parking_lot::{Mutex, RwLock};
 pub struct Sample {
     pub error: bool,
     pub error_4xx: bool,
-    pub latency_ms: f64,
+    pub latency: Binned,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub tcp: bool,
@@ -33,15 +34,16 @@ pub fn add_sample(metrics: &mut Metrics, sample: &Sample, apdex_threshold_ms: f6
     metrics.calls += 1;
     metrics.errors += u64::from(sample.error);
     metrics.errors_4xx += u64::from(sample.error_4xx);
-    metrics.latency.add(sample.latency_ms);
+    metrics.latency.add_binned(sample.latency);
     metrics.bytes_sent += sample.bytes_sent;
     metrics.bytes_received += sample.bytes_received;
     metrics.tcp_connections += u64::from(sample.tcp);
     metrics.mtls_calls += u64::from(sample.mtls);
     if !sample.error {
-        if sample.latency_ms <= apdex_threshold_ms {
+        let latency_ms = sample.latency.millis();
+        if latency_ms <= apdex_threshold_ms {
             metrics.apdex_satisfied += 1;
-        } else if sample.latency_ms <= 4.0 * apdex_threshold_ms {
+        } else if latency_ms <= 4.0 * apdex_threshold_ms {
             metrics.apdex_tolerating += 1;
         }
     }
@@ -829,7 +831,7 @@ mod tests {
         ];
         for (latency_ms, error) in cases {
             let sample = Sample {
-                latency_ms,
+                latency: Binned::new(latency_ms),
                 error,
                 ..Default::default()
             };
@@ -915,7 +917,7 @@ mod tests {
         let (b, _) = agg.service_id(&ServiceRef::service("", "b"));
         let edge = Slot::Edge(a, b, Protocol::Http);
         let slow = Sample {
-            latency_ms: 900.0,
+            latency: Binned::new(900.0),
             error: true,
             ..Sample::default()
         };
@@ -1014,12 +1016,12 @@ mod tests {
         let (one, _) = agg.instance_id(a, "10.0.0.1:80");
         let (two, _) = agg.instance_id(a, "10.0.0.2:80");
         let slow = Sample {
-            latency_ms: 300.0,
+            latency: Binned::new(300.0),
             error: true,
             ..Default::default()
         };
         let fast = Sample {
-            latency_ms: 3.0,
+            latency: Binned::new(3.0),
             ..Default::default()
         };
         agg.record(&[
@@ -1108,7 +1110,7 @@ mod tests {
                 let (instance, _) = agg.instance_id(service, &format!("10.0.{s}.{i}:80"));
                 let (endpoint, _) = agg.endpoint_id(service, &format!("/api/{i}"));
                 let sample = Sample {
-                    latency_ms: f64::from(s * 3 + i),
+                    latency: Binned::new(f64::from(s * 3 + i)),
                     error: i == 2,
                     ..Sample::default()
                 };

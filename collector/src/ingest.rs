@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use meshscope_storage::sketch::Binned;
 use meshscope_storage::{AccessLogRow, Protocol, ServiceRef, Side, minute_of};
 use parking_lot::Mutex;
 
@@ -277,6 +278,7 @@ impl Pipeline<'_> {
     ) {
         let minute = minute_of(obs.start_ms);
         let http = obs.protocol == Protocol::Http;
+        let latency = Binned::new(obs.duration_ms);
         ENDPOINT.with_borrow_mut(|endpoint| {
             if http {
                 write_endpoint_name(endpoint, obs.method, obs.path);
@@ -300,7 +302,7 @@ impl Pipeline<'_> {
                 let sample = Sample {
                     error: obs.is_error(),
                     error_4xx: obs.is_4xx(),
-                    latency_ms: obs.duration_ms,
+                    latency,
                     bytes_sent,
                     bytes_received,
                     tcp: obs.protocol == Protocol::Tcp,

@@ -414,6 +414,33 @@ impl Default for LatencySketch {
     }
 }
 
+/// A latency with its bin found. An entry adds its latency to the sketches of several
+/// rows (the edge, the instance, the endpoint); the logarithm is taken once.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Binned {
+    millis: f64,
+    /// `None` for values too small for a bin, counted as zeros.
+    key: Option<i32>,
+}
+
+impl Binned {
+    /// Negative and non-finite values are clamped to zero, because a proxy clock can
+    /// step backwards.
+    pub fn new(millis: f64) -> Binned {
+        let millis = if millis.is_finite() && millis > 0.0 {
+            millis
+        } else {
+            0.0
+        };
+        let key = (millis > MIN_VALUE_MS).then(|| key_of(millis));
+        Binned { millis, key }
+    }
+
+    pub fn millis(self) -> f64 {
+        self.millis
+    }
+}
+
 impl LatencySketch {
     pub fn new() -> Self {
         Self {
@@ -429,20 +456,19 @@ impl LatencySketch {
     /// Records one observation; negative and non-finite values are clamped to zero
     /// because a proxy clock can step backwards.
     pub fn add(&mut self, millis: f64) {
-        let value = if millis.is_finite() && millis > 0.0 {
-            millis
-        } else {
-            0.0
-        };
-        if value > MIN_VALUE_MS {
-            self.bins.add(key_of(value), 1);
-        } else {
-            self.zero += 1;
+        self.add_binned(Binned::new(millis));
+    }
+
+    /// Records a value whose bin was found once for all the sketches it goes to.
+    pub fn add_binned(&mut self, value: Binned) {
+        match value.key {
+            Some(key) => self.bins.add(key, 1),
+            None => self.zero += 1,
         }
         self.count += 1;
-        self.sum += value;
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
+        self.sum += value.millis;
+        self.min = self.min.min(value.millis);
+        self.max = self.max.max(value.millis);
     }
 
     pub fn merge(&mut self, other: &LatencySketch) {
