@@ -6,13 +6,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Timelike};
 use datafusion::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
@@ -118,7 +116,9 @@ impl DataFiles {
 
     /// Writes `batches`, rows of one table and partition, as one new file. Batches that
     /// hold disjoint, ordered times (a closing minute's slices) are written one after
-    /// another as they are; others are joined and sorted first.
+    /// another as they are; others are joined and sorted first. The file goes out as it is
+    /// encoded: a minute of endpoint rows is some 10 MB of Parquet, which was held whole
+    /// (and in a buffer grown by doubling) beside the batches it came from.
     pub(crate) async fn write(
         &self,
         table: &str,
@@ -126,28 +126,15 @@ impl DataFiles {
         partition: EpochMillis,
         batches: &[RecordBatch],
     ) -> Result<FileEntry> {
-        if self.read_only {
-            return Err(Error::ReadOnly);
-        }
         let batches = in_time_order(batches)?;
-        let times = batches
-            .iter()
-            .filter_map(time_span)
-            .reduce(|(lo, hi), (first, last)| (lo.min(first), hi.max(last)));
-        let bytes = Bytes::from(encode_parquet(&batches)?);
-        let size = bytes.len() as u64;
-        let stem = self.new_stem();
-        let dir = partition_dir(table, granularity, partition);
-        let temporary = temporary_path(&dir, &stem);
-        let path = visible_path(&dir, &stem, times);
-        self.store.put(&temporary, bytes.into()).await?;
-        self.store.rename(&temporary, &path).await?;
-        Ok(FileEntry {
-            path,
-            size,
-            partition,
-            times,
-        })
+        let Some(schema) = batches.first().map(RecordBatch::schema) else {
+            return Err(Error::Parquet("no batch to write".into()));
+        };
+        let mut writer = self.writer(table, granularity, partition, schema)?;
+        for batch in &batches {
+            writer.write(batch).await?;
+        }
+        writer.finish().await
     }
 
     /// A new file of the partition written a batch at a time and sent out as it goes
@@ -448,19 +435,6 @@ fn writer_properties() -> WriterProperties {
 /// Rows per row group: small enough that a streamed file's pending group stays a few
 /// tens of MiB even for wide tables.
 const STREAMED_ROW_GROUP: usize = 64 * 1024;
-
-fn encode_parquet(batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    let mut buffer = Vec::new();
-    let Some(schema) = batches.first().map(RecordBatch::schema) else {
-        return Err(Error::Parquet("no batch to write".into()));
-    };
-    let mut writer = ArrowWriter::try_new(&mut buffer, schema, Some(writer_properties()))?;
-    for batch in batches {
-        writer.write(batch)?;
-    }
-    writer.close()?;
-    Ok(buffer)
-}
 
 impl From<object_store::Error> for Error {
     fn from(error: object_store::Error) -> Self {
