@@ -18,6 +18,18 @@ pub struct IstioCluster<'a> {
     pub host: &'a str,
 }
 
+/// The direction of an Istio cluster name, without reading the rest of it: asked of every
+/// entry, where the whole name is wanted far less often.
+pub fn istio_cluster_direction(cluster: &str) -> Option<ClusterDirection> {
+    if cluster.starts_with("inbound|") {
+        Some(ClusterDirection::Inbound)
+    } else if cluster.starts_with("outbound|") {
+        Some(ClusterDirection::Outbound)
+    } else {
+        None
+    }
+}
+
 pub fn parse_istio_cluster(cluster: &str) -> Option<IstioCluster<'_>> {
     let mut parts = cluster.splitn(4, '|');
     let direction = match parts.next()? {
@@ -135,13 +147,17 @@ mod tests {
                 "inbound|18081||",
                 Some((ClusterDirection::Inbound, "18081", "", "")),
             ),
+            ("inbound|", Some((ClusterDirection::Inbound, "", "", ""))),
             ("backend", None),
+            ("inbound", None),
+            ("outbound-gateway", None),
             ("PassthroughCluster", None),
             ("", None),
         ];
         for (input, want) in cases {
             let got = parse_istio_cluster(input).map(|c| (c.direction, c.port, c.subset, c.host));
             assert_eq!(got, want, "{input}");
+            assert_eq!(istio_cluster_direction(input), want.map(|w| w.0), "{input}");
         }
     }
 

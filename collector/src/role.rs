@@ -12,7 +12,7 @@ use regex::Regex;
 use crate::config::DirectionRules;
 use crate::error::{Error, Result};
 use crate::identity::NodeIdentity;
-use crate::names::{ClusterDirection, parse_istio_cluster};
+use crate::names::{ClusterDirection, istio_cluster_direction};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -54,8 +54,8 @@ impl RoleRules {
         if gateway {
             return Role::Gateway;
         }
-        if let Some(cluster) = parse_istio_cluster(upstream_cluster) {
-            return match cluster.direction {
+        if let Some(direction) = istio_cluster_direction(upstream_cluster) {
+            return match direction {
                 ClusterDirection::Inbound => Role::Inbound,
                 ClusterDirection::Outbound => Role::Outbound,
             };
