@@ -8,7 +8,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::batch;
 use crate::error::Result;
-use crate::files::{DAY_MS, FileEntry, Granularity, HOUR_MS, in_time_order};
+use crate::files::{DAY_MS, FileEntry, FileWriter, Granularity, HOUR_MS, in_time_order};
 use crate::model::{EpochMillis, MINUTE_MS, RowKey, Side, Table};
 use crate::proxy_table;
 use crate::rollup;
@@ -39,7 +39,7 @@ impl Store {
         let access_log = self.inner.access_log.clone();
         for (partition, files) in access_log.partitions() {
             if files.len() > 1 && partition + HOUR_MS + settle <= now {
-                self.merge_partition(&access_log, partition, &files, 1, |_| Ok(()))
+                self.merge_partition(&access_log, partition, &files, 1, None, |_| Ok(None))
                     .await?;
                 report.files_compacted += files.len();
             }
@@ -105,17 +105,17 @@ impl Store {
             }
             let passes = passes_for(rows, &files);
             let mut fold = Fold::new(rows, HOUR_MS, Share::of(0, passes));
-            let mut rolled = Vec::new();
-            self.merge_partition(&minutes, partition, &files, passes, |step| match step {
-                Step::Rows(batch) => fold.add_minutes(batch),
+            let mut rolled = self.rolled(&hours, partition)?;
+            let each = |step: Step<'_>| match step {
+                Step::Rows(batch) => fold.add_minutes(batch).map(|()| None),
                 Step::PassDone(pass) => {
                     let next = Fold::new(rows, HOUR_MS, Share::of(pass + 1, passes));
-                    rolled.push(std::mem::replace(&mut fold, next).finish()?);
-                    Ok(())
+                    std::mem::replace(&mut fold, next).finish().map(Some)
                 }
-            })
-            .await?;
-            self.replace_with(&hours, partition, &rolled).await?;
+            };
+            self.merge_partition(&minutes, partition, &files, passes, Some(&mut rolled), each)
+                .await?;
+            self.replace_with(&hours, partition, rolled).await?;
             report.hours_rolled_up += 1;
             due_days.insert(partition.div_euclid(DAY_MS) * DAY_MS);
         }
@@ -135,7 +135,7 @@ impl Store {
                 .flat_map(|(_, files)| files.clone())
                 .collect();
             let passes = passes_for(rows, &hour_files);
-            let mut rolled = Vec::new();
+            let mut rolled = self.rolled(&days, day)?;
             for pass in 0..passes {
                 let mut fold = Fold::new(rows, DAY_MS, Share::of(pass, passes));
                 // Hours in time order, each file sorted: the proxy gauges' last values
@@ -145,16 +145,17 @@ impl Store {
                     let batches = self.inner.files.read_batches(&file.path).await?;
                     fold.add_rolled(&batches)?;
                 }
-                rolled.push(fold.finish()?);
+                rolled.write(&fold.finish()?).await?;
             }
-            self.replace_with(&days, day, &rolled).await?;
+            self.replace_with(&days, day, rolled).await?;
             report.days_rolled_up += 1;
         }
         Ok(())
     }
 
     /// Reads a partition's files a group at a time, in time order, `passes` times over,
-    /// and hands each group's rows (sorted by time) to `each`, then the end of each pass.
+    /// and hands each group's rows (sorted by time) to `each`, then the end of each pass;
+    /// what `each` gives back at the end of a pass goes to `rolled`.
     /// With more than one file, the groups are also written, as they come in the first
     /// pass, to one new file that replaces them all once every pass is done.
     async fn merge_partition(
@@ -163,7 +164,8 @@ impl Store {
         partition: EpochMillis,
         files: &[FileEntry],
         passes: u64,
-        mut each: impl FnMut(Step<'_>) -> Result<()>,
+        mut rolled: Option<&mut Rolled>,
+        mut each: impl FnMut(Step<'_>) -> Result<Option<RecordBatch>>,
     ) -> Result<()> {
         let mut writer = match files.len() {
             0 | 1 => None,
@@ -195,7 +197,9 @@ impl Store {
                 }
                 each(Step::Rows(&sorted))?;
             }
-            each(Step::PassDone(pass))?;
+            if let (Some(batch), Some(rolled)) = (each(Step::PassDone(pass))?, &mut rolled) {
+                rolled.write(&batch).await?;
+            }
         }
         if let Some(writer) = writer {
             let file = writer.finish().await?;
@@ -210,23 +214,33 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces every file of a partition with one file holding `batches`.
+    /// A new file for a rollup's partition, written a pass at a time: the passes' rows
+    /// together are as large as the partition.
+    fn rolled(&self, stored: &Arc<StoredTable>, partition: EpochMillis) -> Result<Rolled> {
+        Ok(Rolled {
+            writer: self.inner.files.writer(
+                &stored.name,
+                stored.granularity,
+                partition,
+                stored.schema.clone(),
+            )?,
+            rows: 0,
+        })
+    }
+
+    /// Replaces every file of a partition with the one `rolled` wrote (or with none, when
+    /// it holds no rows).
     async fn replace_with(
         &self,
         stored: &Arc<StoredTable>,
         partition: EpochMillis,
-        batches: &[RecordBatch],
+        rolled: Rolled,
     ) -> Result<()> {
         let old = stored.partitions().remove(&partition).unwrap_or_default();
-        let file = if batches.iter().all(|b| b.num_rows() == 0) {
+        let file = if rolled.rows == 0 {
             None
         } else {
-            Some(
-                self.inner
-                    .files
-                    .write(&stored.name, stored.granularity, partition, batches)
-                    .await?,
-            )
+            Some(rolled.writer.finish().await?)
         };
         stored.replace_files(partition, &old, file);
         for file in &old {
@@ -261,6 +275,23 @@ impl Store {
                 self.inner.files.delete(&file.path).await?;
                 report.files_expired += 1;
             }
+        }
+        Ok(())
+    }
+}
+
+/// A rollup's new file while its passes are folded. Every row of it has the partition's
+/// time, so the passes' batches are in time order as they come.
+struct Rolled {
+    writer: FileWriter,
+    rows: usize,
+}
+
+impl Rolled {
+    async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() > 0 {
+            self.rows += batch.num_rows();
+            self.writer.write(batch).await?;
         }
         Ok(())
     }
