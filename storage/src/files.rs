@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Timelike};
 use datafusion::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -178,6 +179,12 @@ impl DataFiles {
     }
 
     /// A file's rows as the reader gives them, a few thousand at a time.
+    /// A file as stored, to decode a slice of rows at a time with [`decode`]: a minute of
+    /// endpoint rows is some 10 MB encoded and several times that decoded.
+    pub(crate) async fn read_encoded(&self, path: &Path) -> Result<Bytes> {
+        Ok(self.store.get(path).await?.bytes().await?)
+    }
+
     pub(crate) async fn read_batches(&self, path: &Path) -> Result<Vec<RecordBatch>> {
         let bytes = self.store.get(path).await?.bytes().await?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
@@ -400,6 +407,17 @@ impl FileWriter {
             times,
         })
     }
+}
+
+/// The rows of an encoded file, `rows_per_batch` at a time, decoded as they are asked for.
+pub(crate) fn decode(
+    encoded: Bytes,
+    rows_per_batch: usize,
+) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(encoded)?
+        .with_batch_size(rows_per_batch)
+        .build()?;
+    Ok(reader.map(|batch| batch.map_err(Error::from)))
 }
 
 /// The first and last value of a sorted batch's time column.

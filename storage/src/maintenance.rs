@@ -4,10 +4,12 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::batch;
 use crate::error::Result;
+use crate::files;
 use crate::files::{DAY_MS, FileEntry, FileWriter, Granularity, HOUR_MS, in_time_order};
 use crate::model::{EpochMillis, MINUTE_MS, RowKey, Side, Table};
 use crate::proxy_table;
@@ -39,8 +41,10 @@ impl Store {
         let access_log = self.inner.access_log.clone();
         for (partition, files) in access_log.partitions() {
             if files.len() > 1 && partition + HOUR_MS + settle <= now {
-                self.merge_partition(&access_log, partition, &files, 1, None, |_| Ok(None))
-                    .await?;
+                self.merge_partition(&access_log, partition, &files, Sweeps::ONCE, None, |_| {
+                    Ok(None)
+                })
+                .await?;
                 report.files_compacted += files.len();
             }
         }
@@ -106,15 +110,27 @@ impl Store {
             let passes = passes_for(rows, &files);
             let mut fold = Fold::new(rows, HOUR_MS, Share::of(0, passes));
             let mut rolled = self.rolled(&hours, partition)?;
+            let phases = fold.phases();
             let each = |step: Step<'_>| match step {
-                Step::Rows(batch) => fold.add_minutes(batch).map(|()| None),
+                Step::Rows { phase, batch } => fold.add_minutes(phase, batch).map(|()| None),
+                Step::GroupDone => {
+                    fold.group_done();
+                    Ok(None)
+                }
                 Step::PassDone(pass) => {
                     let next = Fold::new(rows, HOUR_MS, Share::of(pass + 1, passes));
                     std::mem::replace(&mut fold, next).finish().map(Some)
                 }
             };
-            self.merge_partition(&minutes, partition, &files, passes, Some(&mut rolled), each)
-                .await?;
+            self.merge_partition(
+                &minutes,
+                partition,
+                &files,
+                Sweeps { passes, phases },
+                Some(&mut rolled),
+                each,
+            )
+            .await?;
             self.replace_with(&hours, partition, rolled).await?;
             report.hours_rolled_up += 1;
             due_days.insert(partition.div_euclid(DAY_MS) * DAY_MS);
@@ -142,8 +158,10 @@ impl Store {
                 // hold.
                 for file in &hour_files {
                     let _turn = self.inner.memory_turns.lock().await;
-                    let batches = self.inner.files.read_batches(&file.path).await?;
-                    fold.add_rolled(&batches)?;
+                    let encoded = self.inner.files.read_encoded(&file.path).await?;
+                    for batch in files::decode(encoded, FOLD_SLICE)? {
+                        fold.add_rolled(&batch?)?;
+                    }
                 }
                 rolled.write(&fold.finish()?).await?;
             }
@@ -154,8 +172,9 @@ impl Store {
     }
 
     /// Reads a partition's files a group at a time, in time order, `passes` times over,
-    /// and hands each group's rows (sorted by time) to `each`, then the end of each pass;
-    /// what `each` gives back at the end of a pass goes to `rolled`.
+    /// and hands each group's rows (sorted by time) to `each` `phases` times over, a slice
+    /// at a time, then the end of the group, then the end of each pass; what `each` gives
+    /// back at the end of a pass goes to `rolled`.
     /// With more than one file, the groups are also written, as they come in the first
     /// pass, to one new file that replaces them all once every pass is done.
     async fn merge_partition(
@@ -163,7 +182,7 @@ impl Store {
         stored: &Arc<StoredTable>,
         partition: EpochMillis,
         files: &[FileEntry],
-        passes: u64,
+        Sweeps { passes, phases }: Sweeps,
         mut rolled: Option<&mut Rolled>,
         mut each: impl FnMut(Step<'_>) -> Result<Option<RecordBatch>>,
     ) -> Result<()> {
@@ -181,21 +200,24 @@ impl Store {
             for group in &groups {
                 // One group's rows at a time, never beside a closing minute's encoding.
                 let _turn = self.inner.memory_turns.lock().await;
-                let mut read = Vec::new();
-                for file in group {
-                    read.extend(self.inner.files.read_batches(&file.path).await?);
-                }
-                // A file alone is sorted already: its batches stay as read, never joined
-                // into one copy; only overlapping files are joined and sorted.
-                let sorted = in_time_order(&read)?;
-                if pass == 0
-                    && let Some(writer) = &mut writer
-                {
-                    for batch in &sorted {
-                        writer.write(batch).await?;
+                let rows = GroupRows::read(self, group).await?;
+                for phase in 0..phases {
+                    let last = phase + 1 == phases;
+                    for batch in rows.batches()? {
+                        let batch = batch?;
+                        if last
+                            && pass == 0
+                            && let Some(writer) = &mut writer
+                        {
+                            writer.write(&batch).await?;
+                        }
+                        each(Step::Rows {
+                            phase,
+                            batch: &batch,
+                        })?;
                     }
                 }
-                each(Step::Rows(&sorted))?;
+                each(Step::GroupDone)?;
             }
             if let (Some(batch), Some(rolled)) = (each(Step::PassDone(pass))?, &mut rolled) {
                 rolled.write(&batch).await?;
@@ -304,10 +326,59 @@ enum Rows {
     Proxy,
 }
 
-/// What `merge_partition` hands on: a group's rows, or the end of a pass over them all.
+/// What `merge_partition` hands on: a slice of a group's rows in one of its phases, the
+/// end of a group, or the end of a pass over them all.
 enum Step<'a> {
-    Rows(&'a [RecordBatch]),
+    Rows {
+        phase: usize,
+        batch: &'a RecordBatch,
+    },
+    GroupDone,
     PassDone(u64),
+}
+
+/// How often `merge_partition` goes over a partition (`passes`, each over a share of the
+/// keys) and over each group within a pass (`phases`).
+#[derive(Clone, Copy, Debug)]
+struct Sweeps {
+    passes: u64,
+    phases: usize,
+}
+
+impl Sweeps {
+    const ONCE: Sweeps = Sweeps {
+        passes: 1,
+        phases: 1,
+    };
+}
+
+/// A group's rows. A file alone is sorted already and stays encoded, decoded a slice at
+/// a time as often as it is gone over; files whose times overlap are decoded and put in
+/// time order together.
+enum GroupRows {
+    Encoded(Bytes),
+    Sorted(Vec<RecordBatch>),
+}
+
+impl GroupRows {
+    async fn read(store: &Store, group: &[FileEntry]) -> Result<GroupRows> {
+        let files = &store.inner.files;
+        if let [file] = group {
+            return Ok(GroupRows::Encoded(files.read_encoded(&file.path).await?));
+        }
+        let mut read = Vec::new();
+        for file in group {
+            read.extend(files.read_batches(&file.path).await?);
+        }
+        Ok(GroupRows::Sorted(in_time_order(&read)?))
+    }
+
+    fn batches(&self) -> Result<Box<dyn Iterator<Item = Result<RecordBatch>> + Send + '_>> {
+        Ok(match self {
+            GroupRows::Encoded(encoded) => Box::new(files::decode(encoded.clone(), FOLD_SLICE)?),
+            GroupRows::Sorted(sorted) => Box::new(sorted.iter().flat_map(slices_of).map(Ok)),
+        })
+    }
 }
 
 /// The keys one pass of a fold takes: a fold holds one row per key, so a partition with
@@ -354,16 +425,21 @@ fn passes_for(rows: Rows, files: &[FileEntry]) -> u64 {
 
 /// Rows folded into buckets of one span as they are read.
 enum Fold {
-    Metrics(Table, Share, rollup::Buckets),
+    Metrics {
+        table: Table,
+        share: Share,
+        buckets: rollup::Buckets,
+        /// Per key and minute the server side wins over the client side: the group's
+        /// first phase learns which minutes a server reported, by hash so that the keys
+        /// are not held twice; the second adds the rows.
+        served: HashSet<u64>,
+    },
     Proxy(proxy_table::SeriesBuckets),
 }
 
-/// Rows converted at a time: a group's rows are never all held as structs.
+/// Rows decoded at a time: a group's rows are never all held as structs, nor (for a file
+/// alone) as Arrow arrays.
 const FOLD_SLICE: usize = 16 * 1024;
-
-fn slices(batches: &[RecordBatch]) -> impl Iterator<Item = RecordBatch> + '_ {
-    batches.iter().flat_map(slices_of)
-}
 
 fn slices_of(batch: &RecordBatch) -> impl Iterator<Item = RecordBatch> + '_ {
     (0..batch.num_rows())
@@ -374,55 +450,76 @@ fn slices_of(batch: &RecordBatch) -> impl Iterator<Item = RecordBatch> + '_ {
 impl Fold {
     fn new(rows: Rows, bucket_ms: EpochMillis, share: Share) -> Fold {
         match rows {
-            Rows::Metrics(table) => Fold::Metrics(table, share, rollup::Buckets::new(bucket_ms)),
+            Rows::Metrics(table) => Fold::Metrics {
+                table,
+                share,
+                buckets: rollup::Buckets::new(bucket_ms),
+                served: HashSet::new(),
+            },
             Rows::Proxy => Fold::Proxy(proxy_table::SeriesBuckets::new(bucket_ms)),
         }
     }
 
-    /// Minute rows holding every row of their minutes (a group of files), in time order.
-    fn add_minutes(&mut self, batch: &[RecordBatch]) -> Result<()> {
-        let Fold::Metrics(table, share, buckets) = self else {
+    /// How many times a group of minute files is gone over.
+    fn phases(&self) -> usize {
+        match self {
+            Fold::Metrics { .. } => 2,
+            Fold::Proxy(_) => 1,
+        }
+    }
+
+    /// A slice of minute rows, in a group holding every row of its minutes.
+    fn add_minutes(&mut self, phase: usize, batch: &RecordBatch) -> Result<()> {
+        let Fold::Metrics {
+            table,
+            share,
+            buckets,
+            served,
+        } = self
+        else {
             return self.add_rolled(batch);
         };
-        // Per key and minute the server side wins over the client side: first learn
-        // which minutes a server reported, by hash so that the keys are not held twice.
-        let mut served = HashSet::new();
-        for slice in slices(batch) {
-            for row in batch::from_batch(*table, &slice)? {
-                if row.side == Side::Server && share.takes(&row.key) {
-                    served.insert(rollup::minute_hash(&row.key, row.minute));
-                }
+        for row in batch::from_batch(*table, batch)? {
+            if !share.takes(&row.key) {
+                continue;
             }
-        }
-        for slice in slices(batch) {
-            for row in batch::from_batch(*table, &slice)? {
-                if !share.takes(&row.key)
-                    || row.side == Side::Client
-                        && served.contains(&rollup::minute_hash(&row.key, row.minute))
-                {
-                    continue;
+            let minute = || rollup::minute_hash(&row.key, row.minute);
+            match (phase, row.side) {
+                (0, Side::Server) => {
+                    served.insert(minute());
                 }
-                buckets.add(row);
+                (0, Side::Client) => {}
+                (_, Side::Client) if served.contains(&minute()) => {}
+                _ => buckets.add(row),
             }
         }
         Ok(())
     }
 
-    /// Rows already rolled up (hours into days), in time order.
-    fn add_rolled(&mut self, batch: &[RecordBatch]) -> Result<()> {
-        for slice in slices(batch) {
-            match self {
-                Fold::Metrics(table, share, buckets) => {
-                    for row in batch::from_batch(*table, &slice)? {
-                        if share.takes(&row.key) {
-                            buckets.add(row);
-                        }
+    fn group_done(&mut self) {
+        if let Fold::Metrics { served, .. } = self {
+            *served = HashSet::new();
+        }
+    }
+
+    /// A slice of rows already rolled up (hours into days), in time order.
+    fn add_rolled(&mut self, batch: &RecordBatch) -> Result<()> {
+        match self {
+            Fold::Metrics {
+                table,
+                share,
+                buckets,
+                ..
+            } => {
+                for row in batch::from_batch(*table, batch)? {
+                    if share.takes(&row.key) {
+                        buckets.add(row);
                     }
                 }
-                Fold::Proxy(series) => {
-                    for row in proxy_table::from_batch(&slice)? {
-                        series.add(row);
-                    }
+            }
+            Fold::Proxy(series) => {
+                for row in proxy_table::from_batch(batch)? {
+                    series.add(row);
                 }
             }
         }
@@ -431,7 +528,7 @@ impl Fold {
 
     fn finish(self) -> Result<RecordBatch> {
         match self {
-            Fold::Metrics(table, _, buckets) => batch::to_batch(table, &buckets.into_rows()),
+            Fold::Metrics { table, buckets, .. } => batch::to_batch(table, &buckets.into_rows()),
             Fold::Proxy(series) => proxy_table::to_batch(&series.into_rows()),
         }
     }
@@ -512,7 +609,12 @@ mod tests {
             let mut out = Vec::new();
             for pass in 0..passes {
                 let mut fold = Fold::new(Rows::Metrics(table), HOUR_MS, Share::of(pass, passes));
-                fold.add_minutes(std::slice::from_ref(&batch)).unwrap();
+                for phase in 0..fold.phases() {
+                    for slice in slices_of(&batch) {
+                        fold.add_minutes(phase, &slice).unwrap();
+                    }
+                }
+                fold.group_done();
                 let rolled = batch::from_batch(table, &fold.finish().unwrap()).unwrap();
                 assert!(rolled.len() < 600 || passes == 1, "a pass took every key");
                 out.extend(
