@@ -189,22 +189,23 @@ impl Collector {
         let mut received = 0u64;
         let mut accepted = 0u64;
         let mut rejected: Option<(Reject, usize)> = None;
-        let observations = message.observations(max_len).filter_map(|result| {
+        let pipeline = self.pipeline();
+        let mut ingest = pipeline.begin(ctx, now);
+        message.read_each(max_len, |result| {
             received += 1;
             match result.and_then(|obs| self.time_rules.check(obs.start_ms, now).map(|()| obs)) {
                 Ok(obs) => {
                     accepted += 1;
-                    Some(obs)
+                    ingest.add(obs);
                 }
                 Err(reject) => {
                     stats::reject(reject.reason(), 1);
                     let count = rejected.map_or(0, |(_, n)| n);
                     rejected = Some((reject, count + 1));
-                    None
                 }
             }
         });
-        self.pipeline().ingest(ctx, observations, now);
+        ingest.finish();
         let kind = match protocol {
             meshscope_storage::Protocol::Http => "http",
             meshscope_storage::Protocol::Tcp => "tcp",

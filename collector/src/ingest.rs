@@ -100,70 +100,32 @@ pub struct Pipeline<'a> {
 
 impl Pipeline<'_> {
     /// Resolves and aggregates one message's worth of observations (already time-checked).
-    /// Takes the observations as they are read, so that a message's entries are never
-    /// copied into a list first.
     pub fn ingest<'m>(
         &self,
         ctx: &StreamContext,
         observations: impl Iterator<Item = Observation<'m>>,
         now_ms: i64,
     ) {
-        let mut samples = SAMPLES.take();
-        let mut parked = Vec::new();
-        let mut tally = EvidenceTally::default();
-        let mut learned = Learned::default();
-        let mut answers = Answers::default();
+        let mut message = self.begin(ctx, now_ms);
         for mut obs in observations {
-            let role = self
-                .role_rules
-                .role(ctx.gateway, &ctx.log_name, obs.upstream_cluster);
-            obs.addresses.decode_for(role);
-            let obs = &obs;
-            learned.learn(&self.resolver, &ctx.reporter, role, obs);
-            if let Some((peers, evidence)) = answers.find(role, obs) {
-                tally.add(evidence);
-                self.contribute(&ctx.reporter, obs, &[peers], &mut samples);
-                continue;
-            }
-            match self
-                .resolver
-                .resolve(&ctx.reporter, role, obs, self.join_wait_ms > 0)
-            {
-                Resolution::Ready {
-                    attributions,
-                    evidence,
-                } => {
-                    tally.add(evidence);
-                    let peers = self.peers(&attributions);
-                    answers.keep(role, obs, &peers, evidence);
-                    self.contribute(&ctx.reporter, obs, &peers, &mut samples);
-                }
-                Resolution::Wait => parked.push(Waiting {
-                    deadline_ms: now_ms + self.join_wait_ms,
-                    reporter: ctx.reporter.clone(),
-                    role,
-                    obs: obs.to_owned(),
-                }),
-            }
+            message.add(&mut obs);
         }
-        if !parked.is_empty() {
-            let mut queue = self.waiting.entries.lock();
-            for w in parked {
-                if queue.len() >= self.waiting.capacity {
-                    // Full: resolve now with what is known rather than drop or grow.
-                    drop(queue);
-                    self.resolve_now(w, &mut samples);
-                    queue = self.waiting.entries.lock();
-                } else {
-                    queue.push_back(w);
-                }
-            }
-            metrics::gauge!(stats::JOIN_WAITING).set(queue.len() as f64);
-        }
-        self.record(&samples);
-        samples.clear();
-        if samples.capacity() <= KEPT_SAMPLES {
-            SAMPLES.set(samples);
+        message.finish();
+    }
+
+    /// Starts a message: its observations are then added one at a time, as they are read
+    /// in place, so that an entry is never moved from one place to the next (at 264 bytes
+    /// an entry, those moves were a twentieth of the collector's time).
+    pub fn begin<'p, 'm>(&'p self, ctx: &'p StreamContext, now_ms: i64) -> MessageIngest<'p, 'm> {
+        MessageIngest {
+            pipeline: self,
+            ctx,
+            now_ms,
+            samples: SAMPLES.take(),
+            parked: Vec::new(),
+            tally: EvidenceTally::default(),
+            learned: Learned::default(),
+            answers: Answers::default(),
         }
     }
 
@@ -332,6 +294,82 @@ impl Pipeline<'_> {
                 }
             }
         });
+    }
+}
+
+/// One message's entries on their way into the aggregator (see [`Pipeline::begin`]).
+pub struct MessageIngest<'p, 'm> {
+    pipeline: &'p Pipeline<'p>,
+    ctx: &'p StreamContext,
+    now_ms: i64,
+    samples: Vec<Row>,
+    parked: Vec<Waiting>,
+    tally: EvidenceTally,
+    learned: Learned,
+    answers: Answers<'m>,
+}
+
+impl<'m> MessageIngest<'_, 'm> {
+    /// Resolves one observation (already time-checked) and adds its rows.
+    pub fn add(&mut self, obs: &mut Observation<'m>) {
+        let (pipeline, ctx) = (self.pipeline, self.ctx);
+        let role = pipeline
+            .role_rules
+            .role(ctx.gateway, &ctx.log_name, obs.upstream_cluster);
+        obs.addresses.decode_for(role);
+        let obs = &*obs;
+        self.learned
+            .learn(&pipeline.resolver, &ctx.reporter, role, obs);
+        if let Some((peers, evidence)) = self.answers.find(role, obs) {
+            self.tally.add(evidence);
+            pipeline.contribute(&ctx.reporter, obs, &[peers], &mut self.samples);
+            return;
+        }
+        match pipeline
+            .resolver
+            .resolve(&ctx.reporter, role, obs, pipeline.join_wait_ms > 0)
+        {
+            Resolution::Ready {
+                attributions,
+                evidence,
+            } => {
+                self.tally.add(evidence);
+                let peers = pipeline.peers(&attributions);
+                self.answers.keep(role, obs, &peers, evidence);
+                pipeline.contribute(&ctx.reporter, obs, &peers, &mut self.samples);
+            }
+            Resolution::Wait => self.parked.push(Waiting {
+                deadline_ms: self.now_ms + pipeline.join_wait_ms,
+                reporter: ctx.reporter.clone(),
+                role,
+                obs: obs.to_owned(),
+            }),
+        }
+    }
+
+    /// Parks what waits for its peer's report and records the message's rows.
+    pub fn finish(mut self) {
+        let pipeline = self.pipeline;
+        if !self.parked.is_empty() {
+            let mut queue = pipeline.waiting.entries.lock();
+            for w in std::mem::take(&mut self.parked) {
+                if queue.len() >= pipeline.waiting.capacity {
+                    // Full: resolve now with what is known rather than drop or grow.
+                    drop(queue);
+                    pipeline.resolve_now(w, &mut self.samples);
+                    queue = pipeline.waiting.entries.lock();
+                } else {
+                    queue.push_back(w);
+                }
+            }
+            metrics::gauge!(stats::JOIN_WAITING).set(queue.len() as f64);
+        }
+        pipeline.record(&self.samples);
+        let mut samples = std::mem::take(&mut self.samples);
+        samples.clear();
+        if samples.capacity() <= KEPT_SAMPLES {
+            SAMPLES.set(samples);
+        }
     }
 }
 

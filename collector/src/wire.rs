@@ -194,13 +194,44 @@ impl<'a> Message<'a> {
     ) -> impl Iterator<Item = Result<Observation<'a>, Reject>> + 'a {
         let protocol = self.protocol.unwrap_or(Protocol::Http);
         Fields::new(self.entries).filter_map(move |field| match field {
-            Ok((1, v)) => Some(match protocol {
-                Protocol::Http => http_entry(v.bytes(), max_len),
-                Protocol::Tcp => tcp_entry(v.bytes(), max_len),
-            }),
+            Ok((1, v)) => {
+                let mut obs = Observation::empty(protocol);
+                Some(read_entry(protocol, v.bytes(), max_len, &mut obs).map(|()| obs))
+            }
             // Framing was checked by `parse`.
             _ => None,
         })
+    }
+
+    /// Reads each entry in turn into one observation, in place, and hands it to `each`
+    /// (or the reason it cannot be counted): what [`Message::observations`] gives, without
+    /// moving each entry from the reader to its user.
+    pub fn read_each(
+        &self,
+        max_len: usize,
+        mut each: impl FnMut(Result<&mut Observation<'a>, Reject>),
+    ) {
+        let protocol = self.protocol.unwrap_or(Protocol::Http);
+        let mut obs = Observation::empty(protocol);
+        for field in Fields::new(self.entries) {
+            // Framing was checked by `parse`.
+            if let Ok((1, v)) = field {
+                each(read_entry(protocol, v.bytes(), max_len, &mut obs).map(|()| &mut obs));
+            }
+        }
+    }
+}
+
+fn read_entry<'a>(
+    protocol: Protocol,
+    buf: &'a [u8],
+    max_len: usize,
+    obs: &mut Observation<'a>,
+) -> Result<(), Reject> {
+    *obs = Observation::empty(protocol);
+    match protocol {
+        Protocol::Http => http_entry(buf, max_len, obs),
+        Protocol::Tcp => tcp_entry(buf, max_len, obs),
     }
 }
 
@@ -220,7 +251,7 @@ fn bounded(bytes: &[u8], max_len: usize) -> Result<&str, Reject> {
     utf8(bytes)
 }
 
-fn http_entry(buf: &[u8], max_len: usize) -> Result<Observation<'_>, Reject> {
+fn http_entry<'a>(buf: &'a [u8], max_len: usize, obs: &mut Observation<'a>) -> Result<(), Reject> {
     let mut common = None;
     let mut request = None;
     let mut response = None;
@@ -232,11 +263,7 @@ fn http_entry(buf: &[u8], max_len: usize) -> Result<Observation<'_>, Reject> {
             _ => {}
         }
     }
-    let mut obs = self::common(
-        common.ok_or(Reject::MissingCommon)?,
-        Protocol::Http,
-        max_len,
-    )?;
+    self::common(common.ok_or(Reject::MissingCommon)?, max_len, obs)?;
     if let Some(request) = request {
         let mut request_bytes = 0u64;
         for field in Fields::new(request) {
@@ -310,10 +337,10 @@ fn http_entry(buf: &[u8], max_len: usize) -> Result<Observation<'_>, Reject> {
             obs.upstream_bytes_in = response_bytes;
         }
     }
-    Ok(obs)
+    Ok(())
 }
 
-fn tcp_entry(buf: &[u8], max_len: usize) -> Result<Observation<'_>, Reject> {
+fn tcp_entry<'a>(buf: &'a [u8], max_len: usize, obs: &mut Observation<'a>) -> Result<(), Reject> {
     let mut common = None;
     let mut connection = None;
     for field in Fields::new(buf) {
@@ -323,7 +350,7 @@ fn tcp_entry(buf: &[u8], max_len: usize) -> Result<Observation<'_>, Reject> {
             _ => {}
         }
     }
-    let mut obs = self::common(common.ok_or(Reject::MissingCommon)?, Protocol::Tcp, max_len)?;
+    self::common(common.ok_or(Reject::MissingCommon)?, max_len, obs)?;
     if let Some(connection) = connection {
         let (mut received, mut sent) = (0, 0);
         for field in Fields::new(connection) {
@@ -347,7 +374,7 @@ fn tcp_entry(buf: &[u8], max_len: usize) -> Result<Observation<'_>, Reject> {
             obs.upstream_bytes_in = sent;
         }
     }
-    Ok(obs)
+    Ok(())
 }
 
 /// `ResponseFlags` fields that mean the proxy got no answer from upstream (or gave up on
@@ -371,8 +398,8 @@ const FAILURE_FLAGS: u32 = (1 << 1)
     | (1 << 26)
     | (1 << 27);
 
-fn common(buf: &[u8], protocol: Protocol, max_len: usize) -> Result<Observation<'_>, Reject> {
-    let mut obs = Observation::empty(protocol);
+/// Fills `obs`, which comes empty, from the entry's common properties.
+fn common<'a>(buf: &'a [u8], max_len: usize, obs: &mut Observation<'a>) -> Result<(), Reject> {
     let mut start = None;
     let mut duration = None;
     let mut last_downstream_tx = None;
@@ -382,7 +409,7 @@ fn common(buf: &[u8], protocol: Protocol, max_len: usize) -> Result<Observation<
         match field.map_err(malformed)? {
             (2, v) => downstream_remote = Some(v.bytes()),
             (3, v) => obs.addresses.downstream_local = LoggedAddress::Encoded(v.bytes()),
-            (4, v) => tls(v.bytes(), max_len, &mut obs)?,
+            (4, v) => tls(v.bytes(), max_len, obs)?,
             (5, v) => start = Some(v.bytes()),
             (12, v) => last_downstream_tx = Some(v.bytes()),
             (13, v) => obs.addresses.upstream_remote = LoggedAddress::Encoded(v.bytes()),
@@ -420,7 +447,7 @@ fn common(buf: &[u8], protocol: Protocol, max_len: usize) -> Result<Observation<
     if let Some(addr) = downstream_direct_remote.or(downstream_remote) {
         obs.addresses.downstream_peer = LoggedAddress::Encoded(addr);
     }
-    Ok(obs)
+    Ok(())
 }
 
 fn seconds_nanos(buf: &[u8]) -> Result<(i64, i32), Reject> {

@@ -35,6 +35,10 @@ fn check_capture(log: &str) -> usize {
             let got: Vec<_> = read.observations(MAX_LEN).collect();
             assert_eq!(read.entry_count(), expected.len());
             assert_eq!(got, expected);
+            // Read in place, one observation reused for every entry: the same.
+            let mut in_place = Vec::new();
+            read.read_each(MAX_LEN, |r| in_place.push(r.map(|obs| *obs)));
+            assert_eq!(in_place, expected);
             compared += got.len();
         }
     }
@@ -64,11 +68,11 @@ fn oversized_and_missing_fields_are_rejected_per_entry() {
     h.log_entry[0].request.as_mut().unwrap().path = "/x".repeat(MAX_LEN);
     h.log_entry[1].common_properties = None;
     let bytes = message.encode_to_vec();
-    let read: Vec<_> = Message::parse(&bytes)
-        .unwrap()
-        .observations(MAX_LEN)
-        .map(|r| r.err())
-        .collect();
+    let message = Message::parse(&bytes).unwrap();
+    let read: Vec<_> = message.observations(MAX_LEN).map(|r| r.err()).collect();
+    let mut in_place = Vec::new();
+    message.read_each(MAX_LEN, |r| in_place.push(r.err()));
+    assert_eq!(in_place, read);
     assert_eq!(
         read,
         vec![
