@@ -1112,3 +1112,37 @@ async fn reads_of_one_window_at_once_each_get_its_totals() {
         (T0 + 16 * MINUTE_MS, T0 + 31 * MINUTE_MS, 2)
     );
 }
+
+/// What the upkeep hint was told, in order.
+static HINTS: std::sync::Mutex<Vec<bool>> = std::sync::Mutex::new(Vec::new());
+
+fn record_hint(running: bool) {
+    HINTS.lock().unwrap().push(running);
+}
+
+#[tokio::test]
+async fn an_upkeep_pass_is_announced_and_its_end_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig {
+        upkeep_memory_hint: Some(record_hint),
+        ..config(dir.path())
+    })
+    .await
+    .unwrap();
+    for minute in 0..2 {
+        store
+            .append_closed(vec![row(
+                T0 + minute * MINUTE_MS,
+                service("cart"),
+                Side::Server,
+                1,
+                2.0,
+            )])
+            .await
+            .unwrap();
+    }
+    assert!(HINTS.lock().unwrap().is_empty(), "no upkeep yet");
+    let report = store.maintain(T0 + 2 * HOUR).await.unwrap();
+    assert_eq!(report.hours_rolled_up, 1);
+    assert_eq!(*HINTS.lock().unwrap(), vec![true, false]);
+}
