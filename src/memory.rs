@@ -11,26 +11,38 @@
 #[cfg(feature = "mimalloc")]
 const PURGE_DELAY_MS: std::ffi::c_long = 100;
 
-/// During the storage's upkeep (an hour's compaction and rollup, some 40 s an hour at a
-/// thousand services) freed pages go back at once: it decodes and frees file slices all
-/// the while, and with the usual delay some 35 MiB of them stood freed but resident
+/// While the store uses much memory for a moment (a closing minute's encoding and write,
+/// about half a second a minute; an hour's compaction and rollup, some 40 s an hour at a
+/// thousand services) freed pages go back at once: both free and take again tens of
+/// megabytes all the while, and with the usual delay they stood freed but resident
 /// (`meshscope maintain` over seven minutes of a 1,000-service mesh: 148 MiB at 100 ms,
 /// 112 MiB at 0; BENCHMARKS.md). Reads meanwhile pay the faults.
 #[cfg(feature = "mimalloc")]
-const UPKEEP_PURGE_DELAY_MS: std::ffi::c_long = 0;
+const LARGE_USE_PURGE_DELAY_MS: std::ffi::c_long = 0;
+
+/// Large uses of memory under way (they can overlap: an upkeep pass takes turns with
+/// closing minutes).
+#[cfg(feature = "mimalloc")]
+static LARGE_USES: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
 
 /// mimalloc's `mi_option_purge_delay` (the same number in its v2 and v3 headers); the
 /// bindings name no constant for it.
 #[cfg(feature = "mimalloc")]
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// For `StoreConfig::upkeep_memory_hint`: the purge delay for upkeep while it runs, the
-/// usual one after, unless `MIMALLOC_PURGE_DELAY` set it for the whole run.
-pub(crate) fn upkeep_running(running: bool) {
+/// For `StoreConfig::memory_hint`: the purge delay for a large use of memory while one
+/// runs, the usual one after, unless `MIMALLOC_PURGE_DELAY` set it for the whole run.
+pub(crate) fn large_use_of_memory(starts: bool) {
     #[cfg(feature = "mimalloc")]
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        let delay = if running {
-            UPKEEP_PURGE_DELAY_MS
+        let mut uses = LARGE_USES.lock().unwrap_or_else(|e| e.into_inner());
+        *uses = if starts {
+            *uses + 1
+        } else {
+            uses.saturating_sub(1)
+        };
+        let delay = if *uses > 0 {
+            LARGE_USE_PURGE_DELAY_MS
         } else {
             PURGE_DELAY_MS
         };
@@ -38,7 +50,7 @@ pub(crate) fn upkeep_running(running: bool) {
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, delay) };
     }
     #[cfg(not(feature = "mimalloc"))]
-    let _ = running;
+    let _ = starts;
 }
 
 /// Applies the settings above, unless the standard `MIMALLOC_PURGE_DELAY` and

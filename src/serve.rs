@@ -113,7 +113,7 @@ pub(crate) fn store_config(data_dir: Option<PathBuf>, file: StorageSection) -> S
         settle_minutes: file.settle_minutes.unwrap_or(defaults.settle_minutes),
         access_log: file.access_log,
         sql: file.sql,
-        upkeep_memory_hint: Some(crate::memory::upkeep_running),
+        memory_hint: Some(crate::memory::large_use_of_memory),
     }
 }
 

@@ -23,11 +23,12 @@ pub struct StoreConfig {
     /// Keep raw access-log entries in the `access_log` table.
     pub access_log: bool,
     pub sql: SqlLimits,
-    /// Called with `true` as an upkeep pass starts and `false` as it ends. Upkeep frees
-    /// and takes again tens of megabytes a second as it decodes files; the binary has its
+    /// Called with `true` as a large, short use of memory starts (a closing minute's
+    /// encoding and write, an upkeep pass) and with `false` as it ends; the calls nest.
+    /// Both free and take again tens of megabytes within moments: the binary has its
     /// allocator give freed pages back at once meanwhile rather than after its usual delay.
     #[serde(skip)]
-    pub upkeep_memory_hint: Option<fn(bool)>,
+    pub memory_hint: Option<fn(bool)>,
 }
 
 /// How long each granularity is kept, in seconds.
@@ -89,7 +90,7 @@ impl Default for StoreConfig {
             settle_minutes: 5,
             access_log: false,
             sql: SqlLimits::default(),
-            upkeep_memory_hint: None,
+            memory_hint: None,
         }
     }
 }

@@ -44,4 +44,4 @@ pub use read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 pub use sketch::LatencySketch;
 pub use sliding::KeptSpan;
 pub use sql::TableInfo;
-pub use store::{Store, table_name};
+pub use store::{MemoryTurn, Store, table_name};

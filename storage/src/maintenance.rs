@@ -14,7 +14,7 @@ use crate::files::{DAY_MS, FileEntry, FileWriter, Granularity, HOUR_MS, in_time_
 use crate::model::{EpochMillis, MINUTE_MS, RowKey, Side, Table};
 use crate::proxy_table;
 use crate::rollup;
-use crate::store::Store;
+use crate::store::{MemoryHint, Store};
 use crate::table::StoredTable;
 
 /// What one maintenance pass did.
@@ -32,7 +32,7 @@ impl Store {
     /// Compacts, rolls up and expires what is due at `now` (epoch milliseconds).
     pub async fn maintain(&self, now: EpochMillis) -> Result<MaintenanceReport> {
         let _one_at_a_time = self.inner.maintenance.lock().await;
-        let _hint = UpkeepHint::start(self.inner.config.upkeep_memory_hint);
+        let _hint = MemoryHint::start(self.inner.config.memory_hint);
         let settle = self.inner.config.settle_minutes as i64 * MINUTE_MS;
         let mut report = MaintenanceReport::default();
         for table in Table::ALL {
@@ -300,26 +300,6 @@ impl Store {
             }
         }
         Ok(())
-    }
-}
-
-/// Tells the binary an upkeep pass runs, for as long as it is held.
-struct UpkeepHint(Option<fn(bool)>);
-
-impl UpkeepHint {
-    fn start(hint: Option<fn(bool)>) -> UpkeepHint {
-        if let Some(hint) = hint {
-            hint(true);
-        }
-        UpkeepHint(hint)
-    }
-}
-
-impl Drop for UpkeepHint {
-    fn drop(&mut self) {
-        if let Some(hint) = self.0 {
-            hint(false);
-        }
     }
 }
 

@@ -301,9 +301,14 @@ impl Store {
     }
 
     /// Waits for the turn to use a large amount of memory for a while (encoding and
-    /// writing a closing minute); maintenance takes the same turns step by step.
-    pub async fn memory_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.inner.memory_turns.lock().await
+    /// writing a closing minute); maintenance takes the same turns step by step. The
+    /// binary hears of the turn (`StoreConfig::memory_hint`) while it is held.
+    pub async fn memory_turn(&self) -> MemoryTurn<'_> {
+        let turn = self.inner.memory_turns.lock().await;
+        MemoryTurn {
+            _hint: MemoryHint::start(self.inner.config.memory_hint),
+            _turn: turn,
+        }
     }
 
     /// `append_closed_before` for rows already encoded: one Parquet file per table and
@@ -883,6 +888,33 @@ pub(crate) fn plan_over(
         at = next;
     }
     segments
+}
+
+/// A turn to use a large amount of memory, held until dropped.
+pub struct MemoryTurn<'a> {
+    // Dropped first: the hint ends before the next turn can start.
+    _hint: MemoryHint,
+    _turn: tokio::sync::MutexGuard<'a, ()>,
+}
+
+/// Tells the binary a large, short use of memory runs, for as long as it is held.
+pub(crate) struct MemoryHint(Option<fn(bool)>);
+
+impl MemoryHint {
+    pub(crate) fn start(hint: Option<fn(bool)>) -> MemoryHint {
+        if let Some(hint) = hint {
+            hint(true);
+        }
+        MemoryHint(hint)
+    }
+}
+
+impl Drop for MemoryHint {
+    fn drop(&mut self) {
+        if let Some(hint) = self.0 {
+            hint(false);
+        }
+    }
 }
 
 async fn maintain_in_background(inner: Weak<Inner>, interval: Duration) {

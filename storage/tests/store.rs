@@ -1121,10 +1121,10 @@ fn record_hint(running: bool) {
 }
 
 #[tokio::test]
-async fn an_upkeep_pass_is_announced_and_its_end_too() {
+async fn memory_turns_and_upkeep_passes_are_announced_and_their_ends_too() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(StoreConfig {
-        upkeep_memory_hint: Some(record_hint),
+        memory_hint: Some(record_hint),
         ..config(dir.path())
     })
     .await
@@ -1145,4 +1145,9 @@ async fn an_upkeep_pass_is_announced_and_its_end_too() {
     let report = store.maintain(T0 + 2 * HOUR).await.unwrap();
     assert_eq!(report.hours_rolled_up, 1);
     assert_eq!(*HINTS.lock().unwrap(), vec![true, false]);
+    // A closing minute's turn, as the collector takes it.
+    let turn = store.memory_turn().await;
+    assert_eq!(*HINTS.lock().unwrap(), vec![true, false, true]);
+    drop(turn);
+    assert_eq!(*HINTS.lock().unwrap(), vec![true, false, true, false]);
 }
