@@ -154,10 +154,10 @@ impl DataFiles {
         let stem = self.new_stem();
         let dir = partition_dir(table, granularity, partition);
         let temporary = temporary_path(&dir, &stem);
-        // Parts of 5 MiB (the least S3 takes), two in flight: what a slow store can make
-        // the writer hold stays small.
+        // Parts of 5 MiB (the least S3 takes), one in flight: what a slow store can make
+        // the writer hold stays small, and the hour's upkeep holds two writers at once.
         let sink = BufWriter::with_capacity(self.store.clone(), temporary.clone(), 5 << 20)
-            .with_max_concurrency(2);
+            .with_max_concurrency(1);
         Ok(FileWriter {
             writer: AsyncArrowWriter::try_new(sink, schema, Some(writer_properties()))?,
             store: self.store.clone(),
@@ -450,9 +450,10 @@ fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Rows per row group: small enough that a streamed file's pending group stays a few
-/// tens of MiB even for wide tables.
-const STREAMED_ROW_GROUP: usize = 64 * 1024;
+/// Rows per row group: small enough that a streamed file's pending group stays a few MiB
+/// even for wide tables; the hour's upkeep holds two such groups while closing minutes
+/// come and go beside it.
+const STREAMED_ROW_GROUP: usize = 16 * 1024;
 
 impl From<object_store::Error> for Error {
     fn from(error: object_store::Error) -> Self {

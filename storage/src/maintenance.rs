@@ -403,8 +403,9 @@ impl Share {
     }
 }
 
-/// Keys one pass holds at most, about 25 MiB of fold.
-const KEYS_PER_PASS: u64 = 64 * 1024;
+/// Keys one pass holds at most, about 12 MiB of fold: the fold lives through the whole
+/// pass, closing minutes included.
+const KEYS_PER_PASS: u64 = 32 * 1024;
 /// A metric row takes 33 to 46 bytes in Parquet (see BENCHMARKS.md): the smaller figure
 /// makes more passes rather than fewer.
 const PARQUET_BYTES_PER_ROW: u64 = 32;
