@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Timelike};
 use datafusion::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -154,9 +153,9 @@ impl DataFiles {
         let stem = self.new_stem();
         let dir = partition_dir(table, granularity, partition);
         let temporary = temporary_path(&dir, &stem);
-        // Parts of 5 MiB (the least S3 takes), one in flight: what a slow store can make
-        // the writer hold stays small, and the hour's upkeep holds two writers at once.
-        let sink = BufWriter::with_capacity(self.store.clone(), temporary.clone(), 5 << 20)
+        // One part in flight: the hour's upkeep holds two writers at once, beside the
+        // closing minutes.
+        let sink = BufWriter::with_capacity(self.store.clone(), temporary.clone(), PART_BYTES)
             .with_max_concurrency(1);
         Ok(FileWriter {
             writer: AsyncArrowWriter::try_new(sink, schema, Some(writer_properties()))?,
@@ -179,10 +178,21 @@ impl DataFiles {
     }
 
     /// A file's rows as the reader gives them, a few thousand at a time.
-    /// A file as stored, to decode a slice of rows at a time with [`decode`]: a minute of
-    /// endpoint rows is some 10 MB encoded and several times that decoded.
-    pub(crate) async fn read_encoded(&self, path: &Path) -> Result<Bytes> {
-        Ok(self.store.get(path).await?.bytes().await?)
+    /// A file's rows, `rows_per_batch` at a time, decoded as they are asked for and read
+    /// from the file a row group at a time: a minute of endpoint rows is some 10 MB
+    /// encoded and several times that decoded, and neither is held whole. The store is
+    /// a local directory, whose files are read in place; a remote store behind this seam
+    /// would read its row groups by range instead.
+    pub(crate) fn stream(
+        &self,
+        path: &Path,
+        rows_per_batch: usize,
+    ) -> Result<impl Iterator<Item = Result<RecordBatch>> + Send + 'static> {
+        let file = std::fs::File::open(self.store.path_to_filesystem(path)?)?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
+            .with_batch_size(rows_per_batch)
+            .build()?;
+        Ok(reader.map(|batch| batch.map_err(Error::from)))
     }
 
     pub(crate) async fn read_batches(&self, path: &Path) -> Result<Vec<RecordBatch>> {
@@ -409,17 +419,6 @@ impl FileWriter {
     }
 }
 
-/// The rows of an encoded file, `rows_per_batch` at a time, decoded as they are asked for.
-pub(crate) fn decode(
-    encoded: Bytes,
-    rows_per_batch: usize,
-) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(encoded)?
-        .with_batch_size(rows_per_batch)
-        .build()?;
-    Ok(reader.map(|batch| batch.map_err(Error::from)))
-}
-
 /// The first and last value of a sorted batch's time column.
 fn time_span(batch: &RecordBatch) -> Option<(EpochMillis, EpochMillis)> {
     use datafusion::arrow::array::{Array, AsArray};
@@ -449,6 +448,10 @@ fn writer_properties() -> WriterProperties {
         .set_max_row_group_row_count(Some(STREAMED_ROW_GROUP))
         .build()
 }
+
+/// The part a streamed file goes out in. Local files take parts of any size; a store such
+/// as S3 needs 5 MiB, which is what this becomes when one is wired behind the seam.
+const PART_BYTES: usize = 1 << 20;
 
 /// Rows per row group: small enough that a streamed file's pending group stays a few MiB
 /// even for wide tables; the hour's upkeep holds two such groups while closing minutes

@@ -4,12 +4,10 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::batch;
 use crate::error::Result;
-use crate::files;
 use crate::files::{DAY_MS, FileEntry, FileWriter, Granularity, HOUR_MS, in_time_order};
 use crate::model::{EpochMillis, MINUTE_MS, RowKey, Side, Table};
 use crate::proxy_table;
@@ -159,8 +157,7 @@ impl Store {
                 // hold.
                 for file in &hour_files {
                     let _turn = self.inner.memory_turns.lock().await;
-                    let encoded = self.inner.files.read_encoded(&file.path).await?;
-                    for batch in files::decode(encoded, FOLD_SLICE)? {
+                    for batch in self.inner.files.stream(&file.path, FOLD_SLICE)? {
                         fold.add_rolled(&batch?)?;
                     }
                 }
@@ -204,7 +201,7 @@ impl Store {
                 let rows = GroupRows::read(self, group).await?;
                 for phase in 0..phases {
                     let last = phase + 1 == phases;
-                    for batch in rows.batches()? {
+                    for batch in rows.batches(self)? {
                         let batch = batch?;
                         if last
                             && pass == 0
@@ -353,30 +350,32 @@ impl Sweeps {
     };
 }
 
-/// A group's rows. A file alone is sorted already and stays encoded, decoded a slice at
-/// a time as often as it is gone over; files whose times overlap are decoded and put in
-/// time order together.
+/// A group's rows. A file alone is sorted already and is read a row group at a time, as
+/// often as it is gone over; files whose times overlap are decoded and put in time order
+/// together.
 enum GroupRows {
-    Encoded(Bytes),
+    File(object_store::path::Path),
     Sorted(Vec<RecordBatch>),
 }
 
 impl GroupRows {
     async fn read(store: &Store, group: &[FileEntry]) -> Result<GroupRows> {
-        let files = &store.inner.files;
         if let [file] = group {
-            return Ok(GroupRows::Encoded(files.read_encoded(&file.path).await?));
+            return Ok(GroupRows::File(file.path.clone()));
         }
         let mut read = Vec::new();
         for file in group {
-            read.extend(files.read_batches(&file.path).await?);
+            read.extend(store.inner.files.read_batches(&file.path).await?);
         }
         Ok(GroupRows::Sorted(in_time_order(&read)?))
     }
 
-    fn batches(&self) -> Result<Box<dyn Iterator<Item = Result<RecordBatch>> + Send + '_>> {
+    fn batches<'a>(
+        &'a self,
+        store: &Store,
+    ) -> Result<Box<dyn Iterator<Item = Result<RecordBatch>> + Send + 'a>> {
         Ok(match self {
-            GroupRows::Encoded(encoded) => Box::new(files::decode(encoded.clone(), FOLD_SLICE)?),
+            GroupRows::File(path) => Box::new(store.inner.files.stream(path, FOLD_SLICE)?),
             GroupRows::Sorted(sorted) => Box::new(sorted.iter().flat_map(slices_of).map(Ok)),
         })
     }
