@@ -12,7 +12,7 @@ use crate::aggregate::{Aggregator, Capped, Sample, ServiceId, Slot};
 use crate::endpoint::write_endpoint_name;
 use crate::entry::{Observation, OwnedObservation, Reject};
 use crate::identity::NodeIdentity;
-use crate::resolve::{Attribution, PeerEvidence, Resolution, Resolver};
+use crate::resolve::{Attribution, PeerEvidence, Resolution, Resolver, Taught};
 use crate::role::{Role, RoleRules};
 use crate::stats;
 
@@ -124,7 +124,7 @@ impl Pipeline<'_> {
             samples: SAMPLES.take(),
             parked: Vec::new(),
             tally: EvidenceTally::default(),
-            learned: Learned::default(),
+            taught: Taught::default(),
             answers: Answers::default(),
         }
     }
@@ -305,7 +305,7 @@ pub struct MessageIngest<'p, 'm> {
     samples: Vec<Row>,
     parked: Vec<Waiting>,
     tally: EvidenceTally,
-    learned: Learned,
+    taught: Taught,
     answers: Answers<'m>,
 }
 
@@ -318,8 +318,9 @@ impl<'m> MessageIngest<'_, 'm> {
             .role(ctx.gateway, &ctx.log_name, obs.upstream_cluster);
         obs.addresses.decode_for(role);
         let obs = &*obs;
-        self.learned
-            .learn(&pipeline.resolver, &ctx.reporter, role, obs);
+        pipeline
+            .resolver
+            .learn(&ctx.reporter, role, obs, &mut self.taught);
         if let Some((peers, evidence)) = self.answers.find(role, obs) {
             self.tally.add(evidence);
             pipeline.contribute(&ctx.reporter, obs, &[peers], &mut self.samples);
@@ -402,16 +403,21 @@ type CalleeKey<'m> = (&'m str, Option<std::net::SocketAddr>);
 /// The caller-cluster header and the certificate's URI.
 type CallerKey<'m> = (Option<&'m str>, Option<&'m str>);
 
+fn callee_key<'m>(obs: &Observation<'m>) -> CalleeKey<'m> {
+    (obs.upstream_cluster, obs.addresses.upstream_remote.get())
+}
+
+fn caller_key<'m>(obs: &Observation<'m>) -> CallerKey<'m> {
+    (obs.downstream_cluster_header, obs.peer_uri_san)
+}
+
 impl<'m> Answers<'m> {
     fn find(&self, role: Role, obs: &Observation<'m>) -> Option<(Peers, Option<PeerEvidence>)> {
         match role {
-            Role::Outbound => self
-                .callees
-                .get(&(obs.upstream_cluster, obs.addresses.upstream_remote.get()))
-                .map(|peers| (peers, None)),
+            Role::Outbound => self.callees.get(&callee_key(obs)).map(|p| (p, None)),
             Role::Inbound => self
                 .callers
-                .get(&(obs.downstream_cluster_header, obs.peer_uri_san))
+                .get(&caller_key(obs))
                 .map(|(peers, evidence)| (peers, Some(evidence))),
             Role::Gateway => None,
         }
@@ -428,15 +434,9 @@ impl<'m> Answers<'m> {
             return;
         };
         match (role, evidence) {
-            (Role::Outbound, _) => self.callees.put(
-                (obs.upstream_cluster, obs.addresses.upstream_remote.get()),
-                *peers,
-            ),
+            (Role::Outbound, _) => self.callees.put(callee_key(obs), *peers),
             (Role::Inbound, Some(e @ (PeerEvidence::Header | PeerEvidence::Certificate))) => {
-                self.callers.put(
-                    (obs.downstream_cluster_header, obs.peer_uri_san),
-                    (*peers, e),
-                )
+                self.callers.put(caller_key(obs), (*peers, e))
             }
             _ => {}
         }
@@ -485,43 +485,6 @@ thread_local! {
     static SAMPLES: std::cell::Cell<Vec<Row>> = const { std::cell::Cell::new(Vec::new()) };
     /// The endpoint name of the entry being added, reused so that naming allocates nothing.
     static ENDPOINT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-}
-
-/// What a message has already taught the registry. A proxy's entries in one message come
-/// mostly over a few connections to a few listeners, so an entry that teaches what the
-/// one before it taught skips the registry's locks.
-#[derive(Default)]
-struct Learned {
-    listener: Option<std::net::SocketAddr>,
-    connection: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
-}
-
-impl Learned {
-    fn learn(
-        &mut self,
-        resolver: &Resolver<'_>,
-        reporter: &NodeIdentity,
-        role: Role,
-        obs: &Observation<'_>,
-    ) {
-        let inbound = matches!(role, Role::Inbound | Role::Gateway);
-        let outbound = matches!(role, Role::Outbound | Role::Gateway);
-        let listener = obs.addresses.downstream_local.get().filter(|_| inbound);
-        let connection = match (
-            obs.addresses.upstream_local.get(),
-            obs.addresses.upstream_remote.get(),
-        ) {
-            (Some(local), Some(remote)) if outbound => Some((local, remote)),
-            _ => None,
-        };
-        let new_listener = listener.is_some() && listener != self.listener;
-        let new_connection = connection.is_some() && connection != self.connection;
-        if new_listener || new_connection {
-            resolver.learn(reporter, role, obs);
-        }
-        self.listener = listener.or(self.listener);
-        self.connection = connection.or(self.connection);
-    }
 }
 
 /// One access-log row per attribution: the names are the resolved ones the metrics use.

@@ -72,6 +72,15 @@ pub enum Resolution<'r> {
     Wait,
 }
 
+/// What a message's entries have taught the registry so far. A proxy's entries in one
+/// message come mostly over a few connections to a few listeners, so an entry that
+/// teaches what the one before it taught skips the registry's locks.
+#[derive(Debug, Default)]
+pub struct Taught {
+    listener: Option<SocketAddr>,
+    connection: Option<(SocketAddr, SocketAddr)>,
+}
+
 pub struct Resolver<'a> {
     pub registry: &'a Registry,
 }
@@ -123,9 +132,18 @@ impl Resolver<'_> {
     }
 
     /// Remembers what this entry teaches about the mesh, before resolving anything.
-    pub fn learn(&self, reporter: &NodeIdentity, role: Role, obs: &Observation) {
+    /// `taught` is what the entries before it in the same message taught: the registry is
+    /// asked only for what is new.
+    pub fn learn(
+        &self,
+        reporter: &NodeIdentity,
+        role: Role,
+        obs: &Observation,
+        taught: &mut Taught,
+    ) {
         if matches!(role, Role::Inbound | Role::Gateway)
             && let Some(local) = obs.addresses.downstream_local.get()
+            && taught.listener.replace(local) != Some(local)
         {
             self.registry
                 .learn_listener(local, &reporter.service, &reporter.instance);
@@ -135,6 +153,7 @@ impl Resolver<'_> {
                 obs.addresses.upstream_local.get(),
                 obs.addresses.upstream_remote.get(),
             )
+            && taught.connection.replace((local, remote)) != Some((local, remote))
         {
             self.registry
                 .learn_connection(local, remote, &reporter.service);

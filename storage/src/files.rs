@@ -177,7 +177,6 @@ impl DataFiles {
         )
     }
 
-    /// A file's rows as the reader gives them, a few thousand at a time.
     /// A file's rows, `rows_per_batch` at a time, decoded as they are asked for and read
     /// from the file a row group at a time: a minute of endpoint rows is some 10 MB
     /// encoded and several times that decoded, and neither is held whole. The store is
