@@ -12,8 +12,8 @@
 const PURGE_DELAY_MS: std::ffi::c_long = 100;
 
 /// While the store uses much memory for a moment (a closing minute's encoding and write,
-/// about half a second a minute; an hour's compaction and rollup, some 40 s an hour at a
-/// thousand services) freed pages go back at once: both free and take again tens of
+/// about half a second a minute; an hour's compaction and rollup, a few minutes an hour
+/// at a thousand services) freed pages go back at once: both free and take again tens of
 /// megabytes all the while, and with the usual delay they stood freed but resident
 /// (`meshscope maintain` over seven minutes of a 1,000-service mesh: 148 MiB at 100 ms,
 /// 112 MiB at 0; BENCHMARKS.md). Reads meanwhile pay the faults.
@@ -30,11 +30,19 @@ static LARGE_USES: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
 #[cfg(feature = "mimalloc")]
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// Whether the purge delay is ours to set: not when `MIMALLOC_PURGE_DELAY` set it. Read
+/// once: the hint is called twice a second.
+#[cfg(feature = "mimalloc")]
+fn purge_delay_is_ours() -> bool {
+    static OURS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OURS.get_or_init(|| std::env::var_os("MIMALLOC_PURGE_DELAY").is_none())
+}
+
 /// For `StoreConfig::memory_hint`: the purge delay for a large use of memory while one
 /// runs, the usual one after, unless `MIMALLOC_PURGE_DELAY` set it for the whole run.
 pub(crate) fn large_use_of_memory(starts: bool) {
     #[cfg(feature = "mimalloc")]
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+    if purge_delay_is_ours() {
         let mut uses = LARGE_USES.lock().unwrap_or_else(|e| e.into_inner());
         *uses = if starts {
             *uses + 1
@@ -65,7 +73,7 @@ pub(crate) fn return_freed_memory_promptly() {
         }
     }
     #[cfg(feature = "mimalloc")]
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+    if purge_delay_is_ours() {
         // SAFETY: setting an option is a plain store that mimalloc reads on its next purge.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
     }
