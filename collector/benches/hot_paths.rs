@@ -21,7 +21,7 @@ use prost::Message;
 fn fixtures() -> PathBuf {
     std::env::var("MESHSCOPE_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"))
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures"))
 }
 
 /// The raw records of the HTTP capture.

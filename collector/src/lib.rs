@@ -3,7 +3,6 @@
 
 pub mod aggregate;
 pub mod als;
-pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod endpoint;
@@ -32,9 +31,9 @@ use meshscope_storage::{AccessLogRow, ClosedBatch, MetricRow, Store};
 use parking_lot::Mutex;
 use tracing::{info, warn};
 
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::CollectorConfig;
 pub use error::{Error, Result};
+pub use meshscope_storage::clock::{Clock, ManualClock, SystemClock};
 
 use aggregate::{Aggregator, Limits};
 use ingest::{Pipeline, TimeRules, WaitQueue};

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod batch;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod files;
@@ -24,6 +25,7 @@ pub mod udf;
 
 pub use access_log::AccessLogRow;
 pub use batch::ClosedBatch;
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{RetentionConfig, SqlLimits, StoreConfig};
 /// The Arrow the store's batches are made with, for callers that read them.
 pub use datafusion::arrow;

@@ -12,7 +12,7 @@ import { chromium } from "playwright-core";
 const here = dirname(fileURLToPath(import.meta.url));
 export const repo = resolve(here, "../..");
 export const bin = process.env.MESHSCOPE_BIN ?? join(repo, "target/debug/meshscope");
-export const fixtures = process.env.MESHSCOPE_FIXTURES ?? resolve(repo, "../shared/fixtures");
+export const fixtures = process.env.MESHSCOPE_FIXTURES ?? resolve(repo, "tests/fixtures");
 
 export function freePort() {
   return new Promise((ok, fail) => {

@@ -17,7 +17,7 @@ pub(crate) fn fixtures_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("MESHSCOPE_FIXTURES") {
         return PathBuf::from(dir);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
 
 /// The records of a capture, grouped by stream in capture order.

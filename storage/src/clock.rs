@@ -1,14 +1,16 @@
-//! Time as the collector sees it, behind a trait so that tests replaying captures from
-//! another day can set it.
+//! The one clock every crate reads wall time from: passed in, never read directly, so that
+//! tests (and captures replayed from another day) can set and move it.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Wall time in milliseconds since the Unix epoch, as a value that can be passed around.
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
 }
 
+/// The machine's wall clock.
 pub struct SystemClock;
 
 impl Clock for SystemClock {
@@ -26,16 +28,19 @@ pub struct ManualClock {
 }
 
 impl ManualClock {
+    /// A clock standing at `now_ms`.
     pub fn new(now_ms: i64) -> ManualClock {
         ManualClock {
             now: AtomicI64::new(now_ms),
         }
     }
 
+    /// Sets the time to `now_ms`.
     pub fn set(&self, now_ms: i64) {
         self.now.store(now_ms, Ordering::SeqCst);
     }
 
+    /// Moves the time forward by `ms`.
     pub fn advance(&self, ms: i64) {
         self.now.fetch_add(ms, Ordering::SeqCst);
     }
