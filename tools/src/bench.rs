@@ -1,87 +1,34 @@
 //! `meshscope bench`: the ingest benchmark in one command. The same pre-encoded load is sent
-//! first to a decode-and-discard sink (`meshscope sink`: a tonic server that decodes each
-//! message with prost and drops it, the floor cost of receiving), then to a real
-//! `meshscope serve`. Both run as child processes, so their CPU time and peak memory are
-//! read from /proc alone. Then freshness: at half the measured rate, how long an entry takes
-//! from its send to showing in the HTTP API.
+//! first to a decode-and-discard sink (`meshscope sink`, see [`crate::sink`]), then to a real
+//! `meshscope serve`. Both run as child processes of the running executable, so their CPU
+//! time and peak memory are read from /proc alone. Then freshness: at half the measured
+//! rate, how long an entry takes from its send to showing in the HTTP API.
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, bail};
-use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
-use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_server::{
-    AccessLogService, AccessLogServiceServer,
-};
-use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{
+use meshscope_proto::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
+use meshscope_proto::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
+use meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::{
     HttpAccessLogEntries, LogEntries,
-};
-use envoy_types::pb::envoy::service::accesslog::v3::{
-    StreamAccessLogsMessage, StreamAccessLogsResponse,
 };
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::info;
 
+use crate::child_process::{free_port, spawn, spawn_serve, stop, wait_for_port};
+use crate::error::{Error, Result};
+use crate::proc_stats::{cpu_seconds, lazily_freed_mib, peak_rss_mib, rss_mib};
 use crate::simulate::envoy::{self, Hop, Proxy};
 use crate::simulate::max::{self, Plan, Pool, Sent};
 use crate::simulate::mesh::{Mesh, Shape};
 
+/// The flags of `meshscope bench`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct SinkArgs {
-    /// Where to listen for access log streams
-    #[arg(long, default_value = "127.0.0.1:11900")]
-    grpc_addr: SocketAddr,
-}
-
-/// The floor: receive and decode, keep nothing.
-pub(crate) async fn run_sink(args: SinkArgs) -> anyhow::Result<()> {
-    let sink = Sink {
-        entries: Arc::new(AtomicU64::new(0)),
-    };
-    info!(grpc_addr = %args.grpc_addr, "decode-and-discard sink listening");
-    tonic::transport::Server::builder()
-        .add_service(
-            AccessLogServiceServer::new(sink)
-                .max_decoding_message_size(meshscope_collector::als::MAX_MESSAGE_BYTES),
-        )
-        .serve_with_shutdown(args.grpc_addr, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("sink server")
-}
-
-struct Sink {
-    entries: Arc<AtomicU64>,
-}
-
-#[tonic::async_trait]
-impl AccessLogService for Sink {
-    async fn stream_access_logs(
-        &self,
-        request: tonic::Request<tonic::Streaming<StreamAccessLogsMessage>>,
-    ) -> Result<tonic::Response<StreamAccessLogsResponse>, tonic::Status> {
-        let mut stream = request.into_inner();
-        while let Some(message) = stream.message().await? {
-            let n = match &message.log_entries {
-                Some(LogEntries::HttpLogs(h)) => h.log_entry.len(),
-                Some(LogEntries::TcpLogs(t)) => t.log_entry.len(),
-                None => 0,
-            };
-            self.entries.fetch_add(n as u64, Ordering::Relaxed);
-            drop(std::hint::black_box(message));
-        }
-        Ok(tonic::Response::new(StreamAccessLogsResponse {}))
-    }
-}
-
-#[derive(Debug, clap::Args)]
-pub(crate) struct BenchArgs {
+pub struct BenchArgs {
     /// Services in the simulated mesh
     #[arg(long, default_value_t = 100)]
     services: usize,
@@ -168,7 +115,10 @@ struct Freshness {
     max: f64,
 }
 
-pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+/// Runs `meshscope bench` and prints its report as JSON on stdout (a summary on stderr).
+/// Spawns the running executable as `meshscope sink` and `meshscope serve`, so it must be
+/// called from the `meshscope` binary.
+pub async fn run(args: BenchArgs) -> Result<()> {
     let shape = Shape {
         fan_out: args.fan_out,
         endpoints: args.endpoints,
@@ -182,7 +132,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         seconds = built.elapsed().as_secs_f64(),
         "traffic encoded"
     );
-    let exe = std::env::current_exe().context("finding the meshscope binary")?;
+    let exe = std::env::current_exe().map_err(Error::io("finding the meshscope binary"))?;
     let duration = Duration::from_secs_f64(args.seconds);
 
     let plan = Plan {
@@ -321,7 +271,7 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
     }
 }
 
-async fn measure_sink(exe: &PathBuf, pool: &Arc<Pool>, plan: Plan) -> anyhow::Result<Measured> {
+async fn measure_sink(exe: &Path, pool: &Arc<Pool>, plan: Plan) -> Result<Measured> {
     let grpc = free_port()?;
     let mut child = spawn(exe, &["sink", "--grpc-addr", &grpc.to_string()])?;
     let measured = measure(&mut child, grpc, pool, plan).await;
@@ -329,27 +279,6 @@ async fn measure_sink(exe: &PathBuf, pool: &Arc<Pool>, plan: Plan) -> anyhow::Re
     let measured = measured?;
     print_line("sink", &measured);
     Ok(measured)
-}
-
-/// A `meshscope serve` over a fresh data directory, which lives as long as the handle.
-fn spawn_serve(
-    exe: &PathBuf,
-) -> anyhow::Result<(Child, SocketAddr, SocketAddr, tempfile::TempDir)> {
-    let grpc = free_port()?;
-    let http = free_port()?;
-    let data = tempfile::tempdir().context("temporary data directory")?;
-    let data_dir = data.path().display().to_string();
-    let serve_args = [
-        "serve",
-        "--grpc-addr",
-        &grpc.to_string(),
-        "--http-addr",
-        &http.to_string(),
-        "--data-dir",
-        &data_dir,
-    ];
-    let child = spawn(exe, &serve_args)?;
-    Ok((child, grpc, http, data))
 }
 
 fn print_line(what: &str, m: &Measured) {
@@ -365,7 +294,7 @@ async fn measure(
     grpc: SocketAddr,
     pool: &Arc<Pool>,
     plan: Plan,
-) -> anyhow::Result<Measured> {
+) -> Result<Measured> {
     wait_for_port(grpc, child).await?;
     let pid = child.id();
     let before = cpu_seconds(pid)?;
@@ -389,7 +318,7 @@ async fn freshness(
     connections: usize,
     rate: f64,
     seconds: f64,
-) -> anyhow::Result<Freshness> {
+) -> Result<Freshness> {
     let target = format!("http://{grpc}");
     let load = tokio::spawn({
         let target = target.clone();
@@ -406,7 +335,9 @@ async fn freshness(
             .await
         }
     });
-    let mut client = AccessLogServiceClient::connect(target).await?;
+    let mut client = AccessLogServiceClient::connect(target.clone())
+        .await
+        .map_err(Error::connect(&target))?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let call = tokio::spawn(async move {
         client
@@ -449,14 +380,18 @@ async fn freshness(
             })),
         };
         let sent = Instant::now();
-        tx.send(message).await.context("probe stream closed")?;
+        tx.send(message)
+            .await
+            .map_err(|_| Error::Child("probe stream closed".into()))?;
         loop {
             if probe_calls(http).await? >= k {
                 times.push(sent.elapsed().as_secs_f64() * 1000.0);
                 break;
             }
             if sent.elapsed() > Duration::from_secs(30) {
-                bail!("probe call {k} did not show in the API within 30 s");
+                return Err(Error::Child(format!(
+                    "probe call {k} did not show in the API within 30 s"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -464,7 +399,8 @@ async fn freshness(
         tokio::time::sleep_until(next.into()).await;
     }
     drop(tx);
-    call.await??;
+    call.await?
+        .map_err(Error::refused("the collector refused the probe stream"))?;
     load.await??;
     times.sort_by(f64::total_cmp);
     Ok(Freshness {
@@ -475,7 +411,7 @@ async fn freshness(
     })
 }
 
-async fn probe_calls(http: SocketAddr) -> anyhow::Result<u64> {
+async fn probe_calls(http: SocketAddr) -> Result<u64> {
     let body = http_get(http, "/api/v1/services/bench%2Ffreshness-probe?window=5m").await?;
     let Some(body) = body else {
         return Ok(0);
@@ -485,17 +421,29 @@ async fn probe_calls(http: SocketAddr) -> anyhow::Result<u64> {
 }
 
 /// The body of a 200 answer, `None` for a 404.
-async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<Option<String>> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+async fn http_get(addr: SocketAddr, path: &str) -> Result<Option<String>> {
+    let failed = || Error::io(format!("GET {path}"));
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(failed())?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: meshscope\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(failed())?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
+    stream
+        .read_to_string(&mut response)
+        .await
+        .map_err(failed())?;
     if response.starts_with("HTTP/1.1 404") {
         return Ok(None);
     }
     if !response.starts_with("HTTP/1.1 200") {
-        bail!("GET {path}: {}", response.lines().next().unwrap_or(""));
+        return Err(Error::Child(format!(
+            "GET {path}: {}",
+            response.lines().next().unwrap_or("")
+        )));
     }
     Ok(response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()))
 }
@@ -544,105 +492,15 @@ fn watched_reads(windows: &[String], reads: &[(String, f64)]) -> Vec<WatchedRead
         .collect()
 }
 
-fn free_port() -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?)
-}
-
-fn spawn(exe: &PathBuf, args: &[&str]) -> anyhow::Result<Child> {
-    Command::new(exe)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting meshscope {}", args[0]))
-}
-
-async fn wait_for_port(addr: SocketAddr, child: &mut Child) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Ok(());
-        }
-        if let Some(status) = child.try_wait()? {
-            bail!("the child process exited before listening: {status}");
-        }
-        if Instant::now() > deadline {
-            bail!("nothing listens on {addr} after 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn stop(mut child: Child) {
-    // SIGINT lets meshscope flush and exit as it would in production.
-    // SAFETY: kill(2) with a pid we own and a valid signal has no memory effects.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// User and system CPU time of a process, all threads.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("unexpected /proc stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields[11].parse()?;
-    let stime: f64 = fields[12].parse()?;
-    // SAFETY: sysconf reads a constant of the running system.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok((utime + stime) / ticks)
-}
-
-fn status_kib(pid: u32, field: &str) -> anyhow::Result<f64> {
-    proc_kib(pid, "status", field)
-}
-
-fn rollup_kib(pid: u32, field: &str) -> anyhow::Result<f64> {
-    proc_kib(pid, "smaps_rollup", field)
-}
-
-/// A `Field:  1234 kB` line of one of a process's `/proc` files.
-fn proc_kib(pid: u32, file: &str, field: &str) -> anyhow::Result<f64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}"))?;
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(field))
-        .with_context(|| format!("no {field} in /proc/{pid}/{file}"))?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .with_context(|| format!("malformed /proc/{pid}/{file}"))?
-        .parse()?)
-}
-
-fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
-    Ok(status_kib(pid, "VmHWM:")? / 1024.0)
-}
-
+/// Prints and keeps the child's resident memory every 10 s, until aborted.
 async fn sample_rss(pid: u32, samples: Arc<Mutex<Vec<f64>>>) {
     let mut interval = tokio::time::interval(Duration::from_secs(10));
     loop {
         interval.tick().await;
-        if let Ok(kib) = status_kib(pid, "VmRSS:") {
-            let mib = kib / 1024.0;
+        if let Ok(mib) = rss_mib(pid) {
             // Pages the allocator gave back with MADV_FREE still count in RSS until the
             // kernel wants them: shown apart so that the two are not confused.
-            let lazy = rollup_kib(pid, "LazyFree:").unwrap_or(0.0) / 1024.0;
+            let lazy = lazily_freed_mib(pid).unwrap_or(0.0);
             eprintln!("rss: {mib:.0} MiB (lazily freed: {lazy:.0} MiB)");
             samples.lock().expect("samples").push(mib);
         }

@@ -7,20 +7,21 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
-use envoy_types::pb::envoy::data::accesslog::v3::{AccessLogCommon, HttpAccessLogEntry};
-use envoy_types::pb::envoy::service::metrics::v3::StreamMetricsMessage;
-use envoy_types::pb::envoy::service::metrics::v3::metrics_service_client::MetricsServiceClient;
-use envoy_types::pb::envoy::service::metrics::v3::stream_metrics_message::Identifier;
-use envoy_types::pb::io::prometheus::client::{
+use meshscope_proto::pb::envoy::config::core::v3::node::UserAgentVersionType;
+use meshscope_proto::pb::envoy::data::accesslog::v3::{AccessLogCommon, HttpAccessLogEntry};
+use meshscope_proto::pb::envoy::service::metrics::v3::StreamMetricsMessage;
+use meshscope_proto::pb::envoy::service::metrics::v3::metrics_service_client::MetricsServiceClient;
+use meshscope_proto::pb::envoy::service::metrics::v3::stream_metrics_message::Identifier;
+use meshscope_proto::pb::io::prometheus::client::{
     Bucket, Counter, Gauge, Histogram, Metric, MetricFamily, MetricType,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
-use super::ProxyKey;
 use super::envoy::{self, Proxy};
+use super::generator::ProxyKey;
+use crate::error::{Error, Result};
 
 /// Envoy's default `stats_flush_interval`.
 const FLUSH_EVERY: Duration = Duration::from_secs(5);
@@ -114,7 +115,7 @@ impl SimulatedStats {
     pub(super) async fn flush_if_due(
         &mut self,
         tasks: &mut JoinSet<Result<(), tonic::Status>>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         if self.last_flush.elapsed() < FLUSH_EVERY {
             return Ok(());
         }
@@ -145,7 +146,7 @@ impl SimulatedStats {
                 envoy_metrics: families(uptime, &mut state.clusters),
             };
             if sender.send(message).await.is_err() {
-                anyhow::bail!("the collector closed a metrics stream");
+                return Err(Error::StreamClosed("a metrics stream"));
             }
         }
         Ok(())

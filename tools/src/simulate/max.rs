@@ -7,22 +7,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context;
 use bytes::{Bytes, BytesMut};
-use envoy_types::pb::envoy::data::accesslog::v3::AccessLogCommon;
-use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{
+use meshscope_collector::codec::PreEncodedRequests;
+use meshscope_proto::pb::envoy::data::accesslog::v3::AccessLogCommon;
+use meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::{
     HttpAccessLogEntries, LogEntries, TcpAccessLogEntries,
 };
-use envoy_types::pb::envoy::service::accesslog::v3::{
+use meshscope_proto::pb::envoy::service::accesslog::v3::{
     StreamAccessLogsMessage, StreamAccessLogsResponse,
 };
-use meshscope_collector::codec::PreEncodedRequests;
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use super::envoy;
+use super::generator::{Batch, Generator, Log, ProxyKey, log_name};
 use super::mesh::Mesh;
-use super::{Batch, Generator, Log, ProxyKey, envoy, log_name};
+use crate::error::{Error, Result};
 
 /// Start times are encoded as this many seconds, then overwritten with the time of each
 /// send: a five-byte varint like any second of this century, and a byte pattern that no
@@ -217,16 +218,16 @@ struct Shared {
 }
 
 /// Sends the pool round after round until the plan's time is up.
-pub(crate) async fn send(target: &str, pool: Arc<Pool>, plan: Plan) -> anyhow::Result<Sent> {
+pub(crate) async fn send(target: &str, pool: Arc<Pool>, plan: Plan) -> Result<Sent> {
     let connections = plan.connections.max(1);
     let mut channels = Vec::with_capacity(connections);
     for _ in 0..connections {
         let channel = tonic::transport::Endpoint::from_shared(target.to_string())
-            .context("collector address")?
+            .map_err(Error::CollectorAddress)?
             .tcp_nodelay(true)
             .connect()
             .await
-            .with_context(|| format!("connecting to the collector at {target}"))?;
+            .map_err(Error::connect(target))?;
         channels.push(channel);
     }
     let started = Instant::now();
@@ -265,14 +266,17 @@ async fn drive_connection(
     pool: Arc<Pool>,
     streams: Vec<usize>,
     shared: Arc<Shared>,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let mut calls = JoinSet::new();
     let mut senders = Vec::with_capacity(streams.len());
     for &stream in &streams {
         let (tx, rx) = mpsc::channel::<Bytes>(4);
         let mut grpc = tonic::client::Grpc::new(channel.clone());
         calls.spawn(async move {
-            grpc.ready().await.context("collector not ready")?;
+            grpc.ready().await.map_err(|source| Error::Transport {
+                what: "collector not ready",
+                source,
+            })?;
             grpc.client_streaming(
                 tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)),
                 tonic::codegen::http::uri::PathAndQuery::from_static(METHOD_PATH),
@@ -280,7 +284,7 @@ async fn drive_connection(
             )
             .await
             .map(|_| ())
-            .context("the collector ended an access log stream")
+            .map_err(Error::refused("the collector ended an access log stream"))
         });
         if tx
             .send(pool.streams[stream].identifier.clone())

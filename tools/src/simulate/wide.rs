@@ -6,11 +6,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::SystemTime;
 
-use anyhow::Context;
-use envoy_types::pb::envoy::data::accesslog::v3::HttpAccessLogEntry;
-use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
-use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
-use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::{
+use meshscope_proto::pb::envoy::data::accesslog::v3::HttpAccessLogEntry;
+use meshscope_proto::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
+use meshscope_proto::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
+use meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::{
     HttpAccessLogEntries, LogEntries,
 };
 use rand::rngs::SmallRng;
@@ -18,6 +17,7 @@ use rand::{Rng, SeedableRng};
 use tracing::info;
 
 use super::envoy::{self, Hop, Proxy};
+use crate::error::{Error, Result};
 
 /// Call depth of the mesh: services sit in tiers (edge, APIs, domain services, ..., data) and
 /// call the next tier or the one after, so the map is a few columns deep, as real meshes are.
@@ -28,8 +28,9 @@ const SAME_NAMESPACE: f64 = 0.6;
 
 const PORT: u16 = 8080;
 
+/// The flags of `meshscope simulate-wide`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct WideArgs {
+pub struct WideArgs {
     /// The collector's gRPC address
     #[arg(long, default_value = "http://127.0.0.1:11800")]
     target: String,
@@ -66,7 +67,9 @@ impl Service {
 /// Which log of which service: outbound (`false`) or inbound (`true`).
 type LogKey = (usize, bool);
 
-pub(crate) async fn run(args: WideArgs) -> anyhow::Result<()> {
+/// Runs `meshscope simulate-wide`: every edge of a large generated graph gets one to three
+/// calls, sent once, one stream per proxy log.
+pub async fn run(args: WideArgs) -> Result<()> {
     let services = build_services(args.services.max(2), args.namespaces.max(1));
     let mut rng = SmallRng::seed_from_u64(args.seed);
     let edges = build_edges(services.len(), args.namespaces.max(1), args.edges, &mut rng);
@@ -89,7 +92,7 @@ pub(crate) async fn run(args: WideArgs) -> anyhow::Result<()> {
     }
     let mut client = AccessLogServiceClient::connect(args.target.clone())
         .await
-        .with_context(|| format!("connecting to {}", args.target))?;
+        .map_err(Error::connect(&args.target))?;
     let streams = logs.len();
     for ((service, inbound), entries) in logs {
         let proxy = services[service].proxy();
@@ -107,7 +110,7 @@ pub(crate) async fn run(args: WideArgs) -> anyhow::Result<()> {
         client
             .stream_access_logs(tokio_stream::iter([message]))
             .await
-            .context("the collector refused a stream")?;
+            .map_err(Error::refused("the collector refused a stream"))?;
     }
     info!(
         services = services.len(),

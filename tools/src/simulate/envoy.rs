@@ -6,17 +6,17 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use envoy_types::pb::envoy::config::core::v3::{
+use meshscope_proto::pb::envoy::config::core::v3::{
     Address, Node, SocketAddress, address, socket_address::PortSpecifier,
 };
-use envoy_types::pb::envoy::data::accesslog::v3::{
+use meshscope_proto::pb::envoy::data::accesslog::v3::{
     AccessLogCommon, ConnectionProperties, HttpAccessLogEntry, HttpRequestProperties,
     HttpResponseProperties, TcpAccessLogEntry, TlsProperties,
     tls_properties::CertificateProperties,
     tls_properties::certificate_properties::{SubjectAltName, subject_alt_name::San},
 };
-use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::Identifier;
-use envoy_types::pb::google::protobuf::{
+use meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::Identifier;
+use meshscope_proto::pb::google::protobuf::{
     Duration, Struct, Timestamp, UInt32Value, Value, value::Kind,
 };
 

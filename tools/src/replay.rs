@@ -7,19 +7,21 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
-use envoy_types::pb::envoy::data::accesslog::v3::AccessLogCommon;
-use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
-use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
-use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
-use envoy_types::pb::envoy::service::metrics::v3::StreamMetricsMessage;
-use envoy_types::pb::envoy::service::metrics::v3::metrics_service_client::MetricsServiceClient;
-use envoy_types::pb::google::protobuf::Timestamp;
+use meshscope_proto::pb::envoy::data::accesslog::v3::AccessLogCommon;
+use meshscope_proto::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
+use meshscope_proto::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
+use meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
+use meshscope_proto::pb::envoy::service::metrics::v3::StreamMetricsMessage;
+use meshscope_proto::pb::envoy::service::metrics::v3::metrics_service_client::MetricsServiceClient;
+use meshscope_proto::pb::google::protobuf::Timestamp;
 use prost::Message;
 use tracing::info;
 
+use crate::error::{Error, Result};
+
+/// The flags of `meshscope replay`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ReplayArgs {
+pub struct ReplayArgs {
     /// The collector's gRPC address
     #[arg(long, default_value = "http://127.0.0.1:11800")]
     target: String,
@@ -31,7 +33,8 @@ pub(crate) struct ReplayArgs {
     metrics: Vec<PathBuf>,
 }
 
-pub(crate) async fn run(args: ReplayArgs) -> anyhow::Result<()> {
+/// Runs `meshscope replay`: the access-log captures first, then the metrics captures.
+pub async fn run(args: ReplayArgs) -> Result<()> {
     if !args.captures.is_empty() {
         replay_access_logs(&args.target, &args.captures).await?;
     }
@@ -41,26 +44,26 @@ pub(crate) async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn replay_metrics(target: &str, captures: &[PathBuf]) -> anyhow::Result<()> {
+async fn replay_metrics(target: &str, captures: &[PathBuf]) -> Result<()> {
     let mut streams = Vec::new();
     for path in captures {
         streams.extend(read_streams::<StreamMetricsMessage>(path)?);
     }
     let mut client = MetricsServiceClient::connect(target.to_string())
         .await
-        .with_context(|| format!("connecting to {target}"))?;
+        .map_err(Error::connect(target))?;
     let count = streams.len();
     for messages in streams {
         client
             .stream_metrics(tokio_stream::iter(messages))
             .await
-            .context("the collector refused a metrics stream")?;
+            .map_err(Error::refused("the collector refused a metrics stream"))?;
     }
     info!(streams = count, "metrics captures replayed");
     Ok(())
 }
 
-async fn replay_access_logs(target: &str, captures: &[PathBuf]) -> anyhow::Result<()> {
+async fn replay_access_logs(target: &str, captures: &[PathBuf]) -> Result<()> {
     let mut streams = Vec::new();
     for path in captures {
         streams.extend(read_streams::<StreamAccessLogsMessage>(path)?);
@@ -73,7 +76,7 @@ async fn replay_access_logs(target: &str, captures: &[PathBuf]) -> anyhow::Resul
         .flat_map(commons)
         .filter_map(|c| c.start_time.as_ref().map(millis))
         .min()
-        .context("the captures hold no entries")?;
+        .ok_or_else(|| Error::Capture("the captures hold no entries".into()))?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
     let shift = now - earliest;
     for message in streams.iter_mut().flatten() {
@@ -85,38 +88,46 @@ async fn replay_access_logs(target: &str, captures: &[PathBuf]) -> anyhow::Resul
     }
     let mut client = AccessLogServiceClient::connect(target.to_string())
         .await
-        .with_context(|| format!("connecting to {target}"))?;
+        .map_err(Error::connect(target))?;
     let count = streams.len();
     for messages in streams {
         client
             .stream_access_logs(tokio_stream::iter(messages))
             .await
-            .context("the collector refused a stream")?;
+            .map_err(Error::refused("the collector refused a stream"))?;
     }
     info!(streams = count, "captures replayed");
     Ok(())
 }
 
 /// The messages of each stream, in capture order.
-fn read_streams<M: Message + Default>(bin: &Path) -> anyhow::Result<Vec<Vec<M>>> {
-    let bytes = std::fs::read(bin).with_context(|| format!("reading {}", bin.display()))?;
+fn read_streams<M: Message + Default>(bin: &Path) -> Result<Vec<Vec<M>>> {
+    let bytes = std::fs::read(bin).map_err(|source| Error::ReadCapture {
+        path: bin.to_owned(),
+        source,
+    })?;
     let index_path = bin.with_extension("index.jsonl");
-    let index = std::fs::read_to_string(&index_path)
-        .with_context(|| format!("reading {}", index_path.display()))?;
+    let index = std::fs::read_to_string(&index_path).map_err(|source| Error::ReadCapture {
+        path: index_path.clone(),
+        source,
+    })?;
     let mut streams: Vec<(u64, Vec<M>)> = Vec::new();
     let mut offset = 0usize;
     for line in index.lines().filter(|l| !l.trim().is_empty()) {
         let record: serde_json::Value = serde_json::from_str(line)?;
         let stream = record["stream"]
             .as_u64()
-            .context("index line without stream")?;
+            .ok_or_else(|| Error::Capture("index line without stream".into()))?;
         let Some(head) = bytes.get(offset..offset + 4) else {
-            bail!("{} ends before its index does", bin.display());
+            return Err(Error::Capture(format!(
+                "{} ends before its index does",
+                bin.display()
+            )));
         };
-        let len = u32::from_be_bytes(head.try_into()?) as usize;
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let body = bytes
             .get(offset + 4..offset + 4 + len)
-            .context("truncated record")?;
+            .ok_or_else(|| Error::Capture("truncated record".into()))?;
         let message = M::decode(body)?;
         offset += 4 + len;
         match streams.last_mut() {
