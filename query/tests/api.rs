@@ -7,6 +7,9 @@
 //! never hides why a number is what it is. The clock is fixed, so the answers are the same
 //! on every run.
 //!
+//! One file over 600 lines on purpose: every test reads the same small mesh built below,
+//! and the figures asserted are read against its rows, which is easiest with both in view.
+//!
 //! The mesh, in the minute before the current one (closed) and the current one (open):
 //! ```text
 //! external -> shop/ingress -> shop/frontend -> shop/backend
@@ -500,111 +503,34 @@ fn assert_edge_figures(edges: &Value, expected: &[EdgeFigures]) {
 }
 
 /// The map's nodes in the 15 minutes ending with the open one, by id.
+#[rustfmt::skip]
 const WINDOW_NODES: &[NodeFigures] = &[
+    // id, kind, layer, calls, errors, 4xx, Apdex, latency
     ("db", "service", 3, 0, 0, 0, None, None),
     ("external", "virtual", 0, 0, 0, 0, None, None),
     ("ops/prober", "service", 0, 0, 0, 0, None, None),
     ("payments", "service", 3, 40, 0, 0, Some(1.0), Some(8.0)),
     // Backend: 54 tolerating calls of 60 -> Apdex 27/60.
-    (
-        "shop/backend",
-        "service",
-        3,
-        60,
-        6,
-        3,
-        Some(0.45),
-        Some(300.0),
-    ),
+    ("shop/backend", "service", 3, 60, 6, 3, Some(0.45), Some(300.0)),
     // Frontend: the server side in both minutes; the ingress's view (12 errors) loses.
     // Apdex (90 + 50) / 150.
-    (
-        "shop/frontend",
-        "service",
-        2,
-        150,
-        10,
-        0,
-        Some(140.0 / 150.0),
-        Some(15.0),
-    ),
+    ("shop/frontend", "service", 2, 150, 10, 0, Some(140.0 / 150.0), Some(15.0)),
     // Apdex (80 + 10 / 2) / 100.
-    (
-        "shop/ingress",
-        "service",
-        1,
-        100,
-        10,
-        0,
-        Some(0.85),
-        Some(20.0),
-    ),
+    ("shop/ingress", "service", 1, 100, 10, 0, Some(0.85), Some(20.0)),
 ];
 
 /// The map's edges in the same window, by source and target.
+#[rustfmt::skip]
 const WINDOW_EDGES: &[EdgeFigures] = &[
-    (
-        "external",
-        "shop/ingress",
-        "http",
-        "server",
-        100,
-        10,
-        0,
-        0,
-        0,
-        20.0,
-    ),
-    (
-        "ops/prober",
-        "payments",
-        "http",
-        "client",
-        10,
-        0,
-        0,
-        0,
-        0,
-        8.0,
-    ),
+    // source, target, protocol, side believed, calls, errors, 4xx, mTLS calls, TCP
+    // connections, latency
+    ("external", "shop/ingress", "http", "server", 100, 10, 0, 0, 0, 20.0),
+    ("ops/prober", "payments", "http", "client", 10, 0, 0, 0, 0, 8.0),
     ("shop/frontend", "db", "tcp", "client", 30, 0, 0, 0, 30, 2.0),
-    (
-        "shop/frontend",
-        "payments",
-        "http",
-        "client",
-        30,
-        0,
-        0,
-        0,
-        0,
-        8.0,
-    ),
-    (
-        "shop/frontend",
-        "shop/backend",
-        "http",
-        "server",
-        60,
-        6,
-        3,
-        60,
-        0,
-        300.0,
-    ),
+    ("shop/frontend", "payments", "http", "client", 30, 0, 0, 0, 0, 8.0),
+    ("shop/frontend", "shop/backend", "http", "server", 60, 6, 3, 60, 0, 300.0),
     // Both minutes, the server side: 100 + 50 calls, all over mTLS.
-    (
-        "shop/ingress",
-        "shop/frontend",
-        "http",
-        "server",
-        150,
-        10,
-        0,
-        150,
-        0,
-        15.0,
-    ),
+    ("shop/ingress", "shop/frontend", "http", "server", 150, 10, 0, 150, 0, 15.0),
 ];
 
 fn ids(list: &Value) -> Vec<&str> {
