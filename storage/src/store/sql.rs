@@ -17,7 +17,7 @@ use futures::TryStreamExt;
 
 use crate::config::SqlLimits;
 use crate::error::{Error, Result};
-use crate::store::Store;
+use super::Store;
 use crate::udf;
 
 /// A table SQL can read, with its columns.
