@@ -177,7 +177,10 @@ type Series = (EpochMillis, String, String, String);
 
 /// Rows merged per series and bucket, sorted by proxy, name, cluster and time; input in
 /// time order.
-pub(crate) fn merge_series(rows: Vec<ProxyMetricRow>, bucket_ms: EpochMillis) -> Vec<ProxyMetricRow> {
+pub(crate) fn merge_series(
+    rows: Vec<ProxyMetricRow>,
+    bucket_ms: EpochMillis,
+) -> Vec<ProxyMetricRow> {
     let mut merged = SeriesBuckets::new(bucket_ms);
     for row in rows {
         merged.add(row);

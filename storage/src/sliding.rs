@@ -168,7 +168,12 @@ pub(crate) struct MovingSpan {
 impl MovingSpan {
     /// An empty span of `table`'s rows read with `filter`, starting and ending at `start`,
     /// used at `now_ms`.
-    pub(crate) fn new(table: Table, filter: String, start: EpochMillis, now_ms: EpochMillis) -> Self {
+    pub(crate) fn new(
+        table: Table,
+        filter: String,
+        start: EpochMillis,
+        now_ms: EpochMillis,
+    ) -> Self {
         MovingSpan {
             table,
             filter,

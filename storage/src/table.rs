@@ -26,8 +26,8 @@ use object_store::ObjectMeta;
 use parking_lot::RwLock;
 
 use crate::files::{FileEntry, Granularity};
-use crate::model::EpochMillis;
 use crate::live_minutes::LiveMinuteRows;
+use crate::model::EpochMillis;
 
 #[derive(Debug)]
 pub(crate) struct StoredTable {

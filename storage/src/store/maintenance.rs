@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
 
+use super::{MemoryHint, Store};
 use crate::batch;
 use crate::error::Result;
 use crate::files::{DAY_MS, FileEntry, FileWriter, Granularity, HOUR_MS, in_time_order};
 use crate::model::{EpochMillis, MINUTE_MS, RowKey, Side, Table};
 use crate::proxy_table;
 use crate::rollup;
-use super::{MemoryHint, Store};
 use crate::table::StoredTable;
 
 /// What one maintenance pass did.
@@ -40,9 +40,14 @@ impl Store {
         let access_log = self.inner.access_log.clone();
         for (partition, files) in access_log.partitions() {
             if files.len() > 1 && partition + HOUR_MS + settle <= now {
-                self.merge_partition(&access_log, partition, &files, PassesAndPhases::ONCE, None, |_| {
-                    Ok(None)
-                })
+                self.merge_partition(
+                    &access_log,
+                    partition,
+                    &files,
+                    PassesAndPhases::ONCE,
+                    None,
+                    |_| Ok(None),
+                )
                 .await?;
                 report.files_compacted += files.len();
             }

@@ -2,15 +2,16 @@
 //! reads them. Closed minutes are Parquet files; live minutes (not yet closed, still held
 //! by the collector) are read from memory; hour and day rollups are files of their own.
 //!
-//! `Store`'s methods live in the submodule of the idea they belong to:
+//! `Store`'s methods live in the submodule of the idea they belong to (what writers and
+//! readers may call is listed in the crate's documentation):
 //!
 //! | submodule        | what it holds                                                      |
 //! |------------------|--------------------------------------------------------------------|
 //! | `opening`        | opening a store on a directory, the background upkeep task         |
 //! | `writes`         | the writers' boundary: live minutes, closed minutes, access log    |
 //! | `memory_permit`  | the one-at-a-time permit for large, short uses of memory            |
-//! | `reads`          | the readers' boundary: totals, series, proxy rows, write signals   |
-//! | `read_planner`   | how a window is split over granularities and folded into totals    |
+//! | `reads`          | readers' signals: minutes written, kept spans, the proxy registry  |
+//! | `read_planner`   | `aggregate` and `series`: a window split over granularities, folded |
 //! | `totals_cache`   | the caches of span and window totals the read planner keeps        |
 //! | `proxy_tables`   | writing and reading the `proxy_metrics_*` tables                   |
 //! | `sql`            | the tables SQL sees and the bounded SQL runner                     |
@@ -40,8 +41,8 @@ use crate::sliding;
 use crate::table::StoredTable;
 
 pub use maintenance::MaintenanceReport;
-pub use memory_permit::MemoryPeakPermit;
 pub(crate) use memory_permit::MemoryHint;
+pub use memory_permit::MemoryPeakPermit;
 pub use sql::TableInfo;
 
 /// The name SQL knows a table by: `service_minute`, `service_hour`, `service_day`, ….

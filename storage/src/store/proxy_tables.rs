@@ -40,10 +40,7 @@ impl Store {
         }
         let mut by_hour: BTreeMap<EpochMillis, Vec<&ProxyMetricRow>> = BTreeMap::new();
         for row in &closed {
-            by_hour
-                .entry(hour_of(row.minute))
-                .or_default()
-                .push(row);
+            by_hour.entry(hour_of(row.minute)).or_default().push(row);
         }
         let stored = self.proxy_table(Granularity::Minute);
         for (hour, rows) in by_hour {
@@ -70,7 +67,8 @@ impl Store {
         } else {
             vec![to_batch(&live)?]
         };
-        self.proxy_table(Granularity::Minute).set_live_batches(batches);
+        self.proxy_table(Granularity::Minute)
+            .set_live_batches(batches);
         Ok(())
     }
 

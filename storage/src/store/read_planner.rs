@@ -122,8 +122,9 @@ impl Store {
                 let now = stored.files_overlapping(Some(kept.start()), Some(kept.end()));
                 sliding::file_names(&now) == kept.files()
             });
-        let mut moving =
-            kept.unwrap_or_else(|| sliding::MovingSpan::new(table, filter_text, span.start, self.now_ms()));
+        let mut moving = kept.unwrap_or_else(|| {
+            sliding::MovingSpan::new(table, filter_text, span.start, self.now_ms())
+        });
         // Every file the move reads, before and after: a file landing in between (a late
         // minute's rows) would leave the kept span short of it.
         let from = moving.start();
@@ -198,9 +199,9 @@ impl Store {
             .collect();
         let mut batches = Vec::new();
         for task in tasks {
-            let read = task.await.map_err(|e| {
-                Error::InvalidQuery(format!("a read task failed: {e}"))
-            })??;
+            let read = task
+                .await
+                .map_err(|e| Error::InvalidQuery(format!("a read task failed: {e}")))??;
             batches.extend(read);
         }
         Ok(batches)
@@ -310,10 +311,8 @@ impl Store {
             .iter()
             .map(|batch| {
                 let mask = predicate.evaluate(batch)?.into_array(batch.num_rows())?;
-                let mask =
-                    datafusion::arrow::array::AsArray::as_boolean_opt(&mask).ok_or_else(|| {
-                        Error::InvalidQuery("a filter that is not boolean".into())
-                    })?;
+                let mask = datafusion::arrow::array::AsArray::as_boolean_opt(&mask)
+                    .ok_or_else(|| Error::InvalidQuery("a filter that is not boolean".into()))?;
                 Ok(datafusion::arrow::compute::filter_record_batch(
                     batch, mask,
                 )?)

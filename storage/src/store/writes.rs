@@ -37,7 +37,8 @@ impl Store {
             } else {
                 vec![batch]
             };
-            self.table(table, Granularity::Minute).set_live_batches(batches);
+            self.table(table, Granularity::Minute)
+                .set_live_batches(batches);
         }
     }
 
@@ -56,7 +57,8 @@ impl Store {
         ];
         let mut live = Vec::new();
         for tables in groups {
-            let group = LiveMinuteGroup::new(tables.clone(), source.clone(), self.inner.clock.clone());
+            let group =
+                LiveMinuteGroup::new(tables.clone(), source.clone(), self.inner.clock.clone());
             for table in tables {
                 self.table(table, Granularity::Minute)
                     .live
@@ -85,7 +87,6 @@ impl Store {
     pub fn publish_open(&self, rows: Vec<MetricRow>) {
         self.publish_live_minutes(rows);
     }
-
 
     /// Writes rows of minutes that are closed for good, one Parquet file per table and hour.
     pub async fn append_closed(&self, rows: Vec<MetricRow>) -> Result<()> {
@@ -183,9 +184,12 @@ impl Store {
     ) -> Result<()> {
         let stored = self.table(table, Granularity::Minute);
         let whole_table = KeyFilter::default();
-        self.inner
-            .moving
-            .extend_at(table, &format!("{whole_table:?}"), first, self.now_ms(), |span| {
+        self.inner.moving.extend_at(
+            table,
+            &format!("{whole_table:?}"),
+            first,
+            self.now_ms(),
+            |span| {
                 let before = stored.files_overlapping(Some(span.start()), Some(first));
                 if sliding::file_names(&before) != span.files() {
                     return Ok(());
@@ -193,7 +197,8 @@ impl Store {
                 span.push(end, batches)?;
                 span.set_files(&stored.files_overlapping(Some(span.start()), Some(end)));
                 Ok(())
-            })
+            },
+        )
     }
 
     /// Writes `batch` as a new file of the hour `hour` of `stored` and makes it visible.
