@@ -107,6 +107,7 @@ pub(crate) fn store_config(data_dir: Option<PathBuf>, file: StorageSection) -> S
         access_log: file.access_log,
         sql: file.sql,
         memory_hint: Some(crate::memory::large_use_of_memory),
+        clock: defaults.clock,
     }
 }
 

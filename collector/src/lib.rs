@@ -88,8 +88,8 @@ impl Collector {
             max_services: config.max_services,
             apdex_threshold_ms: config.apdex_threshold_ms,
         }));
-        // Reads of open minutes go to the aggregator itself.
-        store.attach_open_source(aggregator.clone());
+        // Reads of live minutes go to the aggregator itself.
+        store.attach_live_minute_source(aggregator.clone());
         let waiting = WaitQueue::new(config.max_waiting_entries);
         let time_rules = TimeRules {
             late_allowance_ms: config.late_allowance_secs as i64 * 1000,
@@ -141,7 +141,7 @@ impl Collector {
         self.pipeline().retry_waiting(now);
         let first_open = self.time_rules.first_open_minute(now);
         let first_unwritten = self.time_rules.first_unwritten_minute(now);
-        let turn = self.store.memory_turn().await;
+        let permit = self.store.memory_peak_permit().await;
         let newly_closed = self.aggregator.close(first_unwritten, first_open)?;
         let rows: usize = newly_closed.iter().map(ClosedBatch::rows).sum();
         metrics::counter!(stats::ROWS_CLOSED).increment(rows as u64);
@@ -162,11 +162,11 @@ impl Collector {
             }
         };
         self.aggregator.finish_closing();
-        drop(turn);
+        drop(permit);
         let logged = self.write_access_log().await;
         // Proxies flush every few seconds: once a second is soon enough for their rows.
         let proxies = if publish {
-            self.store.expire_open();
+            self.store.expire_live_minute_reads();
             self.store.flush_proxy_metrics(now).await
         } else {
             Ok(())
@@ -235,7 +235,7 @@ impl Collector {
     /// test or a shutdown does instead of waiting for the next ticks.
     pub async fn flush_now(&self) -> Result<()> {
         self.pipeline().flush_waiting();
-        self.store.refresh_open();
+        self.store.refresh_live_minutes();
         self.store.flush_proxy_metrics(self.clock.now_ms()).await?;
         Ok(())
     }

@@ -15,9 +15,9 @@ use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use futures::TryStreamExt;
 
+use super::Store;
 use crate::config::SqlLimits;
 use crate::error::{Error, Result};
-use crate::store::Store;
 use crate::udf;
 
 /// A table SQL can read, with its columns.

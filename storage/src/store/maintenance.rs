@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
 
+use super::{MemoryHint, Store};
 use crate::batch;
 use crate::error::Result;
 use crate::files::{DAY_MS, FileEntry, FileWriter, Granularity, HOUR_MS, in_time_order};
 use crate::model::{EpochMillis, MINUTE_MS, RowKey, Side, Table};
 use crate::proxy_table;
 use crate::rollup;
-use crate::store::{MemoryHint, Store};
 use crate::table::StoredTable;
 
 /// What one maintenance pass did.
@@ -40,9 +40,14 @@ impl Store {
         let access_log = self.inner.access_log.clone();
         for (partition, files) in access_log.partitions() {
             if files.len() > 1 && partition + HOUR_MS + settle <= now {
-                self.merge_partition(&access_log, partition, &files, Sweeps::ONCE, None, |_| {
-                    Ok(None)
-                })
+                self.merge_partition(
+                    &access_log,
+                    partition,
+                    &files,
+                    PassesAndPhases::ONCE,
+                    None,
+                    |_| Ok(None),
+                )
                 .await?;
                 report.files_compacted += files.len();
             }
@@ -107,7 +112,7 @@ impl Store {
                 report.files_compacted += files.len();
             }
             let passes = passes_for(rows, &files);
-            let mut fold = Fold::new(rows, HOUR_MS, Share::of(0, passes));
+            let mut fold = Fold::new(rows, HOUR_MS, KeysOfPass::of(0, passes));
             let mut rolled = self.rolled(&hours, partition)?;
             let phases = fold.phases();
             let each = |step: Step<'_>| match step {
@@ -117,7 +122,7 @@ impl Store {
                     Ok(None)
                 }
                 Step::PassDone(pass) => {
-                    let next = Fold::new(rows, HOUR_MS, Share::of(pass + 1, passes));
+                    let next = Fold::new(rows, HOUR_MS, KeysOfPass::of(pass + 1, passes));
                     std::mem::replace(&mut fold, next).finish().map(Some)
                 }
             };
@@ -125,7 +130,7 @@ impl Store {
                 &minutes,
                 partition,
                 &files,
-                Sweeps { passes, phases },
+                PassesAndPhases { passes, phases },
                 Some(&mut rolled),
                 each,
             )
@@ -152,11 +157,11 @@ impl Store {
             let passes = passes_for(rows, &hour_files);
             let mut rolled = self.rolled(&days, day)?;
             for pass in 0..passes {
-                let mut fold = Fold::new(rows, DAY_MS, Share::of(pass, passes));
+                let mut fold = Fold::new(rows, DAY_MS, KeysOfPass::of(pass, passes));
                 // Hours in time order, each file sorted: the proxy gauges' last values
                 // hold.
                 for file in &hour_files {
-                    let _turn = self.inner.memory_turns.lock().await;
+                    let _permit = self.inner.memory_peaks.lock().await;
                     for batch in self.inner.files.stream(&file.path, FOLD_SLICE)? {
                         fold.add_rolled(&batch?)?;
                     }
@@ -180,7 +185,7 @@ impl Store {
         stored: &Arc<StoredTable>,
         partition: EpochMillis,
         files: &[FileEntry],
-        Sweeps { passes, phases }: Sweeps,
+        PassesAndPhases { passes, phases }: PassesAndPhases,
         mut rolled: Option<&mut Rolled>,
         mut each: impl FnMut(Step<'_>) -> Result<Option<RecordBatch>>,
     ) -> Result<()> {
@@ -197,7 +202,7 @@ impl Store {
         for pass in 0..passes.max(1) {
             for group in &groups {
                 // One group's rows at a time, never beside a closing minute's encoding.
-                let _turn = self.inner.memory_turns.lock().await;
+                let _permit = self.inner.memory_peaks.lock().await;
                 let rows = GroupRows::read(self, group).await?;
                 for phase in 0..phases {
                     let last = phase + 1 == phases;
@@ -335,16 +340,16 @@ enum Step<'a> {
     PassDone(u64),
 }
 
-/// How often `merge_partition` goes over a partition (`passes`, each over a share of the
-/// keys) and over each group within a pass (`phases`).
+/// How often `merge_partition` goes over a partition (`passes`, each over its own
+/// share of the keys) and over each group within a pass (`phases`).
 #[derive(Clone, Copy, Debug)]
-struct Sweeps {
+struct PassesAndPhases {
     passes: u64,
     phases: usize,
 }
 
-impl Sweeps {
-    const ONCE: Sweeps = Sweeps {
+impl PassesAndPhases {
+    const ONCE: PassesAndPhases = PassesAndPhases {
         passes: 1,
         phases: 1,
     };
@@ -384,14 +389,14 @@ impl GroupRows {
 /// The keys one pass of a fold takes: a fold holds one row per key, so a partition with
 /// many keys is folded in several passes, each over its own share of them.
 #[derive(Clone, Copy, Debug)]
-struct Share {
+struct KeysOfPass {
     pass: u64,
     passes: u64,
 }
 
-impl Share {
-    fn of(pass: u64, passes: u64) -> Share {
-        Share {
+impl KeysOfPass {
+    fn of(pass: u64, passes: u64) -> KeysOfPass {
+        KeysOfPass {
             pass,
             passes: passes.max(1),
         }
@@ -428,7 +433,7 @@ fn passes_for(rows: Rows, files: &[FileEntry]) -> u64 {
 enum Fold {
     Metrics {
         table: Table,
-        share: Share,
+        keys_of_pass: KeysOfPass,
         buckets: rollup::Buckets,
         /// Per key and minute the server side wins over the client side: the group's
         /// first phase learns which minutes a server reported, by hash so that the keys
@@ -449,11 +454,11 @@ fn slices_of(batch: &RecordBatch) -> impl Iterator<Item = RecordBatch> + '_ {
 }
 
 impl Fold {
-    fn new(rows: Rows, bucket_ms: EpochMillis, share: Share) -> Fold {
+    fn new(rows: Rows, bucket_ms: EpochMillis, keys_of_pass: KeysOfPass) -> Fold {
         match rows {
             Rows::Metrics(table) => Fold::Metrics {
                 table,
-                share,
+                keys_of_pass,
                 buckets: rollup::Buckets::new(bucket_ms),
                 served: HashSet::new(),
             },
@@ -473,7 +478,7 @@ impl Fold {
     fn add_minutes(&mut self, phase: usize, batch: &RecordBatch) -> Result<()> {
         let Fold::Metrics {
             table,
-            share,
+            keys_of_pass,
             buckets,
             served,
         } = self
@@ -481,7 +486,7 @@ impl Fold {
             return self.add_rolled(batch);
         };
         for row in batch::from_batch(*table, batch)? {
-            if !share.takes(&row.key) {
+            if !keys_of_pass.takes(&row.key) {
                 continue;
             }
             let minute = || rollup::minute_hash(&row.key, row.minute);
@@ -508,12 +513,12 @@ impl Fold {
         match self {
             Fold::Metrics {
                 table,
-                share,
+                keys_of_pass,
                 buckets,
                 ..
             } => {
                 for row in batch::from_batch(*table, batch)? {
-                    if share.takes(&row.key) {
+                    if keys_of_pass.takes(&row.key) {
                         buckets.add(row);
                     }
                 }
@@ -560,105 +565,4 @@ fn overlapping_groups(files: &[FileEntry], partition_ms: EpochMillis) -> Vec<Vec
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use object_store::path::Path;
-
-    fn file(name: &str, times: Option<(EpochMillis, EpochMillis)>) -> FileEntry {
-        FileEntry {
-            path: Path::from(name),
-            size: 1,
-            partition: 0,
-            times,
-        }
-    }
-
-    fn names(groups: &[Vec<FileEntry>]) -> Vec<Vec<String>> {
-        groups
-            .iter()
-            .map(|g| g.iter().map(|f| f.path.to_string()).collect())
-            .collect()
-    }
-
-    #[test]
-    fn a_fold_in_passes_gives_the_rows_of_one_pass() {
-        use crate::model::{MetricRow, Metrics, ServiceRef};
-        let table = Table::ServiceMinute;
-        let row = |i: u64, minute: EpochMillis, side: Side, calls: u64| MetricRow {
-            minute,
-            key: RowKey::Service {
-                service: ServiceRef::service("ns", format!("s{i}")),
-            },
-            side,
-            metrics: Metrics {
-                calls,
-                ..Metrics::default()
-            },
-        };
-        let mut rows = Vec::new();
-        for i in 0..300 {
-            rows.push(row(i, 0, Side::Server, i + 1));
-            if i % 2 == 0 {
-                // Covered by the server side of the same minute: not counted.
-                rows.push(row(i, 0, Side::Client, 1000));
-            }
-            // Only the client reported this minute: counted on the client side.
-            rows.push(row(i, MINUTE_MS, Side::Client, 2));
-        }
-        let batch = batch::to_batch(table, &rows).unwrap();
-        let fold_in = |passes: u64| {
-            let mut out = Vec::new();
-            for pass in 0..passes {
-                let mut fold = Fold::new(Rows::Metrics(table), HOUR_MS, Share::of(pass, passes));
-                for phase in 0..fold.phases() {
-                    for slice in slices_of(&batch) {
-                        fold.add_minutes(phase, &slice).unwrap();
-                    }
-                }
-                fold.group_done();
-                let rolled = batch::from_batch(table, &fold.finish().unwrap()).unwrap();
-                assert!(rolled.len() < 600 || passes == 1, "a pass took every key");
-                out.extend(
-                    rolled
-                        .into_iter()
-                        .map(|r| (format!("{:?}", r.key), r.side, r.minute, r.metrics.calls)),
-                );
-            }
-            out.sort_by(|a, b| (&a.0, a.1 as u8).cmp(&(&b.0, b.1 as u8)));
-            out
-        };
-        let once = fold_in(1);
-        assert_eq!(once.len(), 600);
-        assert_eq!(
-            once.iter().map(|r| r.3).sum::<u64>(),
-            (1..=300).sum::<u64>() + 600
-        );
-        assert_eq!(fold_in(3), once);
-    }
-
-    #[test]
-    fn files_whose_minutes_overlap_are_read_together_and_in_time_order() {
-        let m = MINUTE_MS;
-        let files = [
-            file("c", Some((2 * m, 2 * m))),
-            file("a", Some((0, 0))),
-            file("late-b", Some((m, 2 * m))),
-            file("b", Some((m, m))),
-            file("d", Some((4 * m, 4 * m))),
-        ];
-        assert_eq!(
-            names(&overlapping_groups(&files, HOUR_MS)),
-            [vec!["a"], vec!["b", "late-b", "c"], vec!["d"]]
-        );
-        // A file of unknown times may hold any minute of the hour: one group.
-        let unknown = [
-            file("a", Some((0, 0))),
-            file("x", None),
-            file("d", Some((4 * m, 4 * m))),
-        ];
-        assert_eq!(
-            names(&overlapping_groups(&unknown, HOUR_MS)),
-            [vec!["a", "x", "d"]]
-        );
-    }
-}
+mod tests;
