@@ -11,9 +11,9 @@ use meshscope_storage::Protocol;
 
 use crate::entry::{DOWNSTREAM_CLUSTER_HEADER, Observation, Reject};
 use crate::logged_address::LoggedAddress;
-use crate::protobuf_fields::Fields;
 /// Why a message could not be read; kept at this path for the reader's users.
 pub use crate::protobuf_fields::WireError;
+use crate::protobuf_fields::{Fields, Value};
 
 /// What a message holds, without its entries decoded yet.
 #[derive(Debug)]
