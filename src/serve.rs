@@ -23,7 +23,7 @@ use crate::shutdown::{Trigger, shutdown_signal};
 /// How long open gRPC streams get to finish after a stop is asked; Envoy keeps its access
 /// log streams open for good, so past this they are cut.
 const GRPC_DRAIN: Duration = Duration::from_secs(5);
-/// How long the final flush of open minutes may take.
+/// How long the final flush of unclosed minutes may take.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(30);
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -153,7 +153,7 @@ async fn serve(
         result = &mut grpc_task => Some(flatten("gRPC server", result)),
         result = &mut http_task => Some(flatten("HTTP server", result)),
     };
-    info!("shutting down: closing receivers, then flushing open minutes");
+    info!("shutting down: closing receivers, then flushing unclosed minutes");
 
     // Receivers first, so that the final flush sees every entry that arrived.
     stop_ingest.fire();
@@ -176,8 +176,8 @@ async fn serve(
     }
     stop_flusher.fire();
     match tokio::time::timeout(FLUSH_DEADLINE, flusher_task).await {
-        Ok(Ok(())) => info!("open minutes flushed"),
-        Ok(Err(error)) => warn!(%error, "flusher panicked; open minutes may be lost"),
+        Ok(Ok(())) => info!("unclosed minutes flushed"),
+        Ok(Err(error)) => warn!(%error, "flusher panicked; unclosed minutes may be lost"),
         Err(_) => warn!(deadline_secs = FLUSH_DEADLINE.as_secs(), "flush timed out"),
     }
     stop_http.fire();
