@@ -30,23 +30,25 @@ const TICK: Duration = Duration::from_millis(250);
 /// Proxy statistics are published and stale reads let go every this many ticks.
 const PUBLISH_EVERY_TICKS: u32 = 4;
 
-/// The collector: owns the receivers' shared state and the aggregation buffers.
+/// The collector: owns the receivers' shared state and the aggregation buffers. The
+/// fields the receivers' own `impl Collector` blocks (`als`, `metrics_service`) read are
+/// visible to the crate.
 pub struct Collector {
     pub(crate) config: CollectorConfig,
     pub(crate) store: Arc<Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) registry: Registry,
     pub(crate) role_rules: RoleRules,
-    pub(crate) aggregator: Arc<Aggregator>,
-    pub(crate) waiting: WaitQueue,
+    aggregator: Arc<Aggregator>,
+    waiting: WaitQueue,
     pub(crate) time_rules: TimeRules,
     /// Closed rows the store has not taken yet; retried on the next tick.
-    pub(crate) unwritten: Mutex<Vec<ClosedBatch>>,
+    unwritten: Mutex<Vec<ClosedBatch>>,
     /// Raw entries waiting for the next tick, filled only when the store keeps an access log.
-    pub(crate) access_log: Mutex<Vec<AccessLogRow>>,
-    pub(crate) keep_access_log: bool,
+    access_log: Mutex<Vec<AccessLogRow>>,
+    keep_access_log: bool,
     /// When a rejection was last logged, so a flood of bad entries logs once a second.
-    pub(crate) last_reject_log_ms: AtomicI64,
+    last_reject_log_ms: AtomicI64,
     pub(crate) proxy_stats: ProxyStats,
     /// Proxy statistics of minutes not yet written; the store reads their live minute here.
     pub(crate) proxy_minutes: Arc<ProxyMinutes>,
