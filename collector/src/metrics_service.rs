@@ -76,9 +76,9 @@ impl Collector {
     /// Stores one flush of a proxy's statistics and marks the proxy as seen.
     pub fn ingest_proxy_stats(&self, identity: &NodeIdentity, message: &StreamMetricsMessage) {
         let now = self.clock.now_ms();
-        let store = self.store.proxy_metrics();
+        let registry = self.store.proxy_registry();
         let service = identity.service.id();
-        let known = store.see_proxy(ProxyInfo {
+        let known = registry.see_proxy(ProxyInfo {
             id: identity.node_id.clone(),
             service: service.clone(),
             instance: identity.instance.clone(),
@@ -111,7 +111,7 @@ impl Collector {
                     })
                     .clone();
             }
-            store.record(row);
+            self.proxy_minutes.record(row);
         }
     }
 

@@ -14,16 +14,17 @@
 //!   the collector encoded itself with [`batch::RowBuilder`], [`Store::append_batches_before`]
 //!   with [`ClosedBatch`]es. Large writes hold a [`Store::memory_peak_permit`].
 //! - Raw entries: [`Store::access_log_enabled`], [`Store::append_access_log`].
-//! - Proxy statistics: [`Store::proxy_metrics`] (the proxy registry and the rows of minutes
-//!   not yet written), written out by [`Store::flush_proxy_metrics`] and
-//!   [`Store::flush_all_proxy_metrics`].
+//! - Proxy statistics: [`Store::proxy_registry`] (the reporting proxies); closed minutes
+//!   written with [`Store::append_proxy_hour`]; the live minute read from an
+//!   [`OpenProxyMinutes`] source attached with [`Store::attach_live_proxy_source`] and
+//!   published by [`Store::publish_live_proxy_minutes`].
 //!
 //! # What readers call (the query crate)
 //!
 //! - Opening beside a writer: [`Store::open_read_only`].
 //! - Totals and series of a window: [`Store::aggregate`], [`Store::series`], with
 //!   [`TimeRange`] and [`KeyFilter`]; answers are [`Aggregate`]s and [`SeriesPoint`]s.
-//! - Proxies: [`Store::proxy_metrics`] (registry), [`Store::proxy_rows`] with a
+//! - Proxies: [`Store::proxy_registry`], [`Store::proxy_rows`] with a
 //!   [`ProxyFilter`].
 //! - SQL: [`Store::tables`], [`Store::sql`] within [`SqlLimits`]; [`Store::session`] with
 //!   the `merge_sketch` and `quantile` functions registered.
@@ -45,7 +46,8 @@ mod error;
 pub mod files;
 mod live_minutes;
 mod model;
-mod proxy_metrics;
+mod proxy_registry;
+mod proxy_row;
 mod proxy_table;
 mod read;
 mod rollup;
@@ -66,14 +68,13 @@ pub use datafusion::arrow;
 pub use datafusion::arrow::record_batch::RecordBatch;
 pub use error::{Error, Result};
 pub use files::Granularity;
-pub use live_minutes::OpenMinutes;
+pub use live_minutes::{OpenMinutes, OpenProxyMinutes};
 pub use model::{
     EpochMillis, MINUTE_MS, MetricRow, Metrics, NodeKind, Protocol, RowKey, ServiceRef, Side,
     Table, minute_of,
 };
-pub use proxy_metrics::{
-    ProxyInfo, ProxyMetricKind, ProxyMetricRow, ProxyMetrics, ProxyMetricsLimits, bucket_quantile,
-};
+pub use proxy_registry::{ProxyInfo, ProxyRegistry};
+pub use proxy_row::{ProxyMetricKind, ProxyMetricRow, bucket_quantile};
 pub use proxy_table::{ProxyFilter, proxy_table_name};
 pub use read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 pub use sketch::LatencySketch;
