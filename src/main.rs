@@ -2,12 +2,15 @@
 
 mod bench;
 mod config;
+mod listeners;
 mod maintain_cmd;
 mod memory;
 mod replay;
+mod security;
 mod serve;
 mod simulate;
 mod sql_cmd;
+mod tls;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;

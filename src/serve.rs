@@ -15,10 +15,10 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::config::{FileConfig, StorageSection};
+use crate::security::{SecurityArgs, SecuritySettings};
 
 const DEFAULT_GRPC_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 11800);
 const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 12800);
@@ -56,6 +56,8 @@ pub(crate) struct ServeArgs {
     /// [default: 15m,1h,6h,24h,7d]
     #[arg(long, env = "MESHSCOPE_WARM_WINDOWS", value_delimiter = ',')]
     warm_windows: Option<Vec<String>>,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 /// What `serve` runs with, after merging flags, environment, file and defaults.
@@ -67,10 +69,12 @@ struct Settings {
     warm_windows: Vec<String>,
     store: StoreConfig,
     collector: CollectorConfig,
+    security: SecuritySettings,
 }
 
 impl Settings {
     fn resolve(args: ServeArgs, file: FileConfig) -> Self {
+        let security = SecuritySettings::resolve(args.security, file.security);
         Self {
             grpc_addr: args
                 .grpc_addr
@@ -95,7 +99,11 @@ impl Settings {
                 .filter(|w| !w.is_empty() && w != "none")
                 .collect(),
             store: store_config(args.data_dir, file.storage),
-            collector: file.collector,
+            collector: CollectorConfig {
+                strict_reporter_identity: security.strict_reporter_identity,
+                ..file.collector
+            },
+            security,
         }
     }
 }
@@ -158,6 +166,12 @@ async fn serve(
         }
     });
 
+    let server_tls = settings.security.server_tls()?;
+    let http_security = settings.security.http_security()?;
+    anyhow::ensure!(
+        !(settings.demo && server_tls.is_some()),
+        "the demo mesh sends plaintext: run it without --tls-cert"
+    );
     for window in &settings.warm_windows {
         meshscope_query::warm::check_window(window)
             .with_context(|| format!("in the windows to read ahead: {window:?}"))?;
@@ -190,10 +204,13 @@ async fn serve(
     let stop_flusher = Trigger::new();
     let stop_http = Trigger::new();
 
-    let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-    let grpc_server = tonic::transport::Server::builder()
-        .add_routes(collector.grpc_routes())
-        .serve_with_incoming_shutdown(incoming, stop_ingest.wait());
+    let grpc_server = crate::listeners::grpc_server(
+        collector.grpc_routes(),
+        grpc_listener,
+        server_tls.as_ref().map(|tls| tls.grpc.clone()),
+        settings.security.grpc_max_concurrent_streams,
+        stop_ingest.wait(),
+    )?;
     let mut grpc_task: JoinHandle<anyhow::Result<()>> =
         tokio::spawn(async move { grpc_server.await.context("gRPC server failed") });
 
@@ -206,8 +223,12 @@ async fn serve(
         settings.warm_windows.clone(),
         stop_flusher.wait(),
     ));
-    let http_server = axum::serve(http_listener, meshscope_query::router(state))
-        .with_graceful_shutdown(stop_http.wait());
+    let http_server = crate::listeners::http_server(
+        meshscope_query::secured_router(state, http_security),
+        http_listener,
+        server_tls.as_ref().map(|tls| tls.http.clone()),
+        stop_http.wait(),
+    )?;
     let mut http_task: JoinHandle<anyhow::Result<()>> =
         tokio::spawn(async move { http_server.await.context("HTTP server failed") });
 
@@ -219,6 +240,9 @@ async fn serve(
         grpc_addr = %bound.grpc,
         http_addr = %bound.http,
         data_dir = %data_dir.display(),
+        tls = server_tls.is_some(),
+        client_certificates = settings.security.grpc_client_ca.is_some(),
+        api_tokens = settings.security.api_token_file.is_some(),
         version = env!("CARGO_PKG_VERSION"),
         "meshscope is serving"
     );
@@ -457,6 +481,7 @@ mod tests {
             warm_windows: vec!["1h".to_owned()],
             store: StoreConfig::in_dir(data_dir.path().join("nested")),
             collector: CollectorConfig::default(),
+            security: SecuritySettings::default(),
         };
         let recorder = PrometheusBuilder::new().build_recorder();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

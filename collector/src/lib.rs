@@ -17,6 +17,7 @@ mod minute_rows;
 pub mod names;
 pub mod proxy_stats;
 pub mod registry;
+pub mod reporter_check;
 pub mod resolve;
 pub mod role;
 pub mod stats;

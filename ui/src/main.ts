@@ -9,6 +9,7 @@ import elkWorkerUrl from "elkjs/lib/elk-worker.min.js?url";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
+import { apiFetch } from "./auth";
 import { bandLayout, elkGraph, elkPositions, useElk, type Positions } from "./layout";
 import {
   columns,
@@ -280,7 +281,7 @@ function syncControls(): void {
 }
 
 async function getJson<T>(url: string): Promise<T> {
-  const res = await fetch(url, { headers: { accept: "application/json" } });
+  const res = await apiFetch(url, { headers: { accept: "application/json" } });
   const body = await res.json();
   if (!res.ok) throw new Error(body?.error ?? `HTTP ${res.status}`);
   return body as T;
