@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::crypto::CryptoProvider;
+use tokio_rustls::rustls::server::NoServerSessionStorage;
 use tokio_rustls::rustls::server::danger::ClientCertVerifier;
 
 pub(crate) use listener::TlsListener;
@@ -60,6 +61,9 @@ impl ServerTls {
                 .with_cert_resolver(certificate.clone()),
         };
         grpc.alpn_protocols = vec![b"h2".to_vec()];
+        // Proxies keep their connections for hours, so resumption saves little; without it
+        // every new connection's certificate is checked against the CA file as it is now.
+        grpc.session_storage = Arc::new(NoServerSessionStorage {});
         let mut http = builder()?
             .with_no_client_auth()
             .with_cert_resolver(certificate);

@@ -11,6 +11,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::client::Resumption;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 use super::{ServerTls, TlsFiles, TlsListener};
@@ -30,7 +31,7 @@ fn client_config(ca: &Path, identity: Option<&CertFiles>) -> Arc<ClientConfig> {
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots);
-    let config = match identity {
+    let mut config = match identity {
         Some(files) => {
             let chain = CertificateDer::pem_file_iter(&files.cert)
                 .unwrap()
@@ -41,6 +42,8 @@ fn client_config(ca: &Path, identity: Option<&CertFiles>) -> Arc<ClientConfig> {
         }
         None => builder.with_no_client_auth(),
     };
+    // Each connection a full handshake, so that it shows the certificate in use now.
+    config.resumption = Resumption::disabled();
     Arc::new(config)
 }
 
