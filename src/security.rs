@@ -15,8 +15,9 @@ use serde::Deserialize;
 use crate::tls::{ServerTls, TlsFiles};
 
 /// Concurrent gRPC streams one connection may open. An Envoy opens one per access logger
-/// and worker thread, and one for its statistics.
-pub(crate) const DEFAULT_GRPC_MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// and worker thread, and one for its statistics: tens. The load generators put hundreds of
+/// simulated proxies on one connection, hence the headroom.
+pub(crate) const DEFAULT_GRPC_MAX_CONCURRENT_STREAMS: u32 = 4096;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct SecurityArgs {
@@ -45,7 +46,7 @@ pub(crate) struct SecurityArgs {
     /// Origins allowed to call the API from a browser, comma-separated [default: none]
     #[arg(long, env = "MESHSCOPE_CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Option<Vec<String>>,
-    /// Concurrent gRPC streams per connection [default: 1024]
+    /// Concurrent gRPC streams per connection [default: 4096]
     #[arg(long, env = "MESHSCOPE_GRPC_MAX_CONCURRENT_STREAMS")]
     grpc_max_concurrent_streams: Option<u32>,
 }

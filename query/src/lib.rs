@@ -38,7 +38,7 @@ pub fn router(state: AppState) -> Router {
 #[derive(Clone, Debug, Default)]
 pub struct HttpSecurity {
     pub access: auth::AccessRules,
-    /// Origins allowed to read the API from a browser; empty for none.
+    /// Cross-origin reads from browsers ([`headers::cors_layer`]); `None` for none.
     pub cors: Option<tower_http::cors::CorsLayer>,
 }
 
