@@ -18,6 +18,7 @@ mod ui;
 mod upstream;
 mod view;
 pub mod warm;
+pub mod watched;
 mod window;
 
 use std::sync::Arc;
