@@ -15,6 +15,7 @@ pub(crate) struct FileConfig {
     pub(crate) server: ServerSection,
     pub(crate) collector: CollectorConfig,
     pub(crate) storage: StorageSection,
+    pub(crate) security: crate::security::SecuritySection,
 }
 
 /// `[server]`: where meshscope listens. Unset values fall back to the built-in defaults.

@@ -14,7 +14,6 @@ use meshscope_storage::Store;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::settings::{ServeArgs, Settings};
@@ -69,6 +68,12 @@ async fn serve(
         }
     });
 
+    let server_tls = settings.security.server_tls()?;
+    let http_security = settings.security.http_security()?;
+    anyhow::ensure!(
+        !(settings.demo && server_tls.is_some()),
+        "the demo mesh sends plaintext: run it without --tls-cert"
+    );
     for window in &settings.warm_windows {
         meshscope_query::warm::check_window(window)
             .with_context(|| format!("in the windows to read ahead: {window:?}"))?;
@@ -101,10 +106,13 @@ async fn serve(
     let stop_flusher = Trigger::new();
     let stop_http = Trigger::new();
 
-    let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-    let grpc_server = tonic::transport::Server::builder()
-        .add_routes(collector.grpc_routes())
-        .serve_with_incoming_shutdown(incoming, stop_ingest.wait());
+    let grpc_server = crate::listeners::grpc_server(
+        collector.grpc_routes(),
+        grpc_listener,
+        server_tls.as_ref().map(|tls| tls.grpc.clone()),
+        settings.security.grpc_max_concurrent_streams,
+        stop_ingest.wait(),
+    )?;
     let mut grpc_task: JoinHandle<anyhow::Result<()>> =
         tokio::spawn(async move { grpc_server.await.context("gRPC server failed") });
 
@@ -117,8 +125,12 @@ async fn serve(
         settings.warm_windows.clone(),
         stop_flusher.wait(),
     ));
-    let http_server = axum::serve(http_listener, meshscope_query::router(state))
-        .with_graceful_shutdown(stop_http.wait());
+    let http_server = crate::listeners::http_server(
+        meshscope_query::secured_router(state, http_security),
+        http_listener,
+        server_tls.as_ref().map(|tls| tls.http.clone()),
+        stop_http.wait(),
+    )?;
     let mut http_task: JoinHandle<anyhow::Result<()>> =
         tokio::spawn(async move { http_server.await.context("HTTP server failed") });
 
@@ -130,6 +142,9 @@ async fn serve(
         grpc_addr = %bound.grpc,
         http_addr = %bound.http,
         data_dir = %data_dir.display(),
+        tls = server_tls.is_some(),
+        client_certificates = settings.security.grpc_client_ca.is_some(),
+        api_tokens = settings.security.api_token_file.is_some(),
         version = env!("CARGO_PKG_VERSION"),
         "meshscope is serving"
     );
@@ -243,6 +258,7 @@ mod tests {
             warm_windows: vec!["1h".to_owned()],
             store: StoreConfig::in_dir(data_dir.path().join("nested")),
             collector: CollectorConfig::default(),
+            security: crate::security::SecuritySettings::default(),
         };
         let recorder = PrometheusBuilder::new().build_recorder();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

@@ -10,6 +10,7 @@ use meshscope_collector::CollectorConfig;
 use meshscope_storage::StoreConfig;
 
 use crate::config::{FileConfig, StorageSection};
+use crate::security::{SecurityArgs, SecuritySettings};
 
 const DEFAULT_GRPC_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 11800);
 const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 12800);
@@ -39,6 +40,8 @@ pub(crate) struct ServeArgs {
     /// [default: 15m,1h,6h,24h,7d]
     #[arg(long, env = "MESHSCOPE_WARM_WINDOWS", value_delimiter = ',')]
     warm_windows: Option<Vec<String>>,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 /// What `serve` runs with, after merging flags, environment, file and defaults.
@@ -50,6 +53,7 @@ pub(crate) struct Settings {
     pub(crate) warm_windows: Vec<String>,
     pub(crate) store: StoreConfig,
     pub(crate) collector: CollectorConfig,
+    pub(crate) security: SecuritySettings,
 }
 
 impl Settings {
@@ -62,6 +66,7 @@ impl Settings {
     /// Each value from the flag, else the environment (clap reads both), else the file,
     /// else the default.
     pub(crate) fn resolve(args: ServeArgs, file: FileConfig) -> Self {
+        let security = SecuritySettings::resolve(args.security, file.security);
         Self {
             grpc_addr: args
                 .grpc_addr
@@ -86,7 +91,11 @@ impl Settings {
                 .filter(|w| !w.is_empty() && w != "none")
                 .collect(),
             store: store_config(args.data_dir, file.storage),
-            collector: file.collector,
+            collector: CollectorConfig {
+                strict_reporter_identity: security.strict_reporter_identity,
+                ..file.collector
+            },
+            security,
         }
     }
 }

@@ -25,6 +25,7 @@ mod protobuf_fields;
 pub mod proxy_minutes;
 pub mod proxy_stats;
 pub mod registry;
+pub mod reporter_check;
 pub mod resolve;
 pub mod role;
 pub mod stats;

@@ -16,6 +16,7 @@ use crate::als::MAX_MESSAGE_BYTES;
 use crate::identity::NodeIdentity;
 use crate::names::{ClusterDirection, NamedService, parse_istio_cluster, service_from_host};
 use crate::proxy_stats::Reporter;
+use crate::reporter_check::PeerConnection;
 use crate::resolve::is_passthrough;
 use crate::stats;
 
@@ -36,7 +37,11 @@ impl MetricsService for MetricsReceiver {
         &self,
         request: Request<Streaming<StreamMetricsMessage>>,
     ) -> Result<Response<StreamMetricsResponse>, Status> {
-        let peer = request.remote_addr();
+        let connection = PeerConnection {
+            addr: request.remote_addr(),
+            certificates: request.peer_certs(),
+        };
+        let peer = connection.addr;
         let mut stream = request.into_inner();
         let mut reporter: Option<NodeIdentity> = None;
         loop {
@@ -50,6 +55,8 @@ impl MetricsService for MetricsReceiver {
             };
             metrics::counter!(stats::PROXY_STATS_MESSAGES).increment(1);
             if let Some(identifier) = &message.identifier {
+                self.collector
+                    .check_reporter(identifier.node.as_ref(), &connection, "metrics")?;
                 let identity =
                     self.collector
                         .identify(identifier.node.as_ref())
