@@ -1,10 +1,12 @@
 //! Parquet files under `<data-dir>/<table>/date=YYYY-MM-DD[/hour=HH]/…`, read and written
 //! only through `object_store`, so that another object store could take the local disk's
-//! place. A file becomes visible by a rename from a temporary name, so a crash never leaves
-//! a half file that a query reads.
+//! place. A file becomes visible by a rename from a temporary name once its contents are
+//! flushed to disk, and the directory is flushed after the rename (`durable`), so a crash
+//! or a power loss never leaves a half file that a query reads. Files that replace others
+//! (compaction, rollups) become visible through `replace`, which makes the swap atomic.
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, NaiveDate, Timelike};
 use datafusion::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
@@ -22,8 +24,13 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+use crate::clock::{Clock, SystemClock};
+use crate::crash_point;
+use crate::durable::LocalDurability;
 use crate::error::{Error, Result};
 use crate::model::EpochMillis;
+use crate::quarantine;
+use crate::write_health::{WriteHealth, telling_io_kind};
 
 pub(crate) const HOUR_MS: EpochMillis = 3_600_000;
 pub(crate) const DAY_MS: EpochMillis = 24 * HOUR_MS;
@@ -75,12 +82,17 @@ pub(crate) struct FileEntry {
 }
 
 pub(crate) struct DataFiles {
-    store: Arc<LocalFileSystem>,
+    local: Arc<LocalFileSystem>,
+    root: std::path::PathBuf,
     url: ObjectStoreUrl,
-    sequence: AtomicU64,
+    pub(crate) write_path: WritePath,
+    stems: StemSequence,
     /// Set for a reader beside a running server: it must not write, and must not take a
     /// temporary file the server is about to rename for a crash's leftover.
     read_only: bool,
+    /// For a reader beside a running server: files that a replacement under way has
+    /// already superseded (or not yet made visible), which are not listed.
+    hidden: parking_lot::Mutex<HashSet<String>>,
 }
 
 impl DataFiles {
@@ -97,17 +109,51 @@ impl DataFiles {
     }
 
     fn with_store(data_dir: &std::path::Path, read_only: bool) -> Result<Self> {
-        let store = LocalFileSystem::new_with_prefix(data_dir)?;
+        let local = Arc::new(LocalFileSystem::new_with_prefix(data_dir)?);
+        let root = std::fs::canonicalize(data_dir)?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store: Arc<dyn ObjectStore> = match slow_writes() {
+            Some(config) => Arc::new(object_store::throttle::ThrottledStore::new(
+                local.clone(),
+                config,
+            )),
+            None => local.clone(),
+        };
+        if !read_only {
+            WriteHealth::register();
+            quarantine::register();
+        }
         Ok(Self {
-            store: Arc::new(store),
+            write_path: WritePath {
+                store,
+                durability: LocalDurability::new(local.clone(), &root),
+                health: Arc::new(WriteHealth::default()),
+                clock,
+            },
+            local,
+            root,
             url: ObjectStoreUrl::parse("meshscope://data/")?,
-            sequence: AtomicU64::new(0),
+            stems: StemSequence::default(),
             read_only,
+            hidden: parking_lot::Mutex::new(HashSet::new()),
         })
     }
 
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    pub(crate) fn health(&self) -> &WriteHealth {
+        &self.write_path.health
+    }
+
+    /// Files a reader beside a running server must not list (see `replace`).
+    pub(crate) fn hide(&self, paths: impl IntoIterator<Item = String>) {
+        self.hidden.lock().extend(paths);
+    }
+
     pub(crate) fn object_store(&self) -> Arc<dyn ObjectStore> {
-        self.store.clone()
+        self.write_path.store.clone()
     }
 
     pub(crate) fn url(&self) -> &ObjectStoreUrl {
@@ -155,11 +201,15 @@ impl DataFiles {
         let temporary = temporary_path(&dir, &stem);
         // One part in flight: the hour's upkeep holds two writers at once, beside the
         // closing minutes.
-        let sink = BufWriter::with_capacity(self.store.clone(), temporary.clone(), PART_BYTES)
-            .with_max_concurrency(1);
+        let sink = BufWriter::with_capacity(
+            self.write_path.store.clone(),
+            temporary.clone(),
+            PART_BYTES,
+        )
+        .with_max_concurrency(1);
         Ok(FileWriter {
             writer: AsyncArrowWriter::try_new(sink, schema, Some(writer_properties()))?,
-            store: self.store.clone(),
+            write_path: self.write_path.clone(),
             temporary,
             dir,
             stem,
@@ -168,13 +218,9 @@ impl DataFiles {
         })
     }
 
-    /// Wall time plus a counter keeps names unique across restarts and within a run.
-    fn new_stem(&self) -> String {
-        format!(
-            "{}-{:06}",
-            chrono::Utc::now().timestamp_millis(),
-            self.sequence.fetch_add(1, Ordering::Relaxed)
-        )
+    /// A name for a new file, after every name written before (see `StemSequence`).
+    pub(crate) fn new_stem(&self) -> String {
+        self.stems.next(self.write_path.clock.now_ms())
     }
 
     /// A file's rows, `rows_per_batch` at a time, decoded as they are asked for and read
@@ -187,7 +233,7 @@ impl DataFiles {
         path: &Path,
         rows_per_batch: usize,
     ) -> Result<impl Iterator<Item = Result<RecordBatch>> + Send + 'static> {
-        let file = std::fs::File::open(self.store.path_to_filesystem(path)?)?;
+        let file = std::fs::File::open(self.local.path_to_filesystem(path)?)?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
             .with_batch_size(rows_per_batch)
             .build()?;
@@ -195,7 +241,7 @@ impl DataFiles {
     }
 
     pub(crate) async fn read_batches(&self, path: &Path) -> Result<Vec<RecordBatch>> {
-        let bytes = self.store.get(path).await?.bytes().await?;
+        let bytes = self.write_path.store.get(path).await?.bytes().await?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
         Ok(reader.collect::<Result<Vec<_>, _>>()?)
     }
@@ -204,23 +250,39 @@ impl DataFiles {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        match self.store.delete(path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(error) => Err(error.into()),
+        self.write_path.delete(path).await
+    }
+
+    /// Deletes files written by a write that then failed as a whole, so that writing it
+    /// again does not add their rows twice.
+    pub(crate) async fn discard(&self, files: &[FileEntry]) {
+        let paths: Vec<Path> = files.iter().map(|file| file.path.clone()).collect();
+        for path in &paths {
+            if let Err(error) = self.delete(path).await {
+                tracing::error!(%error, %path, "a file of a failed write could not be deleted");
+            }
+        }
+        if let Err(error) = self.write_path.durability.sync_dirs_of(&paths).await {
+            tracing::warn!(%error, "flushing directories after a failed write failed");
         }
     }
 
     /// The visible files of a table, found by listing its directory. Temporary files left
-    /// by a crash are deleted: their rename never happened, so nothing refers to them.
+    /// by a crash are deleted: their rename never happened, so nothing refers to them
+    /// (`replace::recover` has run first). A file whose footer is damaged is moved to the
+    /// quarantine directory (a reader beside a server only skips it).
     pub(crate) async fn list(&self, table: &str) -> Result<Vec<FileEntry>> {
         let objects: Vec<_> = self
+            .write_path
             .store
             .list(Some(&Path::from(table)))
             .try_collect()
             .await?;
+        let hidden = self.hidden.lock().clone();
         let mut files = Vec::new();
         for object in objects {
             let name = object.location.filename().unwrap_or_default();
+            self.stems.observe(name);
             if name.ends_with(TEMPORARY_SUFFIX) {
                 if self.read_only {
                     continue;
@@ -229,7 +291,7 @@ impl DataFiles {
                 self.delete(&object.location).await?;
                 continue;
             }
-            if !name.ends_with(".parquet") {
+            if !name.ends_with(".parquet") || hidden.contains(object.location.as_ref()) {
                 continue;
             }
             let Some(partition) = partition_of(&object.location) else {
@@ -253,8 +315,160 @@ impl DataFiles {
                 times,
             });
         }
-        Ok(files)
+        self.without_damaged(files).await
     }
+
+    /// `files` but those whose footer is damaged, which are moved aside (or, read-only,
+    /// skipped).
+    async fn without_damaged(&self, files: Vec<FileEntry>) -> Result<Vec<FileEntry>> {
+        let local = self.local.clone();
+        let root = self.root.clone();
+        let read_only = self.read_only;
+        tokio::task::spawn_blocking(move || {
+            let mut whole = Vec::with_capacity(files.len());
+            for file in files {
+                let on_disk = local.path_to_filesystem(&file.path)?;
+                let Some(reason) = quarantine::parquet_damage(&on_disk) else {
+                    whole.push(file);
+                    continue;
+                };
+                if read_only {
+                    tracing::warn!(path = %file.path, reason, "skipping a damaged Parquet file");
+                    continue;
+                }
+                quarantine::move_aside(&root, &on_disk, file.path.as_ref(), &reason)?;
+            }
+            Ok(whole)
+        })
+        .await
+        .map_err(|error| Error::Io(std::io::Error::other(error)))?
+    }
+}
+
+/// What a write goes through: the object store, the local disk's flushes, the record of
+/// failed writes and the clock that dates them.
+#[derive(Clone)]
+pub(crate) struct WritePath {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) durability: LocalDurability,
+    pub(crate) health: Arc<WriteHealth>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl WritePath {
+    /// `result`, its error counted as a failed write.
+    pub(crate) fn counted<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(error) = &result {
+            self.health.failed(error, self.clock.now_ms());
+        }
+        result
+    }
+
+    pub(crate) async fn delete(&self, path: &Path) -> Result<()> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub(crate) async fn exists(&self, path: &Path) -> Result<bool> {
+        match self.store.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Makes a closed file visible under its final name, durably.
+    async fn publish(&self, closed: ClosedFile) -> Result<FileEntry> {
+        crash_point::reached(crash_point::FILE_SYNCED);
+        let renamed = async {
+            self.store
+                .rename(&closed.temporary, &closed.entry.path)
+                .await?;
+            self.durability
+                .sync_dirs_of(std::slice::from_ref(&closed.entry.path))
+                .await
+        }
+        .await;
+        match self.counted(renamed) {
+            Ok(()) => {
+                self.health.succeeded();
+                Ok(closed.entry)
+            }
+            Err(error) => {
+                let _ = self.delete(&closed.temporary).await;
+                Err(error)
+            }
+        }
+    }
+}
+
+/// File names start with a time and a counter (`<ms>-<n>`); each new name comes after
+/// every name seen or made before, also when the clock is behind them (a restart after
+/// the clock was set back, or a test's clock). Upkeep relies on the order: a day's rollup
+/// is due again when one of its hours was rolled up after it.
+#[derive(Debug, Default)]
+struct StemSequence {
+    last: parking_lot::Mutex<(i64, u64)>,
+}
+
+impl StemSequence {
+    fn next(&self, now_ms: i64) -> String {
+        let mut last = self.last.lock();
+        *last = if now_ms > last.0 {
+            (now_ms, 0)
+        } else {
+            (last.0, last.1 + 1)
+        };
+        format!("{}-{:06}", last.0, last.1)
+    }
+
+    /// Notes a name found on disk, so that new names come after it.
+    fn observe(&self, name: &str) {
+        if let Some(order) = stem_order(name) {
+            let mut last = self.last.lock();
+            *last = (*last).max(order);
+        }
+    }
+}
+
+/// The order of a file's name: the time and counter it starts with.
+pub(crate) fn stem_order(name: &str) -> Option<(i64, u64)> {
+    let name = name.strip_prefix('.').unwrap_or(name);
+    let stem = name.split(['_', '.']).next()?;
+    let (ms, counter) = stem.split_once('-')?;
+    Some((ms.parse().ok()?, counter.parse().ok()?))
+}
+
+/// The newest name among `files`.
+pub(crate) fn newest_stem(files: &[FileEntry]) -> Option<(i64, u64)> {
+    files
+        .iter()
+        .filter_map(|file| stem_order(file.path.filename()?))
+        .max()
+}
+
+/// For tests of a slow disk: `MESHSCOPE_TEST_SLOW_WRITES_MS=<ms>` makes every write call
+/// to the store (a file's parts, a rename, a delete) wait that long first.
+fn slow_writes() -> Option<object_store::throttle::ThrottleConfig> {
+    let wait_ms: u64 = std::env::var(SLOW_WRITES_ENV).ok()?.parse().ok()?;
+    let wait = std::time::Duration::from_millis(wait_ms);
+    Some(object_store::throttle::ThrottleConfig {
+        wait_put_per_call: wait,
+        wait_delete_per_call: wait,
+        ..Default::default()
+    })
+}
+
+/// The environment variable that slows the store's writes down, for tests.
+pub const SLOW_WRITES_ENV: &str = "MESHSCOPE_TEST_SLOW_WRITES_MS";
+
+/// A file written and flushed under its temporary name, not yet visible.
+pub(crate) struct ClosedFile {
+    pub(crate) temporary: Path,
+    /// What the file is once visible.
+    pub(crate) entry: FileEntry,
 }
 
 const TEMPORARY_SUFFIX: &str = ".parquet.tmp";
@@ -368,10 +582,11 @@ fn times_in_name(
     (partition <= lo && lo <= hi && hi < end).then_some((lo, hi))
 }
 
-/// A file being written by `DataFiles::writer`; nothing is visible until `finish`.
+/// A file being written by `DataFiles::writer`; nothing is visible until `finish` (or,
+/// for a file that replaces others, until `replace::commit`).
 pub(crate) struct FileWriter {
     writer: AsyncArrowWriter<BufWriter>,
-    store: Arc<dyn ObjectStore>,
+    write_path: WritePath,
     temporary: Path,
     dir: String,
     stem: String,
@@ -390,31 +605,51 @@ impl FileWriter {
             }
             self.times = Some(self.times.map_or((first, last), |(lo, _)| (lo, last)));
         }
-        self.writer.write(batch).await?;
-        Ok(())
+        let written = self.writer.write(batch).await.map_err(Error::from);
+        self.write_path.counted(written)
     }
 
-    /// Completes the file and makes it visible under its final name.
-    pub(crate) async fn finish(self) -> Result<FileEntry> {
+    /// Completes the file and flushes it to disk under its temporary name; it is not
+    /// visible yet. On failure the temporary file is deleted.
+    pub(crate) async fn close(self) -> Result<ClosedFile> {
         let FileWriter {
             writer,
-            store,
+            write_path,
             temporary,
             dir,
             stem,
             partition,
             times,
         } = self;
-        writer.close().await?;
-        let size = store.head(&temporary).await?.size;
-        let path = visible_path(&dir, &stem, times);
-        store.rename(&temporary, &path).await?;
-        Ok(FileEntry {
-            path,
-            size,
-            partition,
-            times,
-        })
+        let closed = async {
+            writer.close().await?;
+            let size = write_path.store.head(&temporary).await?.size;
+            write_path.durability.sync_file(&temporary).await?;
+            Ok(size)
+        }
+        .await;
+        match write_path.counted(closed) {
+            Ok(size) => Ok(ClosedFile {
+                entry: FileEntry {
+                    path: visible_path(&dir, &stem, times),
+                    size,
+                    partition,
+                    times,
+                },
+                temporary,
+            }),
+            Err(error) => {
+                let _ = write_path.delete(&temporary).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Completes the file and makes it visible under its final name, durably.
+    pub(crate) async fn finish(self) -> Result<FileEntry> {
+        let write_path = self.write_path.clone();
+        let closed = self.close().await?;
+        write_path.publish(closed).await
     }
 }
 
@@ -459,13 +694,20 @@ const STREAMED_ROW_GROUP: usize = 16 * 1024;
 
 impl From<object_store::Error> for Error {
     fn from(error: object_store::Error) -> Self {
-        Error::ObjectStore(error.to_string())
+        match telling_io_kind(&error) {
+            // A full disk and the like are told apart by their kind (`write_health`).
+            Some(kind) => Error::Io(std::io::Error::new(kind, error.to_string())),
+            None => Error::ObjectStore(error.to_string()),
+        }
     }
 }
 
 impl From<datafusion::parquet::errors::ParquetError> for Error {
     fn from(error: datafusion::parquet::errors::ParquetError) -> Self {
-        Error::Parquet(error.to_string())
+        match telling_io_kind(&error) {
+            Some(kind) => Error::Io(std::io::Error::new(kind, error.to_string())),
+            None => Error::Parquet(error.to_string()),
+        }
     }
 }
 
