@@ -111,21 +111,28 @@ pub fn failure_reason(error: &Error) -> &'static str {
     }
 }
 
-/// The kind of the first I/O error in `error`'s chain of causes, when it is one a write
-/// is counted under by name (see `failure_reason`): object_store and Parquet errors carry
-/// it only as a cause.
+/// The kind of the first I/O error in `error`'s chain of causes that a write is counted
+/// under by name (see `failure_reason`): object_store and Parquet errors carry it only as
+/// a cause, at times inside an I/O error of no particular kind (a buffered upload's).
 pub(crate) fn telling_io_kind(error: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
     let mut at = Some(error);
     while let Some(cause) = at {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
+            let kind = io.kind();
+            if matches!(
+                kind,
                 ErrorKind::StorageFull
                     | ErrorKind::QuotaExceeded
                     | ErrorKind::ReadOnlyFilesystem
                     | ErrorKind::PermissionDenied
-            )
-            .then_some(io.kind());
+            ) {
+                return Some(kind);
+            }
+            // An I/O error's own `source` skips the error it wraps.
+            if let Some(inner) = io.get_ref() {
+                at = Some(inner);
+                continue;
+            }
         }
         at = cause.source();
     }
@@ -153,6 +160,15 @@ mod tests {
             std::io::Error::from_raw_os_error(122),
         ));
         assert_eq!(failure_reason(&Error::from(parquet)), "quota");
+        // A buffered upload's failure, as a Parquet writer reports it.
+        let upload = object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::from_raw_os_error(28)),
+        };
+        let parquet = datafusion::parquet::errors::ParquetError::External(Box::new(
+            std::io::Error::other(upload),
+        ));
+        assert_eq!(failure_reason(&Error::from(parquet)), "no_space");
     }
 
     #[test]
