@@ -54,7 +54,10 @@ fn first_rows() -> Vec<MetricRow> {
 /// Late minutes written after the first pass: day 0's hour 1 and day 1's hour 0 must be
 /// rolled up again, and day 0 with them.
 fn late_rows() -> Vec<MetricRow> {
-    vec![row(T0 + HOUR + 2 * MINUTE_MS, 100), row(T0 + DAY + 2 * MINUTE_MS, 1000)]
+    vec![
+        row(T0 + HOUR + 2 * MINUTE_MS, 100),
+        row(T0 + DAY + 2 * MINUTE_MS, 1000),
+    ]
 }
 
 async fn write_minutes(data: &Path, rows: Vec<MetricRow>) {
@@ -160,8 +163,14 @@ async fn upkeep_killed_at_any_step_neither_loses_nor_doubles_rows() {
     let first = first_rows();
     let hours = [T0, T0 + HOUR, T0 + DAY];
     // Each hour's calls, as of the first pass and with the late minutes.
-    let before: BTreeMap<i64, u64> = hours.iter().map(|&h| (h, sum_of(&first, h, h + HOUR))).collect();
-    let after: BTreeMap<i64, u64> = hours.iter().map(|&h| (h, sum_of(&all, h, h + HOUR))).collect();
+    let before: BTreeMap<i64, u64> = hours
+        .iter()
+        .map(|&h| (h, sum_of(&first, h, h + HOUR)))
+        .collect();
+    let after: BTreeMap<i64, u64> = hours
+        .iter()
+        .map(|&h| (h, sum_of(&all, h, h + HOUR)))
+        .collect();
     let day0_before = sum_of(&first, T0, T0 + DAY);
     let day0_after = sum_of(&all, T0, T0 + DAY);
 
@@ -169,10 +178,17 @@ async fn upkeep_killed_at_any_step_neither_loses_nor_doubles_rows() {
     // rolled up with its late minutes, day 0 rolled up again.
     let finished = |data: &Path, context: &str| {
         let minutes = calls_by(data, "service_minute", HOUR);
-        let want_minutes: BTreeMap<i64, u64> =
-            after.iter().filter(|(h, _)| **h != T0).map(|(h, c)| (*h, *c)).collect();
+        let want_minutes: BTreeMap<i64, u64> = after
+            .iter()
+            .filter(|(h, _)| **h != T0)
+            .map(|(h, c)| (*h, *c))
+            .collect();
         assert_eq!(minutes, want_minutes, "minutes, {context}");
-        assert_eq!(calls_by(data, "service_hour", HOUR), after, "hours, {context}");
+        assert_eq!(
+            calls_by(data, "service_hour", HOUR),
+            after,
+            "hours, {context}"
+        );
         assert_eq!(
             calls_by(data, "service_day", DAY),
             BTreeMap::from([(T0, day0_after)]),
@@ -202,7 +218,10 @@ async fn upkeep_killed_at_any_step_neither_loses_nor_doubles_rows() {
                 let seen = minutes.get(hour).copied();
                 // Day 0's hour 0 is expired as a whole or not at all.
                 let expired = *hour == T0 && seen.is_none();
-                assert!(expired || seen == Some(*calls), "minutes of {hour}: {seen:?}, {context}");
+                assert!(
+                    expired || seen == Some(*calls),
+                    "minutes of {hour}: {seen:?}, {context}"
+                );
             }
             let rolled = calls_by(&data, "service_hour", HOUR);
             for hour in hours {
@@ -236,7 +255,12 @@ async fn upkeep_killed_at_any_step_neither_loses_nor_doubles_rows() {
                 "{context}"
             );
             finished(&data, &context);
-            assert!(!data.join("replacing").read_dir().is_ok_and(|mut d| d.next().is_some()));
+            assert!(
+                !data
+                    .join("replacing")
+                    .read_dir()
+                    .is_ok_and(|mut d| d.next().is_some())
+            );
         }
     }
     // Two hours (each a compaction with its rollup), a day and the retention, each

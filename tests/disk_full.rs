@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meshscope_collector::{Collector, CollectorConfig, ManualClock};
-use meshscope_storage::{
-    MetricRow, Metrics, RowKey, ServiceRef, Side, Store, StoreConfig,
-};
+use meshscope_storage::{MetricRow, Metrics, RowKey, ServiceRef, Side, Store, StoreConfig};
 use serde_json::Value;
 use support::{edges, files_under, get};
 
@@ -73,7 +71,16 @@ fn simulate(grpc: std::net::SocketAddr) -> EdgeFigures {
     let output = Command::new(env!("CARGO_BIN_EXE_meshscope"))
         .args(["simulate", "--target"])
         .arg(format!("http://{grpc}"))
-        .args(["--services", "6", "--rate", "40", "--duration", "2", "--seed", "9"])
+        .args([
+            "--services",
+            "6",
+            "--rate",
+            "40",
+            "--duration",
+            "2",
+            "--seed",
+            "9",
+        ])
         .arg("--print-expected")
         .output()
         .unwrap();
@@ -206,7 +213,10 @@ async fn a_full_disk_degrades_then_writing_resumes_by_itself() {
     let ballast = data.join("ballast");
     fill(&ballast);
     let before = contents(&data, "ballast");
-    assert_eq!(json(http, "/healthz").await, serde_json::json!({"status": "ok"}));
+    assert_eq!(
+        json(http, "/healthz").await,
+        serde_json::json!({"status": "ok"})
+    );
 
     // Ingest accepts while nothing can be written.
     let want = simulate(grpc);

@@ -201,12 +201,9 @@ impl DataFiles {
         let temporary = temporary_path(&dir, &stem);
         // One part in flight: the hour's upkeep holds two writers at once, beside the
         // closing minutes.
-        let sink = BufWriter::with_capacity(
-            self.write_path.store.clone(),
-            temporary.clone(),
-            PART_BYTES,
-        )
-        .with_max_concurrency(1);
+        let sink =
+            BufWriter::with_capacity(self.write_path.store.clone(), temporary.clone(), PART_BYTES)
+                .with_max_concurrency(1);
         Ok(FileWriter {
             writer: AsyncArrowWriter::try_new(sink, schema, Some(writer_properties()))?,
             write_path: self.write_path.clone(),

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use meshscope_storage::{
-    KeyFilter, MINUTE_MS, MetricRow, Metrics, RowKey, ServiceRef, Side, Store, StoreConfig,
-    Table, TimeRange,
+    KeyFilter, MINUTE_MS, MetricRow, Metrics, RowKey, ServiceRef, Side, Store, StoreConfig, Table,
+    TimeRange,
 };
 
 /// 2025-11-23T00:00:00Z.
