@@ -4,11 +4,14 @@
 //! flushed to disk, and the directory is flushed after the rename (`durable`), so a crash
 //! or a power loss never leaves a half file that a query reads. Files that replace others
 //! (compaction, rollups) become visible through `replace`, which makes the swap atomic.
+//!
+//! Over 600 lines: the listing at start (with its checks), the writer and what a write
+//! goes through are the one life of a data file; what a name says is in `file_names`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, Timelike};
+use chrono::{DateTime, Timelike};
 use datafusion::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -28,6 +31,10 @@ use crate::clock::{Clock, SystemClock};
 use crate::crash_point;
 use crate::durable::LocalDurability;
 use crate::error::{Error, Result};
+use crate::file_names::{
+    StemSequence, TEMPORARY_SUFFIX, partition_of, stem_order, temporary_path, times_in_name,
+    visible_path,
+};
 use crate::model::EpochMillis;
 use crate::quarantine;
 use crate::write_health::{WriteHealth, telling_io_kind};
@@ -401,43 +408,6 @@ impl WritePath {
     }
 }
 
-/// File names start with a time and a counter (`<ms>-<n>`); each new name comes after
-/// every name seen or made before, also when the clock is behind them (a restart after
-/// the clock was set back, or a test's clock). Upkeep relies on the order: a day's rollup
-/// is due again when one of its hours was rolled up after it.
-#[derive(Debug, Default)]
-struct StemSequence {
-    last: parking_lot::Mutex<(i64, u64)>,
-}
-
-impl StemSequence {
-    fn next(&self, now_ms: i64) -> String {
-        let mut last = self.last.lock();
-        *last = if now_ms > last.0 {
-            (now_ms, 0)
-        } else {
-            (last.0, last.1 + 1)
-        };
-        format!("{}-{:06}", last.0, last.1)
-    }
-
-    /// Notes a name found on disk, so that new names come after it.
-    fn observe(&self, name: &str) {
-        if let Some(order) = stem_order(name) {
-            let mut last = self.last.lock();
-            *last = (*last).max(order);
-        }
-    }
-}
-
-/// The order of a file's name: the time and counter it starts with.
-pub(crate) fn stem_order(name: &str) -> Option<(i64, u64)> {
-    let name = name.strip_prefix('.').unwrap_or(name);
-    let stem = name.split(['_', '.']).next()?;
-    let (ms, counter) = stem.split_once('-')?;
-    Some((ms.parse().ok()?, counter.parse().ok()?))
-}
-
 /// The newest name among `files`.
 pub(crate) fn newest_stem(files: &[FileEntry]) -> Option<(i64, u64)> {
     files
@@ -468,21 +438,6 @@ pub(crate) struct ClosedFile {
     pub(crate) entry: FileEntry,
 }
 
-const TEMPORARY_SUFFIX: &str = ".parquet.tmp";
-
-/// Where a file written under `stem` becomes visible. The times go in the name, so that a
-/// restart knows them without opening the file.
-fn visible_path(dir: &str, stem: &str, times: Option<(EpochMillis, EpochMillis)>) -> Path {
-    match times {
-        Some((lo, hi)) => Path::from(format!("{dir}/{stem}_t{lo}_{hi}.parquet")),
-        None => Path::from(format!("{dir}/{stem}.parquet")),
-    }
-}
-
-pub(crate) fn temporary_path(dir: &str, stem: &str) -> Path {
-    Path::from(format!("{dir}/.{stem}{TEMPORARY_SUFFIX}"))
-}
-
 pub(crate) fn partition_dir(
     table: &str,
     granularity: Granularity,
@@ -496,21 +451,6 @@ pub(crate) fn partition_dir(
             format!("{table}/date={date}/hour={:02}", time.hour())
         }
     }
-}
-
-/// Start of the partition a path lies in, from its `date=` and optional `hour=` parts.
-fn partition_of(path: &Path) -> Option<EpochMillis> {
-    let mut date = None;
-    let mut hour = 0;
-    for part in path.parts() {
-        let part = part.as_ref();
-        if let Some(value) = part.strip_prefix("date=") {
-            date = NaiveDate::parse_from_str(value, "%Y-%m-%d").ok();
-        } else if let Some(value) = part.strip_prefix("hour=") {
-            hour = value.parse::<u32>().ok().filter(|h| *h < 24)?;
-        }
-    }
-    Some(date?.and_hms_opt(hour, 0, 0)?.and_utc().timestamp_millis())
 }
 
 /// Whether a batch's times never go down; `None` if it has no plain time column.
@@ -561,22 +501,6 @@ pub(crate) fn in_time_order(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>>
     }
     let indices = sort_to_indices(joined.column(0), None, None)?;
     Ok(vec![take_record_batch(&joined, &indices)?])
-}
-
-/// The times a file's name says it holds, when they lie inside its partition.
-fn times_in_name(
-    name: &str,
-    partition: EpochMillis,
-    span: EpochMillis,
-) -> Option<(EpochMillis, EpochMillis)> {
-    let (_, times) = name.strip_suffix(".parquet")?.split_once("_t")?;
-    let (lo, hi) = times.split_once('_')?;
-    let (lo, hi) = (
-        lo.parse::<EpochMillis>().ok()?,
-        hi.parse::<EpochMillis>().ok()?,
-    );
-    let end = partition + span;
-    (partition <= lo && lo <= hi && hi < end).then_some((lo, hi))
 }
 
 /// A file being written by `DataFiles::writer`; nothing is visible until `finish` (or,
@@ -757,20 +681,5 @@ mod tests {
 
         let empty = [minute_batch(&[])];
         assert_eq!(in_time_order(&empty).unwrap()[0].num_rows(), 0);
-    }
-
-    #[test]
-    fn times_in_a_name_are_read_only_inside_their_partition() {
-        let hour = 1_763_856_000_000;
-        let name = format!("1-000001_t{}_{}.parquet", hour + 60_000, hour + 120_000);
-        assert_eq!(
-            times_in_name(&name, hour, HOUR_MS),
-            Some((hour + 60_000, hour + 120_000))
-        );
-        assert_eq!(times_in_name(&name, hour + HOUR_MS, HOUR_MS), None);
-        assert_eq!(times_in_name("1-000001.parquet", hour, HOUR_MS), None);
-        assert_eq!(times_in_name("1-000001_tx_y.parquet", hour, HOUR_MS), None);
-        let reversed = format!("1-000001_t{}_{}.parquet", hour + 9, hour + 1);
-        assert_eq!(times_in_name(&reversed, hour, HOUR_MS), None);
     }
 }

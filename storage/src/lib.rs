@@ -8,6 +8,7 @@ pub mod config;
 pub mod crash_point;
 mod durable;
 pub mod error;
+mod file_names;
 pub mod files;
 pub mod maintenance;
 pub mod model;
