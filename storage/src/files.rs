@@ -27,7 +27,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::crash_point;
 use crate::durable::LocalDurability;
 use crate::error::{Error, Result};
@@ -103,22 +103,29 @@ pub(crate) struct DataFiles {
 }
 
 impl DataFiles {
-    pub(crate) fn open(data_dir: &std::path::Path) -> Result<Self> {
+    /// The files in `data_dir`, named and dated by `clock`.
+    pub(crate) fn open(data_dir: &std::path::Path, clock: Arc<dyn Clock>) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
-        Self::with_store(data_dir, false)
+        Self::with_store(data_dir, false, clock)
     }
 
-    pub(crate) fn open_read_only(data_dir: &std::path::Path) -> Result<Self> {
+    pub(crate) fn open_read_only(
+        data_dir: &std::path::Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
         if !data_dir.is_dir() {
             return Err(Error::NoDataDir(data_dir.to_path_buf()));
         }
-        Self::with_store(data_dir, true)
+        Self::with_store(data_dir, true, clock)
     }
 
-    fn with_store(data_dir: &std::path::Path, read_only: bool) -> Result<Self> {
+    fn with_store(
+        data_dir: &std::path::Path,
+        read_only: bool,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
         let local = Arc::new(LocalFileSystem::new_with_prefix(data_dir)?);
         let root = std::fs::canonicalize(data_dir)?;
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store: Arc<dyn ObjectStore> = match slow_writes() {
             Some(config) => Arc::new(object_store::throttle::ThrottledStore::new(
                 local.clone(),
@@ -133,6 +140,7 @@ impl DataFiles {
         Ok(Self {
             write_path: WritePath {
                 store,
+                reads: local.clone(),
                 durability: LocalDurability::new(local.clone(), &root),
                 health: Arc::new(WriteHealth::default()),
                 clock,
@@ -159,8 +167,9 @@ impl DataFiles {
         self.hidden.lock().extend(paths);
     }
 
+    /// The store reads go through (never slowed down, see `SLOW_WRITES_ENV`).
     pub(crate) fn object_store(&self) -> Arc<dyn ObjectStore> {
-        self.write_path.store.clone()
+        self.write_path.reads.clone()
     }
 
     pub(crate) fn url(&self) -> &ObjectStoreUrl {
@@ -245,7 +254,7 @@ impl DataFiles {
     }
 
     pub(crate) async fn read_batches(&self, path: &Path) -> Result<Vec<RecordBatch>> {
-        let bytes = self.write_path.store.get(path).await?.bytes().await?;
+        let bytes = self.write_path.reads.get(path).await?.bytes().await?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
         Ok(reader.collect::<Result<Vec<_>, _>>()?)
     }
@@ -278,7 +287,7 @@ impl DataFiles {
     pub(crate) async fn list(&self, table: &str) -> Result<Vec<FileEntry>> {
         let objects: Vec<_> = self
             .write_path
-            .store
+            .reads
             .list(Some(&Path::from(table)))
             .try_collect()
             .await?;
@@ -353,7 +362,10 @@ impl DataFiles {
 /// failed writes and the clock that dates them.
 #[derive(Clone)]
 pub(crate) struct WritePath {
+    /// Where files are written, renamed and deleted.
     pub(crate) store: Arc<dyn ObjectStore>,
+    /// Where they are listed and read: the same files, never slowed down for a test.
+    pub(crate) reads: Arc<dyn ObjectStore>,
     pub(crate) durability: LocalDurability,
     pub(crate) health: Arc<WriteHealth>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -376,7 +388,7 @@ impl WritePath {
     }
 
     pub(crate) async fn exists(&self, path: &Path) -> Result<bool> {
-        match self.store.head(path).await {
+        match self.reads.head(path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(error) => Err(error.into()),
@@ -417,7 +429,8 @@ pub(crate) fn newest_stem(files: &[FileEntry]) -> Option<(i64, u64)> {
 }
 
 /// For tests of a slow disk: `MESHSCOPE_TEST_SLOW_WRITES_MS=<ms>` makes every write call
-/// to the store (a file's parts, a rename, a delete) wait that long first.
+/// to the store (a file's parts, a rename, a delete) wait that long first. Reads are not
+/// slowed (object_store's throttle cannot read a local file in place).
 fn slow_writes() -> Option<object_store::throttle::ThrottleConfig> {
     let wait_ms: u64 = std::env::var(SLOW_WRITES_ENV).ok()?.parse().ok()?;
     let wait = std::time::Duration::from_millis(wait_ms);
@@ -544,7 +557,7 @@ impl FileWriter {
         } = self;
         let closed = async {
             writer.close().await?;
-            let size = write_path.store.head(&temporary).await?.size;
+            let size = write_path.reads.head(&temporary).await?.size;
             write_path.durability.sync_file(&temporary).await?;
             Ok(size)
         }

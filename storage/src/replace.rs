@@ -125,7 +125,7 @@ async fn commit_deletes(files: &DataFiles, old: Vec<String>) -> Result<()> {
 /// before the tables' files are listed.
 pub(crate) async fn recover(files: &DataFiles) -> Result<()> {
     let path = &files.write_path;
-    for (record_path, record) in records(path.store.as_ref()).await? {
+    for (record_path, record) in records(path.reads.as_ref()).await? {
         let Some(record) = record else {
             tracing::warn!(record = %record_path, "dropping a replacement that was never committed");
             path.delete(&record_path).await?;
@@ -163,7 +163,7 @@ pub(crate) async fn recover(files: &DataFiles) -> Result<()> {
 /// files already visible, so that it reads each row once.
 pub(crate) async fn hide_unfinished(files: &DataFiles) -> Result<()> {
     let path = &files.write_path;
-    for (_, record) in records(path.store.as_ref()).await? {
+    for (_, record) in records(path.reads.as_ref()).await? {
         let Some(record) = record else {
             continue;
         };
