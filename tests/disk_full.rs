@@ -190,9 +190,7 @@ async fn a_full_disk_degrades_then_writing_resumes_by_itself() {
     tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_routes(routes)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
-                grpc_listener,
-            ))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc_listener))
             .await
             .unwrap();
     });
