@@ -32,6 +32,8 @@
 //!   for moving windows: [`Store::moving_spans`].
 //! - Upkeep: [`Store::maintain`], which [`StoreConfig::maintenance_interval_secs`] also
 //!   runs in the background.
+//! - Health: [`Store::write_failure`] while writes fail (a full disk), with the reason
+//!   they are counted under in `/metrics` ([`WRITE_FAILURES_METRIC`]).
 //!
 //! Shared by both: the row model ([`MetricRow`], [`RowKey`], [`Metrics`], [`Table`], …) and
 //! [`LatencySketch`]. Of the internals only what the collector encodes with is public:
@@ -42,14 +44,19 @@ mod access_log;
 pub mod batch;
 pub mod clock;
 mod config;
+mod crash_point;
+mod durable;
 mod error;
+mod file_names;
 pub mod files;
 mod live_minutes;
 mod model;
 mod proxy_registry;
 mod proxy_row;
 mod proxy_table;
+mod quarantine;
 mod read;
+mod replace;
 mod rollup;
 mod schema;
 pub mod sketch;
@@ -58,11 +65,13 @@ mod store;
 mod table;
 mod totals;
 mod udf;
+mod write_health;
 
 pub use access_log::AccessLogRow;
 pub use batch::ClosedBatch;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{RetentionConfig, SqlLimits, StoreConfig};
+pub use crash_point::CRASH_AT_ENV;
 /// The Arrow the store's batches are made with, for callers that read them.
 pub use datafusion::arrow;
 pub use datafusion::arrow::record_batch::RecordBatch;
@@ -76,7 +85,12 @@ pub use model::{
 pub use proxy_registry::{ProxyInfo, ProxyRegistry};
 pub use proxy_row::{ProxyMetricKind, ProxyMetricRow, bucket_quantile};
 pub use proxy_table::{ProxyFilter, proxy_table_name};
+pub use quarantine::{QUARANTINE_DIR, QUARANTINED_METRIC};
 pub use read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
+pub use replace::RECORDS_DIR;
 pub use sketch::LatencySketch;
 pub use sliding::KeptSpan;
 pub use store::{MaintenanceReport, MemoryPeakPermit, Store, TableInfo, table_name};
+pub use write_health::{
+    WRITE_FAILURE_REASONS, WRITE_FAILURES_METRIC, WriteFailure, failure_reason,
+};
