@@ -22,6 +22,8 @@ pub mod store;
 mod table;
 mod totals;
 pub mod udf;
+pub mod wal;
+pub mod written_note;
 
 pub use access_log::AccessLogRow;
 pub use batch::ClosedBatch;

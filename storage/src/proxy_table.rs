@@ -30,6 +30,11 @@ pub fn proxy_table_name(granularity: Granularity) -> String {
 /// before the minute turned still lands in memory first.
 const CLOSE_GRACE_MS: EpochMillis = 5_000;
 
+/// Proxy statistics of the minutes before this one are written by a flush at `now`.
+pub fn proxy_minutes_due(now: EpochMillis) -> EpochMillis {
+    minute_of(now - CLOSE_GRACE_MS)
+}
+
 const STRINGS: [&str; 6] = ["proxy", "service", "name", "cluster", "upstream", "kind"];
 pub const BUCKET_LE: &str = "bucket_le";
 pub const BUCKET_COUNT: &str = "bucket_count";
@@ -267,7 +272,7 @@ impl Store {
     /// Writes the proxy statistics of minutes that have ended (one file per hour they
     /// span) and publishes the open minute for reads. The collector calls it on its tick.
     pub async fn flush_proxy_metrics(&self, now: EpochMillis) -> Result<()> {
-        self.write_proxy_minutes_before(minute_of(now - CLOSE_GRACE_MS))
+        self.write_proxy_minutes_before(proxy_minutes_due(now))
             .await?;
         self.publish_proxy_open()
     }
