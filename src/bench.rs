@@ -31,6 +31,8 @@ use crate::simulate::envoy::{self, Hop, Proxy};
 use crate::simulate::max::{self, Plan, Pool, Sent};
 use crate::simulate::mesh::{Mesh, Shape};
 
+mod captured;
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct SinkArgs {
     /// Where to listen for access log streams
@@ -116,6 +118,11 @@ pub(crate) struct BenchArgs {
     /// median of the pairs', so that the machine's drift between two runs weighs less
     #[arg(long, default_value_t = 1)]
     pairs: usize,
+    /// An access-log capture (`NAME.bin` with `NAME.index.jsonl` beside it, such as
+    /// `tests/fixtures/shop-mesh/als_http.bin`) to measure as well: real Envoy entries, each
+    /// start moved to the second it is sent; reported under `captured`
+    #[arg(long)]
+    captured: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -142,6 +149,7 @@ struct Report {
     freshness_ms: Option<Freshness>,
     rss_samples_mib: Vec<f64>,
     watched_reads_ms: Vec<WatchedReads>,
+    captured: Option<captured::CapturedReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -255,6 +263,12 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     stop(child);
+    let captured = match &args.captured {
+        Some(path) if args.steady_rate.is_none() => {
+            Some(captured::measure_captured(&exe, path, plan).await?)
+        }
+        _ => None,
+    };
 
     if let Some(sink) = &sink {
         pairs.push(Pair::of(sink, &meshscope));
@@ -272,6 +286,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         freshness_ms: freshness,
         rss_samples_mib,
         watched_reads_ms,
+        captured,
     };
     if let Some(ratio) = report.ratio {
         let each: Vec<String> = report

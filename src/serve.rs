@@ -10,8 +10,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::builder::BoolishValueParser;
 use meshscope_collector::{Collector, CollectorConfig};
+use meshscope_storage::wal::{self, SyncPolicy, WalConfig};
 use meshscope_storage::{Store, StoreConfig};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -31,6 +32,7 @@ const GRPC_DRAIN: Duration = Duration::from_secs(5);
 const FLUSH_DEADLINE: Duration = Duration::from_secs(30);
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+const DEFAULT_WAL_SYNC_INTERVAL_MS: u64 = 100;
 
 /// Every flag can also come from a `MESHSCOPE_*` variable; a flag beats the variable, the
 /// variable beats the config file, the file beats the default.
@@ -56,6 +58,15 @@ pub(crate) struct ServeArgs {
     /// [default: 15m,1h,6h,24h,7d]
     #[arg(long, env = "MESHSCOPE_WARM_WINDOWS", value_delimiter = ',')]
     warm_windows: Option<Vec<String>>,
+    /// When a received message counts as kept by the write-ahead log: `always` (fsynced
+    /// before it is applied), `interval` (fsynced every --wal-sync-interval-ms) or `never`
+    /// (left to the operating system) [default: interval]
+    #[arg(long, env = "MESHSCOPE_WAL_SYNC")]
+    wal_sync: Option<SyncPolicy>,
+    /// How often the write-ahead log is written out and, with `interval`, fsynced
+    /// [default: 100]
+    #[arg(long, env = "MESHSCOPE_WAL_SYNC_INTERVAL_MS")]
+    wal_sync_interval_ms: Option<u64>,
 }
 
 /// What `serve` runs with, after merging flags, environment, file and defaults.
@@ -67,6 +78,8 @@ struct Settings {
     warm_windows: Vec<String>,
     store: StoreConfig,
     collector: CollectorConfig,
+    wal_sync: SyncPolicy,
+    wal_sync_interval: Duration,
 }
 
 impl Settings {
@@ -96,6 +109,13 @@ impl Settings {
                 .collect(),
             store: store_config(args.data_dir, file.storage),
             collector: file.collector,
+            wal_sync: args.wal_sync.or(file.wal.sync).unwrap_or_default(),
+            wal_sync_interval: Duration::from_millis(
+                args.wal_sync_interval_ms
+                    .or(file.wal.sync_interval_ms)
+                    .unwrap_or(DEFAULT_WAL_SYNC_INTERVAL_MS)
+                    .max(1),
+            ),
         }
     }
 }
@@ -121,6 +141,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let file = FileConfig::load(args.config.as_deref())?;
     let settings = Settings::resolve(args, file);
     let prometheus = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(wal::stats::COMMIT_SECONDS.to_string()),
+            wal::stats::COMMIT_BUCKETS,
+        )
+        .context("setting the log's commit buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
     let stop = async {
@@ -169,6 +194,9 @@ async fn serve(
         )
     })?;
     let data_dir = settings.store.data_dir.clone();
+    // A minute write a crash cut short is undone before the store lists its files.
+    let written_note = meshscope_storage::written_note::recover(&data_dir)
+        .with_context(|| format!("recovering the last write in {}", data_dir.display()))?;
     let store = Arc::new(
         Store::open(settings.store)
             .await
@@ -176,6 +204,21 @@ async fn serve(
     );
     let collector =
         Collector::new(settings.collector, store.clone()).context("starting the collector")?;
+    // What the log holds beyond the files goes into the open minutes before the gRPC port
+    // opens.
+    let wal_config = WalConfig {
+        sync: settings.wal_sync,
+        sync_interval: settings.wal_sync_interval,
+        ..WalConfig::in_dir(data_dir.join("wal"))
+    };
+    let replaying = collector.clone();
+    let quarantine = data_dir.join("quarantine");
+    tokio::task::spawn_blocking(move || {
+        replaying.start_log(wal_config, &quarantine, written_note.as_deref())
+    })
+    .await
+    .context("replaying the write-ahead log")?
+    .context("replaying the write-ahead log")?;
 
     let grpc_listener = TcpListener::bind(settings.grpc_addr)
         .await
@@ -436,6 +479,24 @@ mod tests {
         assert!(from_flags.demo);
     }
 
+    #[test]
+    fn wal_settings_come_from_flag_then_file_then_default() {
+        let defaults = settings(&[], "");
+        assert_eq!(defaults.wal_sync, SyncPolicy::Interval);
+        assert_eq!(defaults.wal_sync_interval, Duration::from_millis(100));
+        let file = "[wal]\nsync = \"never\"\nsync_interval_ms = 250\n";
+        let from_file = settings(&[], file);
+        assert_eq!(from_file.wal_sync, SyncPolicy::Never);
+        assert_eq!(from_file.wal_sync_interval, Duration::from_millis(250));
+        let from_flags = settings(
+            &["--wal-sync", "always", "--wal-sync-interval-ms", "5"],
+            file,
+        );
+        assert_eq!(from_flags.wal_sync, SyncPolicy::Always);
+        assert_eq!(from_flags.wal_sync_interval, Duration::from_millis(5));
+        assert!(FileConfig::parse("[wal]\nsync = \"sometimes\"\n").is_err());
+    }
+
     async fn http_get(addr: SocketAddr, path: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -457,6 +518,8 @@ mod tests {
             warm_windows: vec!["1h".to_owned()],
             store: StoreConfig::in_dir(data_dir.path().join("nested")),
             collector: CollectorConfig::default(),
+            wal_sync: SyncPolicy::Interval,
+            wal_sync_interval: Duration::from_millis(100),
         };
         let recorder = PrometheusBuilder::new().build_recorder();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

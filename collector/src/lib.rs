@@ -20,6 +20,9 @@ pub mod registry;
 pub mod resolve;
 pub mod role;
 pub mod stats;
+pub mod wal_log;
+pub mod wal_mark;
+pub mod wal_replay;
 pub mod wire;
 
 use std::future::Future;
@@ -64,6 +67,8 @@ pub struct Collector {
     /// When a rejection was last logged, so a flood of bad entries logs once a second.
     last_reject_log_ms: AtomicI64,
     proxy_stats: proxy_stats::ProxyStats,
+    /// The write-ahead log, once started (`start_log`); without it nothing is logged.
+    log: std::sync::OnceLock<wal_log::CollectorLog>,
 }
 
 /// Closed rows kept for retry while the store fails; past it the oldest are dropped and
@@ -111,10 +116,11 @@ impl Collector {
             unwritten: Mutex::new(Vec::new()),
             last_reject_log_ms: AtomicI64::new(i64::MIN),
             proxy_stats: proxy_stats::ProxyStats::default(),
+            log: std::sync::OnceLock::new(),
         }))
     }
 
-    fn pipeline(&self) -> Pipeline<'_> {
+    pub(crate) fn pipeline(&self) -> Pipeline<'_> {
         Pipeline {
             role_rules: &self.role_rules,
             resolver: Resolver {
@@ -142,7 +148,10 @@ impl Collector {
         let first_open = self.time_rules.first_open_minute(now);
         let first_unwritten = self.time_rules.first_unwritten_minute(now);
         let turn = self.store.memory_turn().await;
-        let newly_closed = self.aggregator.close(first_unwritten, first_open)?;
+        if publish {
+            self.proxy_stats_due(meshscope_storage::proxy_table::proxy_minutes_due(now));
+        }
+        let newly_closed = self.close_minutes(first_unwritten, first_open).await?;
         let rows: usize = newly_closed.iter().map(ClosedBatch::rows).sum();
         metrics::counter!(stats::ROWS_CLOSED).increment(rows as u64);
         metrics::gauge!(stats::OPEN_ROWS).set(self.aggregator.open_row_count() as f64);
@@ -150,11 +159,7 @@ impl Collector {
         closed.extend(newly_closed);
         // The store marks the closed minutes as its own in the same step that shows their
         // files, so reads see each minute once, from the aggregator or from the files.
-        let closed_result = match self
-            .store
-            .append_batches_before(&closed, Some(first_unwritten))
-            .await
-        {
+        let closed_result = match self.write_closed(&closed, Some(first_unwritten)).await {
             Ok(()) => Ok(()),
             Err(error) => {
                 self.keep_unwritten(closed);
@@ -167,7 +172,12 @@ impl Collector {
         // Proxies flush every few seconds: once a second is soon enough for their rows.
         let proxies = if publish {
             self.store.expire_open();
-            self.store.flush_proxy_metrics(now).await
+            // With a log, proxy statistics are written only once the mark saying so is.
+            if self.log().is_none() || closed_result.is_ok() {
+                self.store.flush_proxy_metrics(now).await
+            } else {
+                Ok(())
+            }
         } else {
             Ok(())
         };
@@ -266,7 +276,12 @@ impl Collector {
             Err(error) => warn!(%error, "encoding open minutes at shutdown failed"),
         }
         let count: usize = batches.iter().map(ClosedBatch::rows).sum();
-        if let Err(error) = self.store.append_batches_before(&batches, None).await {
+        self.log_all_written().await;
+        // The store's upkeep writes no minute file meanwhile, as the note's write requires.
+        let turn = self.store.memory_turn().await;
+        let written = self.write_closed(&batches, None).await;
+        drop(turn);
+        if let Err(error) = written {
             warn!(%error, "writing open minutes at shutdown failed");
         } else {
             info!(rows = count, "open minutes written at shutdown");
@@ -277,5 +292,6 @@ impl Collector {
         if let Err(error) = self.store.flush_all_proxy_metrics().await {
             warn!(%error, "writing proxy statistics at shutdown failed");
         }
+        self.close_log();
     }
 }

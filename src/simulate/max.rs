@@ -24,6 +24,8 @@ use tokio::task::JoinSet;
 use super::mesh::Mesh;
 use super::{Batch, Generator, Log, ProxyKey, envoy, log_name};
 
+mod captured;
+
 /// Start times are encoded as this many seconds, then overwritten with the time of each
 /// send: a five-byte varint like any second of this century, and a byte pattern that no
 /// other field of an entry holds.
