@@ -135,9 +135,12 @@ where
                 warn!(?peer, reason, "access log stream refused");
                 Status::invalid_argument(reason)
             })?);
-            logged = collector
-                .log()
-                .map(|log| log.open_stream(StreamKind::AccessLog, message.identifier.unwrap_or_default()));
+            logged = collector.log().map(|log| {
+                log.open_stream(
+                    StreamKind::AccessLog,
+                    message.identifier.unwrap_or_default(),
+                )
+            });
         }
         let Some(ctx) = &context else {
             let entries = message.entry_count();
@@ -153,9 +156,11 @@ where
         };
         let now = collector.clock.now_ms();
         let _applying = match (collector.log(), &logged) {
-            (Some(log), Some(stream)) => Some(log.log(stream, now, &bytes).await.inspect_err(|_| {
-                stats::reject("log_unavailable", message.entry_count() as u64);
-            })?),
+            (Some(log), Some(stream)) => {
+                Some(log.log(stream, now, &bytes).await.inspect_err(|_| {
+                    stats::reject("log_unavailable", message.entry_count() as u64);
+                })?)
+            }
             _ => None,
         };
         collector.ingest_message_at(ctx, &message, now, Applied::Live);

@@ -61,9 +61,10 @@ impl MetricsService for MetricsReceiver {
                             Status::invalid_argument(reason)
                         })?;
                 reporter = Some(identity);
-                logged = self.collector.log().map(|log| {
-                    log.open_stream(StreamKind::Metrics, &identifier.encode_to_vec())
-                });
+                logged = self
+                    .collector
+                    .log()
+                    .map(|log| log.open_stream(StreamKind::Metrics, &identifier.encode_to_vec()));
             }
             let Some(identity) = &reporter else {
                 stats::proxy_stat_dropped("no_identifier", message.envoy_metrics.len() as u64);

@@ -144,7 +144,10 @@ mod tests {
         tracker.closed(11 * M, 8 * M, at(3, 500));
         let mark = tracker.next.clone();
         assert_eq!((mark.closed_before, mark.written_before), (8 * M, 11 * M));
-        assert_eq!(mark.cuts.keys().copied().collect::<Vec<_>>(), [8 * M, 9 * M, 10 * M]);
+        assert_eq!(
+            mark.cuts.keys().copied().collect::<Vec<_>>(),
+            [8 * M, 9 * M, 10 * M]
+        );
         assert!(!mark.replays_minute(at(9, 0), 7 * M), "closed for good");
         assert!(!mark.replays_minute(at(3, 499), 10 * M), "in the main rows");
         assert!(mark.replays_minute(at(3, 500), 10 * M), "in the late rows");
@@ -153,7 +156,10 @@ mod tests {
         // The next close moves the minute on: one more cut, one fewer.
         tracker.closed(12 * M, 9 * M, at(4, 100));
         let mark = tracker.next.clone();
-        assert_eq!(mark.cuts.keys().copied().collect::<Vec<_>>(), [9 * M, 10 * M, 11 * M]);
+        assert_eq!(
+            mark.cuts.keys().copied().collect::<Vec<_>>(),
+            [9 * M, 10 * M, 11 * M]
+        );
         assert_eq!(mark.cuts[&(10 * M)], at(3, 500));
         assert_eq!(mark.cuts[&(11 * M)], at(4, 100));
 
@@ -178,7 +184,10 @@ mod tests {
         after.closed(11 * M, 8 * M, at(7, 8));
         let mark = after.next;
         assert_eq!(mark.cuts[&(10 * M)], at(7, 8));
-        assert!(!mark.replays_minute(at(3, 600), 10 * M), "written by the first close");
+        assert!(
+            !mark.replays_minute(at(3, 600), 10 * M),
+            "written by the first close"
+        );
         assert!(mark.replays_minute(at(7, 8), 10 * M));
     }
 

@@ -68,7 +68,9 @@ impl Collector {
             None => PersistedMark::default(),
             Some(Ok(mark)) => mark,
             Some(Err(error)) => {
-                return Err(Error::Log(format!("the note of the last minutes written is unreadable: {error}")));
+                return Err(Error::Log(format!(
+                    "the note of the last minutes written is unreadable: {error}"
+                )));
             }
         };
         let started = Instant::now();

@@ -83,9 +83,10 @@ async fn edge_calls(running: &Running, range: TimeRange) -> BTreeMap<String, u64
         .unwrap()
         .into_iter()
         .filter_map(|a| match &a.key {
-            RowKey::Edge { source, target, .. } => {
-                Some((format!("{} -> {}", source.id(), target.id()), a.metrics.calls))
-            }
+            RowKey::Edge { source, target, .. } => Some((
+                format!("{} -> {}", source.id(), target.id()),
+                a.metrics.calls,
+            )),
             _ => None,
         })
         .fold(BTreeMap::new(), |mut calls, (key, n)| {

@@ -31,7 +31,8 @@ pub(super) async fn measure_captured(
     plan: Plan,
 ) -> anyhow::Result<CapturedReport> {
     let pool = Arc::new(
-        Pool::from_capture(path).with_context(|| format!("reading the capture {}", path.display()))?,
+        Pool::from_capture(path)
+            .with_context(|| format!("reading the capture {}", path.display()))?,
     );
     info!(
         capture = %path.display(),

@@ -279,7 +279,12 @@ mod tests {
             )]
             .into(),
         };
-        write_atomically(dir.path(), PENDING_FILE, &serde_json::to_vec(&pending).unwrap()).unwrap();
+        write_atomically(
+            dir.path(),
+            PENDING_FILE,
+            &serde_json::to_vec(&pending).unwrap(),
+        )
+        .unwrap();
         first
             .append_batches_before(&batches(minute + MINUTE_MS, 5), None)
             .await
@@ -287,7 +292,11 @@ mod tests {
         assert_eq!(files(dir.path()).len(), 2);
         drop(first);
         assert_eq!(recover(dir.path()).unwrap().as_deref(), Some("first"));
-        assert_eq!(files(dir.path()), kept, "the cut-short append's file is gone");
+        assert_eq!(
+            files(dir.path()),
+            kept,
+            "the cut-short append's file is gone"
+        );
         assert!(!dir.path().join(PENDING_FILE).exists());
 
         // A pending record older than the note is what a crash right after the note
@@ -303,7 +312,12 @@ mod tests {
             sequence: 2,
             ..pending
         };
-        write_atomically(dir.path(), PENDING_FILE, &serde_json::to_vec(&stale).unwrap()).unwrap();
+        write_atomically(
+            dir.path(),
+            PENDING_FILE,
+            &serde_json::to_vec(&stale).unwrap(),
+        )
+        .unwrap();
         assert_eq!(recover(dir.path()).unwrap().as_deref(), Some("second"));
         assert_eq!(files(dir.path()), after_second);
     }

@@ -24,7 +24,9 @@ impl Pool {
         let mut offset = 0usize;
         for line in index.lines().filter(|l| !l.trim().is_empty()) {
             let record: serde_json::Value = serde_json::from_str(line)?;
-            let stream = record["stream"].as_u64().context("index line without stream")?;
+            let stream = record["stream"]
+                .as_u64()
+                .context("index line without stream")?;
             let Some(head) = bytes.get(offset..offset + 4) else {
                 bail!("{} ends before its index does", bin.display());
             };
@@ -115,7 +117,8 @@ mod tests {
 
     #[test]
     fn the_capture_becomes_one_stream_per_log_with_every_entry_stamped() {
-        let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/shop-mesh/als_http.bin");
+        let bin =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/shop-mesh/als_http.bin");
         let pool = Pool::from_capture(&bin).unwrap();
         let index = std::fs::read_to_string(bin.with_extension("index.jsonl")).unwrap();
         let mut want_entries = 0;

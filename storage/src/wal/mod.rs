@@ -11,6 +11,7 @@
 //! segment the stream writes into, so that a segment can be read, and older ones deleted,
 //! on its own.
 
+mod commit;
 mod error;
 pub mod reader;
 pub mod record;

@@ -151,7 +151,10 @@ mod tests {
         bytes
     }
 
-    fn read_all(dir: &Path, quarantine: &Path) -> (Vec<(Position, u64, i64, Vec<u8>)>, ReplaySummary) {
+    fn read_all(
+        dir: &Path,
+        quarantine: &Path,
+    ) -> (Vec<(Position, u64, i64, Vec<u8>)>, ReplaySummary) {
         let mut seen = Vec::new();
         let summary = read_log(dir, quarantine, |r| {
             seen.push((r.position, r.stream, r.time_ms, r.payload.to_vec()))
@@ -169,10 +172,26 @@ mod tests {
         use RecordKind::{Entry, StreamHeader};
         write_segment(&log, 1, &[(StreamHeader, 1, 0, b"h"), (Entry, 1, 10, b"a")]);
         // Segment 2 ends in a torn tail: its last record was cut short.
-        let two = write_segment(&log, 2, &[(StreamHeader, 3, 0, b"h"), (Entry, 3, 20, b"b"), (Entry, 3, 30, b"lost")]);
+        let two = write_segment(
+            &log,
+            2,
+            &[
+                (StreamHeader, 3, 0, b"h"),
+                (Entry, 3, 20, b"b"),
+                (Entry, 3, 30, b"lost"),
+            ],
+        );
         std::fs::write(segment::path(&log, 2), &two[..two.len() - 2]).unwrap();
         // Segment 3 is damaged in its middle: one record is replayed, the file moved aside.
-        let three = write_segment(&log, 3, &[(Entry, 3, 40, b"c"), (Entry, 3, 50, b"bad"), (Entry, 3, 60, b"after")]);
+        let three = write_segment(
+            &log,
+            3,
+            &[
+                (Entry, 3, 40, b"c"),
+                (Entry, 3, 50, b"bad"),
+                (Entry, 3, 60, b"after"),
+            ],
+        );
         let mut damaged = three.clone();
         let bad = MAGIC.len() + encoded_len(1) + record::FRAME_BYTES + record::BODY_HEAD_BYTES;
         damaged[bad] ^= 0xff;
@@ -183,12 +202,32 @@ mod tests {
         let payloads: Vec<&[u8]> = seen.iter().map(|s| s.3.as_slice()).collect();
         assert_eq!(payloads, [&b"h"[..], b"a", b"h", b"b", b"c", b"h", b"d"]);
         assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "positions grow");
-        assert_eq!(seen[4].0, Position { segment: 3, offset: MAGIC.len() as u64 });
-        assert_eq!((summary.torn_tails, summary.quarantined, summary.max_stream), (1, 1, 9));
-        let kept: Vec<(u64, i64)> = summary.segments.iter().map(|s| (s.seq, s.max_time_ms)).collect();
+        assert_eq!(
+            seen[4].0,
+            Position {
+                segment: 3,
+                offset: MAGIC.len() as u64
+            }
+        );
+        assert_eq!(
+            (summary.torn_tails, summary.quarantined, summary.max_stream),
+            (1, 1, 9)
+        );
+        let kept: Vec<(u64, i64)> = summary
+            .segments
+            .iter()
+            .map(|s| (s.seq, s.max_time_ms))
+            .collect();
         assert_eq!(kept, [(1, 10), (2, 20), (4, 70)]);
-        assert!(quarantine.join(format!("wal-{}", segment::file_name(3))).exists());
-        let reason = std::fs::read_to_string(quarantine.join(format!("wal-{}.reason", segment::file_name(3)))).unwrap();
+        assert!(
+            quarantine
+                .join(format!("wal-{}", segment::file_name(3)))
+                .exists()
+        );
+        let reason = std::fs::read_to_string(
+            quarantine.join(format!("wal-{}.reason", segment::file_name(3))),
+        )
+        .unwrap();
         assert!(reason.contains("checksum mismatch"), "{reason}");
 
         // A second read finds the repaired log: no torn tail, nothing more to quarantine.

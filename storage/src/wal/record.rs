@@ -15,8 +15,19 @@ pub type StreamId = u64;
 /// Where a record starts: its segment's number and its byte offset in that segment.
 /// Positions grow with every record appended, across restarts too (a new process starts a
 /// new segment), so they order records the way they were appended.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Position {
     pub segment: u64,
     pub offset: u64,

@@ -220,7 +220,11 @@ mod tests {
         }
         std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
         std::fs::write(dir.path().join("12.wal"), "x").unwrap();
-        let seqs: Vec<u64> = list(dir.path()).unwrap().into_iter().map(|(s, _)| s).collect();
+        let seqs: Vec<u64> = list(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
         assert_eq!(seqs, [2, 10, 1_000_000]);
     }
 }

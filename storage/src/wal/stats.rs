@@ -17,8 +17,7 @@ pub const QUARANTINED: &str = "meshscope_quarantined_files_total";
 /// Buckets of the commit histogram, in seconds: from a page-cache write to a slow disk's
 /// fsync.
 pub const COMMIT_BUCKETS: &[f64] = &[
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5,
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
 pub(crate) fn write_failure(reason: &'static str) {

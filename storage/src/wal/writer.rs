@@ -1,5 +1,5 @@
 //! The writer: records go into a shared buffer under a short lock (a copy, no system
-//! call), and one thread writes the buffer out and syncs it, a group at a time. What that
+//! call), and one thread (`commit`) writes the buffer out and syncs it, a group at a time. What that
 //! thread does, and when a record counts as kept, is the sync policy's:
 //!
 //! - `always`: the thread wakes on every append and writes and fsyncs whatever is
@@ -16,19 +16,18 @@
 //! an error.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fs::File;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
-use tracing::{error, warn};
+use tracing::warn;
 
 use crate::wal::WalError;
+use crate::wal::commit;
 use crate::wal::record::{self, Position, RecordKind, StreamId};
-use crate::wal::segment::{self, MAGIC, MAGIC_BYTES, SegmentInfo};
+use crate::wal::segment::{self, MAGIC_BYTES, SegmentInfo};
 use crate::wal::stats;
 
 /// When a record counts as kept; see the module's documentation.
@@ -94,26 +93,26 @@ impl WalConfig {
 }
 
 /// Past this many buffered bytes the writing thread is woken before its interval is up.
-const WAKE_BYTES: usize = 4 * 1024 * 1024;
+pub(super) const WAKE_BYTES: usize = 4 * 1024 * 1024;
 /// Lost ranges remembered for callers still to learn of them.
-const LOST_KEPT: usize = 256;
+pub(super) const LOST_KEPT: usize = 256;
 
 /// Where the records written out (or synced, by the policy) end, and the ranges lost.
 #[derive(Clone, Debug, Default)]
-struct Durability {
-    upto: Position,
-    lost: Arc<VecDeque<(Position, Position)>>,
+pub(super) struct Durability {
+    pub(super) upto: Position,
+    pub(super) lost: Arc<VecDeque<(Position, Position)>>,
 }
 
 /// Bytes appended to one segment, not yet written out.
-struct Chunk {
-    segment: u64,
-    start: u64,
-    bytes: Vec<u8>,
+pub(super) struct Chunk {
+    pub(super) segment: u64,
+    pub(super) start: u64,
+    pub(super) bytes: Vec<u8>,
 }
 
 impl Chunk {
-    fn end(&self) -> Position {
+    pub(super) fn end(&self) -> Position {
         Position {
             segment: self.segment,
             offset: self.start + self.bytes.len() as u64,
@@ -127,25 +126,25 @@ struct OpenStream {
     written_in: Option<u64>,
 }
 
-struct State {
+pub(super) struct State {
     segment: u64,
     /// Where the next record goes in `segment`.
     offset: u64,
     first_time_ms: Option<i64>,
-    chunks: VecDeque<Chunk>,
-    buffered: usize,
+    pub(super) chunks: VecDeque<Chunk>,
+    pub(super) buffered: usize,
     streams: HashMap<StreamId, OpenStream>,
     next_stream: StreamId,
     segments: BTreeMap<u64, SegmentInfo>,
-    roll_next: bool,
-    closed: bool,
+    pub(super) roll_next: bool,
+    pub(super) closed: bool,
 }
 
-struct Shared {
-    config: WalConfig,
-    state: Mutex<State>,
-    wake: Condvar,
-    durable: watch::Sender<Durability>,
+pub(super) struct Shared {
+    pub(super) config: WalConfig,
+    pub(super) state: Mutex<State>,
+    pub(super) wake: Condvar,
+    pub(super) durable: watch::Sender<Durability>,
 }
 
 /// The log's writer; see the module's documentation. Dropping it writes out what is
@@ -217,7 +216,7 @@ impl WalWriter {
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("wal-writer".into())
-            .spawn(move || write_loop(&thread_shared))?;
+            .spawn(move || commit::write_loop(&thread_shared))?;
         Ok(WalWriter {
             shared,
             thread: Mutex::new(Some(thread)),
@@ -373,9 +372,7 @@ impl WalWriter {
                     .iter()
                     .any(|(start, stop)| *start < end && end <= *stop)
                 {
-                    return Err(WalError::NotKept(
-                        "its write to the log failed".to_string(),
-                    ));
+                    return Err(WalError::NotKept("its write to the log failed".to_string()));
                 }
                 if durability.upto >= end {
                     return Ok(());
@@ -428,7 +425,13 @@ impl WalWriter {
 
     /// The segments on disk (or about to be), in order.
     pub fn segments(&self) -> Vec<SegmentInfo> {
-        self.shared.state.lock().segments.values().cloned().collect()
+        self.shared
+            .state
+            .lock()
+            .segments
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Writes out and syncs what is buffered, then stops the writing thread; appends
@@ -448,182 +451,10 @@ impl Drop for WalWriter {
     }
 }
 
-/// The open segment file the thread appends to.
-struct OpenFile {
-    seq: u64,
-    file: File,
-}
-
-/// The writing thread: waits for a group, writes it, syncs it, tells waiters.
-fn write_loop(shared: &Shared) {
-    let config = &shared.config;
-    let mut open: Option<OpenFile> = None;
-    let mut failed_segment: Option<u64> = None;
-    let mut last_write = Instant::now();
-    loop {
-        let chunks = {
-            let mut state = shared.state.lock();
-            loop {
-                let due = match config.sync {
-                    SyncPolicy::Always => true,
-                    SyncPolicy::Interval | SyncPolicy::Never => {
-                        state.closed
-                            || state.buffered >= WAKE_BYTES
-                            || last_write.elapsed() >= config.sync_interval
-                    }
-                };
-                if !state.chunks.is_empty() && due {
-                    break;
-                }
-                if state.closed && state.chunks.is_empty() {
-                    if let Some(open) = open.take()
-                        && config.sync != SyncPolicy::Never
-                        && let Err(error) = open.file.sync_all()
-                    {
-                        stats::write_failure("sync");
-                        error!(%error, "syncing the log at close failed");
-                    }
-                    return;
-                }
-                let wait = match config.sync {
-                    SyncPolicy::Always => Duration::from_secs(1),
-                    _ => config
-                        .sync_interval
-                        .saturating_sub(last_write.elapsed())
-                        .max(Duration::from_millis(1)),
-                };
-                shared.wake.wait_for(&mut state, wait);
-                if state.chunks.is_empty() {
-                    last_write = Instant::now();
-                }
-            }
-            let chunks: Vec<Chunk> = state.chunks.drain(..).collect();
-            state.buffered = 0;
-            chunks
-        };
-        last_write = Instant::now();
-        let started = Instant::now();
-        let mut lost = Vec::new();
-        let mut upto = None;
-        let mut written = 0u64;
-        for chunk in &chunks {
-            let range = (
-                Position {
-                    segment: chunk.segment,
-                    offset: chunk.start,
-                },
-                chunk.end(),
-            );
-            upto = Some(range.1);
-            if failed_segment == Some(chunk.segment) {
-                lost.push(range);
-                continue;
-            }
-            match write_chunk(config, &mut open, chunk) {
-                Ok(bytes) => written += bytes,
-                Err((reason, error)) => {
-                    stats::write_failure(reason);
-                    error!(%error, reason, segment = chunk.segment, "a write to the log failed; its records are lost and a new segment starts");
-                    failed_segment = Some(chunk.segment);
-                    if let Some(file) = open.take() {
-                        // Best effort: cut what was half written, so the file ends whole.
-                        let _ = file.file.set_len(chunk.start);
-                    }
-                    shared.state.lock().roll_next = true;
-                    lost.push(range);
-                }
-            }
-        }
-        if config.sync != SyncPolicy::Never
-            && let Some(file) = &open
-            && let Err(error) = file.file.sync_data()
-        {
-            stats::write_failure("sync");
-            error!(%error, "syncing the log failed; the last group's records are lost");
-            failed_segment = Some(file.seq);
-            open = None;
-            shared.state.lock().roll_next = true;
-            for chunk in chunks.iter().filter(|c| Some(c.segment) == failed_segment) {
-                lost.push((
-                    Position {
-                        segment: chunk.segment,
-                        offset: chunk.start,
-                    },
-                    chunk.end(),
-                ));
-            }
-        }
-        metrics::histogram!(stats::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
-        metrics::counter!(stats::BYTES_WRITTEN).increment(written);
-        if !lost.is_empty() {
-            let records: u64 = lost.len() as u64;
-            metrics::counter!(stats::RECORDS_LOST).increment(records);
-        }
-        if let Some(upto) = upto {
-            shared.durable.send_modify(|durability| {
-                durability.upto = durability.upto.max(upto);
-                if !lost.is_empty() {
-                    let kept = Arc::make_mut(&mut durability.lost);
-                    kept.extend(lost.iter().copied());
-                    while kept.len() > LOST_KEPT {
-                        kept.pop_front();
-                    }
-                }
-            });
-        }
-    }
-}
-
-/// Writes one chunk at the end of its segment, opening (and creating) the segment as
-/// needed; the number of bytes written, or why not.
-fn write_chunk(
-    config: &WalConfig,
-    open: &mut Option<OpenFile>,
-    chunk: &Chunk,
-) -> Result<u64, (&'static str, std::io::Error)> {
-    let mut written = 0;
-    if open.as_ref().map(|o| o.seq) != Some(chunk.segment) {
-        if let Some(previous) = open.take()
-            && config.sync != SyncPolicy::Never
-        {
-            previous.file.sync_data().map_err(|e| ("sync", e))?;
-        }
-        let path = segment::path(&config.dir, chunk.segment);
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| ("create", e))?;
-        let len = file.metadata().map_err(|e| ("create", e))?.len();
-        if len == 0 {
-            file.write_all(MAGIC).map_err(|e| ("write", e))?;
-            written += MAGIC_BYTES;
-            if config.sync != SyncPolicy::Never {
-                File::open(&config.dir)
-                    .and_then(|dir| dir.sync_all())
-                    .map_err(|e| ("sync", e))?;
-            }
-        } else if len != chunk.start {
-            return Err((
-                "write",
-                std::io::Error::other(format!(
-                    "segment {} is {len} bytes, expected {}",
-                    chunk.segment, chunk.start
-                )),
-            ));
-        }
-        *open = Some(OpenFile {
-            seq: chunk.segment,
-            file,
-        });
-    }
-    let file = &mut open.as_mut().expect("opened above").file;
-    file.write_all(&chunk.bytes).map_err(|e| ("write", e))?;
-    Ok(written + chunk.bytes.len() as u64)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
     use crate::wal::reader::read_log;
 
@@ -665,7 +496,9 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let stream = writer.open_stream(vec![b'h', task]);
                 for i in 0..50u8 {
-                    let appended = writer.append(stream, i64::from(i), &[task, i].repeat(100)).unwrap();
+                    let appended = writer
+                        .append(stream, i64::from(i), &[task, i].repeat(100))
+                        .unwrap();
                     writer.wait_durable(appended.end).await.unwrap();
                 }
                 stream
@@ -678,7 +511,11 @@ mod tests {
         writer.close();
         let records = read(dir.path());
         let segments = segment::list(dir.path()).unwrap();
-        assert!(segments.len() > 5, "small segments roll: {}", segments.len());
+        assert!(
+            segments.len() > 5,
+            "small segments roll: {}",
+            segments.len()
+        );
         for (task, stream) in streams.iter().enumerate() {
             let entries: Vec<&Vec<u8>> = records
                 .iter()
@@ -733,11 +570,19 @@ mod tests {
         assert_eq!(seqs, [7, 8, 9, 10, 11]);
         // Segments whose records are all before 2.5 s go; the one being written stays.
         assert_eq!(writer.delete_segments_before(2_500, 0), 3);
-        let left: Vec<u64> = segment::list(dir.path()).unwrap().into_iter().map(|(s, _)| s).collect();
+        let left: Vec<u64> = segment::list(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
         assert_eq!(left, [10, 11]);
         assert_eq!(writer.delete_segments_before(i64::MIN, u64::MAX), 1);
         writer.close();
-        assert_eq!(read(dir.path()).len(), 2, "the last segment's header and entry");
+        assert_eq!(
+            read(dir.path()).len(),
+            2,
+            "the last segment's header and entry"
+        );
         assert!(writer.append(stream, 0, b"late").is_err());
     }
 }
