@@ -70,11 +70,13 @@ impl Store {
                 Granularity::Minute,
                 closed.hour,
             );
-            if !pending.partitions.contains_key(&dir) {
+            if let std::collections::btree_map::Entry::Vacant(vacant) =
+                pending.partitions.entry(dir)
+            {
                 // A partition an earlier, failed try did not write to: its files now are
                 // all older than this append.
-                let files = parquet_files(&data_dir.join(&dir))?;
-                pending.partitions.insert(dir, files);
+                let files = parquet_files(&data_dir.join(vacant.key()))?;
+                vacant.insert(files);
                 grew = true;
             }
         }

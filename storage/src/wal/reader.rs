@@ -151,10 +151,10 @@ mod tests {
         bytes
     }
 
-    fn read_all(
-        dir: &Path,
-        quarantine: &Path,
-    ) -> (Vec<(Position, u64, i64, Vec<u8>)>, ReplaySummary) {
+    /// Position, stream, time and payload of each record read.
+    type Seen = Vec<(Position, u64, i64, Vec<u8>)>;
+
+    fn read_all(dir: &Path, quarantine: &Path) -> (Seen, ReplaySummary) {
         let mut seen = Vec::new();
         let summary = read_log(dir, quarantine, |r| {
             seen.push((r.position, r.stream, r.time_ms, r.payload.to_vec()))
