@@ -1,15 +1,17 @@
-//! The `meshscope` binary: parses the command line and hands off to one subcommand.
+//! The `meshscope` binary: parses the command line and hands off to one subcommand. The
+//! server (`serve`) and the store's own commands (`sql`, `maintain`) live here; the load
+//! tools are the `meshscope-tools` library's.
 
-mod bench;
 mod config;
 mod maintain_cmd;
 mod memory;
-mod replay;
 mod serve;
-mod simulate;
+mod settings;
+mod shutdown;
 mod sql_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use meshscope_tools::{bench, replay, simulate, sink};
 use tracing_subscriber::EnvFilter;
 
 // Arrow builders and decoders allocate heavily; mimalloc keeps that cheap on every thread.
@@ -34,7 +36,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Receive Envoy telemetry over gRPC, store it and serve the HTTP API.
-    Serve(serve::ServeArgs),
+    Serve(settings::ServeArgs),
     /// Send a simulated mesh's access logs and proxy statistics to a collector (a demo and a load generator).
     Simulate(simulate::SimulateArgs),
     /// Send a large service graph (500 services, 5,000 edges by default) once, a few calls per edge.
@@ -44,7 +46,7 @@ enum Command {
     /// The ingest benchmark: the same load to a decode-and-discard sink, then to meshscope.
     Bench(bench::BenchArgs),
     /// A decode-and-discard access log receiver: the floor cost of receiving, for `bench`.
-    Sink(bench::SinkArgs),
+    Sink(sink::SinkArgs),
     /// Run one read-only SQL query against a data directory or a running server.
     Sql(sql_cmd::SqlArgs),
     /// One pass of the store's upkeep (compaction, rollups, retention) over a data directory
@@ -70,11 +72,11 @@ async fn main() -> anyhow::Result<()> {
     memory::return_freed_memory_promptly();
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
-        Command::Simulate(args) => simulate::run(args).await,
-        Command::SimulateWide(args) => simulate::wide::run(args).await,
-        Command::Replay(args) => replay::run(args).await,
-        Command::Bench(args) => bench::run(args).await,
-        Command::Sink(args) => bench::run_sink(args).await,
+        Command::Simulate(args) => Ok(simulate::run(args).await?),
+        Command::SimulateWide(args) => Ok(simulate::wide::run(args).await?),
+        Command::Replay(args) => Ok(replay::run(args).await?),
+        Command::Bench(args) => Ok(bench::run(args).await?),
+        Command::Sink(args) => Ok(sink::run(args).await?),
         Command::Maintain(args) => maintain_cmd::run(args).await,
         Command::Sql(args) => {
             // One plain line, never a backtrace: the message is for the person who typed

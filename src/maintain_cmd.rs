@@ -28,7 +28,7 @@ pub(crate) async fn run(args: MaintainArgs) -> anyhow::Result<()> {
     let config = StoreConfig {
         // This pass only: no background upkeep beside it.
         maintenance_interval_secs: 0,
-        ..crate::serve::store_config(args.data_dir, file.storage)
+        ..crate::settings::store_config(args.data_dir, file.storage)
     };
     let data_dir = config.data_dir.clone();
     anyhow::ensure!(

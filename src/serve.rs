@@ -1,29 +1,25 @@
 //! `meshscope serve`: the store, the collector's gRPC receivers and the HTTP API in one
-//! process, stopped in order so that nothing received is lost on shutdown.
+//! process, wired together, started, and stopped in order so that nothing received is lost
+//! on shutdown. What it runs with is [`crate::settings`]; how it is told to stop,
+//! [`crate::shutdown`].
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::builder::BoolishValueParser;
-use meshscope_collector::{Collector, CollectorConfig};
-use meshscope_storage::wal::{self, SyncPolicy, WalConfig};
-use meshscope_storage::{Store, StoreConfig};
+use meshscope_collector::Collector;
+use meshscope_storage::Store;
+use meshscope_storage::wal::{self, WalConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
-use crate::config::{FileConfig, StorageSection};
-
-const DEFAULT_GRPC_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 11800);
-const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 12800);
-const DEFAULT_DATA_DIR: &str = "data";
+use crate::settings::{ServeArgs, Settings};
+use crate::shutdown::{Trigger, shutdown_signal};
 
 /// How long open gRPC streams get to finish after a stop is asked; Envoy keeps its access
 /// log streams open for good, so past this they are cut.
@@ -32,114 +28,10 @@ const GRPC_DRAIN: Duration = Duration::from_secs(5);
 const FLUSH_DEADLINE: Duration = Duration::from_secs(30);
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
-const DEFAULT_WAL_SYNC_INTERVAL_MS: u64 = 100;
 
-/// Every flag can also come from a `MESHSCOPE_*` variable; a flag beats the variable, the
-/// variable beats the config file, the file beats the default.
-#[derive(Debug, clap::Args)]
-pub(crate) struct ServeArgs {
-    /// Address of the gRPC receivers (Envoy access log service) [default: 0.0.0.0:11800]
-    #[arg(long, env = "MESHSCOPE_GRPC_ADDR")]
-    grpc_addr: Option<SocketAddr>,
-    /// Address of the HTTP API and UI [default: 0.0.0.0:12800]
-    #[arg(long, env = "MESHSCOPE_HTTP_ADDR")]
-    http_addr: Option<SocketAddr>,
-    /// Directory for stored data [default: ./data]
-    #[arg(long, env = "MESHSCOPE_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// TOML config file with [server], [collector] and [storage] sections
-    #[arg(long, env = "MESHSCOPE_CONFIG")]
-    config: Option<PathBuf>,
-    /// Also run a small simulated mesh against this server, for a first look
-    #[arg(long, env = "MESHSCOPE_DEMO", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
-    demo: Option<bool>,
-    /// Topology windows read ahead at start and after each minute is written, so that a
-    /// dashboard's reads find them ready; comma-separated, `none` for none
-    /// [default: 15m,1h,6h,24h,7d]
-    #[arg(long, env = "MESHSCOPE_WARM_WINDOWS", value_delimiter = ',')]
-    warm_windows: Option<Vec<String>>,
-    /// When a received message counts as kept by the write-ahead log: `always` (fsynced
-    /// before it is applied), `interval` (fsynced every --wal-sync-interval-ms) or `never`
-    /// (left to the operating system) [default: interval]
-    #[arg(long, env = "MESHSCOPE_WAL_SYNC")]
-    wal_sync: Option<SyncPolicy>,
-    /// How often the write-ahead log is written out and, with `interval`, fsynced
-    /// [default: 100]
-    #[arg(long, env = "MESHSCOPE_WAL_SYNC_INTERVAL_MS")]
-    wal_sync_interval_ms: Option<u64>,
-}
-
-/// What `serve` runs with, after merging flags, environment, file and defaults.
-#[derive(Debug)]
-struct Settings {
-    grpc_addr: SocketAddr,
-    http_addr: SocketAddr,
-    demo: bool,
-    warm_windows: Vec<String>,
-    store: StoreConfig,
-    collector: CollectorConfig,
-    wal_sync: SyncPolicy,
-    wal_sync_interval: Duration,
-}
-
-impl Settings {
-    fn resolve(args: ServeArgs, file: FileConfig) -> Self {
-        Self {
-            grpc_addr: args
-                .grpc_addr
-                .or(file.server.grpc_addr)
-                .unwrap_or(DEFAULT_GRPC_ADDR),
-            http_addr: args
-                .http_addr
-                .or(file.server.http_addr)
-                .unwrap_or(DEFAULT_HTTP_ADDR),
-            demo: args.demo.or(file.server.demo).unwrap_or(false),
-            warm_windows: args
-                .warm_windows
-                .or(file.server.warm_windows)
-                .unwrap_or_else(|| {
-                    meshscope_query::warm::DEFAULT_WINDOWS
-                        .iter()
-                        .map(|w| (*w).to_owned())
-                        .collect()
-                })
-                .into_iter()
-                .map(|w| w.trim().to_owned())
-                .filter(|w| !w.is_empty() && w != "none")
-                .collect(),
-            store: store_config(args.data_dir, file.storage),
-            collector: file.collector,
-            wal_sync: args.wal_sync.or(file.wal.sync).unwrap_or_default(),
-            wal_sync_interval: Duration::from_millis(
-                args.wal_sync_interval_ms
-                    .or(file.wal.sync_interval_ms)
-                    .unwrap_or(DEFAULT_WAL_SYNC_INTERVAL_MS)
-                    .max(1),
-            ),
-        }
-    }
-}
-
-pub(crate) fn store_config(data_dir: Option<PathBuf>, file: StorageSection) -> StoreConfig {
-    let defaults = StoreConfig::default();
-    StoreConfig {
-        data_dir: data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-        retention: file.retention,
-        maintenance_interval_secs: file
-            .maintenance_interval_secs
-            .unwrap_or(defaults.maintenance_interval_secs),
-        settle_minutes: file.settle_minutes.unwrap_or(defaults.settle_minutes),
-        access_log: file.access_log,
-        sql: file.sql,
-        memory_hint: Some(crate::memory::large_use_of_memory),
-    }
-}
-
+/// Runs `meshscope serve` until SIGINT or SIGTERM; a second signal exits at once.
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let file = FileConfig::load(args.config.as_deref())?;
-    let settings = Settings::resolve(args, file);
+    let settings = Settings::load(args)?;
     let prometheus = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(wal::stats::COMMIT_SECONDS.to_string()),
@@ -204,8 +96,8 @@ async fn serve(
     );
     let collector =
         Collector::new(settings.collector, store.clone()).context("starting the collector")?;
-    // What the log holds beyond the files goes into the open minutes before the gRPC port
-    // opens.
+    // What the log holds beyond the files goes into the unclosed minutes before the gRPC
+    // port opens.
     let wal_config = WalConfig {
         sync: settings.wal_sync,
         sync_interval: settings.wal_sync_interval,
@@ -270,7 +162,7 @@ async fn serve(
     let demo_task = settings.demo.then(|| {
         let target = connectable(bound.grpc);
         info!(target = %target, "starting the demo mesh");
-        let demo = crate::simulate::run_demo(target, stop_ingest.wait());
+        let demo = meshscope_tools::simulate::run_demo(target, stop_ingest.wait());
         tokio::spawn(async move {
             // Reported when it happens: a demo that cannot start must not wait for shutdown.
             if let Err(error) = demo.await {
@@ -347,155 +239,12 @@ fn connectable(bound: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, bound.port())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(error) => {
-                    warn!(%error, "cannot listen for SIGTERM; only SIGINT stops meshscope");
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
-}
-
-/// A one-shot stop signal that any number of tasks can wait on.
-struct Trigger {
-    sender: watch::Sender<bool>,
-}
-
-impl Trigger {
-    fn new() -> Self {
-        Self {
-            sender: watch::channel(false).0,
-        }
-    }
-
-    fn fire(&self) {
-        self.sender.send_replace(true);
-    }
-
-    fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut receiver = self.sender.subscribe();
-        async move {
-            // An error means the trigger is gone, which only happens on exit: stop too.
-            let _ = receiver.wait_for(|fired| *fired).await;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
+    use meshscope_collector::CollectorConfig;
+    use meshscope_storage::StoreConfig;
 
     use super::*;
-
-    #[derive(Debug, Parser)]
-    struct TestCli {
-        #[command(flatten)]
-        serve: ServeArgs,
-    }
-
-    fn settings(argv: &[&str], file: &str) -> Settings {
-        let mut full = vec!["meshscope"];
-        full.extend_from_slice(argv);
-        let args = TestCli::try_parse_from(full).unwrap().serve;
-        Settings::resolve(args, FileConfig::parse(file).unwrap())
-    }
-
-    /// Everything about precedence in one test: environment variables are process-wide,
-    /// so a second test parsing flags could see this one's variables.
-    #[test]
-    fn precedence_is_flag_then_env_then_file_then_default() {
-        let defaults = settings(&[], "");
-        assert_eq!(defaults.grpc_addr, DEFAULT_GRPC_ADDR);
-        assert_eq!(defaults.http_addr, "0.0.0.0:12800".parse().unwrap());
-        assert_eq!(defaults.store.data_dir, PathBuf::from("data"));
-        assert!(!defaults.demo);
-        assert_eq!(defaults.warm_windows, ["15m", "1h", "6h", "24h", "7d"]);
-
-        let file = "[server]\ngrpc_addr = \"127.0.0.1:1\"\nhttp_addr = \"127.0.0.1:2\"\ndemo = true\n\
-                    warm_windows = [\"1h\"]\n[storage]\ndata_dir = \"/from/file\"\n";
-        let from_file = settings(&[], file);
-        assert_eq!(from_file.grpc_addr, "127.0.0.1:1".parse().unwrap());
-        assert_eq!(from_file.http_addr, "127.0.0.1:2".parse().unwrap());
-        assert_eq!(from_file.store.data_dir, PathBuf::from("/from/file"));
-        assert!(from_file.demo);
-        assert_eq!(from_file.warm_windows, ["1h"]);
-        assert!(
-            settings(&["--warm-windows", "none"], file)
-                .warm_windows
-                .is_empty()
-        );
-        assert_eq!(
-            settings(&["--warm-windows", "5m, 2h"], file).warm_windows,
-            ["5m", "2h"]
-        );
-
-        // SAFETY: no other test in this binary reads or writes the environment.
-        unsafe {
-            std::env::set_var("MESHSCOPE_GRPC_ADDR", "127.0.0.1:4");
-            std::env::set_var("MESHSCOPE_DATA_DIR", "/from/env");
-            std::env::set_var("MESHSCOPE_DEMO", "false");
-        }
-        let from_env = settings(&[], file);
-        let from_flags = settings(
-            &[
-                "--grpc-addr",
-                "127.0.0.1:3",
-                "--data-dir",
-                "/from/flag",
-                "--demo",
-            ],
-            file,
-        );
-        // SAFETY: as above.
-        unsafe {
-            std::env::remove_var("MESHSCOPE_GRPC_ADDR");
-            std::env::remove_var("MESHSCOPE_DATA_DIR");
-            std::env::remove_var("MESHSCOPE_DEMO");
-        }
-        assert_eq!(from_env.grpc_addr, "127.0.0.1:4".parse().unwrap());
-        assert_eq!(from_env.http_addr, "127.0.0.1:2".parse().unwrap());
-        assert_eq!(from_env.store.data_dir, PathBuf::from("/from/env"));
-        assert!(!from_env.demo);
-
-        assert_eq!(from_flags.grpc_addr, "127.0.0.1:3".parse().unwrap());
-        assert_eq!(from_flags.http_addr, "127.0.0.1:2".parse().unwrap());
-        assert_eq!(from_flags.store.data_dir, PathBuf::from("/from/flag"));
-        assert!(from_flags.demo);
-    }
-
-    #[test]
-    fn wal_settings_come_from_flag_then_file_then_default() {
-        let defaults = settings(&[], "");
-        assert_eq!(defaults.wal_sync, SyncPolicy::Interval);
-        assert_eq!(defaults.wal_sync_interval, Duration::from_millis(100));
-        let file = "[wal]\nsync = \"never\"\nsync_interval_ms = 250\n";
-        let from_file = settings(&[], file);
-        assert_eq!(from_file.wal_sync, SyncPolicy::Never);
-        assert_eq!(from_file.wal_sync_interval, Duration::from_millis(250));
-        let from_flags = settings(
-            &["--wal-sync", "always", "--wal-sync-interval-ms", "5"],
-            file,
-        );
-        assert_eq!(from_flags.wal_sync, SyncPolicy::Always);
-        assert_eq!(from_flags.wal_sync_interval, Duration::from_millis(5));
-        assert!(FileConfig::parse("[wal]\nsync = \"sometimes\"\n").is_err());
-    }
 
     async fn http_get(addr: SocketAddr, path: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -518,7 +267,7 @@ mod tests {
             warm_windows: vec!["1h".to_owned()],
             store: StoreConfig::in_dir(data_dir.path().join("nested")),
             collector: CollectorConfig::default(),
-            wal_sync: SyncPolicy::Interval,
+            wal_sync: meshscope_storage::wal::SyncPolicy::Interval,
             wal_sync_interval: Duration::from_millis(100),
         };
         let recorder = PrometheusBuilder::new().build_recorder();

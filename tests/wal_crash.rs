@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
-use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
-use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
+use meshscope_proto::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
+use meshscope_proto::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
+use meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
 use prost::Message;
 use support::{Meshscope, meshscope_sql};
 

@@ -174,8 +174,8 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
 
-    // Closing a minute: the open rows the capture made, into the store's Arrow batches.
-    let rows = collector.open_rows();
+    // Closing a minute: the unclosed rows the capture made, into the store's Arrow batches.
+    let rows = collector.unclosed_rows();
     let mut group = c.benchmark_group("arrow");
     group.throughput(Throughput::Elements(rows.len() as u64));
     group.bench_function("minute_rows_to_batches", |b| {

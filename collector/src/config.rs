@@ -8,7 +8,7 @@ pub struct CollectorConfig {
     /// Apdex threshold T in milliseconds: satisfied under T, tolerating under 4T.
     pub apdex_threshold_ms: f64,
     /// How long after a minute ends its figures still accept late entries. Entries that
-    /// start before the oldest open minute are rejected as `too_old`.
+    /// start before the oldest unclosed minute are rejected as `too_old`.
     pub late_allowance_secs: u64,
     /// How long after a minute ends it is written to the store. Entries for it that come
     /// later, within the late allowance, are kept apart and written as further rows of that

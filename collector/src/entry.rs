@@ -1,16 +1,14 @@
 //! One access-log entry reduced to what the pipeline uses: times, outcome, bytes, TLS and
 //! the four addresses of the connection. Everything after this works on `Observation`.
 
-use std::net::{IpAddr, SocketAddr};
-
-use meshscope_proto::pb::envoy::config::core::v3::{Address, RequestMethod, address};
+use meshscope_proto::pb::envoy::config::core::v3::RequestMethod;
 use meshscope_proto::pb::envoy::data::accesslog::v3::{
     AccessLogCommon, HttpAccessLogEntry, ResponseFlags, TcpAccessLogEntry,
     tls_properties::certificate_properties::subject_alt_name::San,
 };
 use meshscope_storage::Protocol;
 
-use crate::logged_address::{ConnectionAddresses, LoggedAddress};
+use crate::logged_address::{ConnectionAddresses, LoggedAddress, socket_addr_of_decoded};
 
 /// Header that Envoy's `add_user_agent` sets to the caller's `node.cluster`.
 pub const DOWNSTREAM_CLUSTER_HEADER: &str = "x-envoy-downstream-service-cluster";
@@ -30,6 +28,7 @@ pub enum Reject {
 }
 
 impl Reject {
+    /// The reason's label on the rejection counter.
     pub fn reason(self) -> &'static str {
         match self {
             Reject::MissingCommon => "missing_common_properties",
@@ -71,6 +70,7 @@ pub struct Observation<'a> {
 }
 
 impl<'a> Observation<'a> {
+    /// An observation of `protocol` with every other field zero or empty.
     pub fn empty(protocol: Protocol) -> Observation<'a> {
         Observation {
             protocol,
@@ -92,10 +92,12 @@ impl<'a> Observation<'a> {
         }
     }
 
+    /// Whether the call failed: a failure flag, a non-zero grpc-status or a 5xx status.
     pub fn is_error(&self) -> bool {
         self.failed || self.status >= 500
     }
 
+    /// Whether the status is a 4xx.
     pub fn is_4xx(&self) -> bool {
         (400..500).contains(&self.status)
     }
@@ -131,6 +133,7 @@ pub struct OwnedObservation {
 }
 
 impl OwnedObservation {
+    /// The observation, borrowing its strings from this copy.
     pub fn view(&self) -> Observation<'_> {
         Observation {
             upstream_cluster: &self.upstream_cluster,
@@ -142,8 +145,8 @@ impl OwnedObservation {
     }
 }
 
-/// The same reading as [`crate::wire`], from a decoded entry: for tests and tools that
-/// hold prost messages.
+/// An HTTP entry decoded by prost, read as the in-place reader of received bytes reads it:
+/// for tests and tools that hold prost messages.
 pub fn from_http(entry: &HttpAccessLogEntry, max_len: usize) -> Result<Observation<'_>, Reject> {
     let common = entry
         .common_properties
@@ -195,6 +198,7 @@ pub fn from_http(entry: &HttpAccessLogEntry, max_len: usize) -> Result<Observati
     Ok(obs)
 }
 
+/// A TCP entry decoded by prost, read as the in-place reader of received bytes reads it.
 pub fn from_tcp(entry: &TcpAccessLogEntry, max_len: usize) -> Result<Observation<'_>, Reject> {
     let common = entry
         .common_properties
@@ -263,22 +267,25 @@ fn from_common(
                     .downstream_direct_remote_address
                     .as_ref()
                     .or(common.downstream_remote_address.as_ref())
-                    .and_then(socket_addr),
+                    .and_then(socket_addr_of_decoded),
             ),
             downstream_local: LoggedAddress::known(
                 common
                     .downstream_local_address
                     .as_ref()
-                    .and_then(socket_addr),
+                    .and_then(socket_addr_of_decoded),
             ),
             upstream_local: LoggedAddress::known(
-                common.upstream_local_address.as_ref().and_then(socket_addr),
+                common
+                    .upstream_local_address
+                    .as_ref()
+                    .and_then(socket_addr_of_decoded),
             ),
             upstream_remote: LoggedAddress::known(
                 common
                     .upstream_remote_address
                     .as_ref()
-                    .and_then(socket_addr),
+                    .and_then(socket_addr_of_decoded),
             ),
         },
         downstream_cluster_header: None,
@@ -312,20 +319,4 @@ fn failure_flag(f: &ResponseFlags) -> bool {
         || f.no_cluster_found
         || f.overload_manager
         || f.dns_resolution_failure
-}
-
-pub fn socket_addr(addr: &Address) -> Option<SocketAddr> {
-    match addr.address.as_ref()? {
-        address::Address::SocketAddress(sa) => {
-            let ip: IpAddr = sa.address.parse().ok()?;
-            let port = match sa.port_specifier {
-                Some(
-                    meshscope_proto::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(p),
-                ) => u16::try_from(p).ok()?,
-                _ => 0,
-            };
-            Some(SocketAddr::new(ip, port))
-        }
-        _ => None,
-    }
 }

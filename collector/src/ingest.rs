@@ -1,5 +1,7 @@
-//! From observations to rows: role, peers, caps, time checks, and the queue of entries
-//! waiting for the other side's report.
+//! From observations to rows: each entry's role, what it teaches the registry, its peers
+//! (from the message's answer cache or the resolver), the capped names, and the samples
+//! added to the aggregator; entries whose peer is not known yet are parked in the wait
+//! queue and retried.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -8,13 +10,18 @@ use meshscope_storage::sketch::Binned;
 use meshscope_storage::{AccessLogRow, Protocol, ServiceRef, Side, minute_of};
 use parking_lot::Mutex;
 
+use crate::access_log_row::access_log_row;
+use crate::address_learning::LearnedAddresses;
 use crate::aggregate::{Aggregator, Capped, Sample, ServiceId, Slot};
+use crate::attribution::{Attribution, PeerEvidence, Resolution};
 use crate::endpoint::write_endpoint_name;
-use crate::entry::{Observation, OwnedObservation, Reject};
+use crate::entry::Observation;
 use crate::identity::NodeIdentity;
-use crate::resolve::{Attribution, PeerEvidence, Resolution, Resolver, Taught};
-use crate::role::{Role, RoleRules};
+use crate::peer_answer_cache::{PeerAnswerCache, PeerIds};
+use crate::resolve::Resolver;
+use crate::role::RoleRules;
 use crate::stats;
+use crate::wait_queue::{ParkedEntry, WaitQueue};
 
 /// What a stream knows about its reporter, set by its first message.
 #[derive(Clone, Debug)]
@@ -24,75 +31,17 @@ pub struct StreamContext {
     pub gateway: bool,
 }
 
-/// An entry parked until its caller's report arrives or its wait runs out.
-struct Waiting {
-    deadline_ms: i64,
-    reporter: Arc<NodeIdentity>,
-    role: Role,
-    obs: OwnedObservation,
-}
-
-pub struct WaitQueue {
-    entries: Mutex<VecDeque<Waiting>>,
-    capacity: usize,
-}
-
-impl WaitQueue {
-    pub fn new(capacity: usize) -> WaitQueue {
-        WaitQueue {
-            entries: Mutex::new(VecDeque::new()),
-            capacity,
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Time rules for accepting an entry: the start must fall in a minute still open and not
-/// too far past the collector's clock.
-pub struct TimeRules {
-    pub late_allowance_ms: i64,
-    pub future_allowance_ms: i64,
-    /// Never more than the late allowance.
-    pub write_after_ms: i64,
-}
-
-impl TimeRules {
-    pub fn first_open_minute(&self, now_ms: i64) -> i64 {
-        minute_of(now_ms - self.late_allowance_ms)
-    }
-
-    /// The first minute not yet due to be written; entries for earlier open minutes are
-    /// late rows.
-    pub fn first_unwritten_minute(&self, now_ms: i64) -> i64 {
-        minute_of(now_ms - self.write_after_ms.min(self.late_allowance_ms))
-    }
-
-    pub fn check(&self, start_ms: i64, now_ms: i64) -> Result<(), Reject> {
-        if start_ms > now_ms + self.future_allowance_ms {
-            return Err(Reject::Future);
-        }
-        if minute_of(start_ms) < self.first_open_minute(now_ms) {
-            return Err(Reject::TooOld);
-        }
-        Ok(())
-    }
-}
-
 /// One sample for one row of one minute.
 type Row = (i64, Slot, Side, Sample);
 
+/// The ingest path for observations, borrowing the collector's shared state: the rules that
+/// give an entry its role, the resolver, the aggregator and the wait queue.
 pub struct Pipeline<'a> {
     pub role_rules: &'a RoleRules,
     pub resolver: Resolver<'a>,
     pub aggregator: &'a Aggregator,
     pub waiting: &'a WaitQueue,
+    /// How long an entry may wait for its peer's own report; 0 never parks.
     pub join_wait_ms: i64,
     /// Where raw entries go when the store keeps an access log; `None` skips building them.
     pub access_log: Option<&'a Mutex<Vec<AccessLogRow>>>,
@@ -124,14 +73,14 @@ impl Pipeline<'_> {
             samples: SAMPLES.take(),
             parked: Vec::new(),
             tally: EvidenceTally::default(),
-            taught: Taught::default(),
-            answers: Answers::default(),
+            learned: LearnedAddresses::default(),
+            peer_answers: PeerAnswerCache::default(),
         }
     }
 
     /// Retries parked entries: those that can now be named, and those whose wait is over.
     pub fn retry_waiting(&self, now_ms: i64) {
-        let pending: Vec<Waiting> = std::mem::take(&mut *self.waiting.entries.lock()).into();
+        let pending: Vec<ParkedEntry> = std::mem::take(&mut *self.waiting.entries.lock()).into();
         if pending.is_empty() {
             return;
         }
@@ -167,7 +116,7 @@ impl Pipeline<'_> {
 
     /// Resolves everything still parked without waiting (shutdown).
     pub fn flush_waiting(&self) {
-        let pending: Vec<Waiting> = std::mem::take(&mut *self.waiting.entries.lock()).into();
+        let pending: Vec<ParkedEntry> = std::mem::take(&mut *self.waiting.entries.lock()).into();
         let mut samples = Vec::new();
         for w in pending {
             self.resolve_now(w, &mut samples);
@@ -176,7 +125,7 @@ impl Pipeline<'_> {
         self.record(&samples);
     }
 
-    fn resolve_now(&self, w: Waiting, samples: &mut Vec<Row>) {
+    fn resolve_now(&self, w: ParkedEntry, samples: &mut Vec<Row>) {
         if let Resolution::Ready {
             attributions,
             evidence,
@@ -213,12 +162,12 @@ impl Pipeline<'_> {
     }
 
     /// The attributions by the aggregator's numbers.
-    fn peers(&self, attributions: &[Attribution<'_>]) -> Vec<Peers> {
+    fn peers(&self, attributions: &[Attribution<'_>]) -> Vec<PeerIds> {
         attributions
             .iter()
             .map(|a| {
                 let target = self.service_id(&a.target);
-                Peers {
+                PeerIds {
                     side: a.side,
                     source: self.service_id(&a.source),
                     target,
@@ -235,7 +184,7 @@ impl Pipeline<'_> {
         &self,
         reporter: &NodeIdentity,
         obs: &Observation<'_>,
-        peers: &[Peers],
+        peers: &[PeerIds],
         samples: &mut Vec<Row>,
     ) {
         let minute = minute_of(obs.start_ms);
@@ -303,10 +252,12 @@ pub struct MessageIngest<'p, 'm> {
     ctx: &'p StreamContext,
     now_ms: i64,
     samples: Vec<Row>,
-    parked: Vec<Waiting>,
+    parked: Vec<ParkedEntry>,
     tally: EvidenceTally,
-    taught: Taught,
-    answers: Answers<'m>,
+    /// What this message's entries last taught the registry.
+    learned: LearnedAddresses,
+    /// Peers already named for this message's entries.
+    peer_answers: PeerAnswerCache<'m>,
 }
 
 impl<'m> MessageIngest<'_, 'm> {
@@ -318,10 +269,9 @@ impl<'m> MessageIngest<'_, 'm> {
             .role(ctx.gateway, &ctx.log_name, obs.upstream_cluster);
         obs.addresses.decode_for(role);
         let obs = &*obs;
-        pipeline
-            .resolver
-            .learn(&ctx.reporter, role, obs, &mut self.taught);
-        if let Some((peers, evidence)) = self.answers.find(role, obs) {
+        self.learned
+            .teach(pipeline.resolver.registry, &ctx.reporter, role, obs);
+        if let Some((peers, evidence)) = self.peer_answers.find(role, obs) {
             self.tally.add(evidence);
             pipeline.contribute(&ctx.reporter, obs, &[peers], &mut self.samples);
             return;
@@ -336,10 +286,10 @@ impl<'m> MessageIngest<'_, 'm> {
             } => {
                 self.tally.add(evidence);
                 let peers = pipeline.peers(&attributions);
-                self.answers.keep(role, obs, &peers, evidence);
+                self.peer_answers.keep(role, obs, &peers, evidence);
                 pipeline.contribute(&ctx.reporter, obs, &peers, &mut self.samples);
             }
-            Resolution::Wait => self.parked.push(Waiting {
+            Resolution::Wait => self.parked.push(ParkedEntry {
                 deadline_ms: self.now_ms + pipeline.join_wait_ms,
                 reporter: ctx.reporter.clone(),
                 role,
@@ -374,108 +324,6 @@ impl<'m> MessageIngest<'_, 'm> {
     }
 }
 
-/// One side of a call by the aggregator's numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Peers {
-    side: Side,
-    source: ServiceId,
-    target: ServiceId,
-    target_instance: u32,
-}
-
-/// Peers already named in this message, by the evidence that named them. A proxy's
-/// message holds its calls to a few upstream hosts and from a few callers, so most of its
-/// entries ask what an entry before them asked: the answer is then the same, without the
-/// registry's locks, the names it hands out, or the aggregator's lookups.
-///
-/// Only answers that rest on nothing but the key are kept. A callee rests on the upstream
-/// cluster and host. A caller rests on the caller-cluster header and the certificate when
-/// either named it; one named by its connection or not at all is not kept, as the next
-/// entry's connection is another.
-#[derive(Default)]
-struct Answers<'m> {
-    callees: Recent<CalleeKey<'m>, Peers>,
-    callers: Recent<CallerKey<'m>, (Peers, PeerEvidence)>,
-}
-
-/// The upstream cluster and host.
-type CalleeKey<'m> = (&'m str, Option<std::net::SocketAddr>);
-/// The caller-cluster header and the certificate's URI.
-type CallerKey<'m> = (Option<&'m str>, Option<&'m str>);
-
-fn callee_key<'m>(obs: &Observation<'m>) -> CalleeKey<'m> {
-    (obs.upstream_cluster, obs.addresses.upstream_remote.get())
-}
-
-fn caller_key<'m>(obs: &Observation<'m>) -> CallerKey<'m> {
-    (obs.downstream_cluster_header, obs.peer_uri_san)
-}
-
-impl<'m> Answers<'m> {
-    fn find(&self, role: Role, obs: &Observation<'m>) -> Option<(Peers, Option<PeerEvidence>)> {
-        match role {
-            Role::Outbound => self.callees.get(&callee_key(obs)).map(|p| (p, None)),
-            Role::Inbound => self
-                .callers
-                .get(&caller_key(obs))
-                .map(|(peers, evidence)| (peers, Some(evidence))),
-            Role::Gateway => None,
-        }
-    }
-
-    fn keep(
-        &mut self,
-        role: Role,
-        obs: &Observation<'m>,
-        peers: &[Peers],
-        evidence: Option<PeerEvidence>,
-    ) {
-        let [peers] = peers else {
-            return;
-        };
-        match (role, evidence) {
-            (Role::Outbound, _) => self.callees.put(callee_key(obs), *peers),
-            (Role::Inbound, Some(e @ (PeerEvidence::Header | PeerEvidence::Certificate))) => {
-                self.callers.put(caller_key(obs), (*peers, e))
-            }
-            _ => {}
-        }
-    }
-}
-
-/// The last few answers, oldest replaced first: a linear scan of a few keys costs less
-/// than hashing one.
-struct Recent<K, V> {
-    kept: Vec<(K, V)>,
-    next: usize,
-}
-
-const RECENT: usize = 8;
-
-impl<K, V> Default for Recent<K, V> {
-    fn default() -> Self {
-        Recent {
-            kept: Vec::new(),
-            next: 0,
-        }
-    }
-}
-
-impl<K: PartialEq, V: Copy> Recent<K, V> {
-    fn get(&self, key: &K) -> Option<V> {
-        self.kept.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
-    }
-
-    fn put(&mut self, key: K, value: V) {
-        if self.kept.len() < RECENT {
-            self.kept.push((key, value));
-        } else {
-            self.kept[self.next] = (key, value);
-            self.next = (self.next + 1) % RECENT;
-        }
-    }
-}
-
 /// Rows of a message kept for the next one on the same thread: a 16 KB message makes a
 /// few hundred, and growing a list that size per message cost more than filling it. A
 /// list grown by an unusually large message is not kept.
@@ -485,42 +333,6 @@ thread_local! {
     static SAMPLES: std::cell::Cell<Vec<Row>> = const { std::cell::Cell::new(Vec::new()) };
     /// The endpoint name of the entry being added, reused so that naming allocates nothing.
     static ENDPOINT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-}
-
-/// One access-log row per attribution: the names are the resolved ones the metrics use.
-fn access_log_row(
-    reporter: &NodeIdentity,
-    obs: &Observation<'_>,
-    source: &ServiceRef,
-    target: &ServiceRef,
-    side: Side,
-) -> AccessLogRow {
-    // The same reading of bytes as the metrics, so a sum over the log matches the tables.
-    let (bytes_sent, bytes_received) = match side {
-        Side::Server => (obs.downstream_bytes_in, obs.downstream_bytes_out),
-        Side::Client => (obs.upstream_bytes_out, obs.upstream_bytes_in),
-    };
-    AccessLogRow {
-        time: obs.start_ms,
-        source_namespace: source.namespace.clone(),
-        source_name: source.name.clone(),
-        target_namespace: target.namespace.clone(),
-        target_name: target.name.clone(),
-        side,
-        protocol: obs.protocol,
-        method: obs.method.to_string(),
-        path: obs.path.to_string(),
-        status: obs.status,
-        // Observations keep only whether a failure flag was set, not the flags themselves.
-        response_flags: if obs.failed { "failed" } else { "-" }.to_string(),
-        duration_ms: obs.duration_ms,
-        bytes_sent,
-        bytes_received,
-        mtls: side == Side::Server && obs.mtls,
-        // Not carried by observations; the column stays for proxies that will log it.
-        request_id: String::new(),
-        node: reporter.instance.clone(),
-    }
 }
 
 /// How callers were named, tallied per message: a labelled counter costs a registry

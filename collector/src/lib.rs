@@ -1,25 +1,32 @@
 //! meshscope's collector: gRPC receivers for what Envoy proxies send, identity and peer
 //! resolution, and per-minute aggregation into the store.
 
+mod access_log_row;
+mod address_learning;
 pub mod aggregate;
 pub mod als;
+pub mod attribution;
 pub mod codec;
 pub mod config;
 pub mod endpoint;
 pub mod entry;
 pub mod error;
 pub mod grpc_stream;
+mod hash_state;
 pub mod identity;
 pub mod ingest;
 pub mod logged_address;
 pub mod metrics_service;
-mod minute_rows;
 pub mod names;
+mod peer_answer_cache;
+mod protobuf_fields;
 pub mod proxy_stats;
 pub mod registry;
 pub mod resolve;
 pub mod role;
 pub mod stats;
+pub mod time_rules;
+pub mod wait_queue;
 pub mod wal_log;
 pub mod wal_mark;
 pub mod wal_replay;
@@ -39,10 +46,12 @@ pub use error::{Error, Result};
 pub use meshscope_storage::clock::{Clock, ManualClock, SystemClock};
 
 use aggregate::{Aggregator, Limits};
-use ingest::{Pipeline, TimeRules, WaitQueue};
+use ingest::Pipeline;
 use registry::Registry;
 use resolve::Resolver;
 use role::RoleRules;
+use time_rules::TimeRules;
+use wait_queue::WaitQueue;
 
 /// How often minutes are closed and parked entries retried.
 const TICK: Duration = Duration::from_millis(250);
@@ -93,8 +102,8 @@ impl Collector {
             max_services: config.max_services,
             apdex_threshold_ms: config.apdex_threshold_ms,
         }));
-        // Reads of open minutes go to the aggregator itself.
-        store.attach_open_source(aggregator.clone());
+        // Reads of unclosed minutes go to the aggregator itself.
+        store.attach_live_minute_source(aggregator.clone());
         let waiting = WaitQueue::new(config.max_waiting_entries);
         let time_rules = TimeRules {
             late_allowance_ms: config.late_allowance_secs as i64 * 1000,
@@ -145,16 +154,16 @@ impl Collector {
     pub async fn tick(&self, publish: bool) -> Result<()> {
         let now = self.clock.now_ms();
         self.pipeline().retry_waiting(now);
-        let first_open = self.time_rules.first_open_minute(now);
+        let first_unclosed = self.time_rules.first_unclosed_minute(now);
         let first_unwritten = self.time_rules.first_unwritten_minute(now);
-        let turn = self.store.memory_turn().await;
+        let permit = self.store.memory_peak_permit().await;
         if publish {
-            self.proxy_stats_due(meshscope_storage::proxy_table::proxy_minutes_due(now));
+            self.proxy_stats_due(meshscope_storage::proxy_minutes_due(now));
         }
-        let newly_closed = self.close_minutes(first_unwritten, first_open).await?;
+        let newly_closed = self.close_minutes(first_unwritten, first_unclosed).await?;
         let rows: usize = newly_closed.iter().map(ClosedBatch::rows).sum();
         metrics::counter!(stats::ROWS_CLOSED).increment(rows as u64);
-        metrics::gauge!(stats::OPEN_ROWS).set(self.aggregator.open_row_count() as f64);
+        metrics::gauge!(stats::UNCLOSED_ROWS).set(self.aggregator.unclosed_row_count() as f64);
         let mut closed = std::mem::take(&mut *self.unwritten.lock());
         closed.extend(newly_closed);
         // The store marks the closed minutes as its own in the same step that shows their
@@ -167,11 +176,11 @@ impl Collector {
             }
         };
         self.aggregator.finish_closing();
-        drop(turn);
+        drop(permit);
         let logged = self.write_access_log().await;
         // Proxies flush every few seconds: once a second is soon enough for their rows.
         let proxies = if publish {
-            self.store.expire_open();
+            self.store.expire_live_minute_reads();
             // With a log, proxy statistics are written only once the mark saying so is.
             if self.log().is_none() || closed_result.is_ok() {
                 self.store.flush_proxy_metrics(now).await
@@ -236,22 +245,22 @@ impl Collector {
         }
     }
 
-    /// A copy of every row of the minutes still open.
-    pub fn open_rows(&self) -> Vec<MetricRow> {
+    /// A copy of every row of the minutes not yet closed.
+    pub fn unclosed_rows(&self) -> Vec<MetricRow> {
         self.aggregator.snapshot()
     }
 
-    /// Resolves parked entries at once and makes the next read see every open row: what a
+    /// Resolves parked entries at once and makes the next read see every unclosed row: what a
     /// test or a shutdown does instead of waiting for the next ticks.
     pub async fn flush_now(&self) -> Result<()> {
         self.pipeline().flush_waiting();
-        self.store.refresh_open();
+        self.store.refresh_live_minutes();
         self.store.flush_proxy_metrics(self.clock.now_ms()).await?;
         Ok(())
     }
 
-    /// Runs until `shutdown` resolves: publishes open minutes for live reads and hands
-    /// closed minutes to the store. On shutdown it closes everything still open.
+    /// Runs until `shutdown` resolves: publishes unclosed minutes for live reads and hands
+    /// closed minutes to the store. On shutdown it closes every minute still held.
     pub async fn run_flusher(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
         let mut interval = tokio::time::interval(TICK);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -264,7 +273,7 @@ impl Collector {
                     ticks = ticks.wrapping_add(1);
                     if let Err(error) = self.tick(ticks.is_multiple_of(PUBLISH_EVERY_TICKS)).await {
                         metrics::counter!(stats::FLUSH_ERRORS).increment(1);
-                        warn!(%error, "closing minutes failed; they stay open and are retried");
+                        warn!(%error, "closing minutes failed; they stay unclosed and are retried");
                     }
                 }
             }
@@ -272,19 +281,19 @@ impl Collector {
         self.pipeline().flush_waiting();
         let mut batches = std::mem::take(&mut *self.unwritten.lock());
         match self.aggregator.drain() {
-            Ok(open) => batches.extend(open),
-            Err(error) => warn!(%error, "encoding open minutes at shutdown failed"),
+            Ok(held) => batches.extend(held),
+            Err(error) => warn!(%error, "encoding unclosed minutes at shutdown failed"),
         }
         let count: usize = batches.iter().map(ClosedBatch::rows).sum();
         self.log_all_written().await;
         // The store's upkeep writes no minute file meanwhile, as the note's write requires.
-        let turn = self.store.memory_turn().await;
+        let permit = self.store.memory_peak_permit().await;
         let written = self.write_closed(&batches, None).await;
-        drop(turn);
+        drop(permit);
         if let Err(error) = written {
-            warn!(%error, "writing open minutes at shutdown failed");
+            warn!(%error, "writing unclosed minutes at shutdown failed");
         } else {
-            info!(rows = count, "open minutes written at shutdown");
+            info!(rows = count, "unclosed minutes written at shutdown");
         }
         if let Err(error) = self.write_access_log().await {
             warn!(%error, "writing the access log at shutdown failed");

@@ -4,8 +4,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use meshscope_proto::pb::envoy::config::core::v3::{Address, address, socket_address};
+
+use crate::protobuf_fields::Fields;
 use crate::role::Role;
 
+/// One socket address of an entry: absent, still encoded, or read.
 #[derive(Clone, Copy, Debug, Default)]
 pub enum LoggedAddress<'a> {
     #[default]
@@ -16,6 +20,7 @@ pub enum LoggedAddress<'a> {
 }
 
 impl<'a> LoggedAddress<'a> {
+    /// A read address, or `Absent` for `None`.
     pub fn known(addr: Option<SocketAddr>) -> LoggedAddress<'static> {
         addr.map_or(LoggedAddress::Absent, LoggedAddress::Known)
     }
@@ -26,7 +31,7 @@ impl<'a> LoggedAddress<'a> {
     pub fn get(self) -> Option<SocketAddr> {
         match self {
             LoggedAddress::Absent => None,
-            LoggedAddress::Encoded(bytes) => crate::wire::socket_addr(bytes),
+            LoggedAddress::Encoded(bytes) => socket_addr_of_encoded(bytes),
             LoggedAddress::Known(addr) => Some(addr),
         }
     }
@@ -78,6 +83,45 @@ impl<'a> ConnectionAddresses<'a> {
     }
 }
 
+/// The socket address in an encoded `Address` holding a `SocketAddress` with a literal IP;
+/// anything else (a pipe, an internal address, a name to resolve, bytes that are not an
+/// `Address`) is `None`. The entry was counted already: an address is read only when the
+/// entry's role needs it.
+pub(crate) fn socket_addr_of_encoded(buf: &[u8]) -> Option<SocketAddr> {
+    let mut socket = None;
+    for field in Fields::new(buf) {
+        if let (1, v) = field.ok()? {
+            socket = Some(v.bytes());
+        }
+    }
+    let (mut ip, mut port) = (None, 0u64);
+    for field in Fields::new(socket?) {
+        match field.ok()? {
+            (2, v) => ip = Some(v.bytes()),
+            (3, v) => port = v.varint(),
+            _ => {}
+        }
+    }
+    let ip = parse_ip(ip?)?;
+    Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
+}
+
+/// The socket address in a decoded `Address`, by the same rules as
+/// [`socket_addr_of_encoded`]: for entries decoded by prost.
+pub fn socket_addr_of_decoded(addr: &Address) -> Option<SocketAddr> {
+    match addr.address.as_ref()? {
+        address::Address::SocketAddress(sa) => {
+            let ip: IpAddr = sa.address.parse().ok()?;
+            let port = match sa.port_specifier {
+                Some(socket_address::PortSpecifier::PortValue(p)) => u16::try_from(p).ok()?,
+                _ => 0,
+            };
+            Some(SocketAddr::new(ip, port))
+        }
+        _ => None,
+    }
+}
+
 /// An IP literal as Envoy writes it. Dotted quads, nearly every address a proxy logs, are
 /// read without the UTF-8 check and the general parser; anything else goes to the
 /// standard parser, which also decides what a quad this reader refuses really is.
@@ -113,8 +157,37 @@ fn parse_dotted_quad(bytes: &[u8]) -> Option<Ipv4Addr> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use prost::Message as _;
+
+    /// An `Address` as a proxy encodes it.
+    pub(crate) fn encoded_address(ip: &str, port: u32) -> Vec<u8> {
+        use meshscope_proto::pb::envoy::config::core::v3::SocketAddress;
+        Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: ip.to_string(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
+                ..Default::default()
+            })),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn addresses_are_read_as_a_prost_decode_reads_them() {
+        for (ip, port) in [
+            ("10.1.2.3", 8080),
+            ("::1", 443),
+            ("not-an-ip", 80),
+            ("10.0.0.1", 70000),
+        ] {
+            let bytes = encoded_address(ip, port);
+            let expected = socket_addr_of_decoded(&Address::decode(bytes.as_slice()).unwrap());
+            assert_eq!(socket_addr_of_encoded(&bytes), expected, "{ip}:{port}");
+        }
+        assert_eq!(socket_addr_of_encoded(&[0x0a, 0x05, 0x12]), None);
+    }
 
     #[test]
     fn ip_literals_read_as_the_standard_parser_reads_them() {
@@ -152,8 +225,7 @@ mod tests {
 
     #[test]
     fn a_role_reads_only_its_own_sides() {
-        let encoded =
-            |ip: &str| crate::wire::tests::encoded_address(ip, 80).leak() as &'static [u8];
+        let encoded = |ip: &str| encoded_address(ip, 80).leak() as &'static [u8];
         let all = ConnectionAddresses {
             downstream_peer: LoggedAddress::Encoded(encoded("10.0.0.1")),
             downstream_local: LoggedAddress::Encoded(encoded("10.0.0.2")),

@@ -10,12 +10,9 @@ use ipnet::IpNet;
 use meshscope_storage::ServiceRef;
 use parking_lot::{Mutex, RwLock};
 
-/// Lookups here run several times per entry: a fast hash, not a DoS-proof one (keys are
-/// bounded and come from our own parsing).
-type Fast = foldhash::fast::RandomState;
-
 use crate::config::AddressMapping;
 use crate::error::{Error, Result};
+use crate::hash_state::FoldHashState;
 use crate::identity::NodeIdentity;
 use crate::names::{NamedService, SpiffeId};
 
@@ -29,17 +26,17 @@ pub struct Listener {
 #[derive(Default)]
 struct Known {
     /// Services that report for themselves.
-    reporters: HashSet<ServiceRef, Fast>,
+    reporters: HashSet<ServiceRef, FoldHashState>,
     /// `node.cluster` of each reporter (and learned cluster-name aliases) to its service.
-    by_cluster: HashMap<String, ServiceRef, Fast>,
+    by_cluster: HashMap<String, ServiceRef, FoldHashState>,
     /// Every reporter that carries each `node.cluster`: plain names such as `ingress` are
     /// often reused by meshes in other namespaces.
-    reporter_clusters: HashMap<String, Vec<ServiceRef>, Fast>,
+    reporter_clusters: HashMap<String, Vec<ServiceRef>, FoldHashState>,
     /// (namespace, service account) of each reporter.
-    by_service_account: HashMap<(String, String), ServiceRef, Fast>,
+    by_service_account: HashMap<(String, String), ServiceRef, FoldHashState>,
     /// Plain name to the reporters that carry it, for names without a namespace.
-    by_name: HashMap<String, Vec<ServiceRef>, Fast>,
-    listeners: HashMap<SocketAddr, Listener, Fast>,
+    by_name: HashMap<String, Vec<ServiceRef>, FoldHashState>,
+    listeners: HashMap<SocketAddr, Listener, FoldHashState>,
 }
 
 type Tuple = (SocketAddr, SocketAddr);
@@ -51,9 +48,9 @@ type Tuple = (SocketAddr, SocketAddr);
 /// by its client's entries and so outlives any number of generations. Owners are shared:
 /// a mesh has a few thousand clients and hundreds of thousands of connections.
 struct ConnectionBook {
-    newer: HashMap<Tuple, Arc<ServiceRef>, Fast>,
-    older: HashMap<Tuple, Arc<ServiceRef>, Fast>,
-    owners: HashMap<ServiceRef, Arc<ServiceRef>, Fast>,
+    newer: HashMap<Tuple, Arc<ServiceRef>, FoldHashState>,
+    older: HashMap<Tuple, Arc<ServiceRef>, FoldHashState>,
+    owners: HashMap<ServiceRef, Arc<ServiceRef>, FoldHashState>,
     per_generation: usize,
 }
 

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 
 use meshscope_storage::{ServiceRef, Side};
 
+use crate::attribution::{Attribution, PeerEvidence, Resolution};
 use crate::entry::Observation;
 use crate::identity::NodeIdentity;
 use crate::names::{NamedService, parse_istio_cluster, parse_spiffe, service_from_host};
@@ -21,72 +22,15 @@ pub const EXTERNAL: &str = "external";
 /// Virtual node for peers no evidence names.
 pub const UNKNOWN: &str = "unknown";
 
-/// How a caller was named, for the `/metrics` counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PeerEvidence {
-    Header,
-    Certificate,
-    Connection,
-    StaticMap,
-    Fallback,
-}
-
-impl PeerEvidence {
-    pub const ALL: [PeerEvidence; 5] = [
-        PeerEvidence::Header,
-        PeerEvidence::Certificate,
-        PeerEvidence::Connection,
-        PeerEvidence::StaticMap,
-        PeerEvidence::Fallback,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PeerEvidence::Header => "header",
-            PeerEvidence::Certificate => "certificate",
-            PeerEvidence::Connection => "connection",
-            PeerEvidence::StaticMap => "static_map",
-            PeerEvidence::Fallback => "fallback",
-        }
-    }
-}
-
-/// One call as one side saw it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-/// The reporter's own names are borrowed: most entries name it on one side.
-pub struct Attribution<'r> {
-    pub side: Side,
-    pub source: Cow<'r, ServiceRef>,
-    pub target: Cow<'r, ServiceRef>,
-    /// The instance of the target that answered.
-    pub target_instance: Cow<'r, str>,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Resolution<'r> {
-    Ready {
-        attributions: Vec<Attribution<'r>>,
-        evidence: Option<PeerEvidence>,
-    },
-    /// The caller's own report may still be on its way: ask again later.
-    Wait,
-}
-
-/// What a message's entries have taught the registry so far. A proxy's entries in one
-/// message come mostly over a few connections to a few listeners, so an entry that
-/// teaches what the one before it taught skips the registry's locks.
-#[derive(Debug, Default)]
-pub struct Taught {
-    listener: Option<SocketAddr>,
-    connection: Option<(SocketAddr, SocketAddr)>,
-}
-
+/// Names the peers of an entry from what the registry has learned.
 pub struct Resolver<'a> {
     pub registry: &'a Registry,
 }
 
 impl Resolver<'_> {
-    /// `may_wait` is false once an entry has waited its time.
+    /// Who is on each side of the call the entry logged, and by what evidence its caller
+    /// was named; or `Wait` while a peer's own report may still be on its way. `may_wait`
+    /// is false once an entry has waited its time.
     pub fn resolve<'r>(
         &self,
         reporter: &'r NodeIdentity,
@@ -128,35 +72,6 @@ impl Resolver<'_> {
         Resolution::Ready {
             attributions,
             evidence,
-        }
-    }
-
-    /// Remembers what this entry teaches about the mesh, before resolving anything.
-    /// `taught` is what the entries before it in the same message taught: the registry is
-    /// asked only for what is new.
-    pub fn learn(
-        &self,
-        reporter: &NodeIdentity,
-        role: Role,
-        obs: &Observation,
-        taught: &mut Taught,
-    ) {
-        if matches!(role, Role::Inbound | Role::Gateway)
-            && let Some(local) = obs.addresses.downstream_local.get()
-            && taught.listener.replace(local) != Some(local)
-        {
-            self.registry
-                .learn_listener(local, &reporter.service, &reporter.instance);
-        }
-        if matches!(role, Role::Outbound | Role::Gateway)
-            && let (Some(local), Some(remote)) = (
-                obs.addresses.upstream_local.get(),
-                obs.addresses.upstream_remote.get(),
-            )
-            && taught.connection.replace((local, remote)) != Some((local, remote))
-        {
-            self.registry
-                .learn_connection(local, remote, &reporter.service);
         }
     }
 

@@ -14,8 +14,9 @@ pub const ROWS_CLOSED: &str = "meshscope_minute_rows_closed_total";
 /// Samples for minutes already written, added to their late rows.
 pub const LATE_ROWS: &str = "meshscope_late_row_samples_total";
 pub const FLUSH_ERRORS: &str = "meshscope_flush_errors_total";
-/// Rows held in open minutes: what the collector's memory grows with.
-pub const OPEN_ROWS: &str = "meshscope_open_minute_rows";
+/// Rows held in unclosed minutes: what the collector's memory grows with. (The metric's
+/// name is kept as it was, for dashboards that read it.)
+pub const UNCLOSED_ROWS: &str = "meshscope_open_minute_rows";
 
 pub fn reject(reason: &'static str, count: u64) {
     metrics::counter!(ENTRIES_REJECTED, "reason" => reason).increment(count);

@@ -214,7 +214,7 @@ fn replay_access_log(
     // open at t to the one of t plus the future allowance: when the files hold all of
     // those, the message is skipped unread.
     let time_rules = &collector.time_rules;
-    let first = time_rules.first_open_minute(record.time_ms);
+    let first = time_rules.first_unclosed_minute(record.time_ms);
     let last = minute_of(record.time_ms + time_rules.future_allowance_ms);
     let any_missing = (0..)
         .map(|n| first + n * MINUTE_MS)

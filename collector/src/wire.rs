@@ -6,139 +6,14 @@
 //!
 //! Field numbers are those of `envoy.data.accesslog.v3` and `envoy.config.core.v3`.
 
-use std::net::SocketAddr;
-
 use meshscope_proto::pb::envoy::config::core::v3::RequestMethod;
 use meshscope_storage::Protocol;
 
 use crate::entry::{DOWNSTREAM_CLUSTER_HEADER, Observation, Reject};
-use crate::logged_address::{LoggedAddress, parse_ip};
-
-/// The message is not valid protobuf: the stream that sent it is ended.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum WireError {
-    #[error("truncated varint")]
-    Varint,
-    #[error("field runs past the end of its message")]
-    Truncated,
-    #[error("field number 0")]
-    FieldZero,
-    #[error("unsupported wire type {0}")]
-    WireType(u8),
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Value<'a> {
-    Varint(u64),
-    /// Fixed-width values are skipped: no field the pipeline reads has one.
-    Fixed,
-    Bytes(&'a [u8]),
-}
-
-impl<'a> Value<'a> {
-    fn varint(self) -> u64 {
-        match self {
-            Value::Varint(v) => v,
-            _ => 0,
-        }
-    }
-
-    fn bytes(self) -> &'a [u8] {
-        match self {
-            Value::Bytes(b) => b,
-            _ => &[],
-        }
-    }
-}
-
-/// Iterates over the fields of one message.
-struct Fields<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Fields<'a> {
-    fn new(buf: &'a [u8]) -> Fields<'a> {
-        Fields { buf }
-    }
-
-    #[inline(always)]
-    fn varint(&mut self) -> Result<u64, WireError> {
-        // Tags, lengths and most values fit in one or two bytes.
-        match *self.buf {
-            [b0, ref rest @ ..] if b0 < 0x80 => {
-                self.buf = rest;
-                Ok(u64::from(b0))
-            }
-            [b0, b1, ref rest @ ..] if b1 < 0x80 => {
-                self.buf = rest;
-                Ok(u64::from(b0 & 0x7f) | (u64::from(b1) << 7))
-            }
-            _ => self.long_varint(),
-        }
-    }
-
-    #[cold]
-    fn long_varint(&mut self) -> Result<u64, WireError> {
-        let mut value = 0u64;
-        for (i, &byte) in self.buf.iter().take(10).enumerate() {
-            value |= u64::from(byte & 0x7f) << (7 * i);
-            if byte < 0x80 {
-                self.buf = &self.buf[i + 1..];
-                return Ok(value);
-            }
-        }
-        Err(WireError::Varint)
-    }
-
-    #[inline(always)]
-    fn take(&mut self, len: usize) -> Result<&'a [u8], WireError> {
-        match self.buf.split_at_checked(len) {
-            Some((head, tail)) => {
-                self.buf = tail;
-                Ok(head)
-            }
-            None => Err(WireError::Truncated),
-        }
-    }
-
-    #[inline(always)]
-    fn read_field(&mut self) -> Result<(u32, Value<'a>), WireError> {
-        let key = self.varint()?;
-        let field = (key >> 3) as u32;
-        if field == 0 {
-            return Err(WireError::FieldZero);
-        }
-        let value = match (key & 7) as u8 {
-            0 => Value::Varint(self.varint()?),
-            2 => {
-                let len = usize::try_from(self.varint()?).map_err(|_| WireError::Truncated)?;
-                Value::Bytes(self.take(len)?)
-            }
-            1 => {
-                self.take(8)?;
-                Value::Fixed
-            }
-            5 => {
-                self.take(4)?;
-                Value::Fixed
-            }
-            other => return Err(WireError::WireType(other)),
-        };
-        Ok((field, value))
-    }
-}
-
-impl<'a> Iterator for Fields<'a> {
-    type Item = Result<(u32, Value<'a>), WireError>;
-
-    #[inline(always)]
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.buf.is_empty() {
-            return None;
-        }
-        Some(self.read_field())
-    }
-}
+use crate::logged_address::LoggedAddress;
+/// Why a message could not be read; kept at this path for the reader's users.
+pub use crate::protobuf_fields::WireError;
+use crate::protobuf_fields::{Fields, Value};
 
 /// What a message holds, without its entries decoded yet.
 #[derive(Debug)]
@@ -151,6 +26,8 @@ pub struct Message<'a> {
 }
 
 impl<'a> Message<'a> {
+    /// Reads a message's identifier and protocol and checks the framing of its entry list;
+    /// the entries themselves are read later, one at a time.
     pub fn parse(buf: &'a [u8]) -> Result<Message<'a>, WireError> {
         let mut message = Message {
             identifier: None,
@@ -503,89 +380,12 @@ fn map_entry(buf: &[u8]) -> Result<(&[u8], &[u8]), Reject> {
     Ok((key, value))
 }
 
-/// An `Address` holding a `SocketAddress` with a literal IP; anything else (a pipe, an
-/// internal address, a name to resolve, bytes that are not an `Address`) is `None`. The
-/// entry was counted already: an address is read only when the entry's role needs it.
-pub(crate) fn socket_addr(buf: &[u8]) -> Option<SocketAddr> {
-    let mut socket = None;
-    for field in Fields::new(buf) {
-        if let (1, v) = field.ok()? {
-            socket = Some(v.bytes());
-        }
-    }
-    let (mut ip, mut port) = (None, 0u64);
-    for field in Fields::new(socket?) {
-        match field.ok()? {
-            (2, v) => ip = Some(v.bytes()),
-            (3, v) => port = v.varint(),
-            _ => {}
-        }
-    }
-    let ip = parse_ip(ip?)?;
-    Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use prost::Message as _;
-
-    /// An `Address` as a proxy encodes it.
-    pub(crate) fn encoded_address(ip: &str, port: u32) -> Vec<u8> {
-        use meshscope_proto::pb::envoy::config::core::v3::{
-            Address, SocketAddress, address, socket_address::PortSpecifier,
-        };
-        Address {
-            address: Some(address::Address::SocketAddress(SocketAddress {
-                address: ip.to_string(),
-                port_specifier: Some(PortSpecifier::PortValue(port)),
-                ..Default::default()
-            })),
-        }
-        .encode_to_vec()
-    }
 
     #[test]
-    fn addresses_are_read_as_a_prost_decode_reads_them() {
-        use meshscope_proto::pb::envoy::config::core::v3::Address;
-        for (ip, port) in [
-            ("10.1.2.3", 8080),
-            ("::1", 443),
-            ("not-an-ip", 80),
-            ("10.0.0.1", 70000),
-        ] {
-            let bytes = encoded_address(ip, port);
-            let expected = crate::entry::socket_addr(&Address::decode(bytes.as_slice()).unwrap());
-            assert_eq!(socket_addr(&bytes), expected, "{ip}:{port}");
-        }
-        assert_eq!(socket_addr(&[0x0a, 0x05, 0x12]), None);
-    }
-
-    #[test]
-    fn varints_and_framing_errors() {
-        assert_eq!(
-            Fields::new(&[0x08, 0x96, 0x01]).next().unwrap().unwrap().0,
-            1
-        );
-        assert_eq!(
-            Fields::new(&[0x08, 0x96]).next().unwrap().unwrap_err(),
-            WireError::Varint
-        );
-        assert_eq!(
-            Fields::new(&[0x12, 0x05, 0x01])
-                .next()
-                .unwrap()
-                .unwrap_err(),
-            WireError::Truncated
-        );
-        assert_eq!(
-            Fields::new(&[0x00, 0x01]).next().unwrap().unwrap_err(),
-            WireError::FieldZero
-        );
-        assert_eq!(
-            Fields::new(&[0x0b]).next().unwrap().unwrap_err(),
-            WireError::WireType(3)
-        );
+    fn a_message_whose_entry_list_is_badly_framed_is_refused_whole() {
         assert!(Message::parse(&[0x12, 0x03, 0x0a, 0x05, 0x00]).is_err());
     }
 }

@@ -115,13 +115,13 @@ async fn late_entries_join_their_minute_once_written() {
     assert_eq!(
         figures(&served, first_minute).await,
         (3, 0),
-        "read while open"
+        "read while unclosed"
     );
 
     // Fifteen seconds after the minute: written, and no longer held.
     served.clock.set(HOUR + MINUTE + 15_000);
     served.collector.tick(true).await.unwrap();
-    assert_eq!(served.collector.open_rows().len(), 0);
+    assert_eq!(served.collector.unclosed_rows().len(), 0);
     assert_eq!(
         figures(&served, first_minute).await,
         (3, 0),
@@ -139,7 +139,7 @@ async fn late_entries_join_their_minute_once_written() {
         "the late samples are counted"
     );
     assert!(
-        !served.collector.open_rows().is_empty(),
+        !served.collector.unclosed_rows().is_empty(),
         "held as late rows"
     );
     served.collector.tick(true).await.unwrap();
@@ -152,7 +152,7 @@ async fn late_entries_join_their_minute_once_written() {
     // Past the allowance: the late rows are written beside the minute's first rows.
     served.clock.set(HOUR + MINUTE + 121_000);
     served.collector.tick(true).await.unwrap();
-    assert_eq!(served.collector.open_rows().len(), 0);
+    assert_eq!(served.collector.unclosed_rows().len(), 0);
     assert_eq!(figures(&served, first_minute).await, (5, 2));
 
     // And now the minute is closed for good.

@@ -141,7 +141,7 @@ async fn a_crash_at_any_stage_of_a_minute_keeps_its_figures_once() {
     // them, the replay adds nothing.
     clock.set(finished + 2 * MINUTE);
     second.collector.tick(true).await.unwrap();
-    assert!(second.collector.open_rows().is_empty());
+    assert!(second.collector.unclosed_rows().is_empty());
     crash(second);
     let segments_before = std::fs::read_dir(&wal).unwrap().count();
     let third = start(data.path(), &clock).await;

@@ -13,13 +13,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use meshscope_query::{AppState, router};
+use meshscope_storage::clock::{Clock, ManualClock};
 use meshscope_storage::{
     AccessLogRow, EpochMillis, LatencySketch, MINUTE_MS, MetricRow, Metrics, Protocol,
     RetentionConfig, RowKey, ServiceRef, Side, Store, StoreConfig,
@@ -387,11 +387,8 @@ async fn run() {
     // The collector's open minute, live in memory.
     store.publish_open(mesh.rows(open_minute, 1, &mut random));
 
-    let clock = Arc::new(AtomicI64::new(now));
-    let state = AppState::new(store.clone()).with_clock({
-        let clock = clock.clone();
-        move || clock.load(Ordering::Relaxed)
-    });
+    let clock = Arc::new(ManualClock::new(now));
+    let state = AppState::new(store.clone()).with_clock(clock.clone());
     let router = router(state.clone());
     if !options.read_ahead.is_empty() {
         // What `meshscope serve` does before anyone asks: the reads below find it done.
@@ -457,7 +454,7 @@ async fn slide(
     router: &axum::Router,
     mesh: &Mesh,
     random: &mut Random,
-    clock: &AtomicI64,
+    clock: &ManualClock,
     marker: &Path,
 ) {
     if options.slide_minutes == 0 {
@@ -467,19 +464,22 @@ async fn slide(
     let mut turns = Vec::with_capacity(options.slide_minutes);
     let mut ahead = Vec::with_capacity(options.slide_minutes);
     let mut repeats = Vec::new();
-    let mut now = clock.load(Ordering::Relaxed);
+    let mut now = clock.now_ms();
     let mut open = mesh.rows(now.div_euclid(MINUTE_MS) * MINUTE_MS, 1, random);
     for _ in 0..options.slide_minutes {
         // The next minute opens as the one that ended is written, as in the collector,
         // where the write moves where open minutes start.
         let closing = std::mem::take(&mut open);
         now += MINUTE_MS;
-        clock.store(now, Ordering::Relaxed);
+        clock.set(now);
         std::fs::write(marker, now.to_string()).unwrap();
         open = mesh.rows(now.div_euclid(MINUTE_MS) * MINUTE_MS, 1, random);
         store.publish_open(open.clone());
         store.append_closed(closing).await.unwrap();
         if !options.read_ahead.is_empty() {
+            // The dashboard keeps every window of the run in view: without it, the windows
+            // not read below would stop being read ahead ten minutes into the run.
+            meshscope_query::warm::watch(state, &options.read_ahead).unwrap();
             let started = Instant::now();
             meshscope_query::warm::read_ahead(state).await;
             ahead.push(started.elapsed());

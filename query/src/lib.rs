@@ -16,6 +16,7 @@ mod ui;
 mod upstream;
 mod view;
 pub mod warm;
+pub mod watched;
 mod window;
 
 use axum::Router;

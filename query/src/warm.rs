@@ -6,70 +6,22 @@
 //!
 //! Only windows someone read lately are read ahead (and, after a restart over stored
 //! data, the usual ones for a while): each costs running totals for every node and edge
-//! of the map, which a window nobody looks at should not hold.
+//! of the map, which a window nobody looks at should not hold. Which windows those are is
+//! kept in `watched`, by the state's clock. Durations logged here are measured with
+//! `Instant`: they are figures about this process, not time-window rules.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::graph::ServiceGraph;
 use crate::state::AppState;
 use crate::window::{WindowParams, ending_now};
 
+pub use crate::watched::WATCHED_FOR;
+
 /// The windows the web UI offers that are long enough to be kept moving (shorter ones are
 /// a few minutes' rows and read fast as they are).
 pub const DEFAULT_WINDOWS: &[&str] = &["15m", "1h", "6h", "24h", "7d"];
-
-/// A window read this long ago is no longer read ahead; a dashboard that refreshes, or
-/// someone switching back to it, reads it well within this.
-pub const WATCHED_FOR: Duration = Duration::from_secs(600);
-
-/// Windows told apart: a dashboard's picker offers a handful, and scripts a few more.
-const MAX_WATCHED: usize = 16;
-
-/// The relative windows read lately, by length in milliseconds.
-pub struct Watched {
-    windows: parking_lot::Mutex<HashMap<i64, Instant>>,
-    watched_for: Duration,
-}
-
-impl Default for Watched {
-    fn default() -> Self {
-        Self::for_(WATCHED_FOR)
-    }
-}
-
-impl Watched {
-    fn for_(watched_for: Duration) -> Self {
-        Self {
-            windows: parking_lot::Mutex::default(),
-            watched_for,
-        }
-    }
-
-    /// Notes that the window of `length` was read now.
-    pub(crate) fn read(&self, length: i64) {
-        let mut windows = self.windows.lock();
-        windows.retain(|_, at| at.elapsed() <= self.watched_for);
-        if windows.len() >= MAX_WATCHED && !windows.contains_key(&length) {
-            return;
-        }
-        windows.insert(length, Instant::now());
-    }
-
-    /// The windows read within `WATCHED_FOR`, shortest first.
-    pub fn lengths(&self) -> Vec<i64> {
-        let mut lengths: Vec<i64> = self
-            .windows
-            .lock()
-            .iter()
-            .filter(|(_, at)| at.elapsed() <= self.watched_for)
-            .map(|(length, _)| *length)
-            .collect();
-        lengths.sort_unstable();
-        lengths
-    }
-}
 
 /// Checks a window as the API's `window` parameter takes it: `15m`, `1h`, `7d`.
 pub fn check_window(text: &str) -> crate::Result<()> {
@@ -84,7 +36,7 @@ pub fn watch(state: &AppState, windows: &[String]) -> crate::Result<()> {
             ..WindowParams::default()
         };
         if let Some(length) = params.length()? {
-            state.watched.read(length);
+            state.watch_length(length);
         }
     }
     Ok(())
@@ -125,7 +77,7 @@ pub async fn keep_warm(state: AppState, at_start: Vec<String>, stop: impl Future
 /// One read of every watched window, as of now.
 pub async fn read_ahead(state: &AppState) {
     let now = state.now();
-    for length in state.watched.lengths() {
+    for length in state.watched_lengths() {
         let started = Instant::now();
         match ServiceGraph::load(&state.store, ending_now(now, length)).await {
             Ok(_) => {
@@ -141,29 +93,5 @@ pub async fn read_ahead(state: &AppState) {
                 tracing::warn!(%error, window_secs = length / 1_000, "reading a window ahead failed");
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn windows_are_watched_for_a_while_and_a_few_at_most() {
-        let watched = Watched::for_(Duration::from_millis(200));
-        watched.read(3_600_000);
-        watched.read(900_000);
-        watched.read(3_600_000);
-        assert_eq!(watched.lengths(), [900_000, 3_600_000]);
-        std::thread::sleep(Duration::from_millis(250));
-        assert!(watched.lengths().is_empty());
-
-        let watched = Watched::default();
-        for minutes in 1..=40 {
-            watched.read(minutes * 60_000);
-        }
-        let lengths = watched.lengths();
-        assert_eq!(lengths.len(), MAX_WATCHED);
-        assert_eq!(lengths[0], 60_000);
     }
 }

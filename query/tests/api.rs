@@ -1,6 +1,15 @@
 //! The HTTP API over a real store fed with a small known mesh: exact JSON for what the UI
 //! and users' scripts rely on.
 //!
+//! Large answers are pinned whole as JSON snapshots (`tests/snapshots/`, reviewed by hand
+//! when they change); the figures that follow from the rows fed in (calls, errors, Apdex,
+//! latencies, which side is believed) are asserted here by hand as well, so that a snapshot
+//! never hides why a number is what it is. The clock is fixed, so the answers are the same
+//! on every run.
+//!
+//! One file over 600 lines on purpose: every test reads the same small mesh built below,
+//! and the figures asserted are read against its rows, which is easiest with both in view.
+//!
 //! The mesh, in the minute before the current one (closed) and the current one (open):
 //! ```text
 //! external -> shop/ingress -> shop/frontend -> shop/backend
@@ -16,6 +25,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use meshscope_query::{AppState, router};
+use meshscope_storage::clock::ManualClock;
 use meshscope_storage::{
     MINUTE_MS, MetricRow, Metrics, Protocol, RowKey, ServiceRef, Side, Store, StoreConfig,
 };
@@ -273,7 +283,7 @@ impl Api {
         store.append_closed(closed_rows()).await.unwrap();
         store.publish_open(open_rows());
         let state = AppState::new(Arc::new(store))
-            .with_clock(|| NOW)
+            .with_clock(Arc::new(ManualClock::new(NOW)))
             .with_metrics_renderer(|| "# TYPE meshscope_test counter\nmeshscope_test 1\n".into());
         Self {
             router: router(state),
@@ -363,11 +373,6 @@ fn node_metrics(
     })
 }
 
-fn node(id: &str, kind: &str, layer: u64, metrics: Value) -> Value {
-    let (namespace, name) = id.split_once('/').unwrap_or(("", id));
-    json!({"id": id, "name": name, "namespace": namespace, "kind": kind, "layer": layer, "metrics": metrics})
-}
-
 fn edge_metrics(calls: u64, errors: u64, errors_4xx: u64, latency: f64, minutes: f64) -> Value {
     json!({
         "calls": calls,
@@ -383,115 +388,150 @@ fn edge_metrics(calls: u64, errors: u64, errors_4xx: u64, latency: f64, minutes:
     })
 }
 
-fn topology_edge(
-    source: &str,
-    target: &str,
-    protocol: &str,
-    detected_by: &str,
-    mtls: bool,
-    metrics: Value,
-) -> Value {
-    json!({
-        "source": source, "target": target, "protocol": protocol, "detected_by": detected_by,
-        "mtls": mtls, "mtls_ratio": if mtls { 1.0 } else { 0.0 }, "metrics": metrics,
-    })
+/// Whether two figures are equal but for float parsing (serde_json's can be one ulp off).
+fn same_figure(actual: f64, expected: f64) -> bool {
+    (actual - expected).abs() <= expected.abs() * 1e-12
 }
 
-fn expected_nodes() -> Vec<Value> {
-    vec![
-        node("db", "service", 3, node_metrics(0, 0.0, 0, 0, None, None)),
-        node(
-            "external",
-            "virtual",
-            0,
-            node_metrics(0, 0.0, 0, 0, None, None),
-        ),
-        node(
-            "ops/prober",
-            "service",
-            0,
-            node_metrics(0, 0.0, 0, 0, None, None),
-        ),
-        node(
-            "payments",
-            "service",
-            3,
-            node_metrics(40, 2.667, 0, 0, Some(8.0), Some(1.0)),
-        ),
-        // Backend: 54 tolerating calls of 60 -> apdex 27/60.
-        node(
-            "shop/backend",
-            "service",
-            3,
-            node_metrics(60, 4.0, 6, 3, Some(300.0), Some(0.45)),
-        ),
-        // Frontend: the server side in both minutes; the ingress's view (12 errors) loses.
-        node(
-            "shop/frontend",
-            "service",
-            2,
-            node_metrics(150, 10.0, 10, 0, Some(15.0), Some(140.0 / 150.0)),
-        ),
-        node(
-            "shop/ingress",
-            "service",
-            1,
-            node_metrics(100, 6.667, 10, 0, Some(20.0), Some(0.85)),
-        ),
-    ]
+/// Whether a latency is within the sketch's 1% (plus rounding) of the true value.
+fn within_sketch_error(actual: f64, expected: f64) -> bool {
+    (actual - expected).abs() <= expected * 0.0101 + 0.001
 }
 
-fn expected_edges() -> Vec<Value> {
-    let mut ingress_frontend = edge_metrics(150, 10, 0, 15.0, 15.0);
-    ingress_frontend["mtls_calls"] = json!(150);
-    let mut frontend_backend = edge_metrics(60, 6, 3, 300.0, 15.0);
-    frontend_backend["mtls_calls"] = json!(60);
-    let mut frontend_db = edge_metrics(30, 0, 0, 2.0, 15.0);
-    frontend_db["tcp_connections"] = json!(30);
-    vec![
-        topology_edge(
-            "external",
-            "shop/ingress",
-            "http",
-            "server",
-            false,
-            edge_metrics(100, 10, 0, 20.0, 15.0),
-        ),
-        topology_edge(
-            "ops/prober",
-            "payments",
-            "http",
-            "client",
-            false,
-            edge_metrics(10, 0, 0, 8.0, 15.0),
-        ),
-        topology_edge("shop/frontend", "db", "tcp", "client", false, frontend_db),
-        topology_edge(
-            "shop/frontend",
-            "payments",
-            "http",
-            "client",
-            false,
-            edge_metrics(30, 0, 0, 8.0, 15.0),
-        ),
-        topology_edge(
-            "shop/frontend",
-            "shop/backend",
-            "http",
-            "server",
-            true,
-            frontend_backend,
-        ),
-        topology_edge(
-            "shop/ingress",
-            "shop/frontend",
-            "http",
-            "server",
-            true,
-            ingress_frontend,
-        ),
-    ]
+fn optional_figure(value: &Value) -> Option<f64> {
+    value.as_f64()
 }
+
+/// A node of the map and the figures that follow from the rows fed in: id, kind, layer,
+/// calls, errors, 4xx, Apdex, and the p50 latency in ms.
+type NodeFigures = (
+    &'static str,
+    &'static str,
+    u64,
+    u64,
+    u64,
+    u64,
+    Option<f64>,
+    Option<f64>,
+);
+
+fn assert_node_figures(nodes: &Value, expected: &[NodeFigures]) {
+    let nodes = nodes.as_array().unwrap();
+    assert_eq!(nodes.len(), expected.len(), "{nodes:?}");
+    for (node, &(id, kind, layer, calls, errors, errors_4xx, apdex, p50)) in
+        nodes.iter().zip(expected)
+    {
+        let metrics = &node["metrics"];
+        assert_eq!(node["id"], json!(id));
+        assert_eq!(node["kind"], json!(kind), "{id}");
+        assert_eq!(node["layer"], json!(layer), "{id}");
+        assert_eq!(metrics["calls"], json!(calls), "{id}");
+        assert_eq!(metrics["errors"], json!(errors), "{id}");
+        assert_eq!(metrics["errors_4xx"], json!(errors_4xx), "{id}");
+        match (optional_figure(&metrics["apdex"]), apdex) {
+            (None, None) => {}
+            (Some(a), Some(e)) => assert!(same_figure(a, e), "{id}: apdex {a} is not {e}"),
+            (a, e) => panic!("{id}: apdex {a:?} is not {e:?}"),
+        }
+        for quantile in ["p50_ms", "p95_ms", "p99_ms"] {
+            // Every call of a node has the same latency here, so all quantiles are it.
+            match (optional_figure(&metrics[quantile]), p50) {
+                (None, None) => {}
+                (Some(a), Some(e)) => {
+                    assert!(within_sketch_error(a, e), "{id}: {quantile} {a} is not {e}")
+                }
+                (a, e) => panic!("{id}: {quantile} {a:?} is not {e:?}"),
+            }
+        }
+    }
+}
+
+/// An edge of the map and the figures that follow from the rows fed in: source, target,
+/// protocol, the side believed, calls, errors, 4xx, calls over mTLS, TCP connections, and
+/// the latency of its calls in ms.
+type EdgeFigures = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    f64,
+);
+
+fn assert_edge_figures(edges: &Value, expected: &[EdgeFigures]) {
+    let edges = edges.as_array().unwrap();
+    assert_eq!(edges.len(), expected.len(), "{edges:?}");
+    for (edge, &figures) in edges.iter().zip(expected) {
+        let (
+            source,
+            target,
+            protocol,
+            detected_by,
+            calls,
+            errors,
+            errors_4xx,
+            mtls_calls,
+            tcp,
+            latency,
+        ) = figures;
+        let name = format!("{source}->{target}");
+        let metrics = &edge["metrics"];
+        assert_eq!(edge["source"], json!(source), "{name}");
+        assert_eq!(edge["target"], json!(target), "{name}");
+        assert_eq!(edge["protocol"], json!(protocol), "{name}");
+        assert_eq!(edge["detected_by"], json!(detected_by), "{name}");
+        assert_eq!(edge["mtls"], json!(mtls_calls == calls), "{name}");
+        assert_eq!(metrics["calls"], json!(calls), "{name}");
+        assert_eq!(metrics["errors"], json!(errors), "{name}");
+        assert_eq!(metrics["errors_4xx"], json!(errors_4xx), "{name}");
+        assert_eq!(metrics["mtls_calls"], json!(mtls_calls), "{name}");
+        assert_eq!(metrics["tcp_connections"], json!(tcp), "{name}");
+        assert_eq!(metrics["bytes_sent"], json!(calls * 100), "{name}");
+        assert_eq!(metrics["bytes_received"], json!(calls * 1000), "{name}");
+        for quantile in ["p50_ms", "p95_ms", "p99_ms"] {
+            let actual = metrics[quantile].as_f64().unwrap();
+            assert!(
+                within_sketch_error(actual, latency),
+                "{name}: {quantile} {actual} is not {latency}"
+            );
+        }
+    }
+}
+
+/// The map's nodes in the 15 minutes ending with the open one, by id.
+#[rustfmt::skip]
+const WINDOW_NODES: &[NodeFigures] = &[
+    // id, kind, layer, calls, errors, 4xx, Apdex, latency
+    ("db", "service", 3, 0, 0, 0, None, None),
+    ("external", "virtual", 0, 0, 0, 0, None, None),
+    ("ops/prober", "service", 0, 0, 0, 0, None, None),
+    ("payments", "service", 3, 40, 0, 0, Some(1.0), Some(8.0)),
+    // Backend: 54 tolerating calls of 60 -> Apdex 27/60.
+    ("shop/backend", "service", 3, 60, 6, 3, Some(0.45), Some(300.0)),
+    // Frontend: the server side in both minutes; the ingress's view (12 errors) loses.
+    // Apdex (90 + 50) / 150.
+    ("shop/frontend", "service", 2, 150, 10, 0, Some(140.0 / 150.0), Some(15.0)),
+    // Apdex (80 + 10 / 2) / 100.
+    ("shop/ingress", "service", 1, 100, 10, 0, Some(0.85), Some(20.0)),
+];
+
+/// The map's edges in the same window, by source and target.
+#[rustfmt::skip]
+const WINDOW_EDGES: &[EdgeFigures] = &[
+    // source, target, protocol, side believed, calls, errors, 4xx, mTLS calls, TCP
+    // connections, latency
+    ("external", "shop/ingress", "http", "server", 100, 10, 0, 0, 0, 20.0),
+    ("ops/prober", "payments", "http", "client", 10, 0, 0, 0, 0, 8.0),
+    ("shop/frontend", "db", "tcp", "client", 30, 0, 0, 0, 30, 2.0),
+    ("shop/frontend", "payments", "http", "client", 30, 0, 0, 0, 0, 8.0),
+    ("shop/frontend", "shop/backend", "http", "server", 60, 6, 3, 60, 0, 300.0),
+    // Both minutes, the server side: 100 + 50 calls, all over mTLS.
+    ("shop/ingress", "shop/frontend", "http", "server", 150, 10, 0, 150, 0, 15.0),
+];
 
 fn ids(list: &Value) -> Vec<&str> {
     list.as_array()
@@ -518,16 +558,17 @@ fn edge_pairs(list: &Value) -> Vec<String> {
 #[tokio::test]
 async fn topology_of_the_default_window() {
     let api = Api::new().await;
-    let expected = json!({
-        "start": WINDOW_START,
-        "end": WINDOW_END,
-        "nodes": expected_nodes(),
-        "edges": expected_edges(),
-    });
     let default_window = api.ok("/api/v1/topology").await;
-    assert_json_matches(&default_window, &expected, "topology");
     let explicit = api.ok("/api/v1/topology?window=15m").await;
     assert_eq!(default_window, explicit);
+    assert_eq!(default_window["start"], json!(WINDOW_START));
+    assert_eq!(default_window["end"], json!(WINDOW_END));
+    assert_node_figures(&default_window["nodes"], WINDOW_NODES);
+    assert_edge_figures(&default_window["edges"], WINDOW_EDGES);
+    // Calls a minute over the 15 minutes.
+    assert_eq!(default_window["nodes"][5]["metrics"]["cpm"], json!(10.0));
+    assert_eq!(default_window["nodes"][3]["metrics"]["cpm"], json!(2.667));
+    insta::assert_json_snapshot!("topology_15m", default_window);
 }
 
 #[tokio::test]
@@ -752,15 +793,16 @@ async fn bad_parameters_are_json_errors() {
 async fn services_list_matches_the_map() {
     let api = Api::new().await;
     let list = api.ok("/api/v1/services").await;
-    let mut expected: Vec<Value> = expected_nodes();
-    for node in &mut expected {
+    assert_eq!(list["start"], json!(WINDOW_START));
+    assert_eq!(list["end"], json!(WINDOW_END));
+    // The map's nodes, without their place in it.
+    let mut nodes = api.ok("/api/v1/topology").await["nodes"].clone();
+    for node in nodes.as_array_mut().unwrap() {
         node.as_object_mut().unwrap().remove("layer");
     }
-    assert_json_matches(
-        &list,
-        &json!({"start": WINDOW_START, "end": WINDOW_END, "services": expected}),
-        "services",
-    );
+    assert_eq!(list["services"], nodes);
+    let ids_in_list: Vec<&str> = WINDOW_NODES.iter().map(|node| node.0).collect();
+    assert_eq!(ids(&list["services"]), ids_in_list);
     let ops = api.ok("/api/v1/services?namespace=ops").await;
     assert_eq!(ids(&ops["services"]), ["ops/prober"]);
 }
@@ -781,6 +823,7 @@ async fn service_detail_with_a_series_per_minute() {
         &node_metrics(150, 10.0, 10, 0, Some(15.0), Some(140.0 / 150.0)),
         "metrics",
     );
+    insta::assert_json_snapshot!("service_shop_frontend_15m", plain_path);
     let series = plain_path["series"].as_array().unwrap();
     assert_eq!(series.len(), 15);
     let times: Vec<i64> = series.iter().map(|p| p["t"].as_i64().unwrap()).collect();
@@ -872,6 +915,7 @@ async fn edge_detail_shows_both_sides_and_the_chosen_one() {
             .map(|p| p["calls"].as_u64().unwrap())
             .collect()
     };
+    insta::assert_json_snapshot!("edge_frontend_backend_2m", detail);
     assert_eq!(calls(&edge["series"]), [0, 60]);
     assert_eq!(calls(&edge["server"]["series"]), [0, 60]);
     assert_eq!(calls(&edge["client"]["series"]), [0, 60]);

@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use meshscope_query::{AppState, router};
+use meshscope_storage::clock::ManualClock;
 use meshscope_storage::{
     MINUTE_MS, MetricRow, Metrics, Protocol, ProxyInfo, ProxyMetricRow, RowKey, ServiceRef, Side,
     Store, StoreConfig,
@@ -124,7 +125,7 @@ async fn store_with_known_proxies(dir: &std::path::Path) -> Arc<Store> {
 }
 
 async fn get(store: &Arc<Store>, uri: &str) -> (StatusCode, Value) {
-    let app = router(AppState::new(store.clone()).with_clock(|| NOW));
+    let app = router(AppState::new(store.clone()).with_clock(Arc::new(ManualClock::new(NOW))));
     let response = app
         .oneshot(Request::get(uri).body(Body::empty()).unwrap())
         .await

@@ -2,13 +2,13 @@
 //! write, and read exactly as a store that never read ahead reads them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use meshscope_query::{AppState, router};
+use meshscope_storage::clock::ManualClock;
 use meshscope_storage::{
     KeptSpan, MINUTE_MS, MetricRow, Metrics, Protocol, RowKey, ServiceRef, Side, Store,
     StoreConfig, Table,
@@ -74,7 +74,7 @@ fn minute_rows(minute: i64) -> Vec<MetricRow> {
 
 struct Served {
     store: Arc<Store>,
-    clock: Arc<AtomicI64>,
+    clock: Arc<ManualClock>,
     router: axum::Router,
     _dir: tempfile::TempDir,
 }
@@ -84,9 +84,8 @@ async fn served(rows: &[MetricRow]) -> (Served, AppState) {
     let store = Arc::new(Store::open(StoreConfig::in_dir(dir.path())).await.unwrap());
     store.append_closed(rows.to_vec()).await.unwrap();
     store.publish_open(minute_rows(NOW_MINUTE));
-    let clock = Arc::new(AtomicI64::new(NOW_MINUTE + 20_000));
-    let now = clock.clone();
-    let state = AppState::new(store.clone()).with_clock(move || now.load(Ordering::SeqCst));
+    let clock = Arc::new(ManualClock::new(NOW_MINUTE + 20_000));
+    let state = AppState::new(store.clone()).with_clock(clock.clone());
     let served = Served {
         store,
         clock,
@@ -168,9 +167,7 @@ async fn windows_are_read_ahead_at_start_and_moved_on_after_each_write() {
     // The minute ends and is written; the clock is in the next one. The window read
     // ahead moves with it, one minute in, one minute out.
     for served in [&warm, &cold] {
-        served
-            .clock
-            .store(NOW_MINUTE + MINUTE_MS + 11_000, Ordering::SeqCst);
+        served.clock.set(NOW_MINUTE + MINUTE_MS + 11_000);
         served.close_minute(NOW_MINUTE).await;
     }
     warm.wait_for_spans(NOW_MINUTE - 13 * MINUTE_MS, NOW_MINUTE + MINUTE_MS)
@@ -188,4 +185,37 @@ async fn windows_are_read_ahead_at_start_and_moved_on_after_each_write() {
         .await
         .expect("keep_warm stops when asked")
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_window_is_read_ahead_until_ten_minutes_pass_without_a_read() {
+    let (served, state) = served(&minute_rows(NOW_MINUTE - MINUTE_MS)).await;
+    assert_eq!(state.watched_windows(), 0);
+    served.topology("1h").await;
+    served.topology("15m").await;
+    assert_eq!(state.watched_windows(), 2);
+
+    // Nine minutes on, the hour is read again; the quarter is not.
+    served.clock.advance(9 * MINUTE_MS);
+    served.topology("1h").await;
+    // Ten minutes after its read, the quarter is still watched; a millisecond later not.
+    served.clock.advance(MINUTE_MS);
+    assert_eq!(state.watched_windows(), 2);
+    served.clock.advance(1);
+    assert_eq!(state.watched_windows(), 1);
+    // The hour goes ten minutes after its last read.
+    served.clock.advance(9 * MINUTE_MS - 1);
+    assert_eq!(state.watched_windows(), 1);
+    served.clock.advance(1);
+    assert_eq!(state.watched_windows(), 0);
+    // Absolute windows (`start`/`end`) are never watched.
+    let request = Request::get(format!(
+        "/api/v1/topology?start={}&end={NOW_MINUTE}",
+        NOW_MINUTE - MINUTE_MS
+    ))
+    .body(Body::empty())
+    .unwrap();
+    let response = served.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(state.watched_windows(), 0);
 }

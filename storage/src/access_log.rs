@@ -1,5 +1,6 @@
 //! Raw access-log entries, kept only when the config asks for them, so that an SRE can find
-//! the slow or failing requests behind an edge with SQL.
+//! the slow or failing requests behind an edge with SQL. This module holds the row type and
+//! its Arrow form; `Store::append_access_log` writes them.
 
 use std::sync::{Arc, OnceLock};
 
@@ -13,10 +14,11 @@ use datafusion::arrow::record_batch::RecordBatch;
 use crate::error::Result;
 use crate::model::{EpochMillis, Protocol, Side};
 use crate::schema::minute_type;
-use crate::store::Store;
 
-pub const TABLE: &str = "access_log";
-pub const TIME: &str = "time";
+/// The SQL name of the table.
+pub(crate) const TABLE: &str = "access_log";
+/// The column holding when a request started.
+pub(crate) const TIME: &str = "time";
 
 /// One request or connection as a proxy logged it, after identity resolution.
 #[derive(Clone, Debug)]
@@ -55,7 +57,8 @@ const STRINGS: [&str; 9] = [
     "response_flags",
 ];
 
-pub fn schema() -> SchemaRef {
+/// The columns of the `access_log` table.
+pub(crate) fn schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     SCHEMA
         .get_or_init(|| {
@@ -77,7 +80,8 @@ pub fn schema() -> SchemaRef {
         .clone()
 }
 
-fn to_batch(rows: &[&AccessLogRow]) -> Result<RecordBatch> {
+/// The entries as one record batch of the `access_log` schema, in the order given.
+pub(crate) fn to_batch(rows: &[&AccessLogRow]) -> Result<RecordBatch> {
     let mut time = TimestampMillisecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
     let mut strings: Vec<StringBuilder> = STRINGS.iter().map(|_| StringBuilder::new()).collect();
     let mut status = UInt32Builder::with_capacity(rows.len());
@@ -121,32 +125,4 @@ fn to_batch(rows: &[&AccessLogRow]) -> Result<RecordBatch> {
     columns.push(Arc::new(request_id.finish()));
     columns.push(Arc::new(node.finish()));
     Ok(RecordBatch::try_new(schema(), columns)?)
-}
-
-impl Store {
-    /// Whether `append_access_log` keeps anything; callers can skip building rows if not.
-    pub fn access_log_enabled(&self) -> bool {
-        self.inner.config.access_log
-    }
-
-    /// Writes raw entries to the `access_log` table (one file per hour they span), or
-    /// drops them when the config keeps no access log.
-    pub async fn append_access_log(&self, rows: Vec<AccessLogRow>) -> Result<()> {
-        if !self.access_log_enabled() || rows.is_empty() {
-            return Ok(());
-        }
-        let mut by_hour: std::collections::BTreeMap<EpochMillis, Vec<&AccessLogRow>> =
-            Default::default();
-        for row in &rows {
-            by_hour
-                .entry(crate::files::hour_of(row.time))
-                .or_default()
-                .push(row);
-        }
-        let stored = &self.inner.access_log;
-        for (hour, rows) in by_hour {
-            self.append_file(stored, hour, &to_batch(&rows)?).await?;
-        }
-        Ok(())
-    }
 }

@@ -1,6 +1,7 @@
 //! The one clock every crate reads wall time from: passed in, never read directly, so that
 //! tests (and captures replayed from another day) can set and move it.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -49,5 +50,35 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.now.load(Ordering::SeqCst)
+    }
+}
+
+/// A clock shared by the parts that read it, as a config carries it. The machine's wall
+/// clock unless set otherwise.
+#[derive(Clone)]
+pub struct SharedClock(pub Arc<dyn Clock>);
+
+impl SharedClock {
+    /// Milliseconds since the Unix epoch, by the shared clock.
+    pub fn now_ms(&self) -> i64 {
+        self.0.now_ms()
+    }
+}
+
+impl Default for SharedClock {
+    fn default() -> Self {
+        SharedClock(Arc::new(SystemClock))
+    }
+}
+
+impl std::fmt::Debug for SharedClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedClock")
+    }
+}
+
+impl<C: Clock + 'static> From<Arc<C>> for SharedClock {
+    fn from(clock: Arc<C>) -> Self {
+        SharedClock(clock)
     }
 }

@@ -6,12 +6,16 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::SharedClock;
+
 const HOUR_SECS: u64 = 3600;
 const DAY_SECS: u64 = 24 * HOUR_SECS;
 
+/// How a store is set up; see the module doc.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
+    /// The directory holding the Parquet files.
     pub data_dir: PathBuf,
     pub retention: RetentionConfig,
     /// Seconds between background compaction, rollup and retention passes; 0 turns the
@@ -29,6 +33,11 @@ pub struct StoreConfig {
     /// allocator give freed pages back at once meanwhile rather than after its usual delay.
     #[serde(skip)]
     pub memory_hint: Option<fn(bool)>,
+    /// Where the store reads wall time from: when background upkeep runs, how long a read
+    /// of live minutes is reused, when a kept moving span has been idle too long. The
+    /// machine's clock unless set (tests set a `ManualClock`).
+    #[serde(skip)]
+    pub clock: SharedClock,
 }
 
 /// How long each granularity is kept, in seconds.
@@ -91,6 +100,7 @@ impl Default for StoreConfig {
             access_log: false,
             sql: SqlLimits::default(),
             memory_hint: None,
+            clock: SharedClock::default(),
         }
     }
 }

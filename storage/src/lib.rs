@@ -1,51 +1,87 @@
 //! meshscope's columnar store: per-minute metric tables as Arrow in memory (and Parquet on
 //! disk), read through DataFusion. Knows nothing of Envoy or HTTP.
+//!
+//! Everything goes through one [`Store`]. Its public surface is two boundaries:
+//!
+//! # What writers call (the collector)
+//!
+//! - Opening: [`Store::open`] with a [`StoreConfig`] (its [`Clock`] included).
+//! - Live minutes, those not closed yet: [`Store::attach_live_minute_source`] hands the
+//!   store an [`OpenMinutes`] source that reads ask for rows (or
+//!   [`Store::publish_live_minutes`] sets a snapshot); [`Store::refresh_live_minutes`] and
+//!   [`Store::expire_live_minute_reads`] manage the reads kept from it.
+//! - Closed minutes: [`Store::append_closed`], [`Store::append_closed_before`] and, for rows
+//!   the collector encoded itself with [`batch::RowBuilder`], [`Store::append_batches_before`]
+//!   with [`ClosedBatch`]es. Large writes hold a [`Store::memory_peak_permit`].
+//! - Raw entries: [`Store::access_log_enabled`], [`Store::append_access_log`].
+//! - Proxy statistics: [`Store::proxy_metrics`] (the proxy registry and the rows of minutes
+//!   not yet written), written out by [`Store::flush_proxy_metrics`] and
+//!   [`Store::flush_all_proxy_metrics`].
+//! - Durability: [`wal`], a write-ahead log of opaque records (the collector logs what it
+//!   receives there and replays it at start), and [`Store::append_batches_noted`], which
+//!   makes a writer's note durable exactly with the minute files it describes; run
+//!   [`written_note::recover`] before opening.
+//!
+//! # What readers call (the query crate)
+//!
+//! - Opening beside a writer: [`Store::open_read_only`].
+//! - Totals and series of a window: [`Store::aggregate`], [`Store::series`], with
+//!   [`TimeRange`] and [`KeyFilter`]; answers are [`Aggregate`]s and [`SeriesPoint`]s.
+//! - Proxies: [`Store::proxy_metrics`] (registry), [`Store::proxy_rows`] with a
+//!   [`ProxyFilter`].
+//! - SQL: [`Store::tables`], [`Store::sql`] within [`SqlLimits`]; [`Store::session`] with
+//!   the `merge_sketch` and `quantile` functions registered.
+//! - When new minutes land: [`Store::minutes_written`], [`Store::is_empty`]; what is kept
+//!   for moving windows: [`Store::moving_spans`].
+//! - Upkeep: [`Store::maintain`], which [`StoreConfig::maintenance_interval_secs`] also
+//!   runs in the background.
+//!
+//! Shared by both: the row model ([`MetricRow`], [`RowKey`], [`Metrics`], [`Table`], …) and
+//! [`LatencySketch`]. Of the internals only what the collector encodes with is public:
+//! [`batch`] (Arrow form of rows), [`files::hour_of`], [`sketch::Binned`], and the
+//! [`clock`] types.
 
-pub mod access_log;
+mod access_log;
 pub mod batch;
 pub mod clock;
-pub mod config;
-pub mod error;
+mod config;
+mod error;
 pub mod files;
-pub mod maintenance;
-pub mod model;
-pub mod open;
-pub mod proxy_metrics;
-pub mod proxy_table;
-pub mod read;
+mod live_minutes;
+mod model;
+mod proxy_metrics;
+mod proxy_table;
+mod read;
 mod rollup;
-pub mod schema;
+mod schema;
 pub mod sketch;
 mod sliding;
-pub mod sql;
-pub mod store;
+mod store;
 mod table;
 mod totals;
-pub mod udf;
+mod udf;
 pub mod wal;
 pub mod written_note;
 
 pub use access_log::AccessLogRow;
 pub use batch::ClosedBatch;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{RetentionConfig, SqlLimits, StoreConfig};
 /// The Arrow the store's batches are made with, for callers that read them.
 pub use datafusion::arrow;
 pub use datafusion::arrow::record_batch::RecordBatch;
 pub use error::{Error, Result};
 pub use files::Granularity;
-pub use maintenance::MaintenanceReport;
+pub use live_minutes::OpenMinutes;
 pub use model::{
     EpochMillis, MINUTE_MS, MetricRow, Metrics, NodeKind, Protocol, RowKey, ServiceRef, Side,
     Table, minute_of,
 };
-pub use open::OpenMinutes;
 pub use proxy_metrics::{
     ProxyInfo, ProxyMetricKind, ProxyMetricRow, ProxyMetrics, ProxyMetricsLimits, bucket_quantile,
 };
-pub use proxy_table::{ProxyFilter, proxy_table_name};
+pub use proxy_table::{ProxyFilter, proxy_minutes_due, proxy_table_name};
 pub use read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 pub use sketch::LatencySketch;
 pub use sliding::KeptSpan;
-pub use sql::TableInfo;
-pub use store::{MemoryTurn, Store, table_name};
+pub use store::{MaintenanceReport, MemoryPeakPermit, Store, TableInfo, table_name};

@@ -143,7 +143,7 @@ impl ProxyMetricRow {
 
 /// Adds two cumulative bucket lists. Lists with other bounds are added on the union of
 /// bounds, each side counting at a bound what it had at its nearest bound below.
-pub fn merge_buckets(a: &[(f64, u64)], b: &[(f64, u64)]) -> Vec<(f64, u64)> {
+pub(crate) fn merge_buckets(a: &[(f64, u64)], b: &[(f64, u64)]) -> Vec<(f64, u64)> {
     if a.is_empty() {
         return b.to_vec();
     }

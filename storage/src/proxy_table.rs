@@ -1,6 +1,7 @@
 //! The `proxy_metrics_minute`, `_hour` and `_day` tables: proxies' own statistics as
-//! Parquet files in the same layout as the other tables, the open minute as the in-memory
-//! part, and reads that give the same rows whichever of the two holds them.
+//! Parquet files in the same layout as the other tables. This module holds their
+//! schema, the rows' Arrow form and the merging of rows per series and bucket; the store
+//! writes and reads the tables in `store::proxy_tables`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -15,11 +16,9 @@ use datafusion::logical_expr::{Expr, col, lit};
 
 use crate::error::{Error, Result};
 use crate::files::Granularity;
-use crate::model::{EpochMillis, minute_of};
+use crate::model::EpochMillis;
 use crate::proxy_metrics::{ProxyMetricKind, ProxyMetricRow};
-use crate::read::TimeRange;
 use crate::schema::{MINUTE, minute_type};
-use crate::store::{Store, timestamp};
 
 /// `proxy_metrics_minute`, `proxy_metrics_hour`, `proxy_metrics_day`.
 pub fn proxy_table_name(granularity: Granularity) -> String {
@@ -28,18 +27,18 @@ pub fn proxy_table_name(granularity: Granularity) -> String {
 
 /// A minute is written this long after it ends, so that a flush that read the clock just
 /// before the minute turned still lands in memory first.
-const CLOSE_GRACE_MS: EpochMillis = 5_000;
+pub(crate) const CLOSE_GRACE_MS: EpochMillis = 5_000;
 
 /// Proxy statistics of the minutes before this one are written by a flush at `now`.
 pub fn proxy_minutes_due(now: EpochMillis) -> EpochMillis {
-    minute_of(now - CLOSE_GRACE_MS)
+    crate::model::minute_of(now - CLOSE_GRACE_MS)
 }
 
 const STRINGS: [&str; 6] = ["proxy", "service", "name", "cluster", "upstream", "kind"];
-pub const BUCKET_LE: &str = "bucket_le";
-pub const BUCKET_COUNT: &str = "bucket_count";
+pub(crate) const BUCKET_LE: &str = "bucket_le";
+pub(crate) const BUCKET_COUNT: &str = "bucket_count";
 
-pub fn schema() -> SchemaRef {
+pub(crate) fn schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     SCHEMA
         .get_or_init(|| {
@@ -183,7 +182,10 @@ type Series = (EpochMillis, String, String, String);
 
 /// Rows merged per series and bucket, sorted by proxy, name, cluster and time; input in
 /// time order.
-fn merge_series(rows: Vec<ProxyMetricRow>, bucket_ms: EpochMillis) -> Vec<ProxyMetricRow> {
+pub(crate) fn merge_series(
+    rows: Vec<ProxyMetricRow>,
+    bucket_ms: EpochMillis,
+) -> Vec<ProxyMetricRow> {
     let mut merged = SeriesBuckets::new(bucket_ms);
     for row in rows {
         merged.add(row);
@@ -244,7 +246,8 @@ pub struct ProxyFilter {
 }
 
 impl ProxyFilter {
-    fn predicate(&self) -> Option<Expr> {
+    /// The filter as a predicate on the proxy table's columns; `None` matches all rows.
+    pub(crate) fn predicate(&self) -> Option<Expr> {
         let mut parts = Vec::new();
         if let Some(proxy) = &self.proxy {
             parts.push(col("proxy").eq(lit(proxy.clone())));
@@ -261,104 +264,6 @@ impl ProxyFilter {
             parts.push(col("upstream").not_eq(lit("")));
         }
         parts.into_iter().reduce(Expr::and)
-    }
-}
-
-impl Store {
-    pub(crate) fn proxy_table(&self, granularity: Granularity) -> &Arc<crate::table::StoredTable> {
-        &self.inner.proxy_tables[&granularity]
-    }
-
-    /// Writes the proxy statistics of minutes that have ended (one file per hour they
-    /// span) and publishes the open minute for reads. The collector calls it on its tick.
-    pub async fn flush_proxy_metrics(&self, now: EpochMillis) -> Result<()> {
-        self.write_proxy_minutes_before(proxy_minutes_due(now))
-            .await?;
-        self.publish_proxy_open()
-    }
-
-    /// Writes every proxy statistic still in memory: what a shutdown does.
-    pub async fn flush_all_proxy_metrics(&self) -> Result<()> {
-        self.write_proxy_minutes_before(EpochMillis::MAX).await?;
-        self.publish_proxy_open()
-    }
-
-    async fn write_proxy_minutes_before(&self, minute: EpochMillis) -> Result<()> {
-        let closed = self.proxy_metrics().take_before(minute);
-        if closed.is_empty() {
-            return Ok(());
-        }
-        let mut by_hour: BTreeMap<EpochMillis, Vec<&ProxyMetricRow>> = BTreeMap::new();
-        for row in &closed {
-            by_hour
-                .entry(crate::files::hour_of(row.minute))
-                .or_default()
-                .push(row);
-        }
-        let stored = self.proxy_table(Granularity::Minute);
-        for (hour, rows) in by_hour {
-            let written = match to_batch(rows.iter().copied()) {
-                Ok(batch) => self.append_file(stored, hour, &batch).await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = written {
-                // Kept for the next flush; the row cap bounds what a long outage holds.
-                for row in rows {
-                    self.proxy_metrics().record(row.clone());
-                }
-                return Err(error);
-            }
-        }
-        Ok(())
-    }
-
-    fn publish_proxy_open(&self) -> Result<()> {
-        let open = self.proxy_metrics().rows();
-        let batches = if open.is_empty() {
-            Vec::new()
-        } else {
-            vec![to_batch(&open)?]
-        };
-        self.proxy_table(Granularity::Minute).set_open(batches);
-        Ok(())
-    }
-
-    /// Proxy rows of `range` matching `filter`, one per series and bucket, read from the
-    /// coarsest tables that cover the window (buckets are hours or days there). Sorted by
-    /// proxy, name, cluster and time.
-    pub async fn proxy_rows(
-        &self,
-        range: TimeRange,
-        filter: &ProxyFilter,
-    ) -> Result<Vec<ProxyMetricRow>> {
-        let mut rows = Vec::new();
-        let segments = crate::store::plan_over(
-            self.proxy_table(Granularity::Hour),
-            self.proxy_table(Granularity::Day),
-            range,
-        );
-        for (granularity, segment) in segments {
-            let mut df = self
-                .session()
-                .table(proxy_table_name(granularity).as_str())
-                .await?
-                .filter(
-                    col(MINUTE)
-                        .gt_eq(timestamp(segment.start))
-                        .and(col(MINUTE).lt(timestamp(segment.end))),
-                )?;
-            if let Some(predicate) = filter.predicate() {
-                df = df.filter(predicate)?;
-            }
-            for batch in df.collect().await? {
-                rows.extend(from_batch(&batch)?);
-            }
-        }
-        // Rows come back in no particular order; a series may hold two rows for a minute
-        // when a flush raced the minute's write, and those are merged here. A bucket of
-        // 1 ms keeps each row's own minute, hour or day.
-        rows.sort_by_key(|r| r.minute);
-        Ok(merge_series(rows, 1))
     }
 }
 

@@ -7,11 +7,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 
 use crate::model::Table;
 
-pub const MINUTE: &str = "minute";
-pub const SIDE: &str = "side";
+pub(crate) const MINUTE: &str = "minute";
+pub(crate) const SIDE: &str = "side";
 
 /// Key columns per table, in order, all UTF-8.
-pub fn key_columns(table: Table) -> &'static [&'static str] {
+pub(crate) fn key_columns(table: Table) -> &'static [&'static str] {
     match table {
         Table::ServiceMinute => &["service_namespace", "service_name", "service_kind"],
         Table::InstanceMinute => &[
@@ -39,7 +39,7 @@ pub fn key_columns(table: Table) -> &'static [&'static str] {
 }
 
 /// Additive counters, in order, all UInt64.
-pub const COUNTERS: [&str; 9] = [
+pub(crate) const COUNTERS: [&str; 9] = [
     "calls",
     "errors",
     "errors_4xx",
@@ -52,11 +52,11 @@ pub const COUNTERS: [&str; 9] = [
 ];
 
 /// Serialized `LatencySketch` (milliseconds).
-pub const LATENCY: &str = "latency";
-pub const LATENCY_COUNT: &str = "latency_count";
-pub const LATENCY_SUM_MS: &str = "latency_sum_ms";
+pub(crate) const LATENCY: &str = "latency";
+pub(crate) const LATENCY_COUNT: &str = "latency_count";
+pub(crate) const LATENCY_SUM_MS: &str = "latency_sum_ms";
 
-pub fn minute_type() -> DataType {
+pub(crate) fn minute_type() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
 }
 
@@ -75,7 +75,7 @@ fn build(table: Table) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-pub fn schema(table: Table) -> SchemaRef {
+pub(crate) fn schema(table: Table) -> SchemaRef {
     static SCHEMAS: OnceLock<[SchemaRef; 4]> = OnceLock::new();
     let schemas = SCHEMAS.get_or_init(|| Table::ALL.map(build));
     let index = Table::ALL.iter().position(|t| *t == table).unwrap_or(0);

@@ -35,9 +35,10 @@ const MAX_KEPT_KEYS: usize = 100_000;
 /// out or add is a scan of its own.
 pub(crate) const MAX_STEP_MINUTES: i64 = 10;
 
-/// A span no read has moved for this long is forgotten: the minutes written meanwhile
-/// would otherwise keep adding to a window nobody looks at.
-const MAX_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
+/// A span no read has moved for this many milliseconds (by the store's clock) is
+/// forgotten: the minutes written meanwhile would otherwise keep adding to a window nobody
+/// looks at.
+const MAX_IDLE_MS: EpochMillis = 600_000;
 
 /// One key's running total over the span.
 struct Running {
@@ -160,12 +161,19 @@ pub(crate) struct MovingSpan {
     files: Vec<String>,
     /// By the key columns' row-format bytes, so that a row finds its key without building it.
     keys: HashMap<Box<[u8]>, Running>,
-    /// When a read last gave the span back.
-    used: std::time::Instant,
+    /// When a read last gave the span back, by the store's clock.
+    used_ms: EpochMillis,
 }
 
 impl MovingSpan {
-    pub(crate) fn new(table: Table, filter: String, start: EpochMillis) -> Self {
+    /// An empty span of `table`'s rows read with `filter`, starting and ending at `start`,
+    /// used at `now_ms`.
+    pub(crate) fn new(
+        table: Table,
+        filter: String,
+        start: EpochMillis,
+        now_ms: EpochMillis,
+    ) -> Self {
         MovingSpan {
             table,
             filter,
@@ -173,13 +181,13 @@ impl MovingSpan {
             end: start,
             files: Vec::new(),
             keys: HashMap::new(),
-            used: std::time::Instant::now(),
+            used_ms: now_ms,
         }
     }
 
-    /// No read has moved the span for `MAX_IDLE`.
-    fn idle(&self) -> bool {
-        self.used.elapsed() > MAX_IDLE
+    /// Whether no read has moved the span for `MAX_IDLE_MS` at `now_ms`.
+    fn idle_at(&self, now_ms: EpochMillis) -> bool {
+        now_ms - self.used_ms > MAX_IDLE_MS
     }
 
     pub(crate) fn table(&self) -> Table {
@@ -330,28 +338,28 @@ pub struct KeptSpan {
     pub keys: usize,
 }
 
-/// Taken by a read for as long as it moves spans of one table and filter.
-pub(crate) type Lane = std::sync::Arc<tokio::sync::Mutex<()>>;
+/// The lock a read holds for as long as it moves spans of one table and filter.
+pub(crate) type MoveLock = std::sync::Arc<tokio::sync::Mutex<()>>;
 
 /// The spans kept moving.
 #[derive(Default)]
 pub(crate) struct MovingSpans {
     spans: parking_lot::Mutex<VecDeque<MovingSpan>>,
     /// One lock per table and filter that reads of moving spans take in turn.
-    lanes: parking_lot::Mutex<HashMap<(Table, String), Lane>>,
+    move_locks: parking_lot::Mutex<HashMap<(Table, String), MoveLock>>,
 }
 
 impl MovingSpans {
-    /// The lock that moves of `table`'s spans read with `filter` take in turn. Lanes no
+    /// The lock that moves of `table`'s spans read with `filter` take in turn. Locks no
     /// read holds are forgotten as new ones come, so focused reads leave none behind.
-    pub(crate) fn lane(&self, table: Table, filter: &str) -> Lane {
+    pub(crate) fn move_lock(&self, table: Table, filter: &str) -> MoveLock {
         let key = (table, filter.to_owned());
-        let mut lanes = self.lanes.lock();
-        if let Some(lane) = lanes.get(&key) {
-            return lane.clone();
+        let mut move_locks = self.move_locks.lock();
+        if let Some(lock) = move_locks.get(&key) {
+            return lock.clone();
         }
-        lanes.retain(|_, lane| std::sync::Arc::strong_count(lane) > 1);
-        lanes.entry(key).or_default().clone()
+        move_locks.retain(|_, lock| std::sync::Arc::strong_count(lock) > 1);
+        move_locks.entry(key).or_default().clone()
     }
 
     /// What is kept, oldest use first.
@@ -390,17 +398,19 @@ impl MovingSpans {
     /// `at`: the minutes just written there are added while they are still in memory, so
     /// that the next read of the window finds them counted instead of scanning them back.
     /// A read that wants the span meanwhile waits here rather than folding it afresh.
+    /// Spans idle at `now_ms` are forgotten on the way.
     pub(crate) fn extend_at(
         &self,
         table: Table,
         filter: &str,
         at: EpochMillis,
+        now_ms: EpochMillis,
         mut extend: impl FnMut(&mut MovingSpan) -> Result<()>,
     ) -> Result<()> {
         let mut spans = self.spans.lock();
         let mut failed = None;
         spans.retain_mut(|span| {
-            if span.idle() {
+            if span.idle_at(now_ms) {
                 return false;
             }
             if span.table != table || span.filter != filter || span.end != at {
@@ -417,19 +427,58 @@ impl MovingSpans {
         failed.map_or(Ok(()), Err)
     }
 
-    /// Keeps `span`, forgetting the longest unused ones past the bounds.
-    pub(crate) fn keep(&self, mut span: MovingSpan) {
+    /// Keeps `span`, used at `now_ms`, forgetting idle spans and the longest unused ones
+    /// past the bounds.
+    pub(crate) fn keep(&self, mut span: MovingSpan, now_ms: EpochMillis) {
         if span.keys.len() > MAX_KEPT_KEYS {
             return;
         }
-        span.used = std::time::Instant::now();
+        span.used_ms = now_ms;
         let mut spans = self.spans.lock();
-        spans.retain(|span| !span.idle());
+        spans.retain(|span| !span.idle_at(now_ms));
         spans.push_back(span);
         while spans.len() > MAX_SPANS
             || spans.iter().map(|s| s.keys.len()).sum::<usize>() > MAX_KEPT_KEYS
         {
             spans.pop_front();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: EpochMillis = 1_000_000_000;
+
+    fn span_at(start: EpochMillis, now_ms: EpochMillis) -> MovingSpan {
+        MovingSpan::new(Table::ServiceMinute, String::new(), start, now_ms)
+    }
+
+    fn starts(spans: &MovingSpans) -> Vec<EpochMillis> {
+        spans.kept().iter().map(|span| span.start).collect()
+    }
+
+    #[test]
+    fn a_kept_span_idle_past_ten_minutes_of_the_clock_is_forgotten() {
+        let spans = MovingSpans::default();
+        spans.keep(span_at(0, T0), T0);
+        // Still used at exactly the limit: extending on the way keeps it.
+        spans
+            .extend_at(Table::EdgeMinute, "", 0, T0 + MAX_IDLE_MS, |_| Ok(()))
+            .unwrap();
+        assert_eq!(starts(&spans), vec![0]);
+
+        // A span kept later survives the first one's expiry.
+        spans.keep(span_at(MINUTE_MS, T0 + 1), T0 + 1);
+        spans
+            .extend_at(Table::EdgeMinute, "", 0, T0 + MAX_IDLE_MS + 1, |_| Ok(()))
+            .unwrap();
+        assert_eq!(starts(&spans), vec![MINUTE_MS]);
+
+        // Keeping a new span forgets the idle ones too.
+        let later = T0 + 1 + MAX_IDLE_MS + 1;
+        spans.keep(span_at(2 * MINUTE_MS, later), later);
+        assert_eq!(starts(&spans), vec![2 * MINUTE_MS]);
     }
 }

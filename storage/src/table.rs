@@ -1,5 +1,5 @@
 //! One queryable table: its Parquet files on disk plus, for minute tables, the snapshot of
-//! minutes still open in the collector. Queries see both as one table; files whose
+//! live minutes, those the collector has not closed yet. Queries see both as one table; files whose
 //! partition lies outside the query's time filter are not opened.
 
 use std::collections::BTreeMap;
@@ -26,8 +26,8 @@ use object_store::ObjectMeta;
 use parking_lot::RwLock;
 
 use crate::files::{FileEntry, Granularity};
+use crate::live_minutes::LiveMinuteRows;
 use crate::model::EpochMillis;
-use crate::open::OpenRows;
 
 #[derive(Debug)]
 pub(crate) struct StoredTable {
@@ -41,7 +41,7 @@ pub(crate) struct StoredTable {
     /// Minutes before this are all in files; a live source's rows before it are not read.
     /// Changed under the files lock, so a read never sees a minute in both or in neither.
     covered_before: AtomicI64,
-    pub(crate) open: OpenRows,
+    pub(crate) live: LiveMinuteRows,
 }
 
 impl StoredTable {
@@ -60,7 +60,7 @@ impl StoredTable {
             url,
             files: RwLock::new(BTreeMap::new()),
             covered_before: AtomicI64::new(EpochMillis::MIN),
-            open: OpenRows::default(),
+            live: LiveMinuteRows::default(),
         }
     }
 
@@ -119,18 +119,19 @@ impl StoredTable {
         self.files.read().contains_key(&partition)
     }
 
-    pub(crate) fn set_open(&self, batches: Vec<RecordBatch>) {
-        self.open.set_fixed(batches);
+    /// Replaces the live rows published by hand (used when no live source is attached).
+    pub(crate) fn set_live_batches(&self, batches: Vec<RecordBatch>) {
+        self.live.set_published(batches);
     }
 
     /// The earliest minute whose rows can still change: with a live source, every minute
-    /// not yet in files; else the earliest in the open batches.
-    pub(crate) fn open_start(&self) -> Option<EpochMillis> {
-        if self.open.is_live() {
+    /// not yet in files; else the earliest in the published live batches.
+    pub(crate) fn live_start(&self) -> Option<EpochMillis> {
+        if self.live.has_source() {
             return Some(self.covered_before.load(Ordering::SeqCst));
         }
-        self.open
-            .fixed()
+        self.live
+            .published()
             .iter()
             .filter_map(|batch| {
                 let minutes = batch
@@ -141,10 +142,10 @@ impl StoredTable {
             .min()
     }
 
-    /// The open rows, when no file holds rows in `[start, end)`; `None` when one does.
+    /// The live rows, when no file holds rows in `[start, end)`; `None` when one does.
     /// Checked and read under the files lock, so that a minute written meanwhile is
     /// neither missed nor read twice.
-    pub(crate) fn open_rows_alone(
+    pub(crate) fn live_rows_alone(
         &self,
         start: EpochMillis,
         end: EpochMillis,
@@ -157,7 +158,7 @@ impl StoredTable {
             return Ok(None);
         }
         let covered_before = self.covered_before.load(Ordering::SeqCst);
-        Ok(Some(self.open.batches(covered_before)?))
+        Ok(Some(self.live.batches(covered_before)?))
     }
 
     pub(crate) fn has_files(&self) -> bool {
@@ -289,8 +290,8 @@ impl TableProvider for StoredTable {
                 self.covered_before.load(Ordering::SeqCst),
             )
         };
-        let open = self
-            .open
+        let live = self
+            .live
             .batches(covered_before)
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
@@ -337,8 +338,8 @@ impl TableProvider for StoredTable {
                 .build();
             inputs.push(DataSourceExec::from_data_source(config));
         }
-        if !open.is_empty() || inputs.is_empty() {
-            let memory = MemTable::try_new(self.schema.clone(), vec![open])?;
+        if !live.is_empty() || inputs.is_empty() {
+            let memory = MemTable::try_new(self.schema.clone(), vec![live])?;
             inputs.push(memory.scan(state, projection, filters, limit).await?);
         }
         UnionExec::try_new(inputs)

@@ -8,7 +8,6 @@
 //! on both cores.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, BinaryArray, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{TimestampMillisecondType, UInt64Type};
@@ -19,7 +18,6 @@ use futures::TryStreamExt;
 
 use crate::batch;
 use crate::error::{Error, Result};
-use crate::files::Granularity;
 use crate::model::{EpochMillis, Metrics, RowKey, Side, Table};
 use crate::read::Aggregate;
 use crate::schema::{self, COUNTERS, key_columns};
@@ -96,7 +94,7 @@ pub(crate) struct Partial {
 /// What a span contributes to a key's total over the window.
 pub(crate) struct SpanTotal {
     pub(crate) key: RowKey,
-    /// The key columns in Arrow's row format: the open minutes' rows are matched to a
+    /// The key columns in Arrow's row format: the live minutes' rows are matched to a
     /// closed total by these bytes, without building their keys.
     pub(crate) bytes: Box<[u8]>,
     pub(crate) detected_by: Side,
@@ -348,41 +346,41 @@ pub(crate) fn combine<'a>(totals: impl Iterator<Item = &'a SpanTotal>) -> Vec<Sp
     combined
 }
 
-/// A row of an open minute, left in its batch until its key's minutes are known.
+/// A row of a live minute, left in its batch until its key's minutes are known.
 #[derive(Clone, Copy)]
-struct OpenRow {
+struct LiveRow {
     batch: u32,
     row: u32,
     minute: EpochMillis,
     server: bool,
 }
 
-/// The closed totals of a window (sorted by key) with the open minutes' rows added: the
-/// read that every refresh of a dashboard makes. An open row finds its key's closed total
+/// The closed totals of a window (sorted by key) with the live minutes' rows added: the
+/// read that every refresh of a dashboard makes. A live row finds its key's closed total
 /// by its bytes, and its counters and sketch go straight into that total's copy: a key the
 /// closed span knows is neither built again nor decoded into a total of its own first.
 /// Per key and minute the server's row counts when there is one, else the client's.
-pub(crate) fn with_open(
+pub(crate) fn with_live(
     table: Table,
     closed: &[SpanTotal],
-    open: &[RecordBatch],
+    live: &[RecordBatch],
 ) -> Result<Vec<Aggregate>> {
     let converter = key_converter(table)?;
-    let mut keys = Vec::with_capacity(open.len());
-    let mut figures = Vec::with_capacity(open.len());
-    for batch in open {
+    let mut keys = Vec::with_capacity(live.len());
+    let mut figures = Vec::with_capacity(live.len());
+    for batch in live {
         keys.push(key_rows(table, &converter, batch)?);
         figures.push(Figures::of(batch)?);
     }
-    let mut rows_of: HashMap<&[u8], Vec<OpenRow>> = HashMap::new();
-    for (at, batch) in open.iter().enumerate() {
+    let mut rows_of: HashMap<&[u8], Vec<LiveRow>> = HashMap::new();
+    for (at, batch) in live.iter().enumerate() {
         let minutes = column(batch, schema::MINUTE)?.as_primitive::<TimestampMillisecondType>();
         let sides: &StringArray = column(batch, schema::SIDE)?.as_string::<i32>();
         for row in 0..batch.num_rows() {
             rows_of
                 .entry(keys[at].row(row).data())
                 .or_default()
-                .push(OpenRow {
+                .push(LiveRow {
                     batch: at as u32,
                     row: row as u32,
                     minute: minutes.value(row),
@@ -414,7 +412,7 @@ pub(crate) fn with_open(
             None => {
                 let first = rows[0];
                 out.push(Aggregate {
-                    key: batch::key_at(table, &open[first.batch as usize], first.row as usize)?,
+                    key: batch::key_at(table, &live[first.batch as usize], first.row as usize)?,
                     detected_by: Side::Client,
                     metrics: Metrics::default(),
                 });
@@ -441,84 +439,6 @@ pub(crate) fn with_open(
         out.sort_by(|a, b| a.key.cmp(&b.key));
     }
     Ok(out)
-}
-
-/// What identifies a span's totals: the table, the span, the key filter, and the very files
-/// that hold its rows. A file written, compacted or expired changes the key, so an entry is
-/// never stale; spans with rows of the open snapshot are never cached.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub(crate) struct SpanKey {
-    pub(crate) table: Table,
-    pub(crate) granularity: Granularity,
-    pub(crate) start: EpochMillis,
-    pub(crate) end: EpochMillis,
-    pub(crate) filter: String,
-    pub(crate) files: Vec<String>,
-}
-
-/// Totals of closed spans, reused by the next read of the same span: a dashboard asks for
-/// the same windows every few seconds, and only the open minutes change in between.
-/// Bounded by the number of key totals it holds (each carries a latency sketch).
-pub(crate) struct SpanCache<K> {
-    entries: parking_lot::Mutex<SpanEntries<K>>,
-    max_totals: usize,
-}
-
-struct SpanEntries<K> {
-    by_key: HashMap<K, (Arc<Vec<SpanTotal>>, u64)>,
-    clock: u64,
-    held: usize,
-}
-
-/// About 250 MB of decoded sketches at a few hundred bins each.
-pub(crate) const MAX_CACHED_TOTALS: usize = 100_000;
-
-impl<K: std::hash::Hash + Eq + Clone> SpanCache<K> {
-    pub(crate) fn new(max_totals: usize) -> Self {
-        Self {
-            entries: parking_lot::Mutex::new(SpanEntries {
-                by_key: HashMap::new(),
-                clock: 0,
-                held: 0,
-            }),
-            max_totals,
-        }
-    }
-
-    pub(crate) fn get(&self, key: &K) -> Option<Arc<Vec<SpanTotal>>> {
-        let mut entries = self.entries.lock();
-        entries.clock += 1;
-        let now = entries.clock;
-        let (totals, used) = entries.by_key.get_mut(key)?;
-        *used = now;
-        Some(totals.clone())
-    }
-
-    pub(crate) fn insert(&self, key: K, totals: Arc<Vec<SpanTotal>>) {
-        if totals.len() > self.max_totals {
-            return;
-        }
-        let mut entries = self.entries.lock();
-        entries.clock += 1;
-        let now = entries.clock;
-        entries.held += totals.len();
-        if let Some((old, _)) = entries.by_key.insert(key, (totals, now)) {
-            entries.held -= old.len();
-        }
-        while entries.held > self.max_totals {
-            let Some(oldest) = entries
-                .by_key
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(key, _)| key.clone())
-            else {
-                break;
-            };
-            if let Some((old, _)) = entries.by_key.remove(&oldest) {
-                entries.held -= old.len();
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -552,11 +472,11 @@ mod tests {
         }
     }
 
-    /// What a reader relies on: a window's totals read as closed totals plus open rows are
+    /// What a reader relies on: a window's totals read as closed totals plus live rows are
     /// the totals of all its rows folded at once, in key order, with the server's row of a
     /// minute chosen over the client's and keys the closed span never saw added.
     #[test]
-    fn open_rows_add_to_closed_totals_as_one_fold_would() {
+    fn live_rows_add_to_closed_totals_as_one_fold_would() {
         let (web_cart, cart_db, web_pay) =
             (edge("web", "cart"), edge("cart", "db"), edge("web", "pay"));
         let closed_rows = vec![
@@ -564,27 +484,27 @@ mod tests {
             row(0, &web_cart, Side::Client, 11, 25.0),
             row(1, &cart_db, Side::Client, 4, 5.0),
         ];
-        let open_rows = [
+        let live_rows = [
             // Both sides of an edge the closed span has: only the server's counts.
             row(2, &web_cart, Side::Client, 7, 300.0),
             row(2, &web_cart, Side::Server, 6, 250.0),
             // Only the client's, of an edge the closed span saw from the client alone.
             row(2, &cart_db, Side::Client, 3, 9.0),
-            // A key only the open minute has, sorting between the other two.
+            // A key only the live minute has, sorting between the other two.
             row(2, &web_pay, Side::Server, 2, 40.0),
             row(3, &cart_db, Side::Server, 5, 7.0),
         ];
         let table = Table::EdgeMinute;
         let closed_batch = to_batch(table, &closed_rows).unwrap();
-        let open_batches = vec![
-            to_batch(table, &open_rows[..2]).unwrap(),
-            to_batch(table, &open_rows[2..]).unwrap(),
+        let live_batches = vec![
+            to_batch(table, &live_rows[..2]).unwrap(),
+            to_batch(table, &live_rows[2..]).unwrap(),
         ];
         let closed = fold_batches(table, std::slice::from_ref(&closed_batch)).unwrap();
-        let got = with_open(table, &closed, &open_batches).unwrap();
+        let got = with_live(table, &closed, &live_batches).unwrap();
 
         let mut everything = vec![closed_batch];
-        everything.extend(open_batches);
+        everything.extend(live_batches);
         let want = fold_batches(table, &everything).unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(got.len(), want.len());

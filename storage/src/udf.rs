@@ -13,8 +13,8 @@ use datafusion::logical_expr::{
 
 use crate::sketch::LatencySketch;
 
-pub const MERGE_SKETCH: &str = "merge_sketch";
-pub const QUANTILE: &str = "quantile";
+pub(crate) const MERGE_SKETCH: &str = "merge_sketch";
+pub(crate) const QUANTILE: &str = "quantile";
 
 #[derive(Debug, Default)]
 struct MergeSketch {
@@ -70,7 +70,7 @@ impl Accumulator for MergeSketch {
     }
 }
 
-pub fn merge_sketch() -> AggregateUDF {
+pub(crate) fn merge_sketch() -> AggregateUDF {
     create_udaf(
         MERGE_SKETCH,
         vec![DataType::Binary],
@@ -81,7 +81,7 @@ pub fn merge_sketch() -> AggregateUDF {
     )
 }
 
-pub fn quantile() -> ScalarUDF {
+pub(crate) fn quantile() -> ScalarUDF {
     create_udf(
         QUANTILE,
         vec![DataType::Binary, DataType::Float64],

@@ -11,7 +11,7 @@
 //! partition the append writes to; after the files, the note replaces the last one (a
 //! rename) and the pending record goes. A pending record newer than the note at start means
 //! the append was cut short: the files not on its lists are the append's, and are deleted.
-//! Nothing else writes minute files meanwhile: the caller holds its memory turn, which the
+//! Nothing else writes minute files meanwhile: the caller holds its memory peak permit, which the
 //! store's upkeep takes for each of its writes too.
 
 use std::collections::{BTreeMap, BTreeSet};

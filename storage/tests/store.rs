@@ -150,7 +150,7 @@ async fn repeated_reads_see_new_files_and_open_minutes() {
         );
     }
 
-    store.publish_open(vec![row(
+    store.publish_live_minutes(vec![row(
         T0 + HOUR + MINUTE_MS,
         edge("cart", "db"),
         Side::Client,
@@ -164,7 +164,7 @@ async fn repeated_reads_see_new_files_and_open_minutes() {
             (edge("web", "cart"), Side::Server, 50, 5),
         ]
     );
-    store.publish_open(Vec::new());
+    store.publish_live_minutes(Vec::new());
     assert_eq!(
         totals(&store, Table::EdgeMinute, range).await,
         vec![
@@ -204,7 +204,7 @@ async fn live_minutes_count_once_across_their_closing() {
         row(T0, edge("web", "cart"), Side::Server, 30, 12.0),
         row(T0 + MINUTE_MS, edge("web", "cart"), Side::Server, 5, 12.0),
     ])));
-    store.attach_open_source(held.clone());
+    store.attach_live_minute_source(held.clone());
     let range = all(T0, T0 + HOUR);
     let expected = vec![(edge("web", "cart"), Side::Server, 35, 3)];
     assert_eq!(totals(&store, Table::EdgeMinute, range).await, expected);
@@ -215,17 +215,17 @@ async fn live_minutes_count_once_across_their_closing() {
         .append_closed_before(&closing, Some(T0 + MINUTE_MS))
         .await
         .unwrap();
-    store.refresh_open();
+    store.refresh_live_minutes();
     assert_eq!(totals(&store, Table::EdgeMinute, range).await, expected);
     held.0.lock().remove(0);
-    store.refresh_open();
+    store.refresh_live_minutes();
     assert_eq!(totals(&store, Table::EdgeMinute, range).await, expected);
 
     // New rows in the open minute show at the next read once the kept read is refreshed.
     held.0
         .lock()
         .push(row(T0 + MINUTE_MS, edge("web", "db"), Side::Client, 4, 2.0));
-    store.refresh_open();
+    store.refresh_live_minutes();
     assert_eq!(
         totals(&store, Table::EdgeMinute, range).await,
         vec![
@@ -288,7 +288,7 @@ async fn open_snapshot_is_read_with_closed_minutes_then_replaced() {
         .append_closed(vec![row(T0, service("cart"), Side::Server, 10, 5.0)])
         .await
         .unwrap();
-    store.publish_open(vec![row(
+    store.publish_live_minutes(vec![row(
         T0 + MINUTE_MS,
         service("cart"),
         Side::Server,
@@ -300,7 +300,7 @@ async fn open_snapshot_is_read_with_closed_minutes_then_replaced() {
         totals(&store, Table::ServiceMinute, range).await,
         vec![(service("cart"), Side::Server, 13, 1)]
     );
-    store.publish_open(vec![row(
+    store.publish_live_minutes(vec![row(
         T0 + MINUTE_MS,
         service("cart"),
         Side::Server,
@@ -311,7 +311,7 @@ async fn open_snapshot_is_read_with_closed_minutes_then_replaced() {
         totals(&store, Table::ServiceMinute, range).await,
         vec![(service("cart"), Side::Server, 14, 1)]
     );
-    store.publish_open(Vec::new());
+    store.publish_live_minutes(Vec::new());
     assert_eq!(
         totals(&store, Table::ServiceMinute, range).await,
         vec![(service("cart"), Side::Server, 10, 1)]
@@ -1121,7 +1121,7 @@ fn record_hint(running: bool) {
 }
 
 #[tokio::test]
-async fn memory_turns_and_upkeep_passes_are_announced_and_their_ends_too() {
+async fn memory_peak_permits_and_upkeep_passes_are_announced_and_their_ends_too() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(StoreConfig {
         memory_hint: Some(record_hint),
@@ -1145,9 +1145,9 @@ async fn memory_turns_and_upkeep_passes_are_announced_and_their_ends_too() {
     let report = store.maintain(T0 + 2 * HOUR).await.unwrap();
     assert_eq!(report.hours_rolled_up, 1);
     assert_eq!(*HINTS.lock().unwrap(), vec![true, false]);
-    // A closing minute's turn, as the collector takes it.
-    let turn = store.memory_turn().await;
+    // A closing minute's permit, as the collector takes it.
+    let permit = store.memory_peak_permit().await;
     assert_eq!(*HINTS.lock().unwrap(), vec![true, false, true]);
-    drop(turn);
+    drop(permit);
     assert_eq!(*HINTS.lock().unwrap(), vec![true, false, true, false]);
 }

@@ -1,0 +1,67 @@
+//! Sample arithmetic: what one entry adds to one row's counters.
+
+use meshscope_storage::Metrics;
+use meshscope_storage::sketch::Binned;
+
+/// What one entry contributes to a row.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sample {
+    pub error: bool,
+    pub error_4xx: bool,
+    pub latency: Binned,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub tcp: bool,
+    pub mtls: bool,
+}
+
+/// Adds one sample to a row's counters: one call, its outcome, latency and bytes, and its
+/// Apdex class (satisfied up to `apdex_threshold_ms`, tolerating up to four times it;
+/// a failed call is never either).
+#[inline]
+pub fn add_sample(metrics: &mut Metrics, sample: &Sample, apdex_threshold_ms: f64) {
+    metrics.calls += 1;
+    metrics.errors += u64::from(sample.error);
+    metrics.errors_4xx += u64::from(sample.error_4xx);
+    metrics.latency.add_binned(sample.latency);
+    metrics.bytes_sent += sample.bytes_sent;
+    metrics.bytes_received += sample.bytes_received;
+    metrics.tcp_connections += u64::from(sample.tcp);
+    metrics.mtls_calls += u64::from(sample.mtls);
+    if !sample.error {
+        let latency_ms = sample.latency.millis();
+        if latency_ms <= apdex_threshold_ms {
+            metrics.apdex_satisfied += 1;
+        } else if latency_ms <= 4.0 * apdex_threshold_ms {
+            metrics.apdex_tolerating += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apdex_counts_satisfied_and_tolerating_and_never_errors() {
+        let mut m = Metrics::default();
+        let cases = [
+            (50.0, false),  // satisfied
+            (100.0, false), // satisfied at T
+            (250.0, false), // tolerating
+            (400.0, false), // tolerating at 4T
+            (401.0, false), // frustrated
+            (10.0, true),   // fast but failed: frustrated
+        ];
+        for (latency_ms, error) in cases {
+            let sample = Sample {
+                latency: Binned::new(latency_ms),
+                error,
+                ..Default::default()
+            };
+            add_sample(&mut m, &sample, 100.0);
+        }
+        assert_eq!((m.calls, m.errors), (6, 1));
+        assert_eq!((m.apdex_satisfied, m.apdex_tolerating), (2, 2));
+    }
+}

@@ -1,0 +1,234 @@
+//! What `meshscope serve` runs with: its flags, merged with the environment, the config
+//! file and the defaults, into one [`Settings`]; and the store's config, which `maintain`
+//! shares.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use meshscope_collector::CollectorConfig;
+use meshscope_storage::StoreConfig;
+use meshscope_storage::wal::SyncPolicy;
+
+use crate::config::{FileConfig, StorageSection};
+
+const DEFAULT_GRPC_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 11800);
+const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 12800);
+const DEFAULT_DATA_DIR: &str = "data";
+const DEFAULT_WAL_SYNC_INTERVAL_MS: u64 = 100;
+
+/// Every flag can also come from a `MESHSCOPE_*` variable; a flag beats the variable, the
+/// variable beats the config file, the file beats the default.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Address of the gRPC receivers (Envoy access log service) [default: 0.0.0.0:11800]
+    #[arg(long, env = "MESHSCOPE_GRPC_ADDR")]
+    grpc_addr: Option<SocketAddr>,
+    /// Address of the HTTP API and UI [default: 0.0.0.0:12800]
+    #[arg(long, env = "MESHSCOPE_HTTP_ADDR")]
+    http_addr: Option<SocketAddr>,
+    /// Directory for stored data [default: ./data]
+    #[arg(long, env = "MESHSCOPE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML config file with [server], [collector] and [storage] sections
+    #[arg(long, env = "MESHSCOPE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Also run a small simulated mesh against this server, for a first look
+    #[arg(long, env = "MESHSCOPE_DEMO", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    demo: Option<bool>,
+    /// Topology windows read ahead at start and after each minute is written, so that a
+    /// dashboard's reads find them ready; comma-separated, `none` for none
+    /// [default: 15m,1h,6h,24h,7d]
+    #[arg(long, env = "MESHSCOPE_WARM_WINDOWS", value_delimiter = ',')]
+    warm_windows: Option<Vec<String>>,
+    /// When a received message counts as kept by the write-ahead log: `always` (fsynced
+    /// before it is applied), `interval` (fsynced every --wal-sync-interval-ms) or `never`
+    /// (left to the operating system) [default: interval]
+    #[arg(long, env = "MESHSCOPE_WAL_SYNC")]
+    wal_sync: Option<SyncPolicy>,
+    /// How often the write-ahead log is written out and, with `interval`, fsynced
+    /// [default: 100]
+    #[arg(long, env = "MESHSCOPE_WAL_SYNC_INTERVAL_MS")]
+    wal_sync_interval_ms: Option<u64>,
+}
+
+/// What `serve` runs with, after merging flags, environment, file and defaults.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) grpc_addr: SocketAddr,
+    pub(crate) http_addr: SocketAddr,
+    pub(crate) demo: bool,
+    pub(crate) warm_windows: Vec<String>,
+    pub(crate) store: StoreConfig,
+    pub(crate) collector: CollectorConfig,
+    pub(crate) wal_sync: SyncPolicy,
+    pub(crate) wal_sync_interval: Duration,
+}
+
+impl Settings {
+    /// Reads the config file the flags name (if any) and resolves against it.
+    pub(crate) fn load(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = FileConfig::load(args.config.as_deref())?;
+        Ok(Self::resolve(args, file))
+    }
+
+    /// Each value from the flag, else the environment (clap reads both), else the file,
+    /// else the default.
+    pub(crate) fn resolve(args: ServeArgs, file: FileConfig) -> Self {
+        Self {
+            grpc_addr: args
+                .grpc_addr
+                .or(file.server.grpc_addr)
+                .unwrap_or(DEFAULT_GRPC_ADDR),
+            http_addr: args
+                .http_addr
+                .or(file.server.http_addr)
+                .unwrap_or(DEFAULT_HTTP_ADDR),
+            demo: args.demo.or(file.server.demo).unwrap_or(false),
+            warm_windows: args
+                .warm_windows
+                .or(file.server.warm_windows)
+                .unwrap_or_else(|| {
+                    meshscope_query::warm::DEFAULT_WINDOWS
+                        .iter()
+                        .map(|w| (*w).to_owned())
+                        .collect()
+                })
+                .into_iter()
+                .map(|w| w.trim().to_owned())
+                .filter(|w| !w.is_empty() && w != "none")
+                .collect(),
+            store: store_config(args.data_dir, file.storage),
+            collector: file.collector,
+            wal_sync: args.wal_sync.or(file.wal.sync).unwrap_or_default(),
+            wal_sync_interval: Duration::from_millis(
+                args.wal_sync_interval_ms
+                    .or(file.wal.sync_interval_ms)
+                    .unwrap_or(DEFAULT_WAL_SYNC_INTERVAL_MS)
+                    .max(1),
+            ),
+        }
+    }
+}
+
+/// The store's config: the data directory from the flag, the file or the default, the rest
+/// from the file's `[storage]` section or the store's defaults.
+pub(crate) fn store_config(data_dir: Option<PathBuf>, file: StorageSection) -> StoreConfig {
+    let defaults = StoreConfig::default();
+    StoreConfig {
+        data_dir: data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        retention: file.retention,
+        maintenance_interval_secs: file
+            .maintenance_interval_secs
+            .unwrap_or(defaults.maintenance_interval_secs),
+        settle_minutes: file.settle_minutes.unwrap_or(defaults.settle_minutes),
+        access_log: file.access_log,
+        sql: file.sql,
+        memory_hint: Some(crate::memory::large_use_of_memory),
+        clock: defaults.clock,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn settings(argv: &[&str], file: &str) -> Settings {
+        let mut full = vec!["meshscope"];
+        full.extend_from_slice(argv);
+        let args = TestCli::try_parse_from(full).unwrap().serve;
+        Settings::resolve(args, FileConfig::parse(file).unwrap())
+    }
+
+    /// Everything about precedence in one test: environment variables are process-wide,
+    /// so a second test parsing flags could see this one's variables.
+    #[test]
+    fn precedence_is_flag_then_env_then_file_then_default() {
+        let defaults = settings(&[], "");
+        assert_eq!(defaults.grpc_addr, DEFAULT_GRPC_ADDR);
+        assert_eq!(defaults.http_addr, "0.0.0.0:12800".parse().unwrap());
+        assert_eq!(defaults.store.data_dir, PathBuf::from("data"));
+        assert!(!defaults.demo);
+        assert_eq!(defaults.warm_windows, ["15m", "1h", "6h", "24h", "7d"]);
+
+        let file = "[server]\ngrpc_addr = \"127.0.0.1:1\"\nhttp_addr = \"127.0.0.1:2\"\ndemo = true\n\
+                    warm_windows = [\"1h\"]\n[storage]\ndata_dir = \"/from/file\"\n";
+        let from_file = settings(&[], file);
+        assert_eq!(from_file.grpc_addr, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(from_file.http_addr, "127.0.0.1:2".parse().unwrap());
+        assert_eq!(from_file.store.data_dir, PathBuf::from("/from/file"));
+        assert!(from_file.demo);
+        assert_eq!(from_file.warm_windows, ["1h"]);
+        assert!(
+            settings(&["--warm-windows", "none"], file)
+                .warm_windows
+                .is_empty()
+        );
+        assert_eq!(
+            settings(&["--warm-windows", "5m, 2h"], file).warm_windows,
+            ["5m", "2h"]
+        );
+
+        // SAFETY: no other test in this binary reads or writes the environment.
+        unsafe {
+            std::env::set_var("MESHSCOPE_GRPC_ADDR", "127.0.0.1:4");
+            std::env::set_var("MESHSCOPE_DATA_DIR", "/from/env");
+            std::env::set_var("MESHSCOPE_DEMO", "false");
+        }
+        let from_env = settings(&[], file);
+        let from_flags = settings(
+            &[
+                "--grpc-addr",
+                "127.0.0.1:3",
+                "--data-dir",
+                "/from/flag",
+                "--demo",
+            ],
+            file,
+        );
+        // SAFETY: as above.
+        unsafe {
+            std::env::remove_var("MESHSCOPE_GRPC_ADDR");
+            std::env::remove_var("MESHSCOPE_DATA_DIR");
+            std::env::remove_var("MESHSCOPE_DEMO");
+        }
+        assert_eq!(from_env.grpc_addr, "127.0.0.1:4".parse().unwrap());
+        assert_eq!(from_env.http_addr, "127.0.0.1:2".parse().unwrap());
+        assert_eq!(from_env.store.data_dir, PathBuf::from("/from/env"));
+        assert!(!from_env.demo);
+
+        assert_eq!(from_flags.grpc_addr, "127.0.0.1:3".parse().unwrap());
+        assert_eq!(from_flags.http_addr, "127.0.0.1:2".parse().unwrap());
+        assert_eq!(from_flags.store.data_dir, PathBuf::from("/from/flag"));
+        assert!(from_flags.demo);
+    }
+
+    #[test]
+    fn wal_settings_come_from_flag_then_file_then_default() {
+        let defaults = settings(&[], "");
+        assert_eq!(defaults.wal_sync, SyncPolicy::Interval);
+        assert_eq!(defaults.wal_sync_interval, Duration::from_millis(100));
+        let file = "[wal]\nsync = \"never\"\nsync_interval_ms = 250\n";
+        let from_file = settings(&[], file);
+        assert_eq!(from_file.wal_sync, SyncPolicy::Never);
+        assert_eq!(from_file.wal_sync_interval, Duration::from_millis(250));
+        let from_flags = settings(
+            &["--wal-sync", "always", "--wal-sync-interval-ms", "5"],
+            file,
+        );
+        assert_eq!(from_flags.wal_sync, SyncPolicy::Always);
+        assert_eq!(from_flags.wal_sync_interval, Duration::from_millis(5));
+        assert!(FileConfig::parse("[wal]\nsync = \"sometimes\"\n").is_err());
+    }
+}

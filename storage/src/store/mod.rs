@@ -1,0 +1,114 @@
+//! The store: one value that owns every table, its files and the DataFusion session that
+//! reads them. Closed minutes are Parquet files; live minutes (not yet closed, still held
+//! by the collector) are read from memory; hour and day rollups are files of their own.
+//!
+//! `Store`'s methods live in the submodule of the idea they belong to (what writers and
+//! readers may call is listed in the crate's documentation):
+//!
+//! | submodule        | what it holds                                                      |
+//! |------------------|--------------------------------------------------------------------|
+//! | `opening`        | opening a store on a directory, the background upkeep task         |
+//! | `writes`         | the writers' boundary: live minutes, closed minutes, access log    |
+//! | `memory_permit`  | the one-at-a-time permit for large, short uses of memory            |
+//! | `reads`          | readers' signals: minutes written, kept spans, the proxy registry  |
+//! | `read_planner`   | `aggregate` and `series`: a window split over granularities, folded |
+//! | `totals_cache`   | the caches of span and window totals the read planner keeps        |
+//! | `proxy_tables`   | writing and reading the `proxy_metrics_*` tables                   |
+//! | `sql`            | the tables SQL sees and the bounded SQL runner                     |
+//! | `maintenance`    | compaction, rollups and retention                                  |
+
+mod maintenance;
+mod memory_permit;
+mod opening;
+mod proxy_tables;
+mod read_planner;
+mod reads;
+mod sql;
+mod totals_cache;
+mod writes;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::prelude::SessionContext;
+
+use crate::clock::SharedClock;
+use crate::config::StoreConfig;
+use crate::files::{DataFiles, Granularity};
+use crate::live_minutes::LiveMinuteGroup;
+use crate::model::{EpochMillis, Table};
+use crate::sliding;
+use crate::table::StoredTable;
+
+pub use maintenance::MaintenanceReport;
+pub(crate) use memory_permit::MemoryHint;
+pub use memory_permit::MemoryPeakPermit;
+pub use sql::TableInfo;
+
+/// The name SQL knows a table by: `service_minute`, `service_hour`, `service_day`, ….
+pub fn table_name(table: Table, granularity: Granularity) -> String {
+    let base = table.name().trim_end_matches("_minute");
+    format!("{base}_{}", granularity.suffix())
+}
+
+/// Everything a store holds, shared by its handles and its background task.
+pub(crate) struct StoreState {
+    pub(crate) config: StoreConfig,
+    /// Where wall time comes from: the config's clock.
+    pub(crate) clock: SharedClock,
+    pub(crate) files: DataFiles,
+    pub(crate) tables: HashMap<(Table, Granularity), Arc<StoredTable>>,
+    pub(crate) access_log: Arc<StoredTable>,
+    pub(crate) ctx: SessionContext,
+    /// One maintenance pass at a time, whether from the background task or a caller.
+    pub(crate) maintenance: tokio::sync::Mutex<()>,
+    /// Taken in turn by the large transient uses of memory: a closing minute's encoding
+    /// and write, and each step of a compaction or rollup, so that their peaks never add.
+    pub(crate) memory_peaks: tokio::sync::Mutex<()>,
+    /// Totals of one span of one granularity, keyed by the span and its files.
+    pub(crate) span_totals_cache: totals_cache::TotalsCache<totals_cache::SpanKey>,
+    /// The groups of minute tables whose live rows come from a live source.
+    pub(crate) live_groups: parking_lot::RwLock<Vec<Arc<LiveMinuteGroup>>>,
+    /// Totals of a window's closed spans taken together, keyed by those spans: merging a
+    /// week's spans key by key costs more than reading them.
+    pub(crate) window_totals_cache: totals_cache::TotalsCache<Vec<totals_cache::SpanKey>>,
+    /// Minute spans kept to be moved on as windows that end now move forward.
+    pub(crate) moving: sliding::MovingSpans,
+    /// The end of the newest minute written, announced on every write, late rows too:
+    /// what keeps a dashboard's windows read ahead waits on it.
+    pub(crate) written: tokio::sync::watch::Sender<EpochMillis>,
+    pub(crate) proxy_metrics: crate::proxy_metrics::ProxyMetrics,
+    pub(crate) proxy_tables: HashMap<Granularity, Arc<StoredTable>>,
+}
+
+/// A handle on an open store. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct Store {
+    pub(crate) inner: Arc<StoreState>,
+}
+
+impl Store {
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// The DataFusion session with every table and the sketch functions registered.
+    pub fn session(&self) -> &SessionContext {
+        &self.inner.ctx
+    }
+
+    /// The stored table of `table` at `granularity`.
+    pub(crate) fn table(&self, table: Table, granularity: Granularity) -> &Arc<StoredTable> {
+        &self.inner.tables[&(table, granularity)]
+    }
+
+    /// The stored proxy statistics table at `granularity`.
+    pub(crate) fn proxy_table(&self, granularity: Granularity) -> &Arc<StoredTable> {
+        &self.inner.proxy_tables[&granularity]
+    }
+
+    /// Wall time now, in epoch milliseconds, from the config's clock.
+    pub(crate) fn now_ms(&self) -> EpochMillis {
+        self.inner.clock.now_ms()
+    }
+}

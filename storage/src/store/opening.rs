@@ -1,0 +1,139 @@
+//! Opening a store: the tables of every granularity, the files already on disk, the
+//! DataFusion session, and the background upkeep task.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use datafusion::prelude::SessionContext;
+
+use super::totals_cache::{MAX_CACHED_TOTALS, TotalsCache};
+use super::{Store, StoreState, table_name};
+use crate::access_log;
+use crate::config::StoreConfig;
+use crate::error::Result;
+use crate::files::{DataFiles, Granularity};
+use crate::model::Table;
+use crate::proxy_table;
+use crate::schema::{self, MINUTE};
+use crate::sliding;
+use crate::table::StoredTable;
+use crate::udf;
+
+impl Store {
+    /// Opens the store in `config.data_dir`, reopening the Parquet files already there,
+    /// and starts background maintenance unless its interval is 0.
+    pub async fn open(config: StoreConfig) -> Result<Store> {
+        let files = DataFiles::open(&config.data_dir)?;
+        Self::open_with(config, files).await
+    }
+
+    /// Opens the files already in `data_dir` for reading only, beside a server that may be
+    /// writing there: no maintenance, and nothing is written, renamed or deleted (writes
+    /// fail with `Error::ReadOnly`). Files written after this call are not seen.
+    pub async fn open_read_only(data_dir: impl Into<std::path::PathBuf>) -> Result<Store> {
+        let config = StoreConfig {
+            maintenance_interval_secs: 0,
+            ..StoreConfig::in_dir(data_dir)
+        };
+        let files = DataFiles::open_read_only(&config.data_dir)?;
+        Self::open_with(config, files).await
+    }
+
+    async fn open_with(config: StoreConfig, files: DataFiles) -> Result<Store> {
+        let ctx = SessionContext::new();
+        ctx.register_object_store(files.url().as_ref(), files.object_store());
+        ctx.register_udaf(udf::merge_sketch());
+        ctx.register_udf(udf::quantile());
+        let mut tables = HashMap::new();
+        for table in Table::ALL {
+            for granularity in Granularity::ALL {
+                let stored = Arc::new(StoredTable::new(
+                    table_name(table, granularity),
+                    schema::schema(table),
+                    granularity,
+                    MINUTE,
+                    files.url().clone(),
+                ));
+                tables.insert((table, granularity), stored);
+            }
+        }
+        let access_log = Arc::new(StoredTable::new(
+            access_log::TABLE.to_string(),
+            access_log::schema(),
+            Granularity::Minute,
+            access_log::TIME,
+            files.url().clone(),
+        ));
+        let proxy_tables: HashMap<Granularity, Arc<StoredTable>> = Granularity::ALL
+            .into_iter()
+            .map(|granularity| {
+                let stored = StoredTable::new(
+                    proxy_table::proxy_table_name(granularity),
+                    proxy_table::schema(),
+                    granularity,
+                    MINUTE,
+                    files.url().clone(),
+                );
+                (granularity, Arc::new(stored))
+            })
+            .collect();
+        let mut reopened = 0;
+        for stored in tables
+            .values()
+            .chain(proxy_tables.values())
+            .chain(std::iter::once(&access_log))
+        {
+            for file in files.list(&stored.name).await? {
+                stored.add_file(file);
+                reopened += 1;
+            }
+            ctx.register_table(stored.name.as_str(), stored.clone())?;
+        }
+        tracing::info!(files = reopened, data_dir = %config.data_dir.display(), "store opened");
+        let interval = config.maintenance_interval_secs;
+        let inner = Arc::new(StoreState {
+            clock: config.clock.clone(),
+            config,
+            files,
+            tables,
+            access_log,
+            ctx,
+            maintenance: tokio::sync::Mutex::new(()),
+            memory_peaks: tokio::sync::Mutex::new(()),
+            proxy_metrics: crate::proxy_metrics::ProxyMetrics::default(),
+            proxy_tables,
+            span_totals_cache: TotalsCache::new(MAX_CACHED_TOTALS),
+            live_groups: parking_lot::RwLock::new(Vec::new()),
+            window_totals_cache: TotalsCache::new(MAX_CACHED_TOTALS / 4),
+            moving: sliding::MovingSpans::default(),
+            written: tokio::sync::watch::Sender::new(0),
+        });
+        if interval > 0 {
+            tokio::spawn(maintain_in_background(
+                Arc::downgrade(&inner),
+                Duration::from_secs(interval),
+            ));
+        }
+        Ok(Store { inner })
+    }
+}
+
+/// Runs a maintenance pass every `interval`, at the time the store's clock tells, until
+/// the store is dropped.
+async fn maintain_in_background(state: Weak<StoreState>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(inner) = state.upgrade() else {
+            return;
+        };
+        let store = Store { inner };
+        let now = store.now_ms();
+        match store.maintain(now).await {
+            Ok(report) => tracing::debug!(?report, "storage maintenance"),
+            Err(error) => tracing::warn!(%error, "storage maintenance failed"),
+        }
+    }
+}

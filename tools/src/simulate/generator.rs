@@ -1,0 +1,292 @@
+//! The traffic of a modelled mesh as Envoy would log it: each call on each hop becomes
+//! access-log entries on the proxies that see it, batched per proxy and log, and counted in
+//! the truth of what was sent.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use meshscope_proto::pb::envoy::data::accesslog::v3::{HttpAccessLogEntry, TcpAccessLogEntry};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::envoy::{self, Hop, Proxy};
+use super::mesh::{Kind, Mesh};
+use super::truth::Truth;
+
+/// Which of a proxy's access logs an entry goes to; each is its own gRPC stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) enum Log {
+    Ingress,
+    InboundHttp,
+    OutboundHttp,
+    OutboundTcp,
+}
+
+/// A proxy: a service's instance with a sidecar (or the ingress).
+pub(super) type ProxyKey = (usize, usize);
+
+/// The entries one log holds since it was last sent.
+#[derive(Default)]
+pub(super) struct Batch {
+    pub(super) http: Vec<HttpAccessLogEntry>,
+    pub(super) tcp: Vec<TcpAccessLogEntry>,
+}
+
+/// Makes a mesh's calls into batched access-log entries, from a seed.
+pub(super) struct Generator {
+    mesh: Mesh,
+    rng: SmallRng,
+    ports: u16,
+    pub(super) batches: BTreeMap<(ProxyKey, Log), Batch>,
+    pub(super) truth: Truth,
+    /// Whether a call goes on to the callee's own callees (a request's whole tree), or
+    /// stops at one hop (a load spread evenly over every edge of a big mesh).
+    follow_calls: bool,
+}
+
+impl Generator {
+    pub(super) fn new(mesh: Mesh, seed: u64, follow_calls: bool) -> Generator {
+        Generator {
+            mesh,
+            rng: SmallRng::seed_from_u64(seed),
+            ports: 20_000,
+            batches: BTreeMap::new(),
+            truth: Truth::default(),
+            follow_calls,
+        }
+    }
+
+    fn id(&self, service: usize) -> String {
+        format!(
+            "{}/{}",
+            self.mesh.namespace, self.mesh.services[service].name
+        )
+    }
+
+    fn ephemeral(&mut self) -> u16 {
+        self.ports = if self.ports >= 60_000 {
+            20_000
+        } else {
+            self.ports + 1
+        };
+        self.ports
+    }
+
+    fn latency(&mut self, median_ms: f64) -> f64 {
+        // Log-normal around the median, and a slow tail of 1%.
+        let noise: f64 = (self.rng.random::<f64>() - 0.5) * 1.2;
+        let slow = if self.rng.random_bool(0.01) {
+            10.0
+        } else {
+            1.0
+        };
+        (median_ms * noise.exp() * slow).max(0.1)
+    }
+
+    /// One request entering at the ingress, and every call it causes.
+    pub(super) fn request(&mut self, now: SystemTime, n: u64) {
+        self.truth.requests += 1;
+        let client_ip = [203, 0, 113, (n % 200) as u8 + 1];
+        let client_port = self.ephemeral();
+        self.hop(now, n, None, Some((client_ip, client_port)), 0, 1);
+    }
+
+    /// One call on an edge picked at random: every edge of a big mesh gets traffic
+    /// without a request walking the whole graph.
+    pub(super) fn edge_request(&mut self, now: SystemTime, n: u64) {
+        let callers: Vec<usize> = (0..self.mesh.calls.len())
+            .filter(|i| !self.mesh.calls[*i].is_empty())
+            .collect();
+        let caller = callers[self.rng.random_range(0..callers.len())];
+        if caller == 0 {
+            self.request(now, n);
+            return;
+        }
+        self.truth.requests += 1;
+        let target =
+            self.mesh.calls[caller][self.rng.random_range(0..self.mesh.calls[caller].len())].0;
+        let instance = self
+            .rng
+            .random_range(0..self.mesh.services[caller].instances.len());
+        self.hop(now, n, Some((caller, instance)), None, caller, target);
+    }
+
+    /// The call from `caller` (a proxy, or the outside when `None`) to service `target`.
+    fn hop(
+        &mut self,
+        now: SystemTime,
+        n: u64,
+        caller: Option<ProxyKey>,
+        outside: Option<([u8; 4], u16)>,
+        caller_service: usize,
+        target: usize,
+    ) {
+        let target_kind = self.mesh.services[target].kind;
+        let instance = self
+            .rng
+            .random_range(0..self.mesh.services[target].instances.len());
+        let target_ip = self.mesh.services[target].instances[instance];
+        let port = self.mesh.services[target].port;
+        let paths = &self.mesh.services[target].paths;
+        let template = paths[self.rng.random_range(0..paths.len())].clone();
+        let path = template
+            .replace("{n}", &self.rng.random_range(1..100_000u32).to_string())
+            .replace(
+                "{uuid}",
+                &format!("{:08x}-4e29-41d4-a716-{:012x}", n as u32, n),
+            );
+        let median = self.mesh.services[target].latency_ms;
+        let server_ms = self.latency(median);
+        let error = self.rng.random_bool(self.mesh.services[target].error_rate);
+        let status = if error { 500 } else { 200 };
+        let caller_proxy = caller.unwrap_or((caller_service, 0));
+        let caller_ip = self.mesh.services[caller_proxy.0].instances[caller_proxy.1];
+        let caller_name = self.mesh.services[caller_proxy.0].name.clone();
+        let host = format!(
+            "{}.{}.svc.cluster.local",
+            self.mesh.services[target].name, self.mesh.namespace
+        );
+        let upstream_local = (caller_ip, self.ephemeral());
+        let request_bytes = self.rng.random_range(200..800);
+        let response_bytes = self.rng.random_range(300..5_000);
+
+        if target_kind == Kind::Database {
+            let hop = Hop {
+                start: now,
+                latency_ms: server_ms,
+                cluster: format!("outbound|{port}||{host}"),
+                downstream_remote: (caller_ip, self.ephemeral()),
+                downstream_local: (target_ip, port),
+                upstream_local,
+                upstream_remote: (target_ip, port),
+                caller_cluster: None,
+                peer_spiffe: None,
+                method: 0,
+                path: "",
+                status: 0,
+                request_bytes,
+                response_bytes,
+            };
+            self.push_tcp(caller_proxy, Log::OutboundTcp, envoy::tcp_entry(&hop));
+            let source = self.id(caller_proxy.0);
+            let target_id = self.id(target);
+            self.truth.record(&source, &target_id, "tcp", false, false);
+            return;
+        }
+
+        let request_id = format!("sim-{n}-{target}");
+        // The client side: the ingress (a gateway) or the caller's sidecar.
+        let client_hop = Hop {
+            start: now,
+            latency_ms: server_ms + 0.4,
+            cluster: format!("outbound|{port}||{host}"),
+            downstream_remote: outside.unwrap_or((caller_ip, 0)),
+            downstream_local: if outside.is_some() {
+                (caller_ip, 80)
+            } else {
+                (target_ip, port)
+            },
+            upstream_local,
+            upstream_remote: (target_ip, port),
+            caller_cluster: Some(&caller_name),
+            peer_spiffe: None,
+            method: 1,
+            path: &path,
+            status,
+            request_bytes,
+            response_bytes,
+        };
+        let (log, source) = if outside.is_some() {
+            let ingress = self.id(caller_proxy.0);
+            self.truth.record("external", &ingress, "http", true, error);
+            (Log::Ingress, ingress)
+        } else {
+            (Log::OutboundHttp, self.id(caller_proxy.0))
+        };
+        self.push_http(
+            caller_proxy,
+            log,
+            envoy::http_entry(&client_hop, &request_id),
+        );
+        let target_id = self.id(target);
+        let meshed = self.mesh.has_sidecar(target);
+        self.truth
+            .record(&source, &target_id, "http", meshed, error);
+        if !meshed {
+            return;
+        }
+        let server_hop = Hop {
+            start: now,
+            latency_ms: server_ms,
+            cluster: format!("inbound|{port}||"),
+            downstream_remote: upstream_local,
+            downstream_local: (target_ip, port),
+            upstream_local: ([127, 0, 0, 6], self.ephemeral()),
+            upstream_remote: ([127, 0, 0, 1], port),
+            caller_cluster: Some(&caller_name),
+            peer_spiffe: Some(format!(
+                "spiffe://cluster.local/ns/{}/sa/{}",
+                self.mesh.namespace, caller_name
+            )),
+            method: 1,
+            path: &path,
+            status,
+            request_bytes,
+            response_bytes,
+        };
+        self.push_http(
+            (target, instance),
+            Log::InboundHttp,
+            envoy::http_entry(&server_hop, &request_id),
+        );
+        if !self.follow_calls {
+            return;
+        }
+        let calls = self.mesh.calls[target].clone();
+        for (next, chance) in calls {
+            if self.rng.random_bool(chance) {
+                self.hop(now, n, Some((target, instance)), None, target, next);
+            }
+        }
+    }
+
+    fn push_http(&mut self, proxy: ProxyKey, log: Log, entry: HttpAccessLogEntry) {
+        self.truth.entries += 1;
+        self.batches
+            .entry((proxy, log))
+            .or_default()
+            .http
+            .push(entry);
+    }
+
+    fn push_tcp(&mut self, proxy: ProxyKey, log: Log, entry: TcpAccessLogEntry) {
+        self.truth.entries += 1;
+        self.batches
+            .entry((proxy, log))
+            .or_default()
+            .tcp
+            .push(entry);
+    }
+
+    /// The proxy of a service instance, as it names itself to the collector.
+    pub(super) fn proxy(&self, (service, instance): ProxyKey) -> Proxy {
+        let s = &self.mesh.services[service];
+        Proxy {
+            node_id: format!("{}-v1-{instance}", s.name),
+            cluster: s.name.clone(),
+            namespace: self.mesh.namespace.clone(),
+            pod: format!("{}-7d9f-{instance}", s.name),
+            ip: s.instances[instance],
+        }
+    }
+}
+
+/// The log name Envoy would report for `log` of `service`.
+pub(super) fn log_name(service: &str, log: Log) -> String {
+    match log {
+        Log::Ingress => format!("{service}_http"),
+        Log::InboundHttp => format!("{service}_inbound_http"),
+        Log::OutboundHttp => format!("{service}_outbound_http"),
+        Log::OutboundTcp => format!("{service}_outbound_tcp"),
+    }
+}

@@ -1,0 +1,19 @@
+// What the page shows, shared by its parts: the view state that lives in the URL (range,
+// namespace, focus, selection, theme) and the topology last loaded.
+
+import { parseState, stateQuery, type Topology, type UiState } from "./data";
+
+/// The page's current view. `state` is replaced whole when the browser goes back or forward;
+/// `topology` is null until the first load answers.
+export const page: { state: UiState; topology: Topology | null } = {
+  state: parseState(location.search),
+  topology: null,
+};
+
+/// Writes the view state to the URL: as a new history entry, or with `replace` in place of
+/// the current one.
+export function pushState(replace = false): void {
+  const url = location.pathname + stateQuery(page.state);
+  if (replace) history.replaceState(null, "", url);
+  else history.pushState(null, "", url);
+}
