@@ -15,6 +15,7 @@ pub(crate) struct FileConfig {
     pub(crate) server: ServerSection,
     pub(crate) collector: CollectorConfig,
     pub(crate) storage: StorageSection,
+    pub(crate) security: crate::security::SecuritySection,
     pub(crate) wal: WalSection,
 }
 

@@ -3,12 +3,15 @@
 //! tools are the `meshscope-tools` library's.
 
 mod config;
+mod listeners;
 mod maintain_cmd;
 mod memory;
+mod security;
 mod serve;
 mod settings;
 mod shutdown;
 mod sql_cmd;
+mod tls;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use meshscope_tools::{bench, replay, simulate, sink};

@@ -15,7 +15,6 @@ use meshscope_storage::wal::{self, WalConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::settings::{ServeArgs, Settings};
@@ -24,7 +23,7 @@ use crate::shutdown::{Trigger, shutdown_signal};
 /// How long open gRPC streams get to finish after a stop is asked; Envoy keeps its access
 /// log streams open for good, so past this they are cut.
 const GRPC_DRAIN: Duration = Duration::from_secs(5);
-/// How long the final flush of open minutes may take.
+/// How long the final flush of unclosed minutes may take.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(30);
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -75,6 +74,12 @@ async fn serve(
         }
     });
 
+    let server_tls = settings.security.server_tls()?;
+    let http_security = settings.security.http_security()?;
+    anyhow::ensure!(
+        !(settings.demo && server_tls.is_some()),
+        "the demo mesh sends plaintext: run it without --tls-cert"
+    );
     for window in &settings.warm_windows {
         meshscope_query::warm::check_window(window)
             .with_context(|| format!("in the windows to read ahead: {window:?}"))?;
@@ -125,10 +130,13 @@ async fn serve(
     let stop_flusher = Trigger::new();
     let stop_http = Trigger::new();
 
-    let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-    let grpc_server = tonic::transport::Server::builder()
-        .add_routes(collector.grpc_routes())
-        .serve_with_incoming_shutdown(incoming, stop_ingest.wait());
+    let grpc_server = crate::listeners::grpc_server(
+        collector.grpc_routes(),
+        grpc_listener,
+        server_tls.as_ref().map(|tls| tls.grpc.clone()),
+        settings.security.grpc_max_concurrent_streams,
+        stop_ingest.wait(),
+    )?;
     let mut grpc_task: JoinHandle<anyhow::Result<()>> =
         tokio::spawn(async move { grpc_server.await.context("gRPC server failed") });
 
@@ -141,8 +149,12 @@ async fn serve(
         settings.warm_windows.clone(),
         stop_flusher.wait(),
     ));
-    let http_server = axum::serve(http_listener, meshscope_query::router(state))
-        .with_graceful_shutdown(stop_http.wait());
+    let http_server = crate::listeners::http_server(
+        meshscope_query::secured_router(state, http_security),
+        http_listener,
+        server_tls.as_ref().map(|tls| tls.http.clone()),
+        stop_http.wait(),
+    )?;
     let mut http_task: JoinHandle<anyhow::Result<()>> =
         tokio::spawn(async move { http_server.await.context("HTTP server failed") });
 
@@ -154,6 +166,9 @@ async fn serve(
         grpc_addr = %bound.grpc,
         http_addr = %bound.http,
         data_dir = %data_dir.display(),
+        tls = server_tls.is_some(),
+        client_certificates = settings.security.grpc_client_ca.is_some(),
+        api_tokens = settings.security.api_token_file.is_some(),
         version = env!("CARGO_PKG_VERSION"),
         "meshscope is serving"
     );
@@ -177,7 +192,7 @@ async fn serve(
         result = &mut grpc_task => Some(flatten("gRPC server", result)),
         result = &mut http_task => Some(flatten("HTTP server", result)),
     };
-    info!("shutting down: closing receivers, then flushing open minutes");
+    info!("shutting down: closing receivers, then flushing unclosed minutes");
 
     // Receivers first, so that the final flush sees every entry that arrived.
     stop_ingest.fire();
@@ -200,8 +215,8 @@ async fn serve(
     }
     stop_flusher.fire();
     match tokio::time::timeout(FLUSH_DEADLINE, flusher_task).await {
-        Ok(Ok(())) => info!("open minutes flushed"),
-        Ok(Err(error)) => warn!(%error, "flusher panicked; open minutes may be lost"),
+        Ok(Ok(())) => info!("unclosed minutes flushed"),
+        Ok(Err(error)) => warn!(%error, "flusher panicked; unclosed minutes may be lost"),
         Err(_) => warn!(deadline_secs = FLUSH_DEADLINE.as_secs(), "flush timed out"),
     }
     stop_http.fire();
@@ -269,6 +284,7 @@ mod tests {
             collector: CollectorConfig::default(),
             wal_sync: meshscope_storage::wal::SyncPolicy::Interval,
             wal_sync_interval: Duration::from_millis(100),
+            security: crate::security::SecuritySettings::default(),
         };
         let recorder = PrometheusBuilder::new().build_recorder();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

@@ -12,6 +12,7 @@ use meshscope_storage::StoreConfig;
 use meshscope_storage::wal::SyncPolicy;
 
 use crate::config::{FileConfig, StorageSection};
+use crate::security::{SecurityArgs, SecuritySettings};
 
 const DEFAULT_GRPC_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 11800);
 const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 12800);
@@ -51,6 +52,8 @@ pub(crate) struct ServeArgs {
     /// [default: 100]
     #[arg(long, env = "MESHSCOPE_WAL_SYNC_INTERVAL_MS")]
     wal_sync_interval_ms: Option<u64>,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 /// What `serve` runs with, after merging flags, environment, file and defaults.
@@ -64,6 +67,7 @@ pub(crate) struct Settings {
     pub(crate) collector: CollectorConfig,
     pub(crate) wal_sync: SyncPolicy,
     pub(crate) wal_sync_interval: Duration,
+    pub(crate) security: SecuritySettings,
 }
 
 impl Settings {
@@ -76,6 +80,7 @@ impl Settings {
     /// Each value from the flag, else the environment (clap reads both), else the file,
     /// else the default.
     pub(crate) fn resolve(args: ServeArgs, file: FileConfig) -> Self {
+        let security = SecuritySettings::resolve(args.security, file.security);
         Self {
             grpc_addr: args
                 .grpc_addr
@@ -100,7 +105,10 @@ impl Settings {
                 .filter(|w| !w.is_empty() && w != "none")
                 .collect(),
             store: store_config(args.data_dir, file.storage),
-            collector: file.collector,
+            collector: CollectorConfig {
+                strict_reporter_identity: security.strict_reporter_identity,
+                ..file.collector
+            },
             wal_sync: args.wal_sync.or(file.wal.sync).unwrap_or_default(),
             wal_sync_interval: Duration::from_millis(
                 args.wal_sync_interval_ms
@@ -108,6 +116,7 @@ impl Settings {
                     .unwrap_or(DEFAULT_WAL_SYNC_INTERVAL_MS)
                     .max(1),
             ),
+            security,
         }
     }
 }

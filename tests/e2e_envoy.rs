@@ -7,6 +7,11 @@
 //!            frontend app -> sidecar -mTLS-> backend sidecar (127.0.0.4) -> backend app
 //!                                 -HTTP-> payments (127.0.0.5, no sidecar)
 //!                                 -TCP--> db echo (127.0.0.6, no sidecar)
+//!
+//! Every proxy sends its access logs and statistics to meshscope over mTLS, with a
+//! certificate whose SPIFFE ID is its service account, and meshscope checks each stream's
+//! node against it. A rogue proxy (127.0.0.7) with a certificate from another CA, claiming
+//! to be payments, is refused at the handshake and shows up nowhere.
 
 mod support;
 
@@ -21,6 +26,8 @@ use axum::routing::get as route_get;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use support::certs::TestCa;
+use support::https::HttpsClient;
 use support::{Meshscope, Proc, edges, get};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -39,74 +46,19 @@ fn envoy_binary() -> String {
     envoy
 }
 
+/// The mesh CA signs each proxy's certificate (a SPIFFE ID for its service account) and
+/// meshscope's; another CA signs the rogue proxy's.
 fn make_certs(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=shop-mesh-ca",
-    ]);
-    run(&ca);
+    let ca = TestCa::new(dir, "ca");
     for name in ["ingress", "frontend", "backend"] {
-        std::fs::write(
-            dir.join(format!("{name}.ext")),
-            format!("subjectAltName=URI:spiffe://cluster.local/ns/shop/sa/{name}\n"),
-        )
-        .unwrap();
-        let (key, csr, pem, ext, subj) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-            format!("{name}.ext"),
-            format!("/CN={name}"),
+        ca.issue(
+            name,
+            &[&format!("URI:spiffe://cluster.local/ns/shop/sa/{name}")],
         );
-        let mut req = vec!["req"];
-        req.extend(ec);
-        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
-        run(&req);
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ]);
     }
+    ca.issue("meshscope", &["DNS:localhost", "IP:127.0.0.1"]);
+    TestCa::new(dir, "rogue-ca")
+        .issue("rogue", &["URI:spiffe://cluster.local/ns/shop/sa/payments"]);
 }
 
 fn envoy_config(name: &str, certs: &Path, collector_port: u16) -> String {
@@ -116,6 +68,7 @@ fn envoy_config(name: &str, certs: &Path, collector_port: u16) -> String {
         .unwrap()
         .replace("{{MESHSCOPE_CLUSTER}}", &cluster)
         .replace("{{CERTS}}", &certs.display().to_string())
+        .replace("{{PROXY}}", name)
         .replace("{{COLLECTOR_PORT}}", &collector_port.to_string())
 }
 
@@ -246,7 +199,24 @@ async fn real_envoy_mesh_shows_the_true_topology() {
     let certs = dir.path().join("certs");
     std::fs::create_dir_all(&certs).unwrap();
     make_certs(&certs);
-    let server = Meshscope::start(dir.path(), &[]).await;
+    let cert = |name: &str| certs.join(name).display().to_string();
+    // Access logs and statistics come over mTLS, each proxy's node checked against its
+    // certificate; the API is served over TLS too.
+    let server = Meshscope::start_tls(
+        dir.path(),
+        &[
+            "--tls-cert",
+            &cert("meshscope.pem"),
+            "--tls-key",
+            &cert("meshscope.key"),
+            "--grpc-client-ca",
+            &cert("ca.pem"),
+            "--strict-reporter-identity",
+        ],
+        HttpsClient::trusting(&certs.join("ca.pem")),
+        "info",
+    )
+    .await;
     start_apps().await;
 
     let mut proxies = Vec::new();
@@ -254,6 +224,7 @@ async fn real_envoy_mesh_shows_the_true_topology() {
         ("backend", "127.0.0.4:19000"),
         ("frontend", "127.0.0.3:19000"),
         ("ingress", "127.0.0.2:19000"),
+        ("rogue", "127.0.0.7:19000"),
     ] {
         let config = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&config, envoy_config(name, &certs, server.grpc.port())).unwrap();
@@ -592,4 +563,30 @@ async fn real_envoy_mesh_shows_the_true_topology() {
     let entries =
         (total + total + (to_backend + CHECKOUT as u64) + to_backend + CHECKOUT as u64) as f64;
     assert_eq!(received, entries, "{metrics}");
+
+    // Every stream came over mTLS and its node matched its certificate; the rogue proxy's
+    // handshakes (a certificate from another CA) were refused, so it is in no list above.
+    let identity_checks = |outcome: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!(
+                    "meshscope_reporter_identity_checks_total{{outcome=\"{outcome}\"}}"
+                ))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(identity_checks("match") >= 6.0, "{metrics}");
+    assert_eq!(identity_checks("mismatch"), 0.0, "{metrics}");
+    let refused_rogue = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with(
+                "meshscope_tls_handshakes_failed_total{listener=\"grpc\",reason=\"bad_certificate\"}",
+            )
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    assert!(refused_rogue >= 1.0, "{metrics}");
 }

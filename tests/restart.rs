@@ -115,7 +115,7 @@ async fn a_restart_keeps_calls_errors_and_latencies() {
         first
             .proc
             .log_text()
-            .contains("open minutes written at shutdown"),
+            .contains("unclosed minutes written at shutdown"),
         "{}",
         first.proc.log_text()
     );

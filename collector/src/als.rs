@@ -3,7 +3,6 @@
 //! through a full prost decode.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -13,13 +12,13 @@ use prost::Message as _;
 use tonic::Status;
 use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
 use tonic::server::NamedService;
-use tonic::transport::server::TcpConnectInfo;
 use tracing::{debug, warn};
 
 use crate::Collector;
 use crate::entry::Reject;
 use crate::grpc_stream::{MessageStream, ok_response};
 use crate::ingest::StreamContext;
+use crate::reporter_check::PeerConnection;
 use crate::stats;
 use crate::wal_log::{LoggedStream, StreamKind};
 use crate::wire;
@@ -66,12 +65,9 @@ where
         let collector = self.collector.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let peer = parts
-                .extensions
-                .get::<TcpConnectInfo>()
-                .and_then(TcpConnectInfo::remote_addr);
+            let connection = PeerConnection::from_extensions(&parts.extensions);
             let stream = MessageStream::new(Box::pin(body), MAX_MESSAGE_BYTES);
-            Ok(match receive(&collector, peer, stream).await {
+            Ok(match receive(&collector, connection, stream).await {
                 Ok(()) => ok_response(&StreamAccessLogsResponse {}),
                 Err(status) => status.into_http(),
             })
@@ -98,13 +94,14 @@ impl Drop for ActiveStream {
 
 async fn receive<B>(
     collector: &Collector,
-    peer: Option<SocketAddr>,
+    connection: PeerConnection,
     mut stream: MessageStream<B>,
 ) -> Result<(), Status>
 where
     B: Body + Unpin,
     B::Error: Into<StdError>,
 {
+    let peer = connection.addr;
     let _active = ActiveStream::open();
     let mut context: Option<StreamContext> = None;
     let mut logged: Option<LoggedStream> = None;
@@ -130,6 +127,12 @@ where
                 warn!(?peer, %error, "access log stream ended by a malformed identifier");
                 Status::invalid_argument(format!("malformed stream identifier: {error}"))
             })?;
+            collector
+                .check_reporter(identifier.node.as_ref(), &connection, "access_log")
+                .inspect_err(|_| {
+                    metrics::counter!(stats::STREAMS_FAILED, "reason" => "identity_mismatch")
+                        .increment(1);
+                })?;
             context = Some(collector.stream_context(&identifier).map_err(|reason| {
                 metrics::counter!(stats::STREAMS_FAILED, "reason" => "bad_identifier").increment(1);
                 warn!(?peer, reason, "access log stream refused");

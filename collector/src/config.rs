@@ -39,6 +39,11 @@ pub struct CollectorConfig {
     pub address_map: Vec<AddressMapping>,
     /// Which of the proxies' own statistics to keep, and how they count.
     pub proxy_stats: crate::proxy_stats::ProxyStatsConfig,
+    /// Refuse a stream whose node claims another identity than its client certificate's
+    /// SPIFFE ID (see [`crate::reporter_check`]). Set by the server's security settings,
+    /// not in this table.
+    #[serde(skip)]
+    pub strict_reporter_identity: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -90,6 +95,7 @@ impl Default for CollectorConfig {
             rules: DirectionRules::default(),
             address_map: Vec::new(),
             proxy_stats: Default::default(),
+            strict_reporter_identity: false,
         }
     }
 }

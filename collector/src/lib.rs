@@ -7,10 +7,12 @@ pub mod aggregate;
 pub mod als;
 pub mod attribution;
 pub mod codec;
+mod collector;
 pub mod config;
 pub mod endpoint;
 pub mod entry;
 pub mod error;
+mod grpc_routes;
 pub mod grpc_stream;
 mod hash_state;
 pub mod identity;
@@ -20,8 +22,10 @@ pub mod metrics_service;
 pub mod names;
 mod peer_answer_cache;
 mod protobuf_fields;
+pub mod proxy_minutes;
 pub mod proxy_stats;
 pub mod registry;
+pub mod reporter_check;
 pub mod resolve;
 pub mod role;
 pub mod stats;
@@ -32,275 +36,7 @@ pub mod wal_mark;
 pub mod wal_replay;
 pub mod wire;
 
-use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
-
-use meshscope_storage::{AccessLogRow, ClosedBatch, MetricRow, Store};
-use parking_lot::Mutex;
-use tracing::{info, warn};
-
+pub use collector::Collector;
 pub use config::CollectorConfig;
 pub use error::{Error, Result};
 pub use meshscope_storage::clock::{Clock, ManualClock, SystemClock};
-
-use aggregate::{Aggregator, Limits};
-use ingest::Pipeline;
-use registry::Registry;
-use resolve::Resolver;
-use role::RoleRules;
-use time_rules::TimeRules;
-use wait_queue::WaitQueue;
-
-/// How often minutes are closed and parked entries retried.
-const TICK: Duration = Duration::from_millis(250);
-/// Proxy statistics are published and stale reads let go every this many ticks.
-const PUBLISH_EVERY_TICKS: u32 = 4;
-
-/// The collector: owns the receivers' shared state and the aggregation buffers.
-pub struct Collector {
-    config: CollectorConfig,
-    store: Arc<Store>,
-    clock: Arc<dyn Clock>,
-    registry: Registry,
-    role_rules: RoleRules,
-    aggregator: Arc<Aggregator>,
-    waiting: WaitQueue,
-    time_rules: TimeRules,
-    /// Closed rows the store has not taken yet; retried on the next tick.
-    unwritten: Mutex<Vec<ClosedBatch>>,
-    /// Raw entries waiting for the next tick, filled only when the store keeps an access log.
-    access_log: Mutex<Vec<AccessLogRow>>,
-    keep_access_log: bool,
-    /// When a rejection was last logged, so a flood of bad entries logs once a second.
-    last_reject_log_ms: AtomicI64,
-    proxy_stats: proxy_stats::ProxyStats,
-    /// The write-ahead log, once started (`start_log`); without it nothing is logged.
-    log: std::sync::OnceLock<wal_log::CollectorLog>,
-}
-
-/// Closed rows kept for retry while the store fails; past it the oldest are dropped and
-/// counted.
-const MAX_UNWRITTEN_ROWS: usize = 2_000_000;
-
-impl Collector {
-    pub fn new(config: CollectorConfig, store: Arc<Store>) -> Result<Arc<Self>> {
-        Self::with_clock(config, store, Arc::new(SystemClock))
-    }
-
-    pub fn with_clock(
-        config: CollectorConfig,
-        store: Arc<Store>,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Arc<Self>> {
-        let registry = Registry::new(&config.address_map, config.address_book_capacity)?;
-        let role_rules = RoleRules::new(&config.rules)?;
-        let aggregator = Arc::new(Aggregator::new(Limits {
-            max_endpoints_per_service: config.max_endpoints_per_service,
-            max_instances_per_service: config.max_instances_per_service,
-            max_services: config.max_services,
-            apdex_threshold_ms: config.apdex_threshold_ms,
-        }));
-        // Reads of unclosed minutes go to the aggregator itself.
-        store.attach_live_minute_source(aggregator.clone());
-        let waiting = WaitQueue::new(config.max_waiting_entries);
-        let time_rules = TimeRules {
-            late_allowance_ms: config.late_allowance_secs as i64 * 1000,
-            future_allowance_ms: config.future_allowance_secs as i64 * 1000,
-            write_after_ms: config.write_after_secs as i64 * 1000,
-        };
-        let keep_access_log = store.access_log_enabled();
-        Ok(Arc::new(Self {
-            config,
-            store,
-            access_log: Mutex::new(Vec::new()),
-            keep_access_log,
-            clock,
-            registry,
-            role_rules,
-            aggregator,
-            waiting,
-            time_rules,
-            unwritten: Mutex::new(Vec::new()),
-            last_reject_log_ms: AtomicI64::new(i64::MIN),
-            proxy_stats: proxy_stats::ProxyStats::default(),
-            log: std::sync::OnceLock::new(),
-        }))
-    }
-
-    pub(crate) fn pipeline(&self) -> Pipeline<'_> {
-        Pipeline {
-            role_rules: &self.role_rules,
-            resolver: Resolver {
-                registry: &self.registry,
-            },
-            aggregator: &self.aggregator,
-            waiting: &self.waiting,
-            join_wait_ms: self.config.join_wait_ms as i64,
-            access_log: self.keep_access_log.then_some(&self.access_log),
-        }
-    }
-
-    /// The tonic routes of every receiver, to serve on the gRPC address.
-    pub fn grpc_routes(self: &Arc<Self>) -> tonic::service::Routes {
-        tonic::service::Routes::new(als::AlsReceiver::server(self.clone()))
-            .add_service(metrics_service::MetricsReceiver::server(self.clone()))
-    }
-
-    /// One step of the background work: retry parked entries, hand the store the minutes
-    /// due to be written and the late rows whose allowance has passed. Tests call it
-    /// directly.
-    pub async fn tick(&self, publish: bool) -> Result<()> {
-        let now = self.clock.now_ms();
-        self.pipeline().retry_waiting(now);
-        let first_unclosed = self.time_rules.first_unclosed_minute(now);
-        let first_unwritten = self.time_rules.first_unwritten_minute(now);
-        let permit = self.store.memory_peak_permit().await;
-        if publish {
-            self.proxy_stats_due(meshscope_storage::proxy_minutes_due(now));
-        }
-        let newly_closed = self.close_minutes(first_unwritten, first_unclosed).await?;
-        let rows: usize = newly_closed.iter().map(ClosedBatch::rows).sum();
-        metrics::counter!(stats::ROWS_CLOSED).increment(rows as u64);
-        metrics::gauge!(stats::UNCLOSED_ROWS).set(self.aggregator.unclosed_row_count() as f64);
-        let mut closed = std::mem::take(&mut *self.unwritten.lock());
-        closed.extend(newly_closed);
-        // The store marks the closed minutes as its own in the same step that shows their
-        // files, so reads see each minute once, from the aggregator or from the files.
-        let closed_result = match self.write_closed(&closed, Some(first_unwritten)).await {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                self.keep_unwritten(closed);
-                Err(error)
-            }
-        };
-        self.aggregator.finish_closing();
-        drop(permit);
-        let logged = self.write_access_log().await;
-        // Proxies flush every few seconds: once a second is soon enough for their rows.
-        let proxies = if publish {
-            self.store.expire_live_minute_reads();
-            // With a log, proxy statistics are written only once the mark saying so is.
-            if self.log().is_none() || closed_result.is_ok() {
-                self.store.flush_proxy_metrics(now).await
-            } else {
-                Ok(())
-            }
-        } else {
-            Ok(())
-        };
-        closed_result.and(logged).and(proxies).map_err(Error::from)
-    }
-
-    /// Writes buffered raw entries. They are not retried: the access log is for looking into
-    /// recent requests, and holding entries through a store outage would cost more memory
-    /// than the metrics themselves.
-    async fn write_access_log(&self) -> meshscope_storage::Result<()> {
-        let rows = std::mem::take(&mut *self.access_log.lock());
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let count = rows.len() as u64;
-        let result = self.store.append_access_log(rows).await;
-        if result.is_err() {
-            stats::reject("store_unavailable_access_log", count);
-        }
-        result
-    }
-
-    /// Keeps batches the store refused for the next tick, the newest first in line to
-    /// stay: past the cap, the oldest are dropped and counted.
-    fn keep_unwritten(&self, batches: Vec<ClosedBatch>) {
-        let mut unwritten = self.unwritten.lock();
-        let mut batches = batches;
-        batches.append(&mut unwritten);
-        batches.sort_by_key(|b| std::cmp::Reverse(b.hour));
-        let mut kept = 0;
-        batches.retain(|b| {
-            kept += b.rows();
-            let keep = kept <= MAX_UNWRITTEN_ROWS;
-            if !keep {
-                stats::reject("store_unavailable_rows", b.rows() as u64);
-            }
-            keep
-        });
-        *unwritten = batches;
-    }
-
-    /// Logs a rejection at most once a second; `/metrics` has every count.
-    fn log_rejection(&self, reporter: &str, log_name: &str, reason: &'static str, count: usize) {
-        let now = self.clock.now_ms();
-        let last = self.last_reject_log_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 1_000
-            && self
-                .last_reject_log_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            warn!(
-                reporter,
-                log_name, reason, count, "access log entries rejected"
-            );
-        }
-    }
-
-    /// A copy of every row of the minutes not yet closed.
-    pub fn unclosed_rows(&self) -> Vec<MetricRow> {
-        self.aggregator.snapshot()
-    }
-
-    /// Resolves parked entries at once and makes the next read see every unclosed row: what a
-    /// test or a shutdown does instead of waiting for the next ticks.
-    pub async fn flush_now(&self) -> Result<()> {
-        self.pipeline().flush_waiting();
-        self.store.refresh_live_minutes();
-        self.store.flush_proxy_metrics(self.clock.now_ms()).await?;
-        Ok(())
-    }
-
-    /// Runs until `shutdown` resolves: publishes unclosed minutes for live reads and hands
-    /// closed minutes to the store. On shutdown it closes every minute still held.
-    pub async fn run_flusher(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
-        let mut interval = tokio::time::interval(TICK);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        let mut ticks: u32 = 0;
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = interval.tick() => {
-                    ticks = ticks.wrapping_add(1);
-                    if let Err(error) = self.tick(ticks.is_multiple_of(PUBLISH_EVERY_TICKS)).await {
-                        metrics::counter!(stats::FLUSH_ERRORS).increment(1);
-                        warn!(%error, "closing minutes failed; they stay unclosed and are retried");
-                    }
-                }
-            }
-        }
-        self.pipeline().flush_waiting();
-        let mut batches = std::mem::take(&mut *self.unwritten.lock());
-        match self.aggregator.drain() {
-            Ok(held) => batches.extend(held),
-            Err(error) => warn!(%error, "encoding unclosed minutes at shutdown failed"),
-        }
-        let count: usize = batches.iter().map(ClosedBatch::rows).sum();
-        self.log_all_written().await;
-        // The store's upkeep writes no minute file meanwhile, as the note's write requires.
-        let permit = self.store.memory_peak_permit().await;
-        let written = self.write_closed(&batches, None).await;
-        drop(permit);
-        if let Err(error) = written {
-            warn!(%error, "writing unclosed minutes at shutdown failed");
-        } else {
-            info!(rows = count, "unclosed minutes written at shutdown");
-        }
-        if let Err(error) = self.write_access_log().await {
-            warn!(%error, "writing the access log at shutdown failed");
-        }
-        if let Err(error) = self.store.flush_all_proxy_metrics().await {
-            warn!(%error, "writing proxy statistics at shutdown failed");
-        }
-        self.close_log();
-    }
-}

@@ -16,6 +16,7 @@ use crate::als::MAX_MESSAGE_BYTES;
 use crate::identity::NodeIdentity;
 use crate::names::{ClusterDirection, NamedService, parse_istio_cluster, service_from_host};
 use crate::proxy_stats::Reporter;
+use crate::reporter_check::PeerConnection;
 use crate::resolve::is_passthrough;
 use crate::stats;
 use crate::wal_log::{LoggedStream, StreamKind};
@@ -38,7 +39,11 @@ impl MetricsService for MetricsReceiver {
         &self,
         request: Request<Streaming<StreamMetricsMessage>>,
     ) -> Result<Response<StreamMetricsResponse>, Status> {
-        let peer = request.remote_addr();
+        let connection = PeerConnection {
+            addr: request.remote_addr(),
+            certificates: request.peer_certs(),
+        };
+        let peer = connection.addr;
         let mut stream = request.into_inner();
         let mut reporter: Option<NodeIdentity> = None;
         let mut logged: Option<LoggedStream> = None;
@@ -53,6 +58,8 @@ impl MetricsService for MetricsReceiver {
             };
             metrics::counter!(stats::PROXY_STATS_MESSAGES).increment(1);
             if let Some(identifier) = &message.identifier {
+                self.collector
+                    .check_reporter(identifier.node.as_ref(), &connection, "metrics")?;
                 let identity =
                     self.collector
                         .identify(identifier.node.as_ref())
@@ -104,9 +111,9 @@ impl Collector {
         now: i64,
         store_rows: bool,
     ) {
-        let store = self.store.proxy_metrics();
+        let registry = self.store.proxy_registry();
         let service = identity.service.id();
-        let known = store.see_proxy(ProxyInfo {
+        let known = registry.see_proxy(ProxyInfo {
             id: identity.node_id.clone(),
             service: service.clone(),
             instance: identity.instance.clone(),
@@ -142,7 +149,7 @@ impl Collector {
                     })
                     .clone();
             }
-            store.record(row);
+            self.proxy_minutes.record(row);
         }
     }
 

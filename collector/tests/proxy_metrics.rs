@@ -41,8 +41,9 @@ async fn captured_proxies_are_identified_and_request_totals_match_the_traffic() 
     for stream in read_metric_streams() {
         send(served.addr, stream).await.expect("stream accepted");
     }
-    let metrics = served.store.proxy_metrics();
-    let proxies: HashMap<String, (String, String, String)> = metrics
+    let proxies: HashMap<String, (String, String, String)> = served
+        .store
+        .proxy_registry()
         .proxies()
         .into_iter()
         .map(|p| (p.id, (p.service, p.instance, p.envoy_version)))
@@ -60,12 +61,15 @@ async fn captured_proxies_are_identified_and_request_totals_match_the_traffic() 
 
     let mut totals: HashMap<(String, String, String), f64> = HashMap::new();
     let mut histograms: HashMap<(String, String), u64> = HashMap::new();
-    for row in metrics.rows() {
+    let rows = served.collector.unwritten_proxy_rows();
+    for row in &rows {
         *totals
             .entry((row.proxy.clone(), row.name.clone(), row.cluster.clone()))
             .or_default() += row.value;
         if row.kind == ProxyMetricKind::Histogram {
-            *histograms.entry((row.proxy, row.cluster)).or_default() += row.count;
+            *histograms
+                .entry((row.proxy.clone(), row.cluster.clone()))
+                .or_default() += row.count;
         }
     }
     let total = |proxy: &str, cluster: &str| {
@@ -99,9 +103,7 @@ async fn captured_proxies_are_identified_and_request_totals_match_the_traffic() 
         300
     );
     assert!(
-        metrics
-            .rows()
-            .iter()
+        rows.iter()
             .all(|r| !r.cluster.contains("external") && !r.cluster.contains("internal")),
         "internal./external. variants are dropped"
     );
@@ -109,14 +111,14 @@ async fn captured_proxies_are_identified_and_request_totals_match_the_traffic() 
     // Envoy's buckets are kept: 20 of the 300 calls to the backend took 300 ms or more,
     // nothing else over 35 ms, so the median is fast and the 99th percentile slow.
     let mut timed: Option<ProxyMetricRow> = None;
-    for row in metrics.rows().into_iter().filter(|r| {
+    for row in rows.iter().filter(|r| {
         r.proxy == "frontend-v1-pod-1"
             && r.name == "upstream_rq_time"
             && r.cluster == "outbound|18200||backend.shop.svc.cluster.local"
     }) {
         match &mut timed {
-            Some(t) => t.merge(&row),
-            None => timed = Some(row),
+            Some(t) => t.merge(row),
+            None => timed = Some(row.clone()),
         }
     }
     let timed = timed.expect("the backend cluster's request times");
@@ -127,8 +129,7 @@ async fn captured_proxies_are_identified_and_request_totals_match_the_traffic() 
     assert!(p50 < 35.0, "p50 {p50}");
     assert!(p99 >= 300.0, "p99 {p99}");
     // Each cluster names the service it leads to, as the graph's edges do.
-    let upstreams: HashMap<String, String> = metrics
-        .rows()
+    let upstreams: HashMap<String, String> = rows
         .into_iter()
         .filter(|r| r.proxy == "frontend-v1-pod-1")
         .map(|r| (r.cluster, r.upstream))
@@ -199,7 +200,7 @@ async fn bad_families_are_dropped_label_floods_capped_and_the_server_stays_up() 
     send(served.addr, vec![message])
         .await
         .expect("bad statistics are dropped, not the stream");
-    let rows = served.store.proxy_metrics().rows();
+    let rows = served.collector.unwritten_proxy_rows();
     let retried: f64 = rows
         .iter()
         .filter(|r| r.name == "upstream_rq_retry")
@@ -228,5 +229,5 @@ async fn bad_families_are_dropped_label_floods_capped_and_the_server_stays_up() 
         )],
     };
     send(served.addr, vec![again]).await.expect("server up");
-    assert!(served.store.proxy_metrics().proxy("ok").is_some());
+    assert!(served.store.proxy_registry().proxy("ok").is_some());
 }

@@ -2,10 +2,12 @@
 //! store. The JSON shapes are a contract with the UI and with users' scripts: extend them,
 //! never rename or remove a field.
 
+pub mod auth;
 mod edges;
 pub mod error;
 mod extract;
 mod graph;
+pub mod headers;
 mod proxies;
 mod services;
 mod sql;
@@ -19,6 +21,8 @@ pub mod warm;
 pub mod watched;
 mod window;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::routing::{any, get, post};
 
@@ -28,7 +32,22 @@ pub use state::AppState;
 /// The whole HTTP surface: the JSON API, health and metrics, and the web UI for every other
 /// path.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    secured_router(state, HttpSecurity::default())
+}
+
+/// Who may read what, and from which other origins: open and same-origin by default.
+#[derive(Clone, Debug, Default)]
+pub struct HttpSecurity {
+    pub access: auth::AccessRules,
+    /// Cross-origin reads from browsers ([`headers::cors_layer`]); `None` for none.
+    pub cors: Option<tower_http::cors::CorsLayer>,
+}
+
+/// [`router`] with bearer tokens and cross-origin rules; every answer carries the security
+/// headers of [`headers`].
+pub fn secured_router(state: AppState, security: HttpSecurity) -> Router {
+    let access = Arc::new(security.access);
+    let router = Router::new()
         .route("/api/v1/topology", get(topology::topology))
         .route("/api/v1/services", get(services::list))
         .route("/api/v1/services/{*id}", get(services::service_resource))
@@ -42,8 +61,17 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(telemetry::healthz))
         .route("/metrics", get(telemetry::metrics))
         .fallback_service(get(ui::serve))
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            auth::require_token,
+        ))
         .layer(axum::middleware::from_fn(telemetry::track_requests))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(headers::security_headers))
+        .with_state(state);
+    match security.cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 async fn api_not_found() -> Error {

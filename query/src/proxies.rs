@@ -37,7 +37,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Json<ProxyList> {
     let now = state.now();
     let proxies = state
         .store
-        .proxy_metrics()
+        .proxy_registry()
         .proxies()
         .into_iter()
         .map(|p| ProxyView {
@@ -150,7 +150,7 @@ pub(crate) async fn metrics(
         ..ProxyFilter::default()
     };
     let rows = state.store.proxy_rows(range, &filter).await?;
-    if rows.is_empty() && state.store.proxy_metrics().proxy(&id).is_none() {
+    if rows.is_empty() && state.store.proxy_registry().proxy(&id).is_none() {
         return Err(Error::not_found(format!("no proxy `{id}` has reported")));
     }
     let mut series: Vec<SeriesView> = Vec::new();

@@ -10,8 +10,26 @@ use axum::response::{IntoResponse, Response};
 
 use crate::state::AppState;
 
-pub(crate) async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+/// `{"status":"ok"}`; while the store cannot write, `"status":"degraded"` and a `storage`
+/// object saying why (reads are still served, and closed minutes wait in memory). The
+/// answer stays 200 either way: a restart would not free the disk, and would lose what
+/// waits in memory.
+pub(crate) async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let Some(failure) = state.store.write_failure() else {
+        return Json(serde_json::json!({ "status": "ok" }));
+    };
+    let since = chrono::DateTime::from_timestamp_millis(failure.since_ms)
+        .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    Json(serde_json::json!({
+        "status": "degraded",
+        "storage": {
+            "writable": false,
+            "reason": failure.reason,
+            "detail": failure.detail,
+            "failing_since": since,
+            "failed_writes": failure.failed_writes,
+        },
+    }))
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {

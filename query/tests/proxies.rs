@@ -2,16 +2,18 @@
 //! input, the same whether the rows are still in memory or written to Parquet, and after
 //! the hour is rolled up.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use meshscope_query::{AppState, router};
 use meshscope_storage::clock::ManualClock;
+use meshscope_storage::files::hour_of;
 use meshscope_storage::{
-    MINUTE_MS, MetricRow, Metrics, Protocol, ProxyInfo, ProxyMetricRow, RowKey, ServiceRef, Side,
-    Store, StoreConfig,
+    MINUTE_MS, MetricRow, Metrics, OpenProxyMinutes, Protocol, ProxyInfo, ProxyMetricRow, RowKey,
+    ServiceRef, Side, Store, StoreConfig, minute_of,
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -37,13 +39,67 @@ fn stat(minute: i64, name: &str, row: ProxyMetricRow) -> ProxyMetricRow {
     }
 }
 
-async fn store_with_known_proxies(dir: &std::path::Path) -> Arc<Store> {
+/// Proxy statistics of minutes not yet written, one row per series and minute, as the
+/// collector holds them for the store: the live part of `proxy_metrics_minute`.
+#[derive(Default)]
+struct HeldProxyMinutes {
+    rows: Mutex<Vec<ProxyMetricRow>>,
+}
+
+impl HeldProxyMinutes {
+    /// Merges `row` into the row of its series and minute.
+    fn record(&self, row: ProxyMetricRow) {
+        let minute = minute_of(row.minute);
+        let mut rows = self.rows.lock().unwrap();
+        let same_series = |held: &&mut ProxyMetricRow| {
+            (held.minute, &held.proxy, &held.name, &held.cluster)
+                == (minute, &row.proxy, &row.name, &row.cluster)
+        };
+        match rows.iter_mut().find(same_series) {
+            Some(held) => held.merge(&row),
+            None => rows.push(ProxyMetricRow { minute, ..row }),
+        }
+    }
+
+    /// Writes the minutes before `minute` to the store, one file per hour, and has the
+    /// store publish the rest as the live minute.
+    async fn write_before(&self, store: &Store, minute: i64) {
+        let mut closed: BTreeMap<i64, Vec<ProxyMetricRow>> = BTreeMap::new();
+        self.rows.lock().unwrap().retain(|row| {
+            if row.minute < minute {
+                closed
+                    .entry(hour_of(row.minute))
+                    .or_default()
+                    .push(row.clone());
+            }
+            row.minute >= minute
+        });
+        for (hour, rows) in closed {
+            store.append_proxy_hour(hour, &rows).await.unwrap();
+        }
+        store.publish_live_proxy_minutes().unwrap();
+    }
+
+    fn held(&self) -> usize {
+        self.rows.lock().unwrap().len()
+    }
+}
+
+impl OpenProxyMinutes for HeldProxyMinutes {
+    fn open_proxy_rows(&self) -> Vec<ProxyMetricRow> {
+        self.rows.lock().unwrap().clone()
+    }
+}
+
+async fn store_with_known_proxies(dir: &std::path::Path) -> (Arc<Store>, Arc<HeldProxyMinutes>) {
     let config = StoreConfig {
         maintenance_interval_secs: 0,
         ..StoreConfig::in_dir(dir)
     };
     let store = Arc::new(Store::open(config).await.unwrap());
-    let proxies = store.proxy_metrics();
+    let held = Arc::new(HeldProxyMinutes::default());
+    store.attach_live_proxy_source(held.clone());
+    let proxies = store.proxy_registry();
     proxies.see_proxy(ProxyInfo {
         id: "frontend-1".into(),
         service: "shop/frontend".into(),
@@ -100,7 +156,7 @@ async fn store_with_known_proxies(dir: &std::path::Path) -> Arc<Store> {
             ProxyMetricRow::histogram(10, 25.0, vec![(1.0, 5), (5.0, 9), (10.0, 10)]),
         ),
     ] {
-        proxies.record(row);
+        held.record(row);
     }
     // The caller's edge, so the topology has somewhere to show the health.
     let mut metrics = Metrics {
@@ -121,7 +177,7 @@ async fn store_with_known_proxies(dir: &std::path::Path) -> Arc<Store> {
         }])
         .await
         .unwrap();
-    store
+    (store, held)
 }
 
 async fn get(store: &Arc<Store>, uri: &str) -> (StatusCode, Value) {
@@ -168,14 +224,10 @@ fn want_metrics() -> Value {
 #[tokio::test]
 async fn proxies_and_their_series_read_the_same_in_memory_and_on_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store_with_known_proxies(dir.path()).await;
+    let (store, held) = store_with_known_proxies(dir.path()).await;
     // The previous minute goes to Parquet, the open one stays in memory.
-    store.flush_proxy_metrics(NOW).await.unwrap();
-    assert_eq!(
-        store.proxy_metrics().rows().len(),
-        2,
-        "only the open minute is held"
-    );
+    held.write_before(&store, NOW_MINUTE).await;
+    assert_eq!(held.held(), 2, "only the open minute is held");
 
     let listed = ok(&store, "/api/v1/proxies").await;
     assert_eq!(
@@ -191,8 +243,8 @@ async fn proxies_and_their_series_read_the_same_in_memory_and_on_disk() {
     let uri = "/api/v1/proxies/frontend-1/metrics?window=15m";
     let half_on_disk = ok(&store, uri).await;
     assert_eq!(half_on_disk, want_metrics());
-    store.flush_all_proxy_metrics().await.unwrap();
-    assert!(store.proxy_metrics().rows().is_empty());
+    held.write_before(&store, i64::MAX).await;
+    assert_eq!(held.held(), 0);
     assert_eq!(ok(&store, uri).await, want_metrics(), "all on disk");
 
     // A store reopened on the same directory reads the same series.
@@ -220,8 +272,8 @@ async fn proxies_and_their_series_read_the_same_in_memory_and_on_disk() {
 #[tokio::test]
 async fn the_callers_proxy_health_shows_on_the_edge() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store_with_known_proxies(dir.path()).await;
-    store.flush_proxy_metrics(NOW).await.unwrap();
+    let (store, held) = store_with_known_proxies(dir.path()).await;
+    held.write_before(&store, NOW_MINUTE).await;
     let want = json!({
         "healthy": 2, "total": 3, "circuit_breaker_open": false, "pending_requests": 0,
         "errors_5xx": 1, "retries": 0, "timeouts": 0,
@@ -241,8 +293,8 @@ async fn the_callers_proxy_health_shows_on_the_edge() {
 #[tokio::test]
 async fn rolled_up_hours_keep_the_sums_the_last_gauge_and_the_buckets() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store_with_known_proxies(dir.path()).await;
-    store.flush_all_proxy_metrics().await.unwrap();
+    let (store, held) = store_with_known_proxies(dir.path()).await;
+    held.write_before(&store, i64::MAX).await;
     let report = store.maintain(NOW + 2 * HOUR).await.unwrap();
     assert!(report.hours_rolled_up >= 2, "{report:?}");
     let hour = NOW_MINUTE.div_euclid(HOUR) * HOUR;

@@ -1,12 +1,17 @@
 //! Parquet files under `<data-dir>/<table>/date=YYYY-MM-DD[/hour=HH]/…`, read and written
 //! only through `object_store`, so that another object store could take the local disk's
-//! place. A file becomes visible by a rename from a temporary name, so a crash never leaves
-//! a half file that a query reads.
+//! place. A file becomes visible by a rename from a temporary name once its contents are
+//! flushed to disk, and the directory is flushed after the rename (`durable`), so a crash
+//! or a power loss never leaves a half file that a query reads. Files that replace others
+//! (compaction, rollups) become visible through `replace`, which makes the swap atomic.
+//!
+//! Over 600 lines: the listing at start (with its checks), the writer and what a write
+//! goes through are the one life of a data file; what a name says is in `file_names`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use chrono::{DateTime, NaiveDate, Timelike};
+use chrono::{DateTime, Timelike};
 use datafusion::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -22,8 +27,17 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+use crate::clock::Clock;
+use crate::crash_point;
+use crate::durable::LocalDurability;
 use crate::error::{Error, Result};
+use crate::file_names::{
+    StemSequence, TEMPORARY_SUFFIX, partition_of, stem_order, temporary_path, times_in_name,
+    visible_path,
+};
 use crate::model::EpochMillis;
+use crate::quarantine;
+use crate::write_health::{WriteHealth, telling_io_kind};
 
 pub(crate) const HOUR_MS: EpochMillis = 3_600_000;
 pub(crate) const DAY_MS: EpochMillis = 24 * HOUR_MS;
@@ -75,39 +89,87 @@ pub(crate) struct FileEntry {
 }
 
 pub(crate) struct DataFiles {
-    store: Arc<LocalFileSystem>,
+    local: Arc<LocalFileSystem>,
+    root: std::path::PathBuf,
     url: ObjectStoreUrl,
-    sequence: AtomicU64,
+    pub(crate) write_path: WritePath,
+    stems: StemSequence,
     /// Set for a reader beside a running server: it must not write, and must not take a
     /// temporary file the server is about to rename for a crash's leftover.
     read_only: bool,
+    /// For a reader beside a running server: files that a replacement under way has
+    /// already superseded (or not yet made visible), which are not listed.
+    hidden: parking_lot::Mutex<HashSet<String>>,
 }
 
 impl DataFiles {
-    pub(crate) fn open(data_dir: &std::path::Path) -> Result<Self> {
+    /// The files in `data_dir`, named and dated by `clock`.
+    pub(crate) fn open(data_dir: &std::path::Path, clock: Arc<dyn Clock>) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
-        Self::with_store(data_dir, false)
+        Self::with_store(data_dir, false, clock)
     }
 
-    pub(crate) fn open_read_only(data_dir: &std::path::Path) -> Result<Self> {
+    pub(crate) fn open_read_only(
+        data_dir: &std::path::Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
         if !data_dir.is_dir() {
             return Err(Error::NoDataDir(data_dir.to_path_buf()));
         }
-        Self::with_store(data_dir, true)
+        Self::with_store(data_dir, true, clock)
     }
 
-    fn with_store(data_dir: &std::path::Path, read_only: bool) -> Result<Self> {
-        let store = LocalFileSystem::new_with_prefix(data_dir)?;
+    fn with_store(
+        data_dir: &std::path::Path,
+        read_only: bool,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let local = Arc::new(LocalFileSystem::new_with_prefix(data_dir)?);
+        let root = std::fs::canonicalize(data_dir)?;
+        let store: Arc<dyn ObjectStore> = match slow_writes() {
+            Some(config) => Arc::new(object_store::throttle::ThrottledStore::new(
+                local.clone(),
+                config,
+            )),
+            None => local.clone(),
+        };
+        if !read_only {
+            WriteHealth::register();
+            quarantine::register();
+        }
         Ok(Self {
-            store: Arc::new(store),
+            write_path: WritePath {
+                store,
+                reads: local.clone(),
+                durability: LocalDurability::new(local.clone(), &root),
+                health: Arc::new(WriteHealth::default()),
+                clock,
+            },
+            local,
+            root,
             url: ObjectStoreUrl::parse("meshscope://data/")?,
-            sequence: AtomicU64::new(0),
+            stems: StemSequence::default(),
             read_only,
+            hidden: parking_lot::Mutex::new(HashSet::new()),
         })
     }
 
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    pub(crate) fn health(&self) -> &WriteHealth {
+        &self.write_path.health
+    }
+
+    /// Files a reader beside a running server must not list (see `replace`).
+    pub(crate) fn hide(&self, paths: impl IntoIterator<Item = String>) {
+        self.hidden.lock().extend(paths);
+    }
+
+    /// The store reads go through (never slowed down, see `SLOW_WRITES_ENV`).
     pub(crate) fn object_store(&self) -> Arc<dyn ObjectStore> {
-        self.store.clone()
+        self.write_path.reads.clone()
     }
 
     pub(crate) fn url(&self) -> &ObjectStoreUrl {
@@ -155,11 +217,12 @@ impl DataFiles {
         let temporary = temporary_path(&dir, &stem);
         // One part in flight: the hour's upkeep holds two writers at once, beside the
         // closing minutes.
-        let sink = BufWriter::with_capacity(self.store.clone(), temporary.clone(), PART_BYTES)
-            .with_max_concurrency(1);
+        let sink =
+            BufWriter::with_capacity(self.write_path.store.clone(), temporary.clone(), PART_BYTES)
+                .with_max_concurrency(1);
         Ok(FileWriter {
             writer: AsyncArrowWriter::try_new(sink, schema, Some(writer_properties()))?,
-            store: self.store.clone(),
+            write_path: self.write_path.clone(),
             temporary,
             dir,
             stem,
@@ -168,13 +231,9 @@ impl DataFiles {
         })
     }
 
-    /// Wall time plus a counter keeps names unique across restarts and within a run.
-    fn new_stem(&self) -> String {
-        format!(
-            "{}-{:06}",
-            chrono::Utc::now().timestamp_millis(),
-            self.sequence.fetch_add(1, Ordering::Relaxed)
-        )
+    /// A name for a new file, after every name written before (see `StemSequence`).
+    pub(crate) fn new_stem(&self) -> String {
+        self.stems.next(self.write_path.clock.now_ms())
     }
 
     /// A file's rows, `rows_per_batch` at a time, decoded as they are asked for and read
@@ -187,7 +246,7 @@ impl DataFiles {
         path: &Path,
         rows_per_batch: usize,
     ) -> Result<impl Iterator<Item = Result<RecordBatch>> + Send + 'static> {
-        let file = std::fs::File::open(self.store.path_to_filesystem(path)?)?;
+        let file = std::fs::File::open(self.local.path_to_filesystem(path)?)?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
             .with_batch_size(rows_per_batch)
             .build()?;
@@ -195,7 +254,7 @@ impl DataFiles {
     }
 
     pub(crate) async fn read_batches(&self, path: &Path) -> Result<Vec<RecordBatch>> {
-        let bytes = self.store.get(path).await?.bytes().await?;
+        let bytes = self.write_path.reads.get(path).await?.bytes().await?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
         Ok(reader.collect::<Result<Vec<_>, _>>()?)
     }
@@ -204,23 +263,39 @@ impl DataFiles {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        match self.store.delete(path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(error) => Err(error.into()),
+        self.write_path.delete(path).await
+    }
+
+    /// Deletes files written by a write that then failed as a whole, so that writing it
+    /// again does not add their rows twice.
+    pub(crate) async fn discard(&self, files: &[FileEntry]) {
+        let paths: Vec<Path> = files.iter().map(|file| file.path.clone()).collect();
+        for path in &paths {
+            if let Err(error) = self.delete(path).await {
+                tracing::error!(%error, %path, "a file of a failed write could not be deleted");
+            }
+        }
+        if let Err(error) = self.write_path.durability.sync_dirs_of(&paths).await {
+            tracing::warn!(%error, "flushing directories after a failed write failed");
         }
     }
 
     /// The visible files of a table, found by listing its directory. Temporary files left
-    /// by a crash are deleted: their rename never happened, so nothing refers to them.
+    /// by a crash are deleted: their rename never happened, so nothing refers to them
+    /// (`replace::recover` has run first). A file whose footer is damaged is moved to the
+    /// quarantine directory (a reader beside a server only skips it).
     pub(crate) async fn list(&self, table: &str) -> Result<Vec<FileEntry>> {
         let objects: Vec<_> = self
-            .store
+            .write_path
+            .reads
             .list(Some(&Path::from(table)))
             .try_collect()
             .await?;
+        let hidden = self.hidden.lock().clone();
         let mut files = Vec::new();
         for object in objects {
             let name = object.location.filename().unwrap_or_default();
+            self.stems.observe(name);
             if name.ends_with(TEMPORARY_SUFFIX) {
                 if self.read_only {
                     continue;
@@ -229,7 +304,7 @@ impl DataFiles {
                 self.delete(&object.location).await?;
                 continue;
             }
-            if !name.ends_with(".parquet") {
+            if !name.ends_with(".parquet") || hidden.contains(object.location.as_ref()) {
                 continue;
             }
             let Some(partition) = partition_of(&object.location) else {
@@ -253,23 +328,127 @@ impl DataFiles {
                 times,
             });
         }
-        Ok(files)
+        self.without_damaged(files).await
+    }
+
+    /// `files` but those whose footer is damaged, which are moved aside (or, read-only,
+    /// skipped).
+    async fn without_damaged(&self, files: Vec<FileEntry>) -> Result<Vec<FileEntry>> {
+        let local = self.local.clone();
+        let root = self.root.clone();
+        let read_only = self.read_only;
+        tokio::task::spawn_blocking(move || {
+            let mut whole = Vec::with_capacity(files.len());
+            for file in files {
+                let on_disk = local.path_to_filesystem(&file.path)?;
+                let Some(reason) = quarantine::parquet_damage(&on_disk) else {
+                    whole.push(file);
+                    continue;
+                };
+                if read_only {
+                    tracing::warn!(path = %file.path, reason, "skipping a damaged Parquet file");
+                    continue;
+                }
+                quarantine::move_aside(&root, &on_disk, file.path.as_ref(), &reason)?;
+            }
+            Ok(whole)
+        })
+        .await
+        .map_err(|error| Error::Io(std::io::Error::other(error)))?
     }
 }
 
-const TEMPORARY_SUFFIX: &str = ".parquet.tmp";
+/// What a write goes through: the object store, the local disk's flushes, the record of
+/// failed writes and the clock that dates them.
+#[derive(Clone)]
+pub(crate) struct WritePath {
+    /// Where files are written, renamed and deleted.
+    pub(crate) store: Arc<dyn ObjectStore>,
+    /// Where they are listed and read: the same files, never slowed down for a test.
+    pub(crate) reads: Arc<dyn ObjectStore>,
+    pub(crate) durability: LocalDurability,
+    pub(crate) health: Arc<WriteHealth>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
 
-/// Where a file written under `stem` becomes visible. The times go in the name, so that a
-/// restart knows them without opening the file.
-fn visible_path(dir: &str, stem: &str, times: Option<(EpochMillis, EpochMillis)>) -> Path {
-    match times {
-        Some((lo, hi)) => Path::from(format!("{dir}/{stem}_t{lo}_{hi}.parquet")),
-        None => Path::from(format!("{dir}/{stem}.parquet")),
+impl WritePath {
+    /// `result`, its error counted as a failed write.
+    pub(crate) fn counted<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(error) = &result {
+            self.health.failed(error, self.clock.now_ms());
+        }
+        result
+    }
+
+    pub(crate) async fn delete(&self, path: &Path) -> Result<()> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub(crate) async fn exists(&self, path: &Path) -> Result<bool> {
+        match self.reads.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Makes a closed file visible under its final name, durably.
+    async fn publish(&self, closed: ClosedFile) -> Result<FileEntry> {
+        crash_point::reached(crash_point::FILE_SYNCED);
+        let renamed = async {
+            self.store
+                .rename(&closed.temporary, &closed.entry.path)
+                .await?;
+            self.durability
+                .sync_dirs_of(std::slice::from_ref(&closed.entry.path))
+                .await
+        }
+        .await;
+        match self.counted(renamed) {
+            Ok(()) => {
+                self.health.succeeded();
+                Ok(closed.entry)
+            }
+            Err(error) => {
+                let _ = self.delete(&closed.temporary).await;
+                Err(error)
+            }
+        }
     }
 }
 
-pub(crate) fn temporary_path(dir: &str, stem: &str) -> Path {
-    Path::from(format!("{dir}/.{stem}{TEMPORARY_SUFFIX}"))
+/// The newest name among `files`.
+pub(crate) fn newest_stem(files: &[FileEntry]) -> Option<(i64, u64)> {
+    files
+        .iter()
+        .filter_map(|file| stem_order(file.path.filename()?))
+        .max()
+}
+
+/// For tests of a slow disk: `MESHSCOPE_TEST_SLOW_WRITES_MS=<ms>` makes every write call
+/// to the store (a file's parts, a rename, a delete) wait that long first. Reads are not
+/// slowed (object_store's throttle cannot read a local file in place).
+fn slow_writes() -> Option<object_store::throttle::ThrottleConfig> {
+    let wait_ms: u64 = std::env::var(SLOW_WRITES_ENV).ok()?.parse().ok()?;
+    let wait = std::time::Duration::from_millis(wait_ms);
+    Some(object_store::throttle::ThrottleConfig {
+        wait_put_per_call: wait,
+        wait_delete_per_call: wait,
+        ..Default::default()
+    })
+}
+
+/// The environment variable that slows the store's writes down, for tests.
+pub const SLOW_WRITES_ENV: &str = "MESHSCOPE_TEST_SLOW_WRITES_MS";
+
+/// A file written and flushed under its temporary name, not yet visible.
+pub(crate) struct ClosedFile {
+    pub(crate) temporary: Path,
+    /// What the file is once visible.
+    pub(crate) entry: FileEntry,
 }
 
 pub(crate) fn partition_dir(
@@ -285,21 +464,6 @@ pub(crate) fn partition_dir(
             format!("{table}/date={date}/hour={:02}", time.hour())
         }
     }
-}
-
-/// Start of the partition a path lies in, from its `date=` and optional `hour=` parts.
-fn partition_of(path: &Path) -> Option<EpochMillis> {
-    let mut date = None;
-    let mut hour = 0;
-    for part in path.parts() {
-        let part = part.as_ref();
-        if let Some(value) = part.strip_prefix("date=") {
-            date = NaiveDate::parse_from_str(value, "%Y-%m-%d").ok();
-        } else if let Some(value) = part.strip_prefix("hour=") {
-            hour = value.parse::<u32>().ok().filter(|h| *h < 24)?;
-        }
-    }
-    Some(date?.and_hms_opt(hour, 0, 0)?.and_utc().timestamp_millis())
 }
 
 /// Whether a batch's times never go down; `None` if it has no plain time column.
@@ -352,26 +516,11 @@ pub(crate) fn in_time_order(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>>
     Ok(vec![take_record_batch(&joined, &indices)?])
 }
 
-/// The times a file's name says it holds, when they lie inside its partition.
-fn times_in_name(
-    name: &str,
-    partition: EpochMillis,
-    span: EpochMillis,
-) -> Option<(EpochMillis, EpochMillis)> {
-    let (_, times) = name.strip_suffix(".parquet")?.split_once("_t")?;
-    let (lo, hi) = times.split_once('_')?;
-    let (lo, hi) = (
-        lo.parse::<EpochMillis>().ok()?,
-        hi.parse::<EpochMillis>().ok()?,
-    );
-    let end = partition + span;
-    (partition <= lo && lo <= hi && hi < end).then_some((lo, hi))
-}
-
-/// A file being written by `DataFiles::writer`; nothing is visible until `finish`.
+/// A file being written by `DataFiles::writer`; nothing is visible until `finish` (or,
+/// for a file that replaces others, until `replace::commit`).
 pub(crate) struct FileWriter {
     writer: AsyncArrowWriter<BufWriter>,
-    store: Arc<dyn ObjectStore>,
+    write_path: WritePath,
     temporary: Path,
     dir: String,
     stem: String,
@@ -390,31 +539,51 @@ impl FileWriter {
             }
             self.times = Some(self.times.map_or((first, last), |(lo, _)| (lo, last)));
         }
-        self.writer.write(batch).await?;
-        Ok(())
+        let written = self.writer.write(batch).await.map_err(Error::from);
+        self.write_path.counted(written)
     }
 
-    /// Completes the file and makes it visible under its final name.
-    pub(crate) async fn finish(self) -> Result<FileEntry> {
+    /// Completes the file and flushes it to disk under its temporary name; it is not
+    /// visible yet. On failure the temporary file is deleted.
+    pub(crate) async fn close(self) -> Result<ClosedFile> {
         let FileWriter {
             writer,
-            store,
+            write_path,
             temporary,
             dir,
             stem,
             partition,
             times,
         } = self;
-        writer.close().await?;
-        let size = store.head(&temporary).await?.size;
-        let path = visible_path(&dir, &stem, times);
-        store.rename(&temporary, &path).await?;
-        Ok(FileEntry {
-            path,
-            size,
-            partition,
-            times,
-        })
+        let closed = async {
+            writer.close().await?;
+            let size = write_path.reads.head(&temporary).await?.size;
+            write_path.durability.sync_file(&temporary).await?;
+            Ok(size)
+        }
+        .await;
+        match write_path.counted(closed) {
+            Ok(size) => Ok(ClosedFile {
+                entry: FileEntry {
+                    path: visible_path(&dir, &stem, times),
+                    size,
+                    partition,
+                    times,
+                },
+                temporary,
+            }),
+            Err(error) => {
+                let _ = write_path.delete(&temporary).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Completes the file and makes it visible under its final name, durably.
+    pub(crate) async fn finish(self) -> Result<FileEntry> {
+        let write_path = self.write_path.clone();
+        let closed = self.close().await?;
+        write_path.publish(closed).await
     }
 }
 
@@ -459,13 +628,20 @@ const STREAMED_ROW_GROUP: usize = 16 * 1024;
 
 impl From<object_store::Error> for Error {
     fn from(error: object_store::Error) -> Self {
-        Error::ObjectStore(error.to_string())
+        match telling_io_kind(&error) {
+            // A full disk and the like are told apart by their kind (`write_health`).
+            Some(kind) => Error::Io(std::io::Error::new(kind, error.to_string())),
+            None => Error::ObjectStore(error.to_string()),
+        }
     }
 }
 
 impl From<datafusion::parquet::errors::ParquetError> for Error {
     fn from(error: datafusion::parquet::errors::ParquetError) -> Self {
-        Error::Parquet(error.to_string())
+        match telling_io_kind(&error) {
+            Some(kind) => Error::Io(std::io::Error::new(kind, error.to_string())),
+            None => Error::Parquet(error.to_string()),
+        }
     }
 }
 
@@ -518,20 +694,5 @@ mod tests {
 
         let empty = [minute_batch(&[])];
         assert_eq!(in_time_order(&empty).unwrap()[0].num_rows(), 0);
-    }
-
-    #[test]
-    fn times_in_a_name_are_read_only_inside_their_partition() {
-        let hour = 1_763_856_000_000;
-        let name = format!("1-000001_t{}_{}.parquet", hour + 60_000, hour + 120_000);
-        assert_eq!(
-            times_in_name(&name, hour, HOUR_MS),
-            Some((hour + 60_000, hour + 120_000))
-        );
-        assert_eq!(times_in_name(&name, hour + HOUR_MS, HOUR_MS), None);
-        assert_eq!(times_in_name("1-000001.parquet", hour, HOUR_MS), None);
-        assert_eq!(times_in_name("1-000001_tx_y.parquet", hour, HOUR_MS), None);
-        let reversed = format!("1-000001_t{}_{}.parquet", hour + 9, hour + 1);
-        assert_eq!(times_in_name(&reversed, hour, HOUR_MS), None);
     }
 }

@@ -14,9 +14,10 @@
 //!   the collector encoded itself with [`batch::RowBuilder`], [`Store::append_batches_before`]
 //!   with [`ClosedBatch`]es. Large writes hold a [`Store::memory_peak_permit`].
 //! - Raw entries: [`Store::access_log_enabled`], [`Store::append_access_log`].
-//! - Proxy statistics: [`Store::proxy_metrics`] (the proxy registry and the rows of minutes
-//!   not yet written), written out by [`Store::flush_proxy_metrics`] and
-//!   [`Store::flush_all_proxy_metrics`].
+//! - Proxy statistics: [`Store::proxy_registry`] (the reporting proxies); closed minutes
+//!   written with [`Store::append_proxy_hour`]; the live minute read from an
+//!   [`OpenProxyMinutes`] source attached with [`Store::attach_live_proxy_source`] and
+//!   published by [`Store::publish_live_proxy_minutes`].
 //! - Durability: [`wal`], a write-ahead log of opaque records (the collector logs what it
 //!   receives there and replays it at start), and [`Store::append_batches_noted`], which
 //!   makes a writer's note durable exactly with the minute files it describes; run
@@ -27,7 +28,7 @@
 //! - Opening beside a writer: [`Store::open_read_only`].
 //! - Totals and series of a window: [`Store::aggregate`], [`Store::series`], with
 //!   [`TimeRange`] and [`KeyFilter`]; answers are [`Aggregate`]s and [`SeriesPoint`]s.
-//! - Proxies: [`Store::proxy_metrics`] (registry), [`Store::proxy_rows`] with a
+//! - Proxies: [`Store::proxy_registry`], [`Store::proxy_rows`] with a
 //!   [`ProxyFilter`].
 //! - SQL: [`Store::tables`], [`Store::sql`] within [`SqlLimits`]; [`Store::session`] with
 //!   the `merge_sketch` and `quantile` functions registered.
@@ -35,6 +36,8 @@
 //!   for moving windows: [`Store::moving_spans`].
 //! - Upkeep: [`Store::maintain`], which [`StoreConfig::maintenance_interval_secs`] also
 //!   runs in the background.
+//! - Health: [`Store::write_failure`] while writes fail (a full disk), with the reason
+//!   they are counted under in `/metrics` ([`WRITE_FAILURES_METRIC`]).
 //!
 //! Shared by both: the row model ([`MetricRow`], [`RowKey`], [`Metrics`], [`Table`], …) and
 //! [`LatencySketch`]. Of the internals only what the collector encodes with is public:
@@ -45,13 +48,19 @@ mod access_log;
 pub mod batch;
 pub mod clock;
 mod config;
+mod crash_point;
+mod durable;
 mod error;
+mod file_names;
 pub mod files;
 mod live_minutes;
 mod model;
-mod proxy_metrics;
+mod proxy_registry;
+mod proxy_row;
 mod proxy_table;
+mod quarantine;
 mod read;
+mod replace;
 mod rollup;
 mod schema;
 pub mod sketch;
@@ -61,27 +70,33 @@ mod table;
 mod totals;
 mod udf;
 pub mod wal;
+mod write_health;
 pub mod written_note;
 
 pub use access_log::AccessLogRow;
 pub use batch::ClosedBatch;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{RetentionConfig, SqlLimits, StoreConfig};
+pub use crash_point::CRASH_AT_ENV;
 /// The Arrow the store's batches are made with, for callers that read them.
 pub use datafusion::arrow;
 pub use datafusion::arrow::record_batch::RecordBatch;
 pub use error::{Error, Result};
 pub use files::Granularity;
-pub use live_minutes::OpenMinutes;
+pub use live_minutes::{OpenMinutes, OpenProxyMinutes};
 pub use model::{
     EpochMillis, MINUTE_MS, MetricRow, Metrics, NodeKind, Protocol, RowKey, ServiceRef, Side,
     Table, minute_of,
 };
-pub use proxy_metrics::{
-    ProxyInfo, ProxyMetricKind, ProxyMetricRow, ProxyMetrics, ProxyMetricsLimits, bucket_quantile,
-};
-pub use proxy_table::{ProxyFilter, proxy_minutes_due, proxy_table_name};
+pub use proxy_registry::{ProxyInfo, ProxyRegistry};
+pub use proxy_row::{ProxyMetricKind, ProxyMetricRow, bucket_quantile};
+pub use proxy_table::{ProxyFilter, proxy_table_name};
+pub use quarantine::{QUARANTINE_DIR, QUARANTINED_METRIC};
 pub use read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
+pub use replace::RECORDS_DIR;
 pub use sketch::LatencySketch;
 pub use sliding::KeptSpan;
 pub use store::{MaintenanceReport, MemoryPeakPermit, Store, TableInfo, table_name};
+pub use write_health::{
+    WRITE_FAILURE_REASONS, WRITE_FAILURES_METRIC, WriteFailure, failure_reason,
+};

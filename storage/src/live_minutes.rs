@@ -1,5 +1,6 @@
 //! What reads see of live minutes: minutes the collector has not closed yet, whose rows are
-//! not in files.
+//! not in files. Proxy statistics have a source of their own ([`OpenProxyMinutes`]), read
+//! when the store publishes their live minute.
 //!
 //! The collector's live minutes are read where they live, when a query asks for them,
 //! rather than copied out on a timer. On a large mesh a live minute has hundreds of
@@ -16,6 +17,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::clock::SharedClock;
 use crate::error::Result;
 use crate::model::{EpochMillis, Table};
+use crate::proxy_row::ProxyMetricRow;
 
 /// How long, in milliseconds, a read of live rows serves later queries.
 const FRESH_FOR_MS: i64 = 1_000;
@@ -26,6 +28,14 @@ pub trait OpenMinutes: Send + Sync {
     /// its schema, one list per table in the order asked. The tables are read together, so
     /// that a service's row and its edges' rows agree.
     fn open_batches(&self, tables: &[Table], from: EpochMillis) -> Result<Vec<Vec<RecordBatch>>>;
+}
+
+/// A holder of proxy statistics of minutes not yet written, which the store asks for the
+/// live part of `proxy_metrics_minute` each time it publishes it.
+pub trait OpenProxyMinutes: Send + Sync {
+    /// Every proxy statistics row held for minutes not yet written, one per series and
+    /// minute.
+    fn open_proxy_rows(&self) -> Vec<ProxyMetricRow>;
 }
 
 /// One read of a group's live rows, kept to serve the queries that follow it.

@@ -17,21 +17,12 @@ use datafusion::logical_expr::{Expr, col, lit};
 use crate::error::{Error, Result};
 use crate::files::Granularity;
 use crate::model::EpochMillis;
-use crate::proxy_metrics::{ProxyMetricKind, ProxyMetricRow};
+use crate::proxy_row::{ProxyMetricKind, ProxyMetricRow};
 use crate::schema::{MINUTE, minute_type};
 
 /// `proxy_metrics_minute`, `proxy_metrics_hour`, `proxy_metrics_day`.
 pub fn proxy_table_name(granularity: Granularity) -> String {
     format!("proxy_metrics_{}", granularity.suffix())
-}
-
-/// A minute is written this long after it ends, so that a flush that read the clock just
-/// before the minute turned still lands in memory first.
-pub(crate) const CLOSE_GRACE_MS: EpochMillis = 5_000;
-
-/// Proxy statistics of the minutes before this one are written by a flush at `now`.
-pub fn proxy_minutes_due(now: EpochMillis) -> EpochMillis {
-    crate::model::minute_of(now - CLOSE_GRACE_MS)
 }
 
 const STRINGS: [&str; 6] = ["proxy", "service", "name", "cluster", "upstream", "kind"];

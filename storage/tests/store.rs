@@ -802,6 +802,40 @@ async fn access_log_rows_are_queryable_when_enabled() {
     assert_eq!((slow[0].num_rows(), status.value(0)), (1, 503));
 }
 
+/// Proxy statistics rows of minutes not yet written, standing in for the collector: the
+/// live part of `proxy_metrics_minute`.
+#[derive(Default)]
+struct HeldProxyRows {
+    rows: std::sync::Mutex<Vec<meshscope_storage::ProxyMetricRow>>,
+}
+
+impl HeldProxyRows {
+    /// Writes the rows of minutes before `minute` to the store, one file per hour, and has
+    /// the store publish the rest.
+    async fn write_before(&self, store: &Store, minute: i64) {
+        let mut closed: std::collections::BTreeMap<i64, Vec<_>> = Default::default();
+        self.rows.lock().unwrap().retain(|row| {
+            if row.minute < minute {
+                closed
+                    .entry(meshscope_storage::files::hour_of(row.minute))
+                    .or_insert_with(Vec::new)
+                    .push(row.clone());
+            }
+            row.minute >= minute
+        });
+        for (hour, rows) in closed {
+            store.append_proxy_hour(hour, &rows).await.unwrap();
+        }
+        store.publish_live_proxy_minutes().unwrap();
+    }
+}
+
+impl meshscope_storage::OpenProxyMinutes for HeldProxyRows {
+    fn open_proxy_rows(&self) -> Vec<meshscope_storage::ProxyMetricRow> {
+        self.rows.lock().unwrap().clone()
+    }
+}
+
 fn proxy_row(
     minute: i64,
     name: &str,
@@ -823,9 +857,12 @@ async fn proxy_metrics_are_files_rolled_up_expired_and_read_by_sql() {
     use meshscope_storage::{ProxyFilter, ProxyMetricRow};
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(config(dir.path())).await.unwrap();
+    let held = std::sync::Arc::new(HeldProxyRows::default());
+    store.attach_live_proxy_source(held.clone());
+    // One row per series and minute, as the collector hands them over.
     let record = |minute: i64, requests: f64, time_ms: f64| {
-        let at = T0 + minute * MINUTE_MS + 1_000;
-        store.proxy_metrics().record(proxy_row(
+        let at = T0 + minute * MINUTE_MS;
+        held.rows.lock().unwrap().push(proxy_row(
             at,
             "upstream_rq_total",
             ProxyMetricRow::counter(requests),
@@ -835,7 +872,7 @@ async fn proxy_metrics_are_files_rolled_up_expired_and_read_by_sql() {
         } else {
             vec![(5.0, 0), (500.0, 1)]
         };
-        store.proxy_metrics().record(proxy_row(
+        held.rows.lock().unwrap().push(proxy_row(
             at,
             "upstream_rq_time",
             ProxyMetricRow::histogram(1, time_ms, buckets),
@@ -845,19 +882,27 @@ async fn proxy_metrics_are_files_rolled_up_expired_and_read_by_sql() {
     record(1, 6.0, 300.0);
     record(2, 0.0, 0.0);
     // Minutes before the open one are written; the open one stays in memory, visible.
-    store
-        .flush_proxy_metrics(T0 + 2 * MINUTE_MS + 30_000)
-        .await
-        .unwrap();
+    held.write_before(&store, T0 + 2 * MINUTE_MS).await;
     let minute_files: Vec<String> = files_under(dir.path())
         .into_iter()
         .filter(|f| f.starts_with("proxy_metrics_minute/"))
         .collect();
     assert_eq!(minute_files.len(), 1, "{minute_files:?}");
     assert!(minute_files[0].starts_with("proxy_metrics_minute/date=2025-11-23/hour=00/"));
-    assert_eq!(store.proxy_metrics().rows().len(), 2);
+    let live = store
+        .sql(
+            "SELECT count(*) FROM proxy_metrics_minute",
+            &SqlLimits::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        live[0].column(0).as_primitive::<Int64Type>().value(0),
+        6,
+        "four rows in the file and the open minute's two read from memory"
+    );
     record(HOUR / MINUTE_MS, 5.0, 2.0);
-    store.flush_all_proxy_metrics().await.unwrap();
+    held.write_before(&store, i64::MAX).await;
 
     let batches = store
         .sql(

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod certs;
+pub(crate) mod https;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -104,6 +107,8 @@ pub(crate) struct Meshscope {
     pub(crate) proc: Proc,
     pub(crate) grpc: SocketAddr,
     pub(crate) http: SocketAddr,
+    /// Set when the server serves HTTPS: the client that trusts its CA.
+    pub(crate) https: Option<https::HttpsClient>,
 }
 
 impl Meshscope {
@@ -121,6 +126,27 @@ impl Meshscope {
         name: &str,
         dir: &Path,
         extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Meshscope {
+        Self::start_with(name, dir, extra, None, "info", env).await
+    }
+
+    /// Serves over TLS (the flags in `extra`), reached through `https`, logging at `log`.
+    pub(crate) async fn start_tls(
+        dir: &Path,
+        extra: &[&str],
+        https: https::HttpsClient,
+        log: &str,
+    ) -> Meshscope {
+        Self::start_with("meshscope", dir, extra, Some(https), log, &[]).await
+    }
+
+    async fn start_with(
+        name: &str,
+        dir: &Path,
+        extra: &[&str],
+        https: Option<https::HttpsClient>,
+        log: &str,
         env: &[(&str, &str)],
     ) -> Meshscope {
         let grpc: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
@@ -141,12 +167,19 @@ impl Meshscope {
             .arg(&data)
             .args(extra)
             .envs(env.iter().copied())
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", log);
         let mut proc = Proc::spawn(name, &mut command, dir);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             proc.assert_running();
-            if get(&format!("http://{http}/healthz")).await.is_ok() {
+            let up = match &https {
+                Some(client) => client
+                    .request(http, "GET", "/healthz", None, None)
+                    .await
+                    .is_ok(),
+                None => get(&format!("http://{http}/healthz")).await.is_ok(),
+            };
+            if up {
                 break;
             }
             assert!(
@@ -156,17 +189,33 @@ impl Meshscope {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Meshscope { proc, grpc, http }
+        Meshscope {
+            proc,
+            grpc,
+            http,
+            https,
+        }
+    }
+
+    /// GET `path` over HTTP or HTTPS, whichever the server serves.
+    async fn get(&self, path: &str) -> Result<(u16, String), String> {
+        match &self.https {
+            Some(client) => client
+                .request(self.http, "GET", path, None, None)
+                .await
+                .map(|answer| (answer.status, answer.body)),
+            None => get(&format!("http://{}{path}", self.http)).await,
+        }
     }
 
     pub(crate) async fn json(&self, path: &str) -> serde_json::Value {
-        let (status, body) = get(&format!("http://{}{path}", self.http)).await.unwrap();
+        let (status, body) = self.get(path).await.unwrap();
         assert_eq!(status, 200, "{path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
     }
 
     pub(crate) async fn text(&self, path: &str) -> String {
-        get(&format!("http://{}{path}", self.http)).await.unwrap().1
+        self.get(path).await.unwrap().1
     }
 }
 

@@ -1,5 +1,8 @@
 //! Background upkeep: compaction of an hour's small minute files into one, hour and day
 //! rollups, and per-granularity retention. Time comes in as an argument so tests choose it.
+//! Every replacement of files is atomic (`replace`): an hour's compaction and its rollup
+//! become visible together, so a crash never leaves one without the other; a day whose
+//! hours were rolled up again after it is rolled up again too.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -9,9 +12,12 @@ use datafusion::arrow::record_batch::RecordBatch;
 use super::{MemoryHint, Store};
 use crate::batch;
 use crate::error::Result;
-use crate::files::{DAY_MS, FileEntry, FileWriter, Granularity, HOUR_MS, in_time_order};
+use crate::files::{
+    DAY_MS, FileEntry, FileWriter, Granularity, HOUR_MS, in_time_order, newest_stem,
+};
 use crate::model::{EpochMillis, MINUTE_MS, RowKey, Side, Table};
 use crate::proxy_table;
+use crate::replace::{self, Swap};
 use crate::rollup;
 use crate::table::StoredTable;
 
@@ -40,15 +46,17 @@ impl Store {
         let access_log = self.inner.access_log.clone();
         for (partition, files) in access_log.partitions() {
             if files.len() > 1 && partition + HOUR_MS + settle <= now {
-                self.merge_partition(
-                    &access_log,
-                    partition,
-                    &files,
-                    PassesAndPhases::ONCE,
-                    None,
-                    |_| Ok(None),
-                )
-                .await?;
+                let compacted = self
+                    .merge_partition(
+                        &access_log,
+                        partition,
+                        &files,
+                        PassesAndPhases::ONCE,
+                        None,
+                        |_| Ok(None),
+                    )
+                    .await?;
+                replace::commit(&self.inner.files, compacted.into_iter().collect()).await?;
                 report.files_compacted += files.len();
             }
         }
@@ -126,22 +134,32 @@ impl Store {
                     std::mem::replace(&mut fold, next).finish().map(Some)
                 }
             };
-            self.merge_partition(
-                &minutes,
-                partition,
-                &files,
-                PassesAndPhases { passes, phases },
-                Some(&mut rolled),
-                each,
-            )
-            .await?;
-            self.replace_with(&hours, partition, rolled).await?;
+            let compacted = self
+                .merge_partition(
+                    &minutes,
+                    partition,
+                    &files,
+                    PassesAndPhases { passes, phases },
+                    Some(&mut rolled),
+                    each,
+                )
+                .await?;
+            // The merged minutes and their hour become visible together.
+            let mut swaps: Vec<Swap> = compacted.into_iter().collect();
+            swaps.push(self.replacing(&hours, partition, rolled).await?);
+            replace::commit(&self.inner.files, swaps).await?;
             report.hours_rolled_up += 1;
             due_days.insert(partition.div_euclid(DAY_MS) * DAY_MS);
         }
-        for partition in hours.partitions().keys() {
+        let day_files = days.partitions();
+        for (partition, files) in hours.partitions() {
             let day = partition.div_euclid(DAY_MS) * DAY_MS;
-            if !days.has_partition(day) {
+            // A day rolled up before one of its hours was rolled up again (a crash
+            // between the two) holds that hour's old rows.
+            let rolled_before_hour = day_files
+                .get(&day)
+                .is_some_and(|rolled| newest_stem(&files) > newest_stem(rolled));
+            if !days.has_partition(day) || rolled_before_hour {
                 due_days.insert(day);
             }
         }
@@ -168,7 +186,8 @@ impl Store {
                 }
                 rolled.write(&fold.finish()?).await?;
             }
-            self.replace_with(&days, day, rolled).await?;
+            let swap = self.replacing(&days, day, rolled).await?;
+            replace::commit(&self.inner.files, vec![swap]).await?;
             report.days_rolled_up += 1;
         }
         Ok(())
@@ -179,7 +198,8 @@ impl Store {
     /// at a time, then the end of the group, then the end of each pass; what `each` gives
     /// back at the end of a pass goes to `rolled`.
     /// With more than one file, the groups are also written, as they come in the first
-    /// pass, to one new file that replaces them all once every pass is done.
+    /// pass, to one new file meant to replace them all: returned, not yet visible, for
+    /// `replace::commit`.
     async fn merge_partition(
         &self,
         stored: &Arc<StoredTable>,
@@ -188,7 +208,7 @@ impl Store {
         PassesAndPhases { passes, phases }: PassesAndPhases,
         mut rolled: Option<&mut Rolled>,
         mut each: impl FnMut(Step<'_>) -> Result<Option<RecordBatch>>,
-    ) -> Result<()> {
+    ) -> Result<Option<Swap>> {
         let mut writer = match files.len() {
             0 | 1 => None,
             _ => Some(self.inner.files.writer(
@@ -226,17 +246,15 @@ impl Store {
                 rolled.write(&batch).await?;
             }
         }
-        if let Some(writer) = writer {
-            let file = writer.finish().await?;
-            // The new file is visible before the old ones go, so no reader misses the
-            // rows; a reader planned just before the swap may briefly see both, never
-            // neither.
-            stored.replace_files(partition, files, Some(file));
-            for old in files {
-                self.inner.files.delete(&old.path).await?;
-            }
-        }
-        Ok(())
+        let Some(writer) = writer else {
+            return Ok(None);
+        };
+        Ok(Some(Swap {
+            stored: stored.clone(),
+            partition,
+            old: files.to_vec(),
+            new: Some(writer.close().await?),
+        }))
     }
 
     /// A new file for a rollup's partition, written a pass at a time: the passes' rows
@@ -253,25 +271,26 @@ impl Store {
         })
     }
 
-    /// Replaces every file of a partition with the one `rolled` wrote (or with none, when
-    /// it holds no rows).
-    async fn replace_with(
+    /// The replacement of every file of a partition with the one `rolled` wrote (or with
+    /// none, when it holds no rows), for `replace::commit`.
+    async fn replacing(
         &self,
         stored: &Arc<StoredTable>,
         partition: EpochMillis,
         rolled: Rolled,
-    ) -> Result<()> {
+    ) -> Result<Swap> {
         let old = stored.partitions().remove(&partition).unwrap_or_default();
-        let file = if rolled.rows == 0 {
+        let new = if rolled.rows == 0 {
             None
         } else {
-            Some(rolled.writer.finish().await?)
+            Some(rolled.writer.close().await?)
         };
-        stored.replace_files(partition, &old, file);
-        for file in &old {
-            self.inner.files.delete(&file.path).await?;
-        }
-        Ok(())
+        Ok(Swap {
+            stored: stored.clone(),
+            partition,
+            old,
+            new,
+        })
     }
 
     async fn expire(&self, now: EpochMillis, report: &mut MaintenanceReport) -> Result<()> {
@@ -294,13 +313,14 @@ impl Store {
             due.push((stored.clone(), secs));
         }
         due.push((self.inner.access_log.clone(), retention.access_log_secs));
+        let mut expired = Vec::new();
         for (stored, secs) in due {
             let cutoff = now - (secs as i64) * 1_000;
-            for file in stored.remove_partitions_before(cutoff) {
-                self.inner.files.delete(&file.path).await?;
-                report.files_expired += 1;
-            }
+            expired.extend(stored.remove_partitions_before(cutoff));
         }
+        // All of them, or (after a crash) all of them at the next start.
+        replace::delete_all(&self.inner.files, &expired).await?;
+        report.files_expired += expired.len();
         Ok(())
     }
 }

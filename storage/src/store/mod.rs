@@ -35,7 +35,7 @@ use datafusion::prelude::SessionContext;
 use crate::clock::SharedClock;
 use crate::config::StoreConfig;
 use crate::files::{DataFiles, Granularity};
-use crate::live_minutes::LiveMinuteGroup;
+use crate::live_minutes::{LiveMinuteGroup, OpenProxyMinutes};
 use crate::model::{EpochMillis, Table};
 use crate::sliding;
 use crate::table::StoredTable;
@@ -77,7 +77,9 @@ pub(crate) struct StoreState {
     /// The end of the newest minute written, announced on every write, late rows too:
     /// what keeps a dashboard's windows read ahead waits on it.
     pub(crate) written: tokio::sync::watch::Sender<EpochMillis>,
-    pub(crate) proxy_metrics: crate::proxy_metrics::ProxyMetrics,
+    pub(crate) proxy_registry: crate::proxy_registry::ProxyRegistry,
+    /// Where the live part of `proxy_metrics_minute` is read from when it is published.
+    pub(crate) proxy_source: parking_lot::RwLock<Option<Arc<dyn OpenProxyMinutes>>>,
     pub(crate) proxy_tables: HashMap<Granularity, Arc<StoredTable>>,
 }
 

@@ -24,7 +24,7 @@ impl Store {
     /// Opens the store in `config.data_dir`, reopening the Parquet files already there,
     /// and starts background maintenance unless its interval is 0.
     pub async fn open(config: StoreConfig) -> Result<Store> {
-        let files = DataFiles::open(&config.data_dir)?;
+        let files = DataFiles::open(&config.data_dir, config.clock.0.clone())?;
         Self::open_with(config, files).await
     }
 
@@ -36,7 +36,7 @@ impl Store {
             maintenance_interval_secs: 0,
             ..StoreConfig::in_dir(data_dir)
         };
-        let files = DataFiles::open_read_only(&config.data_dir)?;
+        let files = DataFiles::open_read_only(&config.data_dir, config.clock.0.clone())?;
         Self::open_with(config, files).await
     }
 
@@ -78,6 +78,7 @@ impl Store {
                 (granularity, Arc::new(stored))
             })
             .collect();
+        crate::replace::prepare(&files).await?;
         let mut reopened = 0;
         for stored in tables
             .values()
@@ -101,7 +102,8 @@ impl Store {
             ctx,
             maintenance: tokio::sync::Mutex::new(()),
             memory_peaks: tokio::sync::Mutex::new(()),
-            proxy_metrics: crate::proxy_metrics::ProxyMetrics::default(),
+            proxy_registry: crate::proxy_registry::ProxyRegistry::default(),
+            proxy_source: parking_lot::RwLock::new(None),
             proxy_tables,
             span_totals_cache: TotalsCache::new(MAX_CACHED_TOTALS),
             live_groups: parking_lot::RwLock::new(Vec::new()),

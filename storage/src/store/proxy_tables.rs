@@ -1,7 +1,8 @@
 //! Writing and reading the proxy statistics tables: closed minutes go to Parquet files,
-//! the live minute is the in-memory part of `proxy_metrics_minute`.
+//! the live minute, read from the collector's source, is the in-memory part of
+//! `proxy_metrics_minute`.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use datafusion::logical_expr::col;
 
@@ -9,59 +10,46 @@ use super::Store;
 use super::read_planner::{plan_over, timestamp};
 use crate::error::Result;
 use crate::files::{Granularity, hour_of};
+use crate::live_minutes::OpenProxyMinutes;
 use crate::model::EpochMillis;
-use crate::proxy_metrics::ProxyMetricRow;
-use crate::proxy_table::{
-    ProxyFilter, from_batch, merge_series, proxy_minutes_due, proxy_table_name, to_batch,
-};
+use crate::proxy_row::ProxyMetricRow;
+use crate::proxy_table::{ProxyFilter, from_batch, merge_series, proxy_table_name, to_batch};
 use crate::read::TimeRange;
 use crate::schema::MINUTE;
 
 impl Store {
-    /// Writes the proxy statistics of minutes that have ended (one file per hour they
-    /// span) and publishes the live minute for reads. The collector calls it on its tick.
-    pub async fn flush_proxy_metrics(&self, now: EpochMillis) -> Result<()> {
-        self.write_proxy_minutes_before(proxy_minutes_due(now))
-            .await?;
-        self.publish_proxy_live_minute()
+    /// Reads the live part of `proxy_metrics_minute` from `source` from now on, each time
+    /// [`Store::publish_live_proxy_minutes`] runs.
+    pub fn attach_live_proxy_source(&self, source: Arc<dyn OpenProxyMinutes>) {
+        *self.inner.proxy_source.write() = Some(source);
     }
 
-    /// Writes every proxy statistic still in memory: what a shutdown does.
-    pub async fn flush_all_proxy_metrics(&self) -> Result<()> {
-        self.write_proxy_minutes_before(EpochMillis::MAX).await?;
-        self.publish_proxy_live_minute()
-    }
-
-    /// Writes the rows held for the minutes before `minute`; on failure they are held again.
-    async fn write_proxy_minutes_before(&self, minute: EpochMillis) -> Result<()> {
-        let closed = self.proxy_metrics().take_before(minute);
-        if closed.is_empty() {
+    /// Writes proxy statistics rows of closed minutes, all within the hour starting at
+    /// `hour`, as one file of `proxy_metrics_minute`. On error nothing of them is written.
+    pub async fn append_proxy_hour(
+        &self,
+        hour: EpochMillis,
+        rows: &[ProxyMetricRow],
+    ) -> Result<()> {
+        debug_assert!(rows.iter().all(|row| hour_of(row.minute) == hour));
+        if rows.is_empty() {
             return Ok(());
         }
-        let mut by_hour: BTreeMap<EpochMillis, Vec<&ProxyMetricRow>> = BTreeMap::new();
-        for row in &closed {
-            by_hour.entry(hour_of(row.minute)).or_default().push(row);
-        }
-        let stored = self.proxy_table(Granularity::Minute);
-        for (hour, rows) in by_hour {
-            let written = match to_batch(rows.iter().copied()) {
-                Ok(batch) => self.append_file(stored, hour, &batch).await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = written {
-                // Kept for the next flush; the row cap bounds what a long outage holds.
-                for row in rows {
-                    self.proxy_metrics().record(row.clone());
-                }
-                return Err(error);
-            }
-        }
-        Ok(())
+        let batch = to_batch(rows)?;
+        self.append_file(self.proxy_table(Granularity::Minute), hour, &batch)
+            .await
     }
 
-    /// Replaces the in-memory part of `proxy_metrics_minute` with the rows still held.
-    fn publish_proxy_live_minute(&self) -> Result<()> {
-        let live = self.proxy_metrics().rows();
+    /// Replaces the in-memory part of `proxy_metrics_minute` with the rows the attached
+    /// source holds now; without a source it holds nothing.
+    pub fn publish_live_proxy_minutes(&self) -> Result<()> {
+        let live = self
+            .inner
+            .proxy_source
+            .read()
+            .as_ref()
+            .map(|source| source.open_proxy_rows())
+            .unwrap_or_default();
         let batches = if live.is_empty() {
             Vec::new()
         } else {

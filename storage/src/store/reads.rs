@@ -22,9 +22,8 @@ impl Store {
         self.inner.moving.kept()
     }
 
-    /// The proxies that report their own statistics, and the statistics of the minutes
-    /// not yet written.
-    pub fn proxy_metrics(&self) -> &crate::proxy_metrics::ProxyMetrics {
-        &self.inner.proxy_metrics
+    /// The proxies that report their own statistics.
+    pub fn proxy_registry(&self) -> &crate::proxy_registry::ProxyRegistry {
+        &self.inner.proxy_registry
     }
 }

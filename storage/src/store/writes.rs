@@ -140,11 +140,21 @@ impl Store {
         for ((table, hour), parts) in by_partition {
             let parts: Vec<RecordBatch> = parts.into_iter().cloned().collect();
             let stored = self.table(table, Granularity::Minute);
-            let file = self
+            let file = match self
                 .inner
                 .files
                 .write(&stored.name, Granularity::Minute, hour, &parts)
-                .await?;
+                .await
+            {
+                Ok(file) => file,
+                Err(error) => {
+                    // None of it is visible yet: written again later, it must not count
+                    // twice.
+                    let done: Vec<_> = written.into_values().flatten().collect();
+                    self.inner.files.discard(&done).await;
+                    return Err(error);
+                }
+            };
             if let Some(times) = file.times {
                 just_written.push((table, times, parts));
             }
