@@ -16,6 +16,16 @@ pub(crate) struct FileConfig {
     pub(crate) collector: CollectorConfig,
     pub(crate) storage: StorageSection,
     pub(crate) security: crate::security::SecuritySection,
+    pub(crate) wal: WalSection,
+}
+
+/// `[wal]`: how the write-ahead log makes received messages durable. Unset values keep
+/// the defaults (`interval`, every 100 ms).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct WalSection {
+    pub(crate) sync: Option<meshscope_storage::wal::SyncPolicy>,
+    pub(crate) sync_interval_ms: Option<u64>,
 }
 
 /// `[server]`: where meshscope listens. Unset values fall back to the built-in defaults.

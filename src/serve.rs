@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::Context;
 use meshscope_collector::Collector;
 use meshscope_storage::Store;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use meshscope_storage::wal::{self, WalConfig};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -31,6 +32,11 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args)?;
     let prometheus = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(wal::stats::COMMIT_SECONDS.to_string()),
+            wal::stats::COMMIT_BUCKETS,
+        )
+        .context("setting the log's commit buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
     let stop = async {
@@ -85,6 +91,9 @@ async fn serve(
         )
     })?;
     let data_dir = settings.store.data_dir.clone();
+    // A minute write a crash cut short is undone before the store lists its files.
+    let written_note = meshscope_storage::written_note::recover(&data_dir)
+        .with_context(|| format!("recovering the last write in {}", data_dir.display()))?;
     let store = Arc::new(
         Store::open(settings.store)
             .await
@@ -92,6 +101,21 @@ async fn serve(
     );
     let collector =
         Collector::new(settings.collector, store.clone()).context("starting the collector")?;
+    // What the log holds beyond the files goes into the unclosed minutes before the gRPC
+    // port opens.
+    let wal_config = WalConfig {
+        sync: settings.wal_sync,
+        sync_interval: settings.wal_sync_interval,
+        ..WalConfig::in_dir(data_dir.join("wal"))
+    };
+    let replaying = collector.clone();
+    let quarantine = data_dir.join("quarantine");
+    tokio::task::spawn_blocking(move || {
+        replaying.start_log(wal_config, &quarantine, written_note.as_deref())
+    })
+    .await
+    .context("replaying the write-ahead log")?
+    .context("replaying the write-ahead log")?;
 
     let grpc_listener = TcpListener::bind(settings.grpc_addr)
         .await
@@ -258,6 +282,8 @@ mod tests {
             warm_windows: vec!["1h".to_owned()],
             store: StoreConfig::in_dir(data_dir.path().join("nested")),
             collector: CollectorConfig::default(),
+            wal_sync: meshscope_storage::wal::SyncPolicy::Interval,
+            wal_sync_interval: Duration::from_millis(100),
             security: crate::security::SecuritySettings::default(),
         };
         let recorder = PrometheusBuilder::new().build_recorder();

@@ -4,10 +4,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use meshscope_collector::CollectorConfig;
 use meshscope_storage::StoreConfig;
+use meshscope_storage::wal::SyncPolicy;
 
 use crate::config::{FileConfig, StorageSection};
 use crate::security::{SecurityArgs, SecuritySettings};
@@ -15,6 +17,7 @@ use crate::security::{SecurityArgs, SecuritySettings};
 const DEFAULT_GRPC_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 11800);
 const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 12800);
 const DEFAULT_DATA_DIR: &str = "data";
+const DEFAULT_WAL_SYNC_INTERVAL_MS: u64 = 100;
 
 /// Every flag can also come from a `MESHSCOPE_*` variable; a flag beats the variable, the
 /// variable beats the config file, the file beats the default.
@@ -40,6 +43,15 @@ pub(crate) struct ServeArgs {
     /// [default: 15m,1h,6h,24h,7d]
     #[arg(long, env = "MESHSCOPE_WARM_WINDOWS", value_delimiter = ',')]
     warm_windows: Option<Vec<String>>,
+    /// When a received message counts as kept by the write-ahead log: `always` (fsynced
+    /// before it is applied), `interval` (fsynced every --wal-sync-interval-ms) or `never`
+    /// (left to the operating system) [default: interval]
+    #[arg(long, env = "MESHSCOPE_WAL_SYNC")]
+    wal_sync: Option<SyncPolicy>,
+    /// How often the write-ahead log is written out and, with `interval`, fsynced
+    /// [default: 100]
+    #[arg(long, env = "MESHSCOPE_WAL_SYNC_INTERVAL_MS")]
+    wal_sync_interval_ms: Option<u64>,
     #[command(flatten)]
     security: SecurityArgs,
 }
@@ -53,6 +65,8 @@ pub(crate) struct Settings {
     pub(crate) warm_windows: Vec<String>,
     pub(crate) store: StoreConfig,
     pub(crate) collector: CollectorConfig,
+    pub(crate) wal_sync: SyncPolicy,
+    pub(crate) wal_sync_interval: Duration,
     pub(crate) security: SecuritySettings,
 }
 
@@ -95,6 +109,13 @@ impl Settings {
                 strict_reporter_identity: security.strict_reporter_identity,
                 ..file.collector
             },
+            wal_sync: args.wal_sync.or(file.wal.sync).unwrap_or_default(),
+            wal_sync_interval: Duration::from_millis(
+                args.wal_sync_interval_ms
+                    .or(file.wal.sync_interval_ms)
+                    .unwrap_or(DEFAULT_WAL_SYNC_INTERVAL_MS)
+                    .max(1),
+            ),
             security,
         }
     }
@@ -200,5 +221,23 @@ mod tests {
         assert_eq!(from_flags.http_addr, "127.0.0.1:2".parse().unwrap());
         assert_eq!(from_flags.store.data_dir, PathBuf::from("/from/flag"));
         assert!(from_flags.demo);
+    }
+
+    #[test]
+    fn wal_settings_come_from_flag_then_file_then_default() {
+        let defaults = settings(&[], "");
+        assert_eq!(defaults.wal_sync, SyncPolicy::Interval);
+        assert_eq!(defaults.wal_sync_interval, Duration::from_millis(100));
+        let file = "[wal]\nsync = \"never\"\nsync_interval_ms = 250\n";
+        let from_file = settings(&[], file);
+        assert_eq!(from_file.wal_sync, SyncPolicy::Never);
+        assert_eq!(from_file.wal_sync_interval, Duration::from_millis(250));
+        let from_flags = settings(
+            &["--wal-sync", "always", "--wal-sync-interval-ms", "5"],
+            file,
+        );
+        assert_eq!(from_flags.wal_sync, SyncPolicy::Always);
+        assert_eq!(from_flags.wal_sync_interval, Duration::from_millis(5));
+        assert!(FileConfig::parse("[wal]\nsync = \"sometimes\"\n").is_err());
     }
 }

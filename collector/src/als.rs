@@ -20,6 +20,7 @@ use crate::grpc_stream::{MessageStream, ok_response};
 use crate::ingest::StreamContext;
 use crate::reporter_check::PeerConnection;
 use crate::stats;
+use crate::wal_log::{LoggedStream, StreamKind};
 use crate::wire;
 
 /// Largest message we decode. Envoy's first message of a stream is 60-75 KB (the node
@@ -103,6 +104,7 @@ where
     let peer = connection.addr;
     let _active = ActiveStream::open();
     let mut context: Option<StreamContext> = None;
+    let mut logged: Option<LoggedStream> = None;
     loop {
         let bytes = match stream.message().await {
             Ok(Some(bytes)) => bytes,
@@ -136,6 +138,12 @@ where
                 warn!(?peer, reason, "access log stream refused");
                 Status::invalid_argument(reason)
             })?);
+            logged = collector.log().map(|log| {
+                log.open_stream(
+                    StreamKind::AccessLog,
+                    message.identifier.unwrap_or_default(),
+                )
+            });
         }
         let Some(ctx) = &context else {
             let entries = message.entry_count();
@@ -149,7 +157,16 @@ where
                 "the first message of an access log stream must carry an identifier with the node",
             ));
         };
-        collector.ingest_message(ctx, &message);
+        let now = collector.clock.now_ms();
+        let _applying = match (collector.log(), &logged) {
+            (Some(log), Some(stream)) => {
+                Some(log.log(stream, now, &bytes).await.inspect_err(|_| {
+                    stats::reject("log_unavailable", message.entry_count() as u64);
+                })?)
+            }
+            _ => None,
+        };
+        collector.ingest_message_at(ctx, &message, now, Applied::Live);
     }
     debug!(?peer, "access log stream closed");
     Ok(())
@@ -184,23 +201,45 @@ impl Collector {
 
     /// Reads, checks and aggregates the entries of one message.
     pub fn ingest_message(&self, ctx: &StreamContext, message: &wire::Message<'_>) {
+        self.ingest_message_at(ctx, message, self.clock.now_ms(), Applied::Live);
+    }
+
+    /// Reads, checks against the time `now` and aggregates the entries of one message, live
+    /// or replayed from the log; returns how many were accepted (and, replayed, kept).
+    pub(crate) fn ingest_message_at(
+        &self,
+        ctx: &StreamContext,
+        message: &wire::Message<'_>,
+        now: i64,
+        applied: Applied<'_>,
+    ) -> u64 {
         let Some(protocol) = message.protocol else {
-            return;
+            return 0;
         };
-        let now = self.clock.now_ms();
         let max_len = self.config.max_field_len;
         let mut received = 0u64;
         let mut accepted = 0u64;
         let mut rejected: Option<(Reject, usize)> = None;
-        let pipeline = self.pipeline();
+        let mut pipeline = self.pipeline();
+        if matches!(applied, Applied::Replayed(_)) {
+            // Raw access-log rows are not replayed: those of the logged entries are written
+            // each tick, and which of them were is not noted.
+            pipeline.access_log = None;
+        }
         let mut ingest = pipeline.begin(ctx, now);
         message.read_each(max_len, |result| {
             received += 1;
             match result.and_then(|obs| self.time_rules.check(obs.start_ms, now).map(|()| obs)) {
                 Ok(obs) => {
+                    if let Applied::Replayed(replays_minute) = applied
+                        && !replays_minute(meshscope_storage::minute_of(obs.start_ms))
+                    {
+                        return;
+                    }
                     accepted += 1;
                     ingest.add(obs);
                 }
+                Err(_) if matches!(applied, Applied::Replayed(_)) => {}
                 Err(reject) => {
                     stats::reject(reject.reason(), 1);
                     let count = rejected.map_or(0, |(_, n)| n);
@@ -209,6 +248,9 @@ impl Collector {
             }
         });
         ingest.finish();
+        if matches!(applied, Applied::Replayed(_)) {
+            return accepted;
+        }
         let kind = match protocol {
             meshscope_storage::Protocol::Http => "http",
             meshscope_storage::Protocol::Tcp => "tcp",
@@ -218,5 +260,14 @@ impl Collector {
             self.log_rejection(&ctx.reporter.node_id, &ctx.log_name, reject.reason(), count);
         }
         metrics::counter!(stats::ENTRIES_ACCEPTED).increment(accepted);
+        accepted
     }
+}
+
+/// How a message is applied: as it arrives (counted), or replayed from the log (not
+/// counted again, and only its entries of the minutes the files miss).
+#[derive(Clone, Copy)]
+pub(crate) enum Applied<'a> {
+    Live,
+    Replayed(&'a dyn Fn(i64) -> bool),
 }

@@ -39,7 +39,7 @@ pub struct Collector {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) registry: Registry,
     pub(crate) role_rules: RoleRules,
-    aggregator: Arc<Aggregator>,
+    pub(crate) aggregator: Arc<Aggregator>,
     waiting: WaitQueue,
     pub(crate) time_rules: TimeRules,
     /// Closed rows the store has not taken yet; retried on the next tick.
@@ -52,6 +52,8 @@ pub struct Collector {
     pub(crate) proxy_stats: ProxyStats,
     /// Proxy statistics of minutes not yet written; the store reads their live minute here.
     pub(crate) proxy_minutes: Arc<ProxyMinutes>,
+    /// The write-ahead log, once started (`start_log`); without it nothing is logged.
+    pub(crate) log: std::sync::OnceLock<crate::wal_log::CollectorLog>,
 }
 
 /// Closed rows kept for retry while the store fails; past it the oldest are dropped and
@@ -102,6 +104,7 @@ impl Collector {
             last_reject_log_ms: AtomicI64::new(i64::MIN),
             proxy_stats: ProxyStats::default(),
             proxy_minutes,
+            log: std::sync::OnceLock::new(),
         }))
     }
 
@@ -127,7 +130,10 @@ impl Collector {
         let first_unclosed = self.time_rules.first_unclosed_minute(now);
         let first_unwritten = self.time_rules.first_unwritten_minute(now);
         let permit = self.store.memory_peak_permit().await;
-        let newly_closed = self.aggregator.close(first_unwritten, first_unclosed)?;
+        if publish {
+            self.proxy_stats_due(crate::proxy_minutes::minutes_due(now));
+        }
+        let newly_closed = self.close_minutes(first_unwritten, first_unclosed).await?;
         let rows: usize = newly_closed.iter().map(ClosedBatch::rows).sum();
         metrics::counter!(stats::ROWS_CLOSED).increment(rows as u64);
         metrics::gauge!(stats::UNCLOSED_ROWS).set(self.aggregator.unclosed_row_count() as f64);
@@ -135,11 +141,7 @@ impl Collector {
         closed.extend(newly_closed);
         // The store marks the closed minutes as its own in the same step that shows their
         // files, so reads see each minute once, from the aggregator or from the files.
-        let closed_result = match self
-            .store
-            .append_batches_before(&closed, Some(first_unwritten))
-            .await
-        {
+        let closed_result = match self.write_closed(&closed, Some(first_unwritten)).await {
             Ok(()) => Ok(()),
             Err(error) => {
                 self.keep_unwritten(closed);
@@ -152,7 +154,12 @@ impl Collector {
         // Proxies flush every few seconds: once a second is soon enough for their rows.
         let proxies = if publish {
             self.store.expire_live_minute_reads();
-            self.proxy_minutes.write_closed(&self.store, now).await
+            // With a log, proxy statistics are written only once the mark saying so is.
+            if self.log().is_none() || closed_result.is_ok() {
+                self.proxy_minutes.write_closed(&self.store, now).await
+            } else {
+                Ok(())
+            }
         } else {
             Ok(())
         };
@@ -264,7 +271,12 @@ impl Collector {
             Err(error) => warn!(%error, "encoding unclosed minutes at shutdown failed"),
         }
         let count: usize = batches.iter().map(ClosedBatch::rows).sum();
-        if let Err(error) = self.store.append_batches_before(&batches, None).await {
+        self.log_all_written().await;
+        // The store's upkeep writes no minute file meanwhile, as the note's write requires.
+        let permit = self.store.memory_peak_permit().await;
+        let written = self.write_closed(&batches, None).await;
+        drop(permit);
+        if let Err(error) = written {
             warn!(%error, "writing unclosed minutes at shutdown failed");
         } else {
             info!(rows = count, "unclosed minutes written at shutdown");
@@ -275,5 +287,6 @@ impl Collector {
         if let Err(error) = self.proxy_minutes.write_all(&self.store).await {
             warn!(%error, "writing proxy statistics at shutdown failed");
         }
+        self.close_log();
     }
 }

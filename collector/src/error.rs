@@ -6,6 +6,9 @@ pub enum Error {
     Storage(#[from] meshscope_storage::Error),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The write-ahead log could not be read or started.
+    #[error("write-ahead log: {0}")]
+    Log(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -31,6 +31,9 @@ pub mod role;
 pub mod stats;
 pub mod time_rules;
 pub mod wait_queue;
+pub mod wal_log;
+pub mod wal_mark;
+pub mod wal_replay;
 pub mod wire;
 
 pub use collector::Collector;

@@ -19,6 +19,8 @@ use crate::proxy_stats::Reporter;
 use crate::reporter_check::PeerConnection;
 use crate::resolve::is_passthrough;
 use crate::stats;
+use crate::wal_log::{LoggedStream, StreamKind};
+use prost::Message as _;
 
 pub struct MetricsReceiver {
     collector: Arc<Collector>,
@@ -44,6 +46,7 @@ impl MetricsService for MetricsReceiver {
         let peer = connection.addr;
         let mut stream = request.into_inner();
         let mut reporter: Option<NodeIdentity> = None;
+        let mut logged: Option<LoggedStream> = None;
         loop {
             let message = match stream.message().await {
                 Ok(Some(message)) => message,
@@ -65,6 +68,10 @@ impl MetricsService for MetricsReceiver {
                             Status::invalid_argument(reason)
                         })?;
                 reporter = Some(identity);
+                logged = self
+                    .collector
+                    .log()
+                    .map(|log| log.open_stream(StreamKind::Metrics, &identifier.encode_to_vec()));
             }
             let Some(identity) = &reporter else {
                 stats::proxy_stat_dropped("no_identifier", message.envoy_metrics.len() as u64);
@@ -72,7 +79,16 @@ impl MetricsService for MetricsReceiver {
                     "the first message of a metrics stream must carry an identifier with the node",
                 ));
             };
-            self.collector.ingest_proxy_stats(identity, &message);
+            let now = self.collector.clock.now_ms();
+            // The message as received, encoded again: tonic hands it over decoded.
+            let _applying = match (self.collector.log(), &logged) {
+                (Some(log), Some(stream)) => {
+                    Some(log.log(stream, now, &message.encode_to_vec()).await?)
+                }
+                _ => None,
+            };
+            self.collector
+                .ingest_proxy_stats_at(identity, &message, now, true);
         }
         debug!(?peer, "metrics stream closed");
         Ok(Response::new(StreamMetricsResponse {}))
@@ -82,7 +98,19 @@ impl MetricsService for MetricsReceiver {
 impl Collector {
     /// Stores one flush of a proxy's statistics and marks the proxy as seen.
     pub fn ingest_proxy_stats(&self, identity: &NodeIdentity, message: &StreamMetricsMessage) {
-        let now = self.clock.now_ms();
+        self.ingest_proxy_stats_at(identity, message, self.clock.now_ms(), true);
+    }
+
+    /// Stores one flush of a proxy's statistics received at `now`; with `store_rows`
+    /// false (a replay of what the files already hold) it only brings the proxy's counters
+    /// up to date, so that its next flush makes the right deltas.
+    pub(crate) fn ingest_proxy_stats_at(
+        &self,
+        identity: &NodeIdentity,
+        message: &StreamMetricsMessage,
+        now: i64,
+        store_rows: bool,
+    ) {
         let registry = self.store.proxy_registry();
         let service = identity.service.id();
         let known = registry.see_proxy(ProxyInfo {
@@ -106,6 +134,9 @@ impl Collector {
             &message.envoy_metrics,
             now,
         );
+        if !store_rows {
+            return;
+        }
         metrics::counter!(stats::PROXY_STATS_STORED).increment(rows.len() as u64);
         let mut upstreams: HashMap<String, String> = HashMap::new();
         for mut row in rows {

@@ -15,6 +15,11 @@ use parking_lot::RwLock;
 /// before the minute turned still lands in memory first.
 pub const CLOSE_GRACE_MS: EpochMillis = 5_000;
 
+/// Proxy statistics of the minutes before this one are written by a flush at `now`.
+pub fn minutes_due(now: EpochMillis) -> EpochMillis {
+    minute_of(now - CLOSE_GRACE_MS)
+}
+
 /// Rows held at most by default; see [`ProxyMinutes::new`].
 const DEFAULT_MAX_ROWS: usize = 2_000_000;
 
@@ -106,8 +111,7 @@ impl ProxyMinutes {
         store: &Store,
         now: EpochMillis,
     ) -> meshscope_storage::Result<()> {
-        self.write_before(store, minute_of(now - CLOSE_GRACE_MS))
-            .await?;
+        self.write_before(store, minutes_due(now)).await?;
         store.publish_live_proxy_minutes()
     }
 

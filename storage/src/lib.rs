@@ -18,6 +18,10 @@
 //!   written with [`Store::append_proxy_hour`]; the live minute read from an
 //!   [`OpenProxyMinutes`] source attached with [`Store::attach_live_proxy_source`] and
 //!   published by [`Store::publish_live_proxy_minutes`].
+//! - Durability: [`wal`], a write-ahead log of opaque records (the collector logs what it
+//!   receives there and replays it at start), and [`Store::append_batches_noted`], which
+//!   makes a writer's note durable exactly with the minute files it describes; run
+//!   [`written_note::recover`] before opening.
 //!
 //! # What readers call (the query crate)
 //!
@@ -65,7 +69,9 @@ mod store;
 mod table;
 mod totals;
 mod udf;
+pub mod wal;
 mod write_health;
+pub mod written_note;
 
 pub use access_log::AccessLogRow;
 pub use batch::ClosedBatch;

@@ -66,6 +66,20 @@ impl Proc {
         }
     }
 
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit.
+    pub(crate) fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+
+    /// How it exited, if it has.
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     pub(crate) fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
             panic!("{} exited ({status}):\n{}", self.name, self.log_text());
@@ -104,7 +118,17 @@ impl Meshscope {
 
     /// Serves on free ports with its data in `dir/data` and its log in `dir/{name}.log`.
     pub(crate) async fn start_as(name: &str, dir: &Path, extra: &[&str]) -> Meshscope {
-        Self::start_with(name, dir, extra, None, "info").await
+        Self::start_with_env(name, dir, extra, &[]).await
+    }
+
+    /// `start_as`, with these environment variables set too.
+    pub(crate) async fn start_with_env(
+        name: &str,
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Meshscope {
+        Self::start_with(name, dir, extra, None, "info", env).await
     }
 
     /// Serves over TLS (the flags in `extra`), reached through `https`, logging at `log`.
@@ -114,7 +138,7 @@ impl Meshscope {
         https: https::HttpsClient,
         log: &str,
     ) -> Meshscope {
-        Self::start_with("meshscope", dir, extra, Some(https), log).await
+        Self::start_with("meshscope", dir, extra, Some(https), log, &[]).await
     }
 
     async fn start_with(
@@ -123,6 +147,7 @@ impl Meshscope {
         extra: &[&str],
         https: Option<https::HttpsClient>,
         log: &str,
+        env: &[(&str, &str)],
     ) -> Meshscope {
         let grpc: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
             .parse()
@@ -141,6 +166,7 @@ impl Meshscope {
             .arg("--data-dir")
             .arg(&data)
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", log);
         let mut proc = Proc::spawn(name, &mut command, dir);
         let deadline = Instant::now() + Duration::from_secs(30);

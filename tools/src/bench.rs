@@ -5,7 +5,7 @@
 //! rate, how long an entry takes from its send to showing in the HTTP API.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -25,6 +25,8 @@ use crate::proc_stats::{cpu_seconds, lazily_freed_mib, peak_rss_mib, rss_mib};
 use crate::simulate::envoy::{self, Hop, Proxy};
 use crate::simulate::max::{self, Plan, Pool, Sent};
 use crate::simulate::mesh::{Mesh, Shape};
+
+mod captured;
 
 /// The flags of `meshscope bench`.
 #[derive(Debug, clap::Args)]
@@ -63,6 +65,11 @@ pub struct BenchArgs {
     /// median of the pairs', so that the machine's drift between two runs weighs less
     #[arg(long, default_value_t = 1)]
     pairs: usize,
+    /// An access-log capture (`NAME.bin` with `NAME.index.jsonl` beside it, such as
+    /// `tests/fixtures/shop-mesh/als_http.bin`) to measure as well: real Envoy entries, each
+    /// start moved to the second it is sent; reported under `captured`
+    #[arg(long)]
+    captured: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -89,6 +96,7 @@ struct Report {
     freshness_ms: Option<Freshness>,
     rss_samples_mib: Vec<f64>,
     watched_reads_ms: Vec<WatchedReads>,
+    captured: Option<captured::CapturedReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -205,6 +213,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         None => Vec::new(),
     };
     stop(child);
+    let captured = match &args.captured {
+        Some(path) if args.steady_rate.is_none() => {
+            Some(captured::measure_captured(&exe, path, plan).await?)
+        }
+        _ => None,
+    };
 
     if let Some(sink) = &sink {
         pairs.push(Pair::of(sink, &meshscope));
@@ -222,6 +236,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         freshness_ms: freshness,
         rss_samples_mib,
         watched_reads_ms,
+        captured,
     };
     if let Some(ratio) = report.ratio {
         let each: Vec<String> = report

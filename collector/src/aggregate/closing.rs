@@ -29,7 +29,19 @@ impl Aggregator {
         first_unwritten: i64,
         first_unclosed: i64,
     ) -> meshscope_storage::Result<Vec<ClosedBatch>> {
+        self.close_after(first_unwritten, first_unclosed, || ())
+    }
+
+    /// `close`, calling `switched` once the minutes no longer take entries as main rows
+    /// (or at all) and before they are encoded.
+    pub fn close_after(
+        &self,
+        first_unwritten: i64,
+        first_unclosed: i64,
+        switched: impl FnOnce(),
+    ) -> meshscope_storage::Result<Vec<ClosedBatch>> {
         let (written, late) = self.begin_closing(first_unwritten, first_unclosed);
+        switched();
         let mut batches = Vec::new();
         for (minute, shards) in written {
             for shard in shards {

@@ -25,6 +25,8 @@ use super::generator::{Batch, Generator, Log, ProxyKey, log_name};
 use super::mesh::Mesh;
 use crate::error::{Error, Result};
 
+mod captured;
+
 /// Start times are encoded as this many seconds, then overwritten with the time of each
 /// send: a five-byte varint like any second of this century, and a byte pattern that no
 /// other field of an entry holds.

@@ -1,0 +1,191 @@
+//! The writing thread of the log: waits for a group of records (at once with `always`,
+//! every `sync_interval` otherwise, sooner when the buffer grows large), writes it to its
+//! segments, fsyncs it unless the policy is `never`, and tells the waiters. A failed write
+//! loses its group (and whatever else was buffered for that segment), cuts the file back
+//! to its last whole record, and makes the next append start a new segment.
+
+use std::fs::File;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::error;
+
+use crate::wal::record::Position;
+use crate::wal::segment::{self, MAGIC, MAGIC_BYTES};
+use crate::wal::stats;
+use crate::wal::writer::{Chunk, LOST_KEPT, Shared, SyncPolicy, WAKE_BYTES, WalConfig};
+
+/// The open segment file the thread appends to.
+struct OpenFile {
+    seq: u64,
+    file: File,
+}
+
+/// The writing thread: waits for a group, writes it, syncs it, tells waiters.
+pub(super) fn write_loop(shared: &Shared) {
+    let config = &shared.config;
+    let mut open: Option<OpenFile> = None;
+    let mut failed_segment: Option<u64> = None;
+    let mut last_write = Instant::now();
+    loop {
+        let chunks = {
+            let mut state = shared.state.lock();
+            loop {
+                let due = match config.sync {
+                    SyncPolicy::Always => true,
+                    SyncPolicy::Interval | SyncPolicy::Never => {
+                        state.closed
+                            || state.buffered >= WAKE_BYTES
+                            || last_write.elapsed() >= config.sync_interval
+                    }
+                };
+                if !state.chunks.is_empty() && due {
+                    break;
+                }
+                if state.closed && state.chunks.is_empty() {
+                    if let Some(open) = open.take()
+                        && config.sync != SyncPolicy::Never
+                        && let Err(error) = open.file.sync_all()
+                    {
+                        stats::write_failure("sync");
+                        error!(%error, "syncing the log at close failed");
+                    }
+                    return;
+                }
+                let wait = match config.sync {
+                    SyncPolicy::Always => Duration::from_secs(1),
+                    _ => config
+                        .sync_interval
+                        .saturating_sub(last_write.elapsed())
+                        .max(Duration::from_millis(1)),
+                };
+                shared.wake.wait_for(&mut state, wait);
+                if state.chunks.is_empty() {
+                    last_write = Instant::now();
+                }
+            }
+            let chunks: Vec<Chunk> = state.chunks.drain(..).collect();
+            state.buffered = 0;
+            chunks
+        };
+        last_write = Instant::now();
+        let started = Instant::now();
+        let mut lost = Vec::new();
+        let mut upto = None;
+        let mut written = 0u64;
+        for chunk in &chunks {
+            let range = (
+                Position {
+                    segment: chunk.segment,
+                    offset: chunk.start,
+                },
+                chunk.end(),
+            );
+            upto = Some(range.1);
+            if failed_segment == Some(chunk.segment) {
+                lost.push(range);
+                continue;
+            }
+            match write_chunk(config, &mut open, chunk) {
+                Ok(bytes) => written += bytes,
+                Err((reason, error)) => {
+                    stats::write_failure(reason);
+                    error!(%error, reason, segment = chunk.segment, "a write to the log failed; its records are lost and a new segment starts");
+                    failed_segment = Some(chunk.segment);
+                    if let Some(file) = open.take() {
+                        // Best effort: cut what was half written, so the file ends whole.
+                        let _ = file.file.set_len(chunk.start);
+                    }
+                    shared.state.lock().roll_next = true;
+                    lost.push(range);
+                }
+            }
+        }
+        if config.sync != SyncPolicy::Never
+            && let Some(file) = &open
+            && let Err(error) = file.file.sync_data()
+        {
+            stats::write_failure("sync");
+            error!(%error, "syncing the log failed; the last group's records are lost");
+            failed_segment = Some(file.seq);
+            open = None;
+            shared.state.lock().roll_next = true;
+            for chunk in chunks.iter().filter(|c| Some(c.segment) == failed_segment) {
+                lost.push((
+                    Position {
+                        segment: chunk.segment,
+                        offset: chunk.start,
+                    },
+                    chunk.end(),
+                ));
+            }
+        }
+        metrics::histogram!(stats::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::counter!(stats::BYTES_WRITTEN).increment(written);
+        if !lost.is_empty() {
+            let records: u64 = lost.len() as u64;
+            metrics::counter!(stats::RECORDS_LOST).increment(records);
+        }
+        if let Some(upto) = upto {
+            shared.durable.send_modify(|durability| {
+                durability.upto = durability.upto.max(upto);
+                if !lost.is_empty() {
+                    let kept = Arc::make_mut(&mut durability.lost);
+                    kept.extend(lost.iter().copied());
+                    while kept.len() > LOST_KEPT {
+                        kept.pop_front();
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Writes one chunk at the end of its segment, opening (and creating) the segment as
+/// needed; the number of bytes written, or why not.
+fn write_chunk(
+    config: &WalConfig,
+    open: &mut Option<OpenFile>,
+    chunk: &Chunk,
+) -> Result<u64, (&'static str, std::io::Error)> {
+    let mut written = 0;
+    if open.as_ref().map(|o| o.seq) != Some(chunk.segment) {
+        if let Some(previous) = open.take()
+            && config.sync != SyncPolicy::Never
+        {
+            previous.file.sync_data().map_err(|e| ("sync", e))?;
+        }
+        let path = segment::path(&config.dir, chunk.segment);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| ("create", e))?;
+        let len = file.metadata().map_err(|e| ("create", e))?.len();
+        if len == 0 {
+            file.write_all(MAGIC).map_err(|e| ("write", e))?;
+            written += MAGIC_BYTES;
+            if config.sync != SyncPolicy::Never {
+                File::open(&config.dir)
+                    .and_then(|dir| dir.sync_all())
+                    .map_err(|e| ("sync", e))?;
+            }
+        } else if len != chunk.start {
+            return Err((
+                "write",
+                std::io::Error::other(format!(
+                    "segment {} is {len} bytes, expected {}",
+                    chunk.segment, chunk.start
+                )),
+            ));
+        }
+        *open = Some(OpenFile {
+            seq: chunk.segment,
+            file,
+        });
+    }
+    let file = &mut open.as_mut().expect("opened above").file;
+    file.write_all(&chunk.bytes).map_err(|e| ("write", e))?;
+    Ok(written + chunk.bytes.len() as u64)
+}
