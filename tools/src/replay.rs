@@ -100,8 +100,21 @@ async fn replay_access_logs(target: &str, captures: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// The messages of each stream, in capture order.
+/// The messages of each stream, in capture order (a stream's run of consecutive records).
 fn read_streams<M: Message + Default>(bin: &Path) -> Result<Vec<Vec<M>>> {
+    let mut streams: Vec<(u64, Vec<M>)> = Vec::new();
+    for (stream, message) in read_capture(bin)? {
+        match streams.last_mut() {
+            Some((id, messages)) if *id == stream => messages.push(message),
+            _ => streams.push((stream, vec![message])),
+        }
+    }
+    Ok(streams.into_iter().map(|(_, m)| m).collect())
+}
+
+/// Every record of the capture `bin` (with `NAME.index.jsonl` beside it), in capture order,
+/// each with the stream its index line names.
+pub(crate) fn read_capture<M: Message + Default>(bin: &Path) -> Result<Vec<(u64, M)>> {
     let bytes = std::fs::read(bin).map_err(|source| Error::ReadCapture {
         path: bin.to_owned(),
         source,
@@ -111,13 +124,13 @@ fn read_streams<M: Message + Default>(bin: &Path) -> Result<Vec<Vec<M>>> {
         path: index_path.clone(),
         source,
     })?;
-    let mut streams: Vec<(u64, Vec<M>)> = Vec::new();
+    let mut records = Vec::new();
     let mut offset = 0usize;
     for line in index.lines().filter(|l| !l.trim().is_empty()) {
         let record: serde_json::Value = serde_json::from_str(line)?;
         let stream = record["stream"]
             .as_u64()
-            .ok_or_else(|| Error::Capture("index line without stream".into()))?;
+            .ok_or_else(|| Error::Capture("an index line without stream".into()))?;
         let Some(head) = bytes.get(offset..offset + 4) else {
             return Err(Error::Capture(format!(
                 "{} ends before its index does",
@@ -127,15 +140,11 @@ fn read_streams<M: Message + Default>(bin: &Path) -> Result<Vec<Vec<M>>> {
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let body = bytes
             .get(offset + 4..offset + 4 + len)
-            .ok_or_else(|| Error::Capture("truncated record".into()))?;
-        let message = M::decode(body)?;
+            .ok_or_else(|| Error::Capture(format!("{}: a truncated record", bin.display())))?;
         offset += 4 + len;
-        match streams.last_mut() {
-            Some((id, messages)) if *id == stream => messages.push(message),
-            _ => streams.push((stream, vec![message])),
-        }
+        records.push((stream, M::decode(body)?));
     }
-    Ok(streams.into_iter().map(|(_, m)| m).collect())
+    Ok(records)
 }
 
 fn commons(message: &StreamAccessLogsMessage) -> Vec<&AccessLogCommon> {

@@ -16,34 +16,8 @@ use crate::error::{Error, Result};
 impl Pool {
     /// The streams of the access-log capture `bin` (with `NAME.index.jsonl` beside it).
     pub(crate) fn from_capture(bin: &Path) -> Result<Pool> {
-        let bytes = std::fs::read(bin).map_err(|source| Error::ReadCapture {
-            path: bin.to_path_buf(),
-            source,
-        })?;
-        let index_path = bin.with_extension("index.jsonl");
-        let index = std::fs::read_to_string(&index_path).map_err(|source| Error::ReadCapture {
-            path: index_path.clone(),
-            source,
-        })?;
         let mut by_stream: Vec<(u64, Vec<StreamAccessLogsMessage>)> = Vec::new();
-        let mut offset = 0usize;
-        for line in index.lines().filter(|l| !l.trim().is_empty()) {
-            let record: serde_json::Value = serde_json::from_str(line)?;
-            let stream = record["stream"]
-                .as_u64()
-                .ok_or_else(|| Error::Capture("an index line without stream".into()))?;
-            let Some(head) = bytes.get(offset..offset + 4) else {
-                return Err(Error::Capture(format!(
-                    "{} ends before its index does",
-                    bin.display()
-                )));
-            };
-            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-            let body = bytes
-                .get(offset + 4..offset + 4 + len)
-                .ok_or_else(|| Error::Capture(format!("{}: a truncated record", bin.display())))?;
-            offset += 4 + len;
-            let message = StreamAccessLogsMessage::decode(body)?;
+        for (stream, message) in crate::replay::read_capture(bin)? {
             match by_stream.iter_mut().find(|(id, _)| *id == stream) {
                 Some((_, messages)) => messages.push(message),
                 None => by_stream.push((stream, vec![message])),
