@@ -4,13 +4,14 @@
 //! directory. After each death a reader sees every row once in every tier; the next pass
 //! finishes the work, and the totals are exactly those of the rows written.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use meshscope_storage::{
-    MINUTE_MS, MetricRow, Metrics, RowKey, ServiceRef, Side, Store, StoreConfig,
-};
+use meshscope_storage::{MINUTE_MS, MetricRow};
+use support::rows::{service_row, store_without_upkeep};
 
 /// 2025-11-23T00:00:00Z: day 0.
 const T0: i64 = 1_763_856_000_000;
@@ -24,18 +25,9 @@ const POINTS: [&str; 4] = [
     "replacement-deleted",
 ];
 
+/// A server-side row of `shop/cart` with `calls` calls.
 fn row(minute: i64, calls: u64) -> MetricRow {
-    MetricRow {
-        minute,
-        key: RowKey::Service {
-            service: ServiceRef::service("shop", "cart"),
-        },
-        side: Side::Server,
-        metrics: Metrics {
-            calls,
-            ..Metrics::default()
-        },
-    }
+    service_row(minute, "cart", calls)
 }
 
 /// Minutes of day 0, hours 0 and 1, and of day 1, hour 0, each written as its own file.
@@ -61,12 +53,7 @@ fn late_rows() -> Vec<MetricRow> {
 }
 
 async fn write_minutes(data: &Path, rows: Vec<MetricRow>) {
-    let store = Store::open(StoreConfig {
-        maintenance_interval_secs: 0,
-        ..StoreConfig::in_dir(data)
-    })
-    .await
-    .unwrap();
+    let store = store_without_upkeep(data).await;
     for row in rows {
         store.append_closed(vec![row]).await.unwrap();
     }

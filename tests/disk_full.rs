@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use meshscope_collector::{Collector, CollectorConfig, ManualClock};
 use meshscope_storage::{MetricRow, Metrics, RowKey, ServiceRef, Side, Store, StoreConfig};
 use serde_json::Value;
+use support::simulated::simulate_expected;
 use support::{edges, files_under, get};
 
 /// 2025-11-23T00:00:00Z: rows already on disk before the disk fills.
@@ -68,10 +69,9 @@ fn figures(topology: &Value) -> EdgeFigures {
 
 /// Sends a small mesh's traffic to `grpc`; the simulator's own account of what it sent.
 fn simulate(grpc: std::net::SocketAddr) -> EdgeFigures {
-    let output = Command::new(env!("CARGO_BIN_EXE_meshscope"))
-        .args(["simulate", "--target"])
-        .arg(format!("http://{grpc}"))
-        .args([
+    simulate_expected(
+        grpc,
+        &[
             "--services",
             "6",
             "--rate",
@@ -80,32 +80,9 @@ fn simulate(grpc: std::net::SocketAddr) -> EdgeFigures {
             "2",
             "--seed",
             "9",
-        ])
-        .arg("--print-expected")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let expected: Value = serde_json::from_slice(&output.stdout).unwrap();
-    expected["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let text = |field: &str| e[field].as_str().unwrap().to_string();
-            (
-                (text("source"), text("target"), text("protocol")),
-                (
-                    e["calls"].as_u64().unwrap(),
-                    e["errors"].as_u64().unwrap(),
-                    text("detected_by"),
-                ),
-            )
-        })
-        .collect()
+        ],
+    )
+    .edges
 }
 
 /// Writes to `path` until the file system is full.

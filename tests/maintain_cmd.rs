@@ -1,26 +1,18 @@
 //! `meshscope maintain`: one upkeep pass over a data directory, as of a chosen time.
 
+mod support;
+
 use std::process::Command;
 
-use meshscope_storage::{
-    MINUTE_MS, MetricRow, Metrics, RowKey, ServiceRef, Side, Store, StoreConfig,
-};
+use meshscope_storage::{MINUTE_MS, MetricRow};
+use support::rows::{service_row, store_without_upkeep};
 
 /// 2025-11-23T00:00:00Z.
 const T0: i64 = 1_763_856_000_000;
 
+/// A server-side row of `shop/cart` with `calls` calls.
 fn row(minute: i64, calls: u64) -> MetricRow {
-    MetricRow {
-        minute,
-        key: RowKey::Service {
-            service: ServiceRef::service("shop", "cart"),
-        },
-        side: Side::Server,
-        metrics: Metrics {
-            calls,
-            ..Metrics::default()
-        },
-    }
+    service_row(minute, "cart", calls)
 }
 
 fn meshscope(args: &[&str]) -> (bool, String, String) {
@@ -41,12 +33,7 @@ async fn maintain_compacts_and_rolls_up_an_hour_as_of_the_time_given() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     {
-        let store = Store::open(StoreConfig {
-            maintenance_interval_secs: 0,
-            ..StoreConfig::in_dir(&data)
-        })
-        .await
-        .unwrap();
+        let store = store_without_upkeep(&data).await;
         // Two minutes closed one after the other: two files of one hour.
         store.append_closed(vec![row(T0, 3)]).await.unwrap();
         store

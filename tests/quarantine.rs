@@ -6,43 +6,23 @@ mod support;
 
 use std::io::{Seek, SeekFrom, Write};
 
-use meshscope_storage::{
-    MINUTE_MS, MetricRow, Metrics, RowKey, ServiceRef, Side, Store, StoreConfig,
-};
+use meshscope_storage::MINUTE_MS;
+use support::rows::{service_row, store_without_upkeep};
 use support::{Meshscope, files_under, meshscope_sql};
 
 /// 2025-11-23T00:00:00Z.
 const T0: i64 = 1_763_856_000_000;
-
-fn row(minute: i64, service: &str, calls: u64) -> MetricRow {
-    MetricRow {
-        minute,
-        key: RowKey::Service {
-            service: ServiceRef::service("shop", service),
-        },
-        side: Side::Server,
-        metrics: Metrics {
-            calls,
-            ..Metrics::default()
-        },
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn damaged_files_are_moved_aside_and_the_rest_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     {
-        let store = Store::open(StoreConfig {
-            maintenance_interval_secs: 0,
-            ..StoreConfig::in_dir(&data)
-        })
-        .await
-        .unwrap();
+        let store = store_without_upkeep(&data).await;
         // One file each, in this order.
         for (at, service, calls) in [(0, "cart", 3), (1, "web", 5), (2, "db", 7)] {
             store
-                .append_closed(vec![row(T0 + at * MINUTE_MS, service, calls)])
+                .append_closed(vec![service_row(T0 + at * MINUTE_MS, service, calls)])
                 .await
                 .unwrap();
         }

@@ -5,10 +5,10 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::simulated::simulate_expected;
 use support::{Meshscope, edges, meshscope_sql};
 
 const EDGE_TOTALS: &str = "SELECT source_name, target_name, protocol, side, \
@@ -36,10 +36,9 @@ fn figures(topology: &Value) -> EdgeFigures {
 
 /// The simulator's own account of what it sent, per edge.
 fn simulate(server: &Meshscope) -> EdgeFigures {
-    let output = Command::new(env!("CARGO_BIN_EXE_meshscope"))
-        .args(["simulate", "--target"])
-        .arg(format!("http://{}", server.grpc))
-        .args([
+    simulate_expected(
+        server.grpc,
+        &[
             "--services",
             "8",
             "--rate",
@@ -48,32 +47,9 @@ fn simulate(server: &Meshscope) -> EdgeFigures {
             "2",
             "--seed",
             "5",
-            "--print-expected",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let expected: Value = serde_json::from_slice(&output.stdout).unwrap();
-    expected["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let text = |field: &str| e[field].as_str().unwrap().to_string();
-            (
-                (text("source"), text("target"), text("protocol")),
-                (
-                    e["calls"].as_u64().unwrap(),
-                    e["errors"].as_u64().unwrap(),
-                    text("detected_by"),
-                ),
-            )
-        })
-        .collect()
+        ],
+    )
+    .edges
 }
 
 /// Nodes and edges with their figures; the window's bounds move with the clock.

@@ -4,19 +4,18 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::simulated::simulate_expected;
 use support::{Meshscope, edges};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn meshscope_reports_exactly_what_the_simulator_sent() {
     let dir = tempfile::tempdir().unwrap();
     let server = Meshscope::start(dir.path(), &[]).await;
-    let output = Command::new(env!("CARGO_BIN_EXE_meshscope"))
-        .args(["simulate", "--target"])
-        .arg(format!("http://{}", server.grpc))
-        .args([
+    let sent = simulate_expected(
+        server.grpc,
+        &[
             "--services",
             "12",
             "--rate",
@@ -25,35 +24,9 @@ async fn meshscope_reports_exactly_what_the_simulator_sent() {
             "4",
             "--seed",
             "11",
-            "--print-expected",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        ],
     );
-    let expected: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let want: BTreeMap<_, _> = expected["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                (
-                    e["source"].as_str().unwrap().to_string(),
-                    e["target"].as_str().unwrap().to_string(),
-                    e["protocol"].as_str().unwrap().to_string(),
-                ),
-                (
-                    e["calls"].as_u64().unwrap(),
-                    e["errors"].as_u64().unwrap(),
-                    e["detected_by"].as_str().unwrap().to_string(),
-                ),
-            )
-        })
-        .collect();
+    let (want, want_nodes) = (sent.edges, sent.nodes);
     assert!(want.len() >= 12, "a mesh worth testing: {want:?}");
 
     // Entries to services without a sidecar wait up to 2 s for evidence; poll until the
@@ -82,12 +55,6 @@ async fn meshscope_reports_exactly_what_the_simulator_sent() {
             .map(|n| n["id"].as_str().unwrap().to_string())
             .collect();
         nodes.sort();
-        let want_nodes: Vec<String> = expected["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n.as_str().unwrap().to_string())
-            .collect();
         if got == want && nodes == want_nodes {
             break;
         }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use meshscope_proto::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
 use meshscope_proto::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
 use meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
+use meshscope_tools::replay::entry_commons_mut;
 use prost::Message;
 use support::{Meshscope, meshscope_sql};
 
@@ -78,19 +79,7 @@ fn entries(message: &StreamAccessLogsMessage) -> u64 {
 /// Every entry's start moved by `shift_ms`.
 fn shifted(message: &StreamAccessLogsMessage, shift_ms: i64) -> StreamAccessLogsMessage {
     let mut message = message.clone();
-    let commons: Vec<_> = match &mut message.log_entries {
-        Some(LogEntries::HttpLogs(logs)) => logs
-            .log_entry
-            .iter_mut()
-            .filter_map(|e| e.common_properties.as_mut())
-            .collect(),
-        Some(LogEntries::TcpLogs(logs)) => logs
-            .log_entry
-            .iter_mut()
-            .filter_map(|e| e.common_properties.as_mut())
-            .collect(),
-        None => Vec::new(),
-    };
+    let commons = entry_commons_mut(&mut message);
     for common in commons {
         if let Some(t) = common.start_time.as_mut() {
             let ms = t.seconds * 1000 + i64::from(t.nanos) / 1_000_000 + shift_ms;

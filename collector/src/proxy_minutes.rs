@@ -1,14 +1,14 @@
 //! Proxies' own statistics per minute while the minute is not yet written: rows of a
 //! series in one minute merge as they arrive, closed minutes go to the store's
 //! `proxy_metrics_minute` table, and the store reads the rest as the table's live part
-//! (this is its [`OpenProxyMinutes`] source).
+//! (this is its [`LiveProxyMinuteSource`] source).
 //!
 //! Memory stays bounded: only minutes not yet written are held, under a row cap.
 
 use std::collections::{BTreeMap, HashMap};
 
 use meshscope_storage::files::hour_of;
-use meshscope_storage::{EpochMillis, OpenProxyMinutes, ProxyMetricRow, Store, minute_of};
+use meshscope_storage::{EpochMillis, LiveProxyMinuteSource, ProxyMetricRow, Store, minute_of};
 use parking_lot::RwLock;
 
 /// A minute is written this long after it ends, so that a flush that read the clock just
@@ -149,8 +149,8 @@ impl ProxyMinutes {
     }
 }
 
-impl OpenProxyMinutes for ProxyMinutes {
-    fn open_proxy_rows(&self) -> Vec<ProxyMetricRow> {
+impl LiveProxyMinuteSource for ProxyMinutes {
+    fn live_proxy_rows(&self) -> Vec<ProxyMetricRow> {
         self.rows()
     }
 }

@@ -73,7 +73,7 @@ fn crash(running: Running) {
     running.server.abort();
 }
 
-/// Calls per edge over `range`, from files and open minutes alike.
+/// Calls per edge over `range`, from files and live minutes alike.
 async fn edge_calls(running: &Running, range: TimeRange) -> BTreeMap<String, u64> {
     running.collector.flush_now().await.unwrap();
     running

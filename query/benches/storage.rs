@@ -374,7 +374,7 @@ async fn run() {
     // Mid-hour, so that the 1 h window reads minutes of two hours, as it usually does.
     let today = chrono::Utc::now().timestamp_millis().div_euclid(DAY_MS) * DAY_MS;
     let now = reused.unwrap_or(today + 13 * HOUR_MS + 30 * MINUTE_MS + 30_000);
-    let open_minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
+    let live_minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
     println!(
         "mesh: {} services, {} edges; {} days, minutes for the last {} hours",
         options.services, options.edges, options.days, options.minute_hours
@@ -384,8 +384,8 @@ async fn run() {
         generate(&options, &store, &mesh, &mut random, dir, now).await;
         std::fs::write(&marker, now.to_string()).unwrap();
     }
-    // The collector's open minute, live in memory.
-    store.publish_open(mesh.rows(open_minute, 1, &mut random));
+    // The collector's live minute, live in memory.
+    store.publish_live_minutes(mesh.rows(live_minute, 1, &mut random));
 
     let clock = Arc::new(ManualClock::new(now));
     let state = AppState::new(store.clone()).with_clock(clock.clone());
@@ -408,7 +408,7 @@ async fn run() {
     for window in &windows {
         let window = window.as_str();
         // The first read of a window folds every row; later ones reuse the totals of its
-        // closed spans and fold only the open minute.
+        // closed spans and fold only the live minute.
         let (cold, nodes, edges) = topology(&router, window).await;
         assert_eq!(
             (nodes, edges),
@@ -468,13 +468,13 @@ async fn slide(
     let mut open = mesh.rows(now.div_euclid(MINUTE_MS) * MINUTE_MS, 1, random);
     for _ in 0..options.slide_minutes {
         // The next minute opens as the one that ended is written, as in the collector,
-        // where the write moves where open minutes start.
+        // where the write moves where live minutes start.
         let closing = std::mem::take(&mut open);
         now += MINUTE_MS;
         clock.set(now);
         std::fs::write(marker, now.to_string()).unwrap();
         open = mesh.rows(now.div_euclid(MINUTE_MS) * MINUTE_MS, 1, random);
-        store.publish_open(open.clone());
+        store.publish_live_minutes(open.clone());
         store.append_closed(closing).await.unwrap();
         if !options.read_ahead.is_empty() {
             // The dashboard keeps every window of the run in view: without it, the windows
@@ -491,7 +491,7 @@ async fn slide(
             repeats.push(topology(router, "1h").await.0);
         }
     }
-    // The last open minute is left out of the store, as at the start of a run.
+    // The last live minute is left out of the store, as at the start of a run.
     turns.sort();
     repeats.sort();
     ahead.sort();
@@ -527,9 +527,9 @@ async fn generate(
     dir: &Path,
     now: EpochMillis,
 ) {
-    let open_minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
+    let live_minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
     let first_minute_hour =
-        (open_minute - options.minute_hours * HOUR_MS).div_euclid(HOUR_MS) * HOUR_MS;
+        (live_minute - options.minute_hours * HOUR_MS).div_euclid(HOUR_MS) * HOUR_MS;
     // A day more than the longest window, so that it starts inside the data.
     let first_hour = (now - (options.days + 1) * DAY_MS).div_euclid(DAY_MS) * DAY_MS;
     let mut hour = first_hour;
@@ -546,7 +546,7 @@ async fn generate(
     let mut write_time = Duration::ZERO;
     let mut minute_rows = 0usize;
     let mut minute = first_minute_hour;
-    while minute < open_minute {
+    while minute < live_minute {
         let rows = mesh.rows(minute, 1, random);
         minute_rows += rows.len();
         let started = Instant::now();
@@ -578,7 +578,7 @@ async fn generate(
     if options.access_log_entries > 0 {
         // One file per second of entries, as the collector writes them, then compacted.
         // Recent, so that the access log's one-day retention keeps them.
-        let recent_hour = (open_minute - 2 * HOUR_MS).div_euclid(HOUR_MS) * HOUR_MS;
+        let recent_hour = (live_minute - 2 * HOUR_MS).div_euclid(HOUR_MS) * HOUR_MS;
         let entries = access_log_rows(options.access_log_entries, recent_hour, random);
         let per_file = options.access_log_entries.div_ceil(3_600).max(1);
         let started = Instant::now();

@@ -21,7 +21,7 @@ pub(crate) struct WindowParams {
 
 impl WindowParams {
     /// The minute-aligned range `[start, end)` these parameters name at time `now`. A
-    /// relative window ends with the minute holding `now`, so the open minute is included
+    /// relative window ends with the minute holding `now`, so the minute still filling is included
     /// and the map is live.
     pub(crate) fn resolve(&self, now: EpochMillis) -> Result<TimeRange> {
         let absolute = self.start.is_some() || self.end.is_some();
@@ -161,7 +161,7 @@ mod tests {
     }
 
     #[test]
-    fn relative_windows_end_with_the_open_minute() {
+    fn relative_windows_end_with_the_minute_still_filling() {
         let cases = [
             (None, 15),
             (Some("15m"), 15),

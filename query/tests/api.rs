@@ -281,7 +281,7 @@ impl Api {
             .await
             .unwrap();
         store.append_closed(closed_rows()).await.unwrap();
-        store.publish_open(open_rows());
+        store.publish_live_minutes(open_rows());
         let state = AppState::new(Arc::new(store))
             .with_clock(Arc::new(ManualClock::new(NOW)))
             .with_metrics_renderer(|| "# TYPE meshscope_test counter\nmeshscope_test 1\n".into());

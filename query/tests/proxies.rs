@@ -12,13 +12,13 @@ use meshscope_query::{AppState, router};
 use meshscope_storage::clock::ManualClock;
 use meshscope_storage::files::hour_of;
 use meshscope_storage::{
-    MINUTE_MS, MetricRow, Metrics, OpenProxyMinutes, Protocol, ProxyInfo, ProxyMetricRow, RowKey,
-    ServiceRef, Side, Store, StoreConfig, minute_of,
+    LiveProxyMinuteSource, MINUTE_MS, MetricRow, Metrics, Protocol, ProxyInfo, ProxyMetricRow,
+    RowKey, ServiceRef, Side, Store, StoreConfig, minute_of,
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-/// 2026-11-25T02:30:00Z: the open minute.
+/// 2026-11-25T02:30:00Z: the live minute.
 const NOW_MINUTE: i64 = 1_795_573_800_000;
 const PREVIOUS_MINUTE: i64 = NOW_MINUTE - MINUTE_MS;
 const NOW: i64 = NOW_MINUTE + 45_000;
@@ -85,8 +85,8 @@ impl HeldProxyMinutes {
     }
 }
 
-impl OpenProxyMinutes for HeldProxyMinutes {
-    fn open_proxy_rows(&self) -> Vec<ProxyMetricRow> {
+impl LiveProxyMinuteSource for HeldProxyMinutes {
+    fn live_proxy_rows(&self) -> Vec<ProxyMetricRow> {
         self.rows.lock().unwrap().clone()
     }
 }
@@ -227,7 +227,7 @@ async fn proxies_and_their_series_read_the_same_in_memory_and_on_disk() {
     let (store, held) = store_with_known_proxies(dir.path()).await;
     // The previous minute goes to Parquet, the open one stays in memory.
     held.write_before(&store, NOW_MINUTE).await;
-    assert_eq!(held.held(), 2, "only the open minute is held");
+    assert_eq!(held.held(), 2, "only the live minute is held");
 
     let listed = ok(&store, "/api/v1/proxies").await;
     assert_eq!(

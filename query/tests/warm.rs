@@ -83,7 +83,7 @@ async fn served(rows: &[MetricRow]) -> (Served, AppState) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(StoreConfig::in_dir(dir.path())).await.unwrap());
     store.append_closed(rows.to_vec()).await.unwrap();
-    store.publish_open(minute_rows(NOW_MINUTE));
+    store.publish_live_minutes(minute_rows(NOW_MINUTE));
     let clock = Arc::new(ManualClock::new(NOW_MINUTE + 20_000));
     let state = AppState::new(store.clone()).with_clock(clock.clone());
     let served = Served {
@@ -107,10 +107,11 @@ impl Served {
     }
 
     /// Closes `minute`: the next one is open, and `minute` is written. In that order, so
-    /// that the read ahead the write wakes sees where the open minutes start now (the
+    /// that the read ahead the write wakes sees where the live minutes start now (the
     /// collector moves both at once).
     async fn close_minute(&self, minute: i64) {
-        self.store.publish_open(minute_rows(minute + MINUTE_MS));
+        self.store
+            .publish_live_minutes(minute_rows(minute + MINUTE_MS));
         self.store.append_closed(minute_rows(minute)).await.unwrap();
     }
 
@@ -157,7 +158,7 @@ async fn windows_are_read_ahead_at_start_and_moved_on_after_each_write() {
             let _ = stopped.await;
         },
     ));
-    // At start: the closed part of the 15 minutes ending with the open minute.
+    // At start: the closed part of the 15 minutes ending with the live minute.
     warm.wait_for_spans(NOW_MINUTE - 14 * MINUTE_MS, NOW_MINUTE)
         .await;
     assert_eq!(warm.topology("15m").await, cold.topology("15m").await);

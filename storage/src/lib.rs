@@ -7,7 +7,7 @@
 //!
 //! - Opening: [`Store::open`] with a [`StoreConfig`] (its [`Clock`] included).
 //! - Live minutes, those not closed yet: [`Store::attach_live_minute_source`] hands the
-//!   store an [`OpenMinutes`] source that reads ask for rows (or
+//!   store an [`LiveMinuteSource`] source that reads ask for rows (or
 //!   [`Store::publish_live_minutes`] sets a snapshot); [`Store::refresh_live_minutes`] and
 //!   [`Store::expire_live_minute_reads`] manage the reads kept from it.
 //! - Closed minutes: [`Store::append_closed`], [`Store::append_closed_before`] and, for rows
@@ -16,7 +16,7 @@
 //! - Raw entries: [`Store::access_log_enabled`], [`Store::append_access_log`].
 //! - Proxy statistics: [`Store::proxy_registry`] (the reporting proxies); closed minutes
 //!   written with [`Store::append_proxy_hour`]; the live minute read from an
-//!   [`OpenProxyMinutes`] source attached with [`Store::attach_live_proxy_source`] and
+//!   [`LiveProxyMinuteSource`] source attached with [`Store::attach_live_proxy_source`] and
 //!   published by [`Store::publish_live_proxy_minutes`].
 //! - Durability: [`wal`], a write-ahead log of opaque records (the collector logs what it
 //!   receives there and replays it at start), and [`Store::append_batches_noted`], which
@@ -83,7 +83,7 @@ pub use datafusion::arrow;
 pub use datafusion::arrow::record_batch::RecordBatch;
 pub use error::{Error, Result};
 pub use files::Granularity;
-pub use live_minutes::{OpenMinutes, OpenProxyMinutes};
+pub use live_minutes::{LiveMinuteSource, LiveProxyMinuteSource};
 pub use model::{
     EpochMillis, MINUTE_MS, MetricRow, Metrics, NodeKind, Protocol, RowKey, ServiceRef, Side,
     Table, minute_of,

@@ -1,5 +1,5 @@
 //! What reads see of live minutes: minutes the collector has not closed yet, whose rows are
-//! not in files. Proxy statistics have a source of their own ([`OpenProxyMinutes`]), read
+//! not in files. Proxy statistics have a source of their own ([`LiveProxyMinuteSource`]), read
 //! when the store publishes their live minute.
 //!
 //! The collector's live minutes are read where they live, when a query asks for them,
@@ -23,19 +23,19 @@ use crate::proxy_row::ProxyMetricRow;
 const FRESH_FOR_MS: i64 = 1_000;
 
 /// A holder of live minutes (minutes not yet closed), which reads ask for their rows.
-pub trait OpenMinutes: Send + Sync {
+pub trait LiveMinuteSource: Send + Sync {
     /// Rows of each of `tables` in the live minutes from `from` on, as record batches of
     /// its schema, one list per table in the order asked. The tables are read together, so
     /// that a service's row and its edges' rows agree.
-    fn open_batches(&self, tables: &[Table], from: EpochMillis) -> Result<Vec<Vec<RecordBatch>>>;
+    fn live_batches(&self, tables: &[Table], from: EpochMillis) -> Result<Vec<Vec<RecordBatch>>>;
 }
 
 /// A holder of proxy statistics of minutes not yet written, which the store asks for the
 /// live part of `proxy_metrics_minute` each time it publishes it.
-pub trait OpenProxyMinutes: Send + Sync {
+pub trait LiveProxyMinuteSource: Send + Sync {
     /// Every proxy statistics row held for minutes not yet written, one per series and
     /// minute.
-    fn open_proxy_rows(&self) -> Vec<ProxyMetricRow>;
+    fn live_proxy_rows(&self) -> Vec<ProxyMetricRow>;
 }
 
 /// One read of a group's live rows, kept to serve the queries that follow it.
@@ -57,7 +57,7 @@ impl KeptRead {
 /// Tables whose live rows are read together from one source and kept together.
 pub(crate) struct LiveMinuteGroup {
     tables: Vec<Table>,
-    source: Arc<dyn OpenMinutes>,
+    source: Arc<dyn LiveMinuteSource>,
     clock: SharedClock,
     kept: Mutex<Option<KeptRead>>,
     /// Raised by `refresh`: a kept read of an older generation is not used.
@@ -68,7 +68,7 @@ impl LiveMinuteGroup {
     /// A group of `tables` read from `source`, reads kept for a second of `clock`'s time.
     pub(crate) fn new(
         tables: Vec<Table>,
-        source: Arc<dyn OpenMinutes>,
+        source: Arc<dyn LiveMinuteSource>,
         clock: SharedClock,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -109,7 +109,7 @@ impl LiveMinuteGroup {
         if let Some(read) = fresh {
             return Ok(read.batches.get(at).cloned().unwrap_or_default());
         }
-        let read = self.source.open_batches(&self.tables, from)?;
+        let read = self.source.live_batches(&self.tables, from)?;
         let wanted = read.get(at).cloned().unwrap_or_default();
         *kept = Some(KeptRead {
             from,
@@ -179,8 +179,8 @@ mod tests {
         reads: AtomicU64,
     }
 
-    impl OpenMinutes for CountedSource {
-        fn open_batches(
+    impl LiveMinuteSource for CountedSource {
+        fn live_batches(
             &self,
             tables: &[Table],
             _from: EpochMillis,

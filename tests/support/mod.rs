@@ -5,6 +5,8 @@
 
 pub(crate) mod certs;
 pub(crate) mod https;
+pub(crate) mod rows;
+pub(crate) mod simulated;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

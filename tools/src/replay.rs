@@ -73,14 +73,14 @@ async fn replay_access_logs(target: &str, captures: &[PathBuf]) -> Result<()> {
     let earliest = streams
         .iter()
         .flatten()
-        .flat_map(commons)
+        .flat_map(entry_commons)
         .filter_map(|c| c.start_time.as_ref().map(millis))
         .min()
         .ok_or_else(|| Error::Capture("the captures hold no entries".into()))?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
     let shift = now - earliest;
     for message in streams.iter_mut().flatten() {
-        for common in commons_mut(message) {
+        for common in entry_commons_mut(message) {
             if let Some(t) = common.start_time.as_mut() {
                 *t = timestamp(millis(t) + shift);
             }
@@ -147,7 +147,8 @@ pub(crate) fn read_capture<M: Message + Default>(bin: &Path) -> Result<Vec<(u64,
     Ok(records)
 }
 
-fn commons(message: &StreamAccessLogsMessage) -> Vec<&AccessLogCommon> {
+/// The common properties of every entry of an access-log message, HTTP or TCP.
+pub fn entry_commons(message: &StreamAccessLogsMessage) -> Vec<&AccessLogCommon> {
     match &message.log_entries {
         Some(LogEntries::HttpLogs(logs)) => logs
             .log_entry
@@ -163,7 +164,9 @@ fn commons(message: &StreamAccessLogsMessage) -> Vec<&AccessLogCommon> {
     }
 }
 
-fn commons_mut(message: &mut StreamAccessLogsMessage) -> Vec<&mut AccessLogCommon> {
+/// [`entry_commons`], to change them: the common properties of every entry of an
+/// access-log message, HTTP or TCP.
+pub fn entry_commons_mut(message: &mut StreamAccessLogsMessage) -> Vec<&mut AccessLogCommon> {
     match &mut message.log_entries {
         Some(LogEntries::HttpLogs(logs)) => logs
             .log_entry

@@ -195,7 +195,7 @@ fn minute_batches<'a>(
 #[cfg(test)]
 mod tests {
     use meshscope_storage::sketch::Binned;
-    use meshscope_storage::{OpenMinutes, Protocol, RecordBatch, RowKey, ServiceRef, Side};
+    use meshscope_storage::{LiveMinuteSource, Protocol, RecordBatch, RowKey, ServiceRef, Side};
 
     use super::*;
     use crate::aggregate::aggregator::Recorded;
@@ -228,11 +228,11 @@ mod tests {
             "a closing minute no longer counts as filling"
         );
         assert_eq!(
-            agg.open_batches(&[Table::ServiceMinute], 60_000).unwrap()[0].len(),
+            agg.live_batches(&[Table::ServiceMinute], 60_000).unwrap()[0].len(),
             0,
             "unclosed service rows are made from instance rows only"
         );
-        let closing = agg.open_batches(&[Table::ServiceMinute], 0).unwrap();
+        let closing = agg.live_batches(&[Table::ServiceMinute], 0).unwrap();
         assert_eq!(
             closing[0].iter().map(RecordBatch::num_rows).sum::<usize>(),
             1,
@@ -302,7 +302,7 @@ mod tests {
             }
         );
         assert_eq!(
-            agg.open_batches(&[Table::EdgeMinute], 0).unwrap()[0][0].num_rows(),
+            agg.live_batches(&[Table::EdgeMinute], 0).unwrap()[0][0].num_rows(),
             1,
             "late rows are not read before they are written"
         );

@@ -1,10 +1,12 @@
 //! Reads of unclosed minutes: what a query sees of the minutes the aggregator still holds,
-//! filling or closing, as Arrow batches per table (the store's [`OpenMinutes`] source), and
+//! filling or closing, as Arrow batches per table (the store's [`LiveMinuteSource`] source), and
 //! a copy of every row held, for tests and benchmarks. Each minute is read once, from its
 //! rows or from its batches already encoded, never from both.
 
 use meshscope_storage::batch::{RowBuilder, from_batch};
-use meshscope_storage::{EpochMillis, MetricRow, Metrics, OpenMinutes, RecordBatch, Side, Table};
+use meshscope_storage::{
+    EpochMillis, LiveMinuteSource, MetricRow, Metrics, RecordBatch, Side, Table,
+};
 
 use super::aggregator::Aggregator;
 use super::interned_names::NameTable;
@@ -80,8 +82,8 @@ impl Aggregator {
 /// The store reads the minutes not yet in its files through this: per table asked, the
 /// batches of every filling or closing minute from `from` on (late rows are not read
 /// before they are written).
-impl OpenMinutes for Aggregator {
-    fn open_batches(
+impl LiveMinuteSource for Aggregator {
+    fn live_batches(
         &self,
         tables: &[Table],
         from: EpochMillis,
@@ -208,7 +210,7 @@ mod tests {
             (60_000, Slot::Instance(a, two), Side::Client, fast),
         ]);
         // What a read sees before the minute closes: the same rows, straight from here.
-        let unclosed = agg.open_batches(&[Table::ServiceMinute], 0).unwrap();
+        let unclosed = agg.live_batches(&[Table::ServiceMinute], 0).unwrap();
         let read =
             meshscope_storage::batch::from_batch(Table::ServiceMinute, &unclosed[0][0]).unwrap();
         let calls = |minute: i64, side: Side| {
@@ -220,7 +222,7 @@ mod tests {
         assert_eq!(calls(0, Side::Server), Some((3, 1, 3)));
         assert_eq!(calls(0, Side::Client), Some((1, 0, 1)));
         assert_eq!(calls(60_000, Side::Client), Some((1, 0, 1)));
-        let later = agg.open_batches(&[Table::InstanceMinute], 60_000).unwrap();
+        let later = agg.live_batches(&[Table::InstanceMinute], 60_000).unwrap();
         assert_eq!(
             later[0][0].num_rows(),
             1,
@@ -256,7 +258,7 @@ mod tests {
 
     /// Every row of a minute, by table, as reads see it: sorted lines of key and counts.
     fn read_all(agg: &Aggregator) -> Vec<Vec<String>> {
-        let unclosed = agg.open_batches(&Table::ALL, 0).unwrap();
+        let unclosed = agg.live_batches(&Table::ALL, 0).unwrap();
         unclosed
             .iter()
             .zip(Table::ALL)

@@ -35,7 +35,7 @@ use datafusion::prelude::SessionContext;
 use crate::clock::SharedClock;
 use crate::config::StoreConfig;
 use crate::files::{DataFiles, Granularity};
-use crate::live_minutes::{LiveMinuteGroup, OpenProxyMinutes};
+use crate::live_minutes::{LiveMinuteGroup, LiveProxyMinuteSource};
 use crate::model::{EpochMillis, Table};
 use crate::sliding;
 use crate::table::StoredTable;
@@ -79,7 +79,7 @@ pub(crate) struct StoreState {
     pub(crate) written: tokio::sync::watch::Sender<EpochMillis>,
     pub(crate) proxy_registry: crate::proxy_registry::ProxyRegistry,
     /// Where the live part of `proxy_metrics_minute` is read from when it is published.
-    pub(crate) proxy_source: parking_lot::RwLock<Option<Arc<dyn OpenProxyMinutes>>>,
+    pub(crate) proxy_source: parking_lot::RwLock<Option<Arc<dyn LiveProxyMinuteSource>>>,
     pub(crate) proxy_tables: HashMap<Granularity, Arc<StoredTable>>,
 }
 

@@ -10,7 +10,7 @@ use super::Store;
 use super::read_planner::{plan_over, timestamp};
 use crate::error::Result;
 use crate::files::{Granularity, hour_of};
-use crate::live_minutes::OpenProxyMinutes;
+use crate::live_minutes::LiveProxyMinuteSource;
 use crate::model::EpochMillis;
 use crate::proxy_row::ProxyMetricRow;
 use crate::proxy_table::{ProxyFilter, from_batch, merge_series, proxy_table_name, to_batch};
@@ -20,7 +20,7 @@ use crate::schema::MINUTE;
 impl Store {
     /// Reads the live part of `proxy_metrics_minute` from `source` from now on, each time
     /// [`Store::publish_live_proxy_minutes`] runs.
-    pub fn attach_live_proxy_source(&self, source: Arc<dyn OpenProxyMinutes>) {
+    pub fn attach_live_proxy_source(&self, source: Arc<dyn LiveProxyMinuteSource>) {
         *self.inner.proxy_source.write() = Some(source);
     }
 
@@ -48,7 +48,7 @@ impl Store {
             .proxy_source
             .read()
             .as_ref()
-            .map(|source| source.open_proxy_rows())
+            .map(|source| source.live_proxy_rows())
             .unwrap_or_default();
         let batches = if live.is_empty() {
             Vec::new()

@@ -13,7 +13,7 @@ use crate::access_log::{self, AccessLogRow};
 use crate::batch::{self, ClosedBatch};
 use crate::error::Result;
 use crate::files::{FileEntry, Granularity, hour_of};
-use crate::live_minutes::{LiveMinuteGroup, OpenMinutes};
+use crate::live_minutes::{LiveMinuteGroup, LiveMinuteSource};
 use crate::model::{EpochMillis, MINUTE_MS, MetricRow, Table};
 use crate::read::KeyFilter;
 use crate::sliding;
@@ -46,7 +46,7 @@ impl Store {
     /// batches `publish_live_minutes` sets. Services, instances and edges are read together,
     /// so that a topology's nodes and edges come from one moment; endpoints, the largest
     /// table, on their own.
-    pub fn attach_live_minute_source(&self, source: Arc<dyn OpenMinutes>) {
+    pub fn attach_live_minute_source(&self, source: Arc<dyn LiveMinuteSource>) {
         let groups = [
             vec![
                 Table::ServiceMinute,
@@ -81,11 +81,6 @@ impl Store {
         for group in self.inner.live_groups.read().iter() {
             group.expire();
         }
-    }
-
-    /// Former name of [`Store::publish_live_minutes`], kept so that existing callers build.
-    pub fn publish_open(&self, rows: Vec<MetricRow>) {
-        self.publish_live_minutes(rows);
     }
 
     /// Writes rows of minutes that are closed for good, one Parquet file per table and hour.

@@ -102,16 +102,14 @@ impl Pool {
         for ((proxy, log), batch) in batches {
             streams.push(encode_stream(&generator, proxy, log, batch));
         }
-        let entries_per_round = streams
-            .iter()
-            .flat_map(|s| &s.messages)
-            .map(|m| m.entries)
-            .sum();
-        let bytes_per_round = streams
-            .iter()
-            .flat_map(|s| &s.messages)
-            .map(|m| m.bytes.len() as u64)
-            .sum();
+        Pool::of_streams(streams)
+    }
+
+    /// A pool of `streams`, with the entries and bytes one round of them sends.
+    fn of_streams(streams: Vec<PooledStream>) -> Pool {
+        let messages = || streams.iter().flat_map(|s| &s.messages);
+        let entries_per_round = messages().map(|m| m.entries).sum();
+        let bytes_per_round = messages().map(|m| m.bytes.len() as u64).sum();
         Pool {
             streams,
             entries_per_round,

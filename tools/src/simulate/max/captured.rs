@@ -5,9 +5,7 @@
 
 use std::path::Path;
 
-use meshscope_proto::pb::envoy::data::accesslog::v3::AccessLogCommon;
 use meshscope_proto::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
-use meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
 use prost::Message;
 
 use super::{Encoded, Pool, PooledStream, SENTINEL_SECONDS};
@@ -50,45 +48,20 @@ impl Pool {
                 messages,
             });
         }
-        let entries_per_round = streams
-            .iter()
-            .flat_map(|s| &s.messages)
-            .map(|m| m.entries)
-            .sum();
-        let bytes_per_round = streams
-            .iter()
-            .flat_map(|s| &s.messages)
-            .map(|m| m.bytes.len() as u64)
-            .sum();
-        if entries_per_round == 0 {
+        let pool = Pool::of_streams(streams);
+        if pool.entries_per_round == 0 {
             return Err(Error::Capture(format!(
                 "{} holds no access-log entries",
                 bin.display()
             )));
         }
-        Ok(Pool {
-            streams,
-            entries_per_round,
-            bytes_per_round,
-        })
+        Ok(pool)
     }
 }
 
 /// Marks every entry's start second to be stamped at send time; the entries.
 fn stamp_sentinels(message: &mut StreamAccessLogsMessage) -> u64 {
-    let commons: Vec<&mut AccessLogCommon> = match &mut message.log_entries {
-        Some(LogEntries::HttpLogs(logs)) => logs
-            .log_entry
-            .iter_mut()
-            .filter_map(|e| e.common_properties.as_mut())
-            .collect(),
-        Some(LogEntries::TcpLogs(logs)) => logs
-            .log_entry
-            .iter_mut()
-            .filter_map(|e| e.common_properties.as_mut())
-            .collect(),
-        None => Vec::new(),
-    };
+    let commons = crate::replay::entry_commons_mut(message);
     let mut entries = 0;
     for common in commons {
         let start = common.start_time.get_or_insert_with(Default::default);

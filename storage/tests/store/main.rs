@@ -1,0 +1,9 @@
+//! The store against a real data directory: durability, server-over-client reads, rollups,
+//! retention, proxy statistics and read-only SQL. One test binary, one module per concern.
+
+mod moving_windows;
+mod proxy_metrics;
+mod sql;
+mod support;
+mod upkeep;
+mod writes_and_reads;

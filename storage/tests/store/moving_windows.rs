@@ -1,0 +1,212 @@
+//! Windows that move on and windows read by several callers at once, checked against
+//! totals worked out from the rows themselves.
+
+use meshscope_storage::{
+    Aggregate, KeyFilter, MINUTE_MS, MetricRow, Metrics, RowKey, Side, Store, Table, TimeRange,
+};
+
+use crate::support::*;
+
+/// A key's figures over a window: detected by, calls, errors, and the minimum, median and
+/// maximum latency.
+type Figures = (
+    RowKey,
+    Side,
+    u64,
+    u64,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+);
+
+async fn read(store: &Store, table: Table, range: TimeRange) -> Vec<Figures> {
+    store
+        .aggregate(table, range, &KeyFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a: Aggregate| {
+            let q = |q| a.metrics.latency.quantile(q);
+            (
+                a.key,
+                a.detected_by,
+                a.metrics.calls,
+                a.metrics.errors,
+                q(0.0),
+                q(0.5),
+                q(1.0),
+            )
+        })
+        .collect()
+}
+
+/// What a window's totals must be, worked out from the rows themselves: per key and
+/// minute the server's rows when it sent any, else the client's.
+fn expected(rows: &[MetricRow], table: Table, range: TimeRange) -> Vec<Figures> {
+    use std::collections::BTreeMap;
+    let mut per_minute: BTreeMap<(RowKey, i64), (Side, Metrics)> = BTreeMap::new();
+    for row in rows
+        .iter()
+        .filter(|r| Table::of(&r.key) == table && r.minute >= range.start && r.minute < range.end)
+    {
+        let slot = per_minute
+            .entry((row.key.clone(), row.minute))
+            .or_insert((row.side, Metrics::default()));
+        if row.side == Side::Server && slot.0 == Side::Client {
+            *slot = (Side::Server, Metrics::default());
+        }
+        if row.side == slot.0 {
+            slot.1.merge(&row.metrics);
+        }
+    }
+    let mut per_key: BTreeMap<RowKey, (Side, Metrics)> = BTreeMap::new();
+    for ((key, _), (side, metrics)) in per_minute {
+        let total = per_key
+            .entry(key)
+            .or_insert((Side::Client, Metrics::default()));
+        if side == Side::Server {
+            total.0 = Side::Server;
+        }
+        total.1.merge(&metrics);
+    }
+    per_key
+        .into_iter()
+        .map(|(key, (side, m))| {
+            let q = |q| m.latency.quantile(q);
+            (key, side, m.calls, m.errors, q(0.0), q(0.5), q(1.0))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_window_that_moves_on_reads_like_the_rows_it_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    // Keys that come and go, both sides and one, with each minute's fastest and slowest
+    // calls elsewhere, so that the minimum and maximum move as minutes leave the window.
+    let minute_rows = |m: i64| {
+        let at = T0 + m * MINUTE_MS;
+        let mut rows = vec![
+            row(
+                at,
+                edge("web", "cart"),
+                Side::Server,
+                10 + m as u64,
+                5.0 + (m % 7) as f64,
+            ),
+            row(at, edge("web", "cart"), Side::Client, 11 + m as u64, 6.0),
+            row(at, service("cart"), Side::Server, 20, 1.0 + m as f64),
+        ];
+        if m < 4 {
+            rows.push(row(at, edge("web", "gone"), Side::Client, 3, 2.0));
+        }
+        if m % 3 == 0 {
+            rows.push(row(
+                at,
+                edge("web", "db"),
+                Side::Client,
+                4,
+                300.0 - m as f64,
+            ));
+        }
+        if m >= 25 {
+            rows.push(row(at, edge("web", "db"), Side::Server, 2, 0.5));
+        }
+        rows
+    };
+    let mut written = Vec::new();
+    for m in 0..40 {
+        let rows = minute_rows(m);
+        written.extend(rows.clone());
+        store.append_closed(rows).await.unwrap();
+        if m < 15 {
+            continue;
+        }
+        // A 15-minute window ending with the minute just written, as a dashboard reads it.
+        let range = all(T0 + (m - 14) * MINUTE_MS, T0 + (m + 1) * MINUTE_MS);
+        for table in [Table::EdgeMinute, Table::ServiceMinute] {
+            assert_eq!(
+                read(&store, table, range).await,
+                expected(&written, table, range),
+                "{table:?} window ending at minute {m}"
+            );
+        }
+        if m == 30 {
+            // A late file inside the window: the server's view of a minute the client
+            // alone had reported.
+            let late = vec![row(
+                T0 + 27 * MINUTE_MS,
+                edge("web", "db"),
+                Side::Server,
+                9,
+                1.5,
+            )];
+            written.extend(late.clone());
+            store.append_closed(late).await.unwrap();
+            assert_eq!(
+                read(&store, Table::EdgeMinute, range).await,
+                expected(&written, Table::EdgeMinute, range)
+            );
+        }
+    }
+    // Reopened, the store reads the same without any kept totals.
+    drop(store);
+    let reopened = Store::open(config(dir.path())).await.unwrap();
+    let range = all(T0 + 25 * MINUTE_MS, T0 + 40 * MINUTE_MS);
+    assert_eq!(
+        read(&reopened, Table::EdgeMinute, range).await,
+        expected(&written, Table::EdgeMinute, range)
+    );
+}
+
+#[tokio::test]
+async fn reads_of_one_window_at_once_each_get_its_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Store::open(config(dir.path())).await.unwrap());
+    let mut written = Vec::new();
+    for m in 0..30 {
+        let at = T0 + m * MINUTE_MS;
+        let rows = vec![
+            row(
+                at,
+                edge("web", "cart"),
+                Side::Server,
+                10 + m as u64,
+                5.0 + m as f64,
+            ),
+            row(at, edge("web", "db"), Side::Client, 3, 40.0 - m as f64),
+            row(at, service("cart"), Side::Server, 20, 1.0),
+        ];
+        written.extend(rows.clone());
+        store.append_closed(rows).await.unwrap();
+    }
+    // Windows read for the first time and then moved on by a minute, by several readers
+    // at once: they take turns with the kept span instead of each missing it.
+    for end in [T0 + 30 * MINUTE_MS, T0 + 31 * MINUTE_MS] {
+        let range = all(end - 15 * MINUTE_MS, end);
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { read(&store, Table::EdgeMinute, range).await })
+            })
+            .collect();
+        for reader in readers {
+            assert_eq!(
+                reader.await.unwrap(),
+                expected(&written, Table::EdgeMinute, range)
+            );
+        }
+        let at = T0 + 30 * MINUTE_MS;
+        if end == T0 + 30 * MINUTE_MS {
+            let rows = vec![row(at, edge("web", "cart"), Side::Server, 7, 2.0)];
+            written.extend(rows.clone());
+            store.append_closed(rows).await.unwrap();
+        }
+    }
+    let kept = store.moving_spans();
+    assert_eq!(kept.len(), 1, "one span kept for the window: {kept:?}");
+    assert_eq!(
+        (kept[0].start, kept[0].end, kept[0].keys),
+        (T0 + 16 * MINUTE_MS, T0 + 31 * MINUTE_MS, 2)
+    );
+}

@@ -1,0 +1,88 @@
+//! What the store's tests share: a store configuration without background upkeep, row
+//! and key builders, and readers of totals and of the files in a data directory.
+
+use std::path::Path;
+
+use meshscope_storage::{
+    Aggregate, KeyFilter, LatencySketch, MINUTE_MS, MetricRow, Metrics, Protocol, RowKey,
+    ServiceRef, Side, Store, StoreConfig, Table, TimeRange,
+};
+
+pub(crate) const HOUR: i64 = 60 * MINUTE_MS;
+pub(crate) const DAY: i64 = 24 * HOUR;
+/// 2025-11-23T00:00:00Z, a day boundary.
+pub(crate) const T0: i64 = 1_763_856_000_000;
+
+pub(crate) fn config(dir: &Path) -> StoreConfig {
+    StoreConfig {
+        maintenance_interval_secs: 0,
+        ..StoreConfig::in_dir(dir)
+    }
+}
+
+pub(crate) fn edge(source: &str, target: &str) -> RowKey {
+    RowKey::Edge {
+        source: ServiceRef::service("shop", source),
+        target: ServiceRef::service("shop", target),
+        protocol: Protocol::Http,
+    }
+}
+
+pub(crate) fn service(name: &str) -> RowKey {
+    RowKey::Service {
+        service: ServiceRef::service("shop", name),
+    }
+}
+
+pub(crate) fn row(minute: i64, key: RowKey, side: Side, calls: u64, latency_ms: f64) -> MetricRow {
+    let mut latency = LatencySketch::new();
+    for _ in 0..calls {
+        latency.add(latency_ms);
+    }
+    MetricRow {
+        minute,
+        key,
+        side,
+        metrics: Metrics {
+            calls,
+            errors: calls / 10,
+            latency,
+            ..Metrics::default()
+        },
+    }
+}
+
+pub(crate) fn all(start: i64, end: i64) -> TimeRange {
+    TimeRange { start, end }
+}
+
+pub(crate) async fn totals(
+    store: &Store,
+    table: Table,
+    range: TimeRange,
+) -> Vec<(RowKey, Side, u64, u64)> {
+    store
+        .aggregate(table, range, &KeyFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a: Aggregate| (a.key, a.detected_by, a.metrics.calls, a.metrics.errors))
+        .collect()
+}
+
+pub(crate) fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
