@@ -7,9 +7,9 @@
 #   docker run -p 11800:11800 -p 12800:12800 -v meshscope-data:/data meshscope:0.1.0 serve --demo
 #   docker build --target binary -o out .           (out/meshscope and out/meshscope.debug)
 #
-# scripts/image builds the same runtime stage without a registry: it makes the root
-# filesystem with deploy/image/rootfs.sh on the host and passes it, and a binary, in as
-# ROOTFS_SOURCE and BINARY_SOURCE.
+# scripts/image builds the same runtime stage (the lines from `FROM scratch AS runtime` on)
+# without a registry: it makes the root filesystem with deploy/image/rootfs.sh on the host
+# and gives it, and a binary, to those lines as the stages `rootfs` and `binary`.
 #
 # Base images are pinned by tag. Pin them by digest too where you build (the digest your
 # registry serves for the tag: `docker buildx imagetools inspect IMAGE:TAG`), e.g.
@@ -18,8 +18,6 @@ ARG NODE_IMAGE=docker.io/library/node:20.20.2-bookworm-slim
 ARG RUST_IMAGE=docker.io/library/rust:1.95.0-slim-bookworm
 ARG DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
 ARG DEBIAN_SUITE=bookworm
-ARG ROOTFS_SOURCE=rootfs
-ARG BINARY_SOURCE=binary
 
 # The dashboard: `npm ci` from the lock file, then the production build into ui/dist.
 FROM ${NODE_IMAGE} AS ui
@@ -55,19 +53,16 @@ RUN apt-get update \
 COPY deploy/image/rootfs.sh /usr/local/bin/rootfs.sh
 RUN rootfs.sh "${DEBIAN_SUITE}" /rootfs.tar && mkdir /rootfs && tar -C /rootfs -xpf /rootfs.tar
 
-FROM ${ROOTFS_SOURCE} AS runtime-rootfs
-FROM ${BINARY_SOURCE} AS runtime-binary
-
 FROM scratch AS runtime
-COPY --from=runtime-rootfs /rootfs/ /
+COPY --from=rootfs /rootfs/ /
 # COPY makes what it copies root's: /data goes to the user that writes it.
-COPY --from=runtime-rootfs --chown=65532:65532 /rootfs/data/ /data/
-COPY --from=runtime-binary /meshscope /usr/local/bin/meshscope
-ENV MESHSCOPE_GRPC_ADDR=0.0.0.0:11800 \
-    MESHSCOPE_HTTP_ADDR=0.0.0.0:12800 \
-    MESHSCOPE_DATA_DIR=/data
+COPY --from=rootfs --chown=65532:65532 /rootfs/data/ /data/
+COPY --from=binary /meshscope /usr/local/bin/meshscope
 USER 65532:65532
-WORKDIR /data
+# meshscope's defaults need no setting here, so a config file, a variable or a flag can
+# change each: it listens on 0.0.0.0:11800 and 0.0.0.0:12800, and its data directory,
+# `data` from the working directory, is the volume /data.
+WORKDIR /
 VOLUME ["/data"]
 # 11800: gRPC, Envoy's access log and metrics services; 12800: HTTP, the API and dashboard.
 EXPOSE 11800 12800
