@@ -5,6 +5,7 @@
 
 pub(crate) mod certs;
 pub(crate) mod https;
+pub(crate) mod istio_mesh;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
