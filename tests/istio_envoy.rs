@@ -46,7 +46,12 @@ async fn istio_configured_sidecars_show_their_calls_and_statistics() {
     // The client has no sidecar: at productpage's inbound it is `unknown` (docs/identity.md).
     // Both hops carry every call, and the failures reviews answered.
     let want = [
-        ("unknown".to_string(), productpage.clone(), CALLS, FAILED_CALLS),
+        (
+            "unknown".to_string(),
+            productpage.clone(),
+            CALLS,
+            FAILED_CALLS,
+        ),
         (productpage.clone(), reviews.clone(), CALLS, FAILED_CALLS),
     ];
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -99,7 +104,12 @@ async fn istio_configured_sidecars_show_their_calls_and_statistics() {
             .iter()
             .map(|p| {
                 let text = |key: &str| p[key].as_str().unwrap_or_default().to_string();
-                (text("id"), text("service"), text("instance"), text("status"))
+                (
+                    text("id"),
+                    text("service"),
+                    text("instance"),
+                    text("status"),
+                )
             })
             .collect();
         seen.sort();
@@ -139,7 +149,8 @@ async fn istio_configured_sidecars_show_their_calls_and_statistics() {
     // The edge's health comes from those statistics: one healthy host of one, its 5xx.
     let topology = server.json("/api/v1/topology?window=15m").await;
     let got = edges(&topology);
-    let health = &got[&(productpage.clone(), reviews.clone(), "http".to_string())]["upstream_health"];
+    let health =
+        &got[&(productpage.clone(), reviews.clone(), "http".to_string())]["upstream_health"];
     assert_eq!(health["healthy"], 1, "{health}");
     assert_eq!(health["total"], 1, "{health}");
     assert_eq!(health["circuit_breaker_open"], false, "{health}");

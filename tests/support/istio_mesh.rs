@@ -95,7 +95,12 @@ impl IstioMesh {
         let upstreams = [
             (&productpage, "reviews", reviews.ip.clone(), reviews.inbound),
             // reviews calls nothing; its outbound cluster leads to a port nobody serves.
-            (&reviews, "ratings", reviews.ip.clone(), free_port(&reviews.ip)),
+            (
+                &reviews,
+                "ratings",
+                reviews.ip.clone(),
+                free_port(&reviews.ip),
+            ),
         ];
         for (sidecar, upstream, upstream_ip, upstream_inbound) in upstreams {
             let config = render(sidecar, upstream, &upstream_ip, upstream_inbound, collector);
@@ -125,7 +130,10 @@ impl IstioMesh {
     /// Sends [`OK_CALLS`] to `/` and [`FAILED_CALLS`] to `/fail` through productpage's
     /// sidecar, one at a time, and checks that the mesh answered each as it should.
     pub(crate) async fn send_traffic(&self) {
-        let front = format!("http://{}:{}", self.productpage.ip, self.productpage.inbound);
+        let front = format!(
+            "http://{}:{}",
+            self.productpage.ip, self.productpage.inbound
+        );
         for (path, count, want) in [("/", OK_CALLS, 200), ("/fail", FAILED_CALLS, 502)] {
             for _ in 0..count {
                 let (status, body) = get(&format!("{front}{path}")).await.unwrap();
