@@ -389,6 +389,7 @@ def check_vm_envoy():
             fail(f"envoy --mode validate deploy/vm/envoy-sidecar.yaml:\n{out.stdout}{out.stderr}")
         else:
             ok("envoy --mode validate accepts deploy/vm/envoy-sidecar.yaml")
+    check_units()
     unit = (ROOT / "deploy/vm/meshscope.service").read_text()
     config_arg = re.search(r"^ExecStart=.*--config (\S+)", unit, re.M)
     header = (ROOT / "deploy/vm/meshscope.toml").read_text().splitlines()[0]
@@ -399,6 +400,23 @@ def check_vm_envoy():
         fail("deploy/vm/README.md does not tell where meshscope.service reads its config")
     else:
         ok(f"the VM config path {config_arg.group(1)} agrees in the unit, the toml and the docs")
+
+
+def check_units():
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        print("note: systemd-analyze is not installed: the systemd units were not verified")
+        return
+    units = [ROOT / "deploy/vm/meshscope.service", ROOT / "deploy/vm/envoy-sidecar.service"]
+    out = subprocess.run([analyze, "verify", "--man=no", *map(str, units)],
+                         capture_output=True, text=True)
+    # The binaries are installed only on a configured host.
+    complaints = [line for line in (out.stdout + out.stderr).splitlines()
+                  if line.strip() and "is not executable" not in line]
+    if complaints:
+        fail("systemd-analyze verify:\n" + "\n".join(complaints))
+    else:
+        ok("systemd-analyze verify accepts meshscope.service and envoy-sidecar.service")
 
 
 def main():
