@@ -1,6 +1,6 @@
 //! The container image as a user runs it: built by scripts/image with this test's binary,
 //! run by podman with a named volume at /data, published ports and a read-only root
-//! filesystem; two real Envoy sidecars (configured as Istio configures them) send it a
+//! filesystem without even a writable /tmp; two real Envoy sidecars (configured as Istio configures them) send it a
 //! known mix of traffic through the published gRPC port; the map and /healthz answer
 //! through the published HTTP port; `podman stop` leaves Parquet files in the volume.
 //!
@@ -110,14 +110,16 @@ async fn image_serves_real_envoy_traffic_and_keeps_its_data_in_the_volume() {
     podman(&["volume", "create", &names.volume]);
     let grpc = free_port("127.0.0.1");
     let http = free_port("127.0.0.1");
-    // As documented: the image's own command, a named volume, both ports; read-only, so
-    // meshscope must write nowhere but /data.
+    // As documented: the image's own command, a named volume, both ports; read-only and
+    // without the scratch directories podman mounts by default, so meshscope must write
+    // nowhere but /data.
     podman(&[
         "run",
         "--detach",
         "--name",
         &names.container,
         "--read-only",
+        "--read-only-tmpfs=false",
         "--volume",
         &format!("{}:/data", names.volume),
         "--publish",
