@@ -5,6 +5,7 @@
 
 pub(crate) mod certs;
 pub(crate) mod https;
+pub(crate) mod istio_mesh;
 pub(crate) mod rows;
 pub(crate) mod simulated;
 
