@@ -1,13 +1,15 @@
 // The side panel's frame, shared by the service and the edge panel: showing and closing it,
-// its header, the charts drawn in it, and which request may still fill it.
+// its header, the charts drawn in it, and which request may still fill it. The map shrinks
+// to the space beside an open panel, so the panel never covers a node.
 
 import type uPlot from "uplot";
 import { byId, el } from "./dom";
-import { cy } from "./map";
+import { cy, fitMap, mapFitted } from "./map";
 import { page, pushState } from "./page-state";
 
 /// The panel element; hidden while nothing is selected.
 export const panel = byId<HTMLElement>("panel");
+const main = byId<HTMLElement>("main");
 
 let charts: uPlot[] = [];
 let panelSeq = 0;
@@ -24,24 +26,56 @@ export function keepChart(plot: uPlot): void {
   charts.push(plot);
 }
 
-/// Hides the panel and empties it, destroying its charts.
-export function closePanel(): void {
+/// The map takes the width the panel leaves, or all of it; a map the user had not moved is
+/// fitted again to its new size, one they had moved keeps its zoom and the centre it showed.
+function placeMap(panelOpen: boolean): void {
+  if (main.classList.contains("panel-open") === panelOpen) return;
+  const fitted = mapFitted();
+  const before = cy.width();
+  main.classList.toggle("panel-open", panelOpen);
+  cy.resize();
+  if (fitted) fitMap();
+  else cy.panBy({ x: (cy.width() - before) / 2, y: 0 });
+}
+
+/// Shows the panel for `kind` and `id`, named `label` for screen readers.
+export function showPanel(kind: "service" | "edge", id: string, label: string): void {
+  panel.hidden = false;
+  panel.dataset.kind = kind;
+  panel.dataset.id = id;
+  panel.setAttribute("aria-label", `${kind} ${label}`);
+  placeMap(true);
+}
+
+/// Empties the panel, destroying its charts, and hides it unless `refilling` (a newer
+/// answer for the same place is about to be drawn).
+export function closePanel(refilling = false): void {
   for (const c of charts) c.destroy();
   charts = [];
-  panel.hidden = true;
   panel.replaceChildren();
+  if (refilling) return;
+  panel.hidden = true;
+  delete panel.dataset.kind;
+  delete panel.dataset.id;
+  delete panel.dataset.edge;
+  placeMap(false);
+}
+
+/// Closes the panel as its close button does: the selection goes from the map and the URL.
+export function dismissPanel(): void {
+  if (panel.hidden) return;
+  page.state.selected = "";
+  cy.elements().unselect();
+  closePanel();
+  pushState();
 }
 
 /// The panel's header: a title, a line beneath it, and a close button that also clears the
 /// selection on the map and in the URL.
 export function panelHeader(title: string, subtitle: string): HTMLElement {
   const close = el("button", { className: "close", text: "✕" });
-  close.title = "Close";
-  close.addEventListener("click", () => {
-    page.state.selected = "";
-    cy.elements().unselect();
-    closePanel();
-    pushState();
-  });
+  close.title = "Close (Esc)";
+  close.setAttribute("aria-label", "Close the panel");
+  close.addEventListener("click", dismissPanel);
   return el("header", {}, el("div", {}, el("h2", { text: title }), el("div", { className: "sub", text: subtitle })), close);
 }
