@@ -213,6 +213,8 @@ export interface UiState {
   selected: string; // "node:<id>" or "edge:<id>", or ""
   /// What edges are labelled with.
   labels: EdgeLabelChoice;
+  /// Services (comma-separated ids) whose instances are drawn inside them.
+  instances: string;
 }
 
 export const DEFAULT_STATE: UiState = {
@@ -225,6 +227,7 @@ export const DEFAULT_STATE: UiState = {
   theme: "",
   selected: "",
   labels: "rate",
+  instances: "",
 };
 
 /// An instant in the URL: RFC 3339 (what links carry, readable) or epoch milliseconds.
@@ -259,6 +262,7 @@ export function parseState(search: string): UiState {
     depth: Number.isInteger(depth) && depth >= 1 && depth <= 3 ? depth : 1,
     theme: theme === "light" || theme === "dark" ? theme : "",
     selected: q.get("selected") ?? "",
+    instances: q.get("instances") ?? "",
     labels: (EDGE_LABELS as readonly string[]).includes(q.get("labels") ?? "") ? (q.get("labels") as EdgeLabelChoice) : DEFAULT_STATE.labels,
   };
 }
@@ -279,6 +283,7 @@ export function stateQuery(s: UiState): string {
   if (s.theme) q.set("theme", s.theme);
   if (s.selected) q.set("selected", s.selected);
   if (s.labels !== DEFAULT_STATE.labels) q.set("labels", s.labels);
+  if (s.instances) q.set("instances", s.instances);
   const text = q.toString();
   return text ? "?" + text : "";
 }

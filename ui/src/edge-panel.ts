@@ -6,7 +6,8 @@ import { edgeId, fmtBytes, fmtNumber, rangeLabel, upstreamDegraded, upstreamHeal
 import { el } from "./dom";
 import { seriesCharts } from "./charts";
 import { figures, METRIC_COLUMNS, sortableTable } from "./metric-tables";
-import { page } from "./page-state";
+import { instancesButton } from "./instance-level";
+import { instancesChanged, page } from "./page-state";
 import { closePanel, panel, panelHeader, panelRequest, showPanel } from "./panel";
 
 /// One side's figures of an edge: the server's or the client's proxy.
@@ -56,6 +57,7 @@ export async function openEdge(e: EdgeRef): Promise<void> {
       ]),
     );
     seriesCharts(body, d.series, res.now, false);
+    body.append(instancesButton([e.source, e.target], instancesChanged));
     const sides = [
       ...(d.server ? [{ name: "server side", metrics: d.server.metrics }] : []),
       ...(d.client ? [{ name: "client side", metrics: d.client.metrics }] : []),

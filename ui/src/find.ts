@@ -29,7 +29,7 @@ export function findOnMap(cy: Core, text: string, centre = true): string[] {
     refreshDimming(cy);
     return [];
   }
-  const found = cy.nodes().not(".namespace").filter((n) => n.id().toLowerCase().includes(needle));
+  const found = cy.nodes().not(".namespace, .instance").filter((n) => n.id().toLowerCase().includes(needle));
   cy.batch(() => found.addClass("found"));
   refreshDimming(cy);
   findResult.textContent = found.length ? `${found.length} found` : `no service on the map matches "${text.trim()}"`;

@@ -41,6 +41,20 @@ export function graphStyle(big = false): StylesheetJson {
         "border-color": css("--fg-dim"),
       },
     },
+    // A service drawn with its instances inside.
+    {
+      selector: "node.service:parent",
+      style: {
+        shape: "round-rectangle",
+        "background-opacity": 0.18,
+        "text-valign": "top",
+        "text-margin-y": -4,
+        padding: "12px",
+        "border-width": 2,
+        "border-color": css("--fg-dim"),
+      },
+    },
+    { selector: "node.instance", style: { width: 22, height: 22, "font-size": 10 } },
     {
       selector: "node.namespace",
       style: {

@@ -14,12 +14,12 @@ export function edgeLabelBox(e: EdgeSingular): BoundingBox12 {
   return e.boundingBox({ includeNodes: false, includeEdges: false, includeLabels: true, includeOverlays: false });
 }
 
-/// What a label must keep clear of: every shown service with its name, and the namespace
-/// boxes' titles.
+/// What a label must keep clear of: every shown service or instance with its name, and the
+/// titles of boxes (namespaces, services drawn with their instances).
 export function obstacleBoxes(cy: Core): BoundingBox12[] {
   const boxes: BoundingBox12[] = [];
   cy.nodes(":visible").forEach((n) => {
-    if (n.hasClass("namespace")) boxes.push(n.boundingBox({ includeNodes: false, includeEdges: false, includeLabels: true, includeOverlays: false }));
+    if (n.isParent()) boxes.push(n.boundingBox({ includeNodes: false, includeEdges: false, includeLabels: true, includeOverlays: false }));
     else boxes.push(n.boundingBox({ includeLabels: true, includeOverlays: false }));
   });
   return boxes.filter((b) => b.x2 > b.x1 && b.y2 > b.y1);

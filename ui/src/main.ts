@@ -39,8 +39,9 @@ import { openEdge } from "./edge-panel";
 import { setUpElementList } from "./element-list";
 import { findOnMap, setRule } from "./find";
 import { cy, drawTopology, fitMap, mapStats, refitLabels } from "./map";
-import { page, pushState } from "./page-state";
-import { closePanel, dismissPanel } from "./panel";
+import { page, pushState, whenInstancesChange } from "./page-state";
+import { drawInstances } from "./instance-level";
+import { closePanel, dismissPanel, panel } from "./panel";
 import { replay, setUpReplay } from "./replay";
 import { openService } from "./service-panel";
 import { applyTheme, theme } from "./theme";
@@ -93,7 +94,16 @@ function selectOnMap(id: string): void {
 cy.on("tap", "node", (ev) => {
   const n = ev.target as NodeSingular;
   if (n.hasClass("namespace")) return;
-  openElement("node", n.id());
+  // An instance opens its service's panel, which lists every instance's figures.
+  openElement("node", n.hasClass("instance") ? n.data("service") : n.id());
+});
+
+whenInstancesChange(() => {
+  void drawInstances();
+  if (!panel.hidden) {
+    if (panel.dataset.kind === "service") void openService(panel.dataset.id!);
+    else if (panel.dataset.edge) void openEdge(JSON.parse(panel.dataset.edge));
+  }
 });
 
 cy.on("tap", "edge", (ev) => openElement("edge", (ev.target as EdgeSingular).id()));

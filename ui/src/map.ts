@@ -8,6 +8,7 @@ import elkWorkerUrl from "elkjs/lib/elk-worker.min.js?url";
 import { toElements, type Topology } from "./data";
 import { byId } from "./dom";
 import { graphStyle } from "./graph-style";
+import { applyRule } from "./find";
 import { fitEdgeLabels } from "./label-fit";
 import { bandLayout, elkGraph, elkPositions, useElk, type Positions } from "./layout";
 import { page } from "./page-state";
@@ -111,13 +112,14 @@ export function drawTopology(t: Topology): Promise<void> {
   setBig(elements.length > BIG_GRAPH);
   empty.hidden = t.nodes.length > 0;
   const wanted = new Set(elements.map((e) => e.data.id as string));
-  const had = new Set(cy.elements().map((e) => e.id()));
+  // Instances drawn inside services come and go with `instance-level`, not with the topology.
+  const had = new Set(cy.elements().not(".instance").map((e) => e.id()));
   const sameShape = wanted.size === had.size && [...wanted].every((id) => had.has(id));
   // The banded layout is known before anything is drawn, so new nodes are added in place
   // rather than placed afterwards: moving thousands of elements costs as much as adding them.
   const bands = !sameShape && !useElk(t) ? bandLayout(t, cy.width() / Math.max(1, cy.height())) : null;
   cy.batch(() => {
-    cy.elements().filter((e) => !wanted.has(e.id())).remove();
+    cy.elements().filter((e) => !wanted.has(e.id()) && !e.hasClass("instance")).remove();
     const added: cytoscape.ElementDefinition[] = [];
     for (const def of elements) {
       const id = def.data.id as string;
@@ -135,6 +137,8 @@ export function drawTopology(t: Topology): Promise<void> {
     cy.nodes().removeClass("focus");
     if (page.state.service) cy.getElementById(page.state.service).addClass("focus");
   });
+  // Classes were just reset from the topology: what the rule hides must not flash back.
+  applyRule(cy, t);
   mapStats.renders++;
   mapStats.elementsMs = performance.now() - began;
   // Refreshes that bring no new nodes or edges keep every position: only figures change.

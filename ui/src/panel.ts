@@ -13,12 +13,22 @@ const main = byId<HTMLElement>("main");
 
 let charts: uPlot[] = [];
 let panelSeq = 0;
+let answeredSeq = 0;
 
 /// Starts a request for the panel's content. The returned function tells whether the request
 /// is still the latest one, so that an answer arriving after a newer click is dropped.
 export function panelRequest(): () => boolean {
   const seq = ++panelSeq;
-  return () => seq === panelSeq;
+  return () => {
+    if (seq === panelSeq) answeredSeq = seq;
+    return seq === panelSeq;
+  };
+}
+
+/// True while the latest request for the panel waits for its answer: a refresh then leaves
+/// the panel to it, so that a background read never overtakes the user's click.
+export function panelPending(): boolean {
+  return answeredSeq !== panelSeq;
 }
 
 /// Keeps a chart drawn in the panel, to be destroyed when the panel closes.
@@ -73,7 +83,7 @@ export function dismissPanel(): void {
 /// The panel's header: a title, a line beneath it, and a close button that also clears the
 /// selection on the map and in the URL.
 export function panelHeader(title: string, subtitle: string): HTMLElement {
-  const close = el("button", { className: "close", text: "✕" });
+  const close = el("button", { className: "close", text: "×" });
   close.title = "Close (Esc)";
   close.setAttribute("aria-label", "Close the panel");
   close.addEventListener("click", dismissPanel);

@@ -9,6 +9,8 @@ import { figures, METRIC_COLUMNS, sortableTable } from "./metric-tables";
 import { page } from "./page-state";
 import { closePanel, panel, panelHeader, panelRequest, showPanel } from "./panel";
 import { proxySection, serviceProxies } from "./proxy-section";
+import { instancesButton } from "./instance-level";
+import { instancesChanged } from "./page-state";
 
 /// The API's answer for one service.
 interface ServiceDetail {
@@ -41,7 +43,7 @@ export async function openService(id: string): Promise<void> {
     panel.append(panelHeader(svc.name, `${svc.namespace ?? "no namespace"} · ${svc.kind} · ${rangeLabel(page.state)}`), body);
     body.append(figures(svc.metrics, [["apdex", svc.metrics.apdex == null ? "–" : svc.metrics.apdex.toFixed(2)]]));
     seriesCharts(body, svc.series, svc.now, true);
-    body.append(el("h3", { text: `Instances (${inst.instances.length})` }), sortableTable(METRIC_COLUMNS, inst.instances));
+    body.append(el("h3", { text: `Instances (${inst.instances.length})` }), instancesButton([id], instancesChanged), sortableTable(METRIC_COLUMNS, inst.instances));
     body.append(el("h3", { text: `Endpoints (${eps.endpoints.length})` }), sortableTable(METRIC_COLUMNS, eps.endpoints));
     body.append(proxySection(proxies));
     panel.scrollTop = scroll;

@@ -9,10 +9,11 @@ import { byId, el } from "./dom";
 import { animateBox, findInput, offerNamespaces, status, syncControls } from "./controls";
 import { openEdge, type EdgeRef } from "./edge-panel";
 import { fillElementList } from "./element-list";
+import { drawInstances } from "./instance-level";
 import { applyRule, findOnMap } from "./find";
 import { cy, drawTopology, mapIsBig, mapStats } from "./map";
 import { page, pushState } from "./page-state";
-import { panel } from "./panel";
+import { panel, panelPending } from "./panel";
 import { replay } from "./replay";
 import { openService } from "./service-panel";
 import { animateTraffic } from "./traffic-animation";
@@ -68,6 +69,7 @@ function afterDraw(): void {
   fillElementList(page.topology);
   restoreSelection();
   refreshPanel();
+  void drawInstances();
 }
 
 /// Adds the loaded topology's namespaces to the namespace choices, and lists its services
@@ -112,7 +114,7 @@ function restoreSelection(): void {
 
 /// Reads the open panel again, for the range and the minute the map now shows.
 function refreshPanel(): void {
-  if (restoring || panel.hidden) return;
+  if (restoring || panel.hidden || panelPending()) return;
   const id = panel.dataset.id;
   if (!id) return;
   if (panel.dataset.kind === "service") void openService(id);

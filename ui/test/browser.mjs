@@ -363,7 +363,7 @@ try {
       assert.ok(await page.evaluate(() => window.__meshscope.cy.getElementById("ns-00/svc-250").selected()));
       assert.match(page.url(), /selected=node%3Ans-00%2Fsvc-250/);
     } finally {
-      wide.stop();
+      await wide.stop();
     }
   });
 
@@ -380,7 +380,7 @@ try {
       await checkLabels(page, 5);
     } finally {
       await page.setViewportSize({ width: 1600, height: 900 });
-      demo.stop();
+      await demo.stop();
     }
   });
 
@@ -393,7 +393,7 @@ try {
   results.push(`FAIL setup\n     ${e.stack ?? e}`);
 } finally {
   if (browser) await browser.close();
-  if (server) server.stop();
+  if (server) await server.stop();
 }
 console.log(results.join("\n"));
 console.log(failed ? "browser tests failed" : `browser tests passed; map screenshot: ${screenshot}`);

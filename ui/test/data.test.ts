@@ -132,7 +132,7 @@ describe("URL state", () => {
     expect(topologyUrl(DEFAULT_STATE)).toBe("/api/v1/topology?window=15m");
   });
   it("round-trips every field", () => {
-    const s = { window: "1h", from: 0, to: 0, namespace: "shop", service: "shop/backend", depth: 2, theme: "dark" as const, selected: "node:shop/backend", labels: "p95" as const };
+    const s = { window: "1h", from: 0, to: 0, namespace: "shop", service: "shop/backend", depth: 2, theme: "dark" as const, selected: "node:shop/backend", labels: "p95" as const, instances: "shop/backend" };
     expect(parseState(stateQuery(s))).toEqual(s);
     expect(topologyUrl(s)).toBe("/api/v1/topology?window=1h&namespace=shop&service=shop%2Fbackend&depth=2");
     const several = { ...s, namespace: "lab,shop", labels: "none" as const };

@@ -64,15 +64,18 @@ export async function startServer(extraArgs = []) {
     base,
     grpc: `http://127.0.0.1:${grpcPort}`,
     api: async (path) => (await fetch(base + path)).json(),
-    stop() {
+    /// Stops the server and, once it has written its last files and exited, removes its data.
+    async stop() {
+      const exited = child.exitCode != null || child.signalCode != null ? Promise.resolve() : new Promise((ok) => child.once("exit", ok));
       child.kill("SIGTERM");
-      rmSync(dataDir, { recursive: true, force: true });
+      await Promise.race([exited, new Promise((ok) => setTimeout(ok, 10_000))]);
+      rmSync(dataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
     },
   };
   try {
     await until("meshscope to answer", async () => (await fetch(base + "/healthz")).ok);
   } catch (e) {
-    server.stop();
+    await server.stop();
     throw e;
   }
   return server;

@@ -39,8 +39,8 @@ export async function checkLabels(page, atLeast) {
   const report = await page.evaluate(() => {
     const { cy } = window.__meshscope;
     const box = (e) => e.boundingBox({ includeNodes: false, includeEdges: false, includeLabels: true, includeOverlays: false });
-    const nodes = cy.nodes().not(".namespace").map((n) => ({ id: n.id(), b: n.boundingBox({ includeLabels: true, includeOverlays: false }) }));
-    const titles = cy.nodes(".namespace").map((n) => ({ id: n.id(), b: n.boundingBox({ includeNodes: false, includeEdges: false, includeLabels: true, includeOverlays: false }) }));
+    const nodes = cy.nodes().filter((n) => !n.isParent()).map((n) => ({ id: n.id(), b: n.boundingBox({ includeLabels: true, includeOverlays: false }) }));
+    const titles = cy.nodes().filter((n) => n.isParent()).map((n) => ({ id: n.id(), b: n.boundingBox({ includeNodes: false, includeEdges: false, includeLabels: true, includeOverlays: false }) }));
     const shown = cy.edges().filter((e) => !e.hasClass("label-hidden") && e.data("label")).map((e) => ({ id: e.id(), b: box(e) }));
     const hidden = cy.edges(".label-hidden").map((e) => {
       e.removeClass("label-hidden");
@@ -94,7 +94,9 @@ export async function mapChecks({ page, server, test, extraName }) {
       if (i === open) assert.equal(partial[i], series[i].cpm);
       else assert.equal(line[i], series[i].cpm);
     }
-    assert.equal(await page.locator("#panel .chart[data-partial-minute]").count(), 3);
+    // Calls, error share, latency and Apdex: each marks the same minute.
+    const marked = await page.locator("#panel .chart").evaluateAll((boxes) => boxes.map((b) => Number(b.dataset.partialMinute)));
+    assert.deepEqual(marked, [series[open].t, series[open].t, series[open].t, series[open].t]);
   });
 
   await test("a minute without calls is a gap in the error and latency charts, not 0%", async () => {
@@ -253,6 +255,9 @@ export async function mapChecks({ page, server, test, extraName }) {
 
   await test("hide and highlight by expression", async () => {
     const truth = await api("/api/v1/topology?window=15m");
+    await until("the whole map after the focus is cleared", () =>
+      page.evaluate((n) => window.__meshscope.cy.nodes().not(".namespace").length === n && !window.__meshscope.stats().pending, truth.nodes.length),
+    );
     const visible = () => page.evaluate(() => window.__meshscope.cy.elements(":visible").not(".namespace").map((e) => e.id()).sort());
     const rule = async (mode, text) => {
       await page.selectOption("#rule-mode", mode);
@@ -272,7 +277,13 @@ export async function mapChecks({ page, server, test, extraName }) {
     const tcp = truth.edges.filter((e) => e.protocol === "tcp").map((e) => `${e.source}->${e.target}:tcp`);
     assert.ok(tcp.includes("shop/frontend->shop/db:tcp"));
     const afterTcp = await visible();
-    for (const id of tcp) assert.ok(!afterTcp.includes(id), `${id} hidden`);
+    for (const id of tcp) {
+      const why = await page.evaluate((id) => {
+        const e = window.__meshscope.cy.getElementById(id);
+        return `${e.classes()} ${e.style("display")} ${e.visible()}`;
+      }, id);
+      assert.ok(!afterTcp.includes(id), `${id} hidden: ${why}`);
+    }
     assert.ok(afterTcp.includes("shop/backend"));
 
     await rule("highlight", "no mtls");
@@ -318,8 +329,11 @@ export async function mapChecks({ page, server, test, extraName }) {
     await page.click("#replay-toggle");
     await page.waitForSelector("#replay:not([hidden])");
     assert.equal(await page.getAttribute("#replay-minute", "max"), "14");
+    // The range of the map on screen, which the slider walks.
+    const start = await page.evaluate(() => window.__meshscope.replay().start);
+    assert.ok(Math.abs(start - topo.start) <= 60_000);
     // Find a minute with the capture's calls, and one before it without.
-    const minuteOf = (i) => topo.start + i * 60_000;
+    const minuteOf = (i) => start + i * 60_000;
     let busy = -1;
     let busyTopo;
     for (let i = 14; i >= 0 && busy < 0; i--) {
@@ -400,6 +414,33 @@ export async function mapChecks({ page, server, test, extraName }) {
     await page.waitForSelector("#panel", { state: "hidden" });
     await page.keyboard.press("Escape");
     await page.waitForSelector("#element-list", { state: "hidden" });
+  });
+
+  await test("the instance level draws a service's instances inside it", async () => {
+    const instances = (await api("/api/v1/services/shop%2Ffrontend/instances?window=15m")).instances;
+    assert.ok(instances.length >= 1, "the capture's frontend has a sidecar that names its pod");
+    await clickElement(page, "shop/frontend");
+    await page.waitForSelector("#panel .instances-toggle");
+    await page.click("#panel .instances-toggle");
+    await until("instances on the map", () => page.evaluate((n) => window.__meshscope.cy.nodes(".instance").length === n, instances.length), 10_000);
+    const drawn = await page.evaluate(() =>
+      window.__meshscope.cy.nodes(".instance").map((n) => ({ name: n.data("name"), parent: n.parent().id(), label: n.data("label") })),
+    );
+    assert.deepEqual(drawn.map((d) => d.name).sort(), instances.map((i) => i.name).sort());
+    for (const d of drawn) {
+      assert.equal(d.parent, "shop/frontend");
+      const inst = instances.find((i) => i.name === d.name);
+      assertFigure(d.label.split("\n")[1], inst.metrics.cpm, `${d.name}'s rate`);
+    }
+    assert.match(page.url(), /instances=shop%2Ffrontend/);
+    assert.equal(await page.getAttribute("#panel .instances-toggle", "aria-pressed"), "true");
+    // They stay through a refresh, and the labels still keep clear of them.
+    await page.evaluate(() => window.__meshscope.refresh());
+    assert.equal(await page.evaluate(() => window.__meshscope.cy.nodes(".instance").length), instances.length);
+    await checkLabels(page, 3);
+    await page.click("#panel .instances-toggle");
+    await until("instances gone", () => page.evaluate(() => window.__meshscope.cy.nodes(".instance").length === 0), 10_000);
+    await page.keyboard.press("Escape");
   });
 
   await test("health is told by shape and words as well as colour", async () => {
