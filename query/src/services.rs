@@ -98,9 +98,7 @@ pub(crate) async fn service_resource(
     let now = state.now();
     let range = window.resolve(now)?;
     let response = match ServiceResource::parse(uri.path())? {
-        ServiceResource::Detail(id) => detail(&state.store, range, &id, now)
-            .await?
-            .into_response(),
+        ServiceResource::Detail(id) => detail(&state.store, range, &id, now).await?.into_response(),
         ServiceResource::Instances(id) => {
             let service = resolve(&state.store, range, &id).await?;
             members(

@@ -189,7 +189,10 @@ fn focus_of(graph: &ServiceGraph, service: &str) -> Result<usize> {
         ))),
         [one] => Ok(*one),
         several => {
-            let ids: Vec<&str> = several.iter().map(|&i| graph.nodes[i].id.as_str()).collect();
+            let ids: Vec<&str> = several
+                .iter()
+                .map(|&i| graph.nodes[i].id.as_str())
+                .collect();
             Err(Error::bad_request(format!(
                 "{service:?} names several services: {}; give one with its namespace",
                 ids.join(", ")

@@ -23,7 +23,7 @@ function edgeSubject(e: TopoEdge, nodes: Map<string, TopoNode>): Subject {
 /// says how many matched. Returns the ids found.
 export function findOnMap(cy: Core, text: string, centre = true): string[] {
   const needle = text.trim().toLowerCase();
-  cy.batch(() => cy.elements().removeClass("found"));
+  cy.batch(() => cy.elements(".found").removeClass("found"));
   if (!needle) {
     findResult.textContent = "";
     refreshDimming(cy);
@@ -63,7 +63,8 @@ export function setRule(cy: Core, topology: Topology | null, text: string, mode:
 /// Applies the expression to the map as drawn: hidden elements leave the map (with the edges
 /// of a hidden service), highlighted ones stand out while the rest fades.
 export function applyRule(cy: Core, topology: Topology | null): void {
-  cy.batch(() => cy.elements().removeClass("hidden-by-rule ruled"));
+  // Only the elements that carry the classes: a big map has thousands that do not.
+  cy.batch(() => cy.elements(".hidden-by-rule, .ruled").removeClass("hidden-by-rule ruled"));
   const predicate = rule.predicate;
   if (!predicate || !topology) {
     if (!ruleResult.classList.contains("error")) ruleResult.textContent = "";
@@ -88,7 +89,7 @@ export function applyRule(cy: Core, topology: Topology | null): void {
 function refreshDimming(cy: Core): void {
   const picked = cy.elements(".found, .ruled");
   cy.batch(() => {
-    cy.elements().removeClass("dimmed");
+    cy.elements(".dimmed").removeClass("dimmed");
     if (picked.nonempty()) cy.elements().not(".namespace").not(picked).addClass("dimmed");
   });
 }

@@ -97,9 +97,10 @@ export function graphStyle(big = false): StylesheetJson {
     { selector: "edge.warn", style: { "line-color": css("--warn"), "target-arrow-color": css("--warn") } },
     { selector: "edge.bad", style: { "line-color": css("--bad"), "target-arrow-color": css("--bad") } },
     { selector: "edge.client-only", style: { "line-style": "dashed" } },
-    // mTLS is drawn, never written as a glyph: the line runs inside a sheath of the accent
-    // colour, so it shows without any font.
-    { selector: "edge.mtls", style: { "line-outline-width": 2, "line-outline-color": css("--mtls") } },
+    // mTLS is drawn, never written as a glyph: the line runs inside a sheath of its own
+    // colour, so it shows without any font. A big map leaves it out (a sheath draws each edge
+    // twice); there the hover, the panels, the list and the expression `mtls` tell it.
+    ...(big ? [] : [{ selector: "edge.mtls", style: { "line-outline-width": 2, "line-outline-color": css("--mtls") } }]),
     {
       selector: "edge.tcp",
       style: {

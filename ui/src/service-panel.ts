@@ -6,11 +6,10 @@ import { rangeLabel, servicePath, windowParams, type Metrics, type Point } from 
 import { el } from "./dom";
 import { seriesCharts } from "./charts";
 import { figures, METRIC_COLUMNS, sortableTable } from "./metric-tables";
-import { page } from "./page-state";
+import { instancesChanged, page } from "./page-state";
 import { closePanel, panel, panelHeader, panelRequest, showPanel } from "./panel";
 import { proxySection, serviceProxies } from "./proxy-section";
 import { instancesButton } from "./instance-level";
-import { instancesChanged } from "./page-state";
 
 /// The API's answer for one service.
 interface ServiceDetail {
