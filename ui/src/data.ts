@@ -104,12 +104,12 @@ export function fmtBytes(b: number | undefined): string {
   return b + " B";
 }
 
-/// A node's name, its rate, and its error share when that makes it amber or red: health is
-/// said in words as well as in colour.
-export function nodeLabel(n: TopoNode): string {
+/// A node's name, its rate, and (with `words`) its error share when that makes it amber or
+/// red: health is said in words as well as in colour and shape.
+export function nodeLabel(n: TopoNode, words = true): string {
   if (!n.metrics.calls) return n.name;
   const h = health(n.metrics);
-  const errors = h === "warn" || h === "bad" ? ` · ${fmtPct(n.metrics.error_rate)} err` : "";
+  const errors = words && (h === "warn" || h === "bad") ? ` · ${fmtPct(n.metrics.error_rate)} err` : "";
   return `${n.name}\n${fmtNumber(n.metrics.cpm)}/min${errors}`;
 }
 
@@ -149,7 +149,9 @@ export interface ElementDef {
 
 /// Graph elements for a topology: one compound parent per namespace, a node per service and
 /// an edge per caller, callee and protocol. Labels are plain strings (drawn on the canvas).
-export function toElements(topo: Topology, labels: EdgeLabelChoice = "rate"): ElementDef[] {
+/// Without `healthWords` node labels leave out the error share (big maps, where every
+/// character is drawn again on each zoomed frame; shape and colour still tell health).
+export function toElements(topo: Topology, labels: EdgeLabelChoice = "rate", healthWords = true): ElementDef[] {
   const out: ElementDef[] = [];
   const namespaces = new Set<string>();
   for (const n of topo.nodes) if (n.namespace) namespaces.add(n.namespace);
@@ -160,7 +162,7 @@ export function toElements(topo: Topology, labels: EdgeLabelChoice = "rate"): El
     const data: Record<string, unknown> = {
       id: n.id,
       name: n.name,
-      label: nodeLabel(n),
+      label: nodeLabel(n, healthWords),
       kind: n.kind,
       layer: n.layer,
       health: health(n.metrics),

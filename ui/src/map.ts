@@ -108,7 +108,8 @@ export function restyleMap(): void {
 /// edges as the map keeps every position.
 export function drawTopology(t: Topology): Promise<void> {
   const began = performance.now();
-  const elements = toElements(t, page.state.labels);
+  const willBeBig = t.nodes.length + t.edges.length > BIG_GRAPH;
+  const elements = toElements(t, page.state.labels, !willBeBig);
   setBig(elements.length > BIG_GRAPH);
   empty.hidden = t.nodes.length > 0;
   const wanted = new Set(elements.map((e) => e.data.id as string));

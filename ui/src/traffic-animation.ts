@@ -11,12 +11,14 @@ export function dashSpeed(cpm: number): number {
 
 let frame: number | undefined;
 
-/// Starts or stops the animation on `cy`'s edges.
+/// Starts or stops the animation on `cy`'s edges. Stopping touches only animated edges, so
+/// that a map never animated (a big one) is not restyled on every draw.
 export function animateTraffic(cy: Core, on: boolean): void {
   if (frame !== undefined) cancelAnimationFrame(frame);
   frame = undefined;
   if (!on) {
-    cy.batch(() => cy.edges().removeClass("animated").removeStyle("line-dash-offset"));
+    const animated = cy.edges(".animated");
+    if (animated.nonempty()) cy.batch(() => animated.removeClass("animated").removeStyle("line-dash-offset"));
     return;
   }
   cy.batch(() => cy.edges().addClass("animated"));
