@@ -69,7 +69,11 @@ export async function startServer(extraArgs = []) {
       const exited = child.exitCode != null || child.signalCode != null ? Promise.resolve() : new Promise((ok) => child.once("exit", ok));
       child.kill("SIGTERM");
       await Promise.race([exited, new Promise((ok) => setTimeout(ok, 10_000))]);
-      rmSync(dataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+      try {
+        rmSync(dataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+      } catch (e) {
+        console.warn(`could not remove ${dataDir}: ${e.message}`);
+      }
     },
   };
   try {
