@@ -32,6 +32,9 @@ pub(crate) struct EdgeDetails {
     target: String,
     start: EpochMillis,
     end: EpochMillis,
+    /// The server's clock when it answered: the series' minute that holds it is still
+    /// filling, and minutes after it have not begun.
+    now: EpochMillis,
     /// One per protocol seen between the two services.
     edges: Vec<EdgeDetail>,
 }
@@ -58,7 +61,8 @@ pub(crate) async fn edge(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<EdgeParams>,
 ) -> Result<Json<EdgeDetails>> {
-    let range = params.window.resolve(state.now())?;
+    let now = state.now();
+    let range = params.window.resolve(now)?;
     let (Some(source), Some(target)) = (params.source, params.target) else {
         return Err(Error::bad_request("`source` and `target` are required"));
     };
@@ -144,6 +148,7 @@ pub(crate) async fn edge(
         target,
         start: range.start,
         end: range.end,
+        now,
         edges,
     }))
 }

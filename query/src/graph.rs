@@ -109,12 +109,24 @@ impl ServiceGraph {
             .ok()
     }
 
-    /// Keeps the nodes of `namespace`, their direct peers, and the edges touching them.
-    pub(crate) fn restrict_to_namespace(self, namespace: &str) -> Self {
+    /// The nodes a user's word for a service names: the node with that id, else every
+    /// node with that name in any namespace (`backend` for `shop/backend`), in id order.
+    pub(crate) fn named(&self, text: &str) -> Vec<usize> {
+        if let Some(exact) = self.position(text) {
+            return vec![exact];
+        }
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].service.name == text)
+            .collect()
+    }
+
+    /// Keeps the nodes of any of `namespaces`, their direct peers, and the edges touching
+    /// them.
+    pub(crate) fn restrict_to_namespaces(self, namespaces: &[&str]) -> Self {
         let in_namespace: Vec<bool> = self
             .nodes
             .iter()
-            .map(|node| node.service.namespace == namespace)
+            .map(|node| namespaces.contains(&node.service.namespace.as_str()))
             .collect();
         let mut keep = in_namespace.clone();
         for edge in &self.edges {
@@ -313,6 +325,37 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_name_names_the_services_of_that_name() {
+        let between = |a: (&str, &str), b: (&str, &str)| Aggregate {
+            key: RowKey::Edge {
+                source: ServiceRef::service(a.0, a.1),
+                target: ServiceRef::service(b.0, b.1),
+                protocol: Protocol::Http,
+            },
+            detected_by: Side::Server,
+            metrics: Metrics::default(),
+        };
+        let g = ServiceGraph::from_aggregates(
+            Vec::new(),
+            vec![
+                between(("shop", "web"), ("shop", "api")),
+                between(("lab", "web"), ("lab", "api")),
+                between(("shop", "web"), ("", "db")),
+            ],
+        );
+        let named = |text: &str| -> Vec<&str> {
+            g.named(text)
+                .into_iter()
+                .map(|i| g.nodes[i].id.as_str())
+                .collect()
+        };
+        assert_eq!(named("shop/api"), ["shop/api"]);
+        assert_eq!(named("api"), ["lab/api", "shop/api"]);
+        assert_eq!(named("db"), ["db"]);
+        assert!(named("ap").is_empty());
+    }
+
+    #[test]
     fn namespace_keeps_direct_peers_only() {
         let edges = vec![
             Aggregate {
@@ -343,7 +386,7 @@ mod tests {
                 metrics: Metrics::default(),
             },
         ];
-        let g = ServiceGraph::from_aggregates(Vec::new(), edges).restrict_to_namespace("shop");
+        let g = ServiceGraph::from_aggregates(Vec::new(), edges).restrict_to_namespaces(&["shop"]);
         assert_eq!(ids(&g), ["auth/login", "external", "shop/ingress"]);
         assert_eq!(g.edges.len(), 2);
     }

@@ -95,9 +95,10 @@ pub(crate) async fn service_resource(
     uri: Uri,
     ApiQuery(window): ApiQuery<WindowParams>,
 ) -> Result<Response> {
-    let range = window.resolve(state.now())?;
+    let now = state.now();
+    let range = window.resolve(now)?;
     let response = match ServiceResource::parse(uri.path())? {
-        ServiceResource::Detail(id) => detail(&state.store, range, &id).await?.into_response(),
+        ServiceResource::Detail(id) => detail(&state.store, range, &id, now).await?.into_response(),
         ServiceResource::Instances(id) => {
             let service = resolve(&state.store, range, &id).await?;
             members(
@@ -132,10 +133,18 @@ struct ServiceDetail {
     node: NodeView,
     start: EpochMillis,
     end: EpochMillis,
+    /// The server's clock when it answered: the series' minute that holds it is still
+    /// filling, and minutes after it have not begun.
+    now: EpochMillis,
     series: Vec<Point<NodeMetrics>>,
 }
 
-async fn detail(store: &Store, range: TimeRange, id: &str) -> Result<Json<ServiceDetail>> {
+async fn detail(
+    store: &Store,
+    range: TimeRange,
+    id: &str,
+    now: EpochMillis,
+) -> Result<Json<ServiceDetail>> {
     let service = resolve(store, range, id).await?;
     let filter = service_filter(&service);
     let aggregates = store
@@ -152,6 +161,7 @@ async fn detail(store: &Store, range: TimeRange, id: &str) -> Result<Json<Servic
         node: NodeView::new(&service, &metrics, minutes_in(range)),
         start: range.start,
         end: range.end,
+        now,
         series: dense_series(range, &points, |m| NodeMetrics::from_metrics(m, 1)),
     }))
 }

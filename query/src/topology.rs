@@ -30,6 +30,10 @@ pub(crate) struct TopologyParams {
 pub(crate) struct Topology {
     start: EpochMillis,
     end: EpochMillis,
+    /// The id of the service `service=` focused on, which may have named it without its
+    /// namespace; absent without a focus.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    focus: Option<String>,
     nodes: Vec<TopologyNode>,
     edges: Vec<TopologyEdge>,
 }
@@ -115,16 +119,15 @@ pub(crate) async fn topology(
     let minutes = minutes_in(range);
 
     let mut graph = ServiceGraph::load(&state.store, range).await?;
-    if let Some(namespace) = params.namespace.as_deref().filter(|ns| !ns.is_empty()) {
-        graph = graph.restrict_to_namespace(namespace);
+    let namespaces = namespace_list(params.namespace.as_deref());
+    if !namespaces.is_empty() {
+        graph = graph.restrict_to_namespaces(&namespaces);
     }
-    if let Some(service) = params.service.as_deref().filter(|s| !s.is_empty()) {
-        let Some(focus) = graph.position(service) else {
-            return Err(Error::not_found(format!(
-                "service {service:?} has no traffic in this window"
-            )));
-        };
-        graph = graph.focus(focus, depth);
+    let mut focus = None;
+    if let Some(service) = params.service.as_deref().filter(|s| !s.trim().is_empty()) {
+        let index = focus_of(&graph, service.trim())?;
+        focus = Some(graph.nodes[index].id.clone());
+        graph = graph.focus(index, depth);
     }
 
     let layers = graph.layers();
@@ -161,9 +164,41 @@ pub(crate) async fn topology(
     Ok(Json(Topology {
         start: range.start,
         end: range.end,
+        focus,
         nodes,
         edges,
     }))
+}
+
+/// The namespaces of `namespace=a,b`: one or several, comma-separated, blanks ignored.
+fn namespace_list(param: Option<&str>) -> Vec<&str> {
+    param
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|ns| !ns.is_empty())
+        .collect()
+}
+
+/// The node `service=` focuses on: an id, or a name that one service in the shown graph
+/// has. No match is a 404 and several a 400, each saying what was looked for.
+fn focus_of(graph: &ServiceGraph, service: &str) -> Result<usize> {
+    match graph.named(service).as_slice() {
+        [] => Err(Error::not_found(format!(
+            "no service named {service:?} on the map in this window"
+        ))),
+        [one] => Ok(*one),
+        several => {
+            let ids: Vec<&str> = several
+                .iter()
+                .map(|&i| graph.nodes[i].id.as_str())
+                .collect();
+            Err(Error::bad_request(format!(
+                "{service:?} names several services: {}; give one with its namespace",
+                ids.join(", ")
+            )))
+        }
+    }
 }
 
 fn parse_depth(depth: Option<&str>) -> Result<usize> {

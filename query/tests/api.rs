@@ -681,6 +681,78 @@ async fn topology_namespace_keeps_its_services_and_their_peers() {
 }
 
 #[tokio::test]
+async fn topology_of_several_namespaces_is_the_union_of_each() {
+    let api = Api::new().await;
+    let both = api.ok("/api/v1/topology?namespace=shop,ops").await;
+    // shop's services and peers (db, external, payments), and ops/prober with its callee.
+    assert_eq!(
+        ids(&both["nodes"]),
+        [
+            "db",
+            "external",
+            "ops/prober",
+            "payments",
+            "shop/backend",
+            "shop/frontend",
+            "shop/ingress"
+        ]
+    );
+    assert_eq!(
+        edge_pairs(&both["edges"]),
+        [
+            "external->shop/ingress",
+            "ops/prober->payments",
+            "shop/frontend->db",
+            "shop/frontend->payments",
+            "shop/frontend->shop/backend",
+            "shop/ingress->shop/frontend"
+        ]
+    );
+    let spaced = api.ok("/api/v1/topology?namespace=%20ops%20,,shop").await;
+    assert_eq!(spaced, both);
+    let ops = api.ok("/api/v1/topology?namespace=ops,").await;
+    assert_eq!(ids(&ops["nodes"]), ["ops/prober", "payments"]);
+}
+
+#[tokio::test]
+async fn topology_focus_takes_a_plain_service_name() {
+    let api = Api::new().await;
+    let by_name = api.ok("/api/v1/topology?service=backend").await;
+    let by_id = api.ok("/api/v1/topology?service=shop/backend").await;
+    assert_eq!(by_name, by_id);
+    assert_eq!(by_name["focus"], json!("shop/backend"));
+    assert_eq!(ids(&by_name["nodes"]), ["shop/backend", "shop/frontend"]);
+    // A node without a namespace is named by its id.
+    let payments = api.ok("/api/v1/topology?service=payments").await;
+    assert_eq!(payments["focus"], json!("payments"));
+    // No focus, no field.
+    assert!(api.ok("/api/v1/topology").await.get("focus").is_none());
+    // Inside a namespace filter, only what the map shows can be focused.
+    let (status, json) = api
+        .get("/api/v1/topology?namespace=ops&service=backend")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        json["error"],
+        json!("no service named \"backend\" on the map in this window")
+    );
+}
+
+#[tokio::test]
+async fn series_answers_say_the_servers_clock() {
+    let api = Api::new().await;
+    let service = api.ok("/api/v1/services/shop/frontend").await;
+    assert_eq!(service["now"], json!(NOW));
+    let edge = api
+        .ok("/api/v1/edges?source=shop/frontend&target=shop/backend")
+        .await;
+    assert_eq!(edge["now"], json!(NOW));
+    // The last point is the minute holding `now`: the one a chart marks as still filling.
+    let last = service["series"].as_array().unwrap().last().unwrap()["t"].clone();
+    assert_eq!(last, json!(NOW_MINUTE));
+}
+
+#[tokio::test]
 async fn bad_parameters_are_json_errors() {
     let api = Api::new().await;
     let cases = [

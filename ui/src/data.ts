@@ -104,15 +104,35 @@ export function fmtBytes(b: number | undefined): string {
   return b + " B";
 }
 
-export function nodeLabel(n: TopoNode): string {
-  return n.metrics.calls ? `${n.name}\n${fmtNumber(n.metrics.cpm)}/min` : n.name;
+/// A node's name, its rate, and (with `words`) its error share when that makes it amber or
+/// red: health is said in words as well as in colour and shape.
+export function nodeLabel(n: TopoNode, words = true): string {
+  if (!n.metrics.calls) return n.name;
+  const h = health(n.metrics);
+  const errors = words && (h === "warn" || h === "bad") ? ` · ${fmtPct(n.metrics.error_rate)} err` : "";
+  return `${n.name}\n${fmtNumber(n.metrics.cpm)}/min${errors}`;
 }
 
-export function edgeLabel(e: TopoEdge): string {
+/// What the map writes on its edges: nothing, the request rate, the p95 latency or the
+/// error share.
+export const EDGE_LABELS = ["none", "rate", "p95", "errors"] as const;
+export type EdgeLabelChoice = (typeof EDGE_LABELS)[number];
+
+/// An edge's label for `choice`: short, so that it fits beside the edge. A TCP edge has no
+/// latency or error share of its own and says TCP instead.
+export function edgeLabel(e: TopoEdge, choice: EdgeLabelChoice = "rate"): string {
   const m = e.metrics;
-  const lock = e.mtls ? "🔒 " : "";
-  if (e.protocol === "tcp") return `${lock}TCP ${fmtNumber(m.cpm)}/min`;
-  return `${lock}${fmtNumber(m.cpm)} rpm · p95 ${fmtMs(m.p95_ms)} · ${fmtPct(m.error_rate)}`;
+  const tcp = e.protocol === "tcp";
+  switch (choice) {
+    case "none":
+      return "";
+    case "p95":
+      return tcp ? "TCP" : `p95 ${fmtMs(m.p95_ms)}`;
+    case "errors":
+      return tcp ? "TCP" : `${fmtPct(m.error_rate)} err`;
+    default:
+      return `${tcp ? "TCP " : ""}${fmtNumber(m.cpm)}/min`;
+  }
 }
 
 export function edgeId(e: { source: string; target: string; protocol: string }): string {
@@ -129,7 +149,9 @@ export interface ElementDef {
 
 /// Graph elements for a topology: one compound parent per namespace, a node per service and
 /// an edge per caller, callee and protocol. Labels are plain strings (drawn on the canvas).
-export function toElements(topo: Topology): ElementDef[] {
+/// Without `healthWords` node labels leave out the error share (big maps, where every
+/// character is drawn again on each zoomed frame; shape and colour still tell health).
+export function toElements(topo: Topology, labels: EdgeLabelChoice = "rate", healthWords = true): ElementDef[] {
   const out: ElementDef[] = [];
   const namespaces = new Set<string>();
   for (const n of topo.nodes) if (n.namespace) namespaces.add(n.namespace);
@@ -140,7 +162,7 @@ export function toElements(topo: Topology): ElementDef[] {
     const data: Record<string, unknown> = {
       id: n.id,
       name: n.name,
-      label: nodeLabel(n),
+      label: nodeLabel(n, healthWords),
       kind: n.kind,
       layer: n.layer,
       health: health(n.metrics),
@@ -163,8 +185,9 @@ export function toElements(topo: Topology): ElementDef[] {
         id: edgeId(e),
         source: e.source,
         target: e.target,
-        label: edgeLabel(e),
+        label: edgeLabel(e, labels),
         protocol: e.protocol,
+        cpm: e.metrics.cpm,
         detected_by: e.detected_by,
         mtls: e.mtls,
         health: health(e.metrics),
@@ -190,6 +213,10 @@ export interface UiState {
   depth: number;
   theme: "light" | "dark" | "";
   selected: string; // "node:<id>" or "edge:<id>", or ""
+  /// What edges are labelled with.
+  labels: EdgeLabelChoice;
+  /// Services (comma-separated ids) whose instances are drawn inside them.
+  instances: string;
 }
 
 export const DEFAULT_STATE: UiState = {
@@ -201,6 +228,8 @@ export const DEFAULT_STATE: UiState = {
   depth: 1,
   theme: "",
   selected: "",
+  labels: "rate",
+  instances: "",
 };
 
 /// An instant in the URL: RFC 3339 (what links carry, readable) or epoch milliseconds.
@@ -235,6 +264,8 @@ export function parseState(search: string): UiState {
     depth: Number.isInteger(depth) && depth >= 1 && depth <= 3 ? depth : 1,
     theme: theme === "light" || theme === "dark" ? theme : "",
     selected: q.get("selected") ?? "",
+    instances: q.get("instances") ?? "",
+    labels: (EDGE_LABELS as readonly string[]).includes(q.get("labels") ?? "") ? (q.get("labels") as EdgeLabelChoice) : DEFAULT_STATE.labels,
   };
 }
 
@@ -253,6 +284,8 @@ export function stateQuery(s: UiState): string {
   }
   if (s.theme) q.set("theme", s.theme);
   if (s.selected) q.set("selected", s.selected);
+  if (s.labels !== DEFAULT_STATE.labels) q.set("labels", s.labels);
+  if (s.instances) q.set("instances", s.instances);
   const text = q.toString();
   return text ? "?" + text : "";
 }
@@ -263,10 +296,11 @@ export function windowParams(s: UiState): Record<string, string> {
   return { window: s.window };
 }
 
-/// How a panel names the state's range.
+/// How a panel names the state's range: a relative window, or its two ends in UTC.
 export function rangeLabel(s: UiState): string {
   if (s.window !== CUSTOM) return `last ${s.window}`;
-  return `${fmtInstant(s.from).replace("T", " ")} to ${fmtInstant(s.to).replace("T", " ")}`;
+  const utc = (ms: number) => fmtInstant(ms).replace("T", " ").replace(/:00Z$/, "").replace(/Z$/, "");
+  return `${utc(s.from)} to ${utc(s.to)} UTC`;
 }
 
 /// `<input type="datetime-local">` values are local wall-clock time without a zone.
@@ -297,16 +331,6 @@ export function topologyUrl(s: UiState): string {
 /// A service id as one path segment: the API accepts `%2F` for the namespace slash.
 export function servicePath(id: string): string {
   return "/api/v1/services/" + encodeURIComponent(id);
-}
-
-/// uPlot's columnar data from a per-minute series: seconds on x, one column per field.
-export function columns(series: Point[], fields: (keyof Metrics)[]): (number | null)[][] {
-  const xs = series.map((p) => p.t / 1000);
-  const cols: (number | null)[][] = [xs];
-  for (const f of fields) {
-    cols.push(series.map((p) => (p[f] as number | null | undefined) ?? null));
-  }
-  return cols;
 }
 
 export function namespacesOf(topo: Topology): string[] {

@@ -2,12 +2,13 @@
 // of its upstream, and the figures as each side's proxy reported them.
 
 import { getJson } from "./api";
-import { edgeId, fmtBytes, fmtNumber, upstreamDegraded, upstreamHealthText, windowParams, type Metrics, type Point, type TopoEdge } from "./data";
+import { edgeId, fmtBytes, fmtNumber, rangeLabel, upstreamDegraded, upstreamHealthText, windowParams, type Metrics, type Point, type TopoEdge } from "./data";
 import { el } from "./dom";
 import { seriesCharts } from "./charts";
 import { figures, METRIC_COLUMNS, sortableTable } from "./metric-tables";
-import { page } from "./page-state";
-import { closePanel, panel, panelHeader, panelRequest } from "./panel";
+import { instancesButton } from "./instance-level";
+import { instancesChanged, page } from "./page-state";
+import { closePanel, panel, panelHeader, panelRequest, showPanel } from "./panel";
 
 /// One side's figures of an edge: the server's or the client's proxy.
 interface EdgeSide {
@@ -22,31 +23,31 @@ interface EdgeDetail extends TopoEdge {
   client: EdgeSide | null;
 }
 
-/// Opens the panel of edge `e`; an edge without traffic in the window says so, and an error
-/// shows in the panel instead. Dropped if a newer panel was asked for.
-export async function openEdge(e: TopoEdge): Promise<void> {
+/// Which edge a panel shows: its two ends and its protocol.
+export type EdgeRef = Pick<TopoEdge, "source" | "target" | "protocol">;
+
+/// Opens the panel of edge `e` over the page's range; an edge without traffic in the range
+/// says so, and an error shows in the panel instead. Dropped if a newer panel was asked for.
+export async function openEdge(e: EdgeRef): Promise<void> {
   const isLatest = panelRequest();
   const q = new URLSearchParams({ source: e.source, target: e.target, protocol: e.protocol, ...windowParams(page.state) });
+  const range = rangeLabel(page.state);
   try {
-    const res = await getJson<{ edges: EdgeDetail[] }>("/api/v1/edges?" + q.toString());
+    const res = await getJson<{ now: number; edges: EdgeDetail[] }>("/api/v1/edges?" + q.toString());
     if (!isLatest()) return;
     const d = res.edges.find((x) => x.protocol === e.protocol) ?? res.edges[0];
-    closePanel();
-    panel.hidden = false;
-    panel.dataset.kind = "edge";
-    panel.dataset.id = edgeId(e);
+    const scroll = panel.scrollTop;
+    closePanel(true);
+    showPanel("edge", edgeId(e), `${e.source} → ${e.target}`);
+    panel.dataset.edge = JSON.stringify({ source: e.source, target: e.target, protocol: e.protocol });
     const body = el("div", { className: "body" });
-    const flags = [e.protocol.toUpperCase(), `seen by ${e.detected_by}`, e.mtls ? "mTLS 🔒" : "no mTLS"].join(" · ");
+    const flags = [e.protocol.toUpperCase(), `seen by ${d.detected_by}`, d.mtls ? "mTLS" : "no mTLS", range].join(" · ");
     panel.append(panelHeader(`${e.source} → ${e.target}`, flags), body);
-    const upstream = upstreamHealthText(e.upstream_health);
+    const upstream = upstreamHealthText(d.upstream_health);
     if (upstream) {
       const line = el("p", { className: "upstream-health", text: `Upstream: ${upstream}` });
-      if (upstreamDegraded(e.upstream_health)) line.classList.add("degraded");
+      if (upstreamDegraded(d.upstream_health)) line.classList.add("degraded");
       body.append(line);
-    }
-    if (!d) {
-      body.append(el("p", { className: "muted", text: "no traffic in this window" }));
-      return;
     }
     body.append(
       figures(d.metrics, [
@@ -55,16 +56,19 @@ export async function openEdge(e: TopoEdge): Promise<void> {
         ["mTLS calls", fmtNumber(d.metrics.mtls_calls ?? 0)],
       ]),
     );
-    seriesCharts(body, d.series, false);
+    seriesCharts(body, d.series, res.now, false);
+    body.append(instancesButton([e.source, e.target], instancesChanged));
     const sides = [
       ...(d.server ? [{ name: "server side", metrics: d.server.metrics }] : []),
       ...(d.client ? [{ name: "client side", metrics: d.client.metrics }] : []),
     ];
     body.append(el("h3", { text: "As each proxy reported it" }), sortableTable(METRIC_COLUMNS, sides));
+    panel.scrollTop = scroll;
   } catch (err) {
     if (!isLatest()) return;
-    closePanel();
-    panel.hidden = false;
-    panel.append(panelHeader(`${e.source} → ${e.target}`, "edge"), el("p", { className: "muted", text: (err as Error).message }));
+    closePanel(true);
+    showPanel("edge", edgeId(e), `${e.source} → ${e.target}`);
+    panel.dataset.edge = JSON.stringify({ source: e.source, target: e.target, protocol: e.protocol });
+    panel.append(panelHeader(`${e.source} → ${e.target}`, `edge · ${range}`), el("p", { className: "muted", text: (err as Error).message }));
   }
 }

@@ -29,8 +29,9 @@ export function graphStyle(big = false): StylesheetJson {
       },
     },
     { selector: "node.ok", style: { "background-color": css("--ok") } },
-    { selector: "node.warn", style: { "background-color": css("--warn") } },
-    { selector: "node.bad", style: { "background-color": css("--bad") } },
+    // Health is told by shape as well as colour: amber is a triangle, red an octagon.
+    { selector: "node.warn", style: { "background-color": css("--warn"), shape: "round-triangle" } },
+    { selector: "node.bad", style: { "background-color": css("--bad"), shape: "octagon" } },
     {
       selector: "node.virtual",
       style: {
@@ -40,6 +41,20 @@ export function graphStyle(big = false): StylesheetJson {
         "border-color": css("--fg-dim"),
       },
     },
+    // A service drawn with its instances inside.
+    {
+      selector: "node.service:parent",
+      style: {
+        shape: "round-rectangle",
+        "background-opacity": 0.18,
+        "text-valign": "top",
+        "text-margin-y": -4,
+        padding: "12px",
+        "border-width": 2,
+        "border-color": css("--fg-dim"),
+      },
+    },
+    { selector: "node.instance", style: { width: 22, height: 22, "font-size": 10 } },
     {
       selector: "node.namespace",
       style: {
@@ -67,9 +82,10 @@ export function graphStyle(big = false): StylesheetJson {
         "font-size": 9,
         "min-zoomed-font-size": 7,
         color: css("--fg-dim"),
-        "text-background-color": css("--bg"),
-        "text-background-opacity": 0.85,
-        "text-background-padding": "2px",
+        // An outline rather than a box behind the text, so the line's style (dashed for
+        // client side only) shows up to the letters.
+        "text-outline-color": css("--bg"),
+        "text-outline-width": 2,
         "text-rotation": "autorotate",
         "curve-style": big ? "haystack" : "bezier",
         "target-arrow-shape": "triangle",
@@ -81,6 +97,10 @@ export function graphStyle(big = false): StylesheetJson {
     { selector: "edge.warn", style: { "line-color": css("--warn"), "target-arrow-color": css("--warn") } },
     { selector: "edge.bad", style: { "line-color": css("--bad"), "target-arrow-color": css("--bad") } },
     { selector: "edge.client-only", style: { "line-style": "dashed" } },
+    // mTLS is drawn, never written as a glyph: the line runs inside a sheath of its own
+    // colour, so it shows without any font. A big map leaves it out (a sheath draws each edge
+    // twice); there the hover, the panels, the list and the expression `mtls` tell it.
+    ...(big ? [] : [{ selector: "edge.mtls", style: { "line-outline-width": 2, "line-outline-color": css("--mtls") } }]),
     {
       selector: "edge.tcp",
       style: {
@@ -92,6 +112,8 @@ export function graphStyle(big = false): StylesheetJson {
       },
     },
     { selector: "edge:selected", style: { label: "data(label)" } },
+    // Labels that would cover a node or another label are left out (see label-fit.ts).
+    { selector: "edge.label-hidden", style: { label: "" } },
     // Haystack edges draw about twice as fast as straight ones, but take arrows only midway.
     ...(big
       ? [
@@ -105,5 +127,14 @@ export function graphStyle(big = false): StylesheetJson {
       style: { "overlay-color": css("--accent"), "overlay-opacity": 0.25, "overlay-padding": 6 },
     },
     { selector: "node.focus", style: { "border-color": css("--accent"), "border-width": 4 } },
+    // Find and highlight: the rest of the map fades.
+    { selector: ".dimmed", style: { opacity: 0.2 } },
+    { selector: "node.found, node.ruled", style: { "border-color": css("--accent"), "border-width": 5, "underlay-color": css("--accent"), "underlay-opacity": 0.25, "underlay-padding": 8 } },
+    { selector: "edge.found, edge.ruled", style: { width: 4, "underlay-color": css("--accent"), "underlay-opacity": 0.25, "underlay-padding": 4 } },
+    { selector: ".hidden-by-rule", style: { display: "none" } },
+    // Replay: elements without calls in the shown minute.
+    { selector: ".quiet", style: { opacity: 0.25 } },
+    // Traffic animation: dashes that move along the edge.
+    { selector: "edge.animated", style: { "line-style": "dashed", "line-dash-pattern": [6, 6] } },
   ];
 }

@@ -146,8 +146,9 @@ export function elkGraph(t: Topology, labelWidth: (n: TopoNode) => number = () =
       "elk.direction": "RIGHT",
       "elk.hierarchyHandling": "INCLUDE_CHILDREN",
       "elk.edgeRouting": "POLYLINE",
-      "elk.spacing.nodeNode": "24",
-      "elk.layered.spacing.nodeNodeBetweenLayers": "120",
+      // Room between services for an edge's label: a short edge still shows its rate.
+      "elk.spacing.nodeNode": "40",
+      "elk.layered.spacing.nodeNodeBetweenLayers": "150",
       "elk.spacing.componentComponent": "40",
     },
     children,

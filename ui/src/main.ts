@@ -3,37 +3,50 @@
 // textContent or the graph's canvas labels, never as HTML.
 //
 // This module wires the parts together and starts the page: the map's clicks and hovers, the
-// header's controls, the browser's history and the refresh timer. The parts: `map` (the
-// graph), `topology-loader` (loading it), `service-panel`, `edge-panel` and `proxy-section`
-// (the side panel's contents), `controls` (the header bar), `theme`, `tooltip`.
+// header's controls, the keyboard, the browser's history and the refresh timer. The parts:
+// `map` (the graph), `topology-loader` (loading it), `service-panel`, `edge-panel` and
+// `proxy-section` (the side panel's contents), `controls` (the header bars), `find` (find,
+// hide and highlight), `replay`, `traffic-animation`, `element-list`, `theme`, `tooltip`.
 
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import type { EdgeSingular, NodeSingular } from "cytoscape";
-import { CUSTOM, edgeId, fromLocalInput, parseState, toLocalInput } from "./data";
+import { CUSTOM, edgeId, fromLocalInput, parseState, toLocalInput, type EdgeLabelChoice } from "./data";
 import { byId } from "./dom";
 import {
+  animateBox,
   autoRefresh,
   clearFocus,
   customRange,
   depthSelect,
   fillWindowChoices,
+  findInput,
   fromInput,
-  nsSelect,
+  labelsSelect,
+  namespaceChoices,
+  ruleInput,
+  ruleMode,
   search,
   status,
   syncControls,
   themeButton,
+  tickedNamespaces,
   toInput,
   windowSelect,
 } from "./controls";
+import { drawnCharts } from "./charts";
 import { openEdge } from "./edge-panel";
-import { cy, mapStats } from "./map";
-import { page, pushState } from "./page-state";
-import { closePanel, panel } from "./panel";
+import { setUpElementList } from "./element-list";
+import { findOnMap, setRule } from "./find";
+import { cy, drawTopology, fitMap, mapStats, refitLabels } from "./map";
+import { page, pushState, whenInstancesChange } from "./page-state";
+import { drawInstances } from "./instance-level";
+import { closePanel, dismissPanel, panel } from "./panel";
+import { replay, setUpReplay } from "./replay";
 import { openService } from "./service-panel";
 import { applyTheme, theme } from "./theme";
 import { hideTooltip, showTooltip } from "./tooltip";
+import { animateTraffic } from "./traffic-animation";
 import { loadTopology } from "./topology-loader";
 
 const REFRESH_MS = 15_000;
@@ -48,26 +61,52 @@ fillWindowChoices();
   state: () => ({ ...page.state }),
   refresh: () => loadTopology(),
   stats: () => ({ ...mapStats }),
+  charts: () => drawnCharts.map((c) => ({ ...c })),
+  replay: () => ({ ...replay }),
 };
 
 // --- events ---------------------------------------------------------------------------------
 
+/// Selects a service or an edge and opens its panel, as a click on the map or the list does.
+function openElement(kind: "node" | "edge", id: string): void {
+  if (kind === "node") {
+    page.state.selected = "node:" + id;
+    pushState();
+    selectOnMap(id);
+    void openService(id);
+    return;
+  }
+  const e = page.topology?.edges.find((x) => edgeId(x) === id);
+  if (!e) return;
+  page.state.selected = "edge:" + id;
+  pushState();
+  selectOnMap(id);
+  void openEdge(e);
+}
+
+function selectOnMap(id: string): void {
+  const target = cy.getElementById(id);
+  if (target.empty() || target.selected()) return;
+  cy.elements().unselect();
+  target.select();
+}
+
 cy.on("tap", "node", (ev) => {
   const n = ev.target as NodeSingular;
   if (n.hasClass("namespace")) return;
-  page.state.selected = "node:" + n.id();
-  pushState();
-  void openService(n.id());
+  // An instance opens its service's panel, which lists every instance's figures.
+  openElement("node", n.hasClass("instance") ? n.data("service") : n.id());
 });
 
-cy.on("tap", "edge", (ev) => {
-  const edge = ev.target as EdgeSingular;
-  const e = page.topology?.edges.find((x) => edgeId(x) === edge.id());
-  if (!e) return;
-  page.state.selected = "edge:" + edge.id();
-  pushState();
-  void openEdge(e);
+whenInstancesChange(() => {
+  void drawInstances();
+  if (!panel.hidden) {
+    if (panel.dataset.kind === "service") void openService(panel.dataset.id!);
+    else if (panel.dataset.edge) void openEdge(JSON.parse(panel.dataset.edge));
+  }
 });
+
+cy.on("tap", "edge", (ev) => openElement("edge", (ev.target as EdgeSingular).id()));
 
 cy.on("tap", (ev) => {
   if (ev.target === cy) {
@@ -77,14 +116,30 @@ cy.on("tap", (ev) => {
   }
 });
 
+setUpElementList(() => page.topology, openElement);
+setUpReplay(() => void loadTopology());
+
+// Esc closes the panel (and the list when no panel is open).
+document.addEventListener("keydown", (ev) => {
+  if (ev.key !== "Escape" || ev.defaultPrevented) return;
+  const panelEl = byId<HTMLElement>("panel");
+  if (!panelEl.hidden) {
+    dismissPanel();
+    byId<HTMLElement>("list-toggle").focus();
+    return;
+  }
+  const list = byId<HTMLElement>("element-list");
+  if (!list.hidden) byId<HTMLButtonElement>("list-toggle").click();
+});
+
 cy.on("mouseover", "node, edge", (ev) => showTooltip(ev.target as NodeSingular | EdgeSingular, ev.renderedPosition));
 cy.on("mouseout", "node, edge", () => hideTooltip());
 
-/// The time range changed: the URL, the map and an open service panel follow it.
+/// The time range changed: the URL, the map and an open panel follow it (the panel is read
+/// again once the map is).
 function rangeChanged(): void {
   pushState();
   void loadTopology();
-  if (panel.dataset.kind === "service" && !panel.hidden) void openService(panel.dataset.id!);
 }
 
 windowSelect.addEventListener("change", () => {
@@ -116,11 +171,32 @@ customRange.addEventListener("submit", (ev) => {
   rangeChanged();
 });
 
-nsSelect.addEventListener("change", () => {
-  page.state.namespace = nsSelect.value;
+namespaceChoices.addEventListener("change", () => {
+  page.state.namespace = tickedNamespaces();
+  syncControls();
   pushState();
   void loadTopology();
 });
+
+findInput.addEventListener("input", () => findOnMap(cy, findInput.value));
+findInput.addEventListener("keydown", (ev) => {
+  if (ev.key === "Enter") findOnMap(cy, findInput.value);
+});
+
+const readRule = () => void setRule(cy, page.topology, ruleInput.value, ruleMode.value === "highlight" ? "highlight" : "hide");
+ruleInput.addEventListener("change", readRule);
+ruleInput.addEventListener("keydown", (ev) => {
+  if (ev.key === "Enter") readRule();
+});
+ruleMode.addEventListener("change", readRule);
+
+labelsSelect.addEventListener("change", () => {
+  page.state.labels = labelsSelect.value as EdgeLabelChoice;
+  pushState(true);
+  if (page.topology && replay.minute == null) void drawTopology(page.topology).then(() => refitLabels());
+});
+
+animateBox.addEventListener("change", () => animateTraffic(cy, animateBox.checked));
 
 /// Focuses the map on the service typed in the search box, at the chosen depth.
 function focusService(): void {
@@ -142,7 +218,11 @@ autoRefresh.addEventListener("change", schedule);
 /// Reloads the map every `REFRESH_MS` while auto refresh is on.
 function schedule(): void {
   window.clearInterval(refreshTimer);
-  if (autoRefresh.checked) refreshTimer = window.setInterval(() => void loadTopology(), REFRESH_MS);
+  if (autoRefresh.checked) {
+    refreshTimer = window.setInterval(() => {
+      if (replay.minute == null) void loadTopology();
+    }, REFRESH_MS);
+  }
 }
 
 themeButton.addEventListener("click", () => {
@@ -151,7 +231,7 @@ themeButton.addEventListener("click", () => {
   applyTheme();
 });
 
-byId("fit").addEventListener("click", () => cy.fit(undefined, 30));
+byId("fit").addEventListener("click", fitMap);
 
 window.addEventListener("popstate", () => {
   page.state = parseState(location.search);

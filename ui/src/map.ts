@@ -8,6 +8,8 @@ import elkWorkerUrl from "elkjs/lib/elk-worker.min.js?url";
 import { toElements, type Topology } from "./data";
 import { byId } from "./dom";
 import { graphStyle } from "./graph-style";
+import { applyRule } from "./find";
+import { fitEdgeLabels } from "./label-fit";
 import { bandLayout, elkGraph, elkPositions, useElk, type Positions } from "./layout";
 import { page } from "./page-state";
 
@@ -45,9 +47,46 @@ export const mapStats = {
   laidOutAt: 0,
   firstFrameAt: 0,
   pending: false,
+  labelsShown: 0,
 };
 
 let big = false;
+
+/// Whether the map shows what the last fit showed: cleared when the user pans or zooms.
+let fitted = true;
+let fitting = false;
+
+cy.on("viewport", () => {
+  if (!fitting) fitted = false;
+});
+
+/// Fits the map's services into its area (nodes only: the bounds of thousands of edge labels
+/// take long to measure, and every edge runs between nodes anyway).
+export function fitMap(): void {
+  fitting = true;
+  cy.fit(cy.nodes(":visible"), 30);
+  fitting = false;
+  fitted = true;
+}
+
+/// True while the map shows what the last fit showed, untouched by the user.
+export function mapFitted(): boolean {
+  return fitted;
+}
+
+/// Whether the map is drawn for speed (past `BIG_GRAPH` elements): no edge labels then.
+export function mapIsBig(): boolean {
+  return big;
+}
+
+/// Leaves out the edge labels that would cover something; nothing to do on a big map, which
+/// draws none. Returns how many labels are drawn.
+export function refitLabels(): number {
+  if (big) return 0;
+  const shown = fitEdgeLabels(cy);
+  mapStats.labelsShown = shown;
+  return shown;
+}
 
 /// The renderer reads these two on every frame; cytoscape only takes them at creation, so
 /// they are set on it when the map's size class changes.
@@ -69,17 +108,19 @@ export function restyleMap(): void {
 /// edges as the map keeps every position.
 export function drawTopology(t: Topology): Promise<void> {
   const began = performance.now();
-  const elements = toElements(t);
+  const willBeBig = t.nodes.length + t.edges.length > BIG_GRAPH;
+  const elements = toElements(t, page.state.labels, !willBeBig);
   setBig(elements.length > BIG_GRAPH);
   empty.hidden = t.nodes.length > 0;
   const wanted = new Set(elements.map((e) => e.data.id as string));
-  const had = new Set(cy.elements().map((e) => e.id()));
+  // Instances drawn inside services come and go with `instance-level`, not with the topology.
+  const had = new Set(cy.elements().not(".instance").map((e) => e.id()));
   const sameShape = wanted.size === had.size && [...wanted].every((id) => had.has(id));
   // The banded layout is known before anything is drawn, so new nodes are added in place
   // rather than placed afterwards: moving thousands of elements costs as much as adding them.
   const bands = !sameShape && !useElk(t) ? bandLayout(t, cy.width() / Math.max(1, cy.height())) : null;
   cy.batch(() => {
-    cy.elements().filter((e) => !wanted.has(e.id())).remove();
+    cy.elements().filter((e) => !wanted.has(e.id()) && !e.hasClass("instance")).remove();
     const added: cytoscape.ElementDefinition[] = [];
     for (const def of elements) {
       const id = def.data.id as string;
@@ -97,11 +138,14 @@ export function drawTopology(t: Topology): Promise<void> {
     cy.nodes().removeClass("focus");
     if (page.state.service) cy.getElementById(page.state.service).addClass("focus");
   });
+  // Classes were just reset from the topology: what the rule hides must not flash back.
+  applyRule(cy, t);
   mapStats.renders++;
   mapStats.elementsMs = performance.now() - began;
   // Refreshes that bring no new nodes or edges keep every position: only figures change.
   const done = sameShape ? Promise.resolve() : layout(t, bands);
   return done.then(() => {
+    refitLabels();
     mapStats.renderMs = performance.now() - began;
   });
 }
@@ -121,7 +165,8 @@ async function layout(t: Topology, bands: Positions | null): Promise<void> {
   } else if (useElk(t)) {
     try {
       elk ??= new ELK({ workerUrl: elkWorkerUrl });
-      const graph = elkGraph(t, (n) => 8 + 6.5 * Math.max(n.name.length, 10));
+      // As wide as the node's label (name, rate and error share), so labels never meet.
+      const graph = elkGraph(t, (n) => 12 + 6.5 * Math.max(n.name.length, 18));
       positions = elkPositions(await elk.layout(graph));
       engine = "elk";
     } catch (err) {
@@ -138,9 +183,7 @@ async function layout(t: Topology, bands: Positions | null): Promise<void> {
       for (const [id, p] of positions) cy.getElementById(id).position(p);
     });
   }
-  // Nodes only: the bounds of thousands of edge labels take long to measure, and every edge
-  // runs between nodes anyway.
-  cy.fit(cy.nodes(), 30);
+  fitMap();
   mapStats.layouts++;
   mapStats.engine = engine;
   mapStats.layoutMs = performance.now() - began;

@@ -8,7 +8,7 @@ import { el } from "./dom";
 /// latency percentiles), then the `extra` pairs.
 export function figures(m: Metrics, extra: [string, string][] = []): HTMLElement {
   const rows: [string, string][] = [
-    ["calls/min", fmtNumber(m.cpm)],
+    ["rate", `${fmtNumber(m.cpm)}/min`],
     ["calls", fmtNumber(m.calls)],
     ["errors", `${fmtNumber(m.errors)} (${fmtPct(m.error_rate)})`],
     ["4xx", fmtNumber(m.errors_4xx ?? 0)],
@@ -24,7 +24,8 @@ export function figures(m: Metrics, extra: [string, string][] = []): HTMLElement
 
 /// A table of `rows` with a column per definition, sorted by the second column (calls per
 /// minute in `METRIC_COLUMNS`), largest first. A click on a heading sorts by that column
-/// (names A to Z, figures largest first), a second click the other way round. No rows give
+/// (names A to Z, figures largest first), a second click the other way round; the headings
+/// are buttons, so Tab and Enter sort as well. No rows give
 /// a line that says so instead of a table.
 export function sortableTable(
   columnsDef: { label: string; value: (r: { name: string; metrics: Metrics }) => number | string; show: (r: { name: string; metrics: Metrics }) => string }[],
@@ -47,11 +48,16 @@ export function sortableTable(
     );
     [...head.children].forEach((th, i) => {
       th.className = i === sortCol ? (desc ? "desc" : "asc") : "";
+      if (i === sortCol) th.setAttribute("aria-sort", desc ? "descending" : "ascending");
+      else th.removeAttribute("aria-sort");
     });
   };
   columnsDef.forEach((c, i) => {
-    const th = el("th", { text: c.label });
-    th.addEventListener("click", () => {
+    // A button in each heading: sorting works from the keyboard too.
+    const button = el("button", { text: c.label });
+    button.type = "button";
+    const th = el("th", {}, button);
+    button.addEventListener("click", () => {
       if (sortCol === i) desc = !desc;
       else {
         sortCol = i;
@@ -67,10 +73,10 @@ export function sortableTable(
   return table;
 }
 
-/// The columns of every metrics table: name, calls per minute, error rate and p95, p99.
+/// The columns of every metrics table: name, calls a minute, error share and p95, p99.
 export const METRIC_COLUMNS = [
   { label: "name", value: (r: { name: string }) => r.name, show: (r: { name: string }) => r.name },
-  { label: "calls/min", value: (r: { metrics: Metrics }) => r.metrics.cpm, show: (r: { metrics: Metrics }) => fmtNumber(r.metrics.cpm) },
+  { label: "/min", value: (r: { metrics: Metrics }) => r.metrics.cpm, show: (r: { metrics: Metrics }) => fmtNumber(r.metrics.cpm) },
   { label: "err %", value: (r: { metrics: Metrics }) => r.metrics.error_rate, show: (r: { metrics: Metrics }) => fmtPct(r.metrics.error_rate) },
   { label: "p95", value: (r: { metrics: Metrics }) => r.metrics.p95_ms ?? -1, show: (r: { metrics: Metrics }) => fmtMs(r.metrics.p95_ms) },
   { label: "p99", value: (r: { metrics: Metrics }) => r.metrics.p99_ms ?? -1, show: (r: { metrics: Metrics }) => fmtMs(r.metrics.p99_ms) },

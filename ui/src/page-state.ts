@@ -17,3 +17,16 @@ export function pushState(replace = false): void {
   if (replace) history.replaceState(null, "", url);
   else history.pushState(null, "", url);
 }
+
+let onInstancesChanged: () => void = () => {};
+
+/// Sets what runs when the state's instance level changes (the map and the panel redraw).
+export function whenInstancesChange(f: () => void): void {
+  onInstancesChanged = f;
+}
+
+/// The state's instance level changed: the URL follows, then the map and the panel.
+export function instancesChanged(): void {
+  pushState();
+  onInstancesChanged();
+}

@@ -6,9 +6,10 @@ import { rangeLabel, servicePath, windowParams, type Metrics, type Point } from 
 import { el } from "./dom";
 import { seriesCharts } from "./charts";
 import { figures, METRIC_COLUMNS, sortableTable } from "./metric-tables";
-import { page } from "./page-state";
-import { closePanel, panel, panelHeader, panelRequest } from "./panel";
+import { instancesChanged, page } from "./page-state";
+import { closePanel, panel, panelHeader, panelRequest, showPanel } from "./panel";
 import { proxySection, serviceProxies } from "./proxy-section";
+import { instancesButton } from "./instance-level";
 
 /// The API's answer for one service.
 interface ServiceDetail {
@@ -28,27 +29,27 @@ export async function openService(id: string): Promise<void> {
   const win = "?" + new URLSearchParams(windowParams(page.state)).toString();
   try {
     const [svc, inst, eps, proxies] = await Promise.all([
-      getJson<ServiceDetail>(base + win),
+      getJson<ServiceDetail & { now: number }>(base + win),
       getJson<{ instances: { name: string; metrics: Metrics }[] }>(base + "/instances" + win),
       getJson<{ endpoints: { name: string; metrics: Metrics }[] }>(base + "/endpoints" + win),
       serviceProxies(id),
     ]);
     if (!isLatest()) return;
-    closePanel();
-    panel.hidden = false;
-    panel.dataset.kind = "service";
-    panel.dataset.id = id;
+    const scroll = panel.scrollTop;
+    closePanel(true);
+    showPanel("service", id, svc.name);
     const body = el("div", { className: "body" });
     panel.append(panelHeader(svc.name, `${svc.namespace ?? "no namespace"} · ${svc.kind} · ${rangeLabel(page.state)}`), body);
     body.append(figures(svc.metrics, [["apdex", svc.metrics.apdex == null ? "–" : svc.metrics.apdex.toFixed(2)]]));
-    seriesCharts(body, svc.series, true);
-    body.append(el("h3", { text: `Instances (${inst.instances.length})` }), sortableTable(METRIC_COLUMNS, inst.instances));
+    seriesCharts(body, svc.series, svc.now, true);
+    body.append(el("h3", { text: `Instances (${inst.instances.length})` }), instancesButton([id], instancesChanged), sortableTable(METRIC_COLUMNS, inst.instances));
     body.append(el("h3", { text: `Endpoints (${eps.endpoints.length})` }), sortableTable(METRIC_COLUMNS, eps.endpoints));
     body.append(proxySection(proxies));
+    panel.scrollTop = scroll;
   } catch (err) {
     if (!isLatest()) return;
-    closePanel();
-    panel.hidden = false;
-    panel.append(panelHeader(id, "service"), el("p", { className: "muted", text: (err as Error).message }));
+    closePanel(true);
+    showPanel("service", id, id);
+    panel.append(panelHeader(id, `service · ${rangeLabel(page.state)}`), el("p", { className: "muted", text: (err as Error).message }));
   }
 }

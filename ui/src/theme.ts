@@ -14,6 +14,6 @@ export function theme(): "light" | "dark" {
 /// Applies the theme in force to the page's colours, the theme button's label and the map.
 export function applyTheme(): void {
   document.documentElement.dataset.theme = theme();
-  themeButton.textContent = theme() === "dark" ? "☀ Light" : "☾ Dark";
+  themeButton.textContent = theme() === "dark" ? "Light theme" : "Dark theme";
   restyleMap();
 }

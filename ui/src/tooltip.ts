@@ -17,7 +17,7 @@ export function showTooltip(target: NodeSingular | EdgeSingular, at: Position): 
   if (target.isNode()) {
     const n = topo?.nodes.find((x) => x.id === target.id());
     if (!n) return;
-    lines.push(n.id, `${fmtNumber(n.metrics.cpm)} calls/min`, `errors ${fmtPct(n.metrics.error_rate)}`, `p50 ${fmtMs(n.metrics.p50_ms)} · p95 ${fmtMs(n.metrics.p95_ms)} · p99 ${fmtMs(n.metrics.p99_ms)}`);
+    lines.push(n.id, `${fmtNumber(n.metrics.cpm)}/min`, `errors ${fmtPct(n.metrics.error_rate)}`, `p50 ${fmtMs(n.metrics.p50_ms)} · p95 ${fmtMs(n.metrics.p95_ms)} · p99 ${fmtMs(n.metrics.p99_ms)}`);
   } else {
     const e = topo?.edges.find((x) => edgeId(x) === target.id());
     if (!e) return;

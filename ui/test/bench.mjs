@@ -140,5 +140,5 @@ try {
   console.log(lines.join("\n"));
 } finally {
   if (browser) await browser.close();
-  server.stop();
+  await server.stop();
 }

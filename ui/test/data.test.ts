@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
 import {
-  columns,
   CUSTOM,
   fromLocalInput,
   proxyFigures,
@@ -68,6 +67,8 @@ describe("toElements", () => {
     expect(byId("shop/frontend").data.label).toBe("frontend\n20/min");
     expect(byId("shop/frontend").classes).toBe("service ok");
     expect(byId("shop/backend").classes).toBe("service bad");
+    // Health in words as well as colour: 50 of 300 calls failed.
+    expect(byId("shop/backend").data.label).toBe("backend\n20/min · 17% err");
     expect(byId("external").data.label).toBe("external");
     expect(byId("external").classes).toBe("virtual idle");
   });
@@ -80,7 +81,7 @@ describe("toElements", () => {
     const http = byId("shop/frontend->shop/backend:http");
     expect(http.group).toBe("edges");
     expect(http.data).toMatchObject({ source: "shop/frontend", target: "shop/backend" });
-    expect(http.data.label).toBe("🔒 20 rpm · p95 302ms · 17%");
+    expect(http.data.label).toBe("20/min");
     expect(http.classes).toBe("http server mtls bad");
     const tcp = byId("shop/frontend->shop/db:tcp");
     expect(tcp.data.label).toBe("TCP 2/min");
@@ -116,8 +117,11 @@ describe("formatting", () => {
     expect(health(m(100, 5))).toBe("bad");
     expect(health(m(100, 5), { warn: 0.1, bad: 0.5 })).toBe("ok");
   });
-  it("labels an HTTP edge without mTLS", () => {
-    expect(edgeLabel({ ...topo.edges[0], mtls: false })).toBe("20 rpm · p95 302ms · 17%");
+  it("labels an edge with the figure chosen, never with a glyph", () => {
+    const [http, tcp] = topo.edges;
+    expect([edgeLabel(http, "none"), edgeLabel(http, "rate"), edgeLabel(http, "p95"), edgeLabel(http, "errors")]).toEqual(["", "20/min", "p95 302ms", "17% err"]);
+    expect([edgeLabel(tcp, "rate"), edgeLabel(tcp, "p95"), edgeLabel(tcp, "errors")]).toEqual(["TCP 2/min", "TCP", "TCP"]);
+    expect(toElements(topo, "p95").find((e) => e.data.id === "shop/frontend->shop/backend:http")!.data.label).toBe("p95 302ms");
   });
 });
 
@@ -128,9 +132,12 @@ describe("URL state", () => {
     expect(topologyUrl(DEFAULT_STATE)).toBe("/api/v1/topology?window=15m");
   });
   it("round-trips every field", () => {
-    const s = { window: "1h", from: 0, to: 0, namespace: "shop", service: "shop/backend", depth: 2, theme: "dark" as const, selected: "node:shop/backend" };
+    const s = { window: "1h", from: 0, to: 0, namespace: "shop", service: "shop/backend", depth: 2, theme: "dark" as const, selected: "node:shop/backend", labels: "p95" as const, instances: "shop/backend" };
     expect(parseState(stateQuery(s))).toEqual(s);
     expect(topologyUrl(s)).toBe("/api/v1/topology?window=1h&namespace=shop&service=shop%2Fbackend&depth=2");
+    const several = { ...s, namespace: "lab,shop", labels: "none" as const };
+    expect(parseState(stateQuery(several))).toEqual(several);
+    expect(topologyUrl(several)).toBe("/api/v1/topology?window=1h&namespace=lab%2Cshop&service=shop%2Fbackend&depth=2");
   });
   it("ignores values it does not know", () => {
     expect(parseState("?window=3y&depth=9&theme=pink")).toEqual(DEFAULT_STATE);
@@ -142,7 +149,7 @@ describe("URL state", () => {
     expect(stateQuery(s)).toBe("?window=custom&from=2026-12-01T22%3A30%3A00Z&to=2026-12-01T23%3A15%3A00Z");
     expect(parseState(stateQuery(s))).toEqual(s);
     expect(topologyUrl(s)).toBe("/api/v1/topology?start=2026-12-01T22%3A30%3A00Z&end=2026-12-01T23%3A15%3A00Z");
-    expect(rangeLabel(s)).toBe("2026-12-01 22:30:00Z to 2026-12-01 23:15:00Z");
+    expect(rangeLabel(s)).toBe("2026-12-01 22:30 to 2026-12-01 23:15 UTC");
     expect(parseState(`?window=custom&from=${from}&to=${to}`)).toEqual(s);
   });
   it("falls back to 15m for a custom range that is missing, zoneless or backwards", () => {
@@ -167,20 +174,6 @@ describe("URL state", () => {
   it("escapes service ids into one path segment", () => {
     expect(servicePath("shop/backend")).toBe("/api/v1/services/shop%2Fbackend");
     expect(servicePath("a b?")).toBe("/api/v1/services/a%20b%3F");
-  });
-});
-
-describe("columns", () => {
-  it("turns a series into uPlot columns in seconds", () => {
-    const series = [
-      { t: 60_000, ...m(10, 1, 10, 5) },
-      { t: 120_000, ...m(0, 0, 0, null) },
-    ];
-    expect(columns(series, ["cpm", "p95_ms"])).toEqual([
-      [60, 120],
-      [10, 0],
-      [5, null],
-    ]);
   });
 });
 

@@ -2,7 +2,7 @@
 // subcommands as feeders, and headless Chromium with a fresh profile.
 
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -51,28 +51,35 @@ export async function until(what, fn, ms = 30_000) {
   throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
 }
 
-/// `meshscope serve` on free ports with its own data directory.
-export async function startServer() {
+/// `meshscope serve` on free ports with its own data directory, and `extraArgs` (`--demo`).
+export async function startServer(extraArgs = []) {
   const grpcPort = await freePort();
   const httpPort = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), "meshscope-ui-"));
   const base = `http://127.0.0.1:${httpPort}`;
-  const child = spawn(bin, ["serve", "--grpc-addr", `127.0.0.1:${grpcPort}`, "--http-addr", `127.0.0.1:${httpPort}`, "--data-dir", dataDir], {
+  const child = spawn(bin, ["serve", "--grpc-addr", `127.0.0.1:${grpcPort}`, "--http-addr", `127.0.0.1:${httpPort}`, "--data-dir", dataDir, ...extraArgs], {
     stdio: ["ignore", "ignore", "inherit"],
   });
   const server = {
     base,
     grpc: `http://127.0.0.1:${grpcPort}`,
     api: async (path) => (await fetch(base + path)).json(),
-    stop() {
+    /// Stops the server and, once it has written its last files and exited, removes its data.
+    async stop() {
+      const exited = child.exitCode != null || child.signalCode != null ? Promise.resolve() : new Promise((ok) => child.once("exit", ok));
       child.kill("SIGTERM");
-      rmSync(dataDir, { recursive: true, force: true });
+      await Promise.race([exited, new Promise((ok) => setTimeout(ok, 10_000))]);
+      try {
+        rmSync(dataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+      } catch (e) {
+        console.warn(`could not remove ${dataDir}: ${e.message}`);
+      }
     },
   };
   try {
     await until("meshscope to answer", async () => (await fetch(base + "/healthz")).ok);
   } catch (e) {
-    server.stop();
+    await server.stop();
     throw e;
   }
   return server;
@@ -88,6 +95,21 @@ export async function launchBrowser() {
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
     viewport: { width: 1600, height: 900 },
   });
+  // MESHSCOPE_UI_DIST serves the dashboard from a fresh `npm run build` instead of the one
+  // embedded in the binary, to try a UI change without building the binary again.
+  const dist = process.env.MESHSCOPE_UI_DIST;
+  if (dist) {
+    const types = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css" };
+    await context.route(
+      (url) => !url.pathname.startsWith("/api/") && url.pathname !== "/healthz",
+      (route) => {
+        const path = new URL(route.request().url()).pathname;
+        const file = join(dist, path === "/" || !existsSync(join(dist, path)) ? "index.html" : path);
+        const ext = file.slice(file.lastIndexOf("."));
+        return route.fulfill({ body: readFileSync(file), contentType: types[ext] ?? "application/octet-stream" });
+      },
+    );
+  }
   const page = context.pages()[0] ?? (await context.newPage());
   return {
     context,
