@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meshscope_collector::Collector;
+use meshscope_collector::wal_checkpoint::CheckpointConfig;
 use meshscope_storage::Store;
 use meshscope_storage::wal::{self, WalConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -110,8 +111,19 @@ async fn serve(
     };
     let replaying = collector.clone();
     let quarantine = data_dir.join("quarantine");
+    let checkpoints = settings
+        .wal_checkpoint_interval
+        .map(|interval| CheckpointConfig {
+            dir: data_dir.join("checkpoints"),
+            interval,
+        });
     tokio::task::spawn_blocking(move || {
-        replaying.start_log(wal_config, &quarantine, written_note.as_deref())
+        replaying.start_log(
+            wal_config,
+            &quarantine,
+            written_note.as_deref(),
+            checkpoints,
+        )
     })
     .await
     .context("replaying the write-ahead log")?
@@ -284,6 +296,7 @@ mod tests {
             collector: CollectorConfig::default(),
             wal_sync: meshscope_storage::wal::SyncPolicy::Interval,
             wal_sync_interval: Duration::from_millis(100),
+            wal_checkpoint_interval: Some(Duration::from_secs(5)),
             security: crate::security::SecuritySettings::default(),
         };
         let recorder = PrometheusBuilder::new().build_recorder();
