@@ -121,7 +121,7 @@ fn max_fds() -> Option<u64> {
     };
     // SAFETY: getrlimit writes into the struct it is given and nothing else.
     let result = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    (result == 0).then_some(limit.rlim_cur as u64)
+    (result == 0).then_some(limit.rlim_cur)
 }
 
 #[cfg(test)]

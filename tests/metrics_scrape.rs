@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use support::Meshscope;
 
+/// A series' labels, sorted, without `le`.
+type Labels = Vec<(String, String)>;
+
 /// One sample line: metric name, labels, value.
 #[derive(Debug)]
 struct Sample {
@@ -95,7 +98,7 @@ impl Scrape {
         let count = format!("{family}_count");
         let sum = format!("{family}_sum");
         // Series are told apart by their labels without `le`.
-        let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+        let mut series: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
         for sample in self.samples.iter().filter(|s| s.name == bucket) {
             let le = sample.labels.get("le").expect("a bucket has an le label");
             let bound = if le == "+Inf" {
@@ -157,7 +160,7 @@ impl Scrape {
     }
 }
 
-fn without_le(labels: &BTreeMap<String, String>) -> Vec<(String, String)> {
+fn without_le(labels: &BTreeMap<String, String>) -> Labels {
     labels
         .iter()
         .filter(|(k, _)| k.as_str() != "le")
@@ -168,7 +171,7 @@ fn without_le(labels: &BTreeMap<String, String>) -> Vec<(String, String)> {
 /// `name{a="x",b="y"} value`, label values with `\"`, `\\` and `\n` escapes.
 fn parse_sample(line: &str) -> Sample {
     let name_end = line
-        .find(|c: char| c == '{' || c == ' ')
+        .find(['{', ' '])
         .unwrap_or_else(|| panic!("no value: {line}"));
     let name = &line[..name_end];
     assert!(

@@ -97,7 +97,7 @@ pub(crate) struct MetricsParams {
 #[allow(dead_code)] // Only its description is used: the handler reads the id as a string.
 pub(crate) struct ProxyIdParam {
     /// The proxy's node id.
-    #[param(min_length = 1)]
+    #[param(min_length = 1, example = "frontend-v1-pod-1")]
     id: String,
 }
 
