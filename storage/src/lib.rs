@@ -97,7 +97,10 @@ pub use read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 pub use replace::RECORDS_DIR;
 pub use sketch::LatencySketch;
 pub use sliding::KeptSpan;
-pub use store::{MaintenanceReport, MemoryPeakPermit, Store, TableInfo, table_name};
+pub use store::{
+    MAINTENANCE_FAILURES_METRIC, MAINTENANCE_PASSES_METRIC, MaintenanceReport, MemoryPeakPermit,
+    Store, StoreFigures, TableInfo, table_name,
+};
 pub use whole_file::write_whole_file;
 pub use write_health::{
     WRITE_FAILURE_REASONS, WRITE_FAILURES_METRIC, WriteFailure, failure_reason,
