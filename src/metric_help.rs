@@ -2,7 +2,7 @@
 //! build's own `meshscope_build_info`. The names are the crates' own constants; the query
 //! crate describes its metrics itself.
 
-use meshscope_collector::{reporter_check, stats, wal_replay};
+use meshscope_collector::{reporter_check, stats, wal_checkpoint, wal_replay};
 use meshscope_storage::wal::stats as wal;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
@@ -103,9 +103,40 @@ fn describe_collector() {
         wal_replay::REPLAY_SKIPPED,
         "Logged messages that could not be replayed, by reason."
     );
+    describe_checkpoints();
     describe_counter!(
         reporter_check::REPORTER_IDENTITY_CHECKS,
         "Checks of a reporting proxy's identity against its certificate, by outcome."
+    );
+}
+
+fn describe_checkpoints() {
+    describe_counter!(
+        wal_checkpoint::CHECKPOINTS,
+        "Checkpoints of the unclosed minutes written."
+    );
+    describe_counter!(
+        wal_checkpoint::CHECKPOINT_FAILURES,
+        "Checkpoints of the unclosed minutes that could not be written."
+    );
+    describe_histogram!(
+        wal_checkpoint::CHECKPOINT_PAUSE,
+        Unit::Seconds,
+        "Time ingest waited while a checkpoint's state was copied."
+    );
+    describe_histogram!(
+        wal_checkpoint::CHECKPOINT_SECONDS,
+        Unit::Seconds,
+        "Time to copy, encode and write a checkpoint."
+    );
+    describe_gauge!(
+        wal_checkpoint::CHECKPOINT_BYTES,
+        Unit::Bytes,
+        "Size of the last checkpoint written."
+    );
+    describe_gauge!(
+        wal_checkpoint::STARTED_FROM_CHECKPOINT,
+        "1 when the last start replayed the log from a checkpoint's position, 0 when from its beginning."
     );
 }
 
