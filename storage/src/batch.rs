@@ -13,10 +13,10 @@ use crate::error::{Error, Result};
 use crate::model::{
     EpochMillis, MetricRow, Metrics, NodeKind, Protocol, RowKey, ServiceRef, Side, Table,
 };
-use crate::schema::{self, COUNTERS, key_columns};
+use crate::schema::{self, COUNTER_COUNT, COUNTERS, key_columns};
 use crate::sketch::LatencySketch;
 
-fn counters(m: &Metrics) -> [u64; 9] {
+fn counters(m: &Metrics) -> [u64; COUNTER_COUNT] {
     [
         m.calls,
         m.errors,
@@ -27,6 +27,8 @@ fn counters(m: &Metrics) -> [u64; 9] {
         m.mtls_calls,
         m.apdex_satisfied,
         m.apdex_tolerating,
+        m.retries,
+        m.identity_conflicts,
     ]
 }
 
@@ -301,6 +303,8 @@ pub fn metrics_at(batch: &RecordBatch, row: usize) -> Result<Metrics> {
         mtls_calls: counter("mtls_calls")?,
         apdex_satisfied: counter("apdex_satisfied")?,
         apdex_tolerating: counter("apdex_tolerating")?,
+        retries: counter("retries")?,
+        identity_conflicts: counter("identity_conflicts")?,
     })
 }
 
