@@ -96,10 +96,17 @@ impl Pipeline<'_> {
                 Resolution::Ready {
                     attributions,
                     evidence,
+                    identity_conflict,
                 } => {
-                    tally.add(evidence);
+                    tally.add(evidence, identity_conflict);
                     let peers = self.peers(&attributions);
-                    self.contribute(&w.reporter, &w.obs.view(), &peers, &mut samples);
+                    self.contribute(
+                        &w.reporter,
+                        &w.obs.view(),
+                        &peers,
+                        identity_conflict,
+                        &mut samples,
+                    );
                 }
                 Resolution::Wait => still.push_back(w),
             }
@@ -129,13 +136,20 @@ impl Pipeline<'_> {
         if let Resolution::Ready {
             attributions,
             evidence,
+            identity_conflict,
         } = self
             .resolver
             .resolve(&w.reporter, w.role, &w.obs.view(), false)
         {
-            EvidenceTally::default().add(evidence);
+            EvidenceTally::default().add(evidence, identity_conflict);
             let peers = self.peers(&attributions);
-            self.contribute(&w.reporter, &w.obs.view(), &peers, samples);
+            self.contribute(
+                &w.reporter,
+                &w.obs.view(),
+                &peers,
+                identity_conflict,
+                samples,
+            );
         }
     }
 
@@ -180,11 +194,15 @@ impl Pipeline<'_> {
             .collect()
     }
 
+    /// Adds the entry's rows for each side it describes. `identity_conflict` marks the
+    /// server side's rows of an entry whose caller-cluster header named another caller
+    /// than its certificate.
     fn contribute(
         &self,
         reporter: &NodeIdentity,
         obs: &Observation<'_>,
         peers: &[PeerIds],
+        identity_conflict: bool,
         samples: &mut Vec<Row>,
     ) {
         let minute = minute_of(obs.start_ms);
@@ -220,6 +238,14 @@ impl Pipeline<'_> {
                     // Only the server's own TLS handshake proves mutual TLS; the client's
                     // log does not carry the upstream TLS details.
                     mtls: p.side == Side::Server && obs.mtls,
+                    // Retries are the caller's proxy's; the callee's logs each attempt
+                    // as a call of its own.
+                    retries: if p.side == Side::Client {
+                        obs.retries()
+                    } else {
+                        0
+                    },
+                    identity_conflict: p.side == Side::Server && identity_conflict,
                 };
                 let side = p.side;
                 // No service row: it is the sum of the instance rows, made when the minute
@@ -271,9 +297,15 @@ impl<'m> MessageIngest<'_, 'm> {
         let obs = &*obs;
         self.learned
             .teach(pipeline.resolver.registry, &ctx.reporter, role, obs);
-        if let Some((peers, evidence)) = self.peer_answers.find(role, obs) {
-            self.tally.add(evidence);
-            pipeline.contribute(&ctx.reporter, obs, &[peers], &mut self.samples);
+        if let Some((peers, evidence, identity_conflict)) = self.peer_answers.find(role, obs) {
+            self.tally.add(evidence, identity_conflict);
+            pipeline.contribute(
+                &ctx.reporter,
+                obs,
+                &[peers],
+                identity_conflict,
+                &mut self.samples,
+            );
             return;
         }
         match pipeline
@@ -283,11 +315,19 @@ impl<'m> MessageIngest<'_, 'm> {
             Resolution::Ready {
                 attributions,
                 evidence,
+                identity_conflict,
             } => {
-                self.tally.add(evidence);
+                self.tally.add(evidence, identity_conflict);
                 let peers = pipeline.peers(&attributions);
-                self.peer_answers.keep(role, obs, &peers, evidence);
-                pipeline.contribute(&ctx.reporter, obs, &peers, &mut self.samples);
+                self.peer_answers
+                    .keep(role, obs, &peers, evidence, identity_conflict);
+                pipeline.contribute(
+                    &ctx.reporter,
+                    obs,
+                    &peers,
+                    identity_conflict,
+                    &mut self.samples,
+                );
             }
             Resolution::Wait => self.parked.push(ParkedEntry {
                 deadline_ms: self.now_ms + pipeline.join_wait_ms,
@@ -335,25 +375,32 @@ thread_local! {
     static ENDPOINT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
-/// How callers were named, tallied per message: a labelled counter costs a registry
-/// lookup, too much to pay per entry.
+/// How callers were named, and how many names conflicted, tallied per message: a
+/// labelled counter costs a registry lookup, too much to pay per entry.
 #[derive(Default)]
-struct EvidenceTally([u64; PeerEvidence::ALL.len()]);
+struct EvidenceTally {
+    by_evidence: [u64; PeerEvidence::ALL.len()],
+    identity_conflicts: u64,
+}
 
 impl EvidenceTally {
-    fn add(&mut self, evidence: Option<PeerEvidence>) {
+    fn add(&mut self, evidence: Option<PeerEvidence>, identity_conflict: bool) {
         if let Some(e) = evidence {
-            self.0[e as usize] += 1;
+            self.by_evidence[e as usize] += 1;
         }
+        self.identity_conflicts += u64::from(identity_conflict);
     }
 }
 
 impl Drop for EvidenceTally {
     fn drop(&mut self) {
-        for (e, n) in PeerEvidence::ALL.iter().zip(self.0) {
+        for (e, n) in PeerEvidence::ALL.iter().zip(self.by_evidence) {
             if n > 0 {
                 metrics::counter!(stats::PEER_RESOLVED, "by" => e.as_str()).increment(n);
             }
+        }
+        if self.identity_conflicts > 0 {
+            metrics::counter!(stats::IDENTITY_CONFLICTS).increment(self.identity_conflicts);
         }
     }
 }
