@@ -6,6 +6,7 @@ use axum::extract::State;
 use meshscope_storage::{EpochMillis, Metrics, RowKey};
 use serde::{Deserialize, Serialize};
 
+use crate::edge_sides::{EdgeSides, EdgeSidesIndex};
 use crate::error::{Error, Result};
 use crate::extract::ApiQuery;
 use crate::graph::ServiceGraph;
@@ -35,7 +36,16 @@ pub(crate) struct Topology {
     #[serde(skip_serializing_if = "Option::is_none")]
     focus: Option<String>,
     nodes: Vec<TopologyNode>,
-    edges: Vec<TopologyEdge>,
+    edges: Vec<MapEdge>,
+}
+
+/// An edge of the map: its chosen figures and each side's own.
+#[derive(Debug, Serialize)]
+struct MapEdge {
+    #[serde(flatten)]
+    edge: TopologyEdge,
+    #[serde(flatten)]
+    sides: EdgeSides,
 }
 
 #[derive(Debug, Serialize)]
@@ -132,6 +142,7 @@ pub(crate) async fn topology(
 
     let layers = graph.layers();
     let health = UpstreamHealthIndex::load(&state.store, range).await?;
+    let sides = EdgeSidesIndex::load(&state.store, range).await?;
     let edges = graph
         .edges
         .iter()
@@ -149,7 +160,8 @@ pub(crate) async fn topology(
                 minutes,
             );
             edge.upstream_health = health.get(&edge.source, &edge.target);
-            Some(edge)
+            let sides = sides.get(&edge.source, &edge.target, *protocol);
+            Some(MapEdge { edge, sides })
         })
         .collect();
     let nodes = graph
