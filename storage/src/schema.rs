@@ -60,6 +60,11 @@ pub(crate) const COUNTERS: [&str; COUNTER_COUNT] = [
 /// before them read as null, which every reader takes for 0.
 const LATER_COUNTERS: [&str; 2] = ["retries", "identity_conflicts"];
 
+/// Whether `counter` is one that files written before it lack (read as 0 there).
+pub(crate) fn is_later_counter(counter: &str) -> bool {
+    LATER_COUNTERS.contains(&counter)
+}
+
 /// Serialized `LatencySketch` (milliseconds).
 pub(crate) const LATENCY: &str = "latency";
 pub(crate) const LATENCY_COUNT: &str = "latency_count";
@@ -76,7 +81,7 @@ fn build(table: Table) -> SchemaRef {
     }
     fields.push(Field::new(SIDE, DataType::Utf8, false));
     for counter in COUNTERS {
-        let nullable = LATER_COUNTERS.contains(&counter);
+        let nullable = is_later_counter(counter);
         fields.push(Field::new(counter, DataType::UInt64, nullable));
     }
     fields.push(Field::new(LATENCY, DataType::Binary, false));
