@@ -79,9 +79,9 @@ async fn wait_ready(name: &str, admin: &str, proc: &mut Proc) {
 /// How many attempts of request `n` fail before one succeeds, by the callee app's rules;
 /// `None` when every attempt fails.
 fn failing_attempts(n: u64) -> Option<u64> {
-    if n % 10 == 0 {
+    if n.is_multiple_of(10) {
         None
-    } else if n % 3 == 0 {
+    } else if n.is_multiple_of(3) {
         Some(1)
     } else {
         Some(0)
