@@ -553,4 +553,63 @@ mod tests {
         .collect();
         assert_eq!(calls(&aggregator), expected);
     }
+
+    /// Retries are the caller's proxy's attempts beyond the first, on the client side's
+    /// rows only: the callee's proxy logs each attempt as a call of its own.
+    #[test]
+    fn retries_count_on_the_client_side_only() {
+        let registry = Registry::new(&[], 1000).unwrap();
+        let frontend = reporter("frontend-1", "frontend");
+        let backend = reporter("backend-1", "backend");
+        for r in [&frontend, &backend] {
+            registry.register_reporter(r);
+        }
+        let aggregator = Aggregator::new(Limits {
+            max_endpoints_per_service: 100,
+            max_instances_per_service: 100,
+            max_services: 100,
+            apdex_threshold_ms: 500.0,
+        });
+        let rules = RoleRules::new(&DirectionRules::default()).unwrap();
+        let waiting = WaitQueue::new(100);
+        let pipeline = Pipeline {
+            role_rules: &rules,
+            resolver: Resolver {
+                registry: &registry,
+            },
+            aggregator: &aggregator,
+            waiting: &waiting,
+            join_wait_ms: 0,
+            access_log: None,
+        };
+        let context = |reporter: &Arc<NodeIdentity>| StreamContext {
+            reporter: reporter.clone(),
+            log_name: String::new(),
+            gateway: false,
+        };
+        // Three requests: one attempt, three attempts, and one not logged with a count.
+        let outbound = [1, 3, 0].map(|attempts| Observation {
+            upstream_attempts: attempts,
+            ..observation("outbound|8080||backend.shop.svc.cluster.local")
+        });
+        pipeline.ingest(&context(&frontend), outbound.into_iter(), 60_000);
+        // The callee's proxy logged the five attempts it received, each its own request.
+        let inbound = [1; 5].map(|attempts| Observation {
+            upstream_attempts: attempts,
+            downstream_cluster_header: Some("frontend"),
+            ..observation("inbound|8080||")
+        });
+        pipeline.ingest(&context(&backend), inbound.into_iter(), 60_000);
+
+        let edges: BTreeMap<Side, (u64, u64)> = aggregator
+            .snapshot()
+            .into_iter()
+            .filter(|row| matches!(row.key, RowKey::Edge { .. }))
+            .map(|row| (row.side, (row.metrics.calls, row.metrics.retries)))
+            .collect();
+        assert_eq!(
+            edges,
+            BTreeMap::from([(Side::Server, (5, 0)), (Side::Client, (3, 2))])
+        );
+    }
 }
