@@ -6,6 +6,8 @@ mod config;
 mod listeners;
 mod maintain_cmd;
 mod memory;
+mod metric_help;
+mod process_metrics;
 mod security;
 mod serve;
 mod settings;

@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meshscope_collector::Collector;
+use meshscope_collector::wal_checkpoint::CheckpointConfig;
 use meshscope_storage::Store;
 use meshscope_storage::wal::{self, WalConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::settings::{ServeArgs, Settings};
@@ -32,6 +34,10 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args)?;
     let prometheus = PrometheusBuilder::new()
+        // Every histogram is exported with buckets (never as a summary): HTTP request
+        // times by default, the log's commits with buckets of their own.
+        .set_buckets(meshscope_query::telemetry::HTTP_REQUEST_BUCKETS)
+        .context("setting the default histogram buckets")?
         .set_buckets_for_metric(
             Matcher::Full(wal::stats::COMMIT_SECONDS.to_string()),
             wal::stats::COMMIT_BUCKETS,
@@ -39,6 +45,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("setting the log's commit buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
+    crate::metric_help::describe_all();
     let stop = async {
         shutdown_signal().await;
         tokio::spawn(async {
@@ -110,8 +117,19 @@ async fn serve(
     };
     let replaying = collector.clone();
     let quarantine = data_dir.join("quarantine");
+    let checkpoints = settings
+        .wal_checkpoint_interval
+        .map(|interval| CheckpointConfig {
+            dir: data_dir.join("checkpoints"),
+            interval,
+        });
     tokio::task::spawn_blocking(move || {
-        replaying.start_log(wal_config, &quarantine, written_note.as_deref())
+        replaying.start_log(
+            wal_config,
+            &quarantine,
+            written_note.as_deref(),
+            checkpoints,
+        )
     })
     .await
     .context("replaying the write-ahead log")?
@@ -130,8 +148,10 @@ async fn serve(
     let stop_flusher = Trigger::new();
     let stop_http = Trigger::new();
 
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, ServingStatus::Serving).await;
     let grpc_server = crate::listeners::grpc_server(
-        collector.grpc_routes(),
+        collector.grpc_routes().add_service(health_service),
         grpc_listener,
         server_tls.as_ref().map(|tls| tls.grpc.clone()),
         settings.security.grpc_max_concurrent_streams,
@@ -142,8 +162,10 @@ async fn serve(
 
     let flusher_task = tokio::spawn(collector.clone().run_flusher(stop_flusher.wait()));
 
-    let state = meshscope_query::AppState::new(store.clone())
-        .with_metrics_renderer(move || prometheus.render());
+    let state = meshscope_query::AppState::new(store.clone()).with_metrics_renderer(move || {
+        crate::process_metrics::update();
+        prometheus.render()
+    });
     let warm_task = tokio::spawn(meshscope_query::warm::keep_warm(
         state.clone(),
         settings.warm_windows.clone(),
@@ -194,7 +216,9 @@ async fn serve(
     };
     info!("shutting down: closing receivers, then flushing unclosed minutes");
 
-    // Receivers first, so that the final flush sees every entry that arrived.
+    // Health checks hear of the stop first, so that load balancers stop sending; then the
+    // receivers close, so that the final flush sees every entry that arrived.
+    set_health(&health, ServingStatus::NotServing).await;
     stop_ingest.fire();
     if let Some(demo_task) = demo_task
         && tokio::time::timeout(GRPC_DRAIN, demo_task).await.is_err()
@@ -234,6 +258,20 @@ async fn serve(
         Some(Err(error)) => Err(error),
         Some(Ok(())) => Err(anyhow::anyhow!("a server stopped before it was asked to")),
         None => Ok(()),
+    }
+}
+
+/// The gRPC services whose health the standard health service reports: the server as a
+/// whole (`""`) and each receiver.
+const HEALTH_SERVICES: [&str; 3] = [
+    "",
+    "envoy.service.accesslog.v3.AccessLogService",
+    "envoy.service.metrics.v3.MetricsService",
+];
+
+async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    for service in HEALTH_SERVICES {
+        health.set_service_status(service, status).await;
     }
 }
 
@@ -284,6 +322,7 @@ mod tests {
             collector: CollectorConfig::default(),
             wal_sync: meshscope_storage::wal::SyncPolicy::Interval,
             wal_sync_interval: Duration::from_millis(100),
+            wal_checkpoint_interval: Some(Duration::from_secs(5)),
             security: crate::security::SecuritySettings::default(),
         };
         let recorder = PrometheusBuilder::new().build_recorder();

@@ -52,6 +52,10 @@ pub(crate) struct ServeArgs {
     /// [default: 100]
     #[arg(long, env = "MESHSCOPE_WAL_SYNC_INTERVAL_MS")]
     wal_sync_interval_ms: Option<u64>,
+    /// How often the unclosed minutes are checkpointed, so that a start replays only the
+    /// log after the newest checkpoint; 0 takes none [default: 5000]
+    #[arg(long, env = "MESHSCOPE_WAL_CHECKPOINT_INTERVAL_MS")]
+    wal_checkpoint_interval_ms: Option<u64>,
     #[command(flatten)]
     security: SecurityArgs,
 }
@@ -67,6 +71,8 @@ pub(crate) struct Settings {
     pub(crate) collector: CollectorConfig,
     pub(crate) wal_sync: SyncPolicy,
     pub(crate) wal_sync_interval: Duration,
+    /// `None` takes no checkpoints.
+    pub(crate) wal_checkpoint_interval: Option<Duration>,
     pub(crate) security: SecuritySettings,
 }
 
@@ -116,6 +122,15 @@ impl Settings {
                     .unwrap_or(DEFAULT_WAL_SYNC_INTERVAL_MS)
                     .max(1),
             ),
+            wal_checkpoint_interval: Some(
+                args.wal_checkpoint_interval_ms
+                    .or(file.wal.checkpoint_interval_ms)
+                    .map_or(
+                        meshscope_collector::wal_checkpoint::DEFAULT_INTERVAL,
+                        Duration::from_millis,
+                    ),
+            )
+            .filter(|interval| !interval.is_zero()),
             security,
         }
     }

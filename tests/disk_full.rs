@@ -1,5 +1,6 @@
 //! A full disk: the data directory is a small tmpfs, filled up by a ballast file while
-//! the simulator's traffic comes in. Ingest keeps accepting, reads are served, `/healthz`
+//! the simulator's traffic comes in. Ingest keeps accepting, reads are served (the minutes
+//! waiting to be written among them), `/healthz`
 //! says why the store is degraded, `/metrics` counts the failed writes by reason, what was
 //! on disk before stays as it was, and once the ballast is deleted the waiting minutes are
 //! written by themselves and read exactly as they were sent.
@@ -217,8 +218,14 @@ async fn a_full_disk_degrades_then_writing_resumes_by_itself() {
         .parse()
         .unwrap();
     assert!(failures >= 1, "{metrics}");
-    // Reads are served, and what was on disk is as it was, nothing half written beside it.
-    json(http, "/api/v1/topology?window=15m").await;
+    // Reads are served, the minutes waiting to be written among them, and what was on
+    // disk is as it was, nothing half written beside it.
+    let waiting = json(http, "/api/v1/topology?window=15m").await;
+    assert_eq!(
+        figures(&waiting),
+        want,
+        "the minutes waiting to be written read as they were sent"
+    );
     json(http, "/api/v1/services?window=15m").await;
     assert_eq!(contents(&data, "ballast"), before);
 

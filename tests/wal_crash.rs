@@ -3,7 +3,8 @@
 //! SIGKILL at random moments, 20 times on one data directory; after each restart the
 //! calls it stores are what it had accepted (its own counter on `/metrics`), at most minus
 //! the last commit interval, never more. And a crash between a minute's files and the log's
-//! truncation (a fault point of the server's own) counts nothing twice.
+//! truncation (a fault point of the server's own) counts nothing twice, nor does a crash
+//! while a checkpoint is written or while the log is replayed.
 //!
 //! The sidecars' streams are sent, not the ingress gateway's: a sidecar's entry is one call
 //! of one edge, so the stored calls and the accepted entries are the same count.
@@ -26,8 +27,10 @@ const CYCLES: usize = 20;
 const CALLS: &str = "SELECT sum(calls) AS calls FROM edge_minute";
 /// Minutes are written a second after they end and closed three seconds after, so that
 /// the kills fall before, between and after the writes of several minutes.
-const CONFIG: &str =
-    "[collector]\nwrite_after_secs = 1\nlate_allowance_secs = 3\njoin_wait_ms = 200\n";
+/// Checkpoints every 300 ms, so that kills fall before, during and after them and most
+/// starts load one.
+const CONFIG: &str = "[collector]\nwrite_after_secs = 1\nlate_allowance_secs = 3\njoin_wait_ms = 200\n\
+                      [wal]\ncheckpoint_interval_ms = 300\n";
 
 /// One captured stream: its messages in order, the first with the identifier.
 struct Stream {
@@ -243,6 +246,7 @@ async fn kill_9_under_load_twenty_times_keeps_what_was_accepted_and_no_more() {
     let mut server = Meshscope::start_as("meshscope-0", dir.path(), &["--config", &config]).await;
     let mut stored = 0u64;
     let mut replayed_any = false;
+    let mut from_checkpoint = 0;
     for cycle in 1..=CYCLES {
         let load = Load::start(format!("http://{}", server.grpc), streams.clone());
         let run_for = Duration::from_millis(600 + random(1600));
@@ -312,12 +316,17 @@ async fn kill_9_under_load_twenty_times_keeps_what_was_accepted_and_no_more() {
             server.proc.log_text()
         );
         stored = now;
-        replayed_any |= !server
-            .text("/metrics")
-            .await
-            .contains("meshscope_wal_replayed_entries_total 0");
+        let metrics = server.text("/metrics").await;
+        replayed_any |= !metrics.contains("meshscope_wal_replayed_entries_total 0");
+        if metrics.contains("meshscope_wal_started_from_checkpoint 1") {
+            from_checkpoint += 1;
+        }
     }
     assert!(replayed_any, "some restart replayed entries");
+    assert!(
+        from_checkpoint >= CYCLES / 2,
+        "{from_checkpoint} of {CYCLES} restarts loaded a checkpoint"
+    );
 
     // A clean stop writes everything and says so; the next start replays nothing more.
     let status = server.proc.terminate(Duration::from_secs(30));
@@ -378,5 +387,83 @@ async fn a_crash_between_the_files_and_the_log_truncation_counts_nothing_twice()
             "{point}: every accepted call once\n{}",
             server.proc.log_text()
         );
+    }
+}
+
+/// A crash in the middle of replaying the log, before a checkpoint's rename, and after it
+/// before the older ones are deleted: after each, the next start stores every accepted
+/// call once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_while_checkpointing_or_replaying_counts_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("meshscope.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let config = config.display().to_string();
+    let streams = Arc::new(sidecar_streams());
+    let mut server = Meshscope::start_as("meshscope-0", dir.path(), &["--config", &config]).await;
+    let load = Load::start(format!("http://{}", server.grpc), streams);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    load.paused.store(true, Ordering::SeqCst);
+    let mut accepted_now = accepted(&server).await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let again = accepted(&server).await;
+        if again == accepted_now {
+            break;
+        }
+        accepted_now = again;
+    }
+    assert!(accepted_now > 0);
+    load.task.abort();
+    kill(&mut server);
+    server.proc.wait();
+
+    // Each crash point, then a start that must find every accepted call once. The
+    // replay's crash comes with checkpoints off, so that the whole log is replayed.
+    let points: [(&str, &[&str]); 3] = [
+        ("wal-replaying:3", &["--wal-checkpoint-interval-ms", "0"]),
+        ("checkpoint-synced", &[]),
+        ("checkpoint-renamed", &[]),
+    ];
+    for (n, (point, flags)) in points.into_iter().enumerate() {
+        let grpc = format!("127.0.0.1:{}", support::free_port("127.0.0.1"));
+        let http = format!("127.0.0.1:{}", support::free_port("127.0.0.1"));
+        let data = dir.path().join("data");
+        let output = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_meshscope"))
+                .args(["serve", "--grpc-addr", &grpc, "--http-addr", &http])
+                .arg("--data-dir")
+                .arg(&data)
+                .args(["--config", &config])
+                .args(flags)
+                .env(meshscope_storage::CRASH_AT_ENV, point)
+                .env("RUST_LOG", "warn")
+                .output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{point}: the server did not die there within a minute"))
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains("dying at"),
+            "{point}: {}\n{stderr}",
+            output.status
+        );
+        let server = Meshscope::start_as(
+            &format!("meshscope-after-{n}"),
+            dir.path(),
+            &["--config", &config],
+        )
+        .await;
+        assert_eq!(
+            settled_calls(&server).await,
+            accepted_now,
+            "{point}: every accepted call once\n{}",
+            server.proc.log_text()
+        );
+        let mut server = server;
+        kill(&mut server);
+        server.proc.wait();
     }
 }

@@ -40,10 +40,10 @@ pub struct Collector {
     pub(crate) registry: Registry,
     pub(crate) role_rules: RoleRules,
     pub(crate) aggregator: Arc<Aggregator>,
-    waiting: WaitQueue,
+    pub(crate) waiting: WaitQueue,
     pub(crate) time_rules: TimeRules,
     /// Closed rows the store has not taken yet; retried on the next tick.
-    unwritten: Mutex<Vec<ClosedBatch>>,
+    pub(crate) unwritten: Mutex<Vec<ClosedBatch>>,
     /// Raw entries waiting for the next tick, filled only when the store keeps an access log.
     access_log: Mutex<Vec<AccessLogRow>>,
     keep_access_log: bool,
@@ -57,7 +57,7 @@ pub struct Collector {
 }
 
 /// Closed rows kept for retry while the store fails; past it the oldest are dropped and
-/// counted.
+/// counted. They stay readable meanwhile, as the aggregator's closing minutes.
 const MAX_UNWRITTEN_ROWS: usize = 2_000_000;
 
 impl Collector {
@@ -149,7 +149,11 @@ impl Collector {
                 Err(error)
             }
         };
-        self.aggregator.finish_closing();
+        // Minutes the store could not take stay readable where they are, among the
+        // closing ones, until a write takes them.
+        if closed_result.is_ok() {
+            self.aggregator.finish_closing();
+        }
         drop(permit);
         let logged = self.write_access_log().await;
         // Proxies flush every few seconds: once a second is soon enough for their rows.
@@ -164,6 +168,9 @@ impl Collector {
         } else {
             Ok(())
         };
+        if closed_result.is_ok() {
+            self.checkpoint_if_due(now).await;
+        }
         closed_result.and(logged).and(proxies).map_err(Error::from)
     }
 
@@ -191,15 +198,23 @@ impl Collector {
         batches.append(&mut unwritten);
         batches.sort_by_key(|b| std::cmp::Reverse(b.hour));
         let mut kept = 0;
+        let mut newest_dropped_hour = None;
         batches.retain(|b| {
             kept += b.rows();
             let keep = kept <= MAX_UNWRITTEN_ROWS;
             if !keep {
                 stats::reject("store_unavailable_rows", b.rows() as u64);
+                newest_dropped_hour = newest_dropped_hour.max(Some(b.hour));
             }
             keep
         });
         *unwritten = batches;
+        drop(unwritten);
+        // Reads stop showing an hour some of whose rows are gone.
+        if let Some(hour) = newest_dropped_hour {
+            self.aggregator
+                .forget_closing(|minute| meshscope_storage::files::hour_of(minute) <= hour);
+        }
     }
 
     /// Logs a rejection at most once a second; `/metrics` has every count.
@@ -267,6 +282,8 @@ impl Collector {
         }
         self.pipeline().flush_waiting();
         let mut batches = std::mem::take(&mut *self.unwritten.lock());
+        // The closing minutes still held are those waiting in `batches`.
+        self.aggregator.finish_closing();
         match self.aggregator.drain() {
             Ok(held) => batches.extend(held),
             Err(error) => warn!(%error, "encoding unclosed minutes at shutdown failed"),

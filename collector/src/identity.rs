@@ -17,7 +17,7 @@ const NAME_LABELS: [&str; 3] = [
 /// broken proxy cannot grow memory through its identity.
 pub const MAX_NAME_LEN: usize = 253;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeIdentity {
     pub service: ServiceRef,
     /// The instance: the workload's own name (`NAME`, a pod name) when given, else the node id.

@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use meshscope_storage::files::hour_of;
-use meshscope_storage::{EpochMillis, LiveProxyMinuteSource, ProxyMetricRow, Store, minute_of};
+use meshscope_storage::{
+    EpochMillis, LiveProxyMinuteSource, ProxyMetricKind, ProxyMetricRow, Store, minute_of,
+};
 use parking_lot::RwLock;
 
 /// A minute is written this long after it ends, so that a flush that read the clock just
@@ -146,6 +148,70 @@ impl ProxyMinutes {
             }
         }
         Ok(())
+    }
+}
+
+/// A proxy statistics row as a checkpoint keeps it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ProxyRowState {
+    pub minute: EpochMillis,
+    pub proxy: String,
+    pub service: String,
+    pub name: String,
+    pub cluster: String,
+    pub upstream: String,
+    /// 0 counter, 1 gauge, 2 histogram.
+    pub kind: u8,
+    /// Value, sum, min, max.
+    pub values: [f64; 4],
+    pub count: u64,
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl ProxyRowState {
+    pub fn of(row: &ProxyMetricRow) -> ProxyRowState {
+        ProxyRowState {
+            minute: row.minute,
+            proxy: row.proxy.clone(),
+            service: row.service.clone(),
+            name: row.name.clone(),
+            cluster: row.cluster.clone(),
+            upstream: row.upstream.clone(),
+            kind: match row.kind {
+                ProxyMetricKind::Counter => 0,
+                ProxyMetricKind::Gauge => 1,
+                ProxyMetricKind::Histogram => 2,
+            },
+            values: [row.value, row.sum, row.min, row.max],
+            count: row.count,
+            buckets: row.buckets.clone(),
+        }
+    }
+
+    /// The row again; `None` for a kind no row has.
+    pub fn row(self) -> Option<ProxyMetricRow> {
+        let kind = match self.kind {
+            0 => ProxyMetricKind::Counter,
+            1 => ProxyMetricKind::Gauge,
+            2 => ProxyMetricKind::Histogram,
+            _ => return None,
+        };
+        let [value, sum, min, max] = self.values;
+        Some(ProxyMetricRow {
+            minute: self.minute,
+            proxy: self.proxy,
+            service: self.service,
+            name: self.name,
+            cluster: self.cluster,
+            upstream: self.upstream,
+            kind,
+            value,
+            count: self.count,
+            sum,
+            min,
+            max,
+            buckets: self.buckets,
+        })
     }
 }
 

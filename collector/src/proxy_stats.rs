@@ -136,12 +136,12 @@ pub fn classify(config: &ProxyStatsConfig, name: &str) -> Result<(String, String
     Err(Drop::NotAllowed)
 }
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, Debug, serde::Serialize, serde::Deserialize)]
 struct Previous {
     value: f64,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default, Debug, serde::Serialize, serde::Deserialize)]
 struct ProxyState {
     series: HashMap<(String, String), Previous>,
     /// The proxy's `server.uptime` at its last flush, to tell a restart.
@@ -324,6 +324,28 @@ fn label_key(metric: &Metric) -> String {
         .collect();
     pairs.sort();
     pairs.join(",")
+}
+
+/// Each proxy's last cumulative values, as a checkpoint keeps them.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct CounterState(Vec<(String, ProxyState)>);
+
+impl ProxyStats {
+    /// A copy of every proxy's last values.
+    pub fn copy(&self) -> CounterState {
+        CounterState(
+            self.proxies
+                .lock()
+                .iter()
+                .map(|(proxy, state)| (proxy.clone(), state.clone()))
+                .collect(),
+        )
+    }
+
+    /// Takes the last values of `state` as this proxy's own.
+    pub fn restore(&self, state: CounterState) {
+        self.proxies.lock().extend(state.0);
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ pub struct Listener {
     pub instance: String,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Known {
     /// Services that report for themselves.
     reporters: HashSet<ServiceRef, FoldHashState>,
@@ -347,6 +347,108 @@ impl Registry {
     }
 }
 
+/// What the registry has learned, copied under its locks for a checkpoint (maps cloned,
+/// owners shared), put in the checkpoint's form outside them.
+pub struct LearnedCopy {
+    known: Known,
+    newer: HashMap<Tuple, Arc<ServiceRef>, FoldHashState>,
+    older: HashMap<Tuple, Arc<ServiceRef>, FoldHashState>,
+}
+
+/// What the registry has learned, as a checkpoint keeps it. Connections name their
+/// owner by its place in `owners`; the older generation comes first.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct LearnedState {
+    reporters: Vec<ServiceRef>,
+    by_cluster: Vec<(String, ServiceRef)>,
+    reporter_clusters: Vec<(String, Vec<ServiceRef>)>,
+    by_service_account: Vec<((String, String), ServiceRef)>,
+    by_name: Vec<(String, Vec<ServiceRef>)>,
+    listeners: Vec<(SocketAddr, ServiceRef, String)>,
+    owners: Vec<ServiceRef>,
+    older: Vec<(SocketAddr, SocketAddr, u32)>,
+    newer: Vec<(SocketAddr, SocketAddr, u32)>,
+}
+
+impl Registry {
+    /// A copy of what has been learned (the static address map is configuration).
+    pub fn copy_learned(&self) -> LearnedCopy {
+        let known = self.known.read().clone();
+        let connections = self.connections.lock();
+        LearnedCopy {
+            known,
+            newer: connections.newer.clone(),
+            older: connections.older.clone(),
+        }
+    }
+
+    /// Learns again what `state` holds, over what is known (nothing, at start).
+    pub fn restore_learned(&self, state: LearnedState) {
+        let mut known = self.known.write();
+        known.reporters.extend(state.reporters);
+        known.by_cluster.extend(state.by_cluster);
+        known.reporter_clusters.extend(state.reporter_clusters);
+        known.by_service_account.extend(state.by_service_account);
+        known.by_name.extend(state.by_name);
+        known.listeners.extend(
+            state
+                .listeners
+                .into_iter()
+                .map(|(addr, service, instance)| (addr, Listener { service, instance })),
+        );
+        drop(known);
+        let mut book = self.connections.lock();
+        for (client, server, owner) in state.older.into_iter().chain(state.newer) {
+            if let Some(owner) = state.owners.get(owner as usize) {
+                book.insert((client, server), owner);
+            }
+        }
+    }
+}
+
+impl LearnedCopy {
+    /// The copy in the checkpoint's form.
+    pub fn into_state(self) -> LearnedState {
+        let Known {
+            reporters,
+            by_cluster,
+            reporter_clusters,
+            by_service_account,
+            by_name,
+            listeners,
+        } = self.known;
+        let mut owners: Vec<ServiceRef> = Vec::new();
+        let mut owner_ids: HashMap<ServiceRef, u32, FoldHashState> = HashMap::default();
+        let mut numbered = |map: HashMap<Tuple, Arc<ServiceRef>, FoldHashState>| {
+            map.into_iter()
+                .map(|((client, server), owner)| {
+                    let id = *owner_ids.entry((*owner).clone()).or_insert_with(|| {
+                        owners.push((*owner).clone());
+                        owners.len() as u32 - 1
+                    });
+                    (client, server, id)
+                })
+                .collect::<Vec<_>>()
+        };
+        let older = numbered(self.older);
+        let newer = numbered(self.newer);
+        LearnedState {
+            reporters: reporters.into_iter().collect(),
+            by_cluster: by_cluster.into_iter().collect(),
+            reporter_clusters: reporter_clusters.into_iter().collect(),
+            by_service_account: by_service_account.into_iter().collect(),
+            by_name: by_name.into_iter().collect(),
+            listeners: listeners
+                .into_iter()
+                .map(|(addr, l)| (addr, l.service, l.instance))
+                .collect(),
+            owners,
+            older,
+            newer,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,6 +477,51 @@ mod tests {
         assert_eq!(book.get(&tuple(2)), None, "an idle connection is forgotten");
         assert!(book.len() >= 50);
         assert_eq!(book.owners.len(), 2, "owners are shared, not copied");
+    }
+
+    #[test]
+    fn what_was_learned_is_learned_again_from_a_checkpoint() {
+        let registry = Registry::new(&[], 100).unwrap();
+        let a = ServiceRef::service("shop", "a");
+        let b = ServiceRef::service("shop", "b");
+        let identity = NodeIdentity {
+            service: a.clone(),
+            instance: "a-1".into(),
+            node_id: "a-1".into(),
+            cluster: "a".into(),
+            service_account: Some("a-sa".into()),
+            version: None,
+            proxy_version: String::new(),
+            instance_ips: Vec::new(),
+            is_gateway: false,
+        };
+        registry.register_reporter(&identity);
+        registry.learn_listener("10.0.0.2:8080".parse().unwrap(), &b, "b-1");
+        registry.learn_cluster_alias("b-alias", &b);
+        registry.learn_connection(tuple(1).0, tuple(1).1, &a);
+        registry.learn_connection(tuple(2).0, tuple(2).1, &b);
+
+        let state = registry.copy_learned().into_state();
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&state, &mut bytes).unwrap();
+        let fresh = Registry::new(&[], 100).unwrap();
+        fresh.restore_learned(ciborium::from_reader(bytes.as_slice()).unwrap());
+
+        assert!(fresh.is_reporter(&a));
+        assert_eq!(fresh.cluster_alias("a"), Some(a.clone()));
+        assert_eq!(fresh.cluster_alias("b-alias"), Some(b.clone()));
+        assert_eq!(
+            fresh.caller_by_cluster("a", &b),
+            ClusterLookup::Found(a.clone())
+        );
+        let listener = fresh.listener("10.0.0.2:8080".parse().unwrap()).unwrap();
+        assert_eq!(
+            (listener.service, listener.instance.as_str()),
+            (b.clone(), "b-1")
+        );
+        assert_eq!(fresh.connection_owner(tuple(1).0, tuple(1).1), Some(a));
+        assert_eq!(fresh.connection_owner(tuple(2).0, tuple(2).1), Some(b));
+        assert_eq!(fresh.connection_owner(tuple(3).0, tuple(3).1), None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::identity::NodeIdentity;
 use crate::names::{ClusterDirection, istio_cluster_direction};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Role {
     /// The reporter is the server; the peer is downstream.
     Inbound,

@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use tokio::sync::{RwLock, RwLockReadGuard};
 use tonic::Status;
 
+use crate::wal_checkpoint::Checkpoints;
 use crate::wal_mark::{MarkTracker, PersistedMark};
 use crate::{Collector, Result};
 
@@ -46,9 +47,11 @@ impl StreamKind {
 /// The log as the collector uses it.
 pub struct CollectorLog {
     pub(crate) writer: Arc<WalWriter>,
-    gate: RwLock<()>,
+    pub(crate) gate: RwLock<()>,
     pub(crate) marks: Mutex<MarkTracker>,
     future_allowance_ms: i64,
+    /// Checkpoints of the unclosed minutes, when taken.
+    pub(crate) checkpoints: Option<Checkpoints>,
 }
 
 /// A gRPC stream's place in the log; closed when dropped.
@@ -71,12 +74,14 @@ impl CollectorLog {
         writer: WalWriter,
         persisted: PersistedMark,
         future_allowance_ms: i64,
+        checkpoints: Option<Checkpoints>,
     ) -> CollectorLog {
         CollectorLog {
             writer: Arc::new(writer),
             gate: RwLock::new(()),
             marks: Mutex::new(MarkTracker::new(persisted)),
             future_allowance_ms,
+            checkpoints,
         }
     }
 

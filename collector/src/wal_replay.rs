@@ -14,7 +14,10 @@ use std::time::Instant;
 use meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::Identifier as AccessLogIdentifier;
 use meshscope_proto::pb::envoy::service::metrics::v3::StreamMetricsMessage;
 use meshscope_proto::pb::envoy::service::metrics::v3::stream_metrics_message::Identifier as MetricsIdentifier;
-use meshscope_storage::wal::{ReadRecord, RecordKind, StreamId, WalConfig, WalWriter, read_log};
+use meshscope_storage::wal::{
+    Position, ReadRecord, RecordKind, SkippedSegments, StreamId, WalConfig, WalWriter,
+    read_log_from,
+};
 use meshscope_storage::{MINUTE_MS, minute_of};
 use prost::Message as _;
 use tracing::{info, warn};
@@ -22,6 +25,7 @@ use tracing::{info, warn};
 use crate::als::Applied;
 use crate::identity::NodeIdentity;
 use crate::ingest::StreamContext;
+use crate::wal_checkpoint::{CheckpointConfig, Checkpoints, STARTED_FROM_CHECKPOINT};
 use crate::wal_log::{CollectorLog, StreamKind, positions_in};
 use crate::wal_mark::PersistedMark;
 use crate::{Collector, Error, Result, wire};
@@ -32,6 +36,10 @@ pub const REPLAYED_MESSAGES: &str = "meshscope_wal_replayed_messages_total";
 pub const REPLAYED_ENTRIES: &str = "meshscope_wal_replayed_entries_total";
 /// Logged messages that could not be replayed, by `reason`.
 pub const REPLAY_SKIPPED: &str = "meshscope_wal_replay_skipped_total";
+
+/// The process dies here (`MESHSCOPE_CRASH_AT=wal-replaying:<n>`) before the n-th logged
+/// message is replayed.
+pub const CRASH_REPLAYING: &str = "wal-replaying";
 
 /// Parked entries are retried this often in the log's time, as the flusher does live.
 const RETRY_EVERY_MS: i64 = 250;
@@ -45,6 +53,8 @@ pub struct ReplayReport {
     pub segments: usize,
     pub torn_tails: u64,
     pub quarantined: u64,
+    /// The checkpoint loaded, when one was: its position and the rows it gave.
+    pub from_checkpoint: Option<(Position, u64)>,
 }
 
 /// A logged stream's identity, from its header.
@@ -58,11 +68,15 @@ impl Collector {
     /// Replays the log in `config.dir` over what the files hold (`note`, the mark written
     /// with the last minutes), then starts logging every message accepted. Damaged
     /// segments go to `quarantine_dir`.
+    /// With `checkpoints`, the newest checkpoint that fits the files is loaded first and
+    /// only the log after its position is replayed; from then on checkpoints are taken
+    /// at its interval.
     pub fn start_log(
         self: &Arc<Self>,
         config: WalConfig,
         quarantine_dir: &Path,
         note: Option<&str>,
+        checkpoints: Option<CheckpointConfig>,
     ) -> Result<ReplayReport> {
         let mark = match note.map(PersistedMark::from_note) {
             None => PersistedMark::default(),
@@ -74,16 +88,32 @@ impl Collector {
             }
         };
         let started = Instant::now();
+        let restored = match &checkpoints {
+            Some(checkpoints) => self.restore_checkpoint(checkpoints, quarantine_dir, &mark)?,
+            None => None,
+        };
+        metrics::gauge!(STARTED_FROM_CHECKPOINT).set(f64::from(u8::from(restored.is_some())));
+        let from = restored
+            .as_ref()
+            .map_or_else(Position::default, |r| r.position);
+        let skip = restored.as_ref().map(|r| SkippedSegments {
+            before_segment: r.position.segment,
+            max_time_ms: r.taken_at_ms,
+        });
         let mut replay = Replay {
             collector: self,
             mark: &mark,
+            from,
             streams: HashMap::new(),
             report: ReplayReport::default(),
             last_retry_ms: i64::MIN,
         };
-        let summary = read_log(&config.dir, quarantine_dir, |record| replay.apply(record))
-            .map_err(|error| Error::Log(error.to_string()))?;
+        let summary = read_log_from(&config.dir, quarantine_dir, skip, |record| {
+            replay.apply(record)
+        })
+        .map_err(|error| Error::Log(error.to_string()))?;
         let mut report = replay.report;
+        report.from_checkpoint = restored.as_ref().map(|r| (r.position, r.rows));
         report.segments = summary.segments.len();
         report.torn_tails = summary.torn_tails;
         report.quarantined = summary.quarantined;
@@ -96,6 +126,8 @@ impl Collector {
             skipped = report.skipped,
             segments = report.segments,
             bytes = summary.bytes,
+            skipped_segments = summary.skipped,
+            from_checkpoint = ?report.from_checkpoint,
             seconds,
             "write-ahead log replayed"
         );
@@ -104,6 +136,7 @@ impl Collector {
             .iter()
             .map(|s| s.seq)
             .chain(positions_in(&mark).map(|p| p.segment))
+            .chain(restored.iter().map(|r| r.position.segment))
             .max()
             .map_or(1, |seq| seq + 1);
         let future_allowance_ms = self.config.future_allowance_secs as i64 * 1000;
@@ -116,7 +149,12 @@ impl Collector {
         .map_err(|error| Error::Log(error.to_string()))?;
         if self
             .log
-            .set(CollectorLog::new(writer, mark, future_allowance_ms))
+            .set(CollectorLog::new(
+                writer,
+                mark,
+                future_allowance_ms,
+                checkpoints.map(Checkpoints::new),
+            ))
             .is_err()
         {
             return Err(Error::Log("the log is already started".into()));
@@ -129,6 +167,8 @@ impl Collector {
 struct Replay<'a> {
     collector: &'a Collector,
     mark: &'a PersistedMark,
+    /// Messages logged before this position are in the checkpoint loaded.
+    from: Position,
     streams: HashMap<StreamId, Replayed>,
     report: ReplayReport,
     last_retry_ms: i64,
@@ -142,9 +182,10 @@ impl Replay<'_> {
                 self.streams.insert(record.stream, replayed);
             }
             RecordKind::Entry => {
-                if record.position < self.mark.all_before {
+                if record.position < self.mark.all_before || record.position < self.from {
                     return;
                 }
+                meshscope_storage::crash_point(CRASH_REPLAYING);
                 self.retry_parked(record.time_ms);
                 let outcome = match self.streams.get(&record.stream) {
                     Some(Replayed::AccessLog(context)) => {

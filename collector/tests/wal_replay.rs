@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use meshscope_collector::wal_checkpoint::CheckpointConfig;
 use meshscope_collector::wal_replay::ReplayReport;
 use meshscope_collector::{Collector, CollectorConfig, ManualClock};
 use meshscope_storage::wal::{SyncPolicy, WalConfig};
@@ -28,6 +29,15 @@ struct Running {
 
 /// A collector on `data` at the clock's time, its log replayed, serving gRPC.
 async fn start(data: &Path, clock: &Arc<ManualClock>) -> Running {
+    start_with(data, clock, None).await
+}
+
+/// [`start`], with checkpoints in `data/checkpoints` when `checkpoints` says so.
+async fn start_with(
+    data: &Path,
+    clock: &Arc<ManualClock>,
+    checkpoints: Option<CheckpointConfig>,
+) -> Running {
     let note = meshscope_storage::written_note::recover(data).unwrap();
     let store = Arc::new(
         Store::open(StoreConfig {
@@ -47,7 +57,7 @@ async fn start(data: &Path, clock: &Arc<ManualClock>) -> Running {
         ..WalConfig::in_dir(data.join("wal"))
     };
     let report = collector
-        .start_log(wal, &data.join("quarantine"), note.as_deref())
+        .start_log(wal, &data.join("quarantine"), note.as_deref(), checkpoints)
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -159,6 +169,100 @@ async fn a_crash_at_any_stage_of_a_minute_keeps_its_figures_once() {
     crash(third);
     let fourth = start(data.path(), &clock).await;
     assert_eq!(fourth.report.entries, 0);
+    assert_eq!(edge_calls(&fourth, window).await, want);
+    crash(fourth);
+}
+
+fn checkpoints(data: &Path) -> Option<CheckpointConfig> {
+    Some(CheckpointConfig {
+        dir: data.join("checkpoints"),
+        interval: std::time::Duration::from_secs(3_600),
+    })
+}
+
+#[tokio::test]
+async fn a_checkpoint_stands_in_for_the_log_before_it_and_a_damaged_one_for_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let (started, finished) = traffic_window("shop-mesh");
+    let clock = Arc::new(ManualClock::new(finished + 1_000));
+    let window = TimeRange {
+        start: started / MINUTE * MINUTE - MINUTE,
+        end: finished / MINUTE * MINUTE + 2 * MINUTE,
+    };
+    let streams = read_streams("shop-mesh", "als_http");
+    let half = streams.len() / 2;
+    let entries_of = |streams: &[(u64, Vec<_>)]| -> u64 {
+        streams
+            .iter()
+            .flat_map(|(_, messages)| messages.iter().map(entry_count))
+            .sum()
+    };
+    let (before, after) = (entries_of(&streams[..half]), entries_of(&streams[half..]));
+    assert!(before > 0 && after > 0);
+
+    let first = start_with(data.path(), &clock, checkpoints(data.path())).await;
+    let mut grpc = client(first.addr).await;
+    for (i, (_, messages)) in streams.into_iter().enumerate() {
+        if i == half {
+            let bytes = first.collector.checkpoint_now().await.unwrap();
+            assert!(bytes.is_some_and(|b| b > 0), "a checkpoint is written");
+        }
+        grpc.stream_access_logs(tokio_stream::iter(messages))
+            .await
+            .unwrap();
+    }
+    let want = edge_calls(&first, window).await;
+    assert!(want.len() >= 4, "the shop's edges: {want:?}");
+    crash(first);
+
+    // Only the messages after the checkpoint are replayed; the figures are whole.
+    let second = start_with(data.path(), &clock, checkpoints(data.path())).await;
+    assert!(
+        second.report.from_checkpoint.is_some(),
+        "{:?}",
+        second.report
+    );
+    assert_eq!(second.report.entries, after, "{:?}", second.report);
+    assert_eq!(edge_calls(&second, window).await, want);
+
+    // The minutes' main rows are written after the checkpoint, then a crash: the
+    // checkpoint's rows are in the files now and count once.
+    clock.set(finished + 2 * MINUTE);
+    second.collector.tick(true).await.unwrap();
+    assert!(second.collector.unclosed_rows().is_empty());
+    crash(second);
+    let third = start_with(data.path(), &clock, checkpoints(data.path())).await;
+    assert!(third.report.from_checkpoint.is_some(), "{:?}", third.report);
+    assert_eq!(third.report.entries, 0, "{:?}", third.report);
+    assert_eq!(edge_calls(&third, window).await, want);
+    // A checkpoint taken now holds nothing of the minutes, which are in the files.
+    assert!(third.collector.checkpoint_now().await.unwrap().is_some());
+    crash(third);
+
+    // Every checkpoint damaged: moved aside, and the whole log replayed.
+    let dir = data.path().join("checkpoints");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for file in &files {
+        let mut bytes = std::fs::read(file).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x55;
+        std::fs::write(file, bytes).unwrap();
+    }
+    let fourth = start_with(data.path(), &clock, checkpoints(data.path())).await;
+    assert_eq!(fourth.report.from_checkpoint, None);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    let quarantined = std::fs::read_dir(data.path().join("quarantine"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().ends_with(".ckpt")
+        })
+        .count();
+    assert_eq!(quarantined, 2);
     assert_eq!(edge_calls(&fourth, window).await, want);
     crash(fourth);
 }

@@ -7,12 +7,13 @@ use std::collections::HashMap;
 
 use meshscope_storage::{KeyFilter, Metrics, Protocol, RowKey, Side, Store, Table, TimeRange};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::Result;
 use crate::view::percentiles;
 
 /// One side's figures over the window, as that side's proxy logged them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct SideFigures {
     /// Requests (HTTP) or connections (TCP) this side logged: the caller's proxy logs a
     /// request once, the callee's proxy each attempt it received.
@@ -37,7 +38,7 @@ impl SideFigures {
 }
 
 /// The side-by-side figures of one edge of the map.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, ToSchema)]
 pub(crate) struct EdgeSides {
     /// As the caller's proxy saw the calls; absent when it logged none.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -8,26 +8,34 @@ use meshscope_storage::{
     TimeRange,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::edge_sides::{EdgeSides, SideFigures};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 use crate::extract::ApiQuery;
 use crate::state::AppState;
-use crate::topology::TopologyEdge;
+use crate::topology::{EdgeProtocol, TopologyEdge};
 use crate::upstream::UpstreamHealthIndex;
 use crate::view::{EdgeMetrics, Point, dense_series};
 use crate::window::{WindowParams, minutes_in};
 
-#[derive(Debug, Deserialize)]
+/// Which edge `GET /api/v1/edges` shows.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EdgeParams {
-    #[serde(flatten)]
-    window: WindowParams,
+    /// The caller's id, as the map names it.
+    #[param(required = true, value_type = String, example = "shop/frontend")]
     source: Option<String>,
+    /// The callee's id, as the map names it.
+    #[param(required = true, value_type = String, example = "shop/backend")]
     target: Option<String>,
+    /// Only the calls over this protocol; every protocol seen when absent.
+    #[param(value_type = Option<EdgeProtocol>, inline)]
     protocol: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// The calls from one service to another, per protocol.
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct EdgeDetails {
     source: String,
     target: String,
@@ -40,7 +48,7 @@ pub(crate) struct EdgeDetails {
     edges: Vec<EdgeDetail>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct EdgeDetail {
     #[serde(flatten)]
     edge: TopologyEdge,
@@ -56,7 +64,7 @@ struct EdgeDetail {
     identity_conflicts: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct SideDetail {
     /// Calls, errors and latency percentiles, as on the map's edges.
     #[serde(flatten)]
@@ -65,12 +73,27 @@ struct SideDetail {
     series: Vec<Point<EdgeMetrics>>,
 }
 
+/// One edge's figures over the window and per minute: the side believed, and what each
+/// side's proxy reported on its own.
+#[utoipa::path(
+    get,
+    path = "/api/v1/edges",
+    tag = "map",
+    params(EdgeParams, WindowParams),
+    responses(
+        (status = 200, description = "The edge's figures", body = EdgeDetails),
+        (status = 400, description = "A parameter is malformed or missing", body = ErrorBody),
+        (status = 404, description = "No calls between the two in the window", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 pub(crate) async fn edge(
     State(state): State<AppState>,
+    ApiQuery(window): ApiQuery<WindowParams>,
     ApiQuery(params): ApiQuery<EdgeParams>,
 ) -> Result<Json<EdgeDetails>> {
     let now = state.now();
-    let range = params.window.resolve(now)?;
+    let range = window.resolve(now)?;
     let (Some(source), Some(target)) = (params.source, params.target) else {
         return Err(Error::bad_request("`source` and `target` are required"));
     };

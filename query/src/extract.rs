@@ -1,6 +1,6 @@
 //! Extractors whose rejections are JSON errors like every other API error.
 
-use axum::extract::{FromRequestParts, Query};
+use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -19,6 +19,25 @@ where
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Query::<T>::try_from_uri(&parts.uri)
             .map(|Query(params)| ApiQuery(params))
+            .map_err(|rejection| Error::bad_request(rejection.body_text()))
+    }
+}
+
+/// Path parameters; one that does not decode (bad percent-encoding, not UTF-8) is a 400
+/// with a JSON body.
+pub(crate) struct ApiPath<T>(pub(crate) T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(params)| ApiPath(params))
             .map_err(|rejection| Error::bad_request(rejection.body_text()))
     }
 }

@@ -9,11 +9,14 @@ pub mod error;
 mod extract;
 mod graph;
 pub mod headers;
+mod nodegraph;
+pub mod openapi;
 mod proxies;
+pub mod routes;
 mod services;
 mod sql;
 pub mod state;
-mod telemetry;
+pub mod telemetry;
 mod topology;
 mod ui;
 mod upstream;
@@ -25,7 +28,7 @@ mod window;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get};
 
 pub use error::{Error, Result};
 pub use state::AppState;
@@ -48,15 +51,11 @@ pub struct HttpSecurity {
 /// headers of [`headers`].
 pub fn secured_router(state: AppState, security: HttpSecurity) -> Router {
     let access = Arc::new(security.access);
-    let router = Router::new()
-        .route("/api/v1/topology", get(topology::topology))
-        .route("/api/v1/services", get(services::list))
-        .route("/api/v1/services/{*id}", get(services::service_resource))
-        .route("/api/v1/edges", get(edges::edge))
-        .route("/api/v1/proxies", get(proxies::list))
-        .route("/api/v1/proxies/{id}/metrics", get(proxies::metrics))
-        .route("/api/v1/sql", post(sql::sql))
-        .route("/api/v1/tables", get(sql::tables))
+    let mut router = Router::new();
+    for route in routes::api_routes() {
+        router = router.route(route.path, route.handler);
+    }
+    let router = router
         // Unknown API paths answer in JSON, whatever serves the rest of the site.
         .route("/api/{*rest}", any(api_not_found))
         .route("/healthz", get(telemetry::healthz))

@@ -2,12 +2,13 @@
 //! their own statistics, and those statistics as per-minute series.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use meshscope_storage::{EpochMillis, MINUTE_MS, ProxyFilter, ProxyMetricKind, ProxyMetricRow};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::error::{Error, Result};
-use crate::extract::ApiQuery;
+use crate::error::{Error, ErrorBody, Result};
+use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
 use crate::window::WindowParams;
 
@@ -18,21 +19,46 @@ const STALE_AFTER_MS: EpochMillis = 2 * MINUTE_MS;
 /// Most names one request may ask for.
 const MAX_NAMES: usize = 50;
 
-#[derive(Debug, Serialize)]
+/// The proxies that report their own statistics.
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ProxyList {
     proxies: Vec<ProxyView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Proxy)]
 struct ProxyView {
+    /// The proxy's node id.
     id: String,
+    /// The service it serves.
     service: String,
     instance: String,
     envoy_version: String,
+    /// When it last reported, epoch milliseconds.
     last_seen: EpochMillis,
+    /// `up`, or `stale` when it has not reported for two minutes.
+    #[schema(value_type = ProxyStatus)]
     status: &'static str,
 }
 
+/// Whether a proxy reports.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Only its schema is used: `status` is worked out from `last_seen`.
+pub(crate) enum ProxyStatus {
+    Up,
+    Stale,
+}
+
+/// Every proxy that has reported its statistics since the server started.
+#[utoipa::path(
+    get,
+    path = "/api/v1/proxies",
+    tag = "proxies",
+    responses(
+        (status = 200, description = "The reporting proxies", body = ProxyList),
+    )
+)]
 pub(crate) async fn list(State(state): State<AppState>) -> Json<ProxyList> {
     let now = state.now();
     let proxies = state
@@ -56,14 +82,27 @@ pub(crate) async fn list(State(state): State<AppState>) -> Json<ProxyList> {
     Json(ProxyList { proxies })
 }
 
-#[derive(Debug, Deserialize)]
+/// Which statistics `GET /api/v1/proxies/{id}/metrics` shows.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct MetricsParams {
-    #[serde(flatten)]
-    window: WindowParams,
+    /// Comma-separated statistic names (at most 50); every statistic when absent.
+    #[param(example = "upstream_rq_5xx,membership_healthy")]
     names: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// The proxy whose statistics are asked for.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Only its description is used: the handler reads the id as a string.
+pub(crate) struct ProxyIdParam {
+    /// The proxy's node id.
+    #[param(min_length = 1, example = "frontend-v1-pod-1")]
+    id: String,
+}
+
+/// A proxy's statistics per minute.
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ProxyMetricsView {
     proxy: String,
     start: EpochMillis,
@@ -71,17 +110,31 @@ pub(crate) struct ProxyMetricsView {
     series: Vec<SeriesView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ProxyStatSeries)]
 struct SeriesView {
     name: String,
     cluster: String,
     /// The service the cluster leads to; empty when unknown or server-wide.
     upstream: String,
+    /// `counter`, `gauge` or `histogram`.
+    #[schema(value_type = StatKind)]
     kind: &'static str,
     points: Vec<PointView>,
 }
 
-#[derive(Debug, Serialize)]
+/// The kinds of statistic a proxy reports.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Only its schema is used: the store names the kind.
+pub(crate) enum StatKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ProxyStatPoint)]
 struct PointView {
     t: EpochMillis,
     value: f64,
@@ -124,12 +177,26 @@ fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
+/// One proxy's statistics as per-minute series.
+#[utoipa::path(
+    get,
+    path = "/api/v1/proxies/{id}/metrics",
+    tag = "proxies",
+    params(ProxyIdParam, WindowParams, MetricsParams),
+    responses(
+        (status = 200, description = "The proxy's statistics", body = ProxyMetricsView),
+        (status = 400, description = "A parameter is malformed", body = ErrorBody),
+        (status = 404, description = "No such proxy has reported", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 pub(crate) async fn metrics(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(window): ApiQuery<WindowParams>,
     ApiQuery(params): ApiQuery<MetricsParams>,
 ) -> Result<Json<ProxyMetricsView>> {
-    let range = params.window.resolve(state.now())?;
+    let range = window.resolve(state.now())?;
     let names: Vec<String> = params
         .names
         .as_deref()

@@ -8,8 +8,9 @@ use meshscope_storage::{
     Aggregate, EpochMillis, KeyFilter, Metrics, RowKey, ServiceRef, Store, Table, TimeRange,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 use crate::extract::{ApiQuery, percent_decode};
 use crate::graph::ServiceGraph;
 use crate::state::AppState;
@@ -18,27 +19,43 @@ use crate::window::{WindowParams, minutes_in};
 
 pub(crate) const SERVICES_PREFIX: &str = "/api/v1/services/";
 
-#[derive(Debug, Deserialize)]
+/// Which services `GET /api/v1/services` lists.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
-    #[serde(flatten)]
-    window: WindowParams,
+    /// Only the services of this namespace.
     namespace: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct ServiceList {
+/// The services of a window, with their figures.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ServiceList {
+    /// Start of the window, epoch milliseconds.
     start: EpochMillis,
+    /// End of the window, epoch milliseconds (exclusive).
     end: EpochMillis,
     services: Vec<NodeView>,
 }
 
 /// Every node of the window's graph, so that the list and the map agree.
+#[utoipa::path(
+    get,
+    path = "/api/v1/services",
+    tag = "services",
+    params(WindowParams, ListParams),
+    responses(
+        (status = 200, description = "The services of the window", body = ServiceList),
+        (status = 400, description = "A parameter is malformed", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
+    ApiQuery(window): ApiQuery<WindowParams>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Response> {
-    let range = params.window.resolve(state.now())?;
-    state.map_read_over(&params.window);
+    let range = window.resolve(state.now())?;
+    state.map_read_over(&window);
     let minutes = minutes_in(range);
     let graph = ServiceGraph::load(&state.store, range).await?;
     let namespace = params.namespace.as_deref().filter(|ns| !ns.is_empty());
@@ -90,6 +107,8 @@ impl ServiceResource {
 }
 
 /// One handler for the whole subtree: ids contain `/`, which a plain path segment cannot.
+/// The three resources it serves are documented by [`service_detail`],
+/// [`service_instances`] and [`service_endpoints`].
 pub(crate) async fn service_resource(
     State(state): State<AppState>,
     uri: Uri,
@@ -98,37 +117,32 @@ pub(crate) async fn service_resource(
     let now = state.now();
     let range = window.resolve(now)?;
     let response = match ServiceResource::parse(uri.path())? {
-        ServiceResource::Detail(id) => detail(&state.store, range, &id, now).await?.into_response(),
-        ServiceResource::Instances(id) => {
-            let service = resolve(&state.store, range, &id).await?;
-            members(
-                &state.store,
-                range,
-                service,
-                Table::InstanceMinute,
-                "instances",
-            )
+        ServiceResource::Detail(id) => service_detail(&state.store, range, &id, now)
             .await?
-            .into_response()
-        }
-        ServiceResource::Endpoints(id) => {
-            let service = resolve(&state.store, range, &id).await?;
-            members(
-                &state.store,
-                range,
-                service,
-                Table::EndpointMinute,
-                "endpoints",
-            )
+            .into_response(),
+        ServiceResource::Instances(id) => service_instances(&state.store, range, &id)
             .await?
-            .into_response()
-        }
+            .into_response(),
+        ServiceResource::Endpoints(id) => service_endpoints(&state.store, range, &id)
+            .await?
+            .into_response(),
     };
     Ok(response)
 }
 
-#[derive(Debug, Serialize)]
-struct ServiceDetail {
+/// The id of a service in a path: `namespace/name` with its `/` as is or as `%2F`, or a
+/// bare name (a service without a namespace, or a virtual node such as `external`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Only its description is used: the id is read from the raw path.
+pub(crate) struct ServiceIdParam {
+    #[param(min_length = 1, example = "shop/frontend")]
+    id: String,
+}
+
+/// A service's figures over the window and per minute.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ServiceDetail {
     #[serde(flatten)]
     node: NodeView,
     start: EpochMillis,
@@ -136,10 +150,24 @@ struct ServiceDetail {
     /// The server's clock when it answered: the series' minute that holds it is still
     /// filling, and minutes after it have not begun.
     now: EpochMillis,
+    /// One point per minute of the window, oldest first; quiet minutes have zero calls.
     series: Vec<Point<NodeMetrics>>,
 }
 
-async fn detail(
+/// A service's figures over the window and per minute.
+#[utoipa::path(
+    get,
+    path = "/api/v1/services/{id}",
+    tag = "services",
+    params(ServiceIdParam, WindowParams),
+    responses(
+        (status = 200, description = "The service's figures", body = ServiceDetail),
+        (status = 400, description = "A parameter is malformed", body = ErrorBody),
+        (status = 404, description = "The service has no traffic in the window", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(crate) async fn service_detail(
     store: &Store,
     range: TimeRange,
     id: &str,
@@ -166,22 +194,98 @@ async fn detail(
     }))
 }
 
-#[derive(Debug, Serialize)]
-struct Member {
+/// An instance (pod, VM) or an endpoint (route) of a service, with its figures.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Member {
     name: String,
     metrics: NodeMetrics,
+}
+
+/// The instances of a service, most calls first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct InstanceList {
+    /// The service's id.
+    service: String,
+    start: EpochMillis,
+    end: EpochMillis,
+    instances: Vec<Member>,
+}
+
+/// The endpoints of a service, most calls first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EndpointList {
+    /// The service's id.
+    service: String,
+    start: EpochMillis,
+    end: EpochMillis,
+    endpoints: Vec<Member>,
+}
+
+/// The instances of a service (the proxies that reported its calls), most calls first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/services/{id}/instances",
+    tag = "services",
+    params(ServiceIdParam, WindowParams),
+    responses(
+        (status = 200, description = "The service's instances", body = InstanceList),
+        (status = 400, description = "A parameter is malformed", body = ErrorBody),
+        (status = 404, description = "The service has no traffic in the window", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(crate) async fn service_instances(
+    store: &Store,
+    range: TimeRange,
+    id: &str,
+) -> Result<Json<InstanceList>> {
+    let service = resolve(store, range, id).await?;
+    let instances = members(store, range, &service, Table::InstanceMinute).await?;
+    Ok(Json(InstanceList {
+        service: service.id(),
+        start: range.start,
+        end: range.end,
+        instances,
+    }))
+}
+
+/// The endpoints of a service (the routes it was called on), most calls first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/services/{id}/endpoints",
+    tag = "services",
+    params(ServiceIdParam, WindowParams),
+    responses(
+        (status = 200, description = "The service's endpoints", body = EndpointList),
+        (status = 400, description = "A parameter is malformed", body = ErrorBody),
+        (status = 404, description = "The service has no traffic in the window", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
+pub(crate) async fn service_endpoints(
+    store: &Store,
+    range: TimeRange,
+    id: &str,
+) -> Result<Json<EndpointList>> {
+    let service = resolve(store, range, id).await?;
+    let endpoints = members(store, range, &service, Table::EndpointMinute).await?;
+    Ok(Json(EndpointList {
+        service: service.id(),
+        start: range.start,
+        end: range.end,
+        endpoints,
+    }))
 }
 
 async fn members(
     store: &Store,
     range: TimeRange,
-    service: ServiceRef,
+    service: &ServiceRef,
     table: Table,
-    field: &'static str,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Vec<Member>> {
     let minutes = minutes_in(range);
     let aggregates = store
-        .aggregate(table, range, &service_filter(&service))
+        .aggregate(table, range, &service_filter(service))
         .await?;
     let mut members: Vec<(String, Metrics)> = aggregates
         .into_iter()
@@ -193,24 +297,18 @@ async fn members(
             | RowKey::Endpoint {
                 service: owner,
                 endpoint: name,
-            } if owner == service => Some((name, aggregate.metrics)),
+            } if owner == *service => Some((name, aggregate.metrics)),
             _ => None,
         })
         .collect();
     members.sort_by(|(a_name, a), (b_name, b)| b.calls.cmp(&a.calls).then(a_name.cmp(b_name)));
-    let members: Vec<Member> = members
+    Ok(members
         .into_iter()
         .map(|(name, metrics)| Member {
             name,
             metrics: NodeMetrics::from_metrics(&metrics, minutes),
         })
-        .collect();
-    Ok(Json(serde_json::json!({
-        "service": service.id(),
-        "start": range.start,
-        "end": range.end,
-        field: members,
-    })))
+        .collect())
 }
 
 /// The stored service an API id names in this window: a service first, then a virtual

@@ -13,19 +13,66 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::arrow::json::writer::{JsonArray, WriterBuilder};
 use datafusion::arrow::record_batch::RecordBatch;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 use crate::state::AppState;
 
 pub(crate) const CSV: &str = "text/csv";
 pub(crate) const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
-#[derive(Deserialize)]
+/// One read-only SQL query.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SqlRequest {
+pub(crate) struct SqlRequest {
+    /// A single `SELECT` (or `WITH … SELECT`) over the tables `GET /api/v1/tables` lists.
+    #[schema(
+        example = "SELECT service_name, sum(calls) AS calls FROM service_minute GROUP BY service_name"
+    )]
     sql: String,
+}
+
+/// A query's rows as JSON.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SqlAnswer {
+    /// The result's columns, in order, with their Arrow types.
+    columns: Vec<SqlColumn>,
+    /// One object per row, a key per column (null for a null value).
+    #[schema(value_type = Vec<Object>)]
+    rows: Value,
+    row_count: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+struct SqlColumn {
+    name: String,
+    /// The Arrow data type, as Arrow prints it (`Int64`, `Utf8`, …).
+    #[serde(rename = "type")]
+    data_type: String,
+}
+
+/// The tables SQL can read.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TableList {
+    tables: Vec<TableView>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = Table)]
+struct TableView {
+    name: String,
+    columns: Vec<TableColumn>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct TableColumn {
+    name: String,
+    /// The Arrow data type, as Arrow prints it.
+    #[serde(rename = "type")]
+    data_type: String,
+    nullable: bool,
 }
 
 enum Format {
@@ -48,6 +95,24 @@ fn format(headers: &HeaderMap) -> Format {
     }
 }
 
+/// Runs one read-only SQL query within the server's limits; the rows come back as JSON,
+/// or as CSV or an Arrow IPC stream when `Accept` asks for them.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sql",
+    tag = "sql",
+    request_body(content = SqlRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The query's rows", content(
+            (SqlAnswer = "application/json"),
+            (String = "text/csv"),
+            (Vec<u8> = "application/vnd.apache.arrow.stream"),
+        )),
+        (status = 400, description = "The body or the query is refused", body = ErrorBody),
+        (status = 422, description = "The query went over a limit (rows, time, memory)", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 pub(crate) async fn sql(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -88,39 +153,49 @@ pub(crate) async fn sql(
     }
 }
 
-pub(crate) async fn tables(State(state): State<AppState>) -> Json<Value> {
-    let tables: Vec<Value> = state
+/// The tables SQL can read, with their columns.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tables",
+    tag = "sql",
+    responses(
+        (status = 200, description = "The tables", body = TableList),
+    )
+)]
+pub(crate) async fn tables(State(state): State<AppState>) -> Json<TableList> {
+    let tables = state
         .store
         .tables()
         .into_iter()
-        .map(|table| {
-            json!({
-                "name": table.name,
-                "columns": columns(&table.schema, true),
-            })
+        .map(|table| TableView {
+            name: table.name,
+            columns: table
+                .schema
+                .fields()
+                .iter()
+                .map(|field| TableColumn {
+                    name: field.name().clone(),
+                    data_type: field.data_type().to_string(),
+                    nullable: field.is_nullable(),
+                })
+                .collect(),
         })
         .collect();
-    Json(json!({ "tables": tables }))
+    Json(TableList { tables })
 }
 
-fn columns(schema: &SchemaRef, with_nullable: bool) -> Vec<Value> {
+fn columns(schema: &SchemaRef) -> Vec<SqlColumn> {
     schema
         .fields()
         .iter()
-        .map(|field| {
-            let mut column = json!({
-                "name": field.name(),
-                "type": field.data_type().to_string(),
-            });
-            if with_nullable {
-                column["nullable"] = json!(field.is_nullable());
-            }
-            column
+        .map(|field| SqlColumn {
+            name: field.name().clone(),
+            data_type: field.data_type().to_string(),
         })
         .collect()
 }
 
-fn to_json(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Value> {
+fn to_json(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<SqlAnswer> {
     let mut out = Vec::new();
     {
         // Explicit nulls, so that every row object has every column.
@@ -138,11 +213,11 @@ fn to_json(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Value> {
         serde_json::from_slice(&out).map_err(|e| Error::bad_request(e.to_string()))?
     };
     let row_count: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    Ok(json!({
-        "columns": columns(schema, false),
-        "rows": rows,
-        "row_count": row_count,
-    }))
+    Ok(SqlAnswer {
+        columns: columns(schema),
+        rows,
+        row_count,
+    })
 }
 
 fn with_type(body: Vec<u8>, content_type: &'static str) -> Response {

@@ -5,11 +5,13 @@ use axum::Json;
 use axum::extract::State;
 use meshscope_storage::{EpochMillis, Metrics, RowKey};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::edge_sides::{EdgeSides, EdgeSidesIndex};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorBody, Result};
 use crate::extract::ApiQuery;
 use crate::graph::ServiceGraph;
+use crate::nodegraph::{NodeGraph, TopologyAnswer};
 use crate::state::AppState;
 use crate::upstream::{UpstreamHealth, UpstreamHealthIndex};
 use crate::view::{EdgeMetrics, NodeView, ratio};
@@ -18,49 +20,75 @@ use crate::window::{WindowParams, minutes_in};
 const DEFAULT_DEPTH: usize = 1;
 const MAX_DEPTH: usize = 5;
 
-#[derive(Debug, Deserialize)]
+/// What part of the graph `GET /api/v1/topology` shows, and in which shape.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TopologyParams {
-    #[serde(flatten)]
-    window: WindowParams,
+    /// Only the services of these namespaces (one, or several separated by commas), their
+    /// direct peers, and the edges touching them.
     namespace: Option<String>,
+    /// Only this service (an id as the map gives it, or a plain name when it names one
+    /// service), its callers and its callees.
     service: Option<String>,
+    /// With `service`: how many hops of callers and callees to keep (default 1).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 5)]
     depth: Option<String>,
+    /// `nodegraph`: answer the data frames of Grafana's node graph panel instead of the map.
+    #[param(value_type = Option<TopologyFormat>, inline)]
+    format: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// The shapes `GET /api/v1/topology` answers in, besides the map (the default).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Only its schema is used: `format` is read as a string.
+pub(crate) enum TopologyFormat {
+    Nodegraph,
+}
+
+/// The services of a window and the calls between them.
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Topology {
-    start: EpochMillis,
-    end: EpochMillis,
+    /// Start of the window, epoch milliseconds (inclusive, a minute boundary).
+    pub(crate) start: EpochMillis,
+    /// End of the window, epoch milliseconds (exclusive, a minute boundary).
+    pub(crate) end: EpochMillis,
     /// The id of the service `service=` focused on, which may have named it without its
     /// namespace; absent without a focus.
     #[serde(skip_serializing_if = "Option::is_none")]
-    focus: Option<String>,
-    nodes: Vec<TopologyNode>,
-    edges: Vec<MapEdge>,
+    pub(crate) focus: Option<String>,
+    pub(crate) nodes: Vec<TopologyNode>,
+    pub(crate) edges: Vec<MapEdge>,
 }
 
 /// An edge of the map: its chosen figures and each side's own.
-#[derive(Debug, Serialize)]
-struct MapEdge {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MapEdge {
     #[serde(flatten)]
-    edge: TopologyEdge,
+    pub(crate) edge: TopologyEdge,
     #[serde(flatten)]
-    sides: EdgeSides,
+    pub(crate) sides: EdgeSides,
 }
 
-#[derive(Debug, Serialize)]
-struct TopologyNode {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TopologyNode {
     #[serde(flatten)]
-    node: NodeView,
+    pub(crate) node: NodeView,
     /// Call depth from the callers nobody calls, for a left-to-right layout.
-    layer: usize,
+    pub(crate) layer: usize,
 }
 
-#[derive(Debug, Serialize)]
+/// The calls from one service to another over one protocol.
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct TopologyEdge {
     pub(crate) source: String,
     pub(crate) target: String,
+    /// `http` or `tcp`.
+    #[schema(value_type = EdgeProtocol)]
     pub(crate) protocol: &'static str,
+    /// Which side's proxy the figures come from: `server` (the callee's) where it
+    /// reported, else `client`.
+    #[schema(value_type = ReportingSide)]
     pub(crate) detected_by: &'static str,
     /// Every call on this edge used mutual TLS.
     pub(crate) mtls: bool,
@@ -70,6 +98,24 @@ pub(crate) struct TopologyEdge {
     /// when none reports it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) upstream_health: Option<UpstreamHealth>,
+}
+
+/// The protocols an edge is seen over.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Only its schema is used: the store names the protocol.
+pub(crate) enum EdgeProtocol {
+    Http,
+    Tcp,
+}
+
+/// The side of a call whose proxy reported it.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Only its schema is used: the store names the side.
+pub(crate) enum ReportingSide {
+    Server,
+    Client,
 }
 
 impl TopologyEdge {
@@ -119,12 +165,37 @@ impl TopologyEdge {
     }
 }
 
+/// The service graph of a window: every service with traffic and every call edge, with
+/// their figures; or, with `format=nodegraph`, the same graph as Grafana's node graph
+/// panel reads it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/topology",
+    tag = "map",
+    params(WindowParams, TopologyParams),
+    responses(
+        (status = 200, description = "The graph of the window", body = TopologyAnswer),
+        (status = 400, description = "A parameter is malformed", body = ErrorBody),
+        (status = 404, description = "`service` has no traffic in the window", body = ErrorBody),
+        (status = 500, description = "The store failed", body = ErrorBody),
+    )
+)]
 pub(crate) async fn topology(
     State(state): State<AppState>,
+    ApiQuery(window): ApiQuery<WindowParams>,
     ApiQuery(params): ApiQuery<TopologyParams>,
-) -> Result<Json<Topology>> {
-    let range = params.window.resolve(state.now())?;
-    state.map_read_over(&params.window);
+) -> Result<Json<TopologyAnswer>> {
+    let range = window.resolve(state.now())?;
+    let node_graph = match params.format.as_deref() {
+        None => false,
+        Some("nodegraph") => true,
+        Some(other) => {
+            return Err(Error::bad_request(format!(
+                "invalid format {other:?}: expected nodegraph, or no format for the map"
+            )));
+        }
+    };
+    state.map_read_over(&window);
     let depth = parse_depth(params.depth.as_deref())?;
     let minutes = minutes_in(range);
 
@@ -173,12 +244,17 @@ pub(crate) async fn topology(
             layer,
         })
         .collect();
-    Ok(Json(Topology {
+    let topology = Topology {
         start: range.start,
         end: range.end,
         focus,
         nodes,
         edges,
+    };
+    Ok(Json(if node_graph {
+        TopologyAnswer::NodeGraph(NodeGraph::of(&topology))
+    } else {
+        TopologyAnswer::Map(topology)
     }))
 }
 

@@ -8,6 +8,7 @@ use meshscope_storage::{
     EpochMillis, ProxyFilter, ProxyMetricKind, ProxyMetricRow, Store, TimeRange,
 };
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::Result;
 
@@ -22,7 +23,8 @@ const BREAKERS: [&str; 2] = [
     "circuit_breakers.default.rq_open",
 ];
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// What the caller's own proxies report about the cluster an edge's calls go through.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, ToSchema)]
 pub(crate) struct UpstreamHealth {
     /// Members of the cluster passing health checks, from the reporting proxy with the
     /// worst view (summed over its clusters to the callee); null when not reported.

@@ -3,9 +3,10 @@
 
 use meshscope_storage::{EpochMillis, MINUTE_MS, Metrics, SeriesPoint, ServiceRef, TimeRange};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// Figures of a service, instance or endpoint over `minutes` minutes.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct NodeMetrics {
     pub(crate) calls: u64,
     pub(crate) cpm: f64,
@@ -42,7 +43,7 @@ impl NodeMetrics {
 }
 
 /// Figures of a call edge over `minutes` minutes.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct EdgeMetrics {
     /// Requests (HTTP) or connections (TCP).
     pub(crate) calls: u64,
@@ -80,7 +81,7 @@ impl EdgeMetrics {
 }
 
 /// One minute of a series: `t` is the minute's start in epoch milliseconds.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Point<M> {
     pub(crate) t: EpochMillis,
     #[serde(flatten)]
@@ -114,12 +115,24 @@ pub(crate) fn dense_series<M>(
     series
 }
 
+/// The kinds of node, as `kind` names them.
+#[derive(ToSchema)]
+#[schema(as = NodeKind, rename_all = "lowercase")]
+#[allow(dead_code)] // Only its schema is used: `kind` is rendered from the store's kind.
+pub(crate) enum NodeKindName {
+    Service,
+    Virtual,
+}
+
 /// A node as the topology and the service list show it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct NodeView {
     pub(crate) id: String,
     pub(crate) name: String,
     pub(crate) namespace: String,
+    /// `service` (a workload with rows of its own) or `virtual` (a stand-in for traffic
+    /// that cannot be attributed, such as `external`).
+    #[schema(value_type = NodeKindName)]
     pub(crate) kind: &'static str,
     pub(crate) metrics: NodeMetrics,
 }

@@ -3,6 +3,7 @@
 
 use meshscope_storage::{EpochMillis, MINUTE_MS, TimeRange, minute_of};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::error::{Error, Result};
 
@@ -11,11 +12,23 @@ pub(crate) const DEFAULT_WINDOW_MS: i64 = 15 * MINUTE_MS;
 /// Longest window a request may ask for; longer ones are almost always a typo.
 const MAX_WINDOW_MS: i64 = 400 * 24 * 60 * MINUTE_MS;
 
+/// Latest instant `start` or `end` may name: the end of the year 9999, in epoch ms.
+const LATEST_INSTANT_MS: EpochMillis = 253_402_300_799_999;
+
 /// The time parameters shared by every data endpoint.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct WindowParams {
+    /// A window that ends now: a whole number with a unit `s`, `m`, `h`, `d` or `w` (a bare
+    /// number is minutes), at most 400 days. The default is `15m`. Not with `start`/`end`.
+    #[param(example = "15m")]
     pub(crate) window: Option<String>,
+    /// Start of an absolute window: RFC 3339 or epoch milliseconds, widened to the minute.
+    #[param(example = "2026-11-25T02:00:00Z")]
     pub(crate) start: Option<String>,
+    /// End of an absolute window (needs `start`; default now): RFC 3339 or epoch
+    /// milliseconds, widened to the minute.
+    #[param(example = "1795573800000")]
     pub(crate) end: Option<String>,
 }
 
@@ -130,18 +143,24 @@ fn parse_instant(name: &str, text: &str) -> Result<EpochMillis> {
             .unwrap_or(text)
             .chars()
             .all(|c| c.is_ascii_digit());
-    if is_number {
-        return text
-            .parse()
-            .map_err(|_| Error::bad_request(format!("`{name}` is out of range: {text:?}")));
+    let out_of_range = || Error::bad_request(format!("`{name}` is out of range: {text:?}"));
+    let instant = if is_number {
+        text.parse().map_err(|_| out_of_range())?
+    } else {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| {
+                Error::bad_request(format!(
+                    "invalid `{name}` {text:?}: expected RFC 3339 or epoch milliseconds ({e})"
+                ))
+            })?
+    };
+    // Far from any stored minute, and far enough from the integer's ends that rounding to
+    // the minute cannot overflow.
+    if !(-LATEST_INSTANT_MS..=LATEST_INSTANT_MS).contains(&instant) {
+        return Err(out_of_range());
     }
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.timestamp_millis())
-        .map_err(|e| {
-            Error::bad_request(format!(
-                "invalid `{name}` {text:?}: expected RFC 3339 or epoch milliseconds ({e})"
-            ))
-        })
+    Ok(instant)
 }
 
 #[cfg(test)]
@@ -218,6 +237,14 @@ mod tests {
             (params(Some("15m"), Some("0"), None), "either"),
             (params(None, None, Some("0")), "needs a `start`"),
             (params(None, Some("yesterday"), None), "invalid `start`"),
+            (
+                params(None, Some("9223372036854775807"), None),
+                "out of range",
+            ),
+            (
+                params(None, Some("0"), Some("-9223372036854775808")),
+                "out of range",
+            ),
             (
                 params(
                     None,

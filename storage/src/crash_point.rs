@@ -43,7 +43,7 @@ fn plan() -> Option<&'static Plan> {
 }
 
 /// Aborts the process if the test asked to die at this passing of `point`.
-pub(crate) fn reached(point: &'static str) {
+pub fn reached(point: &'static str) {
     let Some(plan) = plan() else {
         return;
     };

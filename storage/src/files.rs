@@ -413,7 +413,7 @@ impl WritePath {
         .await;
         match self.counted(renamed) {
             Ok(()) => {
-                self.health.succeeded();
+                self.health.succeeded(self.clock.now_ms());
                 Ok(closed.entry)
             }
             Err(error) => {

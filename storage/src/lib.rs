@@ -70,6 +70,7 @@ mod table;
 mod totals;
 mod udf;
 pub mod wal;
+mod whole_file;
 mod write_health;
 pub mod written_note;
 
@@ -77,7 +78,7 @@ pub use access_log::AccessLogRow;
 pub use batch::ClosedBatch;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{RetentionConfig, SqlLimits, StoreConfig};
-pub use crash_point::CRASH_AT_ENV;
+pub use crash_point::{CRASH_AT_ENV, reached as crash_point};
 /// The Arrow the store's batches are made with, for callers that read them.
 pub use datafusion::arrow;
 pub use datafusion::arrow::record_batch::RecordBatch;
@@ -96,7 +97,11 @@ pub use read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 pub use replace::RECORDS_DIR;
 pub use sketch::LatencySketch;
 pub use sliding::KeptSpan;
-pub use store::{MaintenanceReport, MemoryPeakPermit, Store, TableInfo, table_name};
+pub use store::{
+    MAINTENANCE_FAILURES_METRIC, MAINTENANCE_PASSES_METRIC, MaintenanceReport, MemoryPeakPermit,
+    Store, StoreFigures, TableInfo, table_name,
+};
+pub use whole_file::write_whole_file;
 pub use write_health::{
     WRITE_FAILURE_REASONS, WRITE_FAILURES_METRIC, WriteFailure, failure_reason,
 };

@@ -96,7 +96,7 @@ pub(crate) async fn commit(files: &DataFiles, swaps: Vec<Swap>) -> Result<()> {
     // record for the next start to finish.
     path.counted(delete_old(path, &record).await)?;
     crash_point::reached(crash_point::REPLACEMENT_DELETED);
-    path.health.succeeded();
+    path.health.succeeded(path.clock.now_ms());
     path.delete(&record_path).await
 }
 

@@ -39,10 +39,12 @@ pub struct WriteFailure {
     pub failed_writes: u64,
 }
 
-/// The store's record of failing writes.
+/// The store's record of failing writes, and of the last one that succeeded.
 #[derive(Debug, Default)]
 pub(crate) struct WriteHealth {
     failing: Mutex<Option<WriteFailure>>,
+    /// When a write last succeeded (epoch milliseconds); `None` before the first.
+    last_success_ms: Mutex<Option<EpochMillis>>,
 }
 
 impl WriteHealth {
@@ -73,8 +75,9 @@ impl WriteHealth {
         }
     }
 
-    /// Marks the store as writing again.
-    pub(crate) fn succeeded(&self) {
+    /// Marks the store as writing again, as of `now_ms`.
+    pub(crate) fn succeeded(&self, now_ms: EpochMillis) {
+        *self.last_success_ms.lock() = Some(now_ms);
         if let Some(failure) = self.failing.lock().take() {
             tracing::info!(
                 reason = failure.reason,
@@ -86,6 +89,10 @@ impl WriteHealth {
 
     pub(crate) fn failing(&self) -> Option<WriteFailure> {
         self.failing.lock().clone()
+    }
+
+    pub(crate) fn last_success_ms(&self) -> Option<EpochMillis> {
+        *self.last_success_ms.lock()
     }
 }
 
@@ -182,7 +189,9 @@ mod tests {
             (failure.reason, failure.since_ms, failure.failed_writes),
             ("no_space", 10, 2)
         );
-        health.succeeded();
+        assert_eq!(health.last_success_ms(), None);
+        health.succeeded(30);
         assert_eq!(health.failing(), None);
+        assert_eq!(health.last_success_ms(), Some(30));
     }
 }

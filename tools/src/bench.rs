@@ -27,6 +27,7 @@ use crate::simulate::max::{self, Plan, Pool, Sent};
 use crate::simulate::mesh::{Mesh, Shape};
 
 mod captured;
+mod restart;
 
 /// The flags of `meshscope bench`.
 #[derive(Debug, clap::Args)]
@@ -70,6 +71,20 @@ pub struct BenchArgs {
     /// start moved to the second it is sent; reported under `captured`
     #[arg(long)]
     captured: Option<PathBuf>,
+    /// Measure a start after `kill -9` instead: fill a server's log with the capture
+    /// (`--captured`, default `tests/fixtures/shop-mesh/als_http.bin`) at `--rate` for
+    /// `--seconds`, kill it, and time its next start until the gRPC port answers
+    #[arg(long)]
+    restart: bool,
+    /// Entries a second sent by `--restart`
+    #[arg(long, default_value_t = 400_000.0)]
+    rate: f64,
+    /// The server's `--wal-checkpoint-interval-ms` in `--restart` (default: its own)
+    #[arg(long)]
+    checkpoint_interval_ms: Option<u64>,
+    /// With `--restart`, skip the second start that replays the whole log
+    #[arg(long)]
+    no_full_replay: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -127,6 +142,27 @@ struct Freshness {
 /// Spawns the running executable as `meshscope sink` and `meshscope serve`, so it must be
 /// called from the `meshscope` binary.
 pub async fn run(args: BenchArgs) -> Result<()> {
+    if args.restart {
+        let exe = std::env::current_exe().map_err(Error::io("finding the meshscope binary"))?;
+        let capture = args
+            .captured
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("tests/fixtures/shop-mesh/als_http.bin"));
+        let report = restart::run(
+            &exe,
+            restart::RestartPlan {
+                capture: &capture,
+                rate: args.rate,
+                seconds: args.seconds,
+                connections: args.connections,
+                checkpoint_interval_ms: args.checkpoint_interval_ms,
+                compare_full_replay: !args.no_full_replay,
+            },
+        )
+        .await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     let shape = Shape {
         fan_out: args.fan_out,
         endpoints: args.endpoints,

@@ -289,8 +289,10 @@ export async function mapChecks({ page, server, test, extraName }) {
 
     await rule("highlight", "no mtls");
     const plain = truth.edges.filter((e) => !e.mtls).map((e) => `${e.source}->${e.target}:${e.protocol}`).sort();
-    const ruled = await page.evaluate(() => window.__meshscope.cy.elements(".ruled").map((e) => e.id()).sort());
-    assert.deepEqual(ruled, plain);
+    const ruled = () => page.evaluate(() => window.__meshscope.cy.elements(".ruled").map((e) => e.id()).sort());
+    // A refresh may redraw the map between the rule and the check: wait for the redraw too.
+    await until("the plain edges highlighted", async () => JSON.stringify(await ruled()) === JSON.stringify(plain), 5000);
+    assert.deepEqual(await ruled(), plain);
     assert.ok(!plain.includes("shop/frontend->shop/backend:http"));
 
     await rule("hide", "latency > 5");

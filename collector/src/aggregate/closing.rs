@@ -124,6 +124,25 @@ impl Aggregator {
         drop(closing);
     }
 
+    /// Forgets the closing minutes `forget` names (their rows dropped for want of a place
+    /// to write them): reads no longer show them.
+    pub fn forget_closing(&self, forget: impl Fn(i64) -> bool) {
+        let forgotten: Vec<ClosingMinute> = {
+            let mut minutes = self.minutes.lock();
+            let doomed: Vec<i64> = minutes
+                .closing
+                .keys()
+                .copied()
+                .filter(|m| forget(*m))
+                .collect();
+            doomed
+                .into_iter()
+                .filter_map(|m| minutes.closing.remove(&m))
+                .collect()
+        };
+        drop(forgotten);
+    }
+
     /// Closes everything, for shutdown: every minute held, encoded.
     pub fn drain(&self) -> meshscope_storage::Result<Vec<ClosedBatch>> {
         let (closing, filling, late) = {

@@ -153,6 +153,14 @@ enum NameKind {
     Instance,
 }
 
+/// The names of a table by number, as a checkpoint keeps them.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NameLists {
+    pub services: Vec<ServiceRef>,
+    pub instances: Vec<Vec<String>>,
+    pub endpoints: Vec<Vec<String>>,
+}
+
 /// How many names of each kind are interned before the rest go to the overflow bucket.
 pub(super) struct NameCaps {
     pub(super) max_services: usize,
@@ -311,5 +319,66 @@ impl InternedNames {
     /// The service behind a number.
     pub(super) fn service(&self, id: ServiceId) -> ServiceRef {
         self.table.read().services[id as usize].clone()
+    }
+
+    /// Every name interned, by number: services, and each service's instances and
+    /// endpoints. What a checkpoint keeps so that its rows' numbers mean the same again.
+    pub(super) fn copy(&self) -> NameLists {
+        let names = self.table.read();
+        NameLists {
+            services: names.services.clone(),
+            instances: names.instances.iter().map(|i| i.names.clone()).collect(),
+            endpoints: names.endpoints.iter().map(|i| i.names.clone()).collect(),
+        }
+    }
+
+    /// Gives the names of `lists` their numbers again. Only a table that holds nothing
+    /// yet (the overflow node alone) takes them; false otherwise, or when the lists are
+    /// not a table's (their first service is not the overflow node, or a name repeats).
+    pub(super) fn restore(&self, lists: NameLists) -> bool {
+        let mut names = self.table.write();
+        let n = lists.services.len();
+        if names.services.len() != 1
+            || lists.services.first() != names.services.first()
+            || lists.instances.len() != n
+            || lists.endpoints.len() != n
+        {
+            return false;
+        }
+        let interner = |list: Vec<String>| {
+            let ids: HashMap<String, u32, FoldHashState> = list
+                .iter()
+                .enumerate()
+                .map(|(id, name)| (name.clone(), id as u32))
+                .collect();
+            (ids.len() == list.len()).then_some(Interner { ids, names: list })
+        };
+        let mut restored = NameTable {
+            ids: HashMap::default(),
+            services: Vec::with_capacity(n),
+            instances: Vec::with_capacity(n),
+            endpoints: Vec::with_capacity(n),
+            real_services: n - 1,
+        };
+        for ((service, instances), endpoints) in lists
+            .services
+            .into_iter()
+            .zip(lists.instances)
+            .zip(lists.endpoints)
+        {
+            let (Some(instances), Some(endpoints)) = (interner(instances), interner(endpoints))
+            else {
+                return false;
+            };
+            let id = restored.services.len() as ServiceId;
+            if restored.ids.insert(service.clone(), id).is_some() {
+                return false;
+            }
+            restored.services.push(service);
+            restored.instances.push(instances);
+            restored.endpoints.push(endpoints);
+        }
+        *names = restored;
+        true
     }
 }

@@ -18,7 +18,7 @@ pub(crate) const SHARDS: usize = 16;
 pub(crate) type Shard = HashMap<(Slot, Side), Metrics, FoldHashState>;
 
 /// One minute's rows, by slot and side, in [`SHARDS`] shards.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct MinuteRows {
     shards: [Shard; SHARDS],
 }

@@ -11,9 +11,11 @@
 //! - `minute_rows`: one minute's rows, in shards;
 //! - `aggregator`: the [`Aggregator`], its held minutes, and recording samples into them;
 //! - `closing`: closing minutes and encoding them for the store;
-//! - `unclosed_reads`: reads of the minutes not yet closed.
+//! - `unclosed_reads`: reads of the minutes not yet closed;
+//! - `checkpoint_rows`: the unclosed minutes copied for a checkpoint, and put back.
 
 mod aggregator;
+mod checkpoint_rows;
 mod closing;
 mod interned_names;
 mod minute_rows;
@@ -22,6 +24,7 @@ mod slot;
 mod unclosed_reads;
 
 pub use aggregator::{Aggregator, Limits, Recorded};
+pub use checkpoint_rows::{CheckpointRow, UnclosedCopy, UnclosedRows};
 pub use interned_names::{Capped, OVERFLOW};
 pub use sample::{Sample, add_sample};
 pub use slot::{ServiceId, Slot};

@@ -1,13 +1,14 @@
 //! What a row describes, by interned names, and which table its row goes to.
 
 use meshscope_storage::{Protocol, Table};
+use serde::{Deserialize, Serialize};
 
 /// An interned service: its number in the aggregator's name table.
 pub type ServiceId = u32;
 
 /// What a row describes, by interned names: a service, an instance or endpoint of one (by
 /// its number under that service), or an edge between two services.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Slot {
     /// Not recorded by the pipeline: a service's row is made from its instances' rows.
     Service(ServiceId),

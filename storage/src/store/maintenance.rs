@@ -33,8 +33,15 @@ pub struct MaintenanceReport {
 }
 
 impl Store {
-    /// Compacts, rolls up and expires what is due at `now` (epoch milliseconds).
+    /// Compacts, rolls up and expires what is due at `now` (epoch milliseconds); counts
+    /// the pass, and whether it failed, in `/metrics`.
     pub async fn maintain(&self, now: EpochMillis) -> Result<MaintenanceReport> {
+        let result = self.maintain_once(now).await;
+        super::figures::count_maintenance_pass(result.is_err());
+        result
+    }
+
+    async fn maintain_once(&self, now: EpochMillis) -> Result<MaintenanceReport> {
         let _one_at_a_time = self.inner.maintenance.lock().await;
         let _hint = MemoryHint::start(self.inner.config.memory_hint);
         let settle = self.inner.config.settle_minutes as i64 * MINUTE_MS;

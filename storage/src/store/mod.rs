@@ -16,7 +16,9 @@
 //! | `proxy_tables`   | writing and reading the `proxy_metrics_*` tables                   |
 //! | `sql`            | the tables SQL sees and the bounded SQL runner                     |
 //! | `maintenance`    | compaction, rollups and retention                                  |
+//! | `figures`        | the store's own figures for `/metrics`: files, bytes, last write   |
 
+mod figures;
 mod maintenance;
 mod memory_permit;
 mod opening;
@@ -40,6 +42,7 @@ use crate::model::{EpochMillis, Table};
 use crate::sliding;
 use crate::table::StoredTable;
 
+pub use figures::{MAINTENANCE_FAILURES_METRIC, MAINTENANCE_PASSES_METRIC, StoreFigures};
 pub use maintenance::MaintenanceReport;
 pub(crate) use memory_permit::MemoryHint;
 pub use memory_permit::MemoryPeakPermit;

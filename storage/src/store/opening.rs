@@ -92,6 +92,7 @@ impl Store {
             ctx.register_table(stored.name.as_str(), stored.clone())?;
         }
         tracing::info!(files = reopened, data_dir = %config.data_dir.display(), "store opened");
+        super::figures::register_maintenance_counters();
         let interval = config.maintenance_interval_secs;
         let inner = Arc::new(StoreState {
             clock: config.clock.clone(),

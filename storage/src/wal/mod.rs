@@ -20,7 +20,7 @@ pub mod stats;
 pub mod writer;
 
 pub use error::WalError;
-pub use reader::{ReadRecord, ReplaySummary, read_log};
+pub use reader::{ReadRecord, ReplaySummary, SkippedSegments, read_log, read_log_from};
 pub use record::{Position, RecordKind, StreamId};
 pub use segment::SegmentInfo;
 pub use writer::{SyncPolicy, WalConfig, WalWriter};

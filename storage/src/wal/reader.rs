@@ -35,6 +35,17 @@ pub struct ReplaySummary {
     pub torn_tails: u64,
     /// Segments moved to the quarantine directory.
     pub quarantined: u64,
+    /// Segments passed over unread (see [`SkippedSegments`]).
+    pub skipped: u64,
+}
+
+/// Segments a read passes over unread (a checkpoint holds what they logged): those
+/// numbered below `before_segment`, whose records all have times at or before
+/// `max_time_ms`. They stay on disk and are listed, so that they are deleted as usual.
+#[derive(Clone, Copy, Debug)]
+pub struct SkippedSegments {
+    pub before_segment: u64,
+    pub max_time_ms: i64,
 }
 
 /// Reads every segment in `dir` in order and hands each whole record to `each`. Repairs
@@ -43,6 +54,16 @@ pub struct ReplaySummary {
 pub fn read_log(
     dir: &Path,
     quarantine_dir: &Path,
+    each: impl FnMut(ReadRecord<'_>),
+) -> Result<ReplaySummary, WalError> {
+    read_log_from(dir, quarantine_dir, None, each)
+}
+
+/// [`read_log`], passing over the segments `skip` names without reading them.
+pub fn read_log_from(
+    dir: &Path,
+    quarantine_dir: &Path,
+    skip: Option<SkippedSegments>,
     mut each: impl FnMut(ReadRecord<'_>),
 ) -> Result<ReplaySummary, WalError> {
     let mut summary = ReplaySummary::default();
@@ -50,6 +71,17 @@ pub fn read_log(
         return Ok(summary);
     }
     for (seq, path) in segment::list(dir)? {
+        if let Some(skip) = skip
+            && seq < skip.before_segment
+        {
+            summary.segments.push(SegmentInfo {
+                seq,
+                bytes: std::fs::metadata(&path)?.len(),
+                max_time_ms: skip.max_time_ms,
+            });
+            summary.skipped += 1;
+            continue;
+        }
         let bytes = std::fs::read(&path)?;
         let scan = segment::scan(&bytes);
         let mut max_time_ms = i64::MIN;
