@@ -54,6 +54,9 @@ pub enum Resolution<'r> {
     Ready {
         attributions: Vec<Attribution<'r>>,
         evidence: Option<PeerEvidence>,
+        /// The caller-cluster header named another caller than the peer certificate,
+        /// which named this one.
+        identity_conflict: bool,
     },
     /// The caller's own report may still be on its way: ask again later.
     Wait,

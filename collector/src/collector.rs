@@ -70,6 +70,7 @@ impl Collector {
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>> {
+        crate::stats::describe();
         let registry = Registry::new(&config.address_map, config.address_book_capacity)?;
         let role_rules = RoleRules::new(&config.rules)?;
         let aggregator = Arc::new(Aggregator::new(Limits {

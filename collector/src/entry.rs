@@ -67,6 +67,9 @@ pub struct Observation<'a> {
     /// Bytes sent to and received from the upstream.
     pub upstream_bytes_out: u64,
     pub upstream_bytes_in: u64,
+    /// `upstream_request_attempt_count`: requests the proxy sent upstream for this one
+    /// (1 without retries; 0 when not logged, as for a request never sent upstream).
+    pub upstream_attempts: u32,
 }
 
 impl<'a> Observation<'a> {
@@ -89,7 +92,13 @@ impl<'a> Observation<'a> {
             downstream_bytes_out: 0,
             upstream_bytes_out: 0,
             upstream_bytes_in: 0,
+            upstream_attempts: 0,
         }
+    }
+
+    /// Attempts beyond the first: `upstream_attempts - 1`, 0 when not logged.
+    pub fn retries(&self) -> u32 {
+        self.upstream_attempts.saturating_sub(1)
     }
 
     /// Whether the call failed: a failure flag, a non-zero grpc-status or a 5xx status.
@@ -295,6 +304,7 @@ fn from_common(
         downstream_bytes_out: common.downstream_wire_bytes_sent,
         upstream_bytes_out: common.upstream_wire_bytes_sent,
         upstream_bytes_in: common.upstream_wire_bytes_received,
+        upstream_attempts: common.upstream_request_attempt_count,
     })
 }
 

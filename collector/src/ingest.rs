@@ -96,10 +96,17 @@ impl Pipeline<'_> {
                 Resolution::Ready {
                     attributions,
                     evidence,
+                    identity_conflict,
                 } => {
-                    tally.add(evidence);
+                    tally.add(evidence, identity_conflict);
                     let peers = self.peers(&attributions);
-                    self.contribute(&w.reporter, &w.obs.view(), &peers, &mut samples);
+                    self.contribute(
+                        &w.reporter,
+                        &w.obs.view(),
+                        &peers,
+                        identity_conflict,
+                        &mut samples,
+                    );
                 }
                 Resolution::Wait => still.push_back(w),
             }
@@ -129,13 +136,20 @@ impl Pipeline<'_> {
         if let Resolution::Ready {
             attributions,
             evidence,
+            identity_conflict,
         } = self
             .resolver
             .resolve(&w.reporter, w.role, &w.obs.view(), false)
         {
-            EvidenceTally::default().add(evidence);
+            EvidenceTally::default().add(evidence, identity_conflict);
             let peers = self.peers(&attributions);
-            self.contribute(&w.reporter, &w.obs.view(), &peers, samples);
+            self.contribute(
+                &w.reporter,
+                &w.obs.view(),
+                &peers,
+                identity_conflict,
+                samples,
+            );
         }
     }
 
@@ -180,11 +194,15 @@ impl Pipeline<'_> {
             .collect()
     }
 
+    /// Adds the entry's rows for each side it describes. `identity_conflict` marks the
+    /// server side's rows of an entry whose caller-cluster header named another caller
+    /// than its certificate.
     fn contribute(
         &self,
         reporter: &NodeIdentity,
         obs: &Observation<'_>,
         peers: &[PeerIds],
+        identity_conflict: bool,
         samples: &mut Vec<Row>,
     ) {
         let minute = minute_of(obs.start_ms);
@@ -220,6 +238,14 @@ impl Pipeline<'_> {
                     // Only the server's own TLS handshake proves mutual TLS; the client's
                     // log does not carry the upstream TLS details.
                     mtls: p.side == Side::Server && obs.mtls,
+                    // Retries are the caller's proxy's; the callee's logs each attempt
+                    // as a call of its own.
+                    retries: if p.side == Side::Client {
+                        obs.retries()
+                    } else {
+                        0
+                    },
+                    identity_conflict: p.side == Side::Server && identity_conflict,
                 };
                 let side = p.side;
                 // No service row: it is the sum of the instance rows, made when the minute
@@ -271,9 +297,15 @@ impl<'m> MessageIngest<'_, 'm> {
         let obs = &*obs;
         self.learned
             .teach(pipeline.resolver.registry, &ctx.reporter, role, obs);
-        if let Some((peers, evidence)) = self.peer_answers.find(role, obs) {
-            self.tally.add(evidence);
-            pipeline.contribute(&ctx.reporter, obs, &[peers], &mut self.samples);
+        if let Some((peers, evidence, identity_conflict)) = self.peer_answers.find(role, obs) {
+            self.tally.add(evidence, identity_conflict);
+            pipeline.contribute(
+                &ctx.reporter,
+                obs,
+                &[peers],
+                identity_conflict,
+                &mut self.samples,
+            );
             return;
         }
         match pipeline
@@ -283,11 +315,19 @@ impl<'m> MessageIngest<'_, 'm> {
             Resolution::Ready {
                 attributions,
                 evidence,
+                identity_conflict,
             } => {
-                self.tally.add(evidence);
+                self.tally.add(evidence, identity_conflict);
                 let peers = pipeline.peers(&attributions);
-                self.peer_answers.keep(role, obs, &peers, evidence);
-                pipeline.contribute(&ctx.reporter, obs, &peers, &mut self.samples);
+                self.peer_answers
+                    .keep(role, obs, &peers, evidence, identity_conflict);
+                pipeline.contribute(
+                    &ctx.reporter,
+                    obs,
+                    &peers,
+                    identity_conflict,
+                    &mut self.samples,
+                );
             }
             Resolution::Wait => self.parked.push(ParkedEntry {
                 deadline_ms: self.now_ms + pipeline.join_wait_ms,
@@ -335,25 +375,32 @@ thread_local! {
     static ENDPOINT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
-/// How callers were named, tallied per message: a labelled counter costs a registry
-/// lookup, too much to pay per entry.
+/// How callers were named, and how many names conflicted, tallied per message: a
+/// labelled counter costs a registry lookup, too much to pay per entry.
 #[derive(Default)]
-struct EvidenceTally([u64; PeerEvidence::ALL.len()]);
+struct EvidenceTally {
+    by_evidence: [u64; PeerEvidence::ALL.len()],
+    identity_conflicts: u64,
+}
 
 impl EvidenceTally {
-    fn add(&mut self, evidence: Option<PeerEvidence>) {
+    fn add(&mut self, evidence: Option<PeerEvidence>, identity_conflict: bool) {
         if let Some(e) = evidence {
-            self.0[e as usize] += 1;
+            self.by_evidence[e as usize] += 1;
         }
+        self.identity_conflicts += u64::from(identity_conflict);
     }
 }
 
 impl Drop for EvidenceTally {
     fn drop(&mut self) {
-        for (e, n) in PeerEvidence::ALL.iter().zip(self.0) {
+        for (e, n) in PeerEvidence::ALL.iter().zip(self.by_evidence) {
             if n > 0 {
                 metrics::counter!(stats::PEER_RESOLVED, "by" => e.as_str()).increment(n);
             }
+        }
+        if self.identity_conflicts > 0 {
+            metrics::counter!(stats::IDENTITY_CONFLICTS).increment(self.identity_conflicts);
         }
     }
 }
@@ -505,5 +552,64 @@ mod tests {
         .map(|((side, key), n)| ((side, key.to_string()), n))
         .collect();
         assert_eq!(calls(&aggregator), expected);
+    }
+
+    /// Retries are the caller's proxy's attempts beyond the first, on the client side's
+    /// rows only: the callee's proxy logs each attempt as a call of its own.
+    #[test]
+    fn retries_count_on_the_client_side_only() {
+        let registry = Registry::new(&[], 1000).unwrap();
+        let frontend = reporter("frontend-1", "frontend");
+        let backend = reporter("backend-1", "backend");
+        for r in [&frontend, &backend] {
+            registry.register_reporter(r);
+        }
+        let aggregator = Aggregator::new(Limits {
+            max_endpoints_per_service: 100,
+            max_instances_per_service: 100,
+            max_services: 100,
+            apdex_threshold_ms: 500.0,
+        });
+        let rules = RoleRules::new(&DirectionRules::default()).unwrap();
+        let waiting = WaitQueue::new(100);
+        let pipeline = Pipeline {
+            role_rules: &rules,
+            resolver: Resolver {
+                registry: &registry,
+            },
+            aggregator: &aggregator,
+            waiting: &waiting,
+            join_wait_ms: 0,
+            access_log: None,
+        };
+        let context = |reporter: &Arc<NodeIdentity>| StreamContext {
+            reporter: reporter.clone(),
+            log_name: String::new(),
+            gateway: false,
+        };
+        // Three requests: one attempt, three attempts, and one not logged with a count.
+        let outbound = [1, 3, 0].map(|attempts| Observation {
+            upstream_attempts: attempts,
+            ..observation("outbound|8080||backend.shop.svc.cluster.local")
+        });
+        pipeline.ingest(&context(&frontend), outbound.into_iter(), 60_000);
+        // The callee's proxy logged the five attempts it received, each its own request.
+        let inbound = [1; 5].map(|attempts| Observation {
+            upstream_attempts: attempts,
+            downstream_cluster_header: Some("frontend"),
+            ..observation("inbound|8080||")
+        });
+        pipeline.ingest(&context(&backend), inbound.into_iter(), 60_000);
+
+        let edges: BTreeMap<Side, (u64, u64)> = aggregator
+            .snapshot()
+            .into_iter()
+            .filter(|row| matches!(row.key, RowKey::Edge { .. }))
+            .map(|row| (row.side, (row.metrics.calls, row.metrics.retries)))
+            .collect();
+        assert_eq!(
+            edges,
+            BTreeMap::from([(Side::Server, (5, 0)), (Side::Client, (3, 2))])
+        );
     }
 }

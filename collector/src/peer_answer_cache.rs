@@ -30,7 +30,7 @@ pub(crate) struct PeerIds {
 #[derive(Default)]
 pub(crate) struct PeerAnswerCache<'m> {
     callees: RecentAnswers<CalleeKey<'m>, PeerIds>,
-    callers: RecentAnswers<CallerKey<'m>, (PeerIds, PeerEvidence)>,
+    callers: RecentAnswers<CallerKey<'m>, (PeerIds, PeerEvidence, bool)>,
 }
 
 /// The upstream cluster and host.
@@ -51,20 +51,21 @@ fn caller_key<'m>(obs: &Observation<'m>) -> CallerKey<'m> {
 }
 
 impl<'m> PeerAnswerCache<'m> {
-    /// The peers an earlier entry of this message that asked the same was given, and the
-    /// evidence that named its caller; `None` when no such answer is kept.
+    /// The peers an earlier entry of this message that asked the same was given, the
+    /// evidence that named its caller and whether the header and certificate disagreed;
+    /// `None` when no such answer is kept.
     #[inline]
     pub(crate) fn find(
         &self,
         role: Role,
         obs: &Observation<'m>,
-    ) -> Option<(PeerIds, Option<PeerEvidence>)> {
+    ) -> Option<(PeerIds, Option<PeerEvidence>, bool)> {
         match role {
-            Role::Outbound => self.callees.get(&callee_key(obs)).map(|p| (p, None)),
+            Role::Outbound => self.callees.get(&callee_key(obs)).map(|p| (p, None, false)),
             Role::Inbound => self
                 .callers
                 .get(&caller_key(obs))
-                .map(|(peers, evidence)| (peers, Some(evidence))),
+                .map(|(peers, evidence, conflict)| (peers, Some(evidence), conflict)),
             Role::Gateway => None,
         }
     }
@@ -77,15 +78,16 @@ impl<'m> PeerAnswerCache<'m> {
         obs: &Observation<'m>,
         peers: &[PeerIds],
         evidence: Option<PeerEvidence>,
+        identity_conflict: bool,
     ) {
         let [peers] = peers else {
             return;
         };
         match (role, evidence) {
             (Role::Outbound, _) => self.callees.put(callee_key(obs), *peers),
-            (Role::Inbound, Some(e @ (PeerEvidence::Header | PeerEvidence::Certificate))) => {
-                self.callers.put(caller_key(obs), (*peers, e))
-            }
+            (Role::Inbound, Some(e @ (PeerEvidence::Header | PeerEvidence::Certificate))) => self
+                .callers
+                .put(caller_key(obs), (*peers, e, identity_conflict)),
             _ => {}
         }
     }

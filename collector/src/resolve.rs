@@ -1,6 +1,6 @@
 //! Who is on the other end of an entry. The server side of a call names its caller from,
-//! in order: the `x-envoy-downstream-service-cluster` header, the peer certificate's
-//! SPIFFE id, the connection's 4-tuple as the caller's own proxy reported it, and the
+//! in order: the peer certificate's SPIFFE id, the `x-envoy-downstream-service-cluster`
+//! header, the connection's 4-tuple as the caller's own proxy reported it, and the
 //! static address map; what stays unknown becomes a virtual node. The client side names
 //! its callee from the server's listening address when that server reports for itself,
 //! then the upstream cluster (Istio or plain name), then the static address map.
@@ -22,6 +22,23 @@ pub const EXTERNAL: &str = "external";
 /// Virtual node for peers no evidence names.
 pub const UNKNOWN: &str = "unknown";
 
+/// The caller of a server-side entry and how it was named.
+struct DownstreamPeer {
+    service: ServiceRef,
+    evidence: PeerEvidence,
+    identity_conflict: bool,
+}
+
+impl DownstreamPeer {
+    fn plain(service: ServiceRef, evidence: PeerEvidence) -> Self {
+        DownstreamPeer {
+            service,
+            evidence,
+            identity_conflict: false,
+        }
+    }
+}
+
 /// Names the peers of an entry from what the registry has learned.
 pub struct Resolver<'a> {
     pub registry: &'a Registry,
@@ -40,20 +57,21 @@ impl Resolver<'_> {
     ) -> Resolution<'r> {
         let mut attributions = Vec::with_capacity(2);
         let mut evidence = None;
+        let mut identity_conflict = false;
         if matches!(role, Role::Inbound | Role::Gateway) {
             let fallback = if role == Role::Gateway {
                 EXTERNAL
             } else {
                 UNKNOWN
             };
-            let Some((source, how)) = self.downstream_peer(reporter, obs, may_wait, fallback)
-            else {
+            let Some(caller) = self.downstream_peer(reporter, obs, may_wait, fallback) else {
                 return Resolution::Wait;
             };
-            evidence = Some(how);
+            evidence = Some(caller.evidence);
+            identity_conflict = caller.identity_conflict;
             attributions.push(Attribution {
                 side: Side::Server,
-                source: Cow::Owned(source),
+                source: Cow::Owned(caller.service),
                 target: Cow::Borrowed(&reporter.service),
                 target_instance: Cow::Borrowed(&reporter.instance),
             });
@@ -72,63 +90,80 @@ impl Resolver<'_> {
         Resolution::Ready {
             attributions,
             evidence,
+            identity_conflict,
         }
     }
 
+    /// The caller and the evidence that named it. A verified peer certificate (its
+    /// SPIFFE id) names the caller before the caller-cluster header, which any
+    /// application can set; when both name a caller and the names differ, the
+    /// certificate's wins and the answer says so (`identity_conflict`).
     fn downstream_peer(
         &self,
         reporter: &NodeIdentity,
         obs: &Observation,
         may_wait: bool,
         fallback: &str,
-    ) -> Option<(ServiceRef, PeerEvidence)> {
+    ) -> Option<DownstreamPeer> {
+        let header_named = obs
+            .downstream_cluster_header
+            .and_then(|cluster| self.caller_by_header(reporter, cluster));
         // A name that no reporter carries may yet be one whose stream has not opened:
         // wait for it before taking the name as written.
         let mut named_but_unknown = None;
-        if let Some(cluster) = &obs.downstream_cluster_header {
-            // Envoy also sets the header on requests a proxy originates: naming itself
-            // is no evidence of the caller.
-            let service = match self.registry.caller_by_cluster(cluster, &reporter.service) {
-                _ if *cluster == reporter.cluster => None,
-                ClusterLookup::Found(service) => Some(service),
-                ClusterLookup::Ambiguous => None,
-                ClusterLookup::Unknown => {
-                    Some(self.registry.canonical(&service_from_host(cluster)))
-                }
-            };
-            if let Some(service) = service
-                && service != reporter.service
-            {
-                if self.registry.is_reporter(&service) {
-                    return Some((service, PeerEvidence::Header));
-                }
-                named_but_unknown = Some((service, PeerEvidence::Header));
-            }
-        }
         if let Some(spiffe) = obs.peer_uri_san.and_then(parse_spiffe) {
             let service = self.registry.by_spiffe(&spiffe);
-            if self.registry.is_reporter(&service) {
-                return Some((service, PeerEvidence::Certificate));
+            let identity_conflict = header_named.as_ref().is_some_and(|h| *h != service);
+            let answer = DownstreamPeer {
+                service,
+                evidence: PeerEvidence::Certificate,
+                identity_conflict,
+            };
+            if self.registry.is_reporter(&answer.service) {
+                return Some(answer);
             }
-            named_but_unknown.get_or_insert((service, PeerEvidence::Certificate));
+            named_but_unknown = Some(answer);
+        } else if let Some(service) = header_named {
+            let answer = DownstreamPeer::plain(service, PeerEvidence::Header);
+            if self.registry.is_reporter(&answer.service) {
+                return Some(answer);
+            }
+            named_but_unknown = Some(answer);
         }
         let peer = obs.addresses.downstream_peer.get();
         let local = obs.addresses.downstream_local.get();
         if let (Some(peer), Some(local)) = (peer, local)
             && let Some(owner) = self.registry.connection_owner(peer, local)
         {
-            return Some((owner, PeerEvidence::Connection));
+            return Some(DownstreamPeer::plain(owner, PeerEvidence::Connection));
         }
         if named_but_unknown.is_some() {
             return if may_wait { None } else { named_but_unknown };
         }
         if let Some(service) = peer.and_then(|p| self.registry.static_lookup(p)) {
-            return Some((service, PeerEvidence::StaticMap));
+            return Some(DownstreamPeer::plain(service, PeerEvidence::StaticMap));
         }
         if may_wait && peer.is_some() && local.is_some() {
             return None;
         }
-        Some((ServiceRef::virtual_node(fallback), PeerEvidence::Fallback))
+        Some(DownstreamPeer::plain(
+            ServiceRef::virtual_node(fallback),
+            PeerEvidence::Fallback,
+        ))
+    }
+
+    /// The caller the caller-cluster header names, or `None` when it names the reporter
+    /// itself (Envoy also sets it on requests a proxy originates) or several services.
+    fn caller_by_header(&self, reporter: &NodeIdentity, cluster: &str) -> Option<ServiceRef> {
+        if cluster == reporter.cluster {
+            return None;
+        }
+        let service = match self.registry.caller_by_cluster(cluster, &reporter.service) {
+            ClusterLookup::Found(service) => service,
+            ClusterLookup::Ambiguous => return None,
+            ClusterLookup::Unknown => self.registry.canonical(&service_from_host(cluster)),
+        };
+        (service != reporter.service).then_some(service)
     }
 
     /// The callee and its instance; `None` while a name that no reporter carries may
@@ -271,6 +306,7 @@ mod tests {
             Resolution::Ready {
                 attributions,
                 evidence,
+                ..
             } => (attributions[0].source.id(), evidence),
             Resolution::Wait => ("<wait>".into(), None),
         }
@@ -283,6 +319,11 @@ mod tests {
         }
     }
 
+    /// The order in which a server-side entry's caller is named. The peer certificate
+    /// comes first: the TLS handshake proved it, whereas the caller-cluster header is a
+    /// request header that any application behind a proxy can set to any name (Envoy
+    /// only adds it when absent). The header was once asked first; a caller could then
+    /// move its calls onto another service's edge.
     #[test]
     fn inbound_peer_order() {
         let m = mesh();
@@ -318,14 +359,14 @@ mod tests {
                 Some(PeerEvidence::Header),
             ),
             (
-                "header beats certificate",
+                "certificate beats a header naming another service",
                 with(&|o| {
                     o.downstream_cluster_header = Some("inventory");
                     o.peer_uri_san = Some("spiffe://cluster.local/ns/shop/sa/frontend-sa");
                 }),
                 true,
-                "inventory",
-                Some(PeerEvidence::Header),
+                "shop/frontend",
+                Some(PeerEvidence::Certificate),
             ),
             (
                 "the reporter's own cluster in the header is no evidence",
@@ -419,6 +460,60 @@ mod tests {
         for (name, o, may_wait, want, evidence) in cases {
             let got = source_of(r.resolve(&m.backend, Role::Inbound, &o, may_wait));
             assert_eq!(got, (want.to_string(), evidence), "{name}");
+        }
+    }
+
+    /// Whether the answer says the header and the certificate disagreed: only when both
+    /// name a caller and the names differ.
+    #[test]
+    fn a_header_that_disagrees_with_the_certificate_is_a_conflict() {
+        let m = mesh();
+        let r = Resolver {
+            registry: &m.registry,
+        };
+        let frontend_cert = "spiffe://cluster.local/ns/shop/sa/frontend-sa";
+        let cases: [(&str, Option<&'static str>, Option<&'static str>, bool); 5] = [
+            (
+                "forged header",
+                Some("inventory"),
+                Some(frontend_cert),
+                true,
+            ),
+            (
+                "header and certificate agree",
+                Some("frontend"),
+                Some(frontend_cert),
+                false,
+            ),
+            (
+                "the reporter's own cluster",
+                Some("backend"),
+                Some(frontend_cert),
+                false,
+            ),
+            ("certificate alone", None, Some(frontend_cert), false),
+            ("header alone", Some("inventory"), None, false),
+        ];
+        for (name, header, uri, want_conflict) in cases {
+            let mut o = obs();
+            o.upstream_cluster = "inbound|8080||";
+            o.downstream_cluster_header = header;
+            o.peer_uri_san = uri;
+            let Resolution::Ready {
+                attributions,
+                identity_conflict,
+                ..
+            } = r.resolve(&m.backend, Role::Inbound, &o, true)
+            else {
+                panic!("{name}: waits");
+            };
+            assert_eq!(identity_conflict, want_conflict, "{name}");
+            let want_caller = if uri.is_some() {
+                "shop/frontend"
+            } else {
+                "inventory"
+            };
+            assert_eq!(attributions[0].source.id(), want_caller, "{name}");
         }
     }
 

@@ -8,6 +8,9 @@ pub const ENTRIES_RECEIVED: &str = "meshscope_als_entries_received_total";
 pub const ENTRIES_ACCEPTED: &str = "meshscope_als_entries_accepted_total";
 pub const ENTRIES_REJECTED: &str = "meshscope_als_entries_rejected_total";
 pub const PEER_RESOLVED: &str = "meshscope_peer_resolved_total";
+/// Entries whose caller-cluster header named another caller than the verified peer
+/// certificate, which named the caller.
+pub const IDENTITY_CONFLICTS: &str = "meshscope_identity_conflicts_total";
 pub const JOIN_WAITING: &str = "meshscope_join_waiting_entries";
 pub const OVERFLOW: &str = "meshscope_key_overflow_total";
 pub const ROWS_CLOSED: &str = "meshscope_minute_rows_closed_total";
@@ -17,6 +20,16 @@ pub const FLUSH_ERRORS: &str = "meshscope_flush_errors_total";
 /// Rows held in unclosed minutes: what the collector's memory grows with. (The metric's
 /// name is kept as it was, for dashboards that read it.)
 pub const UNCLOSED_ROWS: &str = "meshscope_open_minute_rows";
+
+/// Gives the counters whose meaning is not plain from their name their `# HELP` text,
+/// and shows them at 0 before anything happened. Call once the recorder is installed.
+pub fn describe() {
+    metrics::describe_counter!(
+        IDENTITY_CONFLICTS,
+        "Server-side entries whose x-envoy-downstream-service-cluster header named another caller than the peer certificate's SPIFFE id; the certificate named the caller."
+    );
+    metrics::counter!(IDENTITY_CONFLICTS).increment(0);
+}
 
 pub fn reject(reason: &'static str, count: u64) {
     metrics::counter!(ENTRIES_REJECTED, "reason" => reason).increment(count);

@@ -304,6 +304,7 @@ fn common<'a>(buf: &'a [u8], max_len: usize, obs: &mut Observation<'a>) -> Resul
             }
             (20, v) => downstream_direct_remote = Some(v.bytes()),
             (23, v) => duration = Some(v.bytes()),
+            (24, v) => obs.upstream_attempts = u32::try_from(v.varint()).unwrap_or(u32::MAX),
             (29, v) => obs.downstream_bytes_out = v.varint(),
             (30, v) => obs.downstream_bytes_in = v.varint(),
             (31, v) => obs.upstream_bytes_out = v.varint(),

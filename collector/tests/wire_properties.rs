@@ -112,6 +112,7 @@ struct Expected {
     path: String,
     status: u32,
     downstream_cluster_header: Option<String>,
+    upstream_attempts: u32,
 }
 
 fn expected_common(common: &AccessLogCommon) -> Expected {
@@ -159,6 +160,7 @@ fn expected_common(common: &AccessLogCommon) -> Expected {
         path: String::new(),
         status: 0,
         downstream_cluster_header: None,
+        upstream_attempts: common.upstream_request_attempt_count,
     }
 }
 
@@ -284,6 +286,7 @@ fn check_reading(
     prop_assert_eq!(got.downstream_bytes_out, expected.downstream_bytes_out);
     prop_assert_eq!(got.upstream_bytes_out, expected.upstream_bytes_out);
     prop_assert_eq!(got.upstream_bytes_in, expected.upstream_bytes_in);
+    prop_assert_eq!(got.upstream_attempts, expected.upstream_attempts);
     Ok(())
 }
 

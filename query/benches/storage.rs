@@ -213,6 +213,8 @@ impl Mesh {
                 mtls_calls: calls,
                 apdex_satisfied: calls - calls / 20,
                 apdex_tolerating: calls / 40,
+                retries: 0,
+                identity_conflicts: 0,
             }
         };
         let keys = self

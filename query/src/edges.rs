@@ -10,6 +10,7 @@ use meshscope_storage::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::edge_sides::{EdgeSides, SideFigures};
 use crate::error::{Error, ErrorBody, Result};
 use crate::extract::ApiQuery;
 use crate::state::AppState;
@@ -57,10 +58,17 @@ struct EdgeDetail {
     server: Option<SideDetail>,
     /// What the caller's proxy reported; null when it reported nothing.
     client: Option<SideDetail>,
+    /// Attempts beyond the first that the caller's proxy made; 0 when none.
+    retries: u64,
+    /// Calls whose caller-cluster header named another service than the certificate.
+    identity_conflicts: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 struct SideDetail {
+    /// Calls, errors and latency percentiles, as on the map's edges.
+    #[serde(flatten)]
+    figures: SideFigures,
     metrics: EdgeMetrics,
     series: Vec<Point<EdgeMetrics>>,
 }
@@ -132,7 +140,7 @@ pub(crate) async fn edge(
         };
         let chosen =
             edge_series(store, range, source_ref, target_ref, &aggregate.key, None).await?;
-        let server = side_detail(
+        let (server, server_total) = side_detail(
             store,
             range,
             source_ref,
@@ -141,7 +149,7 @@ pub(crate) async fn edge(
             Side::Server,
         )
         .await?;
-        let client = side_detail(
+        let (client, client_total) = side_detail(
             store,
             range,
             source_ref,
@@ -159,11 +167,14 @@ pub(crate) async fn edge(
             continue;
         };
         edge.upstream_health = health.get(&edge.source, &edge.target);
+        let sides = EdgeSides::from_totals(client_total.as_ref(), server_total.as_ref());
         edges.push(EdgeDetail {
             edge,
             series: dense_series(range, &chosen, |m| EdgeMetrics::from_metrics(m, 1)),
             server,
             client,
+            retries: sides.retries,
+            identity_conflicts: sides.identity_conflicts,
         });
     }
     Ok(Json(EdgeDetails {
@@ -183,7 +194,7 @@ async fn side_detail(
     target: &ServiceRef,
     key: &RowKey,
     side: Side,
-) -> Result<Option<SideDetail>> {
+) -> Result<(Option<SideDetail>, Option<Metrics>)> {
     let points = edge_series(store, range, source, target, key, Some(side)).await?;
     // The side's own points decide whether it reported; the chosen series may hold the
     // other side's figures for the same minutes.
@@ -192,16 +203,18 @@ async fn side_detail(
         .filter(|p| p.detected_by == side)
         .collect();
     if points.is_empty() {
-        return Ok(None);
+        return Ok((None, None));
     }
     let mut total = Metrics::default();
     for point in &points {
         total.merge(&point.metrics);
     }
-    Ok(Some(SideDetail {
+    let detail = SideDetail {
+        figures: SideFigures::from_metrics(&total),
         metrics: EdgeMetrics::from_metrics(&total, minutes_in(range)),
         series: dense_series(range, &points, |m| EdgeMetrics::from_metrics(m, 1)),
-    }))
+    };
+    Ok((Some(detail), Some(total)))
 }
 
 async fn edge_series(

@@ -3,6 +3,7 @@
 //! never rename or remove a field.
 
 pub mod auth;
+mod edge_sides;
 mod edges;
 pub mod error;
 mod extract;

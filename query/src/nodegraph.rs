@@ -99,7 +99,7 @@ impl NodeGraph {
             start: topology.start,
             end: topology.end,
             nodes: topology.nodes.iter().map(node_row).collect(),
-            edges: topology.edges.iter().map(edge_row).collect(),
+            edges: topology.edges.iter().map(|e| edge_row(&e.edge)).collect(),
         }
     }
 }

@@ -7,6 +7,7 @@ use meshscope_storage::{EpochMillis, Metrics, RowKey};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::edge_sides::{EdgeSides, EdgeSidesIndex};
 use crate::error::{Error, ErrorBody, Result};
 use crate::extract::ApiQuery;
 use crate::graph::ServiceGraph;
@@ -57,7 +58,16 @@ pub(crate) struct Topology {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) focus: Option<String>,
     pub(crate) nodes: Vec<TopologyNode>,
-    pub(crate) edges: Vec<TopologyEdge>,
+    pub(crate) edges: Vec<MapEdge>,
+}
+
+/// An edge of the map: its chosen figures and each side's own.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MapEdge {
+    #[serde(flatten)]
+    pub(crate) edge: TopologyEdge,
+    #[serde(flatten)]
+    pub(crate) sides: EdgeSides,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -203,6 +213,7 @@ pub(crate) async fn topology(
 
     let layers = graph.layers();
     let health = UpstreamHealthIndex::load(&state.store, range).await?;
+    let sides = EdgeSidesIndex::load(&state.store, range).await?;
     let edges = graph
         .edges
         .iter()
@@ -220,7 +231,8 @@ pub(crate) async fn topology(
                 minutes,
             );
             edge.upstream_health = health.get(&edge.source, &edge.target);
-            Some(edge)
+            let sides = sides.get(&edge.source, &edge.target, *protocol);
+            Some(MapEdge { edge, sides })
         })
         .collect();
     let nodes = graph

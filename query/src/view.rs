@@ -162,7 +162,7 @@ pub(crate) fn ratio(part: u64, whole: u64) -> f64 {
 }
 
 /// p50, p95 and p99: one pass over the sketch reads all three.
-fn percentiles(metrics: &Metrics) -> [Option<f64>; 3] {
+pub(crate) fn percentiles(metrics: &Metrics) -> [Option<f64>; 3] {
     if metrics.calls == 0 {
         return [None; 3];
     }

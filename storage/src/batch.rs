@@ -13,10 +13,10 @@ use crate::error::{Error, Result};
 use crate::model::{
     EpochMillis, MetricRow, Metrics, NodeKind, Protocol, RowKey, ServiceRef, Side, Table,
 };
-use crate::schema::{self, COUNTERS, key_columns};
+use crate::schema::{self, COUNTER_COUNT, COUNTERS, key_columns};
 use crate::sketch::LatencySketch;
 
-fn counters(m: &Metrics) -> [u64; 9] {
+fn counters(m: &Metrics) -> [u64; COUNTER_COUNT] {
     [
         m.calls,
         m.errors,
@@ -27,6 +27,8 @@ fn counters(m: &Metrics) -> [u64; 9] {
         m.mtls_calls,
         m.apdex_satisfied,
         m.apdex_tolerating,
+        m.retries,
+        m.identity_conflicts,
     ]
 }
 
@@ -223,6 +225,46 @@ pub fn to_batch<'a>(
     builder.finish()
 }
 
+/// A minute or rollup table's batch as read from a file written before the later
+/// counters existed, given those columns (all null) where the table's schema has them:
+/// just before the latency sketch. Any other batch is returned as it is.
+pub(crate) fn with_later_counters(batch: RecordBatch) -> Result<RecordBatch> {
+    let schema = batch.schema();
+    let Ok(latency_at) = schema.index_of(schema::LATENCY) else {
+        return Ok(batch);
+    };
+    let missing: Vec<&str> = COUNTERS
+        .iter()
+        .copied()
+        .filter(|c| schema::is_later_counter(c) && schema.index_of(c).is_err())
+        .collect();
+    if missing.is_empty() || schema.index_of("apdex_tolerating").is_err() {
+        return Ok(batch);
+    }
+    let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+    let mut columns = batch.columns().to_vec();
+    for (offset, name) in missing.iter().enumerate() {
+        fields.insert(
+            latency_at + offset,
+            Arc::new(datafusion::arrow::datatypes::Field::new(
+                *name,
+                datafusion::arrow::datatypes::DataType::UInt64,
+                true,
+            )),
+        );
+        columns.insert(
+            latency_at + offset,
+            datafusion::arrow::array::new_null_array(
+                &datafusion::arrow::datatypes::DataType::UInt64,
+                batch.num_rows(),
+            ),
+        );
+    }
+    let schema =
+        datafusion::arrow::datatypes::Schema::new_with_metadata(fields, schema.metadata().clone());
+    Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+}
+
 fn bad(what: &str) -> Error {
     Error::InvalidQuery(format!("unexpected column layout: {what}"))
 }
@@ -269,7 +311,14 @@ pub fn key_at(table: Table, batch: &RecordBatch, row: usize) -> Result<RowKey> {
 /// The metrics of `row` in a batch that has the metric columns (named as in the schema).
 pub fn metrics_at(batch: &RecordBatch, row: usize) -> Result<Metrics> {
     let counter = |name: &str| -> Result<u64> {
-        let array = batch.column_by_name(name).ok_or_else(|| bad(name))?;
+        let Some(array) = batch.column_by_name(name) else {
+            // A file written before the counter existed, read as it is on disk.
+            return if schema::is_later_counter(name) {
+                Ok(0)
+            } else {
+                Err(bad(name))
+            };
+        };
         let values = array
             .as_primitive_opt::<UInt64Type>()
             .ok_or_else(|| bad(name))?;
@@ -301,6 +350,8 @@ pub fn metrics_at(batch: &RecordBatch, row: usize) -> Result<Metrics> {
         mtls_calls: counter("mtls_calls")?,
         apdex_satisfied: counter("apdex_satisfied")?,
         apdex_tolerating: counter("apdex_tolerating")?,
+        retries: counter("retries")?,
+        identity_conflicts: counter("identity_conflicts")?,
     })
 }
 

@@ -250,13 +250,17 @@ impl DataFiles {
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
             .with_batch_size(rows_per_batch)
             .build()?;
-        Ok(reader.map(|batch| batch.map_err(Error::from)))
+        Ok(reader.map(|batch| crate::batch::with_later_counters(batch?)))
     }
 
+    /// A file's rows, decoded whole; files written before the later counters read with
+    /// them null.
     pub(crate) async fn read_batches(&self, path: &Path) -> Result<Vec<RecordBatch>> {
         let bytes = self.write_path.reads.get(path).await?.bytes().await?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
-        Ok(reader.collect::<Result<Vec<_>, _>>()?)
+        reader
+            .map(|batch| crate::batch::with_later_counters(batch?))
+            .collect()
     }
 
     pub(crate) async fn delete(&self, path: &Path) -> Result<()> {

@@ -148,6 +148,11 @@ pub struct Metrics {
     pub apdex_satisfied: u64,
     /// Calls under four times the threshold that did not fail.
     pub apdex_tolerating: u64,
+    /// Attempts beyond the first that the caller's proxy made (client-side rows only).
+    pub retries: u64,
+    /// Calls whose caller-cluster header named another service than the verified peer
+    /// certificate did (server-side rows only); the certificate named the caller.
+    pub identity_conflicts: u64,
 }
 
 impl Metrics {
@@ -162,6 +167,8 @@ impl Metrics {
         self.mtls_calls += other.mtls_calls;
         self.apdex_satisfied += other.apdex_satisfied;
         self.apdex_tolerating += other.apdex_tolerating;
+        self.retries += other.retries;
+        self.identity_conflicts += other.identity_conflicts;
     }
 }
 

@@ -38,8 +38,11 @@ pub(crate) fn key_columns(table: Table) -> &'static [&'static str] {
     }
 }
 
+/// How many additive counters a row has.
+pub(crate) const COUNTER_COUNT: usize = 11;
+
 /// Additive counters, in order, all UInt64.
-pub(crate) const COUNTERS: [&str; 9] = [
+pub(crate) const COUNTERS: [&str; COUNTER_COUNT] = [
     "calls",
     "errors",
     "errors_4xx",
@@ -49,7 +52,18 @@ pub(crate) const COUNTERS: [&str; 9] = [
     "mtls_calls",
     "apdex_satisfied",
     "apdex_tolerating",
+    "retries",
+    "identity_conflicts",
 ];
+
+/// Counters added after the first files were written: nullable, so that files written
+/// before them read as null, which every reader takes for 0.
+const LATER_COUNTERS: [&str; 2] = ["retries", "identity_conflicts"];
+
+/// Whether `counter` is one that files written before it lack (read as 0 there).
+pub(crate) fn is_later_counter(counter: &str) -> bool {
+    LATER_COUNTERS.contains(&counter)
+}
 
 /// Serialized `LatencySketch` (milliseconds).
 pub(crate) const LATENCY: &str = "latency";
@@ -67,7 +81,8 @@ fn build(table: Table) -> SchemaRef {
     }
     fields.push(Field::new(SIDE, DataType::Utf8, false));
     for counter in COUNTERS {
-        fields.push(Field::new(counter, DataType::UInt64, false));
+        let nullable = is_later_counter(counter);
+        fields.push(Field::new(counter, DataType::UInt64, nullable));
     }
     fields.push(Field::new(LATENCY, DataType::Binary, false));
     fields.push(Field::new(LATENCY_COUNT, DataType::UInt64, false));

@@ -20,7 +20,7 @@ use crate::batch;
 use crate::error::{Error, Result};
 use crate::model::{EpochMillis, Metrics, RowKey, Side, Table};
 use crate::read::Aggregate;
-use crate::schema::{self, COUNTERS, key_columns};
+use crate::schema::{self, COUNTER_COUNT, COUNTERS, key_columns};
 
 /// One key's figures in one span, before the client rows are settled.
 struct KeyTotal {
@@ -61,7 +61,7 @@ impl Figures {
     }
 
     /// Row `row`'s counters, in `COUNTERS` order.
-    pub(crate) fn counters(&self, row: usize) -> [u64; 9] {
+    pub(crate) fn counters(&self, row: usize) -> [u64; COUNTER_COUNT] {
         std::array::from_fn(|i| {
             let values = &self.counters[i];
             if values.is_null(row) {
@@ -248,7 +248,7 @@ impl Partial {
 }
 
 /// Adds one stored row's figures, in `COUNTERS` order, and its encoded sketch.
-fn add_row(into: &mut Metrics, figures: [u64; 9], sketch: Option<&[u8]>) -> Result<()> {
+fn add_row(into: &mut Metrics, figures: [u64; COUNTER_COUNT], sketch: Option<&[u8]>) -> Result<()> {
     for (field, n) in counters_mut(into).into_iter().zip(figures) {
         *field += n;
     }
@@ -259,7 +259,7 @@ fn add_row(into: &mut Metrics, figures: [u64; 9], sketch: Option<&[u8]>) -> Resu
 }
 
 /// A total's counters in `COUNTERS` order, the order `Figures::counters` reads a row in.
-pub(crate) fn counters_mut(metrics: &mut Metrics) -> [&mut u64; 9] {
+pub(crate) fn counters_mut(metrics: &mut Metrics) -> [&mut u64; COUNTER_COUNT] {
     [
         &mut metrics.calls,
         &mut metrics.errors,
@@ -270,6 +270,8 @@ pub(crate) fn counters_mut(metrics: &mut Metrics) -> [&mut u64; 9] {
         &mut metrics.mtls_calls,
         &mut metrics.apdex_satisfied,
         &mut metrics.apdex_tolerating,
+        &mut metrics.retries,
+        &mut metrics.identity_conflicts,
     ]
 }
 

@@ -13,6 +13,10 @@ pub struct Sample {
     pub bytes_received: u64,
     pub tcp: bool,
     pub mtls: bool,
+    /// Attempts beyond the first that the caller's proxy made (client side only).
+    pub retries: u32,
+    /// The caller-cluster header named another caller than the peer certificate.
+    pub identity_conflict: bool,
 }
 
 /// Adds one sample to a row's counters: one call, its outcome, latency and bytes, and its
@@ -28,6 +32,8 @@ pub fn add_sample(metrics: &mut Metrics, sample: &Sample, apdex_threshold_ms: f6
     metrics.bytes_received += sample.bytes_received;
     metrics.tcp_connections += u64::from(sample.tcp);
     metrics.mtls_calls += u64::from(sample.mtls);
+    metrics.retries += u64::from(sample.retries);
+    metrics.identity_conflicts += u64::from(sample.identity_conflict);
     if !sample.error {
         let latency_ms = sample.latency.millis();
         if latency_ms <= apdex_threshold_ms {

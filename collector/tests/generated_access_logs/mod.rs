@@ -192,6 +192,8 @@ fn common() -> BoxedStrategy<AccessLogCommon> {
         response_flags(),
         text(),
         text(),
+        // Mostly a few attempts, as a retry policy makes; now and then any number.
+        prop_oneof![4 => 0u32..5, 1 => any::<u32>()],
     )
         .prop_map(
             |(
@@ -202,6 +204,7 @@ fn common() -> BoxedStrategy<AccessLogCommon> {
                 flags,
                 cluster,
                 route,
+                attempts,
             )| AccessLogCommon {
                 downstream_remote_address: remote,
                 downstream_direct_remote_address: direct_remote,
@@ -219,6 +222,7 @@ fn common() -> BoxedStrategy<AccessLogCommon> {
                 response_flags: flags,
                 upstream_cluster: cluster,
                 route_name: route,
+                upstream_request_attempt_count: attempts,
                 ..Default::default()
             },
         )

