@@ -67,6 +67,9 @@ pub struct ParkedState {
     pub mtls: bool,
     /// Downstream in and out, upstream out and in.
     pub bytes: [u64; 4],
+    /// The caller's proxy's attempts at the request (0 when not logged).
+    #[serde(default)]
+    pub upstream_attempts: u32,
 }
 
 impl ParkedState {
@@ -127,6 +130,7 @@ fn parked_state(parked: &ParkedEntry) -> ParkedState {
             obs.upstream_bytes_out,
             obs.upstream_bytes_in,
         ],
+        upstream_attempts: obs.upstream_attempts,
     }
 }
 
@@ -170,6 +174,7 @@ fn parked_entry(state: &ParkedState) -> ParkedEntry {
         downstream_bytes_out,
         upstream_bytes_out,
         upstream_bytes_in,
+        upstream_attempts: state.upstream_attempts,
     };
     ParkedEntry {
         deadline_ms: state.deadline_ms,

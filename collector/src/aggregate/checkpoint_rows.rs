@@ -27,14 +27,15 @@ pub struct UnclosedRows {
     pub minutes: Vec<(i64, Vec<CheckpointRow>)>,
 }
 
-/// One row: its slot and side, its nine counters (in [`Metrics`] order: calls, errors,
+/// One row: its slot and side, its eleven counters (in [`Metrics`] order: calls, errors,
 /// 4xx errors, bytes sent, bytes received, TCP connections, mutual-TLS calls, Apdex
-/// satisfied, Apdex tolerating) and its latency sketch in the store's encoding.
+/// satisfied, Apdex tolerating, retries, identity conflicts) and its latency sketch in the
+/// store's encoding.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CheckpointRow {
     pub slot: Slot,
     pub side: Side,
-    pub counts: [u64; 9],
+    pub counts: [u64; 11],
     pub latency: SketchBytes,
 }
 
@@ -167,6 +168,8 @@ impl UnclosedCopy {
                             m.mtls_calls,
                             m.apdex_satisfied,
                             m.apdex_tolerating,
+                            m.retries,
+                            m.identity_conflicts,
                         ],
                         latency: SketchBytes(m.latency.to_bytes()),
                     })
@@ -186,7 +189,7 @@ impl UnclosedCopy {
     }
 }
 
-fn metrics_of(counts: [u64; 9], latency: LatencySketch) -> Metrics {
+fn metrics_of(counts: [u64; 11], latency: LatencySketch) -> Metrics {
     let [
         calls,
         errors,
@@ -197,6 +200,8 @@ fn metrics_of(counts: [u64; 9], latency: LatencySketch) -> Metrics {
         mtls_calls,
         apdex_satisfied,
         apdex_tolerating,
+        retries,
+        identity_conflicts,
     ] = counts;
     Metrics {
         calls,
@@ -209,6 +214,8 @@ fn metrics_of(counts: [u64; 9], latency: LatencySketch) -> Metrics {
         mtls_calls,
         apdex_satisfied,
         apdex_tolerating,
+        retries,
+        identity_conflicts,
     }
 }
 
