@@ -72,24 +72,6 @@ fn envoy_config(name: &str, certs: &Path, collector_port: u16) -> String {
         .replace("{{COLLECTOR_PORT}}", &collector_port.to_string())
 }
 
-async fn wait_ready(name: &str, admin: &str, proc: &mut Proc) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        proc.assert_running();
-        if let Ok((200, body)) = get(&format!("http://{admin}/ready")).await
-            && body.trim() == "LIVE"
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} not ready:\n{}",
-            proc.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// GET through a sidecar's outbound listener, naming the service by Host.
 async fn call_via_sidecar(host: &str, path: &str) -> u16 {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
@@ -237,7 +219,7 @@ async fn real_envoy_mesh_shows_the_true_topology() {
             "warn",
         ]);
         let mut proc = Proc::spawn(&format!("envoy-{name}"), &mut command, dir.path());
-        wait_ready(name, admin, &mut proc).await;
+        proc.wait_envoy_live(admin).await;
         proxies.push(proc);
     }
 

@@ -28,7 +28,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use support::certs::TestCa;
-use support::{Meshscope, Proc, edges, get};
+use support::{Meshscope, Proc, edges};
 
 /// Requests numbered 1..=REQUESTS go through the retry hop with an honest header.
 const REQUESTS: u64 = 30;
@@ -56,24 +56,6 @@ fn envoy_config(name: &str, certs: &Path, collector_port: u16) -> String {
         .replace("{{MESHSCOPE_CLUSTER}}", &cluster)
         .replace("{{CERTS}}", &certs.display().to_string())
         .replace("{{COLLECTOR_PORT}}", &collector_port.to_string())
-}
-
-async fn wait_ready(name: &str, admin: &str, proc: &mut Proc) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        proc.assert_running();
-        if let Ok((200, body)) = get(&format!("http://{admin}/ready")).await
-            && body.trim() == "LIVE"
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} not ready:\n{}",
-            proc.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// How many attempts of request `n` fail before one succeeds, by the callee app's rules;
@@ -216,7 +198,7 @@ async fn a_retried_hop_shows_both_sides_and_a_forged_header_moves_nothing() {
             "warn",
         ]);
         let mut proc = Proc::spawn(&format!("envoy-{name}"), &mut command, dir.path());
-        wait_ready(name, admin, &mut proc).await;
+        proc.wait_envoy_live(admin).await;
         proxies.push(proc);
     }
 

@@ -9,7 +9,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -117,7 +116,8 @@ impl IstioMesh {
                 &sidecar.admin.to_string(),
             ]);
             let mut proc = Proc::spawn(&format!("envoy-{}", sidecar.app), &mut command, dir);
-            wait_live(&format!("{}:{}", sidecar.ip, sidecar.admin), &mut proc).await;
+            proc.wait_envoy_live(&format!("{}:{}", sidecar.ip, sidecar.admin))
+                .await;
             proxies.push(proc);
         }
         IstioMesh {
@@ -194,25 +194,6 @@ fn render(
         .replace("{{UPSTREAM_INBOUND_PORT}}", &upstream_inbound.to_string())
         .replace("{{MESHSCOPE_IP}}", &collector.ip().to_string())
         .replace("{{MESHSCOPE_PORT}}", &collector.port().to_string())
-}
-
-async fn wait_live(admin: &str, proc: &mut Proc) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        proc.assert_running();
-        if let Ok((200, body)) = get(&format!("http://{admin}/ready")).await
-            && body.trim() == "LIVE"
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} not ready:\n{}",
-            proc.name,
-            proc.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn start_apps(productpage: &Sidecar, reviews: &Sidecar) {

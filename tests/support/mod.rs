@@ -26,6 +26,27 @@ pub(crate) struct Proc {
 }
 
 impl Proc {
+    /// Waits up to 30 s until the Envoy this process runs answers `LIVE` on its admin
+    /// address `admin`; panics with its log when it dies or never does.
+    pub(crate) async fn wait_envoy_live(&mut self, admin: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.assert_running();
+            if let Ok((200, body)) = get(&format!("http://{admin}/ready")).await
+                && body.trim() == "LIVE"
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready:\n{}",
+                self.name,
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub(crate) fn spawn(name: &str, command: &mut Command, log_dir: &Path) -> Proc {
         let log = log_dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
