@@ -28,7 +28,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use support::certs::TestCa;
 use support::https::HttpsClient;
-use support::{Meshscope, Proc, edges, get};
+use support::{Meshscope, edges, get, start_envoy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ROOT: usize = 100;
@@ -210,17 +210,7 @@ async fn real_envoy_mesh_shows_the_true_topology() {
     ] {
         let config = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&config, envoy_config(name, &certs, server.grpc.port())).unwrap();
-        let mut command = Command::new(&envoy);
-        command.arg("-c").arg(&config).args([
-            "--disable-hot-restart",
-            "--concurrency",
-            "1",
-            "--log-level",
-            "warn",
-        ]);
-        let mut proc = Proc::spawn(&format!("envoy-{name}"), &mut command, dir.path());
-        proc.wait_envoy_live(admin).await;
-        proxies.push(proc);
+        proxies.push(start_envoy(&envoy, name, &config, admin, dir.path()).await);
     }
 
     // The known mix, one request at a time so that every count is exact.

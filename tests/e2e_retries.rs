@@ -28,7 +28,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use support::certs::TestCa;
-use support::{Meshscope, Proc, edges};
+use support::{Meshscope, edges, start_envoy};
 
 /// Requests numbered 1..=REQUESTS go through the retry hop with an honest header.
 const REQUESTS: u64 = 30;
@@ -189,17 +189,7 @@ async fn a_retried_hop_shows_both_sides_and_a_forged_header_moves_nothing() {
     ] {
         let config = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&config, envoy_config(name, &certs, server.grpc.port())).unwrap();
-        let mut command = Command::new(&envoy);
-        command.arg("-c").arg(&config).args([
-            "--disable-hot-restart",
-            "--concurrency",
-            "1",
-            "--log-level",
-            "warn",
-        ]);
-        let mut proc = Proc::spawn(&format!("envoy-{name}"), &mut command, dir.path());
-        proc.wait_envoy_live(admin).await;
-        proxies.push(proc);
+        proxies.push(start_envoy(&envoy, name, &config, admin, dir.path()).await);
     }
 
     // One request at a time, so that every attempt count is the rules' own.

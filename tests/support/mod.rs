@@ -261,6 +261,28 @@ pub(crate) async fn get(url: &str) -> Result<(u16, String), String> {
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// Starts `envoy` with `config` (one worker, warnings only, logging into `log_dir`) as
+/// `envoy-<name>`, and waits until its admin address `admin` answers `LIVE`.
+pub(crate) async fn start_envoy(
+    envoy: &str,
+    name: &str,
+    config: &Path,
+    admin: &str,
+    log_dir: &Path,
+) -> Proc {
+    let mut command = Command::new(envoy);
+    command.arg("-c").arg(config).args([
+        "--disable-hot-restart",
+        "--concurrency",
+        "1",
+        "--log-level",
+        "warn",
+    ]);
+    let mut proc = Proc::spawn(&format!("envoy-{name}"), &mut command, log_dir);
+    proc.wait_envoy_live(admin).await;
+    proc
+}
+
 /// Edges of a topology as (source, target, protocol) -> edge JSON.
 pub(crate) fn edges(
     topology: &serde_json::Value,

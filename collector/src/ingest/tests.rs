@@ -1,0 +1,195 @@
+use std::collections::BTreeMap;
+
+use meshscope_storage::RowKey;
+
+use super::*;
+use crate::aggregate::Limits;
+use crate::config::DirectionRules;
+use crate::identity::tests::node;
+use crate::logged_address::LoggedAddress;
+use crate::registry::Registry;
+
+fn reporter(id: &str, cluster: &str) -> Arc<NodeIdentity> {
+    Arc::new(NodeIdentity::from_node(&node(id, cluster, &[("NAMESPACE", "shop")], &[])).unwrap())
+}
+
+fn observation(cluster: &'static str) -> Observation<'static> {
+    Observation {
+        start_ms: 60_000,
+        duration_ms: 5.0,
+        upstream_cluster: cluster,
+        method: "GET",
+        path: "/",
+        status: 200,
+        ..Observation::empty(Protocol::Http)
+    }
+}
+
+fn addr(s: &str) -> LoggedAddress<'static> {
+    LoggedAddress::Known(s.parse().unwrap())
+}
+
+/// Calls per (side, row) as the aggregator holds them.
+fn calls(aggregator: &Aggregator) -> BTreeMap<(Side, String), u64> {
+    let mut calls = BTreeMap::new();
+    for row in aggregator.snapshot() {
+        let key = match row.key {
+            RowKey::Edge { source, target, .. } => {
+                format!("{} -> {}", source.id(), target.id())
+            }
+            RowKey::Instance { service, instance } => format!("{} @ {instance}", service.id()),
+            _ => continue,
+        };
+        *calls.entry((row.side, key)).or_default() += row.metrics.calls;
+    }
+    calls
+}
+
+#[test]
+fn an_answer_found_in_a_message_serves_only_entries_that_ask_the_same() {
+    let registry = Registry::new(&[], 1000).unwrap();
+    let frontend = reporter("frontend-1", "frontend");
+    let backend = reporter("backend-1", "backend");
+    let other = reporter("other-1", "other");
+    for r in [&frontend, &backend, &other] {
+        registry.register_reporter(r);
+    }
+    registry.learn_listener(
+        "10.0.0.2:8080".parse().unwrap(),
+        &backend.service,
+        "backend-1",
+    );
+    registry.learn_listener(
+        "10.0.0.3:8080".parse().unwrap(),
+        &backend.service,
+        "backend-2",
+    );
+    // The other service's proxy opened 10.0.0.9:4000 -> 10.0.0.2:8080.
+    registry.learn_connection(
+        "10.0.0.9:4000".parse().unwrap(),
+        "10.0.0.2:8080".parse().unwrap(),
+        &other.service,
+    );
+    let aggregator = Aggregator::new(Limits {
+        max_endpoints_per_service: 100,
+        max_instances_per_service: 100,
+        max_services: 100,
+        apdex_threshold_ms: 500.0,
+    });
+    let rules = RoleRules::new(&DirectionRules::default()).unwrap();
+    let waiting = WaitQueue::new(100);
+    let pipeline = Pipeline {
+        role_rules: &rules,
+        resolver: Resolver {
+            registry: &registry,
+        },
+        aggregator: &aggregator,
+        waiting: &waiting,
+        join_wait_ms: 0,
+        access_log: None,
+    };
+    let context = |reporter: &Arc<NodeIdentity>| StreamContext {
+        reporter: reporter.clone(),
+        log_name: String::new(),
+        gateway: false,
+    };
+
+    // The frontend calls the same service at two hosts, turn about.
+    let outbound = ["10.0.0.2:8080", "10.0.0.3:8080", "10.0.0.2:8080"].map(|remote| {
+        let mut o = observation("outbound|8080||backend.shop.svc.cluster.local");
+        o.addresses.upstream_remote = addr(remote);
+        o
+    });
+    pipeline.ingest(&context(&frontend), outbound.into_iter(), 60_000);
+
+    // The backend is called by the frontend (named by its header, twice), then by a
+    // caller without a header whose connection the other service's proxy reported,
+    // then over a connection no proxy reported.
+    let inbound = [
+        (Some("frontend"), "10.0.0.9:4000"),
+        (Some("frontend"), "10.0.0.9:4000"),
+        (None, "10.0.0.9:4000"),
+        (None, "10.0.0.8:5000"),
+    ]
+    .map(|(header, peer)| {
+        let mut o = observation("inbound|8080||");
+        o.downstream_cluster_header = header;
+        o.addresses.downstream_peer = addr(peer);
+        o.addresses.downstream_local = addr("10.0.0.2:8080");
+        o
+    });
+    pipeline.ingest(&context(&backend), inbound.into_iter(), 60_000);
+
+    let expected: BTreeMap<(Side, String), u64> = [
+        ((Side::Client, "shop/frontend -> shop/backend"), 3),
+        ((Side::Client, "shop/backend @ backend-1"), 2),
+        ((Side::Client, "shop/backend @ backend-2"), 1),
+        ((Side::Server, "shop/frontend -> shop/backend"), 2),
+        ((Side::Server, "shop/other -> shop/backend"), 1),
+        ((Side::Server, "unknown -> shop/backend"), 1),
+        ((Side::Server, "shop/backend @ backend-1"), 4),
+    ]
+    .into_iter()
+    .map(|((side, key), n)| ((side, key.to_string()), n))
+    .collect();
+    assert_eq!(calls(&aggregator), expected);
+}
+
+/// Retries are the caller's proxy's attempts beyond the first, on the client side's
+/// rows only: the callee's proxy logs each attempt as a call of its own.
+#[test]
+fn retries_count_on_the_client_side_only() {
+    let registry = Registry::new(&[], 1000).unwrap();
+    let frontend = reporter("frontend-1", "frontend");
+    let backend = reporter("backend-1", "backend");
+    for r in [&frontend, &backend] {
+        registry.register_reporter(r);
+    }
+    let aggregator = Aggregator::new(Limits {
+        max_endpoints_per_service: 100,
+        max_instances_per_service: 100,
+        max_services: 100,
+        apdex_threshold_ms: 500.0,
+    });
+    let rules = RoleRules::new(&DirectionRules::default()).unwrap();
+    let waiting = WaitQueue::new(100);
+    let pipeline = Pipeline {
+        role_rules: &rules,
+        resolver: Resolver {
+            registry: &registry,
+        },
+        aggregator: &aggregator,
+        waiting: &waiting,
+        join_wait_ms: 0,
+        access_log: None,
+    };
+    let context = |reporter: &Arc<NodeIdentity>| StreamContext {
+        reporter: reporter.clone(),
+        log_name: String::new(),
+        gateway: false,
+    };
+    // Three requests: one attempt, three attempts, and one not logged with a count.
+    let outbound = [1, 3, 0].map(|attempts| Observation {
+        upstream_attempts: attempts,
+        ..observation("outbound|8080||backend.shop.svc.cluster.local")
+    });
+    pipeline.ingest(&context(&frontend), outbound.into_iter(), 60_000);
+    // The callee's proxy logged the five attempts it received, each its own request.
+    let inbound = [1; 5].map(|attempts| Observation {
+        upstream_attempts: attempts,
+        downstream_cluster_header: Some("frontend"),
+        ..observation("inbound|8080||")
+    });
+    pipeline.ingest(&context(&backend), inbound.into_iter(), 60_000);
+
+    let edges: BTreeMap<Side, (u64, u64)> = aggregator
+        .snapshot()
+        .into_iter()
+        .filter(|row| matches!(row.key, RowKey::Edge { .. }))
+        .map(|row| (row.side, (row.metrics.calls, row.metrics.retries)))
+        .collect();
+    assert_eq!(
+        edges,
+        BTreeMap::from([(Side::Server, (5, 0)), (Side::Client, (3, 2))])
+    );
+}
