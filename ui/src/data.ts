@@ -34,6 +34,28 @@ export interface UpstreamHealth {
   circuit_breaker_open?: boolean;
 }
 
+/// One side's figures of an edge, as that side's proxy logged the calls: the caller's proxy
+/// logs a request once, the callee's proxy each attempt it received. `response_flags` counts
+/// Envoy's response flags by kind (absent when none, or on servers that do not keep them).
+export interface SideFigures {
+  calls: number;
+  errors: number;
+  p50_ms: number | null;
+  p95_ms: number | null;
+  p99_ms: number | null;
+  response_flags?: Record<string, number>;
+}
+
+/// How the two sides' entries of an edge's requests were matched by request id, and what the
+/// mesh itself cost per paired single-attempt request (client latency minus server latency).
+export interface Pairing {
+  paired: number;
+  client_only: number;
+  server_only: number;
+  overhead_p50_ms: number | null;
+  overhead_p99_ms: number | null;
+}
+
 export interface TopoEdge {
   source: string;
   target: string;
@@ -43,6 +65,15 @@ export interface TopoEdge {
   mtls_ratio?: number;
   metrics: Metrics;
   upstream_health?: UpstreamHealth | null;
+  /// As the caller's proxy saw the calls; absent when it logged none.
+  client?: SideFigures;
+  /// As the callee's proxy saw them; absent when it logged none.
+  server?: SideFigures;
+  /// Attempts beyond the first that the caller's proxy made; absent on older servers.
+  retries?: number;
+  /// Calls whose caller-cluster header named another service than the peer certificate.
+  identity_conflicts?: number;
+  pairing?: Pairing;
 }
 
 export interface Topology {
@@ -118,19 +149,35 @@ export function nodeLabel(n: TopoNode, words = true): string {
 export const EDGE_LABELS = ["none", "rate", "p95", "errors"] as const;
 export type EdgeLabelChoice = (typeof EDGE_LABELS)[number];
 
+/// "185 retries" (or "1 retry"): the attempts beyond the first the caller's proxy made.
+export function fmtRetries(retries: number): string {
+  return `${fmtNumber(retries)} ${retries === 1 ? "retry" : "retries"}`;
+}
+
+/// The requests of an edge as its caller made them: the client side's calls when the
+/// caller's proxy logged them, else the edge's calls.
+export function edgeRequests(e: TopoEdge): number {
+  return e.client ? e.client.calls : e.metrics.calls;
+}
+
 /// An edge's label for `choice`: short, so that it fits beside the edge. A TCP edge has no
-/// latency or error share of its own and says TCP instead.
+/// latency or error share of its own and says TCP instead. An edge whose caller retried says
+/// so: its rate label counts the caller's requests and the retries ("310 req · 185 retries"),
+/// since the callee's figures count every attempt; the other labels add the retries.
 export function edgeLabel(e: TopoEdge, choice: EdgeLabelChoice = "rate"): string {
   const m = e.metrics;
   const tcp = e.protocol === "tcp";
+  const retries = e.retries ?? 0;
+  const withRetries = (text: string) => (retries > 0 ? `${text} · ${fmtRetries(retries)}` : text);
   switch (choice) {
     case "none":
       return "";
     case "p95":
-      return tcp ? "TCP" : `p95 ${fmtMs(m.p95_ms)}`;
+      return tcp ? "TCP" : withRetries(`p95 ${fmtMs(m.p95_ms)}`);
     case "errors":
-      return tcp ? "TCP" : `${fmtPct(m.error_rate)} err`;
+      return tcp ? "TCP" : withRetries(`${fmtPct(m.error_rate)} err`);
     default:
+      if (retries > 0) return `${fmtNumber(edgeRequests(e))} req · ${fmtRetries(retries)}`;
       return `${tcp ? "TCP " : ""}${fmtNumber(m.cpm)}/min`;
   }
 }
@@ -191,6 +238,7 @@ export function toElements(topo: Topology, labels: EdgeLabelChoice = "rate", hea
         detected_by: e.detected_by,
         mtls: e.mtls,
         health: health(e.metrics),
+        retries: e.retries ?? 0,
       },
       classes: classes.join(" "),
     });
@@ -331,6 +379,13 @@ export function topologyUrl(s: UiState): string {
 /// A service id as one path segment: the API accepts `%2F` for the namespace slash.
 export function servicePath(id: string): string {
   return "/api/v1/services/" + encodeURIComponent(id);
+}
+
+/// The request for what an inbound endpoint of a service called while serving it, over the
+/// state's range.
+export function endpointDependenciesUrl(service: string, endpoint: string, s: UiState): string {
+  const q = new URLSearchParams(windowParams(s));
+  return `${servicePath(service)}/endpoints/${encodeURIComponent(endpoint)}/dependencies?${q.toString()}`;
 }
 
 export function namespacesOf(topo: Topology): string[] {

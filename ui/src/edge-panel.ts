@@ -1,23 +1,24 @@
 // The edge panel: the calls from one service to another over the window, the caller's view
-// of its upstream, and the figures as each side's proxy reported them.
+// of its upstream, and the caller's and the callee's figures side by side.
 
 import { getJson } from "./api";
-import { edgeId, fmtBytes, fmtNumber, rangeLabel, upstreamDegraded, upstreamHealthText, windowParams, type Metrics, type Point, type TopoEdge } from "./data";
+import { edgeId, fmtBytes, fmtNumber, rangeLabel, upstreamDegraded, upstreamHealthText, windowParams, type Metrics, type Point, type SideFigures, type TopoEdge } from "./data";
 import { el } from "./dom";
 import { seriesCharts } from "./charts";
-import { figures, METRIC_COLUMNS, sortableTable } from "./metric-tables";
+import { edgeSidesSection } from "./edge-sides-panel";
+import { figures } from "./metric-tables";
 import { instancesButton } from "./instance-level";
 import { instancesChanged, page } from "./page-state";
 import { closePanel, panel, panelHeader, panelRequest, showPanel } from "./panel";
 
 /// One side's figures of an edge: the server's or the client's proxy.
-interface EdgeSide {
+interface EdgeSide extends SideFigures {
   metrics: Metrics;
   series: Point[];
 }
 
 /// The API's answer for one edge: its figures over the window and those of each side.
-interface EdgeDetail extends TopoEdge {
+interface EdgeDetail extends Omit<TopoEdge, "client" | "server"> {
   series: Point[];
   server: EdgeSide | null;
   client: EdgeSide | null;
@@ -56,13 +57,9 @@ export async function openEdge(e: EdgeRef): Promise<void> {
         ["mTLS calls", fmtNumber(d.metrics.mtls_calls ?? 0)],
       ]),
     );
+    body.append(edgeSidesSection(d));
     seriesCharts(body, d.series, res.now, false);
     body.append(instancesButton([e.source, e.target], instancesChanged));
-    const sides = [
-      ...(d.server ? [{ name: "server side", metrics: d.server.metrics }] : []),
-      ...(d.client ? [{ name: "client side", metrics: d.client.metrics }] : []),
-    ];
-    body.append(el("h3", { text: "As each proxy reported it" }), sortableTable(METRIC_COLUMNS, sides));
     panel.scrollTop = scroll;
   } catch (err) {
     if (!isLatest()) return;

@@ -1,7 +1,7 @@
 // The map as a list, for the keyboard and screen readers: every service and edge on the map
 // as a button that opens its panel, with its health in words.
 
-import { edgeId, fmtNumber, fmtPct, health, type Topology } from "./data";
+import { edgeId, fmtNumber, fmtPct, fmtRetries, health, type Topology } from "./data";
 import { byId, el } from "./dom";
 
 const list = byId<HTMLElement>("element-list");
@@ -30,7 +30,7 @@ export function fillElementList(topology: Topology | null): void {
     item(
       "edge",
       edgeId(e),
-      `${e.source} → ${e.target} (${e.protocol}) · ${fmtNumber(e.metrics.cpm)}/min · ${fmtPct(e.metrics.error_rate)} errors · ${HEALTH_WORDS[health(e.metrics)]}${e.mtls ? " · mTLS" : ""}`,
+      `${e.source} → ${e.target} (${e.protocol}) · ${fmtNumber(e.metrics.cpm)}/min · ${fmtPct(e.metrics.error_rate)} errors · ${HEALTH_WORDS[health(e.metrics)]}${e.mtls ? " · mTLS" : ""}${e.retries ? ` · ${fmtRetries(e.retries)}` : ""}`,
     ),
   );
   list.replaceChildren(

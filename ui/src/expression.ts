@@ -2,13 +2,14 @@
 //
 //   errors > 5%            p95 > 200ms           rate >= 100         no mtls
 //   protocol = tcp         ns = shop             ns != shop          name = backend
-//   errors > 1% and p95 > 1s                     tcp or errors > 5%
+//   errors > 1% and p95 > 1s                     tcp or errors > 5%          retries > 0
 //
 // Terms are joined by `and` (or `&&`) and then by `or` (or `||`), `and` binding tighter.
 // Figures: `errors` (share of calls: `5%` or `0.05`), `p50`/`p95`/`p99` (`200ms`, `1.5s`,
-// a bare number is milliseconds), `rate` (calls a minute). `mtls`, `no mtls` (`!mtls`),
+// a bare number is milliseconds), `rate` (calls a minute), `retries` (attempts beyond the
+// first that an edge's caller made over the range). `mtls`, `no mtls` (`!mtls`),
 // `tcp`, `http` stand alone. An edge is in a namespace when either end is. A term about edges
-// only (mtls, protocol) is false for a service, and a quiet element has no latency or error
+// only (mtls, protocol, retries) is false for a service, and a quiet element has no latency or error
 // share, so figures compared with it are false. Nothing here touches the DOM.
 
 /// What an expression is tested against: a service or an edge, with its figures.
@@ -24,6 +25,8 @@ export interface Subject {
   p99_ms: number | null;
   mtls?: boolean;
   protocol?: string;
+  /// An edge's retries over the range.
+  retries?: number;
 }
 
 export type Predicate = (s: Subject) => boolean;
@@ -93,6 +96,11 @@ function term(text: string): Predicate {
       const v = number(value, field, { "/min": 1, "/s": 60 }, 1);
       return (s) => compare(s.cpm, op, v);
     }
+    case "retries":
+    case "retry": {
+      const v = number(value, field, {}, 1);
+      return (s) => s.kind === "edge" && compare(s.retries ?? 0, op, v);
+    }
     case "protocol":
     case "proto":
       if (value.toLowerCase() !== "tcp" && value.toLowerCase() !== "http") throw new Error(`protocol is http or tcp, not "${value}"`);
@@ -110,7 +118,7 @@ function term(text: string): Predicate {
       return (s) => s.kind === "edge" && s.mtls === want;
     }
     default:
-      throw new Error(`unknown field "${m[1]}": use errors, p50, p95, p99, rate, mtls, protocol, ns or name`);
+      throw new Error(`unknown field "${m[1]}": use errors, p50, p95, p99, rate, retries, mtls, protocol, ns or name`);
   }
 }
 

@@ -16,7 +16,7 @@ function nodeSubject(n: TopoNode): Subject {
 
 function edgeSubject(e: TopoEdge, nodes: Map<string, TopoNode>): Subject {
   const namespaces = [nodes.get(e.source)?.namespace, nodes.get(e.target)?.namespace].filter((ns): ns is string => !!ns);
-  return { kind: "edge", name: `${e.source} → ${e.target}`, namespaces, mtls: e.mtls, protocol: e.protocol, ...e.metrics };
+  return { kind: "edge", name: `${e.source} → ${e.target}`, namespaces, mtls: e.mtls, protocol: e.protocol, retries: e.retries ?? 0, ...e.metrics };
 }
 
 /// Highlights the services whose id holds `text` (any case) and centres the map on them;

@@ -39,7 +39,7 @@ import { openEdge } from "./edge-panel";
 import { setUpElementList } from "./element-list";
 import { findOnMap, setRule } from "./find";
 import { cy, drawTopology, fitMap, mapStats, refitLabels } from "./map";
-import { page, pushState, whenInstancesChange } from "./page-state";
+import { page, pushState, whenFocusRequested, whenInstancesChange } from "./page-state";
 import { drawInstances } from "./instance-level";
 import { closePanel, dismissPanel, panel } from "./panel";
 import { replay, setUpReplay } from "./replay";
@@ -104,6 +104,16 @@ whenInstancesChange(() => {
     if (panel.dataset.kind === "service") void openService(panel.dataset.id!);
     else if (panel.dataset.edge) void openEdge(JSON.parse(panel.dataset.edge));
   }
+});
+
+// A panel's link to a service (an endpoint's callee): the map focuses on it, its panel opens.
+whenFocusRequested((service) => {
+  page.state.service = service;
+  page.state.selected = "node:" + service;
+  syncControls();
+  pushState();
+  void loadTopology();
+  void openService(service);
 });
 
 cy.on("tap", "edge", (ev) => openElement("edge", (ev.target as EdgeSingular).id()));

@@ -26,16 +26,30 @@ export function figures(m: Metrics, extra: [string, string][] = []): HTMLElement
 /// minute in `METRIC_COLUMNS`), largest first. A click on a heading sorts by that column
 /// (names A to Z, figures largest first), a second click the other way round; the headings
 /// are buttons, so Tab and Enter sort as well. No rows give
-/// a line that says so instead of a table.
+/// a line that says so instead of a table. With `pick`, each row's name is a button that
+/// calls it with the row (and marks that row `aria-pressed`).
 export function sortableTable(
   columnsDef: { label: string; value: (r: { name: string; metrics: Metrics }) => number | string; show: (r: { name: string; metrics: Metrics }) => string }[],
   rows: { name: string; metrics: Metrics }[],
+  pick?: { picked: string | null; onPick: (name: string) => void },
 ): HTMLElement {
   const table = el("table", { className: "sortable" });
   const tbody = el("tbody");
   let sortCol = 1;
   let desc = true;
   const head = el("tr");
+  let picked = pick?.picked ?? null;
+  const pickCell = (name: string) => {
+    const button = el("button", { className: "pick", text: name });
+    button.type = "button";
+    button.setAttribute("aria-pressed", String(name === picked));
+    button.addEventListener("click", () => {
+      picked = name;
+      tbody.querySelectorAll("button.pick").forEach((b) => b.setAttribute("aria-pressed", String(b.textContent === name)));
+      pick!.onPick(name);
+    });
+    return el("td", {}, button);
+  };
   const draw = () => {
     const sorted = [...rows].sort((a, b) => {
       const x = columnsDef[sortCol].value(a);
@@ -44,7 +58,7 @@ export function sortableTable(
       return desc ? -c : c;
     });
     tbody.replaceChildren(
-      ...sorted.map((r) => el("tr", {}, ...columnsDef.map((c) => el("td", { text: c.show(r) })))),
+      ...sorted.map((r) => el("tr", {}, ...columnsDef.map((c, i) => (i === 0 && pick ? pickCell(r.name) : el("td", { text: c.show(r) }))))),
     );
     [...head.children].forEach((th, i) => {
       th.className = i === sortCol ? (desc ? "desc" : "asc") : "";

@@ -30,3 +30,21 @@ export function instancesChanged(): void {
   pushState();
   onInstancesChanged();
 }
+
+let onFocusRequested: (service: string) => void = () => {};
+
+/// Sets what runs when a panel asks to focus the map on a service (the map and the panel
+/// follow).
+export function whenFocusRequested(f: (service: string) => void): void {
+  onFocusRequested = f;
+}
+
+/// Focuses the map on `service` and selects it, as a link in a panel asks.
+export function requestFocus(service: string): void {
+  onFocusRequested(service);
+}
+
+/// The page's address with the map focused on `service` and the service selected.
+export function focusHref(service: string): string {
+  return location.pathname + stateQuery({ ...page.state, service, selected: "node:" + service });
+}

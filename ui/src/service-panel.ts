@@ -1,12 +1,13 @@
 // The service panel: a service's figures and charts over the window, its instances, its
-// endpoints and its proxies.
+// endpoints (the one picked with its dependencies) and its proxies.
 
 import { getJson } from "./api";
-import { rangeLabel, servicePath, windowParams, type Metrics, type Point } from "./data";
+import { endpointDependenciesUrl, rangeLabel, servicePath, windowParams, type Metrics, type Point } from "./data";
 import { el } from "./dom";
 import { seriesCharts } from "./charts";
+import { dependenciesSection } from "./endpoint-dependencies";
 import { figures, METRIC_COLUMNS, sortableTable } from "./metric-tables";
-import { instancesChanged, page } from "./page-state";
+import { focusHref, instancesChanged, page, requestFocus } from "./page-state";
 import { closePanel, panel, panelHeader, panelRequest, showPanel } from "./panel";
 import { proxySection, serviceProxies } from "./proxy-section";
 import { instancesButton } from "./instance-level";
@@ -19,6 +20,15 @@ interface ServiceDetail {
   kind: string;
   metrics: Metrics;
   series: Point[];
+}
+
+/// The endpoint whose dependencies the panel shows, kept while the panel is read again for a
+/// refresh or a new range.
+let pickedEndpoint: { service: string; endpoint: string } | null = null;
+
+/// The dependencies of `endpoint` of service `id` over the page's range.
+function endpointDependencies(id: string, endpoint: string): HTMLElement {
+  return dependenciesSection(endpoint, endpointDependenciesUrl(id, endpoint, page.state), { href: focusHref, focus: requestFocus });
 }
 
 /// Opens the panel of service `id`, once its figures, instances, endpoints and proxies have
@@ -43,7 +53,16 @@ export async function openService(id: string): Promise<void> {
     body.append(figures(svc.metrics, [["apdex", svc.metrics.apdex == null ? "–" : svc.metrics.apdex.toFixed(2)]]));
     seriesCharts(body, svc.series, svc.now, true);
     body.append(el("h3", { text: `Instances (${inst.instances.length})` }), instancesButton([id], instancesChanged), sortableTable(METRIC_COLUMNS, inst.instances));
-    body.append(el("h3", { text: `Endpoints (${eps.endpoints.length})` }), sortableTable(METRIC_COLUMNS, eps.endpoints));
+    const picked = pickedEndpoint?.service === id && eps.endpoints.some((e) => e.name === pickedEndpoint!.endpoint) ? pickedEndpoint.endpoint : null;
+    const dependencies = el("div", { className: "dependencies-slot" });
+    if (picked) dependencies.append(endpointDependencies(id, picked));
+    else dependencies.append(el("p", { className: "muted hint", text: "Pick an endpoint to see what it calls." }));
+    const onPick = (endpoint: string) => {
+      pickedEndpoint = { service: id, endpoint };
+      dependencies.replaceChildren(endpointDependencies(id, endpoint));
+    };
+    body.append(el("h3", { text: `Endpoints (${eps.endpoints.length})` }), sortableTable(METRIC_COLUMNS, eps.endpoints, { picked, onPick }));
+    if (eps.endpoints.length) body.append(dependencies);
     body.append(proxySection(proxies));
     panel.scrollTop = scroll;
   } catch (err) {

@@ -1,7 +1,7 @@
 // The hover card over the map: a node's or an edge's figures where the pointer is.
 
 import type { EdgeSingular, NodeSingular, Position } from "cytoscape";
-import { edgeId, fmtMs, fmtNumber, fmtPct, upstreamHealthText } from "./data";
+import { edgeId, edgeRequests, fmtMs, fmtNumber, fmtPct, fmtRetries, upstreamHealthText } from "./data";
 import { byId } from "./dom";
 import { page } from "./page-state";
 
@@ -22,6 +22,7 @@ export function showTooltip(target: NodeSingular | EdgeSingular, at: Position): 
     const e = topo?.edges.find((x) => edgeId(x) === target.id());
     if (!e) return;
     lines.push(`${e.source} → ${e.target} (${e.protocol})`, `${fmtNumber(e.metrics.cpm)}/min · errors ${fmtPct(e.metrics.error_rate)}`, `p50 ${fmtMs(e.metrics.p50_ms)} · p95 ${fmtMs(e.metrics.p95_ms)} · p99 ${fmtMs(e.metrics.p99_ms)}`, `seen by ${e.detected_by}${e.mtls ? " · mTLS" : ""}`);
+    if (e.retries) lines.push(`caller: ${fmtNumber(edgeRequests(e))} requests · ${fmtRetries(e.retries)}`);
     const upstream = upstreamHealthText(e.upstream_health);
     if (upstream) lines.push(`upstream: ${upstream}`);
   }
