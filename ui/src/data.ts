@@ -239,6 +239,9 @@ export function toElements(topo: Topology, labels: EdgeLabelChoice = "rate", hea
         mtls: e.mtls,
         health: health(e.metrics),
         retries: e.retries ?? 0,
+        // What the label shrinks to where it does not fit whole: the retries alone (set on
+        // every edge, so that a refresh clears it where the retries stopped).
+        label_short: e.retries && labels !== "none" ? fmtRetries(e.retries) : "",
       },
       classes: classes.join(" "),
     });

@@ -1,5 +1,7 @@
 // Which edge labels the map draws: a label that would cover a service, its name, a namespace
-// title or another label is left out, the busiest edges' labels first. Positions and labels
+// title or another label is left out, the busiest edges' labels first. An edge with a short
+// form of its label (`label_short`: a retried edge's "185 retries") draws that where the
+// whole label would not fit, so that the retries still show. Positions and labels
 // scale together with the zoom, so what overlaps does not depend on it; labels too small to
 // read at the zoom are not drawn anyway (`min-zoomed-font-size`).
 
@@ -26,17 +28,30 @@ export function obstacleBoxes(cy: Core): BoundingBox12[] {
 }
 
 /// Marks with `label-hidden` every edge whose label would cover something, keeping the
-/// labels of the busiest edges first. Returns how many labels are drawn.
+/// labels of the busiest edges first; an edge with a short form tries it before its label is
+/// left out. Returns how many labels are drawn.
 export function fitEdgeLabels(cy: Core): number {
   const edges = cy.edges(":visible").filter((e) => !!e.data("label"));
   cy.edges().removeClass("label-hidden");
+  // A label shortened by an earlier fit (and not replaced by a newer topology since) is
+  // whole again before it is measured.
+  edges.filter((e) => !!e.data("label_short") && e.data("label") === e.data("label_short")).forEach((e) => {
+    e.data("label", e.data("label_full"));
+  });
   const taken = obstacleBoxes(cy);
   const hide: EdgeSingular[] = [];
   let shown = 0;
+  const fits = (box: BoundingBox12) => box.x2 > box.x1 && !taken.some((t) => overlaps(box, t));
   const order = edges.toArray().sort((a, b) => (b.data("cpm") ?? 0) - (a.data("cpm") ?? 0) || a.id().localeCompare(b.id()));
   for (const e of order as EdgeSingular[]) {
-    const box = edgeLabelBox(e);
-    if (!(box.x2 > box.x1) || taken.some((t) => overlaps(box, t))) {
+    let box = edgeLabelBox(e);
+    const short: string | undefined = e.data("label_short");
+    if (!fits(box) && short && short !== e.data("label")) {
+      e.data({ label_full: e.data("label"), label: short });
+      box = edgeLabelBox(e);
+      if (!fits(box)) e.data("label", e.data("label_full"));
+    }
+    if (!fits(box)) {
       hide.push(e);
       continue;
     }

@@ -7,6 +7,7 @@ import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { clickElement as clickAt, feedShopMesh, feedWideMesh, launchBrowser, repo, startServer, until, waitForMap } from "./harness.mjs";
 import { checkLabels, mapChecks } from "./map-checks.mjs";
+import { sidesChecks } from "./sides-checks.mjs";
 
 const screenshot = join(repo, "target/ui-map.png");
 const screenshotLarge = join(repo, "target/ui-map-large.png");
@@ -188,8 +189,8 @@ try {
     await clickElement("shop/frontend->shop/backend:http");
     await page.waitForFunction(() => document.querySelector("#panel h2")?.textContent === "shop/frontend → shop/backend");
     await page.waitForSelector("#panel .chart canvas");
-    const rows = await page.locator("#panel table tbody tr td:first-child").allTextContents();
-    assert.deepEqual(rows.sort(), ["client side", "server side"]);
+    const heads = await page.locator("#panel table.sides thead th").allTextContents();
+    assert.deepEqual(heads, ["", "caller's proxy", "callee's proxy"]);
   });
 
   await test("the edge panel and hover show the caller's view of its upstream", async () => {
@@ -368,6 +369,7 @@ try {
   });
 
   await mapChecks({ page, server, test, extraName: XSS });
+  await sidesChecks({ page, server, test });
 
   await test("the demo map's edge labels cover no node and no other label", async () => {
     const demo = await startServer(["--demo"]);

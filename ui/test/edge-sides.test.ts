@@ -44,6 +44,8 @@ describe("the retries on the map", () => {
     expect(edgeLabel(old)).toBe("33/min");
     const el = toElements({ start: 0, end: 0, nodes: [], edges: [old, retried] }).filter((e) => e.group === "edges");
     expect(el.map((e) => e.data.retries)).toEqual([0, 185]);
+    // Where the whole label does not fit, the map may draw the retries alone.
+    expect(el.map((e) => e.data.label_short)).toEqual(["", "185 retries"]);
   });
 
   it("expressions pick edges by their retries", () => {

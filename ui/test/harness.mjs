@@ -36,6 +36,26 @@ export function run(args) {
   });
 }
 
+/// Runs a meshscope subcommand to its end and reads what it printed as JSON.
+export function runJson(args) {
+  return new Promise((ok, fail) => {
+    const p = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.stderr.on("data", (d) => (err += d));
+    p.on("error", fail);
+    p.on("exit", (code) => {
+      if (code !== 0) return fail(new Error(`meshscope ${args[0]} exited ${code}: ${err}`));
+      try {
+        ok(JSON.parse(out));
+      } catch (e) {
+        fail(new Error(`meshscope ${args[0]} printed no JSON: ${e.message}`));
+      }
+    });
+  });
+}
+
 export async function until(what, fn, ms = 30_000) {
   const deadline = Date.now() + ms;
   let last;

@@ -178,6 +178,13 @@ pub(crate) fn http_entry(hop: &Hop<'_>, request_id: &str) -> HttpAccessLogEntry 
     }
 }
 
+/// Sets the attempts the caller's proxy made for the request of a client-side `entry`.
+pub(crate) fn set_attempts(entry: &mut HttpAccessLogEntry, attempts: u32) {
+    if let Some(common) = entry.common_properties.as_mut() {
+        common.upstream_request_attempt_count = attempts;
+    }
+}
+
 pub(crate) fn tcp_entry(hop: &Hop<'_>) -> TcpAccessLogEntry {
     TcpAccessLogEntry {
         common_properties: Some(common(hop)),

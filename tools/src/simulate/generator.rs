@@ -3,7 +3,7 @@
 //! the truth of what was sent.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use meshscope_proto::pb::envoy::data::accesslog::v3::{HttpAccessLogEntry, TcpAccessLogEntry};
 use rand::rngs::SmallRng;
@@ -42,6 +42,11 @@ pub(super) struct Generator {
     /// Whether a call goes on to the callee's own callees (a request's whole tree), or
     /// stops at one hop (a load spread evenly over every edge of a big mesh).
     follow_calls: bool,
+    /// Every this many calls from one sidecar to another, the callee answers the first
+    /// attempt 503 and the caller's proxy retries once; none when `None`.
+    retry_every: Option<u64>,
+    /// Calls from one sidecar to another so far, counted for `retry_every`.
+    sidecar_calls: u64,
 }
 
 impl Generator {
@@ -53,7 +58,16 @@ impl Generator {
             batches: BTreeMap::new(),
             truth: Truth::default(),
             follow_calls,
+            retry_every: None,
+            sidecar_calls: 0,
         }
+    }
+
+    /// Makes every `every`-th call from one sidecar to another a retried one: its first
+    /// attempt is answered 503 and the caller's proxy tries once more (`every` 0: never).
+    pub(super) fn retry_every(mut self, every: u64) -> Generator {
+        self.retry_every = (every > 0).then_some(every);
+        self
     }
 
     fn id(&self, service: usize) -> String {
@@ -175,10 +189,20 @@ impl Generator {
         }
 
         let request_id = format!("sim-{n}-{target}");
+        let meshed = self.mesh.has_sidecar(target);
+        let retried = match (outside, self.retry_every) {
+            (None, Some(every)) if meshed => {
+                self.sidecar_calls += 1;
+                self.sidecar_calls.is_multiple_of(every)
+            }
+            _ => false,
+        };
+        // A retried call's first attempt fails fast; the retry starts once it has.
+        let failed_ms = if retried { self.latency(1.0) } else { 0.0 };
         // The client side: the ingress (a gateway) or the caller's sidecar.
         let client_hop = Hop {
             start: now,
-            latency_ms: server_ms + 0.4,
+            latency_ms: failed_ms + server_ms + 0.4,
             cluster: format!("outbound|{port}||{host}"),
             downstream_remote: outside.unwrap_or((caller_ip, 0)),
             downstream_local: if outside.is_some() {
@@ -203,20 +227,26 @@ impl Generator {
         } else {
             (Log::OutboundHttp, self.id(caller_proxy.0))
         };
-        self.push_http(
-            caller_proxy,
-            log,
-            envoy::http_entry(&client_hop, &request_id),
-        );
+        let mut client_entry = envoy::http_entry(&client_hop, &request_id);
+        if retried {
+            envoy::set_attempts(&mut client_entry, 2);
+        }
+        self.push_http(caller_proxy, log, client_entry);
         let target_id = self.id(target);
-        let meshed = self.mesh.has_sidecar(target);
-        self.truth
-            .record(&source, &target_id, "http", meshed, error);
+        self.truth.record_attempts(
+            &source,
+            &target_id,
+            "http",
+            meshed,
+            error,
+            u64::from(retried),
+        );
         if !meshed {
             return;
         }
+        let retry_start = now + Duration::from_secs_f64(failed_ms / 1000.0);
         let server_hop = Hop {
-            start: now,
+            start: retry_start,
             latency_ms: server_ms,
             cluster: format!("inbound|{port}||"),
             downstream_remote: upstream_local,
@@ -234,6 +264,25 @@ impl Generator {
             request_bytes,
             response_bytes,
         };
+        if retried {
+            // The callee's proxy logs the failed first attempt with the same request id.
+            let failed_hop = Hop {
+                start: now,
+                latency_ms: failed_ms,
+                status: 503,
+                response_bytes: 120,
+                downstream_remote: upstream_local,
+                upstream_local: ([127, 0, 0, 6], self.ephemeral()),
+                peer_spiffe: server_hop.peer_spiffe.clone(),
+                cluster: server_hop.cluster.clone(),
+                ..server_hop
+            };
+            self.push_http(
+                (target, instance),
+                Log::InboundHttp,
+                envoy::http_entry(&failed_hop, &request_id),
+            );
+        }
         self.push_http(
             (target, instance),
             Log::InboundHttp,
@@ -288,5 +337,60 @@ pub(super) fn log_name(service: &str, log: Log) -> String {
         Log::InboundHttp => format!("{service}_inbound_http"),
         Log::OutboundHttp => format!("{service}_outbound_http"),
         Log::OutboundTcp => format!("{service}_outbound_tcp"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every third call between two sidecars is retried once: the caller's proxy logs one
+    /// entry with two attempts, the callee's proxy both attempts, the first answered 503
+    /// (the mesh's own errors are 500s); the truth counts the retries on the edge.
+    #[test]
+    fn retried_calls_are_logged_as_envoy_logs_a_retry() {
+        const REQUESTS: u64 = 60;
+        let mesh = Mesh::build(6, "retry", &[], 7);
+        let mut generator = Generator::new(mesh, 7, true).retry_every(3);
+        let now = SystemTime::now();
+        for n in 0..REQUESTS {
+            generator.request(now, n);
+        }
+        let (mut retried, mut inbound, mut failed_first) = (0u64, 0u64, 0u64);
+        for ((_, log), batch) in &generator.batches {
+            for entry in &batch.http {
+                let common = entry.common_properties.as_ref().unwrap();
+                let code = entry.response.as_ref().unwrap().response_code.unwrap();
+                match log {
+                    Log::OutboundHttp => {
+                        retried += u64::from(common.upstream_request_attempt_count == 2)
+                    }
+                    Log::InboundHttp => {
+                        inbound += 1;
+                        failed_first += u64::from(code.value == 503);
+                    }
+                    _ => assert_eq!(common.upstream_request_attempt_count, 1),
+                }
+            }
+        }
+        // Each request enters through the ingress (its call to the first service is not
+        // between sidecars); every other inbound entry is a call from a sidecar, or the
+        // failed first attempt of one.
+        let sidecar_calls = inbound - REQUESTS - failed_first;
+        assert!(
+            sidecar_calls >= 30,
+            "{sidecar_calls} calls between sidecars"
+        );
+        assert_eq!(retried, sidecar_calls / 3);
+        assert_eq!(failed_first, retried);
+        let expected = serde_json::to_value(generator.truth.expected()).unwrap();
+        let edges = expected["edges"].as_array().unwrap();
+        let retries: u64 = edges.iter().map(|e| e["retries"].as_u64().unwrap()).sum();
+        assert_eq!(retries, retried);
+        for e in edges.iter().filter(|e| e["retries"].as_u64() > Some(0)) {
+            let field = |name: &str| e[name].as_u64().unwrap();
+            assert_eq!(field("calls"), field("client_calls") + field("retries"));
+            assert_eq!(field("errors"), field("client_errors") + field("retries"));
+        }
     }
 }

@@ -54,6 +54,10 @@ pub struct SimulateArgs {
     /// Names for the meshed services, in call order, before the built-in ones (repeatable)
     #[arg(long = "name")]
     names: Vec<String>,
+    /// Every this many calls from one sidecar to another, the callee fails the first
+    /// attempt with 503 and the caller's proxy retries once (0: no retries)
+    #[arg(long, default_value_t = 0)]
+    retry_every: u64,
     /// Print the topology meshscope must show for what was sent, as JSON, at the end
     #[arg(long, conflicts_with = "max")]
     print_expected: bool,
@@ -123,7 +127,8 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&sent)?);
         return Ok(());
     }
-    let truth = send(&args.target, mesh, args.rate, args.seed, stop).await?;
+    let generator = Generator::new(mesh, args.seed, true).retry_every(args.retry_every);
+    let truth = send(&args.target, generator, args.rate, stop).await?;
     info!(
         requests = truth.requests,
         entries = truth.entries,
@@ -144,16 +149,16 @@ pub async fn run_demo(
     // Give the server a moment to accept connections.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mesh = Mesh::build(10, "demo", &[], 7);
-    send(&format!("http://{grpc_addr}"), mesh, 15.0, 7, shutdown).await?;
+    let generator = Generator::new(mesh, 7, true);
+    send(&format!("http://{grpc_addr}"), generator, 15.0, shutdown).await?;
     Ok(())
 }
 
-/// Sends the simulated mesh until `stop` resolves; returns what was sent.
+/// Sends the simulated mesh of `generator` until `stop` resolves; returns what was sent.
 async fn send(
     target: &str,
-    mesh: Mesh,
+    mut generator: Generator,
     rate: f64,
-    seed: u64,
     stop: impl Future<Output = ()>,
 ) -> Result<Truth> {
     let channel = tonic::transport::Endpoint::from_shared(target.to_string())
@@ -163,7 +168,6 @@ async fn send(
         .map_err(Error::connect(target))?;
     let client = AccessLogServiceClient::new(channel.clone());
     let mut proxy_stats = stats::SimulatedStats::new(channel);
-    let mut generator = Generator::new(mesh, seed, true);
     let mut streams: HashMap<(ProxyKey, Log), mpsc::Sender<StreamAccessLogsMessage>> =
         HashMap::new();
     let mut tasks = JoinSet::new();
