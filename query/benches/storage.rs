@@ -438,6 +438,7 @@ async fn run() {
     slide(
         &options,
         &state,
+        &store,
         &router,
         &mesh,
         &mut random,
@@ -453,6 +454,7 @@ async fn run() {
 async fn slide(
     options: &Options,
     state: &AppState,
+    store: &Store,
     router: &axum::Router,
     mesh: &Mesh,
     random: &mut Random,
@@ -462,7 +464,6 @@ async fn slide(
     if options.slide_minutes == 0 {
         return;
     }
-    let store = &state.store;
     let mut turns = Vec::with_capacity(options.slide_minutes);
     let mut ahead = Vec::with_capacity(options.slide_minutes);
     let mut repeats = Vec::new();

@@ -25,6 +25,7 @@ struct OpenFile {
 /// The writing thread: waits for a group, writes it, syncs it, tells waiters.
 pub(super) fn write_loop(shared: &Shared) {
     let config = &shared.config;
+    let slow_disk = slow_disk_delay();
     let mut open: Option<OpenFile> = None;
     let mut failed_segment: Option<u64> = None;
     let mut last_write = Instant::now();
@@ -71,6 +72,10 @@ pub(super) fn write_loop(shared: &Shared) {
         };
         last_write = Instant::now();
         let started = Instant::now();
+        if let Some(delay) = slow_disk {
+            // A disk that takes this long for every group (a test's slow disk).
+            std::thread::sleep(delay);
+        }
         let mut lost = Vec::new();
         let mut upto = None;
         let mut written = 0u64;
@@ -140,6 +145,15 @@ pub(super) fn write_loop(shared: &Shared) {
             });
         }
     }
+}
+
+/// The environment variable that makes every group's write take this many more
+/// milliseconds, as on a slow disk: for tests, read once when the writer starts.
+pub const SLOW_DISK_ENV: &str = "MESHSCOPE_TEST_SLOW_WAL_MS";
+
+fn slow_disk_delay() -> Option<Duration> {
+    let millis: u64 = std::env::var(SLOW_DISK_ENV).ok()?.parse().ok()?;
+    (millis > 0).then(|| Duration::from_millis(millis))
 }
 
 /// Writes one chunk at the end of its segment, opening (and creating) the segment as
