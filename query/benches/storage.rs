@@ -439,7 +439,6 @@ async fn run() {
         &options,
         &state,
         &store,
-        &router,
         &mesh,
         &mut random,
         &clock,
@@ -455,7 +454,6 @@ async fn slide(
     options: &Options,
     state: &AppState,
     store: &Store,
-    router: &axum::Router,
     mesh: &Mesh,
     random: &mut Random,
     clock: &ManualClock,
@@ -464,6 +462,8 @@ async fn slide(
     if options.slide_minutes == 0 {
         return;
     }
+    // A router of its own over the same state: what a read sees is the state's.
+    let router = &router(state.clone());
     let mut turns = Vec::with_capacity(options.slide_minutes);
     let mut ahead = Vec::with_capacity(options.slide_minutes);
     let mut repeats = Vec::new();
