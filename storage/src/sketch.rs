@@ -9,7 +9,6 @@
 //! bins 128 at a time as `u64`, a kilobyte per row; here a row with few requests keeps a
 //! sorted list of four-byte bins and only busy rows switch to a dense array.
 //!
-//!
 //! Three ideas, one file each: the bins' sparse and dense forms (`bins`), the sketch's
 //! arithmetic on them (here: add, merge, quantiles) and its byte form (`encoding`: write,
 //! read, merge and remove encoded sketches without building them). The tests live in
