@@ -60,6 +60,23 @@ pub struct Collector {
     writing_since: tokio::sync::watch::Sender<Option<i64>>,
 }
 
+/// A write of closed minutes under way, for `wait_while_writes_stall`: noted when it
+/// starts and cleared when it ends, also when the tick is dropped halfway.
+struct WriteUnderWay<'a>(&'a tokio::sync::watch::Sender<Option<i64>>);
+
+impl<'a> WriteUnderWay<'a> {
+    fn start(since: &'a tokio::sync::watch::Sender<Option<i64>>, now_ms: i64) -> Self {
+        since.send_replace(Some(now_ms));
+        WriteUnderWay(since)
+    }
+}
+
+impl Drop for WriteUnderWay<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(None);
+    }
+}
+
 /// Closed rows kept for retry while the store fails; past it the oldest are dropped and
 /// counted. They stay readable meanwhile, as the aggregator's closing minutes.
 const MAX_UNWRITTEN_ROWS: usize = 2_000_000;
@@ -147,9 +164,9 @@ impl Collector {
         closed.extend(newly_closed);
         // The store marks the closed minutes as its own in the same step that shows their
         // files, so reads see each minute once, from the aggregator or from the files.
-        self.writing_since.send_replace(Some(self.clock.now_ms()));
+        let writing = WriteUnderWay::start(&self.writing_since, self.clock.now_ms());
         let written = self.write_closed(&closed, Some(first_unwritten)).await;
-        self.writing_since.send_replace(None);
+        drop(writing);
         let closed_result = match written {
             Ok(()) => Ok(()),
             Err(error) => {
