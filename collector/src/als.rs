@@ -106,6 +106,9 @@ where
     let mut context: Option<StreamContext> = None;
     let mut logged: Option<LoggedStream> = None;
     loop {
+        // While a write of closed minutes stalls, the stream is not read: flow control
+        // holds the sender back.
+        collector.wait_while_writes_stall().await;
         let bytes = match stream.message().await {
             Ok(Some(bytes)) => bytes,
             Ok(None) => break,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use meshscope_storage::clock::{Clock, SystemClock};
-use meshscope_storage::{AccessLogRow, ClosedBatch, MetricRow, Store};
+use meshscope_storage::{AccessLogRow, ClosedBatch, MetricRow, MinuteWriter, Store};
 use parking_lot::Mutex;
 use tracing::{info, warn};
 
@@ -35,7 +35,8 @@ const PUBLISH_EVERY_TICKS: u32 = 4;
 /// visible to the crate.
 pub struct Collector {
     pub(crate) config: CollectorConfig,
-    pub(crate) store: Arc<Store>,
+    /// The store as a writer sees it.
+    pub(crate) store: Arc<dyn MinuteWriter>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) registry: Registry,
     pub(crate) role_rules: RoleRules,
@@ -54,6 +55,26 @@ pub struct Collector {
     pub(crate) proxy_minutes: Arc<ProxyMinutes>,
     /// The write-ahead log, once started (`start_log`); without it nothing is logged.
     pub(crate) log: std::sync::OnceLock<crate::wal_log::CollectorLog>,
+    /// When the write of closed minutes under way started (clock time), `None` between
+    /// writes: receivers stop reading while one runs past `max_write_stall_ms`.
+    writing_since: tokio::sync::watch::Sender<Option<i64>>,
+}
+
+/// A write of closed minutes under way, for `wait_while_writes_stall`: noted when it
+/// starts and cleared when it ends, also when the tick is dropped halfway.
+struct WriteUnderWay<'a>(&'a tokio::sync::watch::Sender<Option<i64>>);
+
+impl<'a> WriteUnderWay<'a> {
+    fn start(since: &'a tokio::sync::watch::Sender<Option<i64>>, now_ms: i64) -> Self {
+        since.send_replace(Some(now_ms));
+        WriteUnderWay(since)
+    }
+}
+
+impl Drop for WriteUnderWay<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(None);
+    }
 }
 
 /// Closed rows kept for retry while the store fails; past it the oldest are dropped and
@@ -106,6 +127,7 @@ impl Collector {
             proxy_stats: ProxyStats::default(),
             proxy_minutes,
             log: std::sync::OnceLock::new(),
+            writing_since: tokio::sync::watch::Sender::new(None),
         }))
     }
 
@@ -142,7 +164,10 @@ impl Collector {
         closed.extend(newly_closed);
         // The store marks the closed minutes as its own in the same step that shows their
         // files, so reads see each minute once, from the aggregator or from the files.
-        let closed_result = match self.write_closed(&closed, Some(first_unwritten)).await {
+        let writing = WriteUnderWay::start(&self.writing_since, self.clock.now_ms());
+        let written = self.write_closed(&closed, Some(first_unwritten)).await;
+        drop(writing);
+        let closed_result = match written {
             Ok(()) => Ok(()),
             Err(error) => {
                 self.keep_unwritten(closed);
@@ -161,7 +186,9 @@ impl Collector {
             self.store.expire_live_minute_reads();
             // With a log, proxy statistics are written only once the mark saying so is.
             if self.log().is_none() || closed_result.is_ok() {
-                self.proxy_minutes.write_closed(&self.store, now).await
+                self.proxy_minutes
+                    .write_closed(self.store.as_ref(), now)
+                    .await
             } else {
                 Ok(())
             }
@@ -172,6 +199,28 @@ impl Collector {
             self.checkpoint_if_due(now).await;
         }
         closed_result.and(logged).and(proxies).map_err(Error::from)
+    }
+
+    /// Returns once no write of closed minutes has run longer than `max_write_stall_ms`:
+    /// at once, unless the disk is slow. A receiver calls it before reading each message,
+    /// so that while a write stalls it stops reading its stream and HTTP/2 flow control
+    /// slows the sender, instead of the collector holding one more minute of rows for
+    /// every minute the write takes. A write that fails (a full disk) ends at once and
+    /// does not pause anyone: its minutes wait within their own bound.
+    pub(crate) async fn wait_while_writes_stall(&self) {
+        let limit = self.config.max_write_stall_ms as i64;
+        let stalled = |since: Option<i64>| {
+            limit > 0 && since.is_some_and(|since| self.clock.now_ms() - since > limit)
+        };
+        if !stalled(*self.writing_since.borrow()) {
+            return;
+        }
+        metrics::counter!(stats::WRITE_STALL_PAUSES).increment(1);
+        let mut since = self.writing_since.subscribe();
+        while stalled(*since.borrow_and_update()) {
+            // Woken when the write ends; the timeout rereads the clock meanwhile.
+            let _ = tokio::time::timeout(Duration::from_millis(250), since.changed()).await;
+        }
     }
 
     /// Writes buffered raw entries. They are not retried: the access log is for looking into
@@ -256,7 +305,7 @@ impl Collector {
         self.pipeline().flush_waiting();
         self.store.refresh_live_minutes();
         self.proxy_minutes
-            .write_closed(&self.store, self.clock.now_ms())
+            .write_closed(self.store.as_ref(), self.clock.now_ms())
             .await?;
         Ok(())
     }
@@ -302,7 +351,7 @@ impl Collector {
         if let Err(error) = self.write_access_log().await {
             warn!(%error, "writing the access log at shutdown failed");
         }
-        if let Err(error) = self.proxy_minutes.write_all(&self.store).await {
+        if let Err(error) = self.proxy_minutes.write_all(self.store.as_ref()).await {
             warn!(%error, "writing proxy statistics at shutdown failed");
         }
         self.close_log();

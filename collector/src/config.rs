@@ -39,6 +39,11 @@ pub struct CollectorConfig {
     pub address_map: Vec<AddressMapping>,
     /// Which of the proxies' own statistics to keep, and how they count.
     pub proxy_stats: crate::proxy_stats::ProxyStatsConfig,
+    /// How long a write of closed minutes may run before the receivers stop reading their
+    /// streams until it ends (0: never). A slow disk then slows the senders through gRPC
+    /// flow control instead of the collector holding one more minute of rows per minute
+    /// the write takes.
+    pub max_write_stall_ms: u64,
     /// Refuse a stream whose node claims another identity than its client certificate's
     /// SPIFFE ID (see [`crate::reporter_check`]). Set by the server's security settings,
     /// not in this table.
@@ -95,6 +100,7 @@ impl Default for CollectorConfig {
             rules: DirectionRules::default(),
             address_map: Vec::new(),
             proxy_stats: Default::default(),
+            max_write_stall_ms: 60_000,
             strict_reporter_identity: false,
         }
     }

@@ -48,6 +48,8 @@ impl MetricsService for MetricsReceiver {
         let mut reporter: Option<NodeIdentity> = None;
         let mut logged: Option<LoggedStream> = None;
         loop {
+            // While a write of closed minutes stalls, the stream is not read.
+            self.collector.wait_while_writes_stall().await;
             let message = match stream.message().await {
                 Ok(Some(message)) => message,
                 Ok(None) => break,

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use meshscope_storage::files::hour_of;
 use meshscope_storage::{
-    EpochMillis, LiveProxyMinuteSource, ProxyMetricKind, ProxyMetricRow, Store, minute_of,
+    EpochMillis, LiveProxyMinuteSource, MinuteWriter, ProxyMetricKind, ProxyMetricRow, minute_of,
 };
 use parking_lot::RwLock;
 
@@ -110,7 +110,7 @@ impl ProxyMinutes {
     /// fails to be written is held again.
     pub async fn write_closed(
         &self,
-        store: &Store,
+        store: &dyn MinuteWriter,
         now: EpochMillis,
     ) -> meshscope_storage::Result<()> {
         self.write_before(store, minutes_due(now)).await?;
@@ -118,7 +118,7 @@ impl ProxyMinutes {
     }
 
     /// Writes every row held to `store`: what a shutdown does.
-    pub async fn write_all(&self, store: &Store) -> meshscope_storage::Result<()> {
+    pub async fn write_all(&self, store: &dyn MinuteWriter) -> meshscope_storage::Result<()> {
         self.write_before(store, EpochMillis::MAX).await?;
         store.publish_live_proxy_minutes()
     }
@@ -127,7 +127,7 @@ impl ProxyMinutes {
     /// rows of the hour that failed are held again.
     async fn write_before(
         &self,
-        store: &Store,
+        store: &dyn MinuteWriter,
         minute: EpochMillis,
     ) -> meshscope_storage::Result<()> {
         let closed = self.take_before(minute);

@@ -17,6 +17,9 @@ pub const ROWS_CLOSED: &str = "meshscope_minute_rows_closed_total";
 /// Samples for minutes already written, added to their late rows.
 pub const LATE_ROWS: &str = "meshscope_late_row_samples_total";
 pub const FLUSH_ERRORS: &str = "meshscope_flush_errors_total";
+/// Times a receiver stopped reading its stream because a write of closed minutes ran
+/// past `max_write_stall_ms` (a slow disk).
+pub const WRITE_STALL_PAUSES: &str = "meshscope_ingest_paused_for_writes_total";
 /// Rows held in unclosed minutes: what the collector's memory grows with. (The metric's
 /// name is kept as it was, for dashboards that read it.)
 pub const UNCLOSED_ROWS: &str = "meshscope_open_minute_rows";
@@ -29,6 +32,11 @@ pub fn describe() {
         "Server-side entries whose x-envoy-downstream-service-cluster header named another caller than the peer certificate's SPIFFE id; the certificate named the caller."
     );
     metrics::counter!(IDENTITY_CONFLICTS).increment(0);
+    metrics::describe_counter!(
+        WRITE_STALL_PAUSES,
+        "Times a receiver stopped reading its gRPC stream while a write of closed minutes ran longer than max_write_stall_ms, so that flow control slowed the sender."
+    );
+    metrics::counter!(WRITE_STALL_PAUSES).increment(0);
 }
 
 pub fn reject(reason: &'static str, count: u64) {

@@ -438,7 +438,7 @@ async fn run() {
     slide(
         &options,
         &state,
-        &router,
+        &store,
         &mesh,
         &mut random,
         &clock,
@@ -453,7 +453,7 @@ async fn run() {
 async fn slide(
     options: &Options,
     state: &AppState,
-    router: &axum::Router,
+    store: &Store,
     mesh: &Mesh,
     random: &mut Random,
     clock: &ManualClock,
@@ -462,7 +462,8 @@ async fn slide(
     if options.slide_minutes == 0 {
         return;
     }
-    let store = &state.store;
+    // A router of its own over the same state: what a read sees is the state's.
+    let router = &router(state.clone());
     let mut turns = Vec::with_capacity(options.slide_minutes);
     let mut ahead = Vec::with_capacity(options.slide_minutes);
     let mut repeats = Vec::new();

@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 
-use meshscope_storage::{KeyFilter, Metrics, Protocol, RowKey, Side, Store, Table, TimeRange};
+use meshscope_storage::{
+    KeyFilter, Metrics, Protocol, RowKey, Side, Table, TimeRange, WindowReader,
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -78,7 +80,7 @@ impl EdgeSidesIndex {
     /// Reads each side of every edge on its own. Reads of one side come from minute rows
     /// (rollups keep the client side net of the server), so a window longer than the
     /// minutes' retention shows only the minutes still kept.
-    pub(crate) async fn load(store: &Store, range: TimeRange) -> Result<Self> {
+    pub(crate) async fn load(store: &dyn WindowReader, range: TimeRange) -> Result<Self> {
         let mut index = EdgeSidesIndex::default();
         for (slot, side) in [(0, Side::Client), (1, Side::Server)] {
             let filter = KeyFilter {

@@ -4,8 +4,8 @@
 use axum::Json;
 use axum::extract::State;
 use meshscope_storage::{
-    EpochMillis, KeyFilter, Metrics, Protocol, RowKey, SeriesPoint, ServiceRef, Side, Store, Table,
-    TimeRange,
+    EpochMillis, KeyFilter, Metrics, Protocol, RowKey, SeriesPoint, ServiceRef, Side, Table,
+    TimeRange, WindowReader,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -103,7 +103,7 @@ pub(crate) async fn edge(
             Error::bad_request(format!("invalid protocol {text:?}: expected http or tcp"))
         })?),
     };
-    let store = &state.store;
+    let store = state.store.as_ref();
     let minutes = minutes_in(range);
 
     let all_edges = store
@@ -188,7 +188,7 @@ pub(crate) async fn edge(
 }
 
 async fn side_detail(
-    store: &Store,
+    store: &dyn WindowReader,
     range: TimeRange,
     source: &ServiceRef,
     target: &ServiceRef,
@@ -218,7 +218,7 @@ async fn side_detail(
 }
 
 async fn edge_series(
-    store: &Store,
+    store: &dyn WindowReader,
     range: TimeRange,
     source: &ServiceRef,
     target: &ServiceRef,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use meshscope_storage::{
-    Aggregate, KeyFilter, Metrics, NodeKind, RowKey, ServiceRef, Store, Table, TimeRange,
+    Aggregate, KeyFilter, Metrics, NodeKind, RowKey, ServiceRef, Table, TimeRange, WindowReader,
 };
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -33,7 +33,7 @@ pub(crate) struct ServiceGraph {
 }
 
 impl ServiceGraph {
-    pub(crate) async fn load(store: &Store, range: TimeRange) -> Result<Self> {
+    pub(crate) async fn load(store: &dyn WindowReader, range: TimeRange) -> Result<Self> {
         let all = KeyFilter::default();
         let services = store.aggregate(Table::ServiceMinute, range, &all).await?;
         let edges = store.aggregate(Table::EdgeMinute, range, &all).await?;

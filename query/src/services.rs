@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use meshscope_storage::{
-    Aggregate, EpochMillis, KeyFilter, Metrics, RowKey, ServiceRef, Store, Table, TimeRange,
+    Aggregate, EpochMillis, KeyFilter, Metrics, RowKey, ServiceRef, Table, TimeRange, WindowReader,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -57,7 +57,7 @@ pub(crate) async fn list(
     let range = window.resolve(state.now())?;
     state.map_read_over(&window);
     let minutes = minutes_in(range);
-    let graph = ServiceGraph::load(&state.store, range).await?;
+    let graph = ServiceGraph::load(state.store.as_ref(), range).await?;
     let namespace = params.namespace.as_deref().filter(|ns| !ns.is_empty());
     let services = graph
         .nodes
@@ -117,13 +117,13 @@ pub(crate) async fn service_resource(
     let now = state.now();
     let range = window.resolve(now)?;
     let response = match ServiceResource::parse(uri.path())? {
-        ServiceResource::Detail(id) => service_detail(&state.store, range, &id, now)
+        ServiceResource::Detail(id) => service_detail(state.store.as_ref(), range, &id, now)
             .await?
             .into_response(),
-        ServiceResource::Instances(id) => service_instances(&state.store, range, &id)
+        ServiceResource::Instances(id) => service_instances(state.store.as_ref(), range, &id)
             .await?
             .into_response(),
-        ServiceResource::Endpoints(id) => service_endpoints(&state.store, range, &id)
+        ServiceResource::Endpoints(id) => service_endpoints(state.store.as_ref(), range, &id)
             .await?
             .into_response(),
     };
@@ -168,7 +168,7 @@ pub(crate) struct ServiceDetail {
     )
 )]
 pub(crate) async fn service_detail(
-    store: &Store,
+    store: &dyn WindowReader,
     range: TimeRange,
     id: &str,
     now: EpochMillis,
@@ -235,7 +235,7 @@ pub(crate) struct EndpointList {
     )
 )]
 pub(crate) async fn service_instances(
-    store: &Store,
+    store: &dyn WindowReader,
     range: TimeRange,
     id: &str,
 ) -> Result<Json<InstanceList>> {
@@ -263,7 +263,7 @@ pub(crate) async fn service_instances(
     )
 )]
 pub(crate) async fn service_endpoints(
-    store: &Store,
+    store: &dyn WindowReader,
     range: TimeRange,
     id: &str,
 ) -> Result<Json<EndpointList>> {
@@ -278,7 +278,7 @@ pub(crate) async fn service_endpoints(
 }
 
 async fn members(
-    store: &Store,
+    store: &dyn WindowReader,
     range: TimeRange,
     service: &ServiceRef,
     table: Table,
@@ -313,7 +313,7 @@ async fn members(
 
 /// The stored service an API id names in this window: a service first, then a virtual
 /// node of that name; known from its own rows or from an edge that touches it.
-async fn resolve(store: &Store, range: TimeRange, id: &str) -> Result<ServiceRef> {
+async fn resolve(store: &dyn WindowReader, range: TimeRange, id: &str) -> Result<ServiceRef> {
     let candidates = match id.split_once('/') {
         Some((namespace, name)) => vec![ServiceRef::service(namespace, name)],
         None => vec![ServiceRef::service("", id), ServiceRef::virtual_node(id)],

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use meshscope_storage::clock::{Clock, SystemClock};
-use meshscope_storage::{EpochMillis, Store};
+use meshscope_storage::{EpochMillis, Store, WindowReader};
 
 use crate::watched::WatchedWindows;
 use crate::window::WindowParams;
@@ -14,7 +14,8 @@ pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
 /// The state every handler reads: cheap to clone, shared by all requests.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<Store>,
+    /// The store as a reader sees it: nothing here can write a row.
+    pub store: Arc<dyn WindowReader>,
     /// "Now" for relative windows and for how long a window stays watched.
     pub clock: Arc<dyn Clock>,
     pub render_metrics: Option<MetricsRenderer>,

@@ -199,7 +199,7 @@ pub(crate) async fn topology(
     let depth = parse_depth(params.depth.as_deref())?;
     let minutes = minutes_in(range);
 
-    let mut graph = ServiceGraph::load(&state.store, range).await?;
+    let mut graph = ServiceGraph::load(state.store.as_ref(), range).await?;
     let namespaces = namespace_list(params.namespace.as_deref());
     if !namespaces.is_empty() {
         graph = graph.restrict_to_namespaces(&namespaces);
@@ -212,8 +212,8 @@ pub(crate) async fn topology(
     }
 
     let layers = graph.layers();
-    let health = UpstreamHealthIndex::load(&state.store, range).await?;
-    let sides = EdgeSidesIndex::load(&state.store, range).await?;
+    let health = UpstreamHealthIndex::load(state.store.as_ref(), range).await?;
+    let sides = EdgeSidesIndex::load(state.store.as_ref(), range).await?;
     let edges = graph
         .edges
         .iter()

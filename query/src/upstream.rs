@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use meshscope_storage::{
-    EpochMillis, ProxyFilter, ProxyMetricKind, ProxyMetricRow, Store, TimeRange,
+    EpochMillis, ProxyFilter, ProxyMetricKind, ProxyMetricRow, TimeRange, WindowReader,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -61,7 +61,7 @@ struct ProxyView {
 }
 
 impl UpstreamHealthIndex {
-    pub(crate) async fn load(store: &Store, range: TimeRange) -> Result<Self> {
+    pub(crate) async fn load(store: &dyn WindowReader, range: TimeRange) -> Result<Self> {
         let mut names: Vec<String> = [HEALTHY, TOTAL, PENDING, ERRORS_5XX, RETRIES, TIMEOUTS]
             .iter()
             .chain(BREAKERS.iter())

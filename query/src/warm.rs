@@ -79,7 +79,7 @@ pub async fn read_ahead(state: &AppState) {
     let now = state.now();
     for length in state.watched_lengths() {
         let started = Instant::now();
-        match ServiceGraph::load(&state.store, ending_now(now, length)).await {
+        match ServiceGraph::load(state.store.as_ref(), ending_now(now, length)).await {
             Ok(_) => {
                 metrics::counter!("meshscope_warm_reads_total").increment(1);
                 tracing::debug!(

@@ -16,22 +16,6 @@ use crate::model::{
 use crate::schema::{self, COUNTER_COUNT, COUNTERS, key_columns};
 use crate::sketch::LatencySketch;
 
-fn counters(m: &Metrics) -> [u64; COUNTER_COUNT] {
-    [
-        m.calls,
-        m.errors,
-        m.errors_4xx,
-        m.bytes_sent,
-        m.bytes_received,
-        m.tcp_connections,
-        m.mtls_calls,
-        m.apdex_satisfied,
-        m.apdex_tolerating,
-        m.retries,
-        m.identity_conflicts,
-    ]
-}
-
 fn push_service(keys: &mut [StringBuilder], at: usize, s: &ServiceRef) {
     keys[at].append_value(&s.namespace);
     keys[at + 1].append_value(&s.name);
@@ -160,7 +144,7 @@ impl RowBuilder {
             }
         }
         self.side.append_value(side.as_str());
-        for (builder, value) in self.counters.iter_mut().zip(counters(metrics)) {
+        for (builder, value) in self.counters.iter_mut().zip(metrics.counters()) {
             builder.append_value(value);
         }
         metrics.latency.write_bytes(&mut self.sketch_bytes);
@@ -339,20 +323,11 @@ pub fn metrics_at(batch: &RecordBatch, row: usize) -> Result<Metrics> {
     } else {
         LatencySketch::from_bytes(sketch.value(row))?
     };
-    Ok(Metrics {
-        calls: counter("calls")?,
-        errors: counter("errors")?,
-        errors_4xx: counter("errors_4xx")?,
-        latency,
-        bytes_sent: counter("bytes_sent")?,
-        bytes_received: counter("bytes_received")?,
-        tcp_connections: counter("tcp_connections")?,
-        mtls_calls: counter("mtls_calls")?,
-        apdex_satisfied: counter("apdex_satisfied")?,
-        apdex_tolerating: counter("apdex_tolerating")?,
-        retries: counter("retries")?,
-        identity_conflicts: counter("identity_conflicts")?,
-    })
+    let mut counters = [0; COUNTER_COUNT];
+    for (value, name) in counters.iter_mut().zip(COUNTERS) {
+        *value = counter(name)?;
+    }
+    Ok(Metrics::from_counters(counters, latency))
 }
 
 pub fn minute_at(batch: &RecordBatch, row: usize) -> Result<i64> {

@@ -1,9 +1,12 @@
 //! meshscope's columnar store: per-minute metric tables as Arrow in memory (and Parquet on
 //! disk), read through DataFusion. Knows nothing of Envoy or HTTP.
 //!
-//! Everything goes through one [`Store`]. Its public surface is two boundaries:
+//! Everything goes through one [`Store`]. Its public surface is two boundaries, each a
+//! trait `Store` implements ([`boundary`]): [`MinuteWriter`], which the collector holds the
+//! store as, and [`WindowReader`], which the query crate holds it as, so that a reader
+//! cannot call a write.
 //!
-//! # What writers call (the collector)
+//! # What writers call (the collector, through [`MinuteWriter`])
 //!
 //! - Opening: [`Store::open`] with a [`StoreConfig`] (its [`Clock`] included).
 //! - Live minutes, those not closed yet: [`Store::attach_live_minute_source`] hands the
@@ -23,7 +26,7 @@
 //!   makes a writer's note durable exactly with the minute files it describes; run
 //!   [`written_note::recover`] before opening.
 //!
-//! # What readers call (the query crate)
+//! # What readers call (the query crate, through [`WindowReader`])
 //!
 //! - Opening beside a writer: [`Store::open_read_only`].
 //! - Totals and series of a window: [`Store::aggregate`], [`Store::series`], with
@@ -46,6 +49,7 @@
 
 mod access_log;
 pub mod batch;
+pub mod boundary;
 pub mod clock;
 mod config;
 mod crash_point;
@@ -76,6 +80,7 @@ pub mod written_note;
 
 pub use access_log::AccessLogRow;
 pub use batch::ClosedBatch;
+pub use boundary::{MinuteWriter, WindowReader};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{RetentionConfig, SqlLimits, StoreConfig};
 pub use crash_point::{CRASH_AT_ENV, reached as crash_point};

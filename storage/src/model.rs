@@ -156,19 +156,79 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// How many additive counters a row has: every field but the latency sketch.
+    pub const COUNTER_COUNT: usize = 11;
+
+    /// The counters' names, in the order [`Metrics::counters`] lists them. This one list
+    /// is the order of the tables' counter columns and of a checkpoint's counts.
+    pub const COUNTER_NAMES: [&'static str; Metrics::COUNTER_COUNT] = [
+        "calls",
+        "errors",
+        "errors_4xx",
+        "bytes_sent",
+        "bytes_received",
+        "tcp_connections",
+        "mtls_calls",
+        "apdex_satisfied",
+        "apdex_tolerating",
+        "retries",
+        "identity_conflicts",
+    ];
+
+    /// The counters, in [`Metrics::COUNTER_NAMES`] order.
+    pub fn counters(&self) -> [u64; Metrics::COUNTER_COUNT] {
+        [
+            self.calls,
+            self.errors,
+            self.errors_4xx,
+            self.bytes_sent,
+            self.bytes_received,
+            self.tcp_connections,
+            self.mtls_calls,
+            self.apdex_satisfied,
+            self.apdex_tolerating,
+            self.retries,
+            self.identity_conflicts,
+        ]
+    }
+
+    /// The counters to change in place, in [`Metrics::COUNTER_NAMES`] order.
+    pub fn counters_mut(&mut self) -> [&mut u64; Metrics::COUNTER_COUNT] {
+        [
+            &mut self.calls,
+            &mut self.errors,
+            &mut self.errors_4xx,
+            &mut self.bytes_sent,
+            &mut self.bytes_received,
+            &mut self.tcp_connections,
+            &mut self.mtls_calls,
+            &mut self.apdex_satisfied,
+            &mut self.apdex_tolerating,
+            &mut self.retries,
+            &mut self.identity_conflicts,
+        ]
+    }
+
+    /// Metrics with `counters` (in [`Metrics::COUNTER_NAMES`] order) and `latency`.
+    pub fn from_counters(
+        counters: [u64; Metrics::COUNTER_COUNT],
+        latency: LatencySketch,
+    ) -> Metrics {
+        let mut metrics = Metrics {
+            latency,
+            ..Metrics::default()
+        };
+        for (field, value) in metrics.counters_mut().into_iter().zip(counters) {
+            *field = value;
+        }
+        metrics
+    }
+
     pub fn merge(&mut self, other: &Metrics) {
-        self.calls += other.calls;
-        self.errors += other.errors;
-        self.errors_4xx += other.errors_4xx;
+        for (field, value) in self.counters_mut().into_iter().zip(other.counters()) {
+            *field += value;
+        }
         self.latency.merge(&other.latency);
-        self.bytes_sent += other.bytes_sent;
-        self.bytes_received += other.bytes_received;
-        self.tcp_connections += other.tcp_connections;
-        self.mtls_calls += other.mtls_calls;
-        self.apdex_satisfied += other.apdex_satisfied;
-        self.apdex_tolerating += other.apdex_tolerating;
-        self.retries += other.retries;
-        self.identity_conflicts += other.identity_conflicts;
     }
 }
 

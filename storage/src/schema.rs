@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
-use crate::model::Table;
+use crate::model::{Metrics, Table};
 
 pub(crate) const MINUTE: &str = "minute";
 pub(crate) const SIDE: &str = "side";
@@ -39,22 +39,10 @@ pub(crate) fn key_columns(table: Table) -> &'static [&'static str] {
 }
 
 /// How many additive counters a row has.
-pub(crate) const COUNTER_COUNT: usize = 11;
+pub(crate) const COUNTER_COUNT: usize = Metrics::COUNTER_COUNT;
 
-/// Additive counters, in order, all UInt64.
-pub(crate) const COUNTERS: [&str; COUNTER_COUNT] = [
-    "calls",
-    "errors",
-    "errors_4xx",
-    "bytes_sent",
-    "bytes_received",
-    "tcp_connections",
-    "mtls_calls",
-    "apdex_satisfied",
-    "apdex_tolerating",
-    "retries",
-    "identity_conflicts",
-];
+/// Additive counters, in order, all UInt64: [`Metrics::COUNTER_NAMES`].
+pub(crate) const COUNTERS: [&str; COUNTER_COUNT] = Metrics::COUNTER_NAMES;
 
 /// Counters added after the first files were written: nullable, so that files written
 /// before them read as null, which every reader takes for 0.

@@ -22,7 +22,7 @@ use crate::files::FileEntry;
 use crate::model::{EpochMillis, MINUTE_MS, Metrics, RowKey, Side, Table};
 use crate::schema;
 use crate::sketch::LatencySketch;
-use crate::totals::{Figures, SpanTotal, column, counters_mut, key_converter, key_rows};
+use crate::totals::{Figures, SpanTotal, column, key_converter, key_rows};
 
 /// Spans kept moving at once: a few dashboards' windows over the edge and service tables.
 const MAX_SPANS: usize = 16;
@@ -119,7 +119,7 @@ impl Running {
 
     fn take(&mut self, figures: &Figures, row: usize) -> Result<()> {
         let gone = figures.counters(row);
-        for (field, gone) in counters_mut(&mut self.metrics).into_iter().zip(gone) {
+        for (field, gone) in self.metrics.counters_mut().into_iter().zip(gone) {
             *field = field.checked_sub(gone).ok_or_else(|| {
                 Error::InvalidQuery("a moving total lost more than it held".into())
             })?;

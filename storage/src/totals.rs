@@ -249,30 +249,13 @@ impl Partial {
 
 /// Adds one stored row's figures, in `COUNTERS` order, and its encoded sketch.
 fn add_row(into: &mut Metrics, figures: [u64; COUNTER_COUNT], sketch: Option<&[u8]>) -> Result<()> {
-    for (field, n) in counters_mut(into).into_iter().zip(figures) {
+    for (field, n) in into.counters_mut().into_iter().zip(figures) {
         *field += n;
     }
     if let Some(bytes) = sketch {
         into.latency.merge_bytes(bytes)?;
     }
     Ok(())
-}
-
-/// A total's counters in `COUNTERS` order, the order `Figures::counters` reads a row in.
-pub(crate) fn counters_mut(metrics: &mut Metrics) -> [&mut u64; COUNTER_COUNT] {
-    [
-        &mut metrics.calls,
-        &mut metrics.errors,
-        &mut metrics.errors_4xx,
-        &mut metrics.bytes_sent,
-        &mut metrics.bytes_received,
-        &mut metrics.tcp_connections,
-        &mut metrics.mtls_calls,
-        &mut metrics.apdex_satisfied,
-        &mut metrics.apdex_tolerating,
-        &mut metrics.retries,
-        &mut metrics.identity_conflicts,
-    ]
 }
 
 fn merge_into(total: &mut Option<Metrics>, metrics: Metrics) {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod captured_streams;
 pub(crate) mod certs;
 pub(crate) mod https;
 pub(crate) mod istio_mesh;

@@ -27,15 +27,14 @@ pub struct UnclosedRows {
     pub minutes: Vec<(i64, Vec<CheckpointRow>)>,
 }
 
-/// One row: its slot and side, its eleven counters (in [`Metrics`] order: calls, errors,
-/// 4xx errors, bytes sent, bytes received, TCP connections, mutual-TLS calls, Apdex
-/// satisfied, Apdex tolerating, retries, identity conflicts) and its latency sketch in the
-/// store's encoding.
+/// One row: its slot and side, its counters (in [`Metrics::COUNTER_NAMES`] order: a
+/// counter added to [`Metrics`] changes the checkpoint's form, and an older checkpoint is
+/// then refused and the log replayed) and its latency sketch in the store's encoding.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CheckpointRow {
     pub slot: Slot,
     pub side: Side,
-    pub counts: [u64; 11],
+    pub counts: [u64; Metrics::COUNTER_COUNT],
     pub latency: SketchBytes,
 }
 
@@ -126,7 +125,11 @@ impl Aggregator {
             for row in list {
                 let latency = LatencySketch::from_bytes(&row.latency.0)
                     .map_err(|error| format!("a row's latency sketch: {error}"))?;
-                read.push((row.slot, row.side, metrics_of(row.counts, latency)));
+                read.push((
+                    row.slot,
+                    row.side,
+                    Metrics::from_counters(row.counts, latency),
+                ));
             }
             kept.push((minute, read));
         }
@@ -158,19 +161,7 @@ impl UnclosedCopy {
                     .map(|((slot, side), m)| CheckpointRow {
                         slot: *slot,
                         side: *side,
-                        counts: [
-                            m.calls,
-                            m.errors,
-                            m.errors_4xx,
-                            m.bytes_sent,
-                            m.bytes_received,
-                            m.tcp_connections,
-                            m.mtls_calls,
-                            m.apdex_satisfied,
-                            m.apdex_tolerating,
-                            m.retries,
-                            m.identity_conflicts,
-                        ],
+                        counts: m.counters(),
                         latency: SketchBytes(m.latency.to_bytes()),
                     })
                     .collect();
@@ -186,36 +177,6 @@ impl UnclosedCopy {
     /// The number of rows copied.
     pub fn rows(&self) -> usize {
         self.minutes.iter().map(|(_, rows)| rows.len()).sum()
-    }
-}
-
-fn metrics_of(counts: [u64; 11], latency: LatencySketch) -> Metrics {
-    let [
-        calls,
-        errors,
-        errors_4xx,
-        bytes_sent,
-        bytes_received,
-        tcp_connections,
-        mtls_calls,
-        apdex_satisfied,
-        apdex_tolerating,
-        retries,
-        identity_conflicts,
-    ] = counts;
-    Metrics {
-        calls,
-        errors,
-        errors_4xx,
-        latency,
-        bytes_sent,
-        bytes_received,
-        tcp_connections,
-        mtls_calls,
-        apdex_satisfied,
-        apdex_tolerating,
-        retries,
-        identity_conflicts,
     }
 }
 

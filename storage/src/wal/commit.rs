@@ -25,6 +25,7 @@ struct OpenFile {
 /// The writing thread: waits for a group, writes it, syncs it, tells waiters.
 pub(super) fn write_loop(shared: &Shared) {
     let config = &shared.config;
+    let slow_disk = std::env::var_os(SLOW_DISK_ENV).map(std::path::PathBuf::from);
     let mut open: Option<OpenFile> = None;
     let mut failed_segment: Option<u64> = None;
     let mut last_write = Instant::now();
@@ -71,6 +72,9 @@ pub(super) fn write_loop(shared: &Shared) {
         };
         last_write = Instant::now();
         let started = Instant::now();
+        if let Some(file) = &slow_disk {
+            wait_for_slow_disk(file, started);
+        }
         let mut lost = Vec::new();
         let mut upto = None;
         let mut written = 0u64;
@@ -139,6 +143,26 @@ pub(super) fn write_loop(shared: &Shared) {
                 }
             });
         }
+    }
+}
+
+/// The environment variable naming a file that, while it holds a number, makes every
+/// group the log writes take that many milliseconds longer, as on a slow disk: for tests.
+/// Emptying or deleting the file ends the slowness at once, as a disk that recovers.
+pub const SLOW_DISK_ENV: &str = "MESHSCOPE_TEST_SLOW_WAL_FILE";
+
+/// Waits, in short steps, until the group started at `started` has taken as long as
+/// `file` says (rereading it, so that a recovery shows at once).
+fn wait_for_slow_disk(file: &std::path::Path, started: Instant) {
+    loop {
+        let delay_ms: u64 = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0);
+        if started.elapsed() >= Duration::from_millis(delay_ms) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

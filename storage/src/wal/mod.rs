@@ -19,6 +19,7 @@ pub mod segment;
 pub mod stats;
 pub mod writer;
 
+pub use commit::SLOW_DISK_ENV;
 pub use error::WalError;
 pub use reader::{ReadRecord, ReplaySummary, SkippedSegments, read_log, read_log_from};
 pub use record::{Position, RecordKind, StreamId};
