@@ -27,16 +27,20 @@ pub struct UnclosedRows {
     pub minutes: Vec<(i64, Vec<CheckpointRow>)>,
 }
 
-/// One row: its slot and side, its eleven counters (in [`Metrics`] order: calls, errors,
-/// 4xx errors, bytes sent, bytes received, TCP connections, mutual-TLS calls, Apdex
-/// satisfied, Apdex tolerating, retries, identity conflicts) and its latency sketch in the
-/// store's encoding.
+/// One row: its slot and side, its counters (in the order of [`Metrics::counter`]: calls,
+/// errors, 4xx errors, bytes sent, bytes received, TCP connections, mutual-TLS calls, Apdex
+/// satisfied, Apdex tolerating, retries, identity conflicts, the response flag kinds,
+/// paired, client only, server only; a checkpoint written before the later ones holds
+/// fewer, the rest read as 0), its latency sketch and its overhead sketch in the store's
+/// encoding.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CheckpointRow {
     pub slot: Slot,
     pub side: Side,
-    pub counts: [u64; 11],
+    pub counts: Vec<u64>,
     pub latency: SketchBytes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overhead: Option<SketchBytes>,
 }
 
 /// A sketch's bytes, kept as one CBOR byte string rather than a list of numbers.
@@ -126,7 +130,16 @@ impl Aggregator {
             for row in list {
                 let latency = LatencySketch::from_bytes(&row.latency.0)
                     .map_err(|error| format!("a row's latency sketch: {error}"))?;
-                read.push((row.slot, row.side, metrics_of(row.counts, latency)));
+                let overhead = match &row.overhead {
+                    Some(bytes) => LatencySketch::from_bytes(&bytes.0)
+                        .map_err(|error| format!("a row's overhead sketch: {error}"))?,
+                    None => LatencySketch::new(),
+                };
+                read.push((
+                    row.slot,
+                    row.side,
+                    metrics_of(&row.counts, latency, overhead),
+                ));
             }
             kept.push((minute, read));
         }
@@ -158,20 +171,10 @@ impl UnclosedCopy {
                     .map(|((slot, side), m)| CheckpointRow {
                         slot: *slot,
                         side: *side,
-                        counts: [
-                            m.calls,
-                            m.errors,
-                            m.errors_4xx,
-                            m.bytes_sent,
-                            m.bytes_received,
-                            m.tcp_connections,
-                            m.mtls_calls,
-                            m.apdex_satisfied,
-                            m.apdex_tolerating,
-                            m.retries,
-                            m.identity_conflicts,
-                        ],
+                        counts: (0..Metrics::COUNTER_COUNT).map(|i| m.counter(i)).collect(),
                         latency: SketchBytes(m.latency.to_bytes()),
+                        overhead: (m.overhead.count() > 0)
+                            .then(|| SketchBytes(m.overhead.to_bytes())),
                     })
                     .collect();
                 (minute, list)
@@ -189,34 +192,18 @@ impl UnclosedCopy {
     }
 }
 
-fn metrics_of(counts: [u64; 11], latency: LatencySketch) -> Metrics {
-    let [
-        calls,
-        errors,
-        errors_4xx,
-        bytes_sent,
-        bytes_received,
-        tcp_connections,
-        mtls_calls,
-        apdex_satisfied,
-        apdex_tolerating,
-        retries,
-        identity_conflicts,
-    ] = counts;
-    Metrics {
-        calls,
-        errors,
-        errors_4xx,
+fn metrics_of(counts: &[u64], latency: LatencySketch, overhead: LatencySketch) -> Metrics {
+    let mut metrics = Metrics {
         latency,
-        bytes_sent,
-        bytes_received,
-        tcp_connections,
-        mtls_calls,
-        apdex_satisfied,
-        apdex_tolerating,
-        retries,
-        identity_conflicts,
+        overhead,
+        ..Metrics::default()
+    };
+    for (i, n) in counts.iter().take(Metrics::COUNTER_COUNT).enumerate() {
+        if *n != 0 {
+            *metrics.counter_mut(i) = *n;
+        }
     }
+    metrics
 }
 
 #[cfg(test)]
