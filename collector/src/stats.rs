@@ -35,6 +35,7 @@ pub fn describe() {
         "Server-side entries whose x-envoy-downstream-service-cluster header named another caller than the peer certificate's SPIFFE id; the certificate named the caller."
     );
     metrics::counter!(IDENTITY_CONFLICTS).increment(0);
+    metrics::gauge!(PAIRS_WAITING).set(0.0);
 }
 
 pub fn reject(reason: &'static str, count: u64) {
