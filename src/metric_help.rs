@@ -63,6 +63,18 @@ fn describe_collector() {
         "Entries waiting for their peer's address to be learned."
     );
     describe_counter!(
+        stats::PAIRS_SETTLED,
+        "Requests settled by pairing the caller's and the callee's entries by request id, by outcome (paired, client_only, server_only)."
+    );
+    describe_counter!(
+        stats::PAIRS_SETTLED_EARLY,
+        "Requests settled before their pairing wait was over, with what had arrived, by reason (capacity: too many requests waiting)."
+    );
+    describe_gauge!(
+        stats::PAIRS_WAITING,
+        "Requests waiting for the other side's entry with the same request id."
+    );
+    describe_counter!(
         stats::OVERFLOW,
         "Keys folded into an overflow key because a limit was reached, by what."
     );

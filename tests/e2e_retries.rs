@@ -1,9 +1,12 @@
 //! End to end with real Envoy 1.39.3: a hop with a retry policy, seen from both sides, and
-//! an application that forges the caller-cluster header on that mTLS hop.
+//! an application that forges the caller-cluster header on that mTLS hop; requests paired
+//! across the two sides by the request id Envoy sets and forwards.
 //!
 //!  client -> front proxy (127.0.0.21) -> caller app (127.0.0.22:18380)
 //!            caller app -> caller sidecar (127.0.0.22, retry_on 5xx, num_retries 2)
 //!                       -mTLS-> callee sidecar (127.0.0.23) -> callee app
+//!            caller app -> caller sidecar -> plain app (127.0.0.24:18384, no proxy)
+//!  client -> callee sidecar's plain listener (127.0.0.23:18303) -> callee app
 //!
 //! The callee app fails by rule: a request whose number is divisible by 10 always fails
 //! with 503; one divisible by 3 (and not by 10) fails its first attempt with 503 and
@@ -37,6 +40,11 @@ const FORGED: [u64; 5] = [101, 103, 107, 109, 113];
 /// What the retry policy allows: the first attempt and `num_retries: 2`.
 const MAX_ATTEMPTS: u64 = 3;
 const HEADER: &str = "x-envoy-downstream-service-cluster";
+/// Requests through the caller's sidecar to the plain app, which has no proxy.
+const PLAIN: u64 = 7;
+/// Requests the test sends straight to the callee's sidecar, without a proxy of its own;
+/// numbered so that none fails.
+const DIRECT: [u64; 4] = [1001, 1003, 1007, 1009];
 
 fn envoy_binary() -> String {
     let envoy = std::env::var("MESHSCOPE_ENVOY").unwrap_or_else(|_| "envoy".into());
@@ -96,40 +104,62 @@ fn callee_app() -> Router {
         .with_state(attempts)
 }
 
+/// The plain app, which has no proxy: answers `/plain/{n}` with 200.
+fn plain_app() -> Router {
+    Router::new().route("/plain/{n}", route_get(|| async { StatusCode::OK }))
+}
+
+/// GETs `path` through the caller's sidecar and answers with the status it got.
+async fn through_caller_sidecar(path: String, host: &str, claimed: String) -> StatusCode {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let request = hyper::Request::get(format!("http://127.0.0.22:18301{path}"))
+        .header("host", host)
+        .header(HEADER, claimed)
+        .body(Empty::new())
+        .unwrap();
+    match client.request(request).await {
+        Ok(response) => {
+            let status = response.status();
+            let _ = response.into_body().collect().await;
+            status
+        }
+        Err(_) => StatusCode::BAD_GATEWAY,
+    }
+}
+
 /// The caller app: passes `/item/{n}` on to the callee through its sidecar, with the
-/// caller-cluster header it was asked to send (`?as=NAME`), and answers with the status
-/// it got.
+/// caller-cluster header it was asked to send (`x-claim`), and `/plain/{n}` on to the
+/// plain app; answers with the status it got.
 fn caller_app() -> Router {
-    Router::new().route(
-        "/item/{n}",
-        route_get(|UrlPath(n): UrlPath<u64>, headers: HeaderMap| async move {
-            let claimed = headers
-                .get("x-claim")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("caller")
-                .to_string();
-            let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
-            let request = hyper::Request::get(format!("http://127.0.0.22:18301/item/{n}"))
-                .header("host", "callee")
-                .header(HEADER, claimed)
-                .body(Empty::new())
-                .unwrap();
-            match client.request(request).await {
-                Ok(response) => {
-                    let status = response.status();
-                    let _ = response.into_body().collect().await;
-                    status
-                }
-                Err(_) => StatusCode::BAD_GATEWAY,
-            }
-        }),
-    )
+    Router::new()
+        .route(
+            "/plain/{n}",
+            route_get(|UrlPath(n): UrlPath<u64>| async move {
+                through_caller_sidecar(format!("/plain/{n}"), "plain", "caller".into()).await
+            }),
+        )
+        .route(
+            "/item/{n}",
+            route_get(|UrlPath(n): UrlPath<u64>, headers: HeaderMap| async move {
+                let claimed = headers
+                    .get("x-claim")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("caller")
+                    .to_string();
+                through_caller_sidecar(format!("/item/{n}"), "callee", claimed).await
+            }),
+        )
 }
 
 /// GET through the front proxy, optionally asking the caller app to claim another name.
 async fn send(n: u64, claim: Option<&str>) -> u16 {
+    get(format!("http://127.0.0.21:18300/item/{n}"), claim).await
+}
+
+/// GET `url`, optionally with an `x-claim` header; the status.
+async fn get(url: String, claim: Option<&str>) -> u16 {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
-    let mut request = hyper::Request::get(format!("http://127.0.0.21:18300/item/{n}"));
+    let mut request = hyper::Request::get(url);
     if let Some(claim) = claim {
         request = request.header("x-claim", claim);
     }
@@ -177,6 +207,7 @@ async fn a_retried_hop_shows_both_sides_and_a_forged_header_moves_nothing() {
     for (addr, app) in [
         ("127.0.0.22:18380", caller_app()),
         ("127.0.0.23:18383", callee_app()),
+        ("127.0.0.24:18384", plain_app()),
     ] {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -207,6 +238,15 @@ async fn a_retried_hop_shows_both_sides_and_a_forged_header_moves_nothing() {
         assert_eq!(send(n, Some("front")).await, 200, "forged request {n}");
     }
 
+    for n in 1..=PLAIN {
+        let url = format!("http://127.0.0.21:18300/plain/{n}");
+        assert_eq!(get(url, None).await, 200, "plain request {n}");
+    }
+    for n in DIRECT {
+        let url = format!("http://127.0.0.23:18303/item/{n}");
+        assert_eq!(get(url, None).await, 200, "direct request {n}");
+    }
+
     let (calls, errors, attempts, attempt_errors, retries) = expected((1..=REQUESTS).chain(FORGED));
     // For N = 30 and the five forged ones: 35 requests, 3 failed; 50 attempts, 18 failed;
     // 15 retries.
@@ -225,16 +265,20 @@ async fn a_retried_hop_shows_both_sides_and_a_forged_header_moves_nothing() {
             "shop/callee".to_string(),
             "http".to_string(),
         );
+        // Pairing settles a few seconds after the last entry of a request came in.
         let settled = got.get(&key).filter(|e| {
             e["client"]["calls"] == calls
                 && e["server"]["calls"] == attempts
                 && e["identity_conflicts"] == forged
+                && e["pairing"]["paired"] == calls
         });
         if let Some(edge) = settled {
             // Nothing reached the callee in the front proxy's name.
-            let to_callee: Vec<&(String, String, String)> =
-                got.keys().filter(|(_, t, _)| t == "shop/callee").collect();
-            assert_eq!(to_callee, vec![&key], "{topology:#}");
+            let to_callee: Vec<&(String, String, String)> = got
+                .keys()
+                .filter(|(s, t, _)| t == "shop/callee" && s == "shop/front")
+                .collect();
+            assert!(to_callee.is_empty(), "{topology:#}");
             break edge.clone();
         }
         if Instant::now() > deadline {
@@ -260,6 +304,47 @@ async fn a_retried_hop_shows_both_sides_and_a_forged_header_moves_nothing() {
     assert_eq!(edge["detected_by"], "server", "{edge:#}");
     assert_eq!(edge["metrics"]["calls"], attempts, "{edge:#}");
     assert_eq!(edge["mtls"], true, "{edge:#}");
+    // Every request reached the callee at least once: all are paired, none one-sided.
+    // The requests made in one attempt (neither divisible by 3 nor by 10) give the mesh's
+    // own cost, which on loopback is well under a second and never negative.
+    assert_eq!(edge["pairing"]["client_only"], 0, "{edge:#}");
+    assert_eq!(edge["pairing"]["server_only"], 0, "{edge:#}");
+    for q in ["overhead_p50_ms", "overhead_p99_ms"] {
+        let overhead = edge["pairing"][q].as_f64().unwrap_or(-1.0);
+        assert!((0.0..1000.0).contains(&overhead), "{q}: {edge:#}");
+    }
+    // The requests that failed every attempt ran out of retries: URX on the caller's side,
+    // no flag on the callee's (its app answered each attempt itself).
+    assert_eq!(
+        edge["client"]["response_flags"],
+        serde_json::json!({"URX": errors}),
+        "{edge:#}"
+    );
+    assert!(edge["server"].get("response_flags").is_none(), "{edge:#}");
+
+    // The hop to the plain app, which has no proxy: every request is the caller's alone.
+    let plain = got_edge(
+        &server,
+        |(s, t, _)| s == "shop/caller" && t != "shop/callee",
+        |e| e["pairing"]["client_only"] == PLAIN,
+    )
+    .await;
+    assert_eq!(plain["client"]["calls"], PLAIN, "{plain:#}");
+    assert_eq!(plain["pairing"]["client_only"], PLAIN, "{plain:#}");
+    assert_eq!(plain["pairing"]["paired"], 0, "{plain:#}");
+    assert_eq!(plain["pairing"]["server_only"], 0, "{plain:#}");
+    assert!(plain["pairing"]["overhead_p50_ms"].is_null(), "{plain:#}");
+    // The requests sent straight to the callee's sidecar: the callee's alone.
+    let direct = got_edge(
+        &server,
+        |(s, t, _)| s != "shop/caller" && t == "shop/callee",
+        |e| e["pairing"]["server_only"] == DIRECT.len(),
+    )
+    .await;
+    assert_eq!(direct["server"]["calls"], DIRECT.len(), "{direct:#}");
+    assert_eq!(direct["pairing"]["server_only"], DIRECT.len(), "{direct:#}");
+    assert_eq!(direct["pairing"]["paired"], 0, "{direct:#}");
+    assert_eq!(direct["pairing"]["client_only"], 0, "{direct:#}");
 
     // The edge's own page says the same.
     let detail = server
@@ -273,6 +358,12 @@ async fn a_retried_hop_shows_both_sides_and_a_forged_header_moves_nothing() {
     assert_eq!(detail["server"]["errors"], attempt_errors, "{detail:#}");
     assert_eq!(detail["retries"], retries, "{detail:#}");
     assert_eq!(detail["identity_conflicts"], forged, "{detail:#}");
+    assert_eq!(detail["pairing"]["paired"], calls, "{detail:#}");
+    assert_eq!(
+        detail["client"]["response_flags"],
+        serde_json::json!({"URX": errors}),
+        "{detail:#}"
+    );
 
     // And /metrics counts the conflicts, with its help text.
     let metrics = server.text("/metrics").await;
@@ -286,4 +377,29 @@ async fn a_retried_hop_shows_both_sides_and_a_forged_header_moves_nothing() {
             .any(|l| l == format!("meshscope_identity_conflicts_total {forged}")),
         "{metrics}"
     );
+}
+
+/// The one edge of the map that `pick` selects, once `ready` holds for it (pairing settles
+/// a few seconds after a request's last entry came in); panics with the map after 30 s.
+async fn got_edge(
+    server: &Meshscope,
+    pick: impl Fn(&(String, String, String)) -> bool,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let topology = server.json("/api/v1/topology?window=15m").await;
+        let got = edges(&topology);
+        let picked: Vec<_> = got.iter().filter(|(key, _)| pick(key)).collect();
+        if let [(_, edge)] = picked[..]
+            && ready(edge)
+        {
+            return edge.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edge never settled:\n{topology:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

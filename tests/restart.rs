@@ -65,11 +65,16 @@ async fn a_restart_keeps_calls_errors_and_latencies() {
     let want = simulate(&first);
     assert!(want.len() >= 6, "a mesh worth restarting: {want:?}");
 
-    // Entries to services without a sidecar wait up to 2 s for their peer's report.
+    // Entries to services without a sidecar wait up to 2 s for their peer's report, and
+    // requests up to 5 s for their other side's entry (pairing by request id).
     let deadline = Instant::now() + Duration::from_secs(20);
     let topology = loop {
         let topology = first.json("/api/v1/topology?window=15m").await;
-        if figures(&topology) == want {
+        let metrics = first.text("/metrics").await;
+        let none_waiting = metrics
+            .lines()
+            .any(|l| l == "meshscope_request_pairs_waiting 0");
+        if figures(&topology) == want && none_waiting {
             break topology;
         }
         assert!(

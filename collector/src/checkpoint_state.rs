@@ -6,6 +6,7 @@
 //! that it is exactly the effect of every message logged before `position`:
 //! - the unclosed minutes' rows and the names they are keyed by;
 //! - the entries parked for their peer's report;
+//! - the requests waiting for their other side's entry (pairing by request id);
 //! - what the registry learned (reporters, listeners, connections, cluster aliases);
 //! - each proxy's last counter values and the proxy statistics of minutes not yet written;
 //! - the mark of the files at that moment (`mark`): from which position each minute's
@@ -28,6 +29,7 @@ use crate::aggregate::UnclosedRows;
 use crate::proxy_minutes::ProxyRowState;
 use crate::proxy_stats::CounterState;
 use crate::registry::LearnedState;
+use crate::request_pairs::WaitingPair;
 use crate::wait_queue::ParkedState;
 use crate::wal_mark::PersistedMark;
 
@@ -43,6 +45,10 @@ pub struct CheckpointState {
     pub mark: PersistedMark,
     pub unclosed: UnclosedRows,
     pub parked: Vec<ParkedState>,
+    /// Requests waiting for their other side's entry; none in checkpoints written before
+    /// pairing.
+    #[serde(default)]
+    pub pairs: Vec<WaitingPair>,
     pub learned: LearnedState,
     pub counters: CounterState,
     pub proxy_rows: Vec<ProxyRowState>,
@@ -83,6 +89,7 @@ impl CheckpointState {
         minutes.extend(files.cuts.keys().copied());
         minutes.extend(self.unclosed.minutes.iter().map(|(m, _)| *m));
         minutes.extend(self.parked.iter().map(ParkedState::minute));
+        minutes.extend(self.pairs.iter().flat_map(WaitingPair::minutes));
         for &minute in &minutes {
             if !agrees(
                 missing_from(&self.mark, minute),
@@ -155,6 +162,7 @@ mod tests {
                 ..UnclosedRows::default()
             },
             parked: Vec::new(),
+            pairs: Vec::new(),
             learned: LearnedState::default(),
             counters: CounterState::default(),
             proxy_rows: Vec::new(),

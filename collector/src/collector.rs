@@ -19,6 +19,7 @@ use crate::ingest::Pipeline;
 use crate::proxy_minutes::ProxyMinutes;
 use crate::proxy_stats::ProxyStats;
 use crate::registry::Registry;
+use crate::request_pairs::RequestPairs;
 use crate::resolve::Resolver;
 use crate::role::RoleRules;
 use crate::stats;
@@ -42,6 +43,8 @@ pub struct Collector {
     pub(crate) role_rules: RoleRules,
     pub(crate) aggregator: Arc<Aggregator>,
     pub(crate) waiting: WaitQueue,
+    /// Requests waiting for their other side's entry, by request id.
+    pub(crate) pairs: RequestPairs,
     pub(crate) time_rules: TimeRules,
     /// Closed rows the store has not taken yet; retried on the next tick.
     pub(crate) unwritten: Mutex<Vec<ClosedBatch>>,
@@ -103,6 +106,7 @@ impl Collector {
         // Reads of unclosed minutes go to the aggregator itself.
         store.attach_live_minute_source(aggregator.clone());
         let waiting = WaitQueue::new(config.max_waiting_entries);
+        let pairs = RequestPairs::new(config.pair_wait_ms, config.max_waiting_pairs);
         let time_rules = TimeRules {
             late_allowance_ms: config.late_allowance_secs as i64 * 1000,
             future_allowance_ms: config.future_allowance_secs as i64 * 1000,
@@ -121,6 +125,7 @@ impl Collector {
             role_rules,
             aggregator,
             waiting,
+            pairs,
             time_rules,
             unwritten: Mutex::new(Vec::new()),
             last_reject_log_ms: AtomicI64::new(i64::MIN),
@@ -139,6 +144,7 @@ impl Collector {
             },
             aggregator: &self.aggregator,
             waiting: &self.waiting,
+            pairs: &self.pairs,
             join_wait_ms: self.config.join_wait_ms as i64,
             access_log: self.keep_access_log.then_some(&self.access_log),
         }
@@ -150,6 +156,7 @@ impl Collector {
     pub async fn tick(&self, publish: bool) -> Result<()> {
         let now = self.clock.now_ms();
         self.pipeline().retry_waiting(now);
+        self.pipeline().settle_pairs(now);
         let first_unclosed = self.time_rules.first_unclosed_minute(now);
         let first_unwritten = self.time_rules.first_unwritten_minute(now);
         let permit = self.store.memory_peak_permit().await;
@@ -302,7 +309,7 @@ impl Collector {
     /// Resolves parked entries at once and makes the next read see every unclosed row: what a
     /// test or a shutdown does instead of waiting for the next ticks.
     pub async fn flush_now(&self) -> Result<()> {
-        self.pipeline().flush_waiting();
+        self.pipeline().flush_waiting(self.clock.now_ms());
         self.store.refresh_live_minutes();
         self.proxy_minutes
             .write_closed(self.store.as_ref(), self.clock.now_ms())
@@ -329,7 +336,7 @@ impl Collector {
                 }
             }
         }
-        self.pipeline().flush_waiting();
+        self.pipeline().flush_waiting(self.clock.now_ms());
         let mut batches = std::mem::take(&mut *self.unwritten.lock());
         // The closing minutes still held are those waiting in `batches`.
         self.aggregator.finish_closing();

@@ -22,6 +22,14 @@ pub struct CollectorConfig {
     pub join_wait_ms: u64,
     /// Most entries waiting for a join at once; past it they resolve with what is known.
     pub max_waiting_entries: usize,
+    /// How long a request's entries wait for the other side's entries with the same
+    /// request id (see [`crate::request_pairs`]), from the first one's arrival. Proxies
+    /// send their logs every second or so; this covers two proxies' flushes and the
+    /// log's group commit with room to spare.
+    pub pair_wait_ms: u64,
+    /// Most requests waiting for their other side at once; past it the oldest is settled
+    /// with what it has.
+    pub max_waiting_pairs: usize,
     /// Distinct endpoints kept per service; the rest fall into `{overflow}`.
     pub max_endpoints_per_service: usize,
     /// Distinct instances kept per service; the rest fall into `{overflow}`.
@@ -92,6 +100,8 @@ impl Default for CollectorConfig {
             future_allowance_secs: 60,
             join_wait_ms: 2_000,
             max_waiting_entries: 100_000,
+            pair_wait_ms: 5_000,
+            max_waiting_pairs: 200_000,
             max_endpoints_per_service: 200,
             max_instances_per_service: 500,
             max_services: 10_000,

@@ -3,12 +3,13 @@
 
 use meshscope_proto::pb::envoy::config::core::v3::RequestMethod;
 use meshscope_proto::pb::envoy::data::accesslog::v3::{
-    AccessLogCommon, HttpAccessLogEntry, ResponseFlags, TcpAccessLogEntry,
+    AccessLogCommon, HttpAccessLogEntry, TcpAccessLogEntry,
     tls_properties::certificate_properties::subject_alt_name::San,
 };
 use meshscope_storage::Protocol;
 
 use crate::logged_address::{ConnectionAddresses, LoggedAddress, socket_addr_of_decoded};
+use crate::response_flag_bits::{FAILURE_FLAGS, bits_of};
 
 /// Header that Envoy's `add_user_agent` sets to the caller's `node.cluster`.
 pub const DOWNSTREAM_CLUSTER_HEADER: &str = "x-envoy-downstream-service-cluster";
@@ -54,6 +55,12 @@ pub struct Observation<'a> {
     pub status: u32,
     /// A failure response flag (UF, UH, NR, UT, …) or a non-zero grpc-status.
     pub failed: bool,
+    /// The response flags set: bit `n` is field `n` of `ResponseFlags`
+    /// (see [`crate::response_flag_bits`]).
+    pub response_flags: u32,
+    /// The request id (x-request-id) as a 64-bit hash; 0 when not logged. The id itself
+    /// is never kept.
+    pub request_id: u64,
     pub addresses: ConnectionAddresses<'a>,
     /// `x-envoy-downstream-service-cluster` when it was logged.
     pub downstream_cluster_header: Option<&'a str>,
@@ -84,6 +91,8 @@ impl<'a> Observation<'a> {
             path: "",
             status: 0,
             failed: false,
+            response_flags: 0,
+            request_id: 0,
             addresses: ConnectionAddresses::default(),
             downstream_cluster_header: None,
             peer_uri_san: None,
@@ -171,6 +180,7 @@ pub fn from_http(entry: &HttpAccessLogEntry, max_len: usize) -> Result<Observati
             .filter(|m| *m != RequestMethod::MethodUnspecified)
             .map_or("", |m| m.as_str_name());
         obs.path = &request.path;
+        obs.request_id = request_id_hash(request.request_id.as_bytes());
         if let Some(value) = request.request_headers.get(DOWNSTREAM_CLUSTER_HEADER) {
             if value.len() > max_len {
                 return Err(Reject::OversizedField);
@@ -261,6 +271,7 @@ fn from_common(
         })
     });
     let mtls = peer_cert.is_some_and(|p| !p.subject_alt_name.is_empty() || !p.subject.is_empty());
+    let flags = common.response_flags.as_ref().map_or(0, bits_of);
     Ok(Observation {
         protocol,
         start_ms,
@@ -269,7 +280,9 @@ fn from_common(
         method: "",
         path: "",
         status: 0,
-        failed: common.response_flags.as_ref().is_some_and(failure_flag),
+        failed: flags & FAILURE_FLAGS != 0,
+        response_flags: flags,
+        request_id: 0,
         addresses: ConnectionAddresses {
             downstream_peer: LoggedAddress::known(
                 common
@@ -308,25 +321,16 @@ fn from_common(
     })
 }
 
-/// Flags that mean the proxy could not get an answer from upstream (or gave up on it).
-/// A client going away (DC) or an injected delay is not the server's failure.
-fn failure_flag(f: &ResponseFlags) -> bool {
-    f.failed_local_healthcheck
-        || f.no_healthy_upstream
-        || f.upstream_request_timeout
-        || f.local_reset
-        || f.upstream_remote_reset
-        || f.upstream_connection_failure
-        || f.upstream_connection_termination
-        || f.upstream_overflow
-        || f.no_route_found
-        || f.fault_injected
-        || f.upstream_retry_limit_exceeded
-        || f.stream_idle_timeout
-        || f.upstream_max_stream_duration_reached
-        || f.duration_timeout
-        || f.upstream_protocol_error
-        || f.no_cluster_found
-        || f.overload_manager
-        || f.dns_resolution_failure
+/// The 64-bit hash a request id is kept as: the same for the same id in every process
+/// (a fixed seed), so that entries restored from a checkpoint still meet their other
+/// side. 0 means no id; an id that hashes to 0 is kept as 1.
+pub fn request_id_hash(id: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    if id.is_empty() {
+        return 0;
+    }
+    const SEED: u64 = 0x6d65_7368_7363_6f70;
+    foldhash::fast::FixedState::with_seed(SEED)
+        .hash_one(id)
+        .max(1)
 }

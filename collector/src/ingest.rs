@@ -18,6 +18,7 @@ use crate::endpoint::write_endpoint_name;
 use crate::entry::Observation;
 use crate::identity::NodeIdentity;
 use crate::peer_answer_cache::{PeerAnswerCache, PeerIds};
+use crate::request_pairs::{PairEntry, PairRow, RequestPairs};
 use crate::resolve::Resolver;
 use crate::role::RoleRules;
 use crate::stats;
@@ -41,6 +42,8 @@ pub struct Pipeline<'a> {
     pub resolver: Resolver<'a>,
     pub aggregator: &'a Aggregator,
     pub waiting: &'a WaitQueue,
+    /// Requests waiting for their other side's entry, by request id.
+    pub pairs: &'a RequestPairs,
     /// How long an entry may wait for its peer's own report; 0 never parks.
     pub join_wait_ms: i64,
     /// Where raw entries go when the store keeps an access log; `None` skips building them.
@@ -71,6 +74,7 @@ impl Pipeline<'_> {
             ctx,
             now_ms,
             samples: SAMPLES.take(),
+            pair_entries: PAIR_ENTRIES.take(),
             parked: Vec::new(),
             tally: EvidenceTally::default(),
             learned: LearnedAddresses::default(),
@@ -85,6 +89,7 @@ impl Pipeline<'_> {
             return;
         }
         let mut samples = Vec::new();
+        let mut pair_entries = Vec::new();
         let mut still = VecDeque::new();
         let mut tally = EvidenceTally::default();
         for w in pending {
@@ -106,6 +111,7 @@ impl Pipeline<'_> {
                         &peers,
                         identity_conflict,
                         &mut samples,
+                        &mut pair_entries,
                     );
                 }
                 Resolution::Wait => still.push_back(w),
@@ -119,20 +125,51 @@ impl Pipeline<'_> {
             metrics::gauge!(stats::JOIN_WAITING).set(queue.len() as f64);
         }
         self.record(&samples);
+        self.add_pair_entries(&pair_entries, now_ms);
     }
 
-    /// Resolves everything still parked without waiting (shutdown).
-    pub fn flush_waiting(&self) {
+    /// Resolves everything still parked without waiting, and settles every request
+    /// waiting for its other side (shutdown, or a test that reads everything at once).
+    pub fn flush_waiting(&self, now_ms: i64) {
         let pending: Vec<ParkedEntry> = std::mem::take(&mut *self.waiting.entries.lock()).into();
         let mut samples = Vec::new();
+        let mut pair_entries = Vec::new();
         for w in pending {
-            self.resolve_now(w, &mut samples);
+            self.resolve_now(w, &mut samples, &mut pair_entries);
         }
         metrics::gauge!(stats::JOIN_WAITING).set(0.0);
         self.record(&samples);
+        self.add_pair_entries(&pair_entries, now_ms);
+        self.settle_pairs(i64::MAX);
     }
 
-    fn resolve_now(&self, w: ParkedEntry, samples: &mut Vec<Row>) {
+    /// Settles the requests whose pairing wait is over at `now_ms` into their rows.
+    pub fn settle_pairs(&self, now_ms: i64) {
+        let mut settled = Vec::new();
+        self.pairs.settle_due(now_ms, &mut settled);
+        self.record_pairs(&settled);
+    }
+
+    fn add_pair_entries(&self, entries: &[PairEntry], now_ms: i64) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut settled = Vec::new();
+        self.pairs.add(entries, now_ms, &mut settled);
+        self.record_pairs(&settled);
+    }
+
+    fn record_pairs(&self, settled: &[PairRow]) {
+        if settled.is_empty() {
+            return;
+        }
+        let recorded = self.aggregator.record_pairs(settled);
+        if recorded.too_late > 0 {
+            stats::reject("closed_minute_pairs", recorded.too_late as u64);
+        }
+    }
+
+    fn resolve_now(&self, w: ParkedEntry, samples: &mut Vec<Row>, pairs: &mut Vec<PairEntry>) {
         if let Resolution::Ready {
             attributions,
             evidence,
@@ -149,6 +186,7 @@ impl Pipeline<'_> {
                 &peers,
                 identity_conflict,
                 samples,
+                pairs,
             );
         }
     }
@@ -196,7 +234,8 @@ impl Pipeline<'_> {
 
     /// Adds the entry's rows for each side it describes. `identity_conflict` marks the
     /// server side's rows of an entry whose caller-cluster header named another caller
-    /// than its certificate.
+    /// than its certificate. An HTTP entry with a request id is also handed to pairing,
+    /// once per side it describes.
     fn contribute(
         &self,
         reporter: &NodeIdentity,
@@ -204,6 +243,7 @@ impl Pipeline<'_> {
         peers: &[PeerIds],
         identity_conflict: bool,
         samples: &mut Vec<Row>,
+        pairs: &mut Vec<PairEntry>,
     ) {
         let minute = minute_of(obs.start_ms);
         let http = obs.protocol == Protocol::Http;
@@ -246,8 +286,20 @@ impl Pipeline<'_> {
                         0
                     },
                     identity_conflict: p.side == Side::Server && identity_conflict,
+                    response_flags: obs.response_flags,
                 };
                 let side = p.side;
+                if http && obs.request_id != 0 {
+                    pairs.push(PairEntry {
+                        request_id: obs.request_id,
+                        source,
+                        target,
+                        side,
+                        start_ms: obs.start_ms,
+                        duration_ms: obs.duration_ms,
+                        attempts: obs.upstream_attempts,
+                    });
+                }
                 // No service row: it is the sum of the instance rows, made when the minute
                 // is read or closed, which spares a lookup and a sketch insert per entry.
                 samples.push((
@@ -278,6 +330,8 @@ pub struct MessageIngest<'p, 'm> {
     ctx: &'p StreamContext,
     now_ms: i64,
     samples: Vec<Row>,
+    /// This message's entries for pairing by request id.
+    pair_entries: Vec<PairEntry>,
     parked: Vec<ParkedEntry>,
     tally: EvidenceTally,
     /// What this message's entries last taught the registry.
@@ -305,6 +359,7 @@ impl<'m> MessageIngest<'_, 'm> {
                 &[peers],
                 identity_conflict,
                 &mut self.samples,
+                &mut self.pair_entries,
             );
             return;
         }
@@ -327,6 +382,7 @@ impl<'m> MessageIngest<'_, 'm> {
                     &peers,
                     identity_conflict,
                     &mut self.samples,
+                    &mut self.pair_entries,
                 );
             }
             Resolution::Wait => self.parked.push(ParkedEntry {
@@ -347,7 +403,7 @@ impl<'m> MessageIngest<'_, 'm> {
                 if queue.len() >= pipeline.waiting.capacity {
                     // Full: resolve now with what is known rather than drop or grow.
                     drop(queue);
-                    pipeline.resolve_now(w, &mut self.samples);
+                    pipeline.resolve_now(w, &mut self.samples, &mut self.pair_entries);
                     queue = pipeline.waiting.entries.lock();
                 } else {
                     queue.push_back(w);
@@ -356,10 +412,16 @@ impl<'m> MessageIngest<'_, 'm> {
             metrics::gauge!(stats::JOIN_WAITING).set(queue.len() as f64);
         }
         pipeline.record(&self.samples);
+        pipeline.add_pair_entries(&self.pair_entries, self.now_ms);
         let mut samples = std::mem::take(&mut self.samples);
         samples.clear();
         if samples.capacity() <= KEPT_SAMPLES {
             SAMPLES.set(samples);
+        }
+        let mut pair_entries = std::mem::take(&mut self.pair_entries);
+        pair_entries.clear();
+        if pair_entries.capacity() <= KEPT_SAMPLES {
+            PAIR_ENTRIES.set(pair_entries);
         }
     }
 }
@@ -371,6 +433,8 @@ const KEPT_SAMPLES: usize = 4096;
 
 thread_local! {
     static SAMPLES: std::cell::Cell<Vec<Row>> = const { std::cell::Cell::new(Vec::new()) };
+    /// A message's entries for pairing, kept likewise.
+    static PAIR_ENTRIES: std::cell::Cell<Vec<PairEntry>> = const { std::cell::Cell::new(Vec::new()) };
     /// The endpoint name of the entry being added, reused so that naming allocates nothing.
     static ENDPOINT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }

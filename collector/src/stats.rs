@@ -12,6 +12,12 @@ pub const PEER_RESOLVED: &str = "meshscope_peer_resolved_total";
 /// certificate, which named the caller.
 pub const IDENTITY_CONFLICTS: &str = "meshscope_identity_conflicts_total";
 pub const JOIN_WAITING: &str = "meshscope_join_waiting_entries";
+/// Requests settled by pairing, by outcome (`paired`, `client_only`, `server_only`).
+pub const PAIRS_SETTLED: &str = "meshscope_request_pairs_settled_total";
+/// Requests settled before their wait was over, by reason (`capacity`).
+pub const PAIRS_SETTLED_EARLY: &str = "meshscope_request_pairs_settled_early_total";
+/// Requests waiting for their other side's entry.
+pub const PAIRS_WAITING: &str = "meshscope_request_pairs_waiting";
 pub const OVERFLOW: &str = "meshscope_key_overflow_total";
 pub const ROWS_CLOSED: &str = "meshscope_minute_rows_closed_total";
 /// Samples for minutes already written, added to their late rows.
@@ -37,6 +43,7 @@ pub fn describe() {
         "Times a receiver stopped reading its gRPC stream while a write of closed minutes ran longer than max_write_stall_ms, so that flow control slowed the sender."
     );
     metrics::counter!(WRITE_STALL_PAUSES).increment(0);
+    metrics::gauge!(PAIRS_WAITING).set(0.0);
 }
 
 pub fn reject(reason: &'static str, count: u64) {

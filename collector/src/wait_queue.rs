@@ -70,6 +70,12 @@ pub struct ParkedState {
     /// The caller's proxy's attempts at the request (0 when not logged).
     #[serde(default)]
     pub upstream_attempts: u32,
+    /// The response flags' bit set (0 in checkpoints written before it was kept).
+    #[serde(default)]
+    pub response_flags: u32,
+    /// The request id's hash (0 when none, or in checkpoints written before it was kept).
+    #[serde(default)]
+    pub request_id: u64,
 }
 
 impl ParkedState {
@@ -131,6 +137,8 @@ fn parked_state(parked: &ParkedEntry) -> ParkedState {
             obs.upstream_bytes_in,
         ],
         upstream_attempts: obs.upstream_attempts,
+        response_flags: obs.response_flags,
+        request_id: obs.request_id,
     }
 }
 
@@ -175,6 +183,8 @@ fn parked_entry(state: &ParkedState) -> ParkedEntry {
         upstream_bytes_out,
         upstream_bytes_in,
         upstream_attempts: state.upstream_attempts,
+        response_flags: state.response_flags,
+        request_id: state.request_id,
     };
     ParkedEntry {
         deadline_ms: state.deadline_ms,

@@ -70,6 +70,8 @@ pub struct Restored {
     pub taken_at_ms: i64,
     pub rows: u64,
     pub parked: usize,
+    /// Requests put back to wait for their other side.
+    pub pairs: usize,
 }
 
 /// The state copied under the gate, before it is put in the checkpoint's form.
@@ -79,6 +81,7 @@ struct Copied {
     mark: PersistedMark,
     unclosed: crate::aggregate::UnclosedCopy,
     parked: Vec<crate::wait_queue::ParkedState>,
+    pairs: Vec<crate::request_pairs::WaitingPair>,
     learned: crate::registry::LearnedCopy,
     counters: crate::proxy_stats::CounterState,
     proxy_rows: Vec<meshscope_storage::ProxyMetricRow>,
@@ -91,6 +94,7 @@ impl Copied {
             taken_at_ms: self.taken_at_ms,
             unclosed: self.unclosed.into_rows(),
             parked: self.parked,
+            pairs: self.pairs,
             learned: self.learned.into_state(),
             counters: self.counters,
             proxy_rows: self
@@ -162,6 +166,7 @@ impl Collector {
                 mark,
                 unclosed,
                 parked: self.waiting.copy(),
+                pairs: self.pairs.copy(),
                 learned: self.registry.copy_learned(),
                 counters: self.proxy_stats.copy(),
                 proxy_rows: self.proxy_minutes.rows(),
@@ -210,6 +215,7 @@ impl Collector {
             taken_at_ms: state.taken_at_ms,
             rows: 0,
             parked: 0,
+            pairs: 0,
         };
         let path = config.dir.join(checkpoint_file::file_name(state.position));
         let keeps = |minute| state.keeps_minute(files, minute);
@@ -231,6 +237,17 @@ impl Collector {
             .cloned()
             .collect();
         let parked = self.waiting.restore(parked);
+        // A request is put back only where every minute it may settle into is taken from
+        // the checkpoint: where the files already hold a minute, what the request added
+        // there after the checkpoint is in them too, and settling it again would count it
+        // twice.
+        let pairs: Vec<_> = state
+            .pairs
+            .iter()
+            .filter(|p| p.minutes().all(|minute| state.keeps_minute(files, minute)))
+            .cloned()
+            .collect();
+        let pairs = self.pairs.restore(pairs);
         self.registry.restore_learned(state.learned.clone());
         self.proxy_stats.restore(state.counters.clone());
         for row in state
@@ -246,6 +263,7 @@ impl Collector {
         info!(
             rows,
             parked,
+            pairs,
             position = ?state.position,
             seconds = started.elapsed().as_secs_f64(),
             "checkpoint restored; the log is replayed from its position"
@@ -253,6 +271,7 @@ impl Collector {
         Ok(Some(Restored {
             rows,
             parked,
+            pairs,
             ..restored
         }))
     }

@@ -221,6 +221,7 @@ impl Replay<'_> {
             let mut pipeline = self.collector.pipeline();
             pipeline.access_log = None;
             pipeline.retry_waiting(now_ms);
+            pipeline.settle_pairs(now_ms);
             self.last_retry_ms = now_ms;
         }
     }

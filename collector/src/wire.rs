@@ -9,11 +9,12 @@
 use meshscope_proto::pb::envoy::config::core::v3::RequestMethod;
 use meshscope_storage::Protocol;
 
-use crate::entry::{DOWNSTREAM_CLUSTER_HEADER, Observation, Reject};
+use crate::entry::{DOWNSTREAM_CLUSTER_HEADER, Observation, Reject, request_id_hash};
 use crate::logged_address::LoggedAddress;
 /// Why a message could not be read; kept at this path for the reader's users.
 pub use crate::protobuf_fields::WireError;
 use crate::protobuf_fields::{Fields, Value};
+use crate::response_flag_bits::{FAILURE_FLAGS, UNAUTHORIZED_FIELD};
 
 /// What a message holds, without its entries decoded yet.
 #[derive(Debug)]
@@ -153,6 +154,7 @@ fn http_entry<'a>(buf: &'a [u8], max_len: usize, obs: &mut Observation<'a>) -> R
                         .map_or("", |m| m.as_str_name());
                 }
                 (5, v) => obs.path = bounded(v.bytes(), max_len)?,
+                (9, v) => obs.request_id = request_id_hash(v.bytes()),
                 (11, v) | (12, v) => request_bytes += v.varint(),
                 (13, v) => {
                     let (key, value) = map_entry(v.bytes())?;
@@ -254,27 +256,6 @@ fn tcp_entry<'a>(buf: &'a [u8], max_len: usize, obs: &mut Observation<'a>) -> Re
     Ok(())
 }
 
-/// `ResponseFlags` fields that mean the proxy got no answer from upstream (or gave up on
-/// it); a client going away or an injected delay is not the server's failure.
-const FAILURE_FLAGS: u32 = (1 << 1)
-    | (1 << 2)
-    | (1 << 3)
-    | (1 << 4)
-    | (1 << 5)
-    | (1 << 6)
-    | (1 << 7)
-    | (1 << 8)
-    | (1 << 9)
-    | (1 << 11)
-    | (1 << 16)
-    | (1 << 17)
-    | (1 << 20)
-    | (1 << 23)
-    | (1 << 24)
-    | (1 << 25)
-    | (1 << 26)
-    | (1 << 27);
-
 /// Fills `obs`, which comes empty, from the entry's common properties.
 fn common<'a>(buf: &'a [u8], max_len: usize, obs: &mut Observation<'a>) -> Result<(), Reject> {
     let mut start = None;
@@ -294,12 +275,19 @@ fn common<'a>(buf: &'a [u8], max_len: usize, obs: &mut Observation<'a>) -> Resul
             (15, v) => obs.upstream_cluster = bounded(v.bytes(), max_len)?,
             (16, v) => {
                 for flag in Fields::new(v.bytes()) {
-                    if let (n @ 1..=31, Value::Varint(set)) = flag.map_err(malformed)?
-                        && set != 0
-                        && FAILURE_FLAGS & (1 << n) != 0
-                    {
-                        obs.failed = true;
+                    match flag.map_err(malformed)? {
+                        (n @ 1..=31, Value::Varint(set)) if set != 0 => {
+                            obs.response_flags |= 1 << n;
+                        }
+                        // The one flag that is a message: set when present.
+                        (UNAUTHORIZED_FIELD, Value::Bytes(_)) => {
+                            obs.response_flags |= 1 << UNAUTHORIZED_FIELD;
+                        }
+                        _ => {}
                     }
+                }
+                if obs.response_flags & FAILURE_FLAGS != 0 {
+                    obs.failed = true;
                 }
             }
             (20, v) => downstream_direct_remote = Some(v.bytes()),

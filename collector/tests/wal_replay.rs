@@ -105,6 +105,39 @@ async fn edge_calls(running: &Running, range: TimeRange) -> BTreeMap<String, u64
         })
 }
 
+/// Requests paired by request id per edge over `range` (paired, client only, server
+/// only), both sides' rows added: settled requests land on either side's rows.
+async fn edge_pairs(running: &Running, range: TimeRange) -> BTreeMap<String, [u64; 3]> {
+    running.collector.flush_now().await.unwrap();
+    let mut pairs = BTreeMap::new();
+    for side in [
+        meshscope_storage::Side::Client,
+        meshscope_storage::Side::Server,
+    ] {
+        let filter = KeyFilter {
+            side: Some(side),
+            ..KeyFilter::default()
+        };
+        for a in running
+            .store
+            .aggregate(Table::EdgeMinute, range, &filter)
+            .await
+            .unwrap()
+        {
+            if let RowKey::Edge { source, target, .. } = &a.key {
+                let m = &a.metrics;
+                let total: &mut [u64; 3] = pairs
+                    .entry(format!("{} -> {}", source.id(), target.id()))
+                    .or_default();
+                total[0] += m.paired;
+                total[1] += m.client_only;
+                total[2] += m.server_only;
+            }
+        }
+    }
+    pairs
+}
+
 #[tokio::test]
 async fn a_crash_at_any_stage_of_a_minute_keeps_its_figures_once() {
     let data = tempfile::tempdir().unwrap();
@@ -213,9 +246,17 @@ async fn a_checkpoint_stands_in_for_the_log_before_it_and_a_damaged_one_for_noth
     }
     let want = edge_calls(&first, window).await;
     assert!(want.len() >= 4, "the shop's edges: {want:?}");
+    // Requests paired by request id, some of them waiting in the checkpoint for the other
+    // side's entry, which came after it.
+    let want_pairs = edge_pairs(&first, window).await;
+    assert!(
+        want_pairs.values().any(|[paired, ..]| *paired > 0),
+        "{want_pairs:?}"
+    );
     crash(first);
 
-    // Only the messages after the checkpoint are replayed; the figures are whole.
+    // Only the messages after the checkpoint are replayed; the figures are whole, and
+    // the requests waiting in the checkpoint meet their other side once.
     let second = start_with(data.path(), &clock, checkpoints(data.path())).await;
     assert!(
         second.report.from_checkpoint.is_some(),
@@ -224,6 +265,7 @@ async fn a_checkpoint_stands_in_for_the_log_before_it_and_a_damaged_one_for_noth
     );
     assert_eq!(second.report.entries, after, "{:?}", second.report);
     assert_eq!(edge_calls(&second, window).await, want);
+    assert_eq!(edge_pairs(&second, window).await, want_pairs);
 
     // The minutes' main rows are written after the checkpoint, then a crash: the
     // checkpoint's rows are in the files now and count once.
@@ -235,6 +277,7 @@ async fn a_checkpoint_stands_in_for_the_log_before_it_and_a_damaged_one_for_noth
     assert!(third.report.from_checkpoint.is_some(), "{:?}", third.report);
     assert_eq!(third.report.entries, 0, "{:?}", third.report);
     assert_eq!(edge_calls(&third, window).await, want);
+    assert_eq!(edge_pairs(&third, window).await, want_pairs);
     // A checkpoint taken now holds nothing of the minutes, which are in the files.
     assert!(third.collector.checkpoint_now().await.unwrap().is_some());
     crash(third);
@@ -264,6 +307,7 @@ async fn a_checkpoint_stands_in_for_the_log_before_it_and_a_damaged_one_for_noth
         .count();
     assert_eq!(quarantined, 2);
     assert_eq!(edge_calls(&fourth, window).await, want);
+    assert_eq!(edge_pairs(&fourth, window).await, want_pairs);
     crash(fourth);
 }
 

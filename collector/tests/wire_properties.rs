@@ -113,6 +113,47 @@ struct Expected {
     status: u32,
     downstream_cluster_header: Option<String>,
     upstream_attempts: u32,
+    response_flags: u32,
+    request_id: u64,
+}
+
+/// The response flags as a bit set: bit `n` for field `n` of `ResponseFlags` that is set
+/// (for `unauthorized_details`, present).
+fn flag_bits(f: &ResponseFlags) -> u32 {
+    let fields = [
+        (1, f.failed_local_healthcheck),
+        (2, f.no_healthy_upstream),
+        (3, f.upstream_request_timeout),
+        (4, f.local_reset),
+        (5, f.upstream_remote_reset),
+        (6, f.upstream_connection_failure),
+        (7, f.upstream_connection_termination),
+        (8, f.upstream_overflow),
+        (9, f.no_route_found),
+        (10, f.delay_injected),
+        (11, f.fault_injected),
+        (12, f.rate_limited),
+        (13, f.unauthorized_details.is_some()),
+        (14, f.rate_limit_service_error),
+        (15, f.downstream_connection_termination),
+        (16, f.upstream_retry_limit_exceeded),
+        (17, f.stream_idle_timeout),
+        (18, f.invalid_envoy_request_headers),
+        (19, f.downstream_protocol_error),
+        (20, f.upstream_max_stream_duration_reached),
+        (21, f.response_from_cache_filter),
+        (22, f.no_filter_config_found),
+        (23, f.duration_timeout),
+        (24, f.upstream_protocol_error),
+        (25, f.no_cluster_found),
+        (26, f.overload_manager),
+        (27, f.dns_resolution_failure),
+        (28, f.downstream_remote_reset),
+    ];
+    fields
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .fold(0, |bits, (n, _)| bits | 1 << n)
 }
 
 fn expected_common(common: &AccessLogCommon) -> Expected {
@@ -161,7 +202,18 @@ fn expected_common(common: &AccessLogCommon) -> Expected {
         status: 0,
         downstream_cluster_header: None,
         upstream_attempts: common.upstream_request_attempt_count,
+        response_flags: common.response_flags.as_ref().map_or(0, flag_bits),
+        request_id: 0,
     }
+}
+
+/// An id's hash is 0 exactly when there is no id.
+fn assert_hash_marks_presence(id: &str, hash: u64) {
+    assert_eq!(
+        id.is_empty(),
+        hash == 0,
+        "request id {id:?} hashed to {hash}"
+    );
 }
 
 fn expected_http(entry: &HttpAccessLogEntry) -> Result<Expected, Vec<Reject>> {
@@ -176,6 +228,9 @@ fn expected_http(entry: &HttpAccessLogEntry) -> Result<Expected, Vec<Reject>> {
             .filter(|m| *m != RequestMethod::MethodUnspecified)
             .map_or("", |m| m.as_str_name());
         expected.path = request.path.clone();
+        expected.request_id =
+            meshscope_collector::entry::request_id_hash(request.request_id.as_bytes());
+        assert_hash_marks_presence(&request.request_id, expected.request_id);
         expected.downstream_cluster_header = request
             .request_headers
             .get(DOWNSTREAM_CLUSTER_HEADER)
@@ -287,6 +342,8 @@ fn check_reading(
     prop_assert_eq!(got.upstream_bytes_out, expected.upstream_bytes_out);
     prop_assert_eq!(got.upstream_bytes_in, expected.upstream_bytes_in);
     prop_assert_eq!(got.upstream_attempts, expected.upstream_attempts);
+    prop_assert_eq!(got.response_flags, expected.response_flags);
+    prop_assert_eq!(got.request_id, expected.request_id);
     Ok(())
 }
 

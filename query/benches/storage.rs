@@ -215,6 +215,7 @@ impl Mesh {
                 apdex_tolerating: calls / 40,
                 retries: 0,
                 identity_conflicts: 0,
+                ..Metrics::default()
             }
         };
         let keys = self

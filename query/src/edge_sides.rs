@@ -1,9 +1,11 @@
 //! Both sides of an edge on their own, next to its chosen `metrics`: what the caller's
 //! proxy saw (with the retries it made) and what the callee's proxy saw (with the calls
-//! whose caller-cluster header and certificate disagreed). With a retry policy the two
-//! differ: the caller logs one entry per request, the callee one per attempt.
+//! whose caller-cluster header and certificate disagreed), each with its response flags
+//! by kind, and the requests matched across the two by request id. With a retry policy
+//! the two sides differ: the caller logs one entry per request, the callee one per
+//! attempt.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use meshscope_storage::{
     KeyFilter, Metrics, Protocol, RowKey, Side, Table, TimeRange, WindowReader,
@@ -12,7 +14,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::Result;
-use crate::view::percentiles;
+use crate::view::{percentiles, round3};
 
 /// One side's figures over the window, as that side's proxy logged them.
 #[derive(Debug, Serialize, ToSchema)]
@@ -24,18 +26,67 @@ pub(crate) struct SideFigures {
     pub(crate) p50_ms: Option<f64>,
     pub(crate) p95_ms: Option<f64>,
     pub(crate) p99_ms: Option<f64>,
+    /// Calls this side's proxy logged with each response flag, by Envoy's short code
+    /// (`UF`, `URX`, `UO`, `NR`, …; the kinds kept are listed in the storage crate's
+    /// `response_flags`); absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!({"UF": 3, "URX": 1}))]
+    pub(crate) response_flags: Option<BTreeMap<String, u64>>,
 }
 
 impl SideFigures {
     pub(crate) fn from_metrics(metrics: &Metrics) -> Self {
         let [p50_ms, p95_ms, p99_ms] = percentiles(metrics);
+        let flags: BTreeMap<String, u64> = metrics
+            .response_flags
+            .nonzero()
+            .map(|(code, n)| (code.to_owned(), n))
+            .collect();
         SideFigures {
             calls: metrics.calls,
             errors: metrics.errors,
             p50_ms,
             p95_ms,
             p99_ms,
+            response_flags: (!flags.is_empty()).then_some(flags),
         }
+    }
+}
+
+/// Both sides of an edge's requests matched by request id.
+#[derive(Debug, Default, PartialEq, Serialize, ToSchema)]
+pub(crate) struct Pairing {
+    /// Requests whose caller's and callee's entries were both found.
+    pub(crate) paired: u64,
+    /// Requests only the caller's proxy logged: a callee without a proxy, or lost logs.
+    pub(crate) client_only: u64,
+    /// Requests only the callee's proxy logged: a caller without a proxy.
+    pub(crate) server_only: u64,
+    /// The mesh's own cost per request (the caller's latency minus the callee's: network
+    /// and both proxies), median, over paired requests made in one attempt; null when
+    /// there were none.
+    pub(crate) overhead_p50_ms: Option<f64>,
+    /// The same, 99th percentile.
+    pub(crate) overhead_p99_ms: Option<f64>,
+}
+
+impl Pairing {
+    /// The pairing figures of an edge's client and server totals: settled requests land
+    /// on the client side's rows (client only) and the server side's (paired, server
+    /// only, overhead), so the two are added.
+    pub(crate) fn from_totals(client: Option<&Metrics>, server: Option<&Metrics>) -> Self {
+        let mut overhead = meshscope_storage::LatencySketch::new();
+        let mut pairing = Pairing::default();
+        for m in [client, server].into_iter().flatten() {
+            pairing.paired += m.paired;
+            pairing.client_only += m.client_only;
+            pairing.server_only += m.server_only;
+            overhead.merge(&m.overhead);
+        }
+        let [p50, p99] = overhead.quantiles([0.50, 0.99]);
+        pairing.overhead_p50_ms = p50.map(round3);
+        pairing.overhead_p99_ms = p99.map(round3);
+        pairing
     }
 }
 
@@ -53,6 +104,8 @@ pub(crate) struct EdgeSides {
     /// Calls the callee's proxy logged with a caller-cluster header naming another
     /// service than the peer certificate; the certificate named the caller.
     pub(crate) identity_conflicts: u64,
+    /// The edge's requests matched by request id across its two sides.
+    pub(crate) pairing: Pairing,
 }
 
 impl EdgeSides {
@@ -63,6 +116,7 @@ impl EdgeSides {
             server: server.map(SideFigures::from_metrics),
             retries: client.map_or(0, |m| m.retries),
             identity_conflicts: server.map_or(0, |m| m.identity_conflicts),
+            pairing: Pairing::from_totals(client, server),
         }
     }
 }

@@ -10,7 +10,7 @@ use meshscope_storage::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::edge_sides::{EdgeSides, SideFigures};
+use crate::edge_sides::{EdgeSides, Pairing, SideFigures};
 use crate::error::{Error, ErrorBody, Result};
 use crate::extract::ApiQuery;
 use crate::state::AppState;
@@ -62,6 +62,8 @@ struct EdgeDetail {
     retries: u64,
     /// Calls whose caller-cluster header named another service than the certificate.
     identity_conflicts: u64,
+    /// The edge's requests matched by request id across its two sides.
+    pairing: Pairing,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -175,6 +177,7 @@ pub(crate) async fn edge(
             client,
             retries: sides.retries,
             identity_conflicts: sides.identity_conflicts,
+            pairing: sides.pairing,
         });
     }
     Ok(Json(EdgeDetails {

@@ -173,7 +173,7 @@ pub(crate) fn percentiles(metrics: &Metrics) -> [Option<f64>; 3] {
 }
 
 /// Microsecond precision is all a millisecond figure needs, and it keeps the JSON readable.
-fn round3(value: f64) -> f64 {
+pub(crate) fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 

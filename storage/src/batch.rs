@@ -16,6 +16,10 @@ use crate::model::{
 use crate::schema::{self, COUNTER_COUNT, COUNTERS, key_columns};
 use crate::sketch::LatencySketch;
 
+fn counters(m: &Metrics) -> [u64; COUNTER_COUNT] {
+    std::array::from_fn(|i| m.counter(i))
+}
+
 fn push_service(keys: &mut [StringBuilder], at: usize, s: &ServiceRef) {
     keys[at].append_value(&s.namespace);
     keys[at + 1].append_value(&s.name);
@@ -82,6 +86,7 @@ pub struct RowBuilder {
     latency: BinaryBuilder,
     latency_count: UInt64Builder,
     latency_sum: Float64Builder,
+    overhead: BinaryBuilder,
     sketch_bytes: Vec<u8>,
     rows: usize,
 }
@@ -110,6 +115,7 @@ impl RowBuilder {
             latency: BinaryBuilder::with_capacity(rows, rows * 32),
             latency_count: UInt64Builder::with_capacity(rows),
             latency_sum: Float64Builder::with_capacity(rows),
+            overhead: BinaryBuilder::with_capacity(rows, 0),
             sketch_bytes: Vec::new(),
             rows: 0,
         }
@@ -144,7 +150,7 @@ impl RowBuilder {
             }
         }
         self.side.append_value(side.as_str());
-        for (builder, value) in self.counters.iter_mut().zip(metrics.counters()) {
+        for (builder, value) in self.counters.iter_mut().zip(counters(metrics)) {
             builder.append_value(value);
         }
         metrics.latency.write_bytes(&mut self.sketch_bytes);
@@ -152,6 +158,12 @@ impl RowBuilder {
         self.latency_count.append_value(metrics.latency.count());
         self.latency_sum
             .append_value(metrics.latency.sum().unwrap_or(0.0));
+        if metrics.overhead.count() == 0 {
+            self.overhead.append_null();
+        } else {
+            metrics.overhead.write_bytes(&mut self.sketch_bytes);
+            self.overhead.append_value(&self.sketch_bytes);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -178,6 +190,7 @@ impl RowBuilder {
         columns.push(Arc::new(self.latency.finish()));
         columns.push(Arc::new(self.latency_count.finish()));
         columns.push(Arc::new(self.latency_sum.finish()));
+        columns.push(Arc::new(self.overhead.finish()));
         Ok(RecordBatch::try_new(schema::schema(self.table), columns)?)
     }
 }
@@ -211,7 +224,8 @@ pub fn to_batch<'a>(
 
 /// A minute or rollup table's batch as read from a file written before the later
 /// counters existed, given those columns (all null) where the table's schema has them:
-/// just before the latency sketch. Any other batch is returned as it is.
+/// the counters just before the latency sketch, the overhead sketch last. Any other batch
+/// is returned as it is.
 pub(crate) fn with_later_counters(batch: RecordBatch) -> Result<RecordBatch> {
     let schema = batch.schema();
     let Ok(latency_at) = schema.index_of(schema::LATENCY) else {
@@ -222,7 +236,8 @@ pub(crate) fn with_later_counters(batch: RecordBatch) -> Result<RecordBatch> {
         .copied()
         .filter(|c| schema::is_later_counter(c) && schema.index_of(c).is_err())
         .collect();
-    if missing.is_empty() || schema.index_of("apdex_tolerating").is_err() {
+    let overhead_missing = schema.index_of(schema::OVERHEAD).is_err();
+    if (missing.is_empty() && !overhead_missing) || schema.index_of("apdex_tolerating").is_err() {
         return Ok(batch);
     }
     let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
@@ -243,6 +258,17 @@ pub(crate) fn with_later_counters(batch: RecordBatch) -> Result<RecordBatch> {
                 batch.num_rows(),
             ),
         );
+    }
+    if overhead_missing {
+        fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+            schema::OVERHEAD,
+            datafusion::arrow::datatypes::DataType::Binary,
+            true,
+        )));
+        columns.push(datafusion::arrow::array::new_null_array(
+            &datafusion::arrow::datatypes::DataType::Binary,
+            batch.num_rows(),
+        ));
     }
     let schema =
         datafusion::arrow::datatypes::Schema::new_with_metadata(fields, schema.metadata().clone());
@@ -312,22 +338,34 @@ pub fn metrics_at(batch: &RecordBatch, row: usize) -> Result<Metrics> {
             values.value(row)
         })
     };
-    let sketch = batch
-        .column_by_name(schema::LATENCY)
-        .ok_or_else(|| bad(schema::LATENCY))?;
-    let sketch = sketch
-        .as_binary_opt::<i32>()
-        .ok_or_else(|| bad(schema::LATENCY))?;
-    let latency = if sketch.is_null(row) {
-        LatencySketch::new()
-    } else {
-        LatencySketch::from_bytes(sketch.value(row))?
+    let sketch = |name: &str, required: bool| -> Result<LatencySketch> {
+        let Some(array) = batch.column_by_name(name) else {
+            return if required {
+                Err(bad(name))
+            } else {
+                Ok(LatencySketch::new())
+            };
+        };
+        let sketches = array.as_binary_opt::<i32>().ok_or_else(|| bad(name))?;
+        Ok(if sketches.is_null(row) {
+            LatencySketch::new()
+        } else {
+            LatencySketch::from_bytes(sketches.value(row))?
+        })
     };
-    let mut counters = [0; COUNTER_COUNT];
-    for (value, name) in counters.iter_mut().zip(COUNTERS) {
-        *value = counter(name)?;
+    let mut metrics = Metrics {
+        latency: sketch(schema::LATENCY, true)?,
+        overhead: sketch(schema::OVERHEAD, false)?,
+        ..Metrics::default()
+    };
+    for (i, name) in COUNTERS.iter().enumerate() {
+        // Only counters that hold something: response flag counts allocate on first use.
+        let n = counter(name)?;
+        if n != 0 {
+            *metrics.counter_mut(i) = n;
+        }
     }
-    Ok(Metrics::from_counters(counters, latency))
+    Ok(metrics)
 }
 
 pub fn minute_at(batch: &RecordBatch, row: usize) -> Result<i64> {

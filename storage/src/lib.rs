@@ -65,6 +65,7 @@ mod proxy_table;
 mod quarantine;
 mod read;
 mod replace;
+pub mod response_flags;
 mod rollup;
 mod schema;
 pub mod sketch;
@@ -100,6 +101,7 @@ pub use proxy_table::{ProxyFilter, proxy_table_name};
 pub use quarantine::{QUARANTINE_DIR, QUARANTINED_METRIC};
 pub use read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 pub use replace::RECORDS_DIR;
+pub use response_flags::ResponseFlagCounts;
 pub use sketch::LatencySketch;
 pub use sliding::KeptSpan;
 pub use store::{

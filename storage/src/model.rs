@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::response_flags::{RESPONSE_FLAG_KINDS, ResponseFlagCounts};
 use crate::sketch::LatencySketch;
 
 /// Milliseconds since the Unix epoch, always aligned to a minute for rows.
@@ -153,84 +154,94 @@ pub struct Metrics {
     /// Calls whose caller-cluster header named another service than the verified peer
     /// certificate did (server-side rows only); the certificate named the caller.
     pub identity_conflicts: u64,
+    /// Calls per response flag kind (see [`crate::response_flags`]).
+    pub response_flags: ResponseFlagCounts,
+    /// Requests whose caller's and callee's entries were both found, by request id
+    /// (server-side rows).
+    pub paired: u64,
+    /// Requests the caller's proxy logged and no callee's proxy did (client-side rows).
+    pub client_only: u64,
+    /// Requests the callee's proxy logged and no caller's proxy did (server-side rows).
+    pub server_only: u64,
+    /// The mesh's own cost per paired request, client duration minus server duration in
+    /// milliseconds, over requests made in one attempt and received once (server-side
+    /// rows).
+    pub overhead: LatencySketch,
 }
 
 impl Metrics {
-    /// How many additive counters a row has: every field but the latency sketch.
-    pub const COUNTER_COUNT: usize = 11;
-
-    /// The counters' names, in the order [`Metrics::counters`] lists them. This one list
-    /// is the order of the tables' counter columns and of a checkpoint's counts.
-    pub const COUNTER_NAMES: [&'static str; Metrics::COUNTER_COUNT] = [
-        "calls",
-        "errors",
-        "errors_4xx",
-        "bytes_sent",
-        "bytes_received",
-        "tcp_connections",
-        "mtls_calls",
-        "apdex_satisfied",
-        "apdex_tolerating",
-        "retries",
-        "identity_conflicts",
-    ];
-
-    /// The counters, in [`Metrics::COUNTER_NAMES`] order.
-    pub fn counters(&self) -> [u64; Metrics::COUNTER_COUNT] {
-        [
-            self.calls,
-            self.errors,
-            self.errors_4xx,
-            self.bytes_sent,
-            self.bytes_received,
-            self.tcp_connections,
-            self.mtls_calls,
-            self.apdex_satisfied,
-            self.apdex_tolerating,
-            self.retries,
-            self.identity_conflicts,
-        ]
-    }
-
-    /// The counters to change in place, in [`Metrics::COUNTER_NAMES`] order.
-    pub fn counters_mut(&mut self) -> [&mut u64; Metrics::COUNTER_COUNT] {
-        [
-            &mut self.calls,
-            &mut self.errors,
-            &mut self.errors_4xx,
-            &mut self.bytes_sent,
-            &mut self.bytes_received,
-            &mut self.tcp_connections,
-            &mut self.mtls_calls,
-            &mut self.apdex_satisfied,
-            &mut self.apdex_tolerating,
-            &mut self.retries,
-            &mut self.identity_conflicts,
-        ]
-    }
-
-    /// Metrics with `counters` (in [`Metrics::COUNTER_NAMES`] order) and `latency`.
-    pub fn from_counters(
-        counters: [u64; Metrics::COUNTER_COUNT],
-        latency: LatencySketch,
-    ) -> Metrics {
-        let mut metrics = Metrics {
-            latency,
-            ..Metrics::default()
-        };
-        for (field, value) in metrics.counters_mut().into_iter().zip(counters) {
-            *field = value;
-        }
-        metrics
-    }
-
     pub fn merge(&mut self, other: &Metrics) {
-        for (field, value) in self.counters_mut().into_iter().zip(other.counters()) {
-            *field += value;
-        }
+        self.calls += other.calls;
+        self.errors += other.errors;
+        self.errors_4xx += other.errors_4xx;
         self.latency.merge(&other.latency);
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.tcp_connections += other.tcp_connections;
+        self.mtls_calls += other.mtls_calls;
+        self.apdex_satisfied += other.apdex_satisfied;
+        self.apdex_tolerating += other.apdex_tolerating;
+        self.retries += other.retries;
+        self.identity_conflicts += other.identity_conflicts;
+        self.response_flags.merge(&other.response_flags);
+        self.paired += other.paired;
+        self.client_only += other.client_only;
+        self.server_only += other.server_only;
+        self.overhead.merge(&other.overhead);
+    }
+
+    /// How many additive counters a row has: one per counter column of the tables.
+    pub const COUNTER_COUNT: usize = PAIRING_AT + 3;
+
+    /// Counter `i` in the order of the tables' counter columns (0 past the last).
+    pub fn counter(&self, i: usize) -> u64 {
+        match i {
+            0 => self.calls,
+            1 => self.errors,
+            2 => self.errors_4xx,
+            3 => self.bytes_sent,
+            4 => self.bytes_received,
+            5 => self.tcp_connections,
+            6 => self.mtls_calls,
+            7 => self.apdex_satisfied,
+            8 => self.apdex_tolerating,
+            9 => self.retries,
+            10 => self.identity_conflicts,
+            FLAGS_AT..PAIRING_AT => self.response_flags.get(i - FLAGS_AT),
+            PAIRING_AT => self.paired,
+            28 => self.client_only,
+            29 => self.server_only,
+            _ => 0,
+        }
+    }
+
+    /// Counter `i` in the order of the tables' counter columns, to add to or take from.
+    /// An `i` past the last counter gives the last.
+    pub fn counter_mut(&mut self, i: usize) -> &mut u64 {
+        match i {
+            0 => &mut self.calls,
+            1 => &mut self.errors,
+            2 => &mut self.errors_4xx,
+            3 => &mut self.bytes_sent,
+            4 => &mut self.bytes_received,
+            5 => &mut self.tcp_connections,
+            6 => &mut self.mtls_calls,
+            7 => &mut self.apdex_satisfied,
+            8 => &mut self.apdex_tolerating,
+            9 => &mut self.retries,
+            10 => &mut self.identity_conflicts,
+            FLAGS_AT..PAIRING_AT => self.response_flags.get_mut(i - FLAGS_AT),
+            PAIRING_AT => &mut self.paired,
+            28 => &mut self.client_only,
+            _ => &mut self.server_only,
+        }
     }
 }
+
+/// Where the response flag counters start among the counter columns.
+pub(crate) const FLAGS_AT: usize = 11;
+/// Where the pairing counters (paired, client only, server only) start.
+pub(crate) const PAIRING_AT: usize = FLAGS_AT + RESPONSE_FLAG_KINDS;
 
 /// What a row is about; one variant per table.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -119,10 +119,19 @@ impl Running {
 
     fn take(&mut self, figures: &Figures, row: usize) -> Result<()> {
         let gone = figures.counters(row);
-        for (field, gone) in self.metrics.counters_mut().into_iter().zip(gone) {
+        for (i, gone) in gone.into_iter().enumerate() {
+            if gone == 0 {
+                continue;
+            }
+            let field = self.metrics.counter_mut(i);
             *field = field.checked_sub(gone).ok_or_else(|| {
                 Error::InvalidQuery("a moving total lost more than it held".into())
             })?;
+        }
+        // The overhead's extremes are not kept by minute: after a minute leaves, its
+        // minimum and maximum are bounds, which the p50 and p99 read do not rely on.
+        if let Some(bytes) = figures.overhead(row) {
+            self.metrics.overhead.remove_bytes(bytes)?;
         }
         match figures.sketch(row) {
             Some(bytes) => self.metrics.latency.remove_bytes(bytes),

@@ -47,6 +47,8 @@ struct ClientRow {
 pub(crate) struct Figures {
     counters: Vec<UInt64Array>,
     sketches: BinaryArray,
+    /// The overhead sketches; `None` for a batch without the column.
+    overheads: Option<BinaryArray>,
 }
 
 impl Figures {
@@ -57,6 +59,10 @@ impl Figures {
                 .map(|name| Ok(column(batch, name)?.as_primitive::<UInt64Type>().clone()))
                 .collect::<Result<_>>()?,
             sketches: column(batch, schema::LATENCY)?.as_binary::<i32>().clone(),
+            overheads: batch
+                .column_by_name(schema::OVERHEAD)
+                .and_then(|c| c.as_binary_opt::<i32>())
+                .cloned(),
         })
     }
 
@@ -77,9 +83,19 @@ impl Figures {
         (!self.sketches.is_null(row)).then(|| self.sketches.value(row))
     }
 
-    /// Adds row `row`'s counters, in `COUNTERS` order, and its encoded sketch.
+    /// Row `row`'s encoded overhead sketch, if it has one.
+    pub(crate) fn overhead(&self, row: usize) -> Option<&[u8]> {
+        let overheads = self.overheads.as_ref()?;
+        (!overheads.is_null(row)).then(|| overheads.value(row))
+    }
+
+    /// Adds row `row`'s counters, in `COUNTERS` order, and its encoded sketches.
     pub(crate) fn add_to(&self, into: &mut Metrics, row: usize) -> Result<()> {
-        add_row(into, self.counters(row), self.sketch(row))
+        add_row(into, self.counters(row), self.sketch(row))?;
+        if let Some(bytes) = self.overhead(row) {
+            into.overhead.merge_bytes(bytes)?;
+        }
+        Ok(())
     }
 }
 
@@ -249,8 +265,11 @@ impl Partial {
 
 /// Adds one stored row's figures, in `COUNTERS` order, and its encoded sketch.
 fn add_row(into: &mut Metrics, figures: [u64; COUNTER_COUNT], sketch: Option<&[u8]>) -> Result<()> {
-    for (field, n) in into.counters_mut().into_iter().zip(figures) {
-        *field += n;
+    for (i, n) in figures.into_iter().enumerate() {
+        // Zeros are skipped: response flag counts allocate on first use.
+        if n != 0 {
+            *into.counter_mut(i) += n;
+        }
     }
     if let Some(bytes) = sketch {
         into.latency.merge_bytes(bytes)?;

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 
 use super::interned_names::{Capped, InternedNames, NameCaps};
 use super::minute_rows::{MinuteRows, Shard};
-use super::sample::{Sample, add_sample};
+use super::sample::{PairFigures, Sample, add_pair, add_sample};
 use super::slot::{ServiceId, Slot};
 
 /// Caps that keep the key space bounded whatever the proxies send, and the Apdex
@@ -117,6 +117,19 @@ impl Aggregator {
     /// how many in minutes already written (added to their late rows).
     pub fn record(&self, samples: &[(i64, Slot, Side, Sample)]) -> Recorded {
         let threshold = self.limits.apdex_threshold_ms;
+        self.record_with(samples, |row, sample| add_sample(row, sample, threshold))
+    }
+
+    /// Adds settled requests' pairing figures, as [`Aggregator::record`] adds samples.
+    pub fn record_pairs(&self, pairs: &[(i64, Slot, Side, PairFigures)]) -> Recorded {
+        self.record_with(pairs, add_pair)
+    }
+
+    fn record_with<T>(
+        &self,
+        samples: &[(i64, Slot, Side, T)],
+        add: impl Fn(&mut meshscope_storage::Metrics, &T),
+    ) -> Recorded {
         let mut guard = self.minutes.lock();
         let minutes = &mut *guard;
         let mut recorded = Recorded::default();
@@ -134,7 +147,7 @@ impl Aggregator {
                 minutes.filling.entry(minute).or_default()
             };
             for (_, slot, side, sample) in run {
-                add_sample(rows.row(*slot, *side), sample, threshold);
+                add(rows.row(*slot, *side), sample);
             }
         }
         recorded

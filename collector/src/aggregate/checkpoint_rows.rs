@@ -27,15 +27,20 @@ pub struct UnclosedRows {
     pub minutes: Vec<(i64, Vec<CheckpointRow>)>,
 }
 
-/// One row: its slot and side, its counters (in [`Metrics::COUNTER_NAMES`] order: a
-/// counter added to [`Metrics`] changes the checkpoint's form, and an older checkpoint is
-/// then refused and the log replayed) and its latency sketch in the store's encoding.
+/// One row: its slot and side, its counters (in the order of [`Metrics::counter`]: calls,
+/// errors, 4xx errors, bytes sent, bytes received, TCP connections, mutual-TLS calls, Apdex
+/// satisfied, Apdex tolerating, retries, identity conflicts, the response flag kinds,
+/// paired, client only, server only; a checkpoint written before the later ones holds
+/// fewer, the rest read as 0), its latency sketch and its overhead sketch in the store's
+/// encoding.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CheckpointRow {
     pub slot: Slot,
     pub side: Side,
-    pub counts: [u64; Metrics::COUNTER_COUNT],
+    pub counts: Vec<u64>,
     pub latency: SketchBytes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overhead: Option<SketchBytes>,
 }
 
 /// A sketch's bytes, kept as one CBOR byte string rather than a list of numbers.
@@ -125,10 +130,15 @@ impl Aggregator {
             for row in list {
                 let latency = LatencySketch::from_bytes(&row.latency.0)
                     .map_err(|error| format!("a row's latency sketch: {error}"))?;
+                let overhead = match &row.overhead {
+                    Some(bytes) => LatencySketch::from_bytes(&bytes.0)
+                        .map_err(|error| format!("a row's overhead sketch: {error}"))?,
+                    None => LatencySketch::new(),
+                };
                 read.push((
                     row.slot,
                     row.side,
-                    Metrics::from_counters(row.counts, latency),
+                    metrics_of(&row.counts, latency, overhead),
                 ));
             }
             kept.push((minute, read));
@@ -161,8 +171,10 @@ impl UnclosedCopy {
                     .map(|((slot, side), m)| CheckpointRow {
                         slot: *slot,
                         side: *side,
-                        counts: m.counters(),
+                        counts: (0..Metrics::COUNTER_COUNT).map(|i| m.counter(i)).collect(),
                         latency: SketchBytes(m.latency.to_bytes()),
+                        overhead: (m.overhead.count() > 0)
+                            .then(|| SketchBytes(m.overhead.to_bytes())),
                     })
                     .collect();
                 (minute, list)
@@ -178,6 +190,20 @@ impl UnclosedCopy {
     pub fn rows(&self) -> usize {
         self.minutes.iter().map(|(_, rows)| rows.len()).sum()
     }
+}
+
+fn metrics_of(counts: &[u64], latency: LatencySketch, overhead: LatencySketch) -> Metrics {
+    let mut metrics = Metrics {
+        latency,
+        overhead,
+        ..Metrics::default()
+    };
+    for (i, n) in counts.iter().take(Metrics::COUNTER_COUNT).enumerate() {
+        if *n != 0 {
+            *metrics.counter_mut(i) = *n;
+        }
+    }
+    metrics
 }
 
 #[cfg(test)]

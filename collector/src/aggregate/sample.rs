@@ -17,6 +17,8 @@ pub struct Sample {
     pub retries: u32,
     /// The caller-cluster header named another caller than the peer certificate.
     pub identity_conflict: bool,
+    /// The entry's response flags, as [`crate::entry::Observation::response_flags`].
+    pub response_flags: u32,
 }
 
 /// Adds one sample to a row's counters: one call, its outcome, latency and bytes, and its
@@ -34,6 +36,9 @@ pub fn add_sample(metrics: &mut Metrics, sample: &Sample, apdex_threshold_ms: f6
     metrics.mtls_calls += u64::from(sample.mtls);
     metrics.retries += u64::from(sample.retries);
     metrics.identity_conflicts += u64::from(sample.identity_conflict);
+    if sample.response_flags != 0 {
+        crate::response_flag_bits::count_kinds(metrics, sample.response_flags);
+    }
     if !sample.error {
         let latency_ms = sample.latency.millis();
         if latency_ms <= apdex_threshold_ms {
@@ -41,6 +46,28 @@ pub fn add_sample(metrics: &mut Metrics, sample: &Sample, apdex_threshold_ms: f6
         } else if latency_ms <= 4.0 * apdex_threshold_ms {
             metrics.apdex_tolerating += 1;
         }
+    }
+}
+
+/// What one settled request adds to an edge row (see [`crate::request_pairs`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PairFigures {
+    pub paired: u64,
+    pub client_only: u64,
+    pub server_only: u64,
+    /// Client duration minus server duration, for a paired request made in one attempt
+    /// and received once.
+    pub overhead: Option<Binned>,
+}
+
+/// Adds one settled request's figures to a row; no call is counted.
+#[inline]
+pub fn add_pair(metrics: &mut Metrics, figures: &PairFigures) {
+    metrics.paired += figures.paired;
+    metrics.client_only += figures.client_only;
+    metrics.server_only += figures.server_only;
+    if let Some(overhead) = figures.overhead {
+        metrics.overhead.add_binned(overhead);
     }
 }
 

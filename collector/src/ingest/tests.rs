@@ -78,6 +78,7 @@ fn an_answer_found_in_a_message_serves_only_entries_that_ask_the_same() {
     });
     let rules = RoleRules::new(&DirectionRules::default()).unwrap();
     let waiting = WaitQueue::new(100);
+    let pairs = crate::request_pairs::RequestPairs::new(5_000, 100);
     let pipeline = Pipeline {
         role_rules: &rules,
         resolver: Resolver {
@@ -85,6 +86,7 @@ fn an_answer_found_in_a_message_serves_only_entries_that_ask_the_same() {
         },
         aggregator: &aggregator,
         waiting: &waiting,
+        pairs: &pairs,
         join_wait_ms: 0,
         access_log: None,
     };
@@ -153,6 +155,7 @@ fn retries_count_on_the_client_side_only() {
     });
     let rules = RoleRules::new(&DirectionRules::default()).unwrap();
     let waiting = WaitQueue::new(100);
+    let pairs = crate::request_pairs::RequestPairs::new(5_000, 100);
     let pipeline = Pipeline {
         role_rules: &rules,
         resolver: Resolver {
@@ -160,6 +163,7 @@ fn retries_count_on_the_client_side_only() {
         },
         aggregator: &aggregator,
         waiting: &waiting,
+        pairs: &pairs,
         join_wait_ms: 0,
         access_log: None,
     };

@@ -135,7 +135,7 @@ fn response_flags() -> impl Strategy<Value = Option<ResponseFlags>> {
             delay_injected: on(10),
             fault_injected: on(11),
             rate_limited: on(12),
-            unauthorized_details: None,
+            unauthorized_details: on(13).then(Default::default),
             rate_limit_service_error: on(14),
             downstream_connection_termination: on(15),
             upstream_retry_limit_exceeded: on(16),
@@ -255,11 +255,13 @@ fn request() -> BoxedStrategy<HttpRequestProperties> {
         byte_count(),
         byte_count(),
         headers(DOWNSTREAM_CLUSTER_HEADER, text().boxed()),
+        text(),
     )
         .prop_map(
-            |(method, path, header_bytes, body_bytes, headers)| HttpRequestProperties {
+            |(method, path, header_bytes, body_bytes, headers, request_id)| HttpRequestProperties {
                 request_method: method,
                 path,
+                request_id,
                 authority: "shop.example".into(),
                 request_headers_bytes: header_bytes,
                 request_body_bytes: body_bytes,

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::files::{DAY_MS, Granularity, HOUR_MS};
 use crate::model::{EpochMillis, MINUTE_MS, RowKey, ServiceRef, Side, Table};
 use crate::read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
-use crate::schema::{COUNTERS, LATENCY, MINUTE, SIDE, key_columns};
+use crate::schema::{COUNTERS, LATENCY, MINUTE, OVERHEAD, SIDE, key_columns};
 use crate::sliding;
 use crate::table::StoredTable;
 use crate::totals;
@@ -353,7 +353,7 @@ impl Store {
         filter: &KeyFilter,
     ) -> Result<Vec<SendableRecordBatchStream>> {
         let df = self.window_frame(table, granularity, range, filter).await?;
-        let mut columns: Vec<&str> = vec![MINUTE, SIDE, LATENCY];
+        let mut columns: Vec<&str> = vec![MINUTE, SIDE, LATENCY, OVERHEAD];
         columns.extend(key_columns(table));
         columns.extend(COUNTERS);
         Ok(df
@@ -415,6 +415,11 @@ impl Store {
         group_by.push(col(SIDE));
         let mut aggregates: Vec<Expr> = COUNTERS.iter().map(|c| sum(col(*c)).alias(*c)).collect();
         aggregates.push(udf::merge_sketch().call(vec![col(LATENCY)]).alias(LATENCY));
+        aggregates.push(
+            udf::merge_sketch()
+                .call(vec![col(OVERHEAD)])
+                .alias(OVERHEAD),
+        );
         let batches = df.aggregate(group_by, aggregates)?.collect().await?;
 
         let add_sides = granularity != Granularity::Minute;
