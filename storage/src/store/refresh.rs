@@ -14,7 +14,8 @@ use crate::table::StoredTable;
 impl Store {
     /// Lists every table's files again: files written since by any writer are taken in,
     /// and files no longer there (replaced or expired by upkeep) let go of; a reader also
-    /// takes every writer's open minutes as its live minutes (`open_minutes`). Files this
+    /// takes every writer's open minutes as its live minutes (`open_minutes`). A writer
+    /// takes in other writers' new files only: its own come in with its writes. Files this
     /// process writes meanwhile are never let go of: only files held before the listing
     /// began can be found gone. Returns how many files were new.
     pub async fn refresh_files(&self) -> Result<usize> {
@@ -35,9 +36,15 @@ impl Store {
             let listed = files.list_again(&stored.name, &before).await?;
             let listed_paths: HashSet<_> = listed.iter().map(|file| file.path.clone()).collect();
             let gone: Vec<_> = before.difference(&listed_paths).cloned().collect();
+            // A writer's own files are taken in by the write that makes them, together
+            // with the minutes they take over from its live rows; found first by a listing
+            // they would be read beside those rows for a moment.
             let new: Vec<_> = listed
                 .into_iter()
                 .filter(|file| !before.contains(&file.path))
+                .filter(|file| {
+                    files.is_read_only() || !files.is_own(file.path.filename().unwrap_or_default())
+                })
                 .collect();
             if stored.granularity == Granularity::Minute {
                 for file in &new {
