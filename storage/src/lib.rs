@@ -52,6 +52,7 @@ mod crash_point;
 mod durable;
 mod error;
 mod file_names;
+mod file_writer;
 pub mod files;
 mod live_minutes;
 mod location;
