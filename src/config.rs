@@ -39,6 +39,8 @@ pub(crate) struct ServerSection {
     pub(crate) demo: Option<bool>,
     /// Topology windows read ahead of the dashboard; empty to read none ahead.
     pub(crate) warm_windows: Option<Vec<String>>,
+    /// What this process does: `collector`, `query` or `all`.
+    pub(crate) role: Option<crate::settings::Role>,
 }
 
 /// `[storage]`: where data lives, how long each granularity is kept, whether raw access-log
@@ -47,6 +49,15 @@ pub(crate) struct ServerSection {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct StorageSection {
     pub(crate) data_dir: Option<PathBuf>,
+    /// Where the Parquet files live: `file:///...`, `s3://bucket/prefix`, `gs://...`,
+    /// `az://...`; the data directory when unset.
+    pub(crate) store: Option<String>,
+    /// This writer's id in the names of its files; made once and kept in the data
+    /// directory when unset.
+    pub(crate) writer_id: Option<String>,
+    /// Whether this process runs compaction, rollups and retention; `all` does by default,
+    /// a collector only when told, a query node never.
+    pub(crate) upkeep: Option<bool>,
     pub(crate) retention: RetentionConfig,
     pub(crate) access_log: bool,
     pub(crate) sql: SqlLimits,

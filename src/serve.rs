@@ -1,7 +1,9 @@
 //! `meshscope serve`: the store, the collector's gRPC receivers and the HTTP API in one
 //! process, wired together, started, and stopped in order so that nothing received is lost
 //! on shutdown. What it runs with is [`crate::settings`]; how it is told to stop,
-//! [`crate::shutdown`].
+//! [`crate::shutdown`]. Its role picks the parts: a collector runs the receivers and
+//! writes (its HTTP port answers only /healthz and /metrics), a query node serves the API
+//! from the store and lists it again every few seconds, `all` runs both.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -19,7 +21,7 @@ use tokio::task::JoinHandle;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
-use crate::settings::{ServeArgs, Settings};
+use crate::settings::{Role, ServeArgs, Settings};
 use crate::shutdown::{Trigger, shutdown_signal};
 
 /// How long open gRPC streams get to finish after a stop is asked; Envoy keeps its access
@@ -29,6 +31,11 @@ const GRPC_DRAIN: Duration = Duration::from_secs(5);
 const FLUSH_DEADLINE: Duration = Duration::from_secs(30);
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a query node lists the store again for the files the collectors wrote and
+/// the minutes they hold open.
+const STORE_REFRESH_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a collector writes the minutes it holds open to the store, for query nodes.
+const OPEN_MINUTES_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs `meshscope serve` until SIGINT or SIGTERM; a second signal exits at once.
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -60,7 +67,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// The addresses the servers actually bound (port 0 picks a free port).
 #[derive(Clone, Copy, Debug)]
 struct Bound {
-    grpc: SocketAddr,
+    /// `None` on a query node, which takes no gRPC.
+    grpc: Option<SocketAddr>,
     http: SocketAddr,
 }
 
@@ -97,32 +105,239 @@ async fn serve(
             settings.store.data_dir.display()
         )
     })?;
+    let role = settings.role;
     let data_dir = settings.store.data_dir.clone();
-    // A minute write a crash cut short is undone before the store lists its files.
-    let written_note = meshscope_storage::written_note::recover(&data_dir)
-        .with_context(|| format!("recovering the last write in {}", data_dir.display()))?;
-    let store = Arc::new(
-        Store::open(settings.store)
-            .await
-            .with_context(|| format!("opening the store in {}", data_dir.display()))?,
+    let stop_ingest = Trigger::new();
+    let stop_flusher = Trigger::new();
+    let stop_http = Trigger::new();
+
+    let http_listener = TcpListener::bind(settings.http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP address {}", settings.http_addr))?;
+    let http_listener_addr = http_listener.local_addr()?;
+
+    let (store, ingest) = if role.collects() {
+        let mut store_config = settings.store;
+        store_config.writer_id = match settings.writer_id {
+            Some(id) => {
+                anyhow::ensure!(
+                    meshscope_storage::valid_writer_id(&id),
+                    "--writer-id {id:?}: 1 to 63 letters, digits and '-'"
+                );
+                id
+            }
+            None => meshscope_storage::writer_id_in(&data_dir)
+                .with_context(|| format!("reading the writer id kept in {}", data_dir.display()))?,
+        };
+        let store = Arc::new(
+            Store::open(store_config)
+                .await
+                .with_context(|| format!("opening the store of {}", data_dir.display()))?,
+        );
+        let ingest = start_ingest(
+            &store,
+            settings.collector,
+            &data_dir,
+            settings.wal_sync,
+            settings.wal_sync_interval,
+            settings.wal_checkpoint_interval,
+            settings.grpc_addr,
+            server_tls.as_ref().map(|tls| tls.grpc.clone()),
+            settings.security.grpc_max_concurrent_streams,
+            &stop_ingest,
+            &stop_flusher,
+        )
+        .await?;
+        (store, Some(ingest))
+    } else {
+        let store = Arc::new(
+            Store::open_reader(settings.store)
+                .await
+                .context("opening the store to read")?,
+        );
+        (store, None)
+    };
+    let refresh_task = match role {
+        Role::Query => Some(tokio::spawn(keep_listing(store.clone()))),
+        Role::Collector => Some(tokio::spawn(keep_publishing_open_minutes(store.clone()))),
+        Role::All => None,
+    };
+
+    let state = meshscope_query::AppState::new(store.clone()).with_metrics_renderer(move || {
+        crate::process_metrics::update();
+        prometheus.render()
+    });
+    let warm_task = role.serves_reads().then(|| {
+        tokio::spawn(meshscope_query::warm::keep_warm(
+            state.clone(),
+            settings.warm_windows.clone(),
+            stop_flusher.wait(),
+        ))
+    });
+    let router = if role.serves_reads() {
+        meshscope_query::secured_router(state, http_security)
+    } else {
+        meshscope_query::health_router(state, http_security)
+    };
+    let http_server = crate::listeners::http_server(
+        router,
+        http_listener,
+        server_tls.as_ref().map(|tls| tls.http.clone()),
+        stop_http.wait(),
+    )?;
+    let mut http_task: JoinHandle<anyhow::Result<()>> =
+        tokio::spawn(async move { http_server.await.context("HTTP server failed") });
+    let (mut grpc_task, flusher_task, health, grpc_bound) = match ingest {
+        Some(ingest) => (
+            Some(ingest.grpc_task),
+            Some(ingest.flusher_task),
+            Some(ingest.health),
+            Some(ingest.grpc),
+        ),
+        None => (None, None, None, None),
+    };
+
+    let bound = Bound {
+        grpc: grpc_bound,
+        http: http_listener_addr,
+    };
+    info!(
+        ?role,
+        grpc_addr = ?bound.grpc,
+        http_addr = %bound.http,
+        data_dir = %data_dir.display(),
+        tls = server_tls.is_some(),
+        client_certificates = settings.security.grpc_client_ca.is_some(),
+        api_tokens = settings.security.api_token_file.is_some(),
+        version = env!("CARGO_PKG_VERSION"),
+        "meshscope is serving"
     );
+    on_ready(bound);
+
+    let demo_task = bound.grpc.filter(|_| settings.demo).map(|grpc| {
+        let target = connectable(grpc);
+        info!(target = %target, "starting the demo mesh");
+        let demo = meshscope_tools::simulate::run_demo(target, stop_ingest.wait());
+        tokio::spawn(async move {
+            // Reported when it happens: a demo that cannot start must not wait for shutdown.
+            if let Err(error) = demo.await {
+                warn!(error = format!("{error:#}"), "demo mesh stopped");
+            }
+        })
+    });
+
+    // Run until a signal, or until a server dies on its own.
+    let grpc_ended = async {
+        match grpc_task.as_mut() {
+            Some(task) => task.await,
+            None => std::future::pending().await,
+        }
+    };
+    let failure = tokio::select! {
+        () = stop => None,
+        result = grpc_ended => Some(flatten("gRPC server", result)),
+        result = &mut http_task => Some(flatten("HTTP server", result)),
+    };
+    info!("shutting down: closing receivers, then flushing unclosed minutes");
+
+    // Health checks hear of the stop first, so that load balancers stop sending; then the
+    // receivers close, so that the final flush sees every entry that arrived.
+    if let Some(health) = &health {
+        set_health(health, ServingStatus::NotServing).await;
+    }
+    stop_ingest.fire();
+    if let Some(demo_task) = demo_task
+        && tokio::time::timeout(GRPC_DRAIN, demo_task).await.is_err()
+    {
+        warn!("demo mesh did not stop in time");
+    }
+    // A task already consumed by the select above must not be polled again.
+    if let Some(grpc_task) = grpc_task.as_mut()
+        && !grpc_task.is_finished()
+        && tokio::time::timeout(GRPC_DRAIN, &mut *grpc_task)
+            .await
+            .is_err()
+    {
+        warn!(
+            drain_secs = GRPC_DRAIN.as_secs(),
+            "gRPC streams still open; closing them"
+        );
+        grpc_task.abort();
+    }
+    stop_flusher.fire();
+    if let Some(flusher_task) = flusher_task {
+        match tokio::time::timeout(FLUSH_DEADLINE, flusher_task).await {
+            Ok(Ok(())) => info!("unclosed minutes flushed"),
+            Ok(Err(error)) => warn!(%error, "flusher panicked; unclosed minutes may be lost"),
+            Err(_) => warn!(deadline_secs = FLUSH_DEADLINE.as_secs(), "flush timed out"),
+        }
+    }
+    stop_http.fire();
+    if !http_task.is_finished()
+        && tokio::time::timeout(HTTP_DRAIN, &mut http_task)
+            .await
+            .is_err()
+    {
+        http_task.abort();
+    }
+    upkeep_task.abort();
+    if let Some(warm_task) = warm_task {
+        warm_task.abort();
+    }
+    if let Some(refresh_task) = refresh_task {
+        refresh_task.abort();
+    }
+    info!("meshscope stopped");
+    match failure {
+        Some(Err(error)) => Err(error),
+        Some(Ok(())) => Err(anyhow::anyhow!("a server stopped before it was asked to")),
+        None => Ok(()),
+    }
+}
+
+/// What a collecting process runs besides the store: the gRPC receivers (with the health
+/// service) and the flusher that closes and writes minutes.
+struct Ingest {
+    grpc: SocketAddr,
+    grpc_task: JoinHandle<anyhow::Result<()>>,
+    flusher_task: JoinHandle<()>,
+    health: tonic_health::server::HealthReporter,
+}
+
+/// Starts the collector on `store`: its write-ahead log replayed into the unclosed
+/// minutes first (what the log holds beyond the files), then the gRPC port opened and the
+/// flusher started.
+#[allow(clippy::too_many_arguments)]
+async fn start_ingest(
+    store: &Arc<Store>,
+    collector_config: meshscope_collector::CollectorConfig,
+    data_dir: &std::path::Path,
+    wal_sync: wal::SyncPolicy,
+    wal_sync_interval: Duration,
+    wal_checkpoint_interval: Option<Duration>,
+    grpc_addr: SocketAddr,
+    grpc_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    grpc_max_concurrent_streams: u32,
+    stop_ingest: &Trigger,
+    stop_flusher: &Trigger,
+) -> anyhow::Result<Ingest> {
+    // The note of the files written, durable with them (a write a crash cut short was
+    // undone as the store opened).
+    let written_note = meshscope_storage::written_note::recover(data_dir)
+        .with_context(|| format!("reading the last write's note in {}", data_dir.display()))?;
     let collector =
-        Collector::new(settings.collector, store.clone()).context("starting the collector")?;
-    // What the log holds beyond the files goes into the unclosed minutes before the gRPC
-    // port opens.
+        Collector::new(collector_config, store.clone()).context("starting the collector")?;
     let wal_config = WalConfig {
-        sync: settings.wal_sync,
-        sync_interval: settings.wal_sync_interval,
+        sync: wal_sync,
+        sync_interval: wal_sync_interval,
         ..WalConfig::in_dir(data_dir.join("wal"))
     };
     let replaying = collector.clone();
     let quarantine = data_dir.join("quarantine");
-    let checkpoints = settings
-        .wal_checkpoint_interval
-        .map(|interval| CheckpointConfig {
-            dir: data_dir.join("checkpoints"),
-            interval,
-        });
+    let checkpoints = wal_checkpoint_interval.map(|interval| CheckpointConfig {
+        dir: data_dir.join("checkpoints"),
+        interval,
+    });
     tokio::task::spawn_blocking(move || {
         replaying.start_log(
             wal_config,
@@ -135,129 +350,52 @@ async fn serve(
     .context("replaying the write-ahead log")?
     .context("replaying the write-ahead log")?;
 
-    let grpc_listener = TcpListener::bind(settings.grpc_addr)
+    let grpc_listener = TcpListener::bind(grpc_addr)
         .await
-        .with_context(|| format!("binding the gRPC address {}", settings.grpc_addr))?;
-    let http_listener = TcpListener::bind(settings.http_addr)
-        .await
-        .with_context(|| format!("binding the HTTP address {}", settings.http_addr))?;
-    let grpc_listener_addr = grpc_listener.local_addr()?;
-    let http_listener_addr = http_listener.local_addr()?;
-
-    let stop_ingest = Trigger::new();
-    let stop_flusher = Trigger::new();
-    let stop_http = Trigger::new();
-
+        .with_context(|| format!("binding the gRPC address {grpc_addr}"))?;
+    let grpc = grpc_listener.local_addr()?;
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::Serving).await;
     let grpc_server = crate::listeners::grpc_server(
         collector.grpc_routes().add_service(health_service),
         grpc_listener,
-        server_tls.as_ref().map(|tls| tls.grpc.clone()),
-        settings.security.grpc_max_concurrent_streams,
+        grpc_tls,
+        grpc_max_concurrent_streams,
         stop_ingest.wait(),
     )?;
-    let mut grpc_task: JoinHandle<anyhow::Result<()>> =
-        tokio::spawn(async move { grpc_server.await.context("gRPC server failed") });
-
+    let grpc_task = tokio::spawn(async move { grpc_server.await.context("gRPC server failed") });
     let flusher_task = tokio::spawn(collector.clone().run_flusher(stop_flusher.wait()));
+    Ok(Ingest {
+        grpc,
+        grpc_task,
+        flusher_task,
+        health,
+    })
+}
 
-    let state = meshscope_query::AppState::new(store.clone()).with_metrics_renderer(move || {
-        crate::process_metrics::update();
-        prometheus.render()
-    });
-    let warm_task = tokio::spawn(meshscope_query::warm::keep_warm(
-        state.clone(),
-        settings.warm_windows.clone(),
-        stop_flusher.wait(),
-    ));
-    let http_server = crate::listeners::http_server(
-        meshscope_query::secured_router(state, http_security),
-        http_listener,
-        server_tls.as_ref().map(|tls| tls.http.clone()),
-        stop_http.wait(),
-    )?;
-    let mut http_task: JoinHandle<anyhow::Result<()>> =
-        tokio::spawn(async move { http_server.await.context("HTTP server failed") });
-
-    let bound = Bound {
-        grpc: grpc_listener_addr,
-        http: http_listener_addr,
-    };
-    info!(
-        grpc_addr = %bound.grpc,
-        http_addr = %bound.http,
-        data_dir = %data_dir.display(),
-        tls = server_tls.is_some(),
-        client_certificates = settings.security.grpc_client_ca.is_some(),
-        api_tokens = settings.security.api_token_file.is_some(),
-        version = env!("CARGO_PKG_VERSION"),
-        "meshscope is serving"
-    );
-    on_ready(bound);
-
-    let demo_task = settings.demo.then(|| {
-        let target = connectable(bound.grpc);
-        info!(target = %target, "starting the demo mesh");
-        let demo = meshscope_tools::simulate::run_demo(target, stop_ingest.wait());
-        tokio::spawn(async move {
-            // Reported when it happens: a demo that cannot start must not wait for shutdown.
-            if let Err(error) = demo.await {
-                warn!(error = format!("{error:#}"), "demo mesh stopped");
-            }
-        })
-    });
-
-    // Run until a signal, or until a server dies on its own.
-    let failure = tokio::select! {
-        () = stop => None,
-        result = &mut grpc_task => Some(flatten("gRPC server", result)),
-        result = &mut http_task => Some(flatten("HTTP server", result)),
-    };
-    info!("shutting down: closing receivers, then flushing unclosed minutes");
-
-    // Health checks hear of the stop first, so that load balancers stop sending; then the
-    // receivers close, so that the final flush sees every entry that arrived.
-    set_health(&health, ServingStatus::NotServing).await;
-    stop_ingest.fire();
-    if let Some(demo_task) = demo_task
-        && tokio::time::timeout(GRPC_DRAIN, demo_task).await.is_err()
-    {
-        warn!("demo mesh did not stop in time");
+/// Lists the store again every few seconds, for as long as the process runs: a query
+/// node's view of what the collectors wrote and upkeep replaced.
+async fn keep_listing(store: Arc<Store>) {
+    let mut ticks = tokio::time::interval(STORE_REFRESH_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = store.refresh_files().await {
+            warn!(%error, "listing the store again failed; trying again");
+        }
     }
-    // A task already consumed by the select above must not be polled again.
-    if !grpc_task.is_finished()
-        && tokio::time::timeout(GRPC_DRAIN, &mut grpc_task)
-            .await
-            .is_err()
-    {
-        warn!(
-            drain_secs = GRPC_DRAIN.as_secs(),
-            "gRPC streams still open; closing them"
-        );
-        grpc_task.abort();
-    }
-    stop_flusher.fire();
-    match tokio::time::timeout(FLUSH_DEADLINE, flusher_task).await {
-        Ok(Ok(())) => info!("unclosed minutes flushed"),
-        Ok(Err(error)) => warn!(%error, "flusher panicked; unclosed minutes may be lost"),
-        Err(_) => warn!(deadline_secs = FLUSH_DEADLINE.as_secs(), "flush timed out"),
-    }
-    stop_http.fire();
-    if !http_task.is_finished()
-        && tokio::time::timeout(HTTP_DRAIN, &mut http_task)
-            .await
-            .is_err()
-    {
-        http_task.abort();
-    }
-    upkeep_task.abort();
-    warm_task.abort();
-    info!("meshscope stopped");
-    match failure {
-        Some(Err(error)) => Err(error),
-        Some(Ok(())) => Err(anyhow::anyhow!("a server stopped before it was asked to")),
-        None => Ok(()),
+}
+
+/// Writes the minutes this collector holds open to the store every few seconds, for as
+/// long as the process runs: what query nodes show of the minutes not yet written.
+async fn keep_publishing_open_minutes(store: Arc<Store>) {
+    let mut ticks = tokio::time::interval(OPEN_MINUTES_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = store.publish_open_minutes().await {
+            warn!(%error, "writing the open minutes to the store failed; trying again");
+        }
     }
 }
 
@@ -314,6 +452,8 @@ mod tests {
     async fn serves_until_stopped_then_exits_cleanly() {
         let data_dir = tempfile::tempdir().unwrap();
         let settings = Settings {
+            role: crate::settings::Role::All,
+            writer_id: None,
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
             http_addr: "127.0.0.1:0".parse().unwrap(),
             demo: false,
@@ -349,7 +489,9 @@ mod tests {
         assert!(topology.contains(r#""nodes":[]"#), "{topology}");
         let metrics = http_get(bound.http, "/metrics").await;
         assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
-        tokio::net::TcpStream::connect(bound.grpc).await.unwrap();
+        tokio::net::TcpStream::connect(bound.grpc.unwrap())
+            .await
+            .unwrap();
 
         stop_tx.send(()).unwrap();
         let result = tokio::time::timeout(Duration::from_secs(20), server)

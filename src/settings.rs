@@ -32,6 +32,26 @@ pub(crate) struct ServeArgs {
     /// Directory for stored data [default: ./data]
     #[arg(long, env = "MESHSCOPE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Where the Parquet files live: file:///path, s3://bucket/prefix, gs://bucket/prefix
+    /// or az://container/prefix, configured by the provider's standard variables
+    /// (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...); the write-ahead log stays in --data-dir
+    /// [default: the data directory]
+    #[arg(long, env = "MESHSCOPE_STORE")]
+    store: Option<String>,
+    /// What this process does: `collector` (gRPC receivers, write-ahead log, writes files;
+    /// HTTP for /healthz and /metrics only), `query` (HTTP API and dashboard, reads only)
+    /// or `all` [default: all]
+    #[arg(long, env = "MESHSCOPE_ROLE")]
+    role: Option<Role>,
+    /// This writer's id in the names of the files it writes (letters, digits, '-'), so
+    /// that several collectors share one store [default: made once, kept in the data
+    /// directory's `writer-id`]
+    #[arg(long, env = "MESHSCOPE_WRITER_ID")]
+    writer_id: Option<String>,
+    /// Run compaction, rollups and retention here: exactly one writer of a shared store
+    /// should [default: true for `all`, false for `collector`; never for `query`]
+    #[arg(long, env = "MESHSCOPE_UPKEEP", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    upkeep: Option<bool>,
     /// TOML config file with [server], [collector] and [storage] sections
     #[arg(long, env = "MESHSCOPE_CONFIG")]
     config: Option<PathBuf>,
@@ -60,9 +80,37 @@ pub(crate) struct ServeArgs {
     security: SecurityArgs,
 }
 
+/// What one `meshscope serve` process does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Role {
+    /// Takes the proxies' gRPC streams, logs them, writes files; serves only /healthz and
+    /// /metrics over HTTP.
+    Collector,
+    /// Serves the HTTP API and the dashboard from the store; never writes.
+    Query,
+    /// Both, in one process.
+    #[default]
+    All,
+}
+
+impl Role {
+    pub(crate) fn collects(self) -> bool {
+        matches!(self, Role::Collector | Role::All)
+    }
+
+    pub(crate) fn serves_reads(self) -> bool {
+        matches!(self, Role::Query | Role::All)
+    }
+}
+
 /// What `serve` runs with, after merging flags, environment, file and defaults.
 #[derive(Debug)]
 pub(crate) struct Settings {
+    pub(crate) role: Role,
+    /// The writer id given (flag, environment or file); `None` takes the one kept in the
+    /// data directory.
+    pub(crate) writer_id: Option<String>,
     pub(crate) grpc_addr: SocketAddr,
     pub(crate) http_addr: SocketAddr,
     pub(crate) demo: bool,
@@ -87,7 +135,21 @@ impl Settings {
     /// else the default.
     pub(crate) fn resolve(args: ServeArgs, file: FileConfig) -> Self {
         let security = SecuritySettings::resolve(args.security, file.security);
+        let role = args.role.or(file.server.role).unwrap_or_default();
+        let writer_id = args.writer_id.or(file.storage.writer_id.clone());
+        let upkeep = match role {
+            Role::Query => false,
+            Role::Collector => args.upkeep.or(file.storage.upkeep).unwrap_or(false),
+            Role::All => args.upkeep.or(file.storage.upkeep).unwrap_or(true),
+        };
+        let mut store = store_config(args.data_dir, file.storage);
+        store.store = args.store.or(store.store);
+        if !upkeep {
+            store.maintenance_interval_secs = 0;
+        }
         Self {
+            role,
+            writer_id,
             grpc_addr: args
                 .grpc_addr
                 .or(file.server.grpc_addr)
@@ -110,7 +172,7 @@ impl Settings {
                 .map(|w| w.trim().to_owned())
                 .filter(|w| !w.is_empty() && w != "none")
                 .collect(),
-            store: store_config(args.data_dir, file.storage),
+            store,
             collector: CollectorConfig {
                 strict_reporter_identity: security.strict_reporter_identity,
                 ..file.collector
@@ -149,6 +211,9 @@ pub(crate) fn store_config(data_dir: Option<PathBuf>, file: StorageSection) -> S
             .maintenance_interval_secs
             .unwrap_or(defaults.maintenance_interval_secs),
         settle_minutes: file.settle_minutes.unwrap_or(defaults.settle_minutes),
+        store: file.store,
+        writer_id: String::new(),
+        object_store: None,
         access_log: file.access_log,
         sql: file.sql,
         memory_hint: Some(crate::memory::large_use_of_memory),
@@ -236,6 +301,39 @@ mod tests {
         assert_eq!(from_flags.http_addr, "127.0.0.1:2".parse().unwrap());
         assert_eq!(from_flags.store.data_dir, PathBuf::from("/from/flag"));
         assert!(from_flags.demo);
+    }
+
+    #[test]
+    fn role_store_and_upkeep_come_from_flag_then_file_then_default() {
+        let defaults = settings(&[], "");
+        assert_eq!(defaults.role, Role::All);
+        assert_eq!(defaults.store.store, None);
+        assert_eq!(defaults.writer_id, None);
+        assert_eq!(defaults.store.maintenance_interval_secs, 60);
+
+        let file = "[server]\nrole = \"collector\"\n[storage]\nstore = \"s3://b/p\"\nwriter_id = \"c-1\"\n";
+        let from_file = settings(&[], file);
+        assert_eq!(from_file.role, Role::Collector);
+        assert_eq!(from_file.store.store.as_deref(), Some("s3://b/p"));
+        assert_eq!(from_file.writer_id.as_deref(), Some("c-1"));
+        assert_eq!(
+            from_file.store.maintenance_interval_secs, 0,
+            "a collector runs no upkeep unless told"
+        );
+        let told = settings(&["--upkeep"], file);
+        assert_eq!(told.store.maintenance_interval_secs, 60);
+
+        let query = settings(
+            &["--role", "query", "--store", "gs://x/y", "--upkeep", "true"],
+            file,
+        );
+        assert_eq!(query.role, Role::Query);
+        assert_eq!(query.store.store.as_deref(), Some("gs://x/y"));
+        assert_eq!(
+            query.store.maintenance_interval_secs, 0,
+            "never on a query node"
+        );
+        assert!(FileConfig::parse("[server]\nrole = \"reader\"\n").is_err());
     }
 
     #[test]

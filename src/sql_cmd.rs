@@ -33,6 +33,10 @@ pub(crate) struct SqlArgs {
     /// still holds open [default: ./data]
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Read the files of this store (s3://bucket/prefix, gs://..., az://..., file:///...)
+    /// instead of the data directory's; see `serve --store`
+    #[arg(long, env = "MESHSCOPE_STORE", conflicts_with = "server")]
+    store: Option<String>,
     /// TOML config file: its [storage] data_dir and [storage.sql] limits apply to files
     #[arg(long, env = "MESHSCOPE_CONFIG")]
     config: Option<PathBuf>,
@@ -57,7 +61,16 @@ pub(crate) async fn run(args: SqlArgs) -> anyhow::Result<()> {
                 .data_dir
                 .or(file.storage.data_dir)
                 .unwrap_or_else(|| PathBuf::from("data"));
-            let store = Store::open_read_only(&data_dir).await?;
+            let store = match args.store.or(file.storage.store) {
+                Some(url) => {
+                    Store::open_reader(meshscope_storage::StoreConfig {
+                        store: Some(url),
+                        ..meshscope_storage::StoreConfig::in_dir(data_dir)
+                    })
+                    .await?
+                }
+                None => Store::open_read_only(&data_dir).await?,
+            };
             // The store's own words: the same message the server would answer with.
             store.sql(&args.query, &file.storage.sql).await?
         }

@@ -74,6 +74,23 @@ pub fn secured_router(state: AppState, security: HttpSecurity) -> Router {
     }
 }
 
+/// Health and metrics alone (`/healthz`, `/metrics`), with the same tokens and headers as
+/// [`secured_router`]: what a node that takes telemetry but serves no reads (a collector)
+/// answers on its HTTP port. Every other path is 404.
+pub fn health_router(state: AppState, security: HttpSecurity) -> Router {
+    let access = Arc::new(security.access);
+    Router::new()
+        .route("/healthz", get(telemetry::healthz))
+        .route("/metrics", get(telemetry::metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn(telemetry::track_requests))
+        .layer(axum::middleware::from_fn(headers::security_headers))
+        .with_state(state)
+}
+
 async fn api_not_found() -> Error {
     Error::not_found("no such API route")
 }

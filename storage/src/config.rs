@@ -3,7 +3,9 @@
 //! it changes.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::SharedClock;
@@ -15,8 +17,17 @@ const DAY_SECS: u64 = 24 * HOUR_SECS;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// The directory holding the Parquet files.
+    /// The node's own directory: the Parquet files too unless `store` names another place.
     pub data_dir: PathBuf,
+    /// Where the Parquet files live, as a URL: `file:///path`, `s3://bucket/prefix`,
+    /// `gs://bucket/prefix`, `az://container/prefix`, configured by the provider's standard
+    /// environment variables (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL`, ...). `None` keeps
+    /// them in `data_dir`.
+    pub store: Option<String>,
+    /// This node's name in the names of the files it writes, so that several writers share
+    /// one store without overwriting each other: letters, digits and `-`. Empty writes
+    /// names without one (a store with one writer).
+    pub writer_id: String,
     pub retention: RetentionConfig,
     /// Seconds between background compaction, rollup and retention passes; 0 turns the
     /// background task off (tests drive `Store::maintain` themselves).
@@ -38,6 +49,10 @@ pub struct StoreConfig {
     /// machine's clock unless set (tests set a `ManualClock`).
     #[serde(skip)]
     pub clock: SharedClock,
+    /// An object store given by the caller, used instead of the one `store` names (tests
+    /// share one in-memory store between several stores this way).
+    #[serde(skip)]
+    pub object_store: Option<Arc<dyn ObjectStore>>,
 }
 
 /// How long each granularity is kept, in seconds.
@@ -94,6 +109,8 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("data"),
+            store: None,
+            writer_id: String::new(),
             retention: RetentionConfig::default(),
             maintenance_interval_secs: 60,
             settle_minutes: 5,
@@ -101,6 +118,7 @@ impl Default for StoreConfig {
             sql: SqlLimits::default(),
             memory_hint: None,
             clock: SharedClock::default(),
+            object_store: None,
         }
     }
 }

@@ -18,24 +18,37 @@ use object_store::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Flushes files and directories of the local store under its data directory.
+/// Flushes files and directories of the local store under its data directory; does
+/// nothing for a remote store.
 #[derive(Clone, Debug)]
 pub(crate) struct LocalDurability {
-    local: Arc<LocalFileSystem>,
+    /// `None` for a remote store, whose completed uploads are durable by themselves.
+    local: Option<Arc<LocalFileSystem>>,
     root: PathBuf,
 }
 
 impl LocalDurability {
     pub(crate) fn new(local: Arc<LocalFileSystem>, root: &FsPath) -> Self {
         Self {
-            local,
+            local: Some(local),
             root: root.to_path_buf(),
+        }
+    }
+
+    /// The durability of a remote store: every call is a no-op.
+    pub(crate) fn remote() -> Self {
+        Self {
+            local: None,
+            root: PathBuf::new(),
         }
     }
 
     /// Flushes the contents of the file at `path` to the disk.
     pub(crate) async fn sync_file(&self, path: &Path) -> Result<()> {
-        let file = self.local.path_to_filesystem(path)?;
+        let Some(local) = &self.local else {
+            return Ok(());
+        };
+        let file = local.path_to_filesystem(path)?;
         blocking(move || std::fs::File::open(&file)?.sync_all()).await
     }
 
@@ -43,9 +56,12 @@ impl LocalDurability {
     /// the data directory: a partition directory made for a new file is only durable once
     /// its parent's entries are.
     pub(crate) async fn sync_dirs_of(&self, paths: &[Path]) -> Result<()> {
+        let Some(local) = &self.local else {
+            return Ok(());
+        };
         let mut dirs = BTreeSet::new();
         for path in paths {
-            let file = self.local.path_to_filesystem(path)?;
+            let file = local.path_to_filesystem(path)?;
             let mut at = file.parent();
             while let Some(dir) = at {
                 if !dir.starts_with(&self.root) {
@@ -76,6 +92,9 @@ impl LocalDurability {
     /// Removes the local store's staging files left by an upload that never completed.
     /// Returns how many there were.
     pub(crate) async fn remove_unfinished_uploads(&self) -> Result<usize> {
+        if self.local.is_none() {
+            return Ok(0);
+        }
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
             let mut removed = 0;

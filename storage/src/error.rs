@@ -25,6 +25,9 @@ pub enum Error {
     /// A write or delete through a store opened with `Store::open_read_only`.
     #[error("the store is open read-only")]
     ReadOnly,
+    /// A `store` URL that names no object store meshscope can open, or a bad writer id.
+    #[error("store location: {0}")]
+    Location(String),
     #[error("no data directory at {0}")]
     NoDataDir(std::path::PathBuf),
 }

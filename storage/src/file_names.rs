@@ -7,16 +7,26 @@ use object_store::path::Path;
 
 use crate::model::EpochMillis;
 
-/// File names start with a time and a counter (`<ms>-<n>`); each new name comes after
-/// every name seen or made before, also when the clock is behind them (a restart after
-/// the clock was set back, or a test's clock). Upkeep relies on the order: a day's rollup
-/// is due again when one of its hours was rolled up after it.
+/// File names start with a time and a counter (`<ms>-<n>`), then the writer's id when the
+/// store has one (`<ms>-<n>-<writer>`), so that writers sharing a store never make the same
+/// name. Each new name comes after every name seen or made before, also when the clock is
+/// behind them (a restart after the clock was set back, or a test's clock). Upkeep relies
+/// on the order: a day's rollup is due again when one of its hours was rolled up after it.
 #[derive(Debug, Default)]
 pub(crate) struct StemSequence {
     last: parking_lot::Mutex<(i64, u64)>,
+    writer: String,
 }
 
 impl StemSequence {
+    /// Names made by the writer `writer` (empty: names without a writer).
+    pub(crate) fn for_writer(writer: &str) -> Self {
+        Self {
+            last: parking_lot::Mutex::default(),
+            writer: writer.to_owned(),
+        }
+    }
+
     pub(crate) fn next(&self, now_ms: i64) -> String {
         let mut last = self.last.lock();
         *last = if now_ms > last.0 {
@@ -24,7 +34,16 @@ impl StemSequence {
         } else {
             (last.0, last.1 + 1)
         };
-        format!("{}-{:06}", last.0, last.1)
+        match self.writer.as_str() {
+            "" => format!("{}-{:06}", last.0, last.1),
+            writer => format!("{}-{:06}-{writer}", last.0, last.1),
+        }
+    }
+
+    /// Whether a name found in the store was made by this writer: it carries this
+    /// writer's id, or none (names from before the store had writers).
+    pub(crate) fn is_own(&self, name: &str) -> bool {
+        writer_of(name).is_none_or(|writer| writer == self.writer)
     }
 
     /// Notes a name found on disk, so that new names come after it.
@@ -40,8 +59,19 @@ impl StemSequence {
 pub(crate) fn stem_order(name: &str) -> Option<(i64, u64)> {
     let name = name.strip_prefix('.').unwrap_or(name);
     let stem = name.split(['_', '.']).next()?;
-    let (ms, counter) = stem.split_once('-')?;
+    let (ms, rest) = stem.split_once('-')?;
+    let counter = rest.split('-').next()?;
     Some((ms.parse().ok()?, counter.parse().ok()?))
+}
+
+/// The id of the writer that made a file, from its name (`<ms>-<n>-<writer>…`); `None`
+/// for a name without one.
+pub(crate) fn writer_of(name: &str) -> Option<&str> {
+    let name = name.strip_prefix('.').unwrap_or(name);
+    let stem = name.split(['_', '.']).next()?;
+    let (_, rest) = stem.split_once('-')?;
+    let (_, writer) = rest.split_once('-')?;
+    Some(writer)
 }
 
 pub(crate) const TEMPORARY_SUFFIX: &str = ".parquet.tmp";
@@ -126,5 +156,28 @@ mod tests {
         assert_eq!(stems.next(50), "100-000008");
         assert_eq!(stems.next(100), "100-000009");
         assert_eq!(stems.next(101), "101-000000");
+    }
+
+    #[test]
+    fn a_writer_names_its_files_and_knows_them_from_others() {
+        let stems = StemSequence::for_writer("collector-a1");
+        let stem = stems.next(7);
+        assert_eq!(stem, "7-000000-collector-a1");
+        let name = format!("{stem}_t1_2.parquet");
+        assert_eq!(stem_order(&name), Some((7, 0)));
+        assert_eq!(writer_of(&name), Some("collector-a1"));
+        assert_eq!(
+            writer_of(&format!(".{stem}.parquet.tmp")),
+            Some("collector-a1")
+        );
+        assert!(stems.is_own(&name));
+        assert!(
+            stems.is_own("7-000001_t1_2.parquet"),
+            "a name without a writer"
+        );
+        assert!(!stems.is_own("7-000001-collector-b_t1_2.parquet"));
+        let other = StemSequence::for_writer("b");
+        other.observe(&name);
+        assert_eq!(other.next(1), "7-000001-b");
     }
 }

@@ -1,28 +1,28 @@
-//! Parquet files under `<data-dir>/<table>/date=YYYY-MM-DD[/hour=HH]/…`, read and written
-//! only through `object_store`, so that another object store could take the local disk's
-//! place. A file becomes visible by a rename from a temporary name once its contents are
-//! flushed to disk, and the directory is flushed after the rename (`durable`), so a crash
-//! or a power loss never leaves a half file that a query reads. Files that replace others
-//! (compaction, rollups) become visible through `replace`, which makes the swap atomic.
+//! Parquet files under `<store>/<table>/date=YYYY-MM-DD[/hour=HH]/…`, read and written
+//! only through `object_store`, in the node's data directory or in a bucket (`location`).
+//! On the local disk a file becomes visible by a rename from a temporary name once its
+//! contents are flushed to disk, and the directory is flushed after the rename
+//! (`durable`), so a crash or a power loss never leaves a half file that a query reads. A
+//! bucket's upload becomes visible whole when it completes, so there a new file is written
+//! straight under its final name. Files that replace others (compaction, rollups) become
+//! visible through `replace`, which makes the swap atomic.
 //!
-//! Over 600 lines: the listing at start (with its checks), the writer and what a write
-//! goes through are the one life of a data file; what a name says is in `file_names`.
+//! Several writers may share one store: each one's file names carry its id
+//! (`file_names`), and each lists, cleans up and recovers only its own names.
+//!
+//! Over 600 lines: the listing at start (with its checks), the opening of writers and what
+//! a write goes through are the one life of a data file; what a name says is in
+//! `file_names`, how one file is written in `file_writer`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Timelike};
-use datafusion::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::metadata::SortingColumn;
-use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use futures::TryStreamExt;
-use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -35,6 +35,9 @@ use crate::file_names::{
     StemSequence, TEMPORARY_SUFFIX, partition_of, stem_order, temporary_path, times_in_name,
     visible_path,
 };
+pub(crate) use crate::file_writer::{ClosedFile, FileWriter, in_time_order};
+use crate::file_writer::{Target, time_span};
+use crate::location::Location;
 use crate::model::EpochMillis;
 use crate::quarantine;
 use crate::write_health::{WriteHealth, telling_io_kind};
@@ -89,8 +92,8 @@ pub(crate) struct FileEntry {
 }
 
 pub(crate) struct DataFiles {
-    local: Arc<LocalFileSystem>,
-    root: std::path::PathBuf,
+    /// The local directory's store and its path on disk; `None` for a remote store.
+    local: Option<(Arc<LocalFileSystem>, std::path::PathBuf)>,
     url: ObjectStoreUrl,
     pub(crate) write_path: WritePath,
     stems: StemSequence,
@@ -103,35 +106,53 @@ pub(crate) struct DataFiles {
 }
 
 impl DataFiles {
-    /// The files in `data_dir`, named and dated by `clock`.
-    pub(crate) fn open(data_dir: &std::path::Path, clock: Arc<dyn Clock>) -> Result<Self> {
-        std::fs::create_dir_all(data_dir)?;
-        Self::with_store(data_dir, false, clock)
+    /// The files at `location`, named by `writer` and dated by `clock`.
+    pub(crate) fn open(location: &Location, writer: &str, clock: Arc<dyn Clock>) -> Result<Self> {
+        if let Location::Local(dir) = location {
+            std::fs::create_dir_all(dir)?;
+        }
+        Self::with_store(location, writer, false, clock)
     }
 
-    pub(crate) fn open_read_only(
-        data_dir: &std::path::Path,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self> {
-        if !data_dir.is_dir() {
-            return Err(Error::NoDataDir(data_dir.to_path_buf()));
+    /// The files at `location`, for reading only.
+    pub(crate) fn open_read_only(location: &Location, clock: Arc<dyn Clock>) -> Result<Self> {
+        if let Location::Local(dir) = location
+            && !dir.is_dir()
+        {
+            return Err(Error::NoDataDir(dir.to_path_buf()));
         }
-        Self::with_store(data_dir, true, clock)
+        Self::with_store(location, "", true, clock)
     }
 
     fn with_store(
-        data_dir: &std::path::Path,
+        location: &Location,
+        writer: &str,
         read_only: bool,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        let local = Arc::new(LocalFileSystem::new_with_prefix(data_dir)?);
-        let root = std::fs::canonicalize(data_dir)?;
+        if !writer.is_empty() && !crate::location::valid_writer_id(writer) {
+            return Err(Error::Location(format!(
+                "{writer:?} is not a writer id: 1 to 63 letters, digits and '-'"
+            )));
+        }
+        let (reads, durability, local): (Arc<dyn ObjectStore>, _, _) = match location {
+            Location::Local(data_dir) => {
+                let local = Arc::new(LocalFileSystem::new_with_prefix(data_dir)?);
+                let root = std::fs::canonicalize(data_dir)?;
+                (
+                    local.clone(),
+                    LocalDurability::new(local.clone(), &root),
+                    Some((local, root)),
+                )
+            }
+            Location::Remote { store, .. } => (store.clone(), LocalDurability::remote(), None),
+        };
         let store: Arc<dyn ObjectStore> = match slow_writes() {
             Some(config) => Arc::new(object_store::throttle::ThrottledStore::new(
-                local.clone(),
+                reads.clone(),
                 config,
             )),
-            None => local.clone(),
+            None => reads.clone(),
         };
         if !read_only {
             WriteHealth::register();
@@ -140,18 +161,28 @@ impl DataFiles {
         Ok(Self {
             write_path: WritePath {
                 store,
-                reads: local.clone(),
-                durability: LocalDurability::new(local.clone(), &root),
+                reads,
+                durability,
                 health: Arc::new(WriteHealth::default()),
                 clock,
+                straight_to_final_name: local.is_none(),
             },
             local,
-            root,
             url: ObjectStoreUrl::parse("meshscope://data/")?,
-            stems: StemSequence::default(),
+            stems: StemSequence::for_writer(writer),
             read_only,
             hidden: parking_lot::Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Whether the files are in a local directory (flushed and renamed into place).
+    pub(crate) fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// Whether a name found in the store is one this writer made (see `StemSequence`).
+    pub(crate) fn is_own(&self, name: &str) -> bool {
+        self.stems.is_own(name)
     }
 
     pub(crate) fn is_read_only(&self) -> bool {
@@ -162,9 +193,12 @@ impl DataFiles {
         &self.write_path.health
     }
 
-    /// Files a reader beside a running server must not list (see `replace`).
+    /// Files a reader beside a running server must not list (see `replace`), in place
+    /// of those named before.
     pub(crate) fn hide(&self, paths: impl IntoIterator<Item = String>) {
-        self.hidden.lock().extend(paths);
+        let mut hidden = self.hidden.lock();
+        hidden.clear();
+        hidden.extend(paths);
     }
 
     /// The store reads go through (never slowed down, see `SLOW_WRITES_ENV`).
@@ -192,7 +226,16 @@ impl DataFiles {
         let Some(schema) = batches.first().map(RecordBatch::schema) else {
             return Err(Error::Parquet("no batch to write".into()));
         };
-        let mut writer = self.writer(table, granularity, partition, schema)?;
+        // Known before the first byte: a remote store's file is written under its final
+        // name, which carries them.
+        let times = match (
+            batches.iter().find_map(time_span),
+            batches.iter().rev().find_map(time_span),
+        ) {
+            (Some((first, _)), Some((_, last))) => Some((first, last)),
+            _ => None,
+        };
+        let mut writer = self.new_writer(table, granularity, partition, schema, times)?;
         for batch in &batches {
             writer.write(batch).await?;
         }
@@ -209,26 +252,39 @@ impl DataFiles {
         partition: EpochMillis,
         schema: SchemaRef,
     ) -> Result<FileWriter> {
+        self.new_writer(table, granularity, partition, schema, None)
+    }
+
+    /// A new file of the partition. With `times` known up front and a remote store, it is
+    /// written straight under its final name (an upload is visible only once complete);
+    /// otherwise under a temporary name, renamed into place by `finish` or `replace`.
+    fn new_writer(
+        &self,
+        table: &str,
+        granularity: Granularity,
+        partition: EpochMillis,
+        schema: SchemaRef,
+        times: Option<(EpochMillis, EpochMillis)>,
+    ) -> Result<FileWriter> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
         let stem = self.new_stem();
         let dir = partition_dir(table, granularity, partition);
-        let temporary = temporary_path(&dir, &stem);
-        // One part in flight: the hour's upkeep holds two writers at once, beside the
-        // closing minutes.
-        let sink =
-            BufWriter::with_capacity(self.write_path.store.clone(), temporary.clone(), PART_BYTES)
-                .with_max_concurrency(1);
-        Ok(FileWriter {
-            writer: AsyncArrowWriter::try_new(sink, schema, Some(writer_properties()))?,
-            write_path: self.write_path.clone(),
-            temporary,
+        let target = match times {
+            Some(times) if self.write_path.straight_to_final_name => {
+                Target::Final(visible_path(&dir, &stem, Some(times)))
+            }
+            _ => Target::Temporary(temporary_path(&dir, &stem)),
+        };
+        FileWriter::start(
+            self.write_path.clone(),
+            target,
             dir,
             stem,
             partition,
-            times: None,
-        })
+            schema,
+        )
     }
 
     /// A name for a new file, after every name written before (see `StemSequence`).
@@ -238,19 +294,42 @@ impl DataFiles {
 
     /// A file's rows, `rows_per_batch` at a time, decoded as they are asked for and read
     /// from the file a row group at a time: a minute of endpoint rows is some 10 MB
-    /// encoded and several times that decoded, and neither is held whole. The store is
-    /// a local directory, whose files are read in place; a remote store behind this seam
-    /// would read its row groups by range instead.
-    pub(crate) fn stream(
+    /// encoded and several times that decoded, and neither is held whole. A local file is
+    /// read in place; a remote one is fetched whole first (`fetch_encoded`).
+    pub(crate) fn stream_local(
         &self,
         path: &Path,
         rows_per_batch: usize,
     ) -> Result<impl Iterator<Item = Result<RecordBatch>> + Send + 'static> {
-        let file = std::fs::File::open(self.local.path_to_filesystem(path)?)?;
+        let Some((local, _)) = &self.local else {
+            return Err(Error::ObjectStore(format!(
+                "{path} is in a remote store: it cannot be read in place"
+            )));
+        };
+        let file = std::fs::File::open(local.path_to_filesystem(path)?)?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
             .with_batch_size(rows_per_batch)
             .build()?;
         Ok(reader.map(|batch| crate::batch::with_later_counters(batch?)))
+    }
+
+    /// A file's rows, `rows_per_batch` at a time: read in place from a local directory,
+    /// decoded from the whole file fetched from a remote store.
+    pub(crate) async fn stream(
+        &self,
+        path: &Path,
+        rows_per_batch: usize,
+    ) -> Result<Box<dyn Iterator<Item = Result<RecordBatch>> + Send + 'static>> {
+        if self.is_local() {
+            return Ok(Box::new(self.stream_local(path, rows_per_batch)?));
+        }
+        let bytes = self.write_path.reads.get(path).await?.bytes().await?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
+            .with_batch_size(rows_per_batch)
+            .build()?;
+        Ok(Box::new(
+            reader.map(|batch| crate::batch::with_later_counters(batch?)),
+        ))
     }
 
     /// A file's rows, decoded whole; files written before the later counters read with
@@ -284,11 +363,31 @@ impl DataFiles {
         }
     }
 
-    /// The visible files of a table, found by listing its directory. Temporary files left
-    /// by a crash are deleted: their rename never happened, so nothing refers to them
-    /// (`replace::recover` has run first). A file whose footer is damaged is moved to the
-    /// quarantine directory (a reader beside a server only skips it).
+    /// The visible files of a table, found by listing its directory. Temporary files this
+    /// writer's crash left are deleted: their rename never happened, so nothing refers to
+    /// them (`replace::recover` has run first); other writers' are left alone. A local
+    /// file whose footer is damaged is moved to the quarantine directory (a reader beside
+    /// a server only skips it).
     pub(crate) async fn list(&self, table: &str) -> Result<Vec<FileEntry>> {
+        self.list_except(table, &HashSet::new(), true).await
+    }
+
+    /// The visible files of a table but those in `known`, listed again while the store
+    /// is in use: nothing is deleted, and only new files' footers are checked.
+    pub(crate) async fn list_again(
+        &self,
+        table: &str,
+        known: &HashSet<Path>,
+    ) -> Result<Vec<FileEntry>> {
+        self.list_except(table, known, false).await
+    }
+
+    async fn list_except(
+        &self,
+        table: &str,
+        known: &HashSet<Path>,
+        at_start: bool,
+    ) -> Result<Vec<FileEntry>> {
         let objects: Vec<_> = self
             .write_path
             .reads
@@ -301,7 +400,7 @@ impl DataFiles {
             let name = object.location.filename().unwrap_or_default();
             self.stems.observe(name);
             if name.ends_with(TEMPORARY_SUFFIX) {
-                if self.read_only {
+                if self.read_only || !at_start || !self.is_own(name) {
                     continue;
                 }
                 tracing::warn!(path = %object.location, "removing a file whose write did not finish");
@@ -332,14 +431,42 @@ impl DataFiles {
                 times,
             });
         }
-        self.without_damaged(files).await
+        let (old, new): (Vec<FileEntry>, Vec<FileEntry>) = files
+            .into_iter()
+            .partition(|file| known.contains(&file.path));
+        let mut files = old;
+        files.extend(self.without_damaged(new).await?);
+        Ok(files)
+    }
+
+    /// The names of the visible Parquet files this writer made directly in `dir` (a
+    /// partition directory).
+    pub(crate) async fn own_files_in(
+        &self,
+        dir: &str,
+    ) -> Result<std::collections::BTreeSet<String>> {
+        let listed: Vec<_> = self
+            .write_path
+            .reads
+            .list(Some(&Path::from(dir)))
+            .try_collect()
+            .await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|object| object.location.filename().map(str::to_owned))
+            .filter(|name| {
+                name.ends_with(".parquet") && !name.starts_with('.') && self.is_own(name)
+            })
+            .collect())
     }
 
     /// `files` but those whose footer is damaged, which are moved aside (or, read-only,
     /// skipped).
     async fn without_damaged(&self, files: Vec<FileEntry>) -> Result<Vec<FileEntry>> {
-        let local = self.local.clone();
-        let root = self.root.clone();
+        // A remote store's uploads appear whole or not at all.
+        let Some((local, root)) = self.local.clone() else {
+            return Ok(files);
+        };
         let read_only = self.read_only;
         tokio::task::spawn_blocking(move || {
             let mut whole = Vec::with_capacity(files.len());
@@ -373,6 +500,9 @@ pub(crate) struct WritePath {
     pub(crate) durability: LocalDurability,
     pub(crate) health: Arc<WriteHealth>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// A remote store: an upload becomes visible whole, so a new file whose times are
+    /// known is written under its final name, with no rename.
+    pub(crate) straight_to_final_name: bool,
 }
 
 impl WritePath {
@@ -400,7 +530,7 @@ impl WritePath {
     }
 
     /// Makes a closed file visible under its final name, durably.
-    async fn publish(&self, closed: ClosedFile) -> Result<FileEntry> {
+    pub(crate) async fn publish(&self, closed: ClosedFile) -> Result<FileEntry> {
         crash_point::reached(crash_point::FILE_SYNCED);
         let renamed = async {
             self.store
@@ -448,13 +578,6 @@ fn slow_writes() -> Option<object_store::throttle::ThrottleConfig> {
 /// The environment variable that slows the store's writes down, for tests.
 pub const SLOW_WRITES_ENV: &str = "MESHSCOPE_TEST_SLOW_WRITES_MS";
 
-/// A file written and flushed under its temporary name, not yet visible.
-pub(crate) struct ClosedFile {
-    pub(crate) temporary: Path,
-    /// What the file is once visible.
-    pub(crate) entry: FileEntry,
-}
-
 pub(crate) fn partition_dir(
     table: &str,
     granularity: Granularity,
@@ -469,166 +592,6 @@ pub(crate) fn partition_dir(
         }
     }
 }
-
-/// Whether a batch's times never go down; `None` if it has no plain time column.
-fn sorted_times(batch: &RecordBatch) -> Option<bool> {
-    use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::arrow::datatypes::TimestampMillisecondType;
-    let times = batch
-        .columns()
-        .first()?
-        .as_primitive_opt::<TimestampMillisecondType>()?;
-    if times.null_count() > 0 {
-        return None;
-    }
-    Some(times.values().windows(2).all(|w| w[0] <= w[1]))
-}
-
-/// The batches in time order. Each closed minute arrives sorted (one time), so ordering
-/// the batches by their spans is enough and nothing is copied; joining and sorting would
-/// copy a minute whole at the moment memory is highest.
-pub(crate) fn in_time_order(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
-    let mut batches: Vec<RecordBatch> = match batches.iter().any(|b| b.num_rows() > 0) {
-        true => batches
-            .iter()
-            .filter(|b| b.num_rows() > 0)
-            .cloned()
-            .collect(),
-        // A file of no rows still records its schema.
-        false => return Ok(batches.iter().take(1).cloned().collect()),
-    };
-    if batches.iter().all(|b| sorted_times(b) == Some(true)) {
-        batches.sort_by_key(time_span);
-        let disjoint = batches
-            .windows(2)
-            .all(|w| match (time_span(&w[0]), time_span(&w[1])) {
-                (Some((_, last)), Some((first, _))) => last <= first,
-                _ => false,
-            });
-        if disjoint {
-            return Ok(batches);
-        }
-    }
-    let Some(first) = batches.first() else {
-        return Ok(batches);
-    };
-    let joined = concat_batches(&first.schema(), &batches)?;
-    if joined.num_columns() == 0 {
-        return Ok(vec![joined]);
-    }
-    let indices = sort_to_indices(joined.column(0), None, None)?;
-    Ok(vec![take_record_batch(&joined, &indices)?])
-}
-
-/// A file being written by `DataFiles::writer`; nothing is visible until `finish` (or,
-/// for a file that replaces others, until `replace::commit`).
-pub(crate) struct FileWriter {
-    writer: AsyncArrowWriter<BufWriter>,
-    write_path: WritePath,
-    temporary: Path,
-    dir: String,
-    stem: String,
-    partition: EpochMillis,
-    times: Option<(EpochMillis, EpochMillis)>,
-}
-
-impl FileWriter {
-    /// Appends a batch sorted by time, with no time before the previous batch's last.
-    pub(crate) async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        if let Some((first, last)) = time_span(batch) {
-            if sorted_times(batch) != Some(true)
-                || self.times.is_some_and(|(_, before)| first < before)
-            {
-                return Err(Error::Parquet("rows written out of time order".into()));
-            }
-            self.times = Some(self.times.map_or((first, last), |(lo, _)| (lo, last)));
-        }
-        let written = self.writer.write(batch).await.map_err(Error::from);
-        self.write_path.counted(written)
-    }
-
-    /// Completes the file and flushes it to disk under its temporary name; it is not
-    /// visible yet. On failure the temporary file is deleted.
-    pub(crate) async fn close(self) -> Result<ClosedFile> {
-        let FileWriter {
-            writer,
-            write_path,
-            temporary,
-            dir,
-            stem,
-            partition,
-            times,
-        } = self;
-        let closed = async {
-            writer.close().await?;
-            let size = write_path.reads.head(&temporary).await?.size;
-            write_path.durability.sync_file(&temporary).await?;
-            Ok(size)
-        }
-        .await;
-        match write_path.counted(closed) {
-            Ok(size) => Ok(ClosedFile {
-                entry: FileEntry {
-                    path: visible_path(&dir, &stem, times),
-                    size,
-                    partition,
-                    times,
-                },
-                temporary,
-            }),
-            Err(error) => {
-                let _ = write_path.delete(&temporary).await;
-                Err(error)
-            }
-        }
-    }
-
-    /// Completes the file and makes it visible under its final name, durably.
-    pub(crate) async fn finish(self) -> Result<FileEntry> {
-        let write_path = self.write_path.clone();
-        let closed = self.close().await?;
-        write_path.publish(closed).await
-    }
-}
-
-/// The first and last value of a sorted batch's time column.
-fn time_span(batch: &RecordBatch) -> Option<(EpochMillis, EpochMillis)> {
-    use datafusion::arrow::array::{Array, AsArray};
-    if batch.num_columns() == 0 || batch.num_rows() == 0 {
-        return None;
-    }
-    let times = batch
-        .column(0)
-        .as_primitive_opt::<datafusion::arrow::datatypes::TimestampMillisecondType>()?;
-    if times.null_count() > 0 {
-        return None;
-    }
-    Some((times.value(0), times.value(times.len() - 1)))
-}
-
-fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_sorting_columns(Some(vec![SortingColumn {
-            column_idx: 0,
-            descending: false,
-            nulls_first: false,
-        }]))
-        // A row group is encoded in memory before it goes out: this bounds what a merge
-        // of many minute files holds at once.
-        .set_max_row_group_row_count(Some(STREAMED_ROW_GROUP))
-        .build()
-}
-
-/// The part a streamed file goes out in. Local files take parts of any size; a store such
-/// as S3 needs 5 MiB, which is what this becomes when one is wired behind the seam.
-const PART_BYTES: usize = 1 << 20;
-
-/// Rows per row group: small enough that a streamed file's pending group stays a few MiB
-/// even for wide tables; the hour's upkeep holds two such groups while closing minutes
-/// come and go beside it.
-const STREAMED_ROW_GROUP: usize = 16 * 1024;
 
 impl From<object_store::Error> for Error {
     fn from(error: object_store::Error) -> Self {
@@ -646,57 +609,5 @@ impl From<datafusion::parquet::errors::ParquetError> for Error {
             Some(kind) => Error::Io(std::io::Error::new(kind, error.to_string())),
             None => Error::Parquet(error.to_string()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{MetricRow, Metrics, RowKey, ServiceRef, Side, Table};
-
-    fn minute_batch(minutes: &[i64]) -> RecordBatch {
-        let rows: Vec<MetricRow> = minutes
-            .iter()
-            .map(|&minute| MetricRow {
-                minute,
-                key: RowKey::Service {
-                    service: ServiceRef::service("", "a"),
-                },
-                side: Side::Server,
-                metrics: Metrics::default(),
-            })
-            .collect();
-        crate::batch::to_batch(Table::ServiceMinute, &rows).unwrap()
-    }
-
-    fn times(batches: &[RecordBatch]) -> Vec<Option<(EpochMillis, EpochMillis)>> {
-        batches.iter().map(time_span).collect()
-    }
-
-    #[test]
-    fn slices_of_minutes_are_written_in_order_without_a_copy() {
-        let late = minute_batch(&[0]);
-        let slices = [
-            minute_batch(&[60_000, 60_000]),
-            minute_batch(&[60_000]),
-            late,
-        ];
-        let ordered = in_time_order(&slices).unwrap();
-        assert_eq!(
-            times(&ordered),
-            vec![Some((0, 0)), Some((60_000, 60_000)), Some((60_000, 60_000))]
-        );
-        // The same buffers, reordered: nothing was joined.
-        let first_column = |b: &RecordBatch| b.column(0).to_data().buffers()[0].as_ptr();
-        assert_eq!(first_column(&ordered[0]), first_column(&slices[2]));
-
-        let overlapping = [minute_batch(&[60_000, 180_000]), minute_batch(&[120_000])];
-        let joined = in_time_order(&overlapping).unwrap();
-        assert_eq!(times(&joined), vec![Some((60_000, 180_000))]);
-        assert_eq!(joined[0].num_rows(), 3);
-        assert!(sorted_times(&joined[0]).unwrap());
-
-        let empty = [minute_batch(&[])];
-        assert_eq!(in_time_order(&empty).unwrap()[0].num_rows(), 0);
     }
 }

@@ -56,8 +56,10 @@ mod crash_point;
 mod durable;
 mod error;
 mod file_names;
+mod file_writer;
 pub mod files;
 mod live_minutes;
+mod location;
 mod model;
 mod proxy_registry;
 mod proxy_row;
@@ -91,6 +93,7 @@ pub use datafusion::arrow::record_batch::RecordBatch;
 pub use error::{Error, Result};
 pub use files::Granularity;
 pub use live_minutes::{LiveMinuteSource, LiveProxyMinuteSource};
+pub use location::{valid_writer_id, writer_id_in};
 pub use model::{
     EpochMillis, MINUTE_MS, MetricRow, Metrics, NodeKind, Protocol, RowKey, ServiceRef, Side,
     Table, minute_of,
@@ -106,7 +109,7 @@ pub use sketch::LatencySketch;
 pub use sliding::KeptSpan;
 pub use store::{
     MAINTENANCE_FAILURES_METRIC, MAINTENANCE_PASSES_METRIC, MaintenanceReport, MemoryPeakPermit,
-    Store, StoreFigures, TableInfo, table_name,
+    OPEN_MINUTES_DIR, OPEN_MINUTES_MAX_AGE_MS, Store, StoreFigures, TableInfo, table_name,
 };
 pub use whole_file::write_whole_file;
 pub use write_health::{

@@ -126,6 +126,10 @@ async fn commit_deletes(files: &DataFiles, old: Vec<String>) -> Result<()> {
 pub(crate) async fn recover(files: &DataFiles) -> Result<()> {
     let path = &files.write_path;
     for (record_path, record) in records(path.reads.as_ref()).await? {
+        // Another writer's replacement under way is that writer's to finish.
+        if !files.is_own(record_path.filename().unwrap_or_default()) {
+            continue;
+        }
         let Some(record) = record else {
             tracing::warn!(record = %record_path, "dropping a replacement that was never committed");
             path.delete(&record_path).await?;
@@ -163,6 +167,7 @@ pub(crate) async fn recover(files: &DataFiles) -> Result<()> {
 /// files already visible, so that it reads each row once.
 pub(crate) async fn hide_unfinished(files: &DataFiles) -> Result<()> {
     let path = &files.write_path;
+    let mut hidden = Vec::new();
     for (_, record) in records(path.reads.as_ref()).await? {
         let Some(record) = record else {
             continue;
@@ -174,11 +179,12 @@ pub(crate) async fn hide_unfinished(files: &DataFiles) -> Result<()> {
             }
         }
         if visible.len() == record.new.len() {
-            files.hide(record.old);
+            hidden.extend(record.old);
         } else {
-            files.hide(visible);
+            hidden.extend(visible);
         }
     }
+    files.hide(hidden);
     Ok(())
 }
 
@@ -191,7 +197,12 @@ async fn records(store: &dyn ObjectStore) -> Result<Vec<(Path, Option<Replacemen
     listed.sort_by(|a, b| a.location.cmp(&b.location));
     let mut records = Vec::with_capacity(listed.len());
     for object in listed {
-        let bytes = store.get(&object.location).await?.bytes().await?;
+        let bytes = match store.get(&object.location).await {
+            Ok(got) => got.bytes().await?,
+            // Finished and removed since the listing (by the writer that made it).
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(error) => return Err(error.into()),
+        };
         let record = serde_json::from_slice::<ReplacementRecord>(&bytes).ok();
         records.push((object.location, record));
     }

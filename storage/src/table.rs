@@ -73,10 +73,45 @@ impl StoredTable {
     pub(crate) fn add_files_covering(&self, new: Vec<FileEntry>, before: Option<EpochMillis>) {
         let mut files = self.files.write();
         for file in new {
-            files.entry(file.partition).or_default().push(file);
+            let entries = files.entry(file.partition).or_default();
+            // A listing of the store (`refresh_files`) may have taken it in already.
+            if !entries.iter().any(|known| known.path == file.path) {
+                entries.push(file);
+            }
         }
         if let Some(before) = before {
             self.covered_before.fetch_max(before, Ordering::SeqCst);
+        }
+    }
+
+    /// Minutes before this are all in files (a live source's rows before it are not read).
+    pub(crate) fn covered_before(&self) -> EpochMillis {
+        self.covered_before.load(Ordering::SeqCst)
+    }
+
+    /// The paths of every file the table holds.
+    pub(crate) fn file_paths(&self) -> std::collections::HashSet<object_store::path::Path> {
+        self.files
+            .read()
+            .values()
+            .flatten()
+            .map(|file| file.path.clone())
+            .collect()
+    }
+
+    /// Takes in `new` files (those already held are skipped) and lets go of `gone`, in one
+    /// step: what a listing of a store other writers change found.
+    pub(crate) fn take_listing(&self, new: Vec<FileEntry>, gone: &[object_store::path::Path]) {
+        let mut files = self.files.write();
+        for entries in files.values_mut() {
+            entries.retain(|file| !gone.contains(&file.path));
+        }
+        files.retain(|_, entries| !entries.is_empty());
+        for file in new {
+            let entries = files.entry(file.partition).or_default();
+            if !entries.iter().any(|known| known.path == file.path) {
+                entries.push(file);
+            }
         }
     }
 

@@ -2,13 +2,15 @@
 //!
 //! Whoever appends closed minutes can hand the store a note (the store does not read it);
 //! [`Store::append_batches_noted`] makes the note visible only once the files are, and
-//! [`recover`], run before the store opens, undoes files a crash left without their note.
-//! So after any crash the note read back describes exactly the files on disk. The
+//! opening the store undoes files a crash left without their note; [`recover`] gives the
+//! note back. So after any crash the note read back describes exactly the files in the
+//! store. The note and its pending record are in the node's own data directory; the files
+//! may be in a shared store, where only this writer's own names are listed and undone. The
 //! collector notes there how far its write-ahead log is in the files, which is what lets a
 //! replay skip what is already stored.
 //!
-//! How: before the files, a pending record lists the Parquet files already in each
-//! partition the append writes to; after the files, the note replaces the last one (a
+//! How: before the files, a pending record lists this writer's Parquet files already in
+//! each partition the append writes to; after the files, the note replaces the last one (a
 //! rename) and the pending record goes. A pending record newer than the note at start means
 //! the append was cut short: the files not on its lists are the append's, and are deleted.
 //! Nothing else writes minute files meanwhile: the caller holds its memory peak permit, which the
@@ -22,7 +24,7 @@ use tracing::warn;
 
 use crate::Result;
 use crate::batch::ClosedBatch;
-use crate::files::{Granularity, partition_dir};
+use crate::files::{DataFiles, Granularity, partition_dir};
 use crate::model::EpochMillis;
 use crate::store::{Store, table_name};
 
@@ -75,7 +77,7 @@ impl Store {
             {
                 // A partition an earlier, failed try did not write to: its files now are
                 // all older than this append.
-                let files = parquet_files(&data_dir.join(vacant.key()))?;
+                let files = self.inner.files.own_files_in(vacant.key()).await?;
                 vacant.insert(files);
                 grew = true;
             }
@@ -83,10 +85,8 @@ impl Store {
         if grew {
             write_atomically(&data_dir, PENDING_FILE, &to_json(&pending)?)?;
         }
+        // The files and their directories are flushed as each file is made visible.
         self.append_batches_before(batches, before).await?;
-        for dir in pending.partitions.keys() {
-            sync_dir(&data_dir.join(dir))?;
-        }
         if !pending.partitions.is_empty() {
             fault_point("between_files_and_note");
         }
@@ -103,36 +103,44 @@ impl Store {
     }
 }
 
-/// Undoes an append a crash cut short (deletes its files, which its note never covered)
-/// and gives the last note written, if any. Run before the store opens on `data_dir`.
+/// The last note written with files in `data_dir`'s store, if any. What an append a crash
+/// cut short wrote is undone when the store opens (`undo_unfinished`), so the note read
+/// here describes the files the opened store holds.
 pub fn recover(data_dir: &Path) -> Result<Option<String>> {
+    Ok(read_json::<Note>(&data_dir.join(NOTE_FILE))?.map(|n| n.note))
+}
+
+/// Undoes an append a crash cut short: deletes this writer's files its pending record
+/// does not list, which its note never covered. Run as a writer opens its store, before
+/// the files are listed.
+pub(crate) async fn undo_unfinished(files: &DataFiles, data_dir: &Path) -> Result<()> {
     let committed = read_json::<Note>(&data_dir.join(NOTE_FILE))?;
     let pending_path = data_dir.join(PENDING_FILE);
     let Some(pending) = read_json::<Pending>(&pending_path)? else {
-        return Ok(committed.map(|n| n.note));
+        return Ok(());
     };
     let committed_sequence = committed.as_ref().map_or(0, |n| n.sequence);
     if pending.sequence > committed_sequence {
+        let mut deleted = Vec::new();
         for (dir, before) in &pending.partitions {
-            let full = data_dir.join(dir);
-            for name in parquet_files(&full)? {
+            for name in files.own_files_in(dir).await? {
                 if before.contains(&name) {
                     continue;
                 }
+                let path = object_store::path::Path::from(format!("{dir}/{name}"));
                 warn!(
-                    file = %full.join(&name).display(),
+                    file = %path,
                     "deleting a file of a minute write a crash cut short; the write-ahead log holds its rows"
                 );
-                remove_if_present(&full.join(&name))?;
-            }
-            if full.exists() {
-                sync_dir(&full)?;
+                files.write_path.delete(&path).await?;
+                deleted.push(path);
             }
         }
+        files.write_path.durability.sync_dirs_of(&deleted).await?;
     }
     remove_if_present(&pending_path)?;
     sync_dir(data_dir)?;
-    Ok(committed.map(|n| n.note))
+    Ok(())
 }
 
 /// A test-only crash point: when `MESHSCOPE_FAULT_ABORT` names `point`, the process aborts
@@ -142,23 +150,6 @@ fn fault_point(point: &str) {
         tracing::error!(point, "aborting at a fault point, as asked");
         std::process::abort();
     }
-}
-
-/// The visible Parquet files directly in `dir`; none when it does not exist.
-fn parquet_files(dir: &Path) -> Result<BTreeSet<String>> {
-    let mut files = BTreeSet::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(files),
-        Err(error) => return Err(error.into()),
-    };
-    for entry in entries {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".parquet") && !name.starts_with('.') {
-            files.insert(name);
-        }
-    }
-    Ok(files)
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
@@ -294,12 +285,14 @@ mod tests {
         assert_eq!(files(dir.path()).len(), 2);
         drop(first);
         assert_eq!(recover(dir.path()).unwrap().as_deref(), Some("first"));
+        let reopened = store(dir.path()).await;
         assert_eq!(
             files(dir.path()),
             kept,
             "the cut-short append's file is gone"
         );
         assert!(!dir.path().join(PENDING_FILE).exists());
+        drop(reopened);
 
         // A pending record older than the note is what a crash right after the note
         // leaves: nothing is undone.
@@ -320,7 +313,10 @@ mod tests {
             &serde_json::to_vec(&stale).unwrap(),
         )
         .unwrap();
+        drop(second);
         assert_eq!(recover(dir.path()).unwrap().as_deref(), Some("second"));
+        let _reopened = store(dir.path()).await;
         assert_eq!(files(dir.path()), after_second);
+        assert!(!dir.path().join(PENDING_FILE).exists());
     }
 }

@@ -43,6 +43,11 @@ impl Store {
 
     async fn maintain_once(&self, now: EpochMillis) -> Result<MaintenanceReport> {
         let _one_at_a_time = self.inner.maintenance.lock().await;
+        // In a store other writers share, their files are taken in first: an hour is
+        // compacted and rolled up from every writer's minutes, never from this one's alone.
+        if !self.inner.files.is_local() || !self.inner.config.writer_id.is_empty() {
+            self.refresh_files().await?;
+        }
         let _hint = MemoryHint::start(self.inner.config.memory_hint);
         let settle = self.inner.config.settle_minutes as i64 * MINUTE_MS;
         let mut report = MaintenanceReport::default();
@@ -187,7 +192,7 @@ impl Store {
                 // hold.
                 for file in &hour_files {
                     let _permit = self.inner.memory_peaks.lock().await;
-                    for batch in self.inner.files.stream(&file.path, FOLD_SLICE)? {
+                    for batch in self.inner.files.stream(&file.path, FOLD_SLICE).await? {
                         fold.add_rolled(&batch?)?;
                     }
                 }
@@ -392,7 +397,10 @@ enum GroupRows {
 
 impl GroupRows {
     async fn read(store: &Store, group: &[FileEntry]) -> Result<GroupRows> {
-        if let [file] = group {
+        // A remote file cannot be read in place: it is fetched and decoded like a group.
+        if let [file] = group
+            && store.inner.files.is_local()
+        {
             return Ok(GroupRows::File(file.path.clone()));
         }
         let mut read = Vec::new();
@@ -407,7 +415,7 @@ impl GroupRows {
         store: &Store,
     ) -> Result<Box<dyn Iterator<Item = Result<RecordBatch>> + Send + 'a>> {
         Ok(match self {
-            GroupRows::File(path) => Box::new(store.inner.files.stream(path, FOLD_SLICE)?),
+            GroupRows::File(path) => Box::new(store.inner.files.stream_local(path, FOLD_SLICE)?),
             GroupRows::Sorted(sorted) => Box::new(sorted.iter().flat_map(slices_of).map(Ok)),
         })
     }

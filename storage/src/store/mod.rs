@@ -7,10 +7,12 @@
 //!
 //! | submodule        | what it holds                                                      |
 //! |------------------|--------------------------------------------------------------------|
+//! | `open_minutes`   | a writer's unclosed minutes shared through the store               |
 //! | `opening`        | opening a store on a directory, the background upkeep task         |
 //! | `writes`         | the writers' boundary: live minutes, closed minutes, access log    |
 //! | `memory_permit`  | the one-at-a-time permit for large, short uses of memory            |
 //! | `reads`          | readers' signals: minutes written, kept spans, the proxy registry  |
+//! | `refresh`        | listing a store other nodes write to again                        |
 //! | `read_planner`   | `aggregate` and `series`: a window split over granularities, folded |
 //! | `totals_cache`   | the caches of span and window totals the read planner keeps        |
 //! | `proxy_tables`   | writing and reading the `proxy_metrics_*` tables                   |
@@ -21,10 +23,12 @@
 mod figures;
 mod maintenance;
 mod memory_permit;
+mod open_minutes;
 mod opening;
 mod proxy_tables;
 mod read_planner;
 mod reads;
+mod refresh;
 mod sql;
 mod totals_cache;
 mod writes;
@@ -46,6 +50,7 @@ pub use figures::{MAINTENANCE_FAILURES_METRIC, MAINTENANCE_PASSES_METRIC, StoreF
 pub use maintenance::MaintenanceReport;
 pub(crate) use memory_permit::MemoryHint;
 pub use memory_permit::MemoryPeakPermit;
+pub use open_minutes::{OPEN_MINUTES_DIR, OPEN_MINUTES_MAX_AGE_MS};
 pub use sql::TableInfo;
 
 /// The name SQL knows a table by: `service_minute`, `service_hour`, `service_day`, ….

@@ -13,6 +13,7 @@ use crate::access_log;
 use crate::config::StoreConfig;
 use crate::error::Result;
 use crate::files::{DataFiles, Granularity};
+use crate::location::Location;
 use crate::model::Table;
 use crate::proxy_table;
 use crate::schema::{self, MINUTE};
@@ -21,10 +22,29 @@ use crate::table::StoredTable;
 use crate::udf;
 
 impl Store {
-    /// Opens the store in `config.data_dir`, reopening the Parquet files already there,
-    /// and starts background maintenance unless its interval is 0.
+    /// Opens the store where `config` says (its data directory unless `store` names
+    /// another place), reopening the Parquet files already there, and starts background
+    /// maintenance unless its interval is 0. What an append a crash cut short wrote (see
+    /// `written_note`) is undone first.
     pub async fn open(config: StoreConfig) -> Result<Store> {
-        let files = DataFiles::open(&config.data_dir, config.clock.0.clone())?;
+        let location = Location::of(&config)?;
+        let files = DataFiles::open(&location, &config.writer_id, config.clock.0.clone())?;
+        crate::written_note::undo_unfinished(&files, &config.data_dir).await?;
+        tracing::info!(store = %location.describe(), writer = %config.writer_id, "opening the store");
+        Self::open_with(config, files).await
+    }
+
+    /// Opens the files where `config` says for reading only, as a query node does beside
+    /// the writers of a shared store: no maintenance, nothing written, renamed or deleted;
+    /// [`Store::refresh_files`] takes in what the writers add and replace meanwhile.
+    pub async fn open_reader(config: StoreConfig) -> Result<Store> {
+        let config = StoreConfig {
+            maintenance_interval_secs: 0,
+            ..config
+        };
+        let location = Location::of(&config)?;
+        let files = DataFiles::open_read_only(&location, config.clock.0.clone())?;
+        tracing::info!(store = %location.describe(), "opening the store to read");
         Self::open_with(config, files).await
     }
 
@@ -36,7 +56,8 @@ impl Store {
             maintenance_interval_secs: 0,
             ..StoreConfig::in_dir(data_dir)
         };
-        let files = DataFiles::open_read_only(&config.data_dir, config.clock.0.clone())?;
+        let location = Location::Local(config.data_dir.clone());
+        let files = DataFiles::open_read_only(&location, config.clock.0.clone())?;
         Self::open_with(config, files).await
     }
 

@@ -4,6 +4,7 @@
 mod later_columns;
 mod moving_windows;
 mod proxy_metrics;
+mod shared_store;
 mod sql;
 mod support;
 mod upkeep;

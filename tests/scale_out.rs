@@ -1,0 +1,377 @@
+//! Scale-out on object storage, end to end: an S3-compatible server (moto's server mode,
+//! started here), two collectors writing to one bucket and a query node reading it. The
+//! captured Envoy streams of `tests/fixtures/shop-mesh` are replayed into each collector,
+//! and into a single `all` node twice; the query node's graph must equal the single node's,
+//! and its figures the capture's own counts doubled. Then one collector is killed: the
+//! query node still answers, with the same figures.
+//!
+//! moto comes from `MESHSCOPE_MOTO_SERVER` (a `moto_server` executable), else from the
+//! virtual environment `scripts/test` installs it into.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{Meshscope, Proc, edges, free_port, get};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const MOTO_VERSION: &str = "5.2.6";
+const BUCKET: &str = "meshscope";
+/// A query node shows a call within this of the collector receiving it.
+const FRESHNESS: Duration = Duration::from_secs(15);
+
+fn moto_server() -> PathBuf {
+    if let Some(path) = std::env::var_os("MESHSCOPE_MOTO_SERVER") {
+        return PathBuf::from(path);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
+    let path = cache.join(format!("meshscope/moto-{MOTO_VERSION}/bin/moto_server"));
+    assert!(
+        path.exists(),
+        "no moto server at {}: run scripts/test (it installs moto[server]=={MOTO_VERSION}) \
+         or set MESHSCOPE_MOTO_SERVER",
+        path.display()
+    );
+    path
+}
+
+/// An HTTP/1.1 request without a body's signature (moto does not check them): status and
+/// body.
+async fn request(port: u16, method: &str, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let text = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(text.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// moto on a free port, with the bucket made.
+async fn start_moto(dir: &Path) -> (Proc, u16) {
+    let port = free_port("127.0.0.1");
+    let mut command = Command::new(moto_server());
+    command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+    let mut proc = Proc::spawn("moto", &mut command, dir);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        proc.assert_running();
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "moto did not start:\n{}",
+            proc.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, body) = request(port, "PUT", &format!("/{BUCKET}")).await;
+    assert_eq!(status, 200, "making the bucket: {body}");
+    (proc, port)
+}
+
+/// Every key under `prefix` in the bucket.
+async fn keys(port: u16, prefix: &str) -> Vec<String> {
+    let (status, body) = request(
+        port,
+        "GET",
+        &format!("/{BUCKET}?list-type=2&prefix={prefix}&max-keys=10000"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body.split("<Key>")
+        .skip(1)
+        .filter_map(|rest| rest.split("</Key>").next())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn s3_env(port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", "meshscope-test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "meshscope-test".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+    ]
+}
+
+async fn start(
+    name: &str,
+    dir: &Path,
+    flags: &[&str],
+    env: &[(&'static str, String)],
+) -> Meshscope {
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Meshscope::start_with_env(name, &dir, flags, &env).await
+}
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/shop-mesh")
+}
+
+/// Replays the whole capture into the gRPC port `grpc`.
+fn replay(grpc: std::net::SocketAddr) {
+    let fixtures = fixtures();
+    let output = Command::new(env!("CARGO_BIN_EXE_meshscope"))
+        .arg("replay")
+        .arg("--target")
+        .arg(format!("http://{grpc}"))
+        .arg(fixtures.join("als_http.bin"))
+        .arg(fixtures.join("als_tcp.bin"))
+        .arg("--metrics")
+        .arg(fixtures.join("metrics.bin"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+type Graph = BTreeMap<(String, String, String), (u64, u64)>;
+
+/// Per edge: calls and errors, over the last 15 minutes.
+async fn graph(node: &Meshscope) -> Graph {
+    let topology = node.json("/api/v1/topology?window=15m").await;
+    edges(&topology)
+        .into_iter()
+        .map(|(key, edge)| {
+            let metrics = &edge["metrics"];
+            (
+                key,
+                (
+                    metrics["calls"].as_u64().unwrap(),
+                    metrics["errors"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Calls and errors of each edge in the capture, counted from its own entries
+/// (`expected-counts.json`): the server side's count where the callee reported, else the
+/// client's.
+fn captured_edges() -> BTreeMap<(String, String), (u64, u64)> {
+    let text = std::fs::read_to_string(fixtures().join("expected-counts.json")).unwrap();
+    let counts: serde_json::Value = serde_json::from_str(&text).unwrap();
+    counts["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| {
+            let server = edge["server_side"].as_u64().unwrap();
+            let figures = if server > 0 {
+                (server, edge["server_errors"].as_u64().unwrap())
+            } else {
+                (
+                    edge["client_side"].as_u64().unwrap(),
+                    edge["client_errors"].as_u64().unwrap(),
+                )
+            };
+            // The capture's proxies all declare the namespace `shop`; a caller without
+            // a proxy is the virtual node `external`.
+            let node = |name: &str| match name {
+                "(external)" => "external".to_owned(),
+                name => format!("shop/{name}"),
+            };
+            (
+                (
+                    node(edge["client"].as_str().unwrap()),
+                    node(edge["server"].as_str().unwrap()),
+                ),
+                figures,
+            )
+        })
+        .collect()
+}
+
+/// Polls `node`'s graph until it equals `want` or `within` has passed; returns the last
+/// graph read and how long it took.
+async fn wait_for(node: &Meshscope, want: &Graph, within: Duration) -> (Graph, Duration) {
+    let started = Instant::now();
+    loop {
+        let got = graph(node).await;
+        if &got == want || started.elapsed() > within {
+            return (got, started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_collectors_and_a_query_node_on_one_bucket_give_the_single_node_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_moto, port) = start_moto(dir.path()).await;
+    let env = s3_env(port);
+    let store = format!("s3://{BUCKET}/mesh");
+
+    let mut collector_a = start(
+        "collector-a",
+        dir.path(),
+        &[
+            "--role",
+            "collector",
+            "--store",
+            &store,
+            "--writer-id",
+            "collector-a",
+        ],
+        &env,
+    )
+    .await;
+    let collector_b = start(
+        "collector-b",
+        dir.path(),
+        &[
+            "--role",
+            "collector",
+            "--store",
+            &store,
+            "--writer-id",
+            "collector-b",
+        ],
+        &env,
+    )
+    .await;
+    let query = start(
+        "query",
+        dir.path(),
+        &["--role", "query", "--store", &store],
+        &env,
+    )
+    .await;
+    let single = start("single", dir.path(), &[], &[]).await;
+
+    // A collector serves health and metrics over HTTP, and nothing else.
+    let (status, _) = get(&format!("http://{}/metrics", collector_a.http))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let (status, _) = get(&format!(
+        "http://{}/api/v1/topology?window=15m",
+        collector_a.http
+    ))
+    .await
+    .unwrap();
+    assert_eq!(status, 404, "a collector serves no reads");
+
+    // The same capture into each collector, and twice into the single node.
+    replay(collector_a.grpc);
+    replay(collector_b.grpc);
+    let replayed = Instant::now();
+    replay(single.grpc);
+    replay(single.grpc);
+
+    let captured = captured_edges();
+    let single_graph = {
+        let started = Instant::now();
+        loop {
+            let got = graph(&single).await;
+            let whole = captured.iter().all(|((client, server), (calls, errors))| {
+                got.iter().any(|((source, target, _), figures)| {
+                    source == client && target == server && *figures == (2 * calls, 2 * errors)
+                })
+            });
+            if whole {
+                break got;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the single node never showed the capture twice over: {got:?}\nwant {captured:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    assert_eq!(single_graph.len(), captured.len(), "{single_graph:?}");
+
+    let (got, took) = wait_for(&query, &single_graph, FRESHNESS).await;
+    assert_eq!(got, single_graph, "the query node's graph after {took:?}");
+    let since_replay = replayed.elapsed();
+    eprintln!("query node showed both collectors' calls {since_replay:?} after they were sent");
+    assert!(since_replay < FRESHNESS + Duration::from_secs(10));
+
+    // Each collector wrote its own files, under its own id, into the bucket; the query
+    // node wrote none, and the collectors keep only their logs on their disks.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let open = keys(port, "mesh/open-minutes/").await;
+    assert!(
+        open.iter()
+            .any(|k| k.starts_with("mesh/open-minutes/collector-a/"))
+            && open
+                .iter()
+                .any(|k| k.starts_with("mesh/open-minutes/collector-b/")),
+        "{open:?}"
+    );
+    for key in keys(port, "mesh/").await {
+        if key.ends_with(".parquet") && !key.starts_with("mesh/open-minutes/") {
+            assert!(
+                key.contains("-collector-a_") || key.contains("-collector-b_"),
+                "a file without a collector's id: {key}"
+            );
+        }
+    }
+    for name in ["collector-a", "collector-b", "query"] {
+        let on_disk = support::files_under(&dir.path().join(name));
+        assert!(
+            !on_disk.iter().any(|f| f.ends_with(".parquet")),
+            "{name} kept Parquet on its disk: {on_disk:?}"
+        );
+    }
+
+    // Once both collectors have closed and written the minutes, the query node reads
+    // them from their files, each once (a writer's open rows of a minute its files hold
+    // are left out).
+    let started = Instant::now();
+    loop {
+        let written = keys(port, "mesh/edge_minute/").await;
+        if ["-collector-a_", "-collector-b_"]
+            .iter()
+            .all(|id| written.iter().any(|k| k.contains(id)))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the collectors never wrote their minutes: {written:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(graph(&query).await, single_graph, "read from the files");
+
+    // One collector dies: the query node still answers, with what it had accepted.
+    let killed = Command::new("kill")
+        .args(["-KILL", &collector_a.proc.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    collector_a.proc.wait();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(graph(&query).await, single_graph);
+    drop(collector_b);
+}
