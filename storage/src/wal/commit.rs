@@ -143,6 +143,7 @@ pub(super) fn write_loop(shared: &Shared) {
                 }
             });
         }
+        shared.state.lock().recycle(chunks);
     }
 }
 

@@ -96,6 +96,13 @@ impl WalConfig {
 pub(super) const WAKE_BYTES: usize = 4 * 1024 * 1024;
 /// Lost ranges remembered for callers still to learn of them.
 pub(super) const LOST_KEPT: usize = 256;
+/// The capacity a chunk's buffer starts with: twice the bytes that wake the writing
+/// thread, so that a chunk filled while the thread writes the last one rarely grows.
+const CHUNK_CAPACITY: usize = 2 * WAKE_BYTES;
+/// Written chunks' buffers kept for the next chunks, so that appends neither grow a buffer
+/// (a copy of all it holds) nor touch fresh pages; at most this many, of at most
+/// `2 * CHUNK_CAPACITY` bytes each, so what is kept stays bounded (32 MiB).
+const SPARE_BUFFERS: usize = 2;
 
 /// Where the records written out (or synced, by the policy) end, and the ranges lost.
 #[derive(Clone, Debug, Default)]
@@ -138,6 +145,25 @@ pub(super) struct State {
     segments: BTreeMap<u64, SegmentInfo>,
     pub(super) roll_next: bool,
     pub(super) closed: bool,
+    /// Emptied buffers of written chunks, reused by the next chunks.
+    spare_buffers: Vec<Vec<u8>>,
+}
+
+impl State {
+    /// Takes back the buffers of chunks the writing thread has written, keeping at most
+    /// [`SPARE_BUFFERS`] of them (emptied) for the next chunks.
+    pub(super) fn recycle(&mut self, chunks: Vec<Chunk>) {
+        for chunk in chunks {
+            if self.spare_buffers.len() >= SPARE_BUFFERS {
+                break;
+            }
+            let mut bytes = chunk.bytes;
+            if bytes.capacity() <= 2 * CHUNK_CAPACITY {
+                bytes.clear();
+                self.spare_buffers.push(bytes);
+            }
+        }
+    }
 }
 
 pub(super) struct Shared {
@@ -203,6 +229,7 @@ impl WalWriter {
                 segments,
                 roll_next: false,
                 closed: false,
+                spare_buffers: Vec::new(),
             }),
             wake: Condvar::new(),
             durable: watch::Sender::new(Durability {
@@ -321,7 +348,10 @@ impl WalWriter {
                 chunk.bytes.extend_from_slice(encoded);
             }
             _ => {
-                let mut bytes = Vec::with_capacity(added.max(64 * 1024));
+                let mut bytes = state
+                    .spare_buffers
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(added.max(CHUNK_CAPACITY)));
                 bytes.extend_from_slice(&header_bytes);
                 bytes.extend_from_slice(encoded);
                 state.chunks.push_back(Chunk {
