@@ -14,6 +14,9 @@
 //! for `segment_age_ms`, and after a failed write, so that a damaged file is never
 //! appended to. Records of a failed write are lost and counted; callers waiting on them get
 //! an error.
+//!
+//! Over 600 lines with its tests (about 130 of them, which drive appends, segment rolls
+//! and the sync policies through this module's private state); the code itself is under 500.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
