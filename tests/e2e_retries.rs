@@ -109,14 +109,22 @@ fn plain_app() -> Router {
     Router::new().route("/plain/{n}", route_get(|| async { StatusCode::OK }))
 }
 
-/// GETs `path` through the caller's sidecar and answers with the status it got.
-async fn through_caller_sidecar(path: String, host: &str, claimed: String) -> StatusCode {
+/// GETs `path` through the caller's sidecar and answers with the status it got; passes
+/// the request id on when given one.
+async fn through_caller_sidecar(
+    path: String,
+    host: &str,
+    claimed: String,
+    request_id: Option<String>,
+) -> StatusCode {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
-    let request = hyper::Request::get(format!("http://127.0.0.22:18301{path}"))
+    let mut request = hyper::Request::get(format!("http://127.0.0.22:18301{path}"))
         .header("host", host)
-        .header(HEADER, claimed)
-        .body(Empty::new())
-        .unwrap();
+        .header(HEADER, claimed);
+    if let Some(id) = request_id {
+        request = request.header("x-request-id", id);
+    }
+    let request = request.body(Empty::new()).unwrap();
     match client.request(request).await {
         Ok(response) => {
             let status = response.status();
@@ -128,14 +136,15 @@ async fn through_caller_sidecar(path: String, host: &str, claimed: String) -> St
 }
 
 /// The caller app: passes `/item/{n}` on to the callee through its sidecar, with the
-/// caller-cluster header it was asked to send (`x-claim`), and `/plain/{n}` on to the
-/// plain app; answers with the status it got.
+/// caller-cluster header it was asked to send (`x-claim`) and the request id it was
+/// given, and `/plain/{n}` on to the plain app without the request id; answers with the
+/// status it got.
 fn caller_app() -> Router {
     Router::new()
         .route(
             "/plain/{n}",
             route_get(|UrlPath(n): UrlPath<u64>| async move {
-                through_caller_sidecar(format!("/plain/{n}"), "plain", "caller".into()).await
+                through_caller_sidecar(format!("/plain/{n}"), "plain", "caller".into(), None).await
             }),
         )
         .route(
@@ -146,7 +155,11 @@ fn caller_app() -> Router {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("caller")
                     .to_string();
-                through_caller_sidecar(format!("/item/{n}"), "callee", claimed).await
+                let request_id = headers
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                through_caller_sidecar(format!("/item/{n}"), "callee", claimed, request_id).await
             }),
         )
 }
@@ -365,6 +378,51 @@ async fn a_retried_hop_shows_both_sides_and_a_forged_header_moves_nothing() {
         "{detail:#}"
     );
 
+    // The caller app passes the request id on for `/item/{n}`: its one inbound endpoint
+    // leads to the callee's, once per request, failed where every attempt failed, as the
+    // caller's proxy logged it. It does not for `/plain/{n}`: nothing known there.
+    let item = "GET /item/{id}";
+    let caller_item = format!(
+        "/api/v1/services/shop%2Fcaller/endpoints/{}/dependencies?window=15m",
+        encode(item)
+    );
+    let deps = wait_for_json(&server, &caller_item, |d| {
+        d["dependencies"][0]["calls"] == calls
+    })
+    .await;
+    assert_eq!(deps["service"], "shop/caller", "{deps:#}");
+    assert_eq!(deps["endpoint"], item, "{deps:#}");
+    let found = &deps["dependencies"];
+    assert_eq!(found.as_array().map(Vec::len), Some(1), "{deps:#}");
+    assert_eq!(found[0]["service"], "shop/callee", "{deps:#}");
+    assert_eq!(found[0]["endpoint"], item, "{deps:#}");
+    assert_eq!(found[0]["calls"], calls, "{deps:#}");
+    assert_eq!(found[0]["errors"], errors, "{deps:#}");
+    assert!(found[0]["p50_ms"].as_f64().is_some(), "{deps:#}");
+    // Seen from the callee's endpoint: the caller's endpoint led to it.
+    let callee_item = format!(
+        "/api/v1/services/shop%2Fcallee/endpoints/{}/dependencies?window=15m",
+        encode(item)
+    );
+    let deps = server.json(&callee_item).await;
+    assert_eq!(deps["dependencies"], serde_json::json!([]), "{deps:#}");
+    let callers = &deps["callers"];
+    assert_eq!(callers.as_array().map(Vec::len), Some(1), "{deps:#}");
+    assert_eq!(callers[0]["service"], "shop/caller", "{deps:#}");
+    assert_eq!(callers[0]["endpoint"], item, "{deps:#}");
+    assert_eq!(callers[0]["calls"], calls, "{deps:#}");
+    let plain_deps = server
+        .json(&format!(
+            "/api/v1/services/shop%2Fcaller/endpoints/{}/dependencies?window=15m",
+            encode("GET /plain/{id}")
+        ))
+        .await;
+    assert_eq!(
+        plain_deps["dependencies"],
+        serde_json::json!([]),
+        "{plain_deps:#}"
+    );
+
     // And /metrics counts the conflicts, with its help text.
     let metrics = server.text("/metrics").await;
     assert!(
@@ -377,6 +435,38 @@ async fn a_retried_hop_shows_both_sides_and_a_forged_header_moves_nothing() {
             .any(|l| l == format!("meshscope_identity_conflicts_total {forged}")),
         "{metrics}"
     );
+}
+
+/// `text` percent-encoded as one path segment.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The JSON at `path` once `ready` holds for it; panics with the last answer after 30 s.
+async fn wait_for_json(
+    server: &Meshscope,
+    path: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = server.json(path).await;
+        if ready(&got) {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never got there:\n{got:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The one edge of the map that `pick` selects, once `ready` holds for it (pairing settles

@@ -161,7 +161,7 @@ mod tests {
             mark: PersistedMark::default(),
             unclosed: UnclosedRows::default(),
             parked: Vec::new(),
-            pairs: Vec::new(),
+            requests: Vec::new(),
             learned: Default::default(),
             counters: Default::default(),
             proxy_rows: Vec::new(),

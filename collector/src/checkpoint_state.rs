@@ -29,7 +29,7 @@ use crate::aggregate::UnclosedRows;
 use crate::proxy_minutes::ProxyRowState;
 use crate::proxy_stats::CounterState;
 use crate::registry::LearnedState;
-use crate::request_pairs::WaitingPair;
+use crate::request_pairs::WaitingRequest;
 use crate::wait_queue::ParkedState;
 use crate::wal_mark::PersistedMark;
 
@@ -45,10 +45,12 @@ pub struct CheckpointState {
     pub mark: PersistedMark,
     pub unclosed: UnclosedRows,
     pub parked: Vec<ParkedState>,
-    /// Requests waiting for their other side's entry; none in checkpoints written before
-    /// pairing.
+    /// Requests waiting for the rest of their entries; none in checkpoints written before
+    /// requests were kept whole (those kept each edge's pairs under `pairs`, which a start
+    /// now passes over: those requests' calls are in the rows, only their pairing figures
+    /// are not).
     #[serde(default)]
-    pub pairs: Vec<WaitingPair>,
+    pub requests: Vec<WaitingRequest>,
     pub learned: LearnedState,
     pub counters: CounterState,
     pub proxy_rows: Vec<ProxyRowState>,
@@ -89,7 +91,7 @@ impl CheckpointState {
         minutes.extend(files.cuts.keys().copied());
         minutes.extend(self.unclosed.minutes.iter().map(|(m, _)| *m));
         minutes.extend(self.parked.iter().map(ParkedState::minute));
-        minutes.extend(self.pairs.iter().flat_map(WaitingPair::minutes));
+        minutes.extend(self.requests.iter().flat_map(WaitingRequest::minutes));
         for &minute in &minutes {
             if !agrees(
                 missing_from(&self.mark, minute),
@@ -162,7 +164,7 @@ mod tests {
                 ..UnclosedRows::default()
             },
             parked: Vec::new(),
-            pairs: Vec::new(),
+            requests: Vec::new(),
             learned: LearnedState::default(),
             counters: CounterState::default(),
             proxy_rows: Vec::new(),

@@ -106,7 +106,11 @@ impl Collector {
         // Reads of unclosed minutes go to the aggregator itself.
         store.attach_live_minute_source(aggregator.clone());
         let waiting = WaitQueue::new(config.max_waiting_entries);
-        let pairs = RequestPairs::new(config.pair_wait_ms, config.max_waiting_pairs);
+        let pairs = if config.pair_requests {
+            RequestPairs::new(config.pair_wait_ms, config.max_waiting_pairs)
+        } else {
+            RequestPairs::off()
+        };
         let time_rules = TimeRules {
             late_allowance_ms: config.late_allowance_secs as i64 * 1000,
             future_allowance_ms: config.future_allowance_secs as i64 * 1000,

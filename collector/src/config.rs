@@ -27,6 +27,9 @@ pub struct CollectorConfig {
     /// send their logs every second or so; this covers two proxies' flushes and the
     /// log's group commit with room to spare.
     pub pair_wait_ms: u64,
+    /// Whether entries are paired by request id at all: pairing figures and endpoint
+    /// dependencies; off spares the memory of the requests waiting and their CPU.
+    pub pair_requests: bool,
     /// Most requests waiting for their other side at once; past it the oldest is settled
     /// with what it has.
     pub max_waiting_pairs: usize,
@@ -101,6 +104,7 @@ impl Default for CollectorConfig {
             join_wait_ms: 2_000,
             max_waiting_entries: 100_000,
             pair_wait_ms: 5_000,
+            pair_requests: true,
             max_waiting_pairs: 200_000,
             max_endpoints_per_service: 200,
             max_instances_per_service: 500,

@@ -18,7 +18,8 @@ use crate::endpoint::write_endpoint_name;
 use crate::entry::Observation;
 use crate::identity::NodeIdentity;
 use crate::peer_answer_cache::{PeerAnswerCache, PeerIds};
-use crate::request_pairs::{PairEntry, PairRow, RequestPairs};
+use crate::request_pairs::{PairEntry, RequestPairs};
+use crate::request_settlement::Settled;
 use crate::resolve::Resolver;
 use crate::role::RoleRules;
 use crate::stats;
@@ -145,7 +146,7 @@ impl Pipeline<'_> {
 
     /// Settles the requests whose pairing wait is over at `now_ms` into their rows.
     pub fn settle_pairs(&self, now_ms: i64) {
-        let mut settled = Vec::new();
+        let mut settled = Settled::default();
         self.pairs.settle_due(now_ms, &mut settled);
         self.record_pairs(&settled);
     }
@@ -154,18 +155,25 @@ impl Pipeline<'_> {
         if entries.is_empty() {
             return;
         }
-        let mut settled = Vec::new();
+        let mut settled = Settled::default();
         self.pairs.add(entries, now_ms, &mut settled);
         self.record_pairs(&settled);
     }
 
-    fn record_pairs(&self, settled: &[PairRow]) {
-        if settled.is_empty() {
-            return;
+    /// Puts settled requests into their minutes: pairing figures on edge rows, calls on
+    /// endpoint dependency rows. What falls in a closed minute is counted as refused.
+    fn record_pairs(&self, settled: &Settled) {
+        if !settled.pairs.is_empty() {
+            let recorded = self.aggregator.record_pairs(&settled.pairs);
+            if recorded.too_late > 0 {
+                stats::reject("closed_minute_pairs", recorded.too_late as u64);
+            }
         }
-        let recorded = self.aggregator.record_pairs(settled);
-        if recorded.too_late > 0 {
-            stats::reject("closed_minute_pairs", recorded.too_late as u64);
+        if !settled.dependencies.is_empty() {
+            let recorded = self.aggregator.record(&settled.dependencies);
+            if recorded.too_late > 0 {
+                stats::reject("closed_minute_dependencies", recorded.too_late as u64);
+            }
         }
     }
 
@@ -289,17 +297,6 @@ impl Pipeline<'_> {
                     response_flags: obs.response_flags,
                 };
                 let side = p.side;
-                if http && obs.request_id != 0 {
-                    pairs.push(PairEntry {
-                        request_id: obs.request_id,
-                        source,
-                        target,
-                        side,
-                        start_ms: obs.start_ms,
-                        duration_ms: obs.duration_ms,
-                        attempts: obs.upstream_attempts,
-                    });
-                }
                 // No service row: it is the sum of the instance rows, made when the minute
                 // is read or closed, which spares a lookup and a sketch insert per entry.
                 samples.push((
@@ -318,6 +315,20 @@ impl Pipeline<'_> {
                     let endpoint =
                         count_overflow("endpoint", self.aggregator.endpoint_id(target, endpoint));
                     samples.push((minute, Slot::Endpoint(target, endpoint), side, sample));
+                    if obs.request_id != 0 && self.pairs.is_on() {
+                        pairs.push(PairEntry {
+                            request_id: obs.request_id,
+                            source,
+                            target,
+                            side,
+                            start_ms: obs.start_ms,
+                            duration_ms: obs.duration_ms,
+                            attempts: obs.upstream_attempts,
+                            endpoint,
+                            error: sample.error,
+                            error_4xx: sample.error_4xx,
+                        });
+                    }
                 }
             }
         });

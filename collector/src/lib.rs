@@ -29,6 +29,7 @@ pub mod proxy_stats;
 pub mod registry;
 pub mod reporter_check;
 pub mod request_pairs;
+pub mod request_settlement;
 pub mod resolve;
 mod response_flag_bits;
 pub mod role;

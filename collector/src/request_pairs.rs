@@ -1,35 +1,40 @@
 //! Pairing by request id: the caller's proxy logs a request once (with its attempt count),
 //! the callee's proxy logs each attempt it received, and all of them carry the same
-//! x-request-id. Entries of one edge with the same id wait here, a bounded time and in
-//! bounded number, and are then settled as one request: paired (both sides seen, with the
-//! mesh's own cost when the request took one attempt and the callee logged it once),
-//! client only (no callee's entry: a callee without a proxy, or a lost log) or server only
-//! (no caller's entry: a caller without a proxy).
+//! x-request-id; where applications pass the id on, so do the calls a service makes while
+//! serving the request. Every entry of one id waits here together, a bounded time and in
+//! bounded number, and the request is then settled ([`crate::request_settlement`]): on each
+//! edge as paired, client only or server only, and at each service as its endpoint
+//! dependencies.
 //!
 //! Bounds: an id waits `pair_wait_ms` from the arrival of its first entry (receive time,
 //! so that replaying the write-ahead log settles as the live run did); past
-//! `max_waiting_pairs` ids, the oldest is settled early with what it has, and counted
-//! under `meshscope_request_pairs_settled_early_total{reason="capacity"}`. A server entry
-//! whose start is outside the client's request (with a second's slack for the two proxies'
-//! clocks) is not the same request: it is settled on its own, as server only.
+//! `max_waiting_pairs` ids, or four entries a request on average, the oldest is settled
+//! early with what it has, and counted under
+//! `meshscope_request_pairs_settled_early_total{reason="capacity"}`. One id holds
+//! at most [`MAX_ENTRIES_PER_REQUEST`] entries; past that an entry settles on its own at
+//! once (`reason="request_entries"`): an application reusing one id for everything cannot
+//! grow a request without bound.
 //!
 //! Only HTTP entries with a request id take part. An id is kept as a 64-bit hash
 //! ([`crate::entry::request_id_hash`]), never as the string.
 
 use std::collections::{HashMap, VecDeque};
 
-use meshscope_storage::sketch::Binned;
-use meshscope_storage::{Protocol, Side, minute_of};
+use meshscope_storage::{Side, minute_of};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
-use crate::aggregate::{PairFigures, ServiceId, Slot};
+use crate::aggregate::ServiceId;
 use crate::hash_state::FoldHashState;
+use crate::request_settlement::{LoggedSide, Settled};
 use crate::stats;
 
-/// Slack between the two proxies' clocks when a server entry is checked against the
-/// client's request.
-const CLOCK_SLACK_MS: i64 = 1_000;
+/// The most entries one request id holds while it waits.
+pub const MAX_ENTRIES_PER_REQUEST: usize = 64;
+
+/// Entries held in all, per request of the capacity: past it the oldest settle early.
+const ENTRIES_PER_REQUEST_HELD: usize = 4;
 
 /// One side's entry of a request, as pairing needs it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -43,54 +48,75 @@ pub struct PairEntry {
     pub duration_ms: f64,
     /// The caller's attempts at the request (client side; 0 when not logged).
     pub attempts: u32,
+    /// The endpoint called, by its number under `target`.
+    pub endpoint: u32,
+    pub error: bool,
+    pub error_4xx: bool,
 }
 
-/// A request waiting for its other side, as a checkpoint keeps it.
+impl PairEntry {
+    fn logged(&self) -> LoggedSide {
+        LoggedSide {
+            source: self.source,
+            target: self.target,
+            side: self.side,
+            start_ms: self.start_ms,
+            duration_ms: self.duration_ms as f32,
+            attempts: self.attempts.min(u32::from(u16::MAX)) as u16,
+            endpoint: self.endpoint,
+            error: self.error,
+            error_4xx: self.error_4xx,
+        }
+    }
+}
+
+/// A request waiting for the rest of its entries, as a checkpoint keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct WaitingPair {
+pub struct WaitingRequest {
     pub request_id: u64,
-    pub source: ServiceId,
-    pub target: ServiceId,
     /// When it is settled, by the receive clock.
     pub deadline_ms: i64,
-    /// The client's entry: start, duration in milliseconds, attempts.
-    pub client: Option<(i64, f64, u32)>,
-    /// Server entries seen, and the first one's start and duration.
-    pub servers: u32,
-    pub first_server: (i64, f64),
+    /// Its entries, in arrival order.
+    pub entries: Vec<LoggedSide>,
 }
 
-impl WaitingPair {
-    /// The minutes its settlement may add to: the client's and the first server's.
+impl WaitingRequest {
+    /// The minutes its settlement may add to: its entries' minutes.
     pub fn minutes(&self) -> impl Iterator<Item = i64> + '_ {
-        let client = self.client.map(|(start, ..)| minute_of(start));
-        let server = (self.servers > 0).then(|| minute_of(self.first_server.0));
-        client.into_iter().chain(server)
-    }
-
-    fn key(&self) -> Key {
-        (self.request_id, self.source, self.target)
+        self.entries.iter().map(|e| minute_of(e.start_ms))
     }
 }
 
-/// A request by its id's hash and its edge.
-type Key = (u64, ServiceId, ServiceId);
-
-/// One settled figure for one edge row of one minute.
-pub type PairRow = (i64, Slot, Side, PairFigures);
+/// A request's entries while it waits: most requests cross one hop (two entries).
+struct Pending {
+    deadline_ms: i64,
+    entries: SmallVec<[LoggedSide; 2]>,
+}
 
 #[derive(Default)]
 struct Waiting {
-    by_key: HashMap<Key, WaitingPair, FoldHashState>,
-    /// Keys in arrival order: deadlines only grow along it.
-    order: VecDeque<Key>,
+    by_id: HashMap<u64, Pending, FoldHashState>,
+    /// Ids in arrival order: deadlines only grow along it.
+    order: VecDeque<u64>,
+    /// Entries held by all the waiting requests.
+    entries: usize,
 }
 
-/// The requests waiting for their other side, bounded in time and number.
+impl Waiting {
+    fn remove(&mut self, id: u64) -> Option<Pending> {
+        let pending = self.by_id.remove(&id)?;
+        self.entries -= pending.entries.len();
+        Some(pending)
+    }
+}
+
+/// The requests waiting for the rest of their entries, bounded in time and number.
 pub struct RequestPairs {
     waiting: Mutex<Waiting>,
     wait_ms: i64,
     capacity: usize,
+    /// Off (`[collector] pair_requests = false`): no entry is handed over.
+    on: bool,
 }
 
 impl RequestPairs {
@@ -100,86 +126,93 @@ impl RequestPairs {
             waiting: Mutex::new(Waiting::default()),
             wait_ms: wait_ms as i64,
             capacity: capacity.max(1),
+            on: true,
         }
     }
 
+    /// Pairing turned off: [`RequestPairs::is_on`] says so, and nothing ever waits.
+    pub fn off() -> RequestPairs {
+        RequestPairs {
+            on: false,
+            ..RequestPairs::new(0, 1)
+        }
+    }
+
+    /// Whether entries are to be handed over at all.
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
     /// Adds one message's entries, received at `now_ms`; what settles at once (past the
-    /// capacity, or a server entry outside its client's request) goes to `settled`.
-    pub fn add(&self, entries: &[PairEntry], now_ms: i64, settled: &mut Vec<PairRow>) {
-        if entries.is_empty() {
+    /// bounds) goes to `settled`.
+    pub fn add(&self, entries: &[PairEntry], now_ms: i64, settled: &mut Settled) {
+        if entries.is_empty() || !self.on {
             return;
         }
         let mut guard = self.waiting.lock();
         let waiting = &mut *guard;
-        let mut early = 0u64;
+        let (mut early, mut oversized) = (0u64, 0u64);
         for e in entries {
-            let key = (e.request_id, e.source, e.target);
-            let pair = waiting.by_key.entry(key).or_insert_with(|| {
-                waiting.order.push_back(key);
-                WaitingPair {
-                    request_id: e.request_id,
-                    source: e.source,
-                    target: e.target,
+            let pending = waiting.by_id.entry(e.request_id).or_insert_with(|| {
+                waiting.order.push_back(e.request_id);
+                Pending {
                     deadline_ms: now_ms.saturating_add(self.wait_ms),
-                    client: None,
-                    servers: 0,
-                    first_server: (0, 0.0),
+                    entries: SmallVec::new(),
                 }
             });
-            match e.side {
-                Side::Client => match pair.client {
-                    // The same id twice from the caller (an application reusing it): the
-                    // later request counts on its own.
-                    Some(_) => settled.push(client_only(e.source, e.target, e.start_ms)),
-                    None => pair.client = Some((e.start_ms, e.duration_ms, e.attempts)),
-                },
-                Side::Server => {
-                    if pair.servers == 0 {
-                        pair.first_server = (e.start_ms, e.duration_ms);
-                    }
-                    pair.servers += 1;
-                }
+            if pending.entries.len() >= MAX_ENTRIES_PER_REQUEST {
+                settled.alone(&e.logged());
+                oversized += 1;
+            } else {
+                pending.entries.push(e.logged());
+                waiting.entries += 1;
             }
         }
-        while waiting.by_key.len() > self.capacity {
-            let Some(key) = waiting.order.pop_front() else {
+        let max_entries = self.capacity.saturating_mul(ENTRIES_PER_REQUEST_HELD);
+        while waiting.by_id.len() > self.capacity || waiting.entries > max_entries {
+            let Some(id) = waiting.order.pop_front() else {
                 break;
             };
-            if let Some(pair) = waiting.by_key.remove(&key) {
-                settle(&pair, settled);
+            if let Some(pending) = waiting.remove(id) {
+                settled.request(&pending.entries);
                 early += 1;
             }
         }
-        metrics::gauge!(stats::PAIRS_WAITING).set(waiting.by_key.len() as f64);
+        metrics::gauge!(stats::PAIRS_WAITING).set(waiting.by_id.len() as f64);
         drop(guard);
         if early > 0 {
             metrics::counter!(stats::PAIRS_SETTLED_EARLY, "reason" => "capacity").increment(early);
+        }
+        if oversized > 0 {
+            metrics::counter!(stats::PAIRS_SETTLED_EARLY, "reason" => "request_entries")
+                .increment(oversized);
         }
     }
 
     /// Settles every request whose wait is over at `now_ms` (all of them with
     /// `i64::MAX`), into `settled`.
-    pub fn settle_due(&self, now_ms: i64, settled: &mut Vec<PairRow>) {
+    pub fn settle_due(&self, now_ms: i64, settled: &mut Settled) {
         let mut guard = self.waiting.lock();
         let waiting = &mut *guard;
-        while let Some(key) = waiting.order.front() {
-            match waiting.by_key.get(key) {
-                Some(pair) if pair.deadline_ms > now_ms => break,
+        while let Some(id) = waiting.order.front() {
+            match waiting.by_id.get(id) {
+                Some(pending) if pending.deadline_ms > now_ms => break,
                 Some(_) => {
-                    if let Some(pair) = waiting.by_key.remove(key) {
-                        settle(&pair, settled);
+                    let id = *id;
+                    if let Some(pending) = waiting.remove(id) {
+                        settled.request(&pending.entries);
                     }
                 }
                 None => {}
             }
             waiting.order.pop_front();
         }
-        metrics::gauge!(stats::PAIRS_WAITING).set(waiting.by_key.len() as f64);
+        metrics::gauge!(stats::PAIRS_WAITING).set(waiting.by_id.len() as f64);
     }
 
     /// How many requests wait.
     pub fn len(&self) -> usize {
-        self.waiting.lock().by_key.len()
+        self.waiting.lock().by_id.len()
     }
 
     /// Whether none waits.
@@ -188,26 +221,42 @@ impl RequestPairs {
     }
 
     /// A copy of every waiting request, oldest first, for a checkpoint.
-    pub fn copy(&self) -> Vec<WaitingPair> {
+    pub fn copy(&self) -> Vec<WaitingRequest> {
         let waiting = self.waiting.lock();
         waiting
             .order
             .iter()
-            .filter_map(|key| waiting.by_key.get(key).cloned())
+            .filter_map(|id| {
+                waiting.by_id.get(id).map(|pending| WaitingRequest {
+                    request_id: *id,
+                    deadline_ms: pending.deadline_ms,
+                    entries: pending.entries.to_vec(),
+                })
+            })
             .collect()
     }
 
     /// Puts back requests a checkpoint kept (this holds none yet); returns how many.
-    pub fn restore(&self, pairs: Vec<WaitingPair>) -> usize {
+    pub fn restore(&self, requests: Vec<WaitingRequest>) -> usize {
         let mut waiting = self.waiting.lock();
         let mut restored = 0;
-        for pair in pairs {
-            if waiting.by_key.len() >= self.capacity {
+        for request in requests {
+            if waiting.by_id.len() >= self.capacity {
                 break;
             }
-            let key = pair.key();
-            if waiting.by_key.insert(key, pair).is_none() {
-                waiting.order.push_back(key);
+            let id = request.request_id;
+            let pending = Pending {
+                deadline_ms: request.deadline_ms,
+                entries: request
+                    .entries
+                    .into_iter()
+                    .take(MAX_ENTRIES_PER_REQUEST)
+                    .collect(),
+            };
+            let held = pending.entries.len();
+            if waiting.by_id.insert(id, pending).is_none() {
+                waiting.order.push_back(id);
+                waiting.entries += held;
                 restored += 1;
             }
         }
@@ -215,77 +264,13 @@ impl RequestPairs {
     }
 }
 
-fn edge(source: ServiceId, target: ServiceId) -> Slot {
-    Slot::Edge(source, target, Protocol::Http)
-}
-
-fn client_only(source: ServiceId, target: ServiceId, start_ms: i64) -> PairRow {
-    let figures = PairFigures {
-        client_only: 1,
-        ..PairFigures::default()
-    };
-    (
-        minute_of(start_ms),
-        edge(source, target),
-        Side::Client,
-        figures,
-    )
-}
-
-/// What one request adds once settled: paired on the server side's row of the first
-/// server entry's minute (with the overhead for a single attempt received once), client
-/// only on the client side's row, server only on the server side's row.
-fn settle(pair: &WaitingPair, settled: &mut Vec<PairRow>) {
-    let (source, target) = (pair.source, pair.target);
-    let server_minute = minute_of(pair.first_server.0);
-    let server_row = |figures| (server_minute, edge(source, target), Side::Server, figures);
-    match pair.client {
-        None if pair.servers > 0 => {
-            count_outcome("server_only");
-            settled.push(server_row(PairFigures {
-                server_only: 1,
-                ..PairFigures::default()
-            }));
-        }
-        None => {}
-        Some((start, ..)) if pair.servers == 0 => {
-            count_outcome("client_only");
-            settled.push(client_only(source, target, start));
-        }
-        Some((start, duration, attempts)) => {
-            let (server_start, server_duration) = pair.first_server;
-            let end = start.saturating_add(duration.ceil() as i64);
-            let within = server_start >= start.saturating_sub(CLOCK_SLACK_MS)
-                && server_start <= end.saturating_add(CLOCK_SLACK_MS);
-            if !within {
-                count_outcome("client_only");
-                count_outcome("server_only");
-                settled.push(client_only(source, target, start));
-                settled.push(server_row(PairFigures {
-                    server_only: 1,
-                    ..PairFigures::default()
-                }));
-                return;
-            }
-            count_outcome("paired");
-            let overhead = (attempts == 1 && pair.servers == 1)
-                .then(|| Binned::new(duration - server_duration));
-            settled.push(server_row(PairFigures {
-                paired: 1,
-                overhead,
-                ..PairFigures::default()
-            }));
-        }
-    }
-}
-
-fn count_outcome(outcome: &'static str) {
-    metrics::counter!(stats::PAIRS_SETTLED, "outcome" => outcome).increment(1);
-}
-
 #[cfg(test)]
 mod tests {
+    use meshscope_storage::Protocol;
+    use meshscope_storage::sketch::Binned;
+
     use super::*;
+    use crate::aggregate::Slot;
 
     fn entry(id: u64, side: Side, start_ms: i64, duration_ms: f64, attempts: u32) -> PairEntry {
         PairEntry {
@@ -296,12 +281,15 @@ mod tests {
             start_ms,
             duration_ms,
             attempts,
+            endpoint: 0,
+            error: false,
+            error_4xx: false,
         }
     }
 
-    fn totals(rows: &[PairRow]) -> (u64, u64, u64, Vec<f64>) {
+    fn totals(settled: &Settled) -> (u64, u64, u64, Vec<f64>) {
         let mut t = (0, 0, 0, Vec::new());
-        for (_, slot, side, f) in rows {
+        for (_, slot, side, f) in &settled.pairs {
             assert_eq!(*slot, Slot::Edge(1, 2, Protocol::Http));
             assert_eq!(*side == Side::Client, f.client_only > 0);
             t.0 += f.paired;
@@ -315,7 +303,7 @@ mod tests {
     #[test]
     fn a_request_pairs_with_its_attempts_and_the_rest_stay_one_sided() {
         let pairs = RequestPairs::new(5_000, 100);
-        let mut settled = Vec::new();
+        let mut settled = Settled::default();
         let t = 600_000;
         pairs.add(
             &[
@@ -348,13 +336,14 @@ mod tests {
         );
         pairs.settle_due(t + 5_000, &mut settled);
         assert_eq!(totals(&settled), (2, 2, 2, vec![3.0]));
+        assert!(settled.dependencies.is_empty(), "no service called out");
         assert!(pairs.is_empty());
     }
 
     #[test]
     fn past_the_capacity_the_oldest_settles_with_what_it_has() {
         let pairs = RequestPairs::new(5_000, 2);
-        let mut settled = Vec::new();
+        let mut settled = Settled::default();
         pairs.add(
             &[
                 entry(1, Side::Client, 0, 1.0, 1),
@@ -374,9 +363,29 @@ mod tests {
     }
 
     #[test]
+    fn an_id_reused_without_end_holds_a_bounded_number_of_entries() {
+        let pairs = RequestPairs::new(5_000, 100);
+        let mut settled = Settled::default();
+        let flood: Vec<PairEntry> = (0..MAX_ENTRIES_PER_REQUEST + 10)
+            .map(|_| entry(9, Side::Server, 0, 1.0, 0))
+            .collect();
+        pairs.add(&flood, 0, &mut settled);
+        assert_eq!(
+            totals(&settled),
+            (0, 0, 10, vec![]),
+            "past the bound, alone"
+        );
+        assert_eq!(pairs.copy()[0].entries.len(), MAX_ENTRIES_PER_REQUEST);
+        pairs.settle_due(i64::MAX, &mut settled);
+        // No caller's entry took them: each attempt is the callee's alone.
+        let all = (MAX_ENTRIES_PER_REQUEST + 10) as u64;
+        assert_eq!(totals(&settled), (0, 0, all, vec![]));
+    }
+
+    #[test]
     fn a_checkpoint_copy_restores_what_waits() {
         let pairs = RequestPairs::new(5_000, 10);
-        let mut settled = Vec::new();
+        let mut settled = Settled::default();
         pairs.add(
             &[entry(7, Side::Client, 60_000, 4.0, 1)],
             60_000,
@@ -393,5 +402,109 @@ mod tests {
         );
         restored.settle_due(i64::MAX, &mut settled);
         assert_eq!(totals(&settled), (1, 0, 0, vec![3.0]));
+    }
+
+    /// One request through a chain: gateway (no proxy, service 9) -> 1 -> 2, and 1 -> 3,
+    /// where service 1 passes the id on; and the same at 1 for a second id that it does
+    /// not pass on (its outbound call has an id of its own).
+    #[test]
+    fn a_service_that_passes_the_id_on_has_its_inbound_endpoint_lead_to_its_calls() {
+        let pairs = RequestPairs::new(5_000, 10);
+        let mut settled = Settled::default();
+        let at = |source, target, side, endpoint, start_ms, error| PairEntry {
+            request_id: 1,
+            source,
+            target,
+            side,
+            start_ms,
+            duration_ms: 10.0,
+            attempts: u32::from(side == Side::Client),
+            endpoint,
+            error,
+            error_4xx: false,
+        };
+        pairs.add(
+            &[
+                at(9, 1, Side::Server, 4, 60_000, false),
+                at(1, 2, Side::Client, 7, 60_001, true),
+                at(1, 2, Side::Server, 7, 60_002, true),
+                at(1, 3, Side::Client, 5, 60_003, false),
+                at(1, 3, Side::Client, 5, 60_004, false),
+                PairEntry {
+                    request_id: 2,
+                    ..at(9, 1, Side::Server, 4, 60_000, false)
+                },
+                PairEntry {
+                    request_id: 3,
+                    ..at(1, 2, Side::Client, 7, 60_001, false)
+                },
+            ],
+            60_000,
+            &mut settled,
+        );
+        pairs.settle_due(i64::MAX, &mut settled);
+        let mut deps: Vec<_> = settled
+            .dependencies
+            .iter()
+            .map(|(minute, slot, side, sample)| (*minute, *slot, *side, sample.error))
+            .collect();
+        deps.sort_by_key(|d| format!("{d:?}"));
+        assert_eq!(
+            deps,
+            vec![
+                (60_000, Slot::Dependency(1, 4, 2, 7), Side::Client, true),
+                (60_000, Slot::Dependency(1, 4, 3, 5), Side::Client, false),
+                (60_000, Slot::Dependency(1, 4, 3, 5), Side::Client, false),
+            ]
+        );
+    }
+
+    /// A service that passes the id on and calls the same callee three times while serving
+    /// one request, the second call retried once: three requests, each paired with its own
+    /// attempts, not one request with four.
+    #[test]
+    fn one_id_crossing_an_edge_several_times_pairs_each_crossing() {
+        let pairs = RequestPairs::new(5_000, 10);
+        let mut settled = Settled::default();
+        let t = 60_000;
+        pairs.add(
+            &[
+                entry(1, Side::Server, t + 1, 8.0, 0),
+                entry(1, Side::Client, t, 10.0, 1),
+                entry(1, Side::Server, t + 21, 2.0, 0),
+                entry(1, Side::Server, t + 25, 4.0, 0),
+                entry(1, Side::Client, t + 20, 10.0, 2),
+                entry(1, Side::Server, t + 41, 5.0, 0),
+                entry(1, Side::Client, t + 40, 6.0, 1),
+            ],
+            t,
+            &mut settled,
+        );
+        pairs.settle_due(i64::MAX, &mut settled);
+        let (paired, client_only, server_only, mut overhead) = totals(&settled);
+        overhead.sort_by(f64::total_cmp);
+        assert_eq!((paired, client_only, server_only), (3, 0, 0));
+        assert_eq!(overhead.len(), 2, "the retried one has none");
+        assert!((overhead[0] - 1.0).abs() < 0.05, "{overhead:?}");
+        assert!((overhead[1] - 2.0).abs() < 0.05, "{overhead:?}");
+    }
+
+    /// A service behind a gateway, with no proxy of its own on the way in: the gateway's
+    /// entry names its inbound endpoint.
+    #[test]
+    fn behind_a_gateway_the_callers_entry_names_the_inbound_endpoint() {
+        let pairs = RequestPairs::new(5_000, 10);
+        let mut settled = Settled::default();
+        let client = |source, target, endpoint| PairEntry {
+            source,
+            target,
+            endpoint,
+            attempts: 1,
+            ..entry(1, Side::Client, 60_000, 2.0, 1)
+        };
+        pairs.add(&[client(1, 2, 7), client(9, 1, 4)], 60_000, &mut settled);
+        pairs.settle_due(i64::MAX, &mut settled);
+        let deps: Vec<Slot> = settled.dependencies.iter().map(|d| d.1).collect();
+        assert_eq!(deps, vec![Slot::Dependency(1, 4, 2, 7)]);
     }
 }

@@ -81,7 +81,7 @@ struct Copied {
     mark: PersistedMark,
     unclosed: crate::aggregate::UnclosedCopy,
     parked: Vec<crate::wait_queue::ParkedState>,
-    pairs: Vec<crate::request_pairs::WaitingPair>,
+    requests: Vec<crate::request_pairs::WaitingRequest>,
     learned: crate::registry::LearnedCopy,
     counters: crate::proxy_stats::CounterState,
     proxy_rows: Vec<meshscope_storage::ProxyMetricRow>,
@@ -94,7 +94,7 @@ impl Copied {
             taken_at_ms: self.taken_at_ms,
             unclosed: self.unclosed.into_rows(),
             parked: self.parked,
-            pairs: self.pairs,
+            requests: self.requests,
             learned: self.learned.into_state(),
             counters: self.counters,
             proxy_rows: self
@@ -166,7 +166,7 @@ impl Collector {
                 mark,
                 unclosed,
                 parked: self.waiting.copy(),
-                pairs: self.pairs.copy(),
+                requests: self.pairs.copy(),
                 learned: self.registry.copy_learned(),
                 counters: self.proxy_stats.copy(),
                 proxy_rows: self.proxy_minutes.rows(),
@@ -242,7 +242,7 @@ impl Collector {
         // there after the checkpoint is in them too, and settling it again would count it
         // twice.
         let pairs: Vec<_> = state
-            .pairs
+            .requests
             .iter()
             .filter(|p| p.minutes().all(|minute| state.keeps_minute(files, minute)))
             .cloned()

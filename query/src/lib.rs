@@ -5,6 +5,7 @@
 pub mod auth;
 mod edge_sides;
 mod edges;
+mod endpoint_dependencies;
 pub mod error;
 mod extract;
 mod graph;

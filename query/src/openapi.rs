@@ -35,6 +35,7 @@ const BEARER: &str = "bearer_token";
         crate::services::service_detail,
         crate::services::service_instances,
         crate::services::service_endpoints,
+        crate::endpoint_dependencies::endpoint_dependencies,
         crate::edges::edge,
         crate::proxies::list,
         crate::proxies::metrics,

@@ -7,7 +7,7 @@ use axum::routing::{MethodRouter, get, post};
 use utoipa::openapi::path::HttpMethod;
 
 use crate::state::AppState;
-use crate::{edges, openapi, proxies, services, sql, topology};
+use crate::{edges, endpoint_dependencies, openapi, proxies, services, sql, topology};
 
 /// One route of the JSON API.
 pub(crate) struct ApiRoute {
@@ -42,13 +42,14 @@ pub(crate) fn api_routes() -> Vec<ApiRoute> {
         },
         ApiRoute {
             // Service ids hold a `/`, so one wildcard route serves the detail, the
-            // instances and the endpoints of a service.
+            // instances and the endpoints of a service, and an endpoint's dependencies.
             path: "/api/v1/services/{*id}",
             handler: get(services::service_resource),
             operations: [
                 described::<services::__path_service_detail>(),
                 described::<services::__path_service_instances>(),
                 described::<services::__path_service_endpoints>(),
+                described::<endpoint_dependencies::__path_endpoint_dependencies>(),
             ]
             .concat(),
         },

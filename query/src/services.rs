@@ -1,4 +1,5 @@
-//! `GET /api/v1/services` and `/api/v1/services/{id}[/instances|/endpoints]`.
+//! `GET /api/v1/services` and `/api/v1/services/{id}[/instances|/endpoints]`; an
+//! endpoint's dependencies are answered by [`crate::endpoint_dependencies`].
 
 use axum::Json;
 use axum::extract::State;
@@ -10,6 +11,7 @@ use meshscope_storage::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::endpoint_dependencies::endpoint_dependencies;
 use crate::error::{Error, ErrorBody, Result};
 use crate::extract::{ApiQuery, percent_decode};
 use crate::graph::ServiceGraph;
@@ -79,6 +81,8 @@ enum ServiceResource {
     Detail(String),
     Instances(String),
     Endpoints(String),
+    /// A service's id and one of its endpoints.
+    Dependencies(String, String),
 }
 
 impl ServiceResource {
@@ -89,6 +93,20 @@ impl ServiceResource {
             .strip_prefix(SERVICES_PREFIX)
             .unwrap_or(raw_path)
             .trim_end_matches('/');
+        if let Some((raw_id, raw_endpoint)) = rest
+            .strip_suffix("/dependencies")
+            .and_then(|rest| rest.split_once("/endpoints/"))
+        {
+            let decode = |raw: &str, what: &str| {
+                percent_decode(raw)
+                    .filter(|text| !text.is_empty())
+                    .ok_or_else(|| Error::bad_request(format!("invalid {what} {raw:?}")))
+            };
+            return Ok(ServiceResource::Dependencies(
+                decode(raw_id, "service id")?,
+                decode(raw_endpoint, "endpoint")?,
+            ));
+        }
         let (raw_id, make): (&str, fn(String) -> ServiceResource) =
             if let Some(id) = rest.strip_suffix("/instances") {
                 (id, ServiceResource::Instances)
@@ -107,8 +125,8 @@ impl ServiceResource {
 }
 
 /// One handler for the whole subtree: ids contain `/`, which a plain path segment cannot.
-/// The three resources it serves are documented by [`service_detail`],
-/// [`service_instances`] and [`service_endpoints`].
+/// The four resources it serves are documented by [`service_detail`],
+/// [`service_instances`], [`service_endpoints`] and [`endpoint_dependencies`].
 pub(crate) async fn service_resource(
     State(state): State<AppState>,
     uri: Uri,
@@ -126,6 +144,11 @@ pub(crate) async fn service_resource(
         ServiceResource::Endpoints(id) => service_endpoints(state.store.as_ref(), range, &id)
             .await?
             .into_response(),
+        ServiceResource::Dependencies(id, endpoint) => {
+            endpoint_dependencies(state.store.as_ref(), range, &id, &endpoint)
+                .await?
+                .into_response()
+        }
     };
     Ok(response)
 }
@@ -313,7 +336,11 @@ async fn members(
 
 /// The stored service an API id names in this window: a service first, then a virtual
 /// node of that name; known from its own rows or from an edge that touches it.
-async fn resolve(store: &dyn WindowReader, range: TimeRange, id: &str) -> Result<ServiceRef> {
+pub(crate) async fn resolve(
+    store: &dyn WindowReader,
+    range: TimeRange,
+    id: &str,
+) -> Result<ServiceRef> {
     let candidates = match id.split_once('/') {
         Some((namespace, name)) => vec![ServiceRef::service(namespace, name)],
         None => vec![ServiceRef::service("", id), ServiceRef::virtual_node(id)],
@@ -377,6 +404,15 @@ mod tests {
                 Detail("shop/instances".into()),
             ),
             ("/api/v1/services/a%20b", Detail("a b".into())),
+            (
+                "/api/v1/services/shop%2Fbackend/endpoints/GET%20%2Fitems%2F%7Bid%7D/dependencies",
+                Dependencies("shop/backend".into(), "GET /items/{id}".into()),
+            ),
+            (
+                "/api/v1/services/shop/backend/endpoints/GET /items/{id}/dependencies",
+                Dependencies("shop/backend".into(), "GET /items/{id}".into()),
+            ),
+            ("/api/v1/services/shop/endpoints", Endpoints("shop".into())),
         ];
         for (path, expected) in cases {
             assert_eq!(ServiceResource::parse(path).unwrap(), expected, "{path}");

@@ -46,6 +46,12 @@ pub enum KeyRef<'a> {
         target: &'a ServiceRef,
         protocol: Protocol,
     },
+    Dependency {
+        service: &'a ServiceRef,
+        endpoint: &'a str,
+        target: &'a ServiceRef,
+        target_endpoint: &'a str,
+    },
 }
 
 impl<'a> KeyRef<'a> {
@@ -63,6 +69,17 @@ impl<'a> KeyRef<'a> {
                 target,
                 protocol: *protocol,
             },
+            RowKey::Dependency {
+                service,
+                endpoint,
+                target,
+                target_endpoint,
+            } => KeyRef::Dependency {
+                service,
+                endpoint,
+                target,
+                target_endpoint,
+            },
         }
     }
 
@@ -72,6 +89,7 @@ impl<'a> KeyRef<'a> {
             KeyRef::Instance { .. } => Table::InstanceMinute,
             KeyRef::Endpoint { .. } => Table::EndpointMinute,
             KeyRef::Edge { .. } => Table::EdgeMinute,
+            KeyRef::Dependency { .. } => Table::DependencyMinute,
         }
     }
 }
@@ -147,6 +165,17 @@ impl RowBuilder {
                 push_service(keys, 0, source);
                 push_service(keys, 3, target);
                 keys[6].append_value(protocol.as_str());
+            }
+            KeyRef::Dependency {
+                service,
+                endpoint,
+                target,
+                target_endpoint,
+            } => {
+                push_service(keys, 0, service);
+                keys[3].append_value(endpoint);
+                push_service(keys, 4, target);
+                keys[7].append_value(target_endpoint);
             }
         }
         self.side.append_value(side.as_str());
@@ -314,6 +343,12 @@ pub fn key_at(table: Table, batch: &RecordBatch, row: usize) -> Result<RowKey> {
             source: service_at(batch, "source", row)?,
             target: service_at(batch, "target", row)?,
             protocol: Protocol::parse(&text("protocol")?).ok_or_else(|| bad("protocol"))?,
+        },
+        Table::DependencyMinute => RowKey::Dependency {
+            service: service_at(batch, "service", row)?,
+            endpoint: text("endpoint")?,
+            target: service_at(batch, "target", row)?,
+            target_endpoint: text("target_endpoint")?,
         },
     })
 }

@@ -263,6 +263,15 @@ pub enum RowKey {
         target: ServiceRef,
         protocol: Protocol,
     },
+    /// An outbound endpoint that `service`'s proxy called while serving its inbound
+    /// `endpoint`: the two shared a request id (the application propagated it). The row's
+    /// figures are the outbound calls, as the calling proxy logged them.
+    Dependency {
+        service: ServiceRef,
+        endpoint: String,
+        target: ServiceRef,
+        target_endpoint: String,
+    },
 }
 
 /// One per-minute aggregate, as the collector hands it to the store.
@@ -274,21 +283,24 @@ pub struct MetricRow {
     pub metrics: Metrics,
 }
 
-/// The four minute tables.
+/// The minute tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
     ServiceMinute,
     InstanceMinute,
     EndpointMinute,
     EdgeMinute,
+    /// Inbound endpoint -> outbound endpoint, by request id ([`RowKey::Dependency`]).
+    DependencyMinute,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [
+    pub const ALL: [Table; 5] = [
         Table::ServiceMinute,
         Table::InstanceMinute,
         Table::EndpointMinute,
         Table::EdgeMinute,
+        Table::DependencyMinute,
     ];
 
     pub fn name(self) -> &'static str {
@@ -297,6 +309,7 @@ impl Table {
             Table::InstanceMinute => "instance_minute",
             Table::EndpointMinute => "endpoint_minute",
             Table::EdgeMinute => "edge_minute",
+            Table::DependencyMinute => "endpoint_dependency_minute",
         }
     }
 
@@ -306,6 +319,7 @@ impl Table {
             RowKey::Instance { .. } => Table::InstanceMinute,
             RowKey::Endpoint { .. } => Table::EndpointMinute,
             RowKey::Edge { .. } => Table::EdgeMinute,
+            RowKey::Dependency { .. } => Table::DependencyMinute,
         }
     }
 }

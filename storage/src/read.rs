@@ -17,10 +17,12 @@ pub struct KeyFilter {
     pub service: Option<ServiceRef>,
     /// Edge rows from this source.
     pub source: Option<ServiceRef>,
-    /// Edge rows to this target.
+    /// Edge (or dependency) rows to this target.
     pub target: Option<ServiceRef>,
-    /// Instance or endpoint name.
+    /// Instance or endpoint name (for dependencies, the inbound endpoint).
     pub name: Option<String>,
+    /// For dependencies: the outbound endpoint, at `target`.
+    pub target_name: Option<String>,
     /// Only rows from this side, with no server-over-client choice; the edge API shows
     /// both sides of an edge this way.
     pub side: Option<Side>,

@@ -35,6 +35,16 @@ pub(crate) fn key_columns(table: Table) -> &'static [&'static str] {
             "target_kind",
             "protocol",
         ],
+        Table::DependencyMinute => &[
+            "service_namespace",
+            "service_name",
+            "service_kind",
+            "endpoint",
+            "target_namespace",
+            "target_name",
+            "target_kind",
+            "target_endpoint",
+        ],
     }
 }
 
@@ -117,7 +127,7 @@ fn build(table: Table) -> SchemaRef {
 }
 
 pub(crate) fn schema(table: Table) -> SchemaRef {
-    static SCHEMAS: OnceLock<[SchemaRef; 4]> = OnceLock::new();
+    static SCHEMAS: OnceLock<[SchemaRef; Table::ALL.len()]> = OnceLock::new();
     let schemas = SCHEMAS.get_or_init(|| Table::ALL.map(build));
     let index = Table::ALL.iter().position(|t| *t == table).unwrap_or(0);
     schemas[index].clone()

@@ -1,6 +1,7 @@
 // The service panel's endpoint dependencies: for the inbound endpoint picked in the endpoint
 // list, the outbound endpoints the service's proxy called while serving it (matched by
-// request id), with their calls, errors and latency, each callee a link that focuses it.
+// request id), with their calls, errors and latency, each callee a link that focuses it;
+// and the other services' endpoints whose serving called it.
 
 import { apiFetch } from "./auth";
 import { fmtMs, fmtNumber, fmtPct } from "./data";
@@ -17,15 +18,25 @@ export interface Dependency {
   p99_ms: number | null;
 }
 
-/// The dependencies the API knows at `url`, busiest first. A server without the route
+/// What an endpoint led to (`dependencies`) and what led to it (`callers`), busiest first.
+export interface EndpointLinks {
+  dependencies: Dependency[];
+  callers: Dependency[];
+}
+
+/// The endpoint's links the API knows at `url`, busiest first. A server without the route
 /// answers 404: none known. Any other failure is thrown with the API's message.
-export async function loadDependencies(url: string): Promise<Dependency[]> {
+export async function loadDependencies(url: string): Promise<EndpointLinks> {
   const res = await apiFetch(url, { headers: { accept: "application/json" } });
-  if (res.status === 404) return [];
+  if (res.status === 404) return { dependencies: [], callers: [] };
   const body = await res.json().catch(() => null);
   if (!res.ok) throw new Error(body?.error ?? `HTTP ${res.status}`);
-  const list: Dependency[] = Array.isArray(body?.dependencies) ? body.dependencies : [];
-  return [...list].sort((a, b) => b.calls - a.calls || a.service.localeCompare(b.service) || a.endpoint.localeCompare(b.endpoint));
+  return { dependencies: busiestFirst(body?.dependencies), callers: busiestFirst(body?.callers) };
+}
+
+function busiestFirst(list: unknown): Dependency[] {
+  const items: Dependency[] = Array.isArray(list) ? list : [];
+  return [...items].sort((a, b) => b.calls - a.calls || a.service.localeCompare(b.service) || a.endpoint.localeCompare(b.endpoint));
 }
 
 /// How the section links a callee: the page's address with it focused, and what a click on
@@ -43,13 +54,17 @@ export function dependenciesSection(endpoint: string, url: string, links: Callee
   const status = el("p", { className: "muted", text: "loading…" });
   box.append(el("h3", { text: `Dependencies of ${endpoint}` }), status);
   loadDependencies(url).then(
-    (deps) => {
-      if (!deps.length) {
+    ({ dependencies, callers }) => {
+      if (!dependencies.length && !callers.length) {
         status.textContent = "no dependencies known";
         return;
       }
       status.remove();
-      box.append(dependencyTable(deps, links));
+      if (dependencies.length) box.append(dependencyTable(dependencies, links, "dependencies", "callee"));
+      else box.append(el("p", { className: "muted", text: "it called nothing known" }));
+      if (callers.length) {
+        box.append(el("h4", { text: "Reached while serving" }), dependencyTable(callers, links, "callers", "caller"));
+      }
     },
     (err: Error) => {
       status.textContent = `dependencies unavailable: ${err.message}`;
@@ -58,9 +73,10 @@ export function dependenciesSection(endpoint: string, url: string, links: Callee
   return box;
 }
 
-function dependencyTable(deps: Dependency[], links: CalleeLinks): HTMLElement {
-  const table = el("table", { className: "dependencies" });
-  const head = ["callee", "endpoint", "calls", "errors", "p50", "p95", "p99"].map((h) => el("th", { text: h }));
+/// A table of `deps`, the first column (`who`: callee or caller) a link that focuses it.
+function dependencyTable(deps: Dependency[], links: CalleeLinks, className: string, who: string): HTMLElement {
+  const table = el("table", { className });
+  const head = [who, "endpoint", "calls", "errors", "p50", "p95", "p99"].map((h) => el("th", { text: h }));
   const rows = deps.map((d) => {
     const link = el("a", { text: d.service });
     link.href = links.href(d.service);

@@ -390,6 +390,30 @@ try {
       await waitForMap(page);
       await page.screenshot({ path: screenshotDemo });
       await checkLabels(page, 5);
+
+      // The demo's applications pass the request id on: an endpoint of a service lists the
+      // endpoints its proxy called while serving it, as the API gives them.
+      const enc = encodeURIComponent;
+      const found = await until("an endpoint of the demo with dependencies", async () => {
+        for (const node of (await demo.api("/api/v1/topology?window=15m")).nodes) {
+          if (node.kind !== "service") continue;
+          const eps = (await demo.api(`/api/v1/services/${enc(node.id)}/endpoints?window=15m`)).endpoints ?? [];
+          for (const ep of eps) {
+            const got = await demo.api(`/api/v1/services/${enc(node.id)}/endpoints/${enc(ep.name)}/dependencies?window=15m`);
+            if (got.dependencies?.length) return { service: node.id, endpoint: ep.name, deps: got.dependencies };
+          }
+        }
+        return null;
+      }, 60_000);
+      await clickAt(page, found.service);
+      const literal = found.endpoint.replace(/[.*+?^$()|[\]\\{}]/g, "\\$&");
+      const pick = page.locator("#panel button.pick").filter({ hasText: new RegExp("^" + literal + "$") });
+      await pick.click();
+      await page.waitForSelector("#panel table.dependencies");
+      const shown = await page.locator("#panel table.dependencies tbody tr").evaluateAll((trs) => trs.map((tr) => `${tr.children[0].textContent} ${tr.children[1].textContent}`));
+      // The panel read the window again since; what it shows is what the API knew then or later.
+      assert.ok(shown.length >= 1, "no row");
+      for (const d of found.deps) assert.ok(shown.includes(`${d.service} ${d.endpoint}`), `${d.service} ${d.endpoint} not in ${shown}`);
     } finally {
       await page.setViewportSize({ width: 1600, height: 900 });
       await demo.stop();

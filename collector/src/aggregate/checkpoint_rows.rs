@@ -110,6 +110,9 @@ impl Aggregator {
             Slot::Instance(s, i) => i < count(&rows.names.instances, s),
             Slot::Endpoint(s, e) => e < count(&rows.names.endpoints, s),
             Slot::Edge(a, b, _) => (a as usize) < services && (b as usize) < services,
+            Slot::Dependency(s, e, t, f) => {
+                e < count(&rows.names.endpoints, s) && f < count(&rows.names.endpoints, t)
+            }
         };
         if rows
             .minutes

@@ -120,6 +120,12 @@ impl NameTable {
                 target: service(target),
                 protocol,
             },
+            Slot::Dependency(s, e, t, f) => RowKey::Dependency {
+                service: service(s),
+                endpoint: self.endpoints[s as usize].names[e as usize].clone(),
+                target: service(t),
+                target_endpoint: self.endpoints[t as usize].names[f as usize].clone(),
+            },
         }
     }
 
@@ -142,6 +148,12 @@ impl NameTable {
                 source: service(source),
                 target: service(target),
                 protocol,
+            },
+            Slot::Dependency(s, e, t, f) => KeyRef::Dependency {
+                service: service(s),
+                endpoint: &self.endpoints[s as usize].names[e as usize],
+                target: service(t),
+                target_endpoint: &self.endpoints[t as usize].names[f as usize],
             },
         }
     }

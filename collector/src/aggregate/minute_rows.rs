@@ -68,6 +68,10 @@ pub(crate) fn shard_of(slot: &Slot) -> usize {
         Slot::Service(service) | Slot::Instance(service, _) => mix(service, 0),
         Slot::Endpoint(service, endpoint) => mix(service, endpoint.wrapping_add(1)),
         Slot::Edge(source, target, _) => mix(source, target.wrapping_add(1)),
+        Slot::Dependency(service, endpoint, target, target_endpoint) => mix(
+            service ^ target.rotate_left(16),
+            endpoint ^ target_endpoint.rotate_left(16),
+        ),
     }
 }
 

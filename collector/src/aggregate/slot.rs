@@ -15,6 +15,9 @@ pub enum Slot {
     Instance(ServiceId, u32),
     Endpoint(ServiceId, u32),
     Edge(ServiceId, ServiceId, Protocol),
+    /// A service's inbound endpoint and an outbound endpoint (by its number under the
+    /// callee) its proxy called while serving it.
+    Dependency(ServiceId, u32, ServiceId, u32),
 }
 
 /// The table a slot's own row goes to.
@@ -25,6 +28,7 @@ pub(super) fn slot_table(slot: &Slot) -> Table {
         Slot::Instance(..) => Table::InstanceMinute,
         Slot::Endpoint(..) => Table::EndpointMinute,
         Slot::Edge(..) => Table::EdgeMinute,
+        Slot::Dependency(..) => Table::DependencyMinute,
     }
 }
 
@@ -38,5 +42,6 @@ pub(super) fn feeds(slot: &Slot, table: Table) -> bool {
             Table::ServiceMinute | Table::InstanceMinute
         ) | (Slot::Endpoint(..), Table::EndpointMinute)
             | (Slot::Edge(..), Table::EdgeMinute)
+            | (Slot::Dependency(..), Table::DependencyMinute)
     )
 }

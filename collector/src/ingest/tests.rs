@@ -197,3 +197,112 @@ fn retries_count_on_the_client_side_only() {
         BTreeMap::from([(Side::Server, (5, 0)), (Side::Client, (3, 2))])
     );
 }
+
+/// A frontend that passes the request id on: its inbound `GET /checkout` led to the
+/// backend's `GET /items/{id}`, and the hop between them is paired. With pairing off,
+/// nothing waits and neither is kept.
+#[test]
+fn a_passed_on_request_id_links_an_inbound_endpoint_to_the_calls_it_made() {
+    for on in [true, false] {
+        let registry = Registry::new(&[], 1000).unwrap();
+        let frontend = reporter("frontend-1", "frontend");
+        let backend = reporter("backend-1", "backend");
+        for r in [&frontend, &backend] {
+            registry.register_reporter(r);
+        }
+        let aggregator = Aggregator::new(Limits {
+            max_endpoints_per_service: 100,
+            max_instances_per_service: 100,
+            max_services: 100,
+            apdex_threshold_ms: 500.0,
+        });
+        let rules = RoleRules::new(&DirectionRules::default()).unwrap();
+        let waiting = WaitQueue::new(100);
+        let pairs = if on {
+            crate::request_pairs::RequestPairs::new(5_000, 100)
+        } else {
+            crate::request_pairs::RequestPairs::off()
+        };
+        let pipeline = Pipeline {
+            role_rules: &rules,
+            resolver: Resolver {
+                registry: &registry,
+            },
+            aggregator: &aggregator,
+            waiting: &waiting,
+            pairs: &pairs,
+            join_wait_ms: 0,
+            access_log: None,
+        };
+        let context = |reporter: &Arc<NodeIdentity>| StreamContext {
+            reporter: reporter.clone(),
+            log_name: String::new(),
+            gateway: false,
+        };
+        let checkout = Observation {
+            request_id: 42,
+            path: "/checkout",
+            downstream_cluster_header: Some("ingress"),
+            ..observation("inbound|8080||")
+        };
+        let item_call = Observation {
+            request_id: 42,
+            path: "/items/7",
+            upstream_attempts: 1,
+            ..observation("outbound|8080||backend.shop.svc.cluster.local")
+        };
+        pipeline.ingest(
+            &context(&frontend),
+            [checkout, item_call].into_iter(),
+            60_000,
+        );
+        let item = Observation {
+            request_id: 42,
+            path: "/items/7",
+            downstream_cluster_header: Some("frontend"),
+            ..observation("inbound|8080||")
+        };
+        pipeline.ingest(&context(&backend), [item].into_iter(), 60_000);
+        assert_eq!(pairs.len(), usize::from(on), "one request waits");
+        pipeline.flush_waiting(60_000);
+
+        let rows = aggregator.snapshot();
+        let dependencies: Vec<(String, String, String, String, u64)> = rows
+            .iter()
+            .filter_map(|row| match &row.key {
+                RowKey::Dependency {
+                    service,
+                    endpoint,
+                    target,
+                    target_endpoint,
+                } => Some((
+                    service.id(),
+                    endpoint.clone(),
+                    target.id(),
+                    target_endpoint.clone(),
+                    row.metrics.calls,
+                )),
+                _ => None,
+            })
+            .collect();
+        let paired: u64 = rows
+            .iter()
+            .filter(|row| matches!(row.key, RowKey::Edge { .. }))
+            .map(|row| row.metrics.paired)
+            .sum();
+        if on {
+            let expected = (
+                "shop/frontend".to_string(),
+                "GET /checkout".to_string(),
+                "shop/backend".to_string(),
+                "GET /items/{id}".to_string(),
+                1,
+            );
+            assert_eq!(dependencies, vec![expected]);
+            assert_eq!(paired, 1);
+        } else {
+            assert!(dependencies.is_empty(), "{dependencies:?}");
+            assert_eq!(paired, 0);
+        }
+    }
+}

@@ -8,6 +8,7 @@
 //! on every run.
 
 mod edges;
+mod endpoint_dependencies;
 mod mesh;
 mod parameters;
 mod services;

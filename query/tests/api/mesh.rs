@@ -64,6 +64,23 @@ pub(crate) fn row(minute: i64, key: RowKey, side: Side, metrics: Metrics) -> Met
     }
 }
 
+/// `calls` of `service`'s inbound `endpoint` to `target`'s `target_endpoint`, as the
+/// calling proxy logged them.
+pub(crate) fn dependency(
+    minute: i64,
+    (service, endpoint): (ServiceRef, &str),
+    (target, target_endpoint): (ServiceRef, &str),
+    metrics: Metrics,
+) -> MetricRow {
+    let key = RowKey::Dependency {
+        service,
+        endpoint: endpoint.into(),
+        target,
+        target_endpoint: target_endpoint.into(),
+    };
+    row(minute, key, Side::Client, metrics)
+}
+
 pub(crate) fn service(minute: i64, service: ServiceRef, side: Side, metrics: Metrics) -> MetricRow {
     row(minute, RowKey::Service { service }, side, metrics)
 }
@@ -92,6 +109,12 @@ pub(crate) fn closed_rows() -> Vec<MetricRow> {
     let old = NOW_MINUTE - 30 * MINUTE_MS;
     vec![
         service(old, shop("legacy"), Server, figures(7, 0, 0, 5.0)),
+        dependency(
+            PREVIOUS_MINUTE,
+            (shop("frontend"), "GET /"),
+            (shop("backend"), "GET /items/{id}"),
+            figures(40, 4, 0, 20.0),
+        ),
         service(
             PREVIOUS_MINUTE,
             shop("ingress"),
@@ -245,6 +268,26 @@ pub(crate) fn open_rows() -> Vec<MetricRow> {
             },
             Server,
             figures(15, 0, 3, 300.0),
+        ),
+        // Where the applications pass the request id on: the frontend's `GET /` led to
+        // these calls (and to 40 more to the backend the minute before).
+        dependency(
+            NOW_MINUTE,
+            (shop("frontend"), "GET /"),
+            (shop("backend"), "GET /items/{id}"),
+            figures(10, 0, 0, 20.0),
+        ),
+        dependency(
+            NOW_MINUTE,
+            (shop("frontend"), "GET /"),
+            (plain("payments"), "POST /charge"),
+            figures(5, 1, 0, 80.0),
+        ),
+        dependency(
+            NOW_MINUTE,
+            (shop("ingress"), "GET /"),
+            (shop("frontend"), "GET /"),
+            figures(60, 0, 0, 40.0),
         ),
     ]
 }

@@ -549,20 +549,29 @@ fn key_predicate(table: Table, filter: &KeyFilter) -> Option<Expr> {
             _ => service_is("service", service),
         });
     }
-    if table == Table::EdgeMinute {
-        if let Some(source) = &filter.source {
-            parts.push(service_is("source", source));
-        }
-        if let Some(target) = &filter.target {
-            parts.push(service_is("target", target));
-        }
+    if table == Table::EdgeMinute
+        && let Some(source) = &filter.source
+    {
+        parts.push(service_is("source", source));
+    }
+    if matches!(table, Table::EdgeMinute | Table::DependencyMinute)
+        && let Some(target) = &filter.target
+    {
+        parts.push(service_is("target", target));
     }
     if let Some(name) = &filter.name {
         match table {
             Table::InstanceMinute => parts.push(col("instance").eq(lit(name.clone()))),
-            Table::EndpointMinute => parts.push(col("endpoint").eq(lit(name.clone()))),
+            Table::EndpointMinute | Table::DependencyMinute => {
+                parts.push(col("endpoint").eq(lit(name.clone())))
+            }
             _ => {}
         }
+    }
+    if table == Table::DependencyMinute
+        && let Some(name) = &filter.target_name
+    {
+        parts.push(col("target_endpoint").eq(lit(name.clone())));
     }
     if let Some(side) = filter.side {
         parts.push(col(SIDE).eq(lit(side.as_str())));

@@ -45,7 +45,7 @@ impl Store {
     /// Reads of the minute tables ask `source` for the live minutes, instead of taking the
     /// batches `publish_live_minutes` sets. Services, instances and edges are read together,
     /// so that a topology's nodes and edges come from one moment; endpoints, the largest
-    /// table, on their own.
+    /// table, on their own with the endpoints' dependencies.
     pub fn attach_live_minute_source(&self, source: Arc<dyn LiveMinuteSource>) {
         let groups = [
             vec![
@@ -53,7 +53,7 @@ impl Store {
                 Table::InstanceMinute,
                 Table::EdgeMinute,
             ],
-            vec![Table::EndpointMinute],
+            vec![Table::EndpointMinute, Table::DependencyMinute],
         ];
         let mut live = Vec::new();
         for tables in groups {

@@ -47,6 +47,9 @@ pub(super) struct Generator {
     retry_every: Option<u64>,
     /// Calls from one sidecar to another so far, counted for `retry_every`.
     sidecar_calls: u64,
+    /// Whether every call of one request's tree carries the ingress request's id, as
+    /// applications that pass `x-request-id` on make it; otherwise each hop has its own.
+    propagate_request_ids: bool,
 }
 
 impl Generator {
@@ -60,7 +63,14 @@ impl Generator {
             follow_calls,
             retry_every: None,
             sidecar_calls: 0,
+            propagate_request_ids: false,
         }
+    }
+
+    /// Makes the applications pass the request id on: one id for a request's whole tree.
+    pub(super) fn propagate_request_ids(mut self, propagate: bool) -> Generator {
+        self.propagate_request_ids = propagate;
+        self
     }
 
     /// Makes every `every`-th call from one sidecar to another a retried one: its first
@@ -188,7 +198,11 @@ impl Generator {
             return;
         }
 
-        let request_id = format!("sim-{n}-{target}");
+        let request_id = if self.propagate_request_ids {
+            format!("sim-{n}")
+        } else {
+            format!("sim-{n}-{target}")
+        };
         let meshed = self.mesh.has_sidecar(target);
         let retried = match (outside, self.retry_every) {
             (None, Some(every)) if meshed => {

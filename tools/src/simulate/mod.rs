@@ -58,6 +58,10 @@ pub struct SimulateArgs {
     /// attempt with 503 and the caller's proxy retries once (0: no retries)
     #[arg(long, default_value_t = 0)]
     retry_every: u64,
+    /// The applications pass the request id on: every call of a request's tree carries the
+    /// ingress request's id (endpoint dependencies), instead of one id per hop
+    #[arg(long)]
+    propagate_request_ids: bool,
     /// Print the topology meshscope must show for what was sent, as JSON, at the end
     #[arg(long, conflicts_with = "max")]
     print_expected: bool,
@@ -127,7 +131,9 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&sent)?);
         return Ok(());
     }
-    let generator = Generator::new(mesh, args.seed, true).retry_every(args.retry_every);
+    let generator = Generator::new(mesh, args.seed, true)
+        .retry_every(args.retry_every)
+        .propagate_request_ids(args.propagate_request_ids);
     let truth = send(&args.target, generator, args.rate, stop).await?;
     info!(
         requests = truth.requests,
@@ -149,7 +155,8 @@ pub async fn run_demo(
     // Give the server a moment to accept connections.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mesh = Mesh::build(10, "demo", &[], 7);
-    let generator = Generator::new(mesh, 7, true);
+    // Its applications pass the request id on, so that endpoints show their dependencies.
+    let generator = Generator::new(mesh, 7, true).propagate_request_ids(true);
     send(&format!("http://{grpc_addr}"), generator, 15.0, shutdown).await?;
     Ok(())
 }
