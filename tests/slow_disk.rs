@@ -246,7 +246,7 @@ async fn a_stalled_write_of_minutes_stops_the_senders_until_it_ends() {
     let config = dir.path().join("meshscope.toml");
     std::fs::write(&config, format!("{CONFIG}max_write_stall_ms = 2000\n")).unwrap();
     let config = config.display().to_string();
-    let env = [(meshscope_storage::files::SLOW_WRITES_ENV, "4000")];
+    let env = [(meshscope_storage::SLOW_WRITES_ENV, "4000")];
     let server =
         Meshscope::start_with_env("meshscope-stall", dir.path(), &["--config", &config], &env)
             .await;

@@ -14,7 +14,7 @@ use meshscope_collector::identity::NodeIdentity;
 use meshscope_collector::{Collector, CollectorConfig, ManualClock, wire};
 use meshscope_proto::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
 use meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
-use meshscope_storage::batch::to_batch;
+use meshscope_storage::to_batch;
 use meshscope_storage::{LatencySketch, Store, StoreConfig, Table};
 use prost::Message;
 

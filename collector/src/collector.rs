@@ -273,7 +273,7 @@ impl Collector {
         // Reads stop showing an hour some of whose rows are gone.
         if let Some(hour) = newest_dropped_hour {
             self.aggregator
-                .forget_closing(|minute| meshscope_storage::files::hour_of(minute) <= hour);
+                .forget_closing(|minute| meshscope_storage::hour_of(minute) <= hour);
         }
     }
 

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use meshscope_storage::sketch::Binned;
+use meshscope_storage::Binned;
 use meshscope_storage::{AccessLogRow, Protocol, ServiceRef, Side, minute_of};
 use parking_lot::Mutex;
 

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use meshscope_storage::files::hour_of;
+use meshscope_storage::hour_of;
 use meshscope_storage::{
     EpochMillis, LiveProxyMinuteSource, MinuteWriter, ProxyMetricKind, ProxyMetricRow, minute_of,
 };

@@ -266,8 +266,8 @@ impl RequestPairs {
 
 #[cfg(test)]
 mod tests {
+    use meshscope_storage::Binned;
     use meshscope_storage::Protocol;
-    use meshscope_storage::sketch::Binned;
 
     use super::*;
     use crate::aggregate::Slot;

@@ -3,7 +3,7 @@
 //! each service it passed through, which outbound endpoints its proxy called while serving
 //! the inbound one (endpoint dependencies).
 
-use meshscope_storage::sketch::Binned;
+use meshscope_storage::Binned;
 use meshscope_storage::{Protocol, Side, minute_of};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;

@@ -10,7 +10,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use meshscope_query::{AppState, router};
 use meshscope_storage::clock::ManualClock;
-use meshscope_storage::files::hour_of;
+use meshscope_storage::hour_of;
 use meshscope_storage::{
     LiveProxyMinuteSource, MINUTE_MS, MetricRow, Metrics, Protocol, ProxyInfo, ProxyMetricRow,
     RowKey, ServiceRef, Side, Store, StoreConfig, minute_of,

@@ -322,7 +322,7 @@ fn service_at(batch: &RecordBatch, name_prefix: &str, row: usize) -> Result<Serv
 }
 
 /// The key of `row` in a batch with the key columns of `table` (extra columns ignored).
-pub fn key_at(table: Table, batch: &RecordBatch, row: usize) -> Result<RowKey> {
+pub(crate) fn key_at(table: Table, batch: &RecordBatch, row: usize) -> Result<RowKey> {
     let text = |name: &str| -> Result<String> {
         let array = batch.column_by_name(name).ok_or_else(|| bad(name))?;
         Ok(array.as_string::<i32>().value(row).to_string())
@@ -354,7 +354,7 @@ pub fn key_at(table: Table, batch: &RecordBatch, row: usize) -> Result<RowKey> {
 }
 
 /// The metrics of `row` in a batch that has the metric columns (named as in the schema).
-pub fn metrics_at(batch: &RecordBatch, row: usize) -> Result<Metrics> {
+pub(crate) fn metrics_at(batch: &RecordBatch, row: usize) -> Result<Metrics> {
     let counter = |name: &str| -> Result<u64> {
         let Some(array) = batch.column_by_name(name) else {
             // A file written before the counter existed, read as it is on disk.
@@ -403,7 +403,7 @@ pub fn metrics_at(batch: &RecordBatch, row: usize) -> Result<Metrics> {
     Ok(metrics)
 }
 
-pub fn minute_at(batch: &RecordBatch, row: usize) -> Result<i64> {
+pub(crate) fn minute_at(batch: &RecordBatch, row: usize) -> Result<i64> {
     let array = batch
         .column_by_name(schema::MINUTE)
         .ok_or_else(|| bad(schema::MINUTE))?;
@@ -415,7 +415,7 @@ pub fn minute_at(batch: &RecordBatch, row: usize) -> Result<i64> {
     }
 }
 
-pub fn side_at(batch: &RecordBatch, row: usize) -> Result<Side> {
+pub(crate) fn side_at(batch: &RecordBatch, row: usize) -> Result<Side> {
     let array = batch
         .column_by_name(schema::SIDE)
         .ok_or_else(|| bad(schema::SIDE))?;

@@ -14,7 +14,7 @@
 //!   [`Store::publish_live_minutes`] sets a snapshot); [`Store::refresh_live_minutes`] and
 //!   [`Store::expire_live_minute_reads`] manage the reads kept from it.
 //! - Closed minutes: [`Store::append_closed`], [`Store::append_closed_before`] and, for rows
-//!   the collector encoded itself with [`batch::RowBuilder`], [`Store::append_batches_before`]
+//!   the collector encoded itself with [`RowBuilder`], [`Store::append_batches_before`]
 //!   with [`ClosedBatch`]es. Large writes hold a [`Store::memory_peak_permit`].
 //! - Raw entries: [`Store::access_log_enabled`], [`Store::append_access_log`].
 //! - Proxy statistics: [`Store::proxy_registry`] (the reporting proxies); closed minutes
@@ -43,12 +43,13 @@
 //!   they are counted under in `/metrics` ([`WRITE_FAILURES_METRIC`]).
 //!
 //! Shared by both: the row model ([`MetricRow`], [`RowKey`], [`Metrics`], [`Table`], …) and
-//! [`LatencySketch`]. Of the internals only what the collector encodes with is public:
-//! [`batch`] (Arrow form of rows), [`files::hour_of`], [`sketch::Binned`], and the
-//! [`clock`] types.
+//! [`LatencySketch`]. The modules that hold rows' Arrow form, the files and the sketch's
+//! bins are private; of them only what the collector encodes with is exported:
+//! [`RowBuilder`], [`KeyRef`], [`to_batch`] and [`from_batch`], [`hour_of`], [`Binned`],
+//! and (for the slow-disk tests) [`SLOW_WRITES_ENV`].
 
 mod access_log;
-pub mod batch;
+mod batch;
 pub mod boundary;
 pub mod clock;
 mod config;
@@ -57,7 +58,7 @@ mod durable;
 mod error;
 mod file_names;
 mod file_writer;
-pub mod files;
+mod files;
 mod live_minutes;
 mod location;
 mod model;
@@ -70,7 +71,7 @@ mod replace;
 pub mod response_flags;
 mod rollup;
 mod schema;
-pub mod sketch;
+mod sketch;
 mod sliding;
 mod store;
 mod table;
@@ -82,7 +83,7 @@ mod write_health;
 pub mod written_note;
 
 pub use access_log::AccessLogRow;
-pub use batch::ClosedBatch;
+pub use batch::{ClosedBatch, KeyRef, RowBuilder, from_batch, to_batch};
 pub use boundary::{MinuteWriter, WindowReader};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{RetentionConfig, SqlLimits, StoreConfig};
@@ -91,7 +92,7 @@ pub use crash_point::{CRASH_AT_ENV, reached as crash_point};
 pub use datafusion::arrow;
 pub use datafusion::arrow::record_batch::RecordBatch;
 pub use error::{Error, Result};
-pub use files::Granularity;
+pub use files::{Granularity, SLOW_WRITES_ENV, hour_of};
 pub use live_minutes::{LiveMinuteSource, LiveProxyMinuteSource};
 pub use location::{valid_writer_id, writer_id_in};
 pub use model::{
@@ -105,7 +106,7 @@ pub use quarantine::{QUARANTINE_DIR, QUARANTINED_METRIC};
 pub use read::{Aggregate, KeyFilter, SeriesPoint, TimeRange};
 pub use replace::RECORDS_DIR;
 pub use response_flags::ResponseFlagCounts;
-pub use sketch::LatencySketch;
+pub use sketch::{Binned, LatencySketch};
 pub use sliding::KeptSpan;
 pub use store::{
     MAINTENANCE_FAILURES_METRIC, MAINTENANCE_PASSES_METRIC, MaintenanceReport, MemoryPeakPermit,

@@ -20,7 +20,7 @@ mod encoding;
 use bins::Bins;
 
 /// Relative accuracy of every latency sketch: quantiles are within 1% of the true value.
-pub const RELATIVE_ACCURACY: f64 = 0.01;
+pub(crate) const RELATIVE_ACCURACY: f64 = 0.01;
 
 const GAMMA: f64 = (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY);
 /// `GAMMA.ln()`, which is not a const fn (a test checks the figure).

@@ -14,7 +14,7 @@ const T0: i64 = 1_763_856_000_000;
 #[tokio::test]
 async fn a_slow_disk_delays_writes_and_keeps_them_whole() {
     // The only test of this binary: nothing else reads the environment meanwhile.
-    unsafe { std::env::set_var(meshscope_storage::files::SLOW_WRITES_ENV, "300") };
+    unsafe { std::env::set_var(meshscope_storage::SLOW_WRITES_ENV, "300") };
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(StoreConfig {
         maintenance_interval_secs: 0,

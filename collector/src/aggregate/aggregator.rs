@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use meshscope_storage::batch::ClosedBatch;
+use meshscope_storage::ClosedBatch;
 use meshscope_storage::{ServiceRef, Side};
 use parking_lot::Mutex;
 
@@ -181,7 +181,7 @@ pub(super) mod tests {
     pub(in crate::aggregate) fn decoded(batches: &[ClosedBatch]) -> Vec<MetricRow> {
         batches
             .iter()
-            .flat_map(|b| meshscope_storage::batch::from_batch(b.table, &b.batch).unwrap())
+            .flat_map(|b| meshscope_storage::from_batch(b.table, &b.batch).unwrap())
             .collect()
     }
 

@@ -4,7 +4,7 @@
 //! aggregator as minutes still filling: a minute's late rows too, since a new process
 //! writes everything it holds of a minute at its first close, as a replay does.
 
-use meshscope_storage::sketch::LatencySketch;
+use meshscope_storage::LatencySketch;
 use meshscope_storage::{Metrics, Side};
 use serde::{Deserialize, Serialize};
 
@@ -248,7 +248,7 @@ mod tests {
             for k in 0..n {
                 let sample = Sample {
                     error: k == 0,
-                    latency: meshscope_storage::sketch::Binned::new(10.0 * k as f64),
+                    latency: meshscope_storage::Binned::new(10.0 * k as f64),
                     bytes_sent: 100,
                     ..Sample::default()
                 };

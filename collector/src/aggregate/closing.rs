@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use meshscope_storage::Table;
-use meshscope_storage::batch::{ClosedBatch, RowBuilder};
-use meshscope_storage::files::hour_of;
+use meshscope_storage::hour_of;
+use meshscope_storage::{ClosedBatch, RowBuilder};
 
 use super::aggregator::{Aggregator, ClosingMinute};
 use super::interned_names::NameTable;
@@ -213,7 +213,7 @@ fn minute_batches<'a>(
 
 #[cfg(test)]
 mod tests {
-    use meshscope_storage::sketch::Binned;
+    use meshscope_storage::Binned;
     use meshscope_storage::{LiveMinuteSource, Protocol, RecordBatch, RowKey, ServiceRef, Side};
 
     use super::*;

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use meshscope_storage::batch::KeyRef;
+use meshscope_storage::KeyRef;
 use meshscope_storage::{RowKey, ServiceRef};
 use parking_lot::{RwLock, RwLockReadGuard};
 

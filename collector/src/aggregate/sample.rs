@@ -1,7 +1,7 @@
 //! Sample arithmetic: what one entry adds to one row's counters.
 
+use meshscope_storage::Binned;
 use meshscope_storage::Metrics;
-use meshscope_storage::sketch::Binned;
 
 /// What one entry contributes to a row.
 #[derive(Clone, Copy, Debug, Default)]

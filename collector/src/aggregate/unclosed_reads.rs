@@ -3,10 +3,10 @@
 //! a copy of every row held, for tests and benchmarks. Each minute is read once, from its
 //! rows or from its batches already encoded, never from both.
 
-use meshscope_storage::batch::{RowBuilder, from_batch};
 use meshscope_storage::{
     EpochMillis, LiveMinuteSource, MetricRow, Metrics, RecordBatch, Side, Table,
 };
+use meshscope_storage::{RowBuilder, from_batch};
 
 use super::aggregator::Aggregator;
 use super::interned_names::NameTable;
@@ -179,7 +179,7 @@ fn push_rows<'a>(
 
 #[cfg(test)]
 mod tests {
-    use meshscope_storage::sketch::Binned;
+    use meshscope_storage::Binned;
     use meshscope_storage::{Protocol, RowKey, ServiceRef};
 
     use super::*;
@@ -211,8 +211,7 @@ mod tests {
         ]);
         // What a read sees before the minute closes: the same rows, straight from here.
         let unclosed = agg.live_batches(&[Table::ServiceMinute], 0).unwrap();
-        let read =
-            meshscope_storage::batch::from_batch(Table::ServiceMinute, &unclosed[0][0]).unwrap();
+        let read = meshscope_storage::from_batch(Table::ServiceMinute, &unclosed[0][0]).unwrap();
         let calls = |minute: i64, side: Side| {
             read.iter()
                 .find(|r| r.minute == minute && r.side == side)

@@ -21,7 +21,7 @@ impl HeldProxyRows {
         self.rows.lock().unwrap().retain(|row| {
             if row.minute < minute {
                 closed
-                    .entry(meshscope_storage::files::hour_of(row.minute))
+                    .entry(meshscope_storage::hour_of(row.minute))
                     .or_insert_with(Vec::new)
                     .push(row.clone());
             }

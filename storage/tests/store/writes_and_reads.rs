@@ -110,7 +110,7 @@ impl meshscope_storage::LiveMinuteSource for HeldMinutes {
             .iter()
             .map(|table| {
                 let open = rows.iter().filter(|r| r.minute >= from);
-                Ok(vec![meshscope_storage::batch::to_batch(*table, open)?])
+                Ok(vec![meshscope_storage::to_batch(*table, open)?])
             })
             .collect()
     }
