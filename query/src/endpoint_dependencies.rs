@@ -103,52 +103,26 @@ pub(crate) async fn endpoint_dependencies(
         target_name: Some(endpoint.to_string()),
         ..KeyFilter::default()
     };
-    let mut dependencies = Vec::new();
-    for aggregate in store
-        .aggregate(Table::DependencyMinute, range, &outbound)
-        .await?
-    {
-        if let RowKey::Dependency {
-            service: from,
-            endpoint: from_endpoint,
-            target,
-            target_endpoint,
-        } = aggregate.key
-            && from == service
-            && from_endpoint == endpoint
-        {
-            dependencies.push(Dependency::new(
-                &target,
-                target_endpoint,
-                &aggregate.metrics,
-            ));
-        }
-    }
-    let mut callers = Vec::new();
-    for aggregate in store
-        .aggregate(Table::DependencyMinute, range, &inbound)
-        .await?
-    {
-        if let RowKey::Dependency {
-            service: from,
-            endpoint: from_endpoint,
-            target,
-            target_endpoint,
-        } = aggregate.key
-            && target == service
-            && target_endpoint == endpoint
-        {
-            callers.push(Dependency::new(&from, from_endpoint, &aggregate.metrics));
-        }
-    }
-    for list in [&mut dependencies, &mut callers] {
-        list.sort_by(|a, b| {
-            b.calls
-                .cmp(&a.calls)
-                .then_with(|| a.service.cmp(&b.service))
-                .then_with(|| a.endpoint.cmp(&b.endpoint))
-        });
-    }
+    let dependencies = linked(
+        store,
+        range,
+        &outbound,
+        |from, from_endpoint, to, to_endpoint| {
+            (*from == service && from_endpoint == endpoint)
+                .then(|| (to.clone(), to_endpoint.to_string()))
+        },
+    )
+    .await?;
+    let callers = linked(
+        store,
+        range,
+        &inbound,
+        |from, from_endpoint, to, to_endpoint| {
+            (*to == service && to_endpoint == endpoint)
+                .then(|| (from.clone(), from_endpoint.to_string()))
+        },
+    )
+    .await?;
     Ok(Json(EndpointDependencies {
         service: service.id(),
         endpoint: endpoint.to_string(),
@@ -157,4 +131,37 @@ pub(crate) async fn endpoint_dependencies(
         dependencies,
         callers,
     }))
+}
+
+/// The dependency rows `filter` selects over `range`, each named by `other` (the endpoint
+/// at the other end, or `None` for a row that is not about the endpoint asked for), most
+/// calls first.
+async fn linked(
+    store: &dyn WindowReader,
+    range: TimeRange,
+    filter: &KeyFilter,
+    other: impl Fn(&ServiceRef, &str, &ServiceRef, &str) -> Option<(ServiceRef, String)>,
+) -> Result<Vec<Dependency>> {
+    let mut list: Vec<Dependency> = store
+        .aggregate(Table::DependencyMinute, range, filter)
+        .await?
+        .into_iter()
+        .filter_map(|aggregate| match &aggregate.key {
+            RowKey::Dependency {
+                service,
+                endpoint,
+                target,
+                target_endpoint,
+            } => other(service, endpoint, target, target_endpoint)
+                .map(|(at, name)| Dependency::new(&at, name, &aggregate.metrics)),
+            _ => None,
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        b.calls
+            .cmp(&a.calls)
+            .then_with(|| a.service.cmp(&b.service))
+            .then_with(|| a.endpoint.cmp(&b.endpoint))
+    });
+    Ok(list)
 }

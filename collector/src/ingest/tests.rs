@@ -8,6 +8,7 @@ use crate::config::DirectionRules;
 use crate::identity::tests::node;
 use crate::logged_address::LoggedAddress;
 use crate::registry::Registry;
+use crate::request_pairs::RequestPairs;
 
 fn reporter(id: &str, cluster: &str) -> Arc<NodeIdentity> {
     Arc::new(NodeIdentity::from_node(&node(id, cluster, &[("NAMESPACE", "shop")], &[])).unwrap())
@@ -22,6 +23,56 @@ fn observation(cluster: &'static str) -> Observation<'static> {
         path: "/",
         status: 200,
         ..Observation::empty(Protocol::Http)
+    }
+}
+
+/// What a pipeline borrows, with the limits every test here uses.
+struct Harness {
+    registry: Registry,
+    aggregator: Aggregator,
+    rules: RoleRules,
+    waiting: WaitQueue,
+    pairs: RequestPairs,
+}
+
+impl Harness {
+    fn new(registry: Registry, pairs: RequestPairs) -> Harness {
+        Harness {
+            registry,
+            aggregator: Aggregator::new(Limits {
+                max_endpoints_per_service: 100,
+                max_instances_per_service: 100,
+                max_services: 100,
+                apdex_threshold_ms: 500.0,
+            }),
+            rules: RoleRules::new(&DirectionRules::default()).unwrap(),
+            waiting: WaitQueue::new(100),
+            pairs,
+        }
+    }
+
+    /// The pipeline over this harness, resolving at once (no join wait).
+    fn pipeline(&self) -> Pipeline<'_> {
+        Pipeline {
+            role_rules: &self.rules,
+            resolver: Resolver {
+                registry: &self.registry,
+            },
+            aggregator: &self.aggregator,
+            waiting: &self.waiting,
+            pairs: &self.pairs,
+            join_wait_ms: 0,
+            access_log: None,
+        }
+    }
+}
+
+/// A stream's context for entries `reporter` sent.
+fn context_of(reporter: &Arc<NodeIdentity>) -> StreamContext {
+    StreamContext {
+        reporter: reporter.clone(),
+        log_name: String::new(),
+        gateway: false,
     }
 }
 
@@ -70,31 +121,8 @@ fn an_answer_found_in_a_message_serves_only_entries_that_ask_the_same() {
         "10.0.0.2:8080".parse().unwrap(),
         &other.service,
     );
-    let aggregator = Aggregator::new(Limits {
-        max_endpoints_per_service: 100,
-        max_instances_per_service: 100,
-        max_services: 100,
-        apdex_threshold_ms: 500.0,
-    });
-    let rules = RoleRules::new(&DirectionRules::default()).unwrap();
-    let waiting = WaitQueue::new(100);
-    let pairs = crate::request_pairs::RequestPairs::new(5_000, 100);
-    let pipeline = Pipeline {
-        role_rules: &rules,
-        resolver: Resolver {
-            registry: &registry,
-        },
-        aggregator: &aggregator,
-        waiting: &waiting,
-        pairs: &pairs,
-        join_wait_ms: 0,
-        access_log: None,
-    };
-    let context = |reporter: &Arc<NodeIdentity>| StreamContext {
-        reporter: reporter.clone(),
-        log_name: String::new(),
-        gateway: false,
-    };
+    let harness = Harness::new(registry, RequestPairs::new(5_000, 100));
+    let pipeline = harness.pipeline();
 
     // The frontend calls the same service at two hosts, turn about.
     let outbound = ["10.0.0.2:8080", "10.0.0.3:8080", "10.0.0.2:8080"].map(|remote| {
@@ -102,7 +130,7 @@ fn an_answer_found_in_a_message_serves_only_entries_that_ask_the_same() {
         o.addresses.upstream_remote = addr(remote);
         o
     });
-    pipeline.ingest(&context(&frontend), outbound.into_iter(), 60_000);
+    pipeline.ingest(&context_of(&frontend), outbound.into_iter(), 60_000);
 
     // The backend is called by the frontend (named by its header, twice), then by a
     // caller without a header whose connection the other service's proxy reported,
@@ -120,7 +148,7 @@ fn an_answer_found_in_a_message_serves_only_entries_that_ask_the_same() {
         o.addresses.downstream_local = addr("10.0.0.2:8080");
         o
     });
-    pipeline.ingest(&context(&backend), inbound.into_iter(), 60_000);
+    pipeline.ingest(&context_of(&backend), inbound.into_iter(), 60_000);
 
     let expected: BTreeMap<(Side, String), u64> = [
         ((Side::Client, "shop/frontend -> shop/backend"), 3),
@@ -134,7 +162,7 @@ fn an_answer_found_in_a_message_serves_only_entries_that_ask_the_same() {
     .into_iter()
     .map(|((side, key), n)| ((side, key.to_string()), n))
     .collect();
-    assert_eq!(calls(&aggregator), expected);
+    assert_eq!(calls(&harness.aggregator), expected);
 }
 
 /// Retries are the caller's proxy's attempts beyond the first, on the client side's
@@ -147,46 +175,24 @@ fn retries_count_on_the_client_side_only() {
     for r in [&frontend, &backend] {
         registry.register_reporter(r);
     }
-    let aggregator = Aggregator::new(Limits {
-        max_endpoints_per_service: 100,
-        max_instances_per_service: 100,
-        max_services: 100,
-        apdex_threshold_ms: 500.0,
-    });
-    let rules = RoleRules::new(&DirectionRules::default()).unwrap();
-    let waiting = WaitQueue::new(100);
-    let pairs = crate::request_pairs::RequestPairs::new(5_000, 100);
-    let pipeline = Pipeline {
-        role_rules: &rules,
-        resolver: Resolver {
-            registry: &registry,
-        },
-        aggregator: &aggregator,
-        waiting: &waiting,
-        pairs: &pairs,
-        join_wait_ms: 0,
-        access_log: None,
-    };
-    let context = |reporter: &Arc<NodeIdentity>| StreamContext {
-        reporter: reporter.clone(),
-        log_name: String::new(),
-        gateway: false,
-    };
+    let harness = Harness::new(registry, RequestPairs::new(5_000, 100));
+    let pipeline = harness.pipeline();
     // Three requests: one attempt, three attempts, and one not logged with a count.
     let outbound = [1, 3, 0].map(|attempts| Observation {
         upstream_attempts: attempts,
         ..observation("outbound|8080||backend.shop.svc.cluster.local")
     });
-    pipeline.ingest(&context(&frontend), outbound.into_iter(), 60_000);
+    pipeline.ingest(&context_of(&frontend), outbound.into_iter(), 60_000);
     // The callee's proxy logged the five attempts it received, each its own request.
     let inbound = [1; 5].map(|attempts| Observation {
         upstream_attempts: attempts,
         downstream_cluster_header: Some("frontend"),
         ..observation("inbound|8080||")
     });
-    pipeline.ingest(&context(&backend), inbound.into_iter(), 60_000);
+    pipeline.ingest(&context_of(&backend), inbound.into_iter(), 60_000);
 
-    let edges: BTreeMap<Side, (u64, u64)> = aggregator
+    let edges: BTreeMap<Side, (u64, u64)> = harness
+        .aggregator
         .snapshot()
         .into_iter()
         .filter(|row| matches!(row.key, RowKey::Edge { .. }))
@@ -210,35 +216,13 @@ fn a_passed_on_request_id_links_an_inbound_endpoint_to_the_calls_it_made() {
         for r in [&frontend, &backend] {
             registry.register_reporter(r);
         }
-        let aggregator = Aggregator::new(Limits {
-            max_endpoints_per_service: 100,
-            max_instances_per_service: 100,
-            max_services: 100,
-            apdex_threshold_ms: 500.0,
-        });
-        let rules = RoleRules::new(&DirectionRules::default()).unwrap();
-        let waiting = WaitQueue::new(100);
         let pairs = if on {
-            crate::request_pairs::RequestPairs::new(5_000, 100)
+            RequestPairs::new(5_000, 100)
         } else {
-            crate::request_pairs::RequestPairs::off()
+            RequestPairs::off()
         };
-        let pipeline = Pipeline {
-            role_rules: &rules,
-            resolver: Resolver {
-                registry: &registry,
-            },
-            aggregator: &aggregator,
-            waiting: &waiting,
-            pairs: &pairs,
-            join_wait_ms: 0,
-            access_log: None,
-        };
-        let context = |reporter: &Arc<NodeIdentity>| StreamContext {
-            reporter: reporter.clone(),
-            log_name: String::new(),
-            gateway: false,
-        };
+        let harness = Harness::new(registry, pairs);
+        let pipeline = harness.pipeline();
         let checkout = Observation {
             request_id: 42,
             path: "/checkout",
@@ -252,7 +236,7 @@ fn a_passed_on_request_id_links_an_inbound_endpoint_to_the_calls_it_made() {
             ..observation("outbound|8080||backend.shop.svc.cluster.local")
         };
         pipeline.ingest(
-            &context(&frontend),
+            &context_of(&frontend),
             [checkout, item_call].into_iter(),
             60_000,
         );
@@ -262,11 +246,11 @@ fn a_passed_on_request_id_links_an_inbound_endpoint_to_the_calls_it_made() {
             downstream_cluster_header: Some("frontend"),
             ..observation("inbound|8080||")
         };
-        pipeline.ingest(&context(&backend), [item].into_iter(), 60_000);
-        assert_eq!(pairs.len(), usize::from(on), "one request waits");
+        pipeline.ingest(&context_of(&backend), [item].into_iter(), 60_000);
+        assert_eq!(harness.pairs.len(), usize::from(on), "one request waits");
         pipeline.flush_waiting(60_000);
 
-        let rows = aggregator.snapshot();
+        let rows = harness.aggregator.snapshot();
         let dependencies: Vec<(String, String, String, String, u64)> = rows
             .iter()
             .filter_map(|row| match &row.key {
