@@ -30,6 +30,47 @@ async fn kubernetes_config_map_toml_starts_the_server() {
     assert_eq!(server.text("/healthz").await.trim(), r#"{"status":"ok"}"#);
 }
 
+/// The split form's file, as a collector (with the writer id and upkeep its pods get) and
+/// as a query node; the bucket is a directory here (`--store` set over the file's).
+#[tokio::test]
+async fn kubernetes_scale_out_toml_starts_a_collector_and_a_query_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let store = format!("file://{}", bucket.display());
+    let config = shipped("deploy/kubernetes/scale-out/meshscope.toml");
+    let collector_dir = dir.path().join("collector");
+    std::fs::create_dir_all(&collector_dir).unwrap();
+    let collector = Meshscope::start(
+        &collector_dir,
+        &[
+            "--config",
+            &config,
+            "--store",
+            &store,
+            "--role",
+            "collector",
+            "--writer-id",
+            "meshscope-collector-0",
+            "--upkeep",
+            "false",
+        ],
+    )
+    .await;
+    assert_eq!(collector.text("/healthz").await.trim(), r#"{"status":"ok"}"#);
+    let query_dir = dir.path().join("query");
+    std::fs::create_dir_all(&query_dir).unwrap();
+    let query = Meshscope::start(
+        &query_dir,
+        &["--config", &config, "--store", &store, "--role", "query"],
+    )
+    .await;
+    assert_eq!(query.text("/healthz").await.trim(), r#"{"status":"ok"}"#);
+    // It reads the (empty) bucket: a map with nothing on it.
+    let topology = query.json("/api/v1/topology?window=15m").await;
+    assert_eq!(topology["nodes"], serde_json::json!([]), "{topology:#}");
+}
+
 /// The VM file turns on TLS, client certificates and tokens with files under
 /// /etc/meshscope: the flags point those at files made here, and everything else
 /// (address_map, storage, collector) comes from the file as shipped.

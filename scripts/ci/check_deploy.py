@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 
 import jsonschema
 import kubernetes_validate
@@ -52,14 +53,14 @@ def cargo_version():
 
 # --- Kubernetes -------------------------------------------------------------------------
 
-def render_kustomization():
-    """The kustomization's resources as kubectl would apply them: namespace set, common
+def render_kustomization(base=KUBE):
+    """The kustomization in `base` as kubectl would apply it: namespace set, common
     labels added, the ConfigMap generated, the image replaced. The generated name's hash
     suffix is left out (kubectl kustomize's output is checked separately)."""
-    kustomization = yaml.safe_load((KUBE / "kustomization.yaml").read_text())
+    kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
     docs = []
     for name in kustomization["resources"]:
-        path = KUBE / name
+        path = base / name
         if not path.is_file():
             fail(f"kustomization.yaml lists {name}, which does not exist")
             continue
@@ -68,7 +69,7 @@ def render_kustomization():
     for generator in kustomization.get("configMapGenerator", []):
         data = {}
         for file in generator["files"]:
-            path = KUBE / file
+            path = base / file
             if not path.is_file():
                 fail(f"configMapGenerator names {file}, which does not exist")
                 continue
@@ -258,15 +259,15 @@ def check_image_name(container, kustomization):
     ok(f"image {want} in the manifests, the Dockerfile and the README")
 
 
-def kubectl_kustomize():
+def kubectl_kustomize(base=KUBE):
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         print("note: kubectl is not installed: the kustomization was rendered by this script "
               "only, not by kubectl kustomize")
         return None
-    out = subprocess.run([kubectl, "kustomize", str(KUBE)], capture_output=True, text=True)
+    out = subprocess.run([kubectl, "kustomize", str(base)], capture_output=True, text=True)
     if out.returncode != 0:
-        fail(f"kubectl kustomize failed: {out.stderr}")
+        fail(f"kubectl kustomize {base.relative_to(ROOT)} failed: {out.stderr}")
         return None
     docs = [("kubectl kustomize", d) for d in yaml.safe_load_all(out.stdout) if d]
     ok(f"kubectl kustomize rendered {len(docs)} resources")
@@ -419,6 +420,97 @@ def check_units():
         ok("systemd-analyze verify accepts meshscope.service and envoy-sidecar.service")
 
 
+def env_of(container):
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def check_scale_out():
+    """The split form (deploy/kubernetes/scale-out): collectors, the one upkeep writer and
+    the query nodes, each with the role, writer id and upkeep docs/scale-out.md asks for,
+    behind the Services the proxies and the readers use, all on the bucket the config
+    names."""
+    base = KUBE / "scale-out"
+    _, rendered = render_kustomization(base)
+    validate_kubernetes(rendered, "scale-out")
+    by_kubectl = kubectl_kustomize(base)
+    if by_kubectl is not None:
+        validate_kubernetes(by_kubectl, "scale-out, kubectl kustomize")
+        if sorted(d["kind"] for _, d in by_kubectl) != sorted(d["kind"] for _, d in rendered):
+            fail("scale-out: kubectl kustomize renders other resources than this script")
+    docs = [doc for _, doc in rendered]
+    workloads = [d for d in docs if d["kind"] in ("StatefulSet", "Deployment")]
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    config_maps = [d for d in docs if d["kind"] == "ConfigMap"]
+    roles = {}
+    for workload in workloads:
+        name = workload["metadata"]["name"]
+        pod = workload["spec"]["template"]
+        labels = pod["metadata"]["labels"]
+        if any(labels.get(k) != v for k, v in workload["spec"]["selector"]["matchLabels"].items()):
+            fail(f"scale-out: {name}'s selector does not select its own pods")
+        container = pod["spec"]["containers"][0]
+        env = env_of(container)
+        role = env.get("MESHSCOPE_ROLE")
+        roles.setdefault(role, []).append((workload, labels, env, container))
+        security = container.get("securityContext", {})
+        if not (security.get("readOnlyRootFilesystem") and
+                pod["spec"].get("securityContext", {}).get("runAsNonRoot")):
+            fail(f"scale-out: {name} must run as non-root with a read-only root filesystem")
+        if not container.get("resources", {}).get("limits", {}).get("memory"):
+            fail(f"scale-out: {name} has no memory limit")
+        if "/data" not in {m["mountPath"] for m in container["volumeMounts"]}:
+            fail(f"scale-out: {name} mounts nothing at /data")
+        args = container.get("args", [])
+        config_path = args[args.index("--config") + 1] if "--config" in args else None
+        if config_path is None or not any(pathlib.PurePath(config_path).name in c["data"]
+                                          for c in config_maps):
+            fail(f"scale-out: {name} does not read the generated config")
+    if set(roles) != {"collector", "query"}:
+        fail(f"scale-out: roles {sorted(map(str, roles))}, not collector and query")
+        return
+    upkeep = [w for w, _, env, _ in roles["collector"] if env.get("MESHSCOPE_UPKEEP") == "true"]
+    if len(upkeep) != 1 or upkeep[0]["spec"]["replicas"] != 1:
+        fail("scale-out: exactly one collector pod must run upkeep (one workload, one replica)")
+    for workload, _, env, _ in roles["collector"]:
+        if workload["kind"] != "StatefulSet":
+            fail(f'scale-out: collector {workload["metadata"]["name"]} needs a volume of its '
+                 "own for its log: a StatefulSet")
+        writer = env.get("MESHSCOPE_WRITER_ID")
+        if not (isinstance(writer, dict) and
+                writer.get("fieldRef", {}).get("fieldPath") == "metadata.name"):
+            fail(f'scale-out: {workload["metadata"]["name"]}\'s writer id must be its pod name')
+    for workload, _, env, _ in roles["query"]:
+        if env.get("MESHSCOPE_UPKEEP") not in (None, "false"):
+            fail("scale-out: a query node never runs upkeep")
+
+    def selected(service):
+        selector = service["spec"]["selector"]
+        return [w["metadata"]["name"] for role in roles.values() for w, labels, _, _ in role
+                if all(labels.get(k) == v for k, v in selector.items())]
+
+    proxies = services.get("meshscope")
+    traffic = [w["metadata"]["name"] for w, _, env, _ in roles["collector"]
+               if env.get("MESHSCOPE_UPKEEP") != "true"]
+    if proxies is None or sorted(selected(proxies)) != sorted(traffic):
+        fail("scale-out: the Service meshscope must send the proxies to the collectors that "
+             "take streams, and only to them")
+    elif {p["port"]: p.get("appProtocol") for p in proxies["spec"]["ports"]}.get(11800) != "grpc":
+        fail("scale-out: Service meshscope needs port 11800 with appProtocol grpc")
+    readers = services.get("meshscope-query")
+    if readers is None or sorted(selected(readers)) != \
+            sorted(w["metadata"]["name"] for w, _, _, _ in roles["query"]):
+        fail("scale-out: the Service meshscope-query must select the query nodes only")
+    store = None
+    for config_map in config_maps:
+        for text in config_map["data"].values():
+            store = (tomllib.loads(text).get("storage") or {}).get("store")
+    if not (store or "").startswith(("s3://", "gs://", "az://")):
+        fail(f"scale-out: the config's [storage] store is {store!r}, not a bucket")
+    if not failures:
+        ok(f"scale-out: {len(roles['collector'])} collector workloads (one with upkeep), "
+           f"{len(roles['query'])} query workload, on {store}")
+
+
 def main():
     kustomization, rendered = render_kustomization()
     validate_kubernetes(rendered, "rendered")
@@ -433,6 +525,7 @@ def main():
         check_references(by_kubectl)
         if sorted(d["kind"] for _, d in by_kubectl) != sorted(d["kind"] for _, d in rendered):
             fail("kubectl kustomize renders other resources than this script")
+    check_scale_out()
     check_istio()
     check_vm_envoy()
     if failures:
