@@ -57,7 +57,10 @@ async fn kubernetes_scale_out_toml_starts_a_collector_and_a_query_node() {
         ],
     )
     .await;
-    assert_eq!(collector.text("/healthz").await.trim(), r#"{"status":"ok"}"#);
+    assert_eq!(
+        collector.text("/healthz").await.trim(),
+        r#"{"status":"ok"}"#
+    );
     let query_dir = dir.path().join("query");
     std::fs::create_dir_all(&query_dir).unwrap();
     let query = Meshscope::start(

@@ -378,6 +378,60 @@ async fn a_retried_hop_shows_both_sides_and_a_forged_header_moves_nothing() {
         "{detail:#}"
     );
 
+    // Between the instances: the caller's proxy (caller-1) logged each request once, the
+    // callee's (callee-1) each attempt, as on the edge; the direct requests' caller has no
+    // proxy, so its instance is not known.
+    let pairs = wait_for_json(
+        &server,
+        "/api/v1/services/shop%2Fcallee/instance-pairs?window=15m",
+        |p| p["pairs"][0]["pairing"]["paired"] == calls,
+    )
+    .await;
+    let pairs = pairs["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 2, "{pairs:#?}");
+    let (meshed, direct_pair) = (&pairs[0], &pairs[1]);
+    assert_eq!(
+        (
+            &meshed["source"],
+            &meshed["source_instance"],
+            &meshed["target"],
+            &meshed["target_instance"]
+        ),
+        (
+            &"shop/caller".into(),
+            &"caller-1".into(),
+            &"shop/callee".into(),
+            &"callee-1".into()
+        ),
+        "{meshed:#}"
+    );
+    assert_eq!(meshed["client"]["calls"], calls, "{meshed:#}");
+    assert_eq!(meshed["client"]["errors"], errors, "{meshed:#}");
+    assert_eq!(meshed["server"]["calls"], attempts, "{meshed:#}");
+    assert_eq!(meshed["server"]["errors"], attempt_errors, "{meshed:#}");
+    assert_eq!(meshed["retries"], retries, "{meshed:#}");
+    assert_eq!(meshed["pairing"]["client_only"], 0, "{meshed:#}");
+    assert_eq!(meshed["pairing"]["server_only"], 0, "{meshed:#}");
+    assert_eq!(
+        direct_pair["source_instance"], "{unknown}",
+        "{direct_pair:#}"
+    );
+    assert_eq!(
+        direct_pair["target_instance"], "callee-1",
+        "{direct_pair:#}"
+    );
+    assert_eq!(
+        direct_pair["server"]["calls"],
+        DIRECT.len(),
+        "{direct_pair:#}"
+    );
+    assert_eq!(
+        direct_pair["pairing"]["server_only"],
+        DIRECT.len(),
+        "{direct_pair:#}"
+    );
+    assert!(direct_pair.get("client").is_none(), "{direct_pair:#}");
+
     // The caller app passes the request id on for `/item/{n}`: its one inbound endpoint
     // leads to the callee's, once per request, failed where every attempt failed, as the
     // caller's proxy logged it. It does not for `/plain/{n}`: nothing known there.

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use meshscope_storage::Binned;
-use meshscope_storage::{AccessLogRow, Protocol, ServiceRef, Side, minute_of};
+use meshscope_storage::{AccessLogRow, Protocol, ServiceRef, Side, UNKNOWN_INSTANCE, minute_of};
 use parking_lot::Mutex;
 
 use crate::access_log_row::access_log_row;
@@ -17,7 +17,7 @@ use crate::attribution::{Attribution, PeerEvidence, Resolution};
 use crate::endpoint::write_endpoint_name;
 use crate::entry::Observation;
 use crate::identity::NodeIdentity;
-use crate::peer_answer_cache::{PeerAnswerCache, PeerIds};
+use crate::peer_answer_cache::{NO_INSTANCE, PeerAnswerCache, PeerIds};
 use crate::request_pairs::{PairEntry, RequestPairs};
 use crate::request_settlement::Settled;
 use crate::resolve::Resolver;
@@ -105,7 +105,7 @@ impl Pipeline<'_> {
                     identity_conflict,
                 } => {
                     tally.add(evidence, identity_conflict);
-                    let peers = self.peers(&attributions);
+                    let peers = self.peers(&w.reporter, &attributions);
                     self.contribute(
                         &w.reporter,
                         &w.obs.view(),
@@ -148,7 +148,7 @@ impl Pipeline<'_> {
     pub fn settle_pairs(&self, now_ms: i64) {
         let mut settled = Settled::default();
         self.pairs.settle_due(now_ms, &mut settled);
-        self.record_pairs(&settled);
+        self.record_pairs(settled);
     }
 
     fn add_pair_entries(&self, entries: &[PairEntry], now_ms: i64) {
@@ -157,22 +157,40 @@ impl Pipeline<'_> {
         }
         let mut settled = Settled::default();
         self.pairs.add(entries, now_ms, &mut settled);
-        self.record_pairs(&settled);
+        self.record_pairs(settled);
     }
 
-    /// Puts settled requests into their minutes: pairing figures on edge rows, calls on
-    /// endpoint dependency rows. What falls in a closed minute is counted as refused.
-    fn record_pairs(&self, settled: &Settled) {
+    /// Puts settled requests into their minutes: pairing figures on edge and instance
+    /// pair rows, calls on instance pair and endpoint dependency rows. What falls in a
+    /// closed minute is counted as refused.
+    fn record_pairs(&self, mut settled: Settled) {
+        // A caller instance not known (a caller without a proxy) is named as such.
+        let unknown = |source: ServiceId| {
+            count_overflow(
+                "instance",
+                self.aggregator.instance_id(source, UNKNOWN_INSTANCE),
+            )
+        };
+        for slot in settled
+            .pairs
+            .iter_mut()
+            .map(|row| &mut row.1)
+            .chain(settled.samples.iter_mut().map(|row| &mut row.1))
+        {
+            if let Slot::InstancePair(source, instance @ NO_INSTANCE, ..) = slot {
+                *instance = unknown(*source);
+            }
+        }
         if !settled.pairs.is_empty() {
             let recorded = self.aggregator.record_pairs(&settled.pairs);
             if recorded.too_late > 0 {
                 stats::reject("closed_minute_pairs", recorded.too_late as u64);
             }
         }
-        if !settled.dependencies.is_empty() {
-            let recorded = self.aggregator.record(&settled.dependencies);
+        if !settled.samples.is_empty() {
+            let recorded = self.aggregator.record(&settled.samples);
             if recorded.too_late > 0 {
-                stats::reject("closed_minute_dependencies", recorded.too_late as u64);
+                stats::reject("closed_minute_pairs", recorded.too_late as u64);
             }
         }
     }
@@ -187,7 +205,7 @@ impl Pipeline<'_> {
             .resolve(&w.reporter, w.role, &w.obs.view(), false)
         {
             EvidenceTally::default().add(evidence, identity_conflict);
-            let peers = self.peers(&attributions);
+            let peers = self.peers(&w.reporter, &attributions);
             self.contribute(
                 &w.reporter,
                 &w.obs.view(),
@@ -221,20 +239,30 @@ impl Pipeline<'_> {
         id
     }
 
-    /// The attributions by the aggregator's numbers.
-    fn peers(&self, attributions: &[Attribution<'_>]) -> Vec<PeerIds> {
+    /// The attributions by the aggregator's numbers; on the client side the caller's
+    /// instance is `reporter`'s own.
+    fn peers(&self, reporter: &NodeIdentity, attributions: &[Attribution<'_>]) -> Vec<PeerIds> {
         attributions
             .iter()
             .map(|a| {
                 let target = self.service_id(&a.target);
+                let source = self.service_id(&a.source);
+                let source_instance = match a.side {
+                    Side::Client => count_overflow(
+                        "instance",
+                        self.aggregator.instance_id(source, &reporter.instance),
+                    ),
+                    Side::Server => NO_INSTANCE,
+                };
                 PeerIds {
                     side: a.side,
-                    source: self.service_id(&a.source),
+                    source,
                     target,
                     target_instance: count_overflow(
                         "instance",
                         self.aggregator.instance_id(target, &a.target_instance),
                     ),
+                    source_instance,
                 }
             })
             .collect()
@@ -327,6 +355,8 @@ impl Pipeline<'_> {
                             endpoint,
                             error: sample.error,
                             error_4xx: sample.error_4xx,
+                            source_instance: p.source_instance,
+                            target_instance: p.target_instance,
                         });
                     }
                 }
@@ -384,7 +414,7 @@ impl<'m> MessageIngest<'_, 'm> {
                 identity_conflict,
             } => {
                 self.tally.add(evidence, identity_conflict);
-                let peers = pipeline.peers(&attributions);
+                let peers = pipeline.peers(&self.ctx.reporter, &attributions);
                 self.peer_answers
                     .keep(role, obs, &peers, evidence, identity_conflict);
                 pipeline.contribute(

@@ -16,7 +16,13 @@ pub(crate) struct PeerIds {
     pub(crate) source: ServiceId,
     pub(crate) target: ServiceId,
     pub(crate) target_instance: u32,
+    /// The caller's instance: the reporter's own on the client side; [`NO_INSTANCE`] on
+    /// the server side, where the caller's instance is known only once paired.
+    pub(crate) source_instance: u32,
 }
+
+/// An instance number no interned instance has: not known.
+pub(crate) const NO_INSTANCE: u32 = u32::MAX;
 
 /// Peers already named in this message, by the evidence that named them. A proxy's
 /// message holds its calls to a few upstream hosts and from a few callers, so most of its

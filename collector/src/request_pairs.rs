@@ -52,6 +52,10 @@ pub struct PairEntry {
     pub endpoint: u32,
     pub error: bool,
     pub error_4xx: bool,
+    /// The caller's instance (client side), or [`crate::peer_answer_cache::NO_INSTANCE`].
+    pub source_instance: u32,
+    /// The callee's instance, by its number under `target`.
+    pub target_instance: u32,
 }
 
 impl PairEntry {
@@ -66,6 +70,8 @@ impl PairEntry {
             endpoint: self.endpoint,
             error: self.error,
             error_4xx: self.error_4xx,
+            source_instance: self.source_instance,
+            target_instance: self.target_instance,
         }
     }
 }
@@ -284,12 +290,18 @@ mod tests {
             endpoint: 0,
             error: false,
             error_4xx: false,
+            source_instance: 0,
+            target_instance: 0,
         }
     }
 
+    /// Paired, client only, server only and the overheads on the edge's rows.
     fn totals(settled: &Settled) -> (u64, u64, u64, Vec<f64>) {
         let mut t = (0, 0, 0, Vec::new());
         for (_, slot, side, f) in &settled.pairs {
+            if matches!(slot, Slot::InstancePair(..)) {
+                continue;
+            }
             assert_eq!(*slot, Slot::Edge(1, 2, Protocol::Http));
             assert_eq!(*side == Side::Client, f.client_only > 0);
             t.0 += f.paired;
@@ -336,7 +348,13 @@ mod tests {
         );
         pairs.settle_due(t + 5_000, &mut settled);
         assert_eq!(totals(&settled), (2, 2, 2, vec![3.0]));
-        assert!(settled.dependencies.is_empty(), "no service called out");
+        assert!(
+            !settled
+                .samples
+                .iter()
+                .any(|row| matches!(row.1, Slot::Dependency(..))),
+            "no service called out"
+        );
         assert!(pairs.is_empty());
     }
 
@@ -422,6 +440,8 @@ mod tests {
             endpoint,
             error,
             error_4xx: false,
+            source_instance: 0,
+            target_instance: 0,
         };
         pairs.add(
             &[
@@ -444,8 +464,9 @@ mod tests {
         );
         pairs.settle_due(i64::MAX, &mut settled);
         let mut deps: Vec<_> = settled
-            .dependencies
+            .samples
             .iter()
+            .filter(|row| matches!(row.1, Slot::Dependency(..)))
             .map(|(minute, slot, side, sample)| (*minute, *slot, *side, sample.error))
             .collect();
         deps.sort_by_key(|d| format!("{d:?}"));
@@ -504,7 +525,73 @@ mod tests {
         };
         pairs.add(&[client(1, 2, 7), client(9, 1, 4)], 60_000, &mut settled);
         pairs.settle_due(i64::MAX, &mut settled);
-        let deps: Vec<Slot> = settled.dependencies.iter().map(|d| d.1).collect();
+        let deps: Vec<Slot> = settled
+            .samples
+            .iter()
+            .map(|d| d.1)
+            .filter(|slot| matches!(slot, Slot::Dependency(..)))
+            .collect();
         assert_eq!(deps, vec![Slot::Dependency(1, 4, 2, 7)]);
+    }
+
+    /// Instance pairs: a request from caller instance 3 retried from callee instance 5 to
+    /// instance 6 (each attempt on the pair of the instance that logged it, both with the
+    /// caller's instance), and an attempt no caller logged, whose caller instance is not
+    /// known.
+    #[test]
+    fn each_side_counts_on_the_pair_of_the_instances_that_logged_it() {
+        use crate::peer_answer_cache::NO_INSTANCE;
+        let pairs = RequestPairs::new(5_000, 10);
+        let mut settled = Settled::default();
+        let side = |id, side, start_ms, attempts, error, target_instance| PairEntry {
+            error,
+            source_instance: if side == Side::Client { 3 } else { NO_INSTANCE },
+            target_instance,
+            ..entry(id, side, start_ms, 4.0, attempts)
+        };
+        pairs.add(
+            &[
+                side(1, Side::Client, 60_000, 2, false, 5),
+                side(1, Side::Server, 60_001, 0, true, 5),
+                side(1, Side::Server, 60_002, 0, false, 6),
+                side(2, Side::Server, 60_003, 0, false, 5),
+            ],
+            60_000,
+            &mut settled,
+        );
+        pairs.settle_due(i64::MAX, &mut settled);
+        let mut calls: Vec<(Slot, Side, bool, u32)> = settled
+            .samples
+            .iter()
+            .map(|(_, slot, side, s)| (*slot, *side, s.error, s.retries))
+            .collect();
+        calls.sort_by_key(|c| format!("{c:?}"));
+        assert_eq!(
+            calls,
+            vec![
+                (Slot::InstancePair(1, 3, 2, 5), Side::Client, false, 1),
+                (Slot::InstancePair(1, 3, 2, 5), Side::Server, true, 0),
+                (Slot::InstancePair(1, 3, 2, 6), Side::Server, false, 0),
+                (
+                    Slot::InstancePair(1, NO_INSTANCE, 2, 5),
+                    Side::Server,
+                    false,
+                    0
+                ),
+            ]
+        );
+        let figures: Vec<(Slot, u64, u64)> = settled
+            .pairs
+            .iter()
+            .filter(|row| matches!(row.1, Slot::InstancePair(..)))
+            .map(|(_, slot, _, f)| (*slot, f.paired, f.server_only))
+            .collect();
+        assert_eq!(
+            figures,
+            vec![
+                (Slot::InstancePair(1, 3, 2, 5), 1, 0),
+                (Slot::InstancePair(1, NO_INSTANCE, 2, 5), 0, 1),
+            ]
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! What a request adds once its entries stop waiting (see [`crate::request_pairs`]): on each
-//! edge it crossed, paired, client only or server only, with the mesh's own cost; and at
-//! each service it passed through, which outbound endpoints its proxy called while serving
-//! the inbound one (endpoint dependencies).
+//! edge it crossed, paired, client only or server only, with the mesh's own cost; the same,
+//! and each side's calls, between the caller's and the callee's instances (instance
+//! pairs); and at each service it passed through, which outbound endpoints its proxy
+//! called while serving the inbound one (endpoint dependencies).
 
 use meshscope_storage::Binned;
 use meshscope_storage::{Protocol, Side, minute_of};
@@ -29,6 +30,11 @@ pub struct LoggedSide {
     pub endpoint: u32,
     pub error: bool,
     pub error_4xx: bool,
+    /// The caller's instance under `source` (the client side's reporter), or
+    /// [`crate::peer_answer_cache::NO_INSTANCE`] on the server side.
+    pub source_instance: u32,
+    /// The callee's instance under `target`.
+    pub target_instance: u32,
 }
 
 impl LoggedSide {
@@ -40,17 +46,19 @@ impl LoggedSide {
 /// One settled figure for one edge row of one minute.
 pub type PairRow = (i64, Slot, Side, PairFigures);
 
-/// What settling requests gives: pairing figures for edge rows, and calls for endpoint
-/// dependency rows.
+/// What settling requests gives: pairing figures for edge and instance pair rows, and
+/// calls for instance pair and endpoint dependency rows. An instance pair row whose caller
+/// instance is [`crate::peer_answer_cache::NO_INSTANCE`] is the caller's without a proxy: whoever records it names
+/// that instance.
 #[derive(Default)]
 pub struct Settled {
     pub pairs: Vec<PairRow>,
-    pub dependencies: Vec<(i64, Slot, Side, Sample)>,
+    pub samples: Vec<(i64, Slot, Side, Sample)>,
 }
 
 impl Settled {
     pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty() && self.dependencies.is_empty()
+        self.pairs.is_empty() && self.samples.is_empty()
     }
 
     /// One entry settled on its own: a client entry as client only, a server entry as
@@ -62,30 +70,57 @@ impl Settled {
         }
     }
 
+    /// A caller's request no callee's entry took.
     fn client_only(&mut self, client: &LoggedSide) {
         count_outcome("client_only");
-        self.pairs.push((
-            minute_of(client.start_ms),
-            edge(client.source, client.target),
-            Side::Client,
-            PairFigures {
-                client_only: 1,
-                ..PairFigures::default()
-            },
-        ));
+        let figures = PairFigures {
+            client_only: 1,
+            ..PairFigures::default()
+        };
+        self.logged(client, client.source_instance, figures);
     }
 
+    /// A callee's attempt no caller's request took: its caller's instance is not known.
     fn server_only(&mut self, server: &LoggedSide) {
         count_outcome("server_only");
-        self.pairs.push((
-            minute_of(server.start_ms),
-            edge(server.source, server.target),
-            Side::Server,
-            PairFigures {
-                server_only: 1,
-                ..PairFigures::default()
-            },
-        ));
+        let figures = PairFigures {
+            server_only: 1,
+            ..PairFigures::default()
+        };
+        self.logged(server, server.source_instance, figures);
+    }
+
+    /// One entry's call on its instance pair's row of its side, and `figures` on that
+    /// row and on its edge's.
+    fn logged(&mut self, entry: &LoggedSide, source_instance: u32, figures: PairFigures) {
+        let minute = minute_of(entry.start_ms);
+        let pair = Slot::InstancePair(
+            entry.source,
+            source_instance,
+            entry.target,
+            entry.target_instance,
+        );
+        let retries = match entry.side {
+            Side::Client => u32::from(entry.attempts.saturating_sub(1)),
+            Side::Server => 0,
+        };
+        let sample = Sample {
+            error: entry.error,
+            error_4xx: entry.error_4xx,
+            latency: Binned::new(f64::from(entry.duration_ms)),
+            retries,
+            ..Sample::default()
+        };
+        self.samples.push((minute, pair, entry.side, sample));
+        if figures != PairFigures::default() {
+            self.pairs.push((minute, pair, entry.side, figures));
+            self.pairs.push((
+                minute,
+                edge(entry.source, entry.target),
+                entry.side,
+                figures,
+            ));
+        }
     }
 
     /// Settles every entry of one request, in the order they arrived.
@@ -134,33 +169,29 @@ impl Settled {
                     .min_by_key(|r| r.client.start_ms),
             };
             match chosen {
-                Some(request) => {
-                    request.first_server.get_or_insert(server);
-                    request.servers += 1;
-                }
+                Some(request) => request.taken.push(server),
                 None => self.server_only(server),
             }
         }
         for request in clients {
-            let Some(server) = request.first_server else {
-                self.client_only(request.client);
+            let client = request.client;
+            let Some(&first) = request.taken.first() else {
+                self.client_only(client);
                 continue;
             };
             count_outcome("paired");
-            let client = request.client;
-            let overhead = (client.attempts == 1 && request.servers == 1).then(|| {
-                Binned::new(f64::from(client.duration_ms) - f64::from(server.duration_ms))
-            });
-            self.pairs.push((
-                minute_of(server.start_ms),
-                edge(server.source, server.target),
-                Side::Server,
-                PairFigures {
-                    paired: 1,
-                    overhead,
-                    ..PairFigures::default()
-                },
-            ));
+            self.logged(client, client.source_instance, PairFigures::default());
+            let overhead = (client.attempts == 1 && request.taken.len() == 1)
+                .then(|| Binned::new(f64::from(client.duration_ms) - f64::from(first.duration_ms)));
+            let paired = PairFigures {
+                paired: 1,
+                overhead,
+                ..PairFigures::default()
+            };
+            self.logged(first, client.source_instance, paired);
+            for server in &request.taken[1..] {
+                self.logged(server, client.source_instance, PairFigures::default());
+            }
         }
     }
 
@@ -197,7 +228,7 @@ impl Settled {
                     retries: u32::from(outbound.attempts.saturating_sub(1)),
                     ..Sample::default()
                 };
-                self.dependencies
+                self.samples
                     .push((minute_of(outbound.start_ms), slot, Side::Client, sample));
             }
         }
@@ -208,18 +239,16 @@ impl Settled {
 struct Request<'a> {
     client: &'a LoggedSide,
     /// Attempts it may take: its attempt count (1 when not logged).
-    capacity: u32,
-    servers: u32,
-    first_server: Option<&'a LoggedSide>,
+    capacity: usize,
+    taken: SmallVec<[&'a LoggedSide; 2]>,
 }
 
 impl<'a> Request<'a> {
     fn new(client: &'a LoggedSide) -> Request<'a> {
         Request {
             client,
-            capacity: u32::from(client.attempts.max(1)),
-            servers: 0,
-            first_server: None,
+            capacity: usize::from(client.attempts.max(1)),
+            taken: SmallVec::new(),
         }
     }
 
@@ -229,7 +258,7 @@ impl<'a> Request<'a> {
         let end = client
             .start_ms
             .saturating_add(f64::from(client.duration_ms).ceil() as i64);
-        self.servers < self.capacity
+        self.taken.len() < self.capacity
             && start_ms >= client.start_ms.saturating_sub(CLOCK_SLACK_MS)
             && start_ms <= end.saturating_add(CLOCK_SLACK_MS)
     }

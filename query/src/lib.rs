@@ -10,6 +10,7 @@ pub mod error;
 mod extract;
 mod graph;
 pub mod headers;
+mod instance_pairs;
 mod nodegraph;
 pub mod openapi;
 mod proxies;

@@ -36,6 +36,7 @@ const BEARER: &str = "bearer_token";
         crate::services::service_instances,
         crate::services::service_endpoints,
         crate::endpoint_dependencies::endpoint_dependencies,
+        crate::instance_pairs::instance_pairs,
         crate::edges::edge,
         crate::proxies::list,
         crate::proxies::metrics,

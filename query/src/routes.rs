@@ -7,7 +7,9 @@ use axum::routing::{MethodRouter, get, post};
 use utoipa::openapi::path::HttpMethod;
 
 use crate::state::AppState;
-use crate::{edges, endpoint_dependencies, openapi, proxies, services, sql, topology};
+use crate::{
+    edges, endpoint_dependencies, instance_pairs, openapi, proxies, services, sql, topology,
+};
 
 /// One route of the JSON API.
 pub(crate) struct ApiRoute {
@@ -50,6 +52,7 @@ pub(crate) fn api_routes() -> Vec<ApiRoute> {
                 described::<services::__path_service_instances>(),
                 described::<services::__path_service_endpoints>(),
                 described::<endpoint_dependencies::__path_endpoint_dependencies>(),
+                described::<instance_pairs::__path_instance_pairs>(),
             ]
             .concat(),
         },

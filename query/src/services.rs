@@ -15,6 +15,7 @@ use crate::endpoint_dependencies::endpoint_dependencies;
 use crate::error::{Error, ErrorBody, Result};
 use crate::extract::{ApiQuery, percent_decode};
 use crate::graph::ServiceGraph;
+use crate::instance_pairs::instance_pairs;
 use crate::state::AppState;
 use crate::view::{NodeMetrics, NodeView, Point, dense_series};
 use crate::window::{WindowParams, minutes_in};
@@ -81,6 +82,7 @@ enum ServiceResource {
     Detail(String),
     Instances(String),
     Endpoints(String),
+    InstancePairs(String),
     /// A service's id and one of its endpoints.
     Dependencies(String, String),
 }
@@ -112,6 +114,8 @@ impl ServiceResource {
                 (id, ServiceResource::Instances)
             } else if let Some(id) = rest.strip_suffix("/endpoints") {
                 (id, ServiceResource::Endpoints)
+            } else if let Some(id) = rest.strip_suffix("/instance-pairs") {
+                (id, ServiceResource::InstancePairs)
             } else {
                 (rest, ServiceResource::Detail)
             };
@@ -125,8 +129,8 @@ impl ServiceResource {
 }
 
 /// One handler for the whole subtree: ids contain `/`, which a plain path segment cannot.
-/// The four resources it serves are documented by [`service_detail`],
-/// [`service_instances`], [`service_endpoints`] and [`endpoint_dependencies`].
+/// The resources it serves are documented by [`service_detail`], [`service_instances`],
+/// [`service_endpoints`], [`instance_pairs`] and [`endpoint_dependencies`].
 pub(crate) async fn service_resource(
     State(state): State<AppState>,
     uri: Uri,
@@ -142,6 +146,9 @@ pub(crate) async fn service_resource(
             .await?
             .into_response(),
         ServiceResource::Endpoints(id) => service_endpoints(state.store.as_ref(), range, &id)
+            .await?
+            .into_response(),
+        ServiceResource::InstancePairs(id) => instance_pairs(state.store.as_ref(), range, &id)
             .await?
             .into_response(),
         ServiceResource::Dependencies(id, endpoint) => {
@@ -413,6 +420,10 @@ mod tests {
                 Dependencies("shop/backend".into(), "GET /items/{id}".into()),
             ),
             ("/api/v1/services/shop/endpoints", Endpoints("shop".into())),
+            (
+                "/api/v1/services/shop%2Fbackend/instance-pairs",
+                InstancePairs("shop/backend".into()),
+            ),
         ];
         for (path, expected) in cases {
             assert_eq!(ServiceResource::parse(path).unwrap(), expected, "{path}");

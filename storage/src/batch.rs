@@ -52,6 +52,12 @@ pub enum KeyRef<'a> {
         target: &'a ServiceRef,
         target_endpoint: &'a str,
     },
+    InstancePair {
+        source: &'a ServiceRef,
+        source_instance: &'a str,
+        target: &'a ServiceRef,
+        target_instance: &'a str,
+    },
 }
 
 impl<'a> KeyRef<'a> {
@@ -80,6 +86,17 @@ impl<'a> KeyRef<'a> {
                 target,
                 target_endpoint,
             },
+            RowKey::InstancePair {
+                source,
+                source_instance,
+                target,
+                target_instance,
+            } => KeyRef::InstancePair {
+                source,
+                source_instance,
+                target,
+                target_instance,
+            },
         }
     }
 
@@ -90,6 +107,7 @@ impl<'a> KeyRef<'a> {
             KeyRef::Endpoint { .. } => Table::EndpointMinute,
             KeyRef::Edge { .. } => Table::EdgeMinute,
             KeyRef::Dependency { .. } => Table::DependencyMinute,
+            KeyRef::InstancePair { .. } => Table::InstancePairMinute,
         }
     }
 }
@@ -176,6 +194,17 @@ impl RowBuilder {
                 keys[3].append_value(endpoint);
                 push_service(keys, 4, target);
                 keys[7].append_value(target_endpoint);
+            }
+            KeyRef::InstancePair {
+                source,
+                source_instance,
+                target,
+                target_instance,
+            } => {
+                push_service(keys, 0, source);
+                keys[3].append_value(source_instance);
+                push_service(keys, 4, target);
+                keys[7].append_value(target_instance);
             }
         }
         self.side.append_value(side.as_str());
@@ -349,6 +378,12 @@ pub(crate) fn key_at(table: Table, batch: &RecordBatch, row: usize) -> Result<Ro
             endpoint: text("endpoint")?,
             target: service_at(batch, "target", row)?,
             target_endpoint: text("target_endpoint")?,
+        },
+        Table::InstancePairMinute => RowKey::InstancePair {
+            source: service_at(batch, "source", row)?,
+            source_instance: text("source_instance")?,
+            target: service_at(batch, "target", row)?,
+            target_instance: text("target_instance")?,
         },
     })
 }

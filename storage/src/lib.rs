@@ -97,7 +97,7 @@ pub use live_minutes::{LiveMinuteSource, LiveProxyMinuteSource};
 pub use location::{valid_writer_id, writer_id_in};
 pub use model::{
     EpochMillis, MINUTE_MS, MetricRow, Metrics, NodeKind, Protocol, RowKey, ServiceRef, Side,
-    Table, minute_of,
+    Table, UNKNOWN_INSTANCE, minute_of,
 };
 pub use proxy_registry::{ProxyInfo, ProxyRegistry};
 pub use proxy_row::{ProxyMetricKind, ProxyMetricRow, bucket_quantile};

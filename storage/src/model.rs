@@ -272,7 +272,19 @@ pub enum RowKey {
         target: ServiceRef,
         target_endpoint: String,
     },
+    /// The requests between one caller instance and one callee instance, each side as
+    /// its proxy logged them; known from requests paired by request id. A caller whose
+    /// instance is not known (no proxy of its own) is [`UNKNOWN_INSTANCE`].
+    InstancePair {
+        source: ServiceRef,
+        source_instance: String,
+        target: ServiceRef,
+        target_instance: String,
+    },
 }
+
+/// The instance of a caller that logged nothing itself, in instance pairs.
+pub const UNKNOWN_INSTANCE: &str = "{unknown}";
 
 /// One per-minute aggregate, as the collector hands it to the store.
 #[derive(Clone, Debug)]
@@ -292,15 +304,18 @@ pub enum Table {
     EdgeMinute,
     /// Inbound endpoint -> outbound endpoint, by request id ([`RowKey::Dependency`]).
     DependencyMinute,
+    /// Caller instance -> callee instance ([`RowKey::InstancePair`]).
+    InstancePairMinute,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 6] = [
         Table::ServiceMinute,
         Table::InstanceMinute,
         Table::EndpointMinute,
         Table::EdgeMinute,
         Table::DependencyMinute,
+        Table::InstancePairMinute,
     ];
 
     pub fn name(self) -> &'static str {
@@ -310,6 +325,7 @@ impl Table {
             Table::EndpointMinute => "endpoint_minute",
             Table::EdgeMinute => "edge_minute",
             Table::DependencyMinute => "endpoint_dependency_minute",
+            Table::InstancePairMinute => "instance_pair_minute",
         }
     }
 
@@ -320,6 +336,7 @@ impl Table {
             RowKey::Endpoint { .. } => Table::EndpointMinute,
             RowKey::Edge { .. } => Table::EdgeMinute,
             RowKey::Dependency { .. } => Table::DependencyMinute,
+            RowKey::InstancePair { .. } => Table::InstancePairMinute,
         }
     }
 }

@@ -45,6 +45,16 @@ pub(crate) fn key_columns(table: Table) -> &'static [&'static str] {
             "target_kind",
             "target_endpoint",
         ],
+        Table::InstancePairMinute => &[
+            "source_namespace",
+            "source_name",
+            "source_kind",
+            "source_instance",
+            "target_namespace",
+            "target_name",
+            "target_kind",
+            "target_instance",
+        ],
     }
 }
 

@@ -113,6 +113,9 @@ impl Aggregator {
             Slot::Dependency(s, e, t, f) => {
                 e < count(&rows.names.endpoints, s) && f < count(&rows.names.endpoints, t)
             }
+            Slot::InstancePair(s, i, t, j) => {
+                i < count(&rows.names.instances, s) && j < count(&rows.names.instances, t)
+            }
         };
         if rows
             .minutes

@@ -126,6 +126,12 @@ impl NameTable {
                 target: service(t),
                 target_endpoint: self.endpoints[t as usize].names[f as usize].clone(),
             },
+            Slot::InstancePair(s, i, t, j) => RowKey::InstancePair {
+                source: service(s),
+                source_instance: self.instances[s as usize].names[i as usize].clone(),
+                target: service(t),
+                target_instance: self.instances[t as usize].names[j as usize].clone(),
+            },
         }
     }
 
@@ -154,6 +160,12 @@ impl NameTable {
                 endpoint: &self.endpoints[s as usize].names[e as usize],
                 target: service(t),
                 target_endpoint: &self.endpoints[t as usize].names[f as usize],
+            },
+            Slot::InstancePair(s, i, t, j) => KeyRef::InstancePair {
+                source: service(s),
+                source_instance: &self.instances[s as usize].names[i as usize],
+                target: service(t),
+                target_instance: &self.instances[t as usize].names[j as usize],
             },
         }
     }

@@ -68,10 +68,11 @@ pub(crate) fn shard_of(slot: &Slot) -> usize {
         Slot::Service(service) | Slot::Instance(service, _) => mix(service, 0),
         Slot::Endpoint(service, endpoint) => mix(service, endpoint.wrapping_add(1)),
         Slot::Edge(source, target, _) => mix(source, target.wrapping_add(1)),
-        Slot::Dependency(service, endpoint, target, target_endpoint) => mix(
-            service ^ target.rotate_left(16),
-            endpoint ^ target_endpoint.rotate_left(16),
-        ),
+        // A service and a name under it, twice: an endpoint and the endpoint it called, or
+        // a caller instance and the callee instance.
+        Slot::Dependency(source, a, target, b) | Slot::InstancePair(source, a, target, b) => {
+            mix(source ^ target.rotate_left(16), a ^ b.rotate_left(16))
+        }
     }
 }
 

@@ -18,6 +18,8 @@ pub enum Slot {
     /// A service's inbound endpoint and an outbound endpoint (by its number under the
     /// callee) its proxy called while serving it.
     Dependency(ServiceId, u32, ServiceId, u32),
+    /// A caller instance and a callee instance, each by its number under its service.
+    InstancePair(ServiceId, u32, ServiceId, u32),
 }
 
 /// The table a slot's own row goes to.
@@ -29,6 +31,7 @@ pub(super) fn slot_table(slot: &Slot) -> Table {
         Slot::Endpoint(..) => Table::EndpointMinute,
         Slot::Edge(..) => Table::EdgeMinute,
         Slot::Dependency(..) => Table::DependencyMinute,
+        Slot::InstancePair(..) => Table::InstancePairMinute,
     }
 }
 
@@ -43,5 +46,6 @@ pub(super) fn feeds(slot: &Slot, table: Table) -> bool {
         ) | (Slot::Endpoint(..), Table::EndpointMinute)
             | (Slot::Edge(..), Table::EdgeMinute)
             | (Slot::Dependency(..), Table::DependencyMinute)
+            | (Slot::InstancePair(..), Table::InstancePairMinute)
     )
 }

@@ -9,6 +9,7 @@
 
 mod edges;
 mod endpoint_dependencies;
+mod instance_pairs;
 mod mesh;
 mod parameters;
 mod services;

@@ -81,6 +81,23 @@ pub(crate) fn dependency(
     row(minute, key, Side::Client, metrics)
 }
 
+/// `side`'s figures between caller instance `source` and callee instance `target`.
+pub(crate) fn instance_pair(
+    minute: i64,
+    (source, source_instance): (ServiceRef, &str),
+    (target, target_instance): (ServiceRef, &str),
+    side: Side,
+    metrics: Metrics,
+) -> MetricRow {
+    let key = RowKey::InstancePair {
+        source,
+        source_instance: source_instance.into(),
+        target,
+        target_instance: target_instance.into(),
+    };
+    row(minute, key, side, metrics)
+}
+
 pub(crate) fn service(minute: i64, service: ServiceRef, side: Side, metrics: Metrics) -> MetricRow {
     row(minute, RowKey::Service { service }, side, metrics)
 }
@@ -288,6 +305,39 @@ pub(crate) fn open_rows() -> Vec<MetricRow> {
             (shop("ingress"), "GET /"),
             (shop("frontend"), "GET /"),
             figures(60, 0, 0, 40.0),
+        ),
+        // Requests paired by request id between the frontend's first pod and the backend's
+        // instance: 30 requests, 4 of them retried (34 attempts), all paired; and 3 attempts
+        // whose caller logged nothing.
+        instance_pair(
+            NOW_MINUTE,
+            (shop("frontend"), "frontend-v1-pod-1"),
+            (shop("backend"), "backend-1"),
+            Client,
+            Metrics {
+                retries: 4,
+                ..figures(30, 2, 0, 12.0)
+            },
+        ),
+        instance_pair(
+            NOW_MINUTE,
+            (shop("frontend"), "frontend-v1-pod-1"),
+            (shop("backend"), "backend-1"),
+            Server,
+            Metrics {
+                paired: 30,
+                ..figures(34, 6, 0, 10.0)
+            },
+        ),
+        instance_pair(
+            NOW_MINUTE,
+            (shop("frontend"), meshscope_storage::UNKNOWN_INSTANCE),
+            (shop("backend"), "backend-1"),
+            Server,
+            Metrics {
+                server_only: 3,
+                ..figures(3, 0, 0, 10.0)
+            },
         ),
     ]
 }

@@ -545,17 +545,21 @@ fn key_predicate(table: Table, filter: &KeyFilter) -> Option<Expr> {
     let mut parts = Vec::new();
     if let Some(service) = &filter.service {
         parts.push(match table {
-            Table::EdgeMinute => service_is("source", service).or(service_is("target", service)),
+            Table::EdgeMinute | Table::InstancePairMinute => {
+                service_is("source", service).or(service_is("target", service))
+            }
             _ => service_is("service", service),
         });
     }
-    if table == Table::EdgeMinute
+    if matches!(table, Table::EdgeMinute | Table::InstancePairMinute)
         && let Some(source) = &filter.source
     {
         parts.push(service_is("source", source));
     }
-    if matches!(table, Table::EdgeMinute | Table::DependencyMinute)
-        && let Some(target) = &filter.target
+    if matches!(
+        table,
+        Table::EdgeMinute | Table::DependencyMinute | Table::InstancePairMinute
+    ) && let Some(target) = &filter.target
     {
         parts.push(service_is("target", target));
     }

@@ -43,15 +43,16 @@ impl Store {
     }
 
     /// Reads of the minute tables ask `source` for the live minutes, instead of taking the
-    /// batches `publish_live_minutes` sets. Services, instances and edges are read together,
-    /// so that a topology's nodes and edges come from one moment; endpoints, the largest
-    /// table, on their own with the endpoints' dependencies.
+    /// batches `publish_live_minutes` sets. Services, instances, edges and instance pairs
+    /// are read together, so that a topology's nodes and edges come from one moment;
+    /// endpoints, the largest table, on their own with the endpoints' dependencies.
     pub fn attach_live_minute_source(&self, source: Arc<dyn LiveMinuteSource>) {
         let groups = [
             vec![
                 Table::ServiceMinute,
                 Table::InstanceMinute,
                 Table::EdgeMinute,
+                Table::InstancePairMinute,
             ],
             vec![Table::EndpointMinute, Table::DependencyMinute],
         ];
