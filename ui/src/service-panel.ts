@@ -1,5 +1,6 @@
-// The service panel: a service's figures and charts over the window, its instances, its
-// endpoints (the one picked with its dependencies) and its proxies.
+// The service panel: a service's figures and charts over the window, its instances and
+// the instance pairs it is an end of, its endpoints (the one picked with its dependencies)
+// and its proxies.
 
 import { getJson } from "./api";
 import { endpointDependenciesUrl, rangeLabel, servicePath, windowParams, type Metrics, type Point } from "./data";
@@ -11,6 +12,7 @@ import { focusHref, instancesChanged, page, requestFocus } from "./page-state";
 import { closePanel, panel, panelHeader, panelRequest, showPanel } from "./panel";
 import { proxySection, serviceProxies } from "./proxy-section";
 import { instancesButton } from "./instance-level";
+import { instancePairsSection, type InstancePair } from "./instance-pairs";
 
 /// The API's answer for one service.
 interface ServiceDetail {
@@ -38,11 +40,13 @@ export async function openService(id: string): Promise<void> {
   const base = servicePath(id);
   const win = "?" + new URLSearchParams(windowParams(page.state)).toString();
   try {
-    const [svc, inst, eps, proxies] = await Promise.all([
+    const [svc, inst, eps, proxies, pairs] = await Promise.all([
       getJson<ServiceDetail & { now: number }>(base + win),
       getJson<{ instances: { name: string; metrics: Metrics }[] }>(base + "/instances" + win),
       getJson<{ endpoints: { name: string; metrics: Metrics }[] }>(base + "/endpoints" + win),
       serviceProxies(id),
+      // A server without the route has none to show; the panel opens all the same.
+      getJson<{ pairs: InstancePair[] }>(base + "/instance-pairs" + win).catch(() => ({ pairs: [] as InstancePair[] })),
     ]);
     if (!isLatest()) return;
     const scroll = panel.scrollTop;
@@ -53,6 +57,7 @@ export async function openService(id: string): Promise<void> {
     body.append(figures(svc.metrics, [["apdex", svc.metrics.apdex == null ? "–" : svc.metrics.apdex.toFixed(2)]]));
     seriesCharts(body, svc.series, svc.now, true);
     body.append(el("h3", { text: `Instances (${inst.instances.length})` }), instancesButton([id], instancesChanged), sortableTable(METRIC_COLUMNS, inst.instances));
+    body.append(instancePairsSection(pairs.pairs, id));
     const picked = pickedEndpoint?.service === id && eps.endpoints.some((e) => e.name === pickedEndpoint!.endpoint) ? pickedEndpoint.endpoint : null;
     const dependencies = el("div", { className: "dependencies-slot" });
     if (picked) dependencies.append(endpointDependencies(id, picked));

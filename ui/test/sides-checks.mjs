@@ -212,6 +212,22 @@ export async function sidesChecks({ page, server, test }) {
       assert.equal(await page.locator("#panel .missing-proxy").count(), 0);
       await page.keyboard.press("Escape");
 
+      // The callee's panel lists its instance pairs. Over the pairs from the caller, the
+      // caller's proxy counted each request once and the callee's each attempt, as sent.
+      const pairsPath = `/api/v1/services/${encodeURIComponent(e.target)}/instance-pairs?window=15m`;
+      const pairs = await until("the retried edge's instance pairs, settled", async () => {
+        const all = (await mesh.api(pairsPath)).pairs;
+        const got = all.filter((p) => p.source === e.source && p.target === e.target);
+        const sum = (f) => got.reduce((n, p) => n + f(p), 0);
+        const settled = sum((p) => p.client?.calls ?? 0) === e.client_calls && sum((p) => p.server?.calls ?? 0) === e.calls && sum((p) => p.retries) === e.retries;
+        return settled ? all : null;
+      });
+      await clickElement(page, e.target);
+      await page.waitForSelector("#panel table.instance-pairs");
+      assert.equal(await page.textContent("#panel .instance-pairs h3"), `Instance pairs (${pairs.length})`);
+      assert.equal(await page.locator("#panel table.instance-pairs tbody tr").count(), pairs.length);
+      await page.keyboard.press("Escape");
+
       await page.selectOption("#rule-mode", "highlight");
       await page.fill("#rule", "retries > 0");
       await page.press("#rule", "Enter");
