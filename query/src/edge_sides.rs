@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use meshscope_storage::{
-    KeyFilter, Metrics, Protocol, RowKey, Side, Table, TimeRange, WindowReader,
+    KeyFilter, Metrics, Protocol, RowKey, ServiceRef, Side, Table, TimeRange, WindowReader,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -135,35 +135,18 @@ impl EdgeSidesIndex {
     /// (rollups keep the client side net of the server), so a window longer than the
     /// minutes' retention shows only the minutes still kept.
     pub(crate) async fn load(store: &dyn WindowReader, range: TimeRange) -> Result<Self> {
-        let mut index = EdgeSidesIndex::default();
-        for (slot, side) in [(0, Side::Client), (1, Side::Server)] {
-            let filter = KeyFilter {
-                side: Some(side),
-                ..KeyFilter::default()
-            };
-            for aggregate in store.aggregate(Table::EdgeMinute, range, &filter).await? {
-                let RowKey::Edge {
-                    source,
-                    target,
-                    protocol,
-                } = &aggregate.key
-                else {
-                    continue;
-                };
-                if aggregate.detected_by != side || aggregate.metrics.calls == 0 {
-                    continue;
-                }
-                let sides = index
-                    .by_edge
-                    .entry((source.id(), target.id(), *protocol))
-                    .or_default();
-                match &mut sides[slot] {
-                    Some(total) => total.merge(&aggregate.metrics),
-                    none => *none = Some(aggregate.metrics),
-                }
-            }
-        }
-        Ok(index)
+        let by_edge = side_totals(store, Table::EdgeMinute, range, None, |key| match key {
+            RowKey::Edge {
+                source,
+                target,
+                protocol,
+            } => Some((source.id(), target.id(), protocol)),
+            _ => None,
+        })
+        .await?;
+        Ok(EdgeSidesIndex {
+            by_edge: by_edge.into_iter().collect(),
+        })
     }
 
     /// The side-by-side figures of the edge between two API ids.
@@ -174,4 +157,37 @@ impl EdgeSidesIndex {
             None => EdgeSides::default(),
         }
     }
+}
+
+/// Each key's client and server totals over a window, each side read on its own from
+/// minute rows (rollups keep the client side net of the server), of the rows of `table`
+/// that `service` is an end of (all with `None`) and that `key_of` names.
+pub(crate) async fn side_totals<K: Ord>(
+    store: &dyn WindowReader,
+    table: Table,
+    range: TimeRange,
+    service: Option<&ServiceRef>,
+    key_of: impl Fn(RowKey) -> Option<K>,
+) -> Result<BTreeMap<K, [Option<Metrics>; 2]>> {
+    let mut totals: BTreeMap<K, [Option<Metrics>; 2]> = BTreeMap::new();
+    for (slot, side) in [(0, Side::Client), (1, Side::Server)] {
+        let filter = KeyFilter {
+            service: service.cloned(),
+            side: Some(side),
+            ..KeyFilter::default()
+        };
+        for aggregate in store.aggregate(table, range, &filter).await? {
+            if aggregate.detected_by != side || aggregate.metrics.calls == 0 {
+                continue;
+            }
+            let Some(key) = key_of(aggregate.key) else {
+                continue;
+            };
+            match &mut totals.entry(key).or_default()[slot] {
+                Some(total) => total.merge(&aggregate.metrics),
+                none => *none = Some(aggregate.metrics),
+            }
+        }
+    }
+    Ok(totals)
 }

@@ -2,16 +2,12 @@
 //! and callee instance where the service is either end, both sides side by side, as the
 //! edges of the map show them for services. Known from HTTP requests paired by request id.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
-use meshscope_storage::{
-    EpochMillis, KeyFilter, Metrics, RowKey, ServiceRef, Side, Table, TimeRange, WindowReader,
-};
+use meshscope_storage::{EpochMillis, RowKey, Table, TimeRange, WindowReader};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::edge_sides::EdgeSides;
+use crate::edge_sides::{EdgeSides, side_totals};
 use crate::error::{ErrorBody, Result};
 use crate::services::{ServiceIdParam, resolve};
 use crate::window::WindowParams;
@@ -61,41 +57,22 @@ pub(crate) async fn instance_pairs(
     id: &str,
 ) -> Result<Json<InstancePairList>> {
     let service = resolve(store, range, id).await?;
-    type PairKey = (ServiceRef, String, ServiceRef, String);
-    let mut sides: BTreeMap<PairKey, [Option<Metrics>; 2]> = BTreeMap::new();
-    // Each side on its own, from minute rows (rollups keep the client side net of the
-    // server's), as the edges' sides are read.
-    for (slot, side) in [(0, Side::Client), (1, Side::Server)] {
-        let filter = KeyFilter {
-            service: Some(service.clone()),
-            side: Some(side),
-            ..KeyFilter::default()
-        };
-        for aggregate in store
-            .aggregate(Table::InstancePairMinute, range, &filter)
-            .await?
-        {
-            let RowKey::InstancePair {
+    let sides = side_totals(
+        store,
+        Table::InstancePairMinute,
+        range,
+        Some(&service),
+        |key| match key {
+            RowKey::InstancePair {
                 source,
                 source_instance,
                 target,
                 target_instance,
-            } = aggregate.key
-            else {
-                continue;
-            };
-            if aggregate.detected_by != side || aggregate.metrics.calls == 0 {
-                continue;
-            }
-            let entry = sides
-                .entry((source, source_instance, target, target_instance))
-                .or_default();
-            match &mut entry[slot] {
-                Some(total) => total.merge(&aggregate.metrics),
-                none => *none = Some(aggregate.metrics),
-            }
-        }
-    }
+            } => Some((source, source_instance, target, target_instance)),
+            _ => None,
+        },
+    )
+    .await?;
     let mut pairs: Vec<(u64, InstancePair)> = sides
         .into_iter()
         .map(
