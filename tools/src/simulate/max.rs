@@ -26,6 +26,7 @@ use super::mesh::Mesh;
 use crate::error::{Error, Result};
 
 mod captured;
+mod request_id_rounds;
 
 /// Start times are encoded as this many seconds, then overwritten with the time of each
 /// send: a five-byte varint like any second of this century, and a byte pattern that no
@@ -38,10 +39,11 @@ const MESSAGE_BYTES: usize = 16 * 1024;
 
 const METHOD_PATH: &str = "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs";
 
-/// One message, encoded, with where its start times are.
+/// One message, encoded, with where its start times and its request ids' round marks are.
 struct Encoded {
     bytes: Vec<u8>,
     time_offsets: Vec<usize>,
+    id_offsets: Vec<usize>,
     entries: u64,
 }
 
@@ -55,16 +57,22 @@ impl Encoded {
             .map(|(i, _)| i + 1)
             .collect::<Vec<_>>();
         debug_assert_eq!(time_offsets.len() as u64, entries);
+        let id_offsets = request_id_rounds::offsets(&bytes);
         Encoded {
             bytes,
             time_offsets,
+            id_offsets,
             entries,
         }
     }
 
-    /// A copy stamped with `seconds` as every entry's start.
-    fn stamped(&self, seconds: u64) -> Bytes {
+    /// A copy stamped with `seconds` as every entry's start and `round` in every request
+    /// id (see [`request_id_rounds`]).
+    fn stamped(&self, seconds: u64, round: u32) -> Bytes {
         let mut buf = BytesMut::from(self.bytes.as_slice());
+        for &offset in &self.id_offsets {
+            request_id_rounds::stamp(&mut buf, offset, round);
+        }
         for &offset in &self.time_offsets {
             let mut v = seconds;
             for byte in &mut buf[offset..offset + 4] {
@@ -133,6 +141,9 @@ fn encode_stream(generator: &Generator, proxy: ProxyKey, log: Log, batch: Batch)
     let mut http = batch.http;
     for e in &mut http {
         stamp_sentinel(e.common_properties.as_mut());
+        if let Some(request) = e.request.as_mut() {
+            request_id_rounds::mark(&mut request.request_id);
+        }
     }
     let mut tcp = batch.tcp;
     for e in &mut tcp {
@@ -210,6 +221,9 @@ impl Sent {
 struct Shared {
     started: Instant,
     deadline: Instant,
+    /// Every connection finishes a round before any starts the next, so that both sides
+    /// of a request carry the same round in their id.
+    round_end: tokio::sync::Barrier,
     entry_rate: Option<f64>,
     scheduled: AtomicU64,
     entries: AtomicU64,
@@ -234,6 +248,7 @@ pub(crate) async fn send(target: &str, pool: Arc<Pool>, plan: Plan) -> Result<Se
     let shared = Arc::new(Shared {
         started,
         deadline: started + plan.duration,
+        round_end: tokio::sync::Barrier::new(connections),
         entry_rate: plan.entry_rate,
         scheduled: AtomicU64::new(0),
         entries: AtomicU64::new(0),
@@ -300,6 +315,7 @@ async fn drive_connection(
         .map(|&s| pool.streams[s].messages.len())
         .max()
         .unwrap_or(0);
+    let mut round = 0u32;
     'rounds: loop {
         for index in 0..longest {
             for (stream, tx) in &senders {
@@ -325,7 +341,7 @@ async fn drive_connection(
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .unwrap_or_default()
                     .as_secs();
-                let bytes = message.stamped(seconds);
+                let bytes = message.stamped(seconds, round);
                 let len = bytes.len() as u64;
                 if tx.send(bytes).await.is_err() {
                     break 'rounds;
@@ -334,6 +350,14 @@ async fn drive_connection(
                 shared.messages.fetch_add(1, Ordering::Relaxed);
                 shared.bytes.fetch_add(len, Ordering::Relaxed);
             }
+        }
+        round = round.wrapping_add(1);
+        let round_end = shared.round_end.wait();
+        if tokio::time::timeout_at(shared.deadline.into(), round_end)
+            .await
+            .is_err()
+        {
+            break;
         }
     }
     drop(senders);
@@ -348,21 +372,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stamping_rewrites_every_start_time_and_nothing_else() {
+    fn stamping_rewrites_every_start_time_and_request_id_round_and_nothing_else() {
         let mesh = Mesh::build(8, "t", &[], 3);
         let pool = Pool::build(mesh, 200, 3);
         assert!(pool.entries_per_round >= 200);
         let seconds = 1_790_000_000u64;
         for stream in &pool.streams {
             for message in &stream.messages {
-                let stamped = message.stamped(seconds);
+                let stamped = message.stamped(seconds, 7);
                 let decoded = StreamAccessLogsMessage::decode(stamped.as_ref()).unwrap();
                 let start = |c: Option<&AccessLogCommon>| c.unwrap().start_time.unwrap().seconds;
                 let starts: Vec<i64> = match decoded.log_entries.unwrap() {
                     LogEntries::HttpLogs(h) => h
                         .log_entry
                         .iter()
-                        .map(|e| start(e.common_properties.as_ref()))
+                        .map(|e| {
+                            let id = &e.request.as_ref().unwrap().request_id;
+                            assert!(id.starts_with("00000007sim-"), "{id}");
+                            start(e.common_properties.as_ref())
+                        })
                         .collect(),
                     LogEntries::TcpLogs(t) => t
                         .log_entry

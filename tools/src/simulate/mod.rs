@@ -85,6 +85,10 @@ pub struct SimulateArgs {
     /// With --max: send at most this many entries a second
     #[arg(long)]
     entry_rate: Option<f64>,
+    /// With --max: send the real Envoy entries of this access-log capture (the fixtures'
+    /// format, `NAME.index.jsonl` beside it) instead of the modelled mesh
+    #[arg(long, requires = "max")]
+    captured: Option<std::path::PathBuf>,
 }
 
 /// Runs `meshscope simulate`: sends the modelled mesh for `--duration` (or until Ctrl-C), or
@@ -111,7 +115,11 @@ pub async fn run(args: SimulateArgs) -> Result<()> {
         shape,
     );
     if args.max {
-        let pool = std::sync::Arc::new(max::Pool::build(mesh, args.pool_requests, args.seed));
+        let pool = match &args.captured {
+            Some(capture) => max::Pool::from_capture(capture)?,
+            None => max::Pool::build(mesh, args.pool_requests, args.seed),
+        };
+        let pool = std::sync::Arc::new(pool);
         info!(
             streams = pool.stream_count(),
             entries_per_round = pool.entries_per_round,

@@ -6,9 +6,10 @@
 use std::path::Path;
 
 use meshscope_proto::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
+use meshscope_proto::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
 use prost::Message;
 
-use super::{Encoded, Pool, PooledStream, SENTINEL_SECONDS};
+use super::{Encoded, Pool, PooledStream, SENTINEL_SECONDS, request_id_rounds};
 use crate::error::{Error, Result};
 
 impl Pool {
@@ -39,6 +40,7 @@ impl Pool {
                 .into_iter()
                 .filter_map(|mut message| {
                     message.identifier = None;
+                    mark_request_ids(&mut message);
                     let entries = stamp_sentinels(&mut message);
                     (entries > 0).then(|| Encoded::new(&message, entries))
                 })
@@ -56,6 +58,17 @@ impl Pool {
             )));
         }
         Ok(pool)
+    }
+}
+
+/// Marks every HTTP entry's request id to carry the round it is sent in.
+fn mark_request_ids(message: &mut StreamAccessLogsMessage) {
+    if let Some(LogEntries::HttpLogs(http)) = message.log_entries.as_mut() {
+        for entry in &mut http.log_entry {
+            if let Some(request) = entry.request.as_mut() {
+                request_id_rounds::mark(&mut request.request_id);
+            }
+        }
     }
 }
 
@@ -95,6 +108,14 @@ mod tests {
             assert!(first.identifier.is_some() && first.log_entries.is_none());
             for message in &stream.messages {
                 assert_eq!(message.time_offsets.len() as u64, message.entries);
+                // Envoy logs a request id on every HTTP entry, each marked once.
+                assert_eq!(message.id_offsets.len() as u64, message.entries);
+                let stamped = message.stamped(1_790_000_000, 0x0102_0304);
+                assert_eq!(
+                    stamped.len(),
+                    message.bytes.len(),
+                    "a UUID keeps its length"
+                );
             }
         }
     }
