@@ -164,6 +164,7 @@ impl Pipeline<'_> {
     /// pair rows, calls on instance pair and endpoint dependency rows. What falls in a
     /// closed minute is counted as refused.
     fn record_pairs(&self, mut settled: Settled) {
+        settled.count_outcomes();
         // A caller instance not known (a caller without a proxy) is named as such.
         let unknown = |source: ServiceId| {
             count_overflow(
@@ -171,12 +172,7 @@ impl Pipeline<'_> {
                 self.aggregator.instance_id(source, UNKNOWN_INSTANCE),
             )
         };
-        for slot in settled
-            .pairs
-            .iter_mut()
-            .map(|row| &mut row.1)
-            .chain(settled.samples.iter_mut().map(|row| &mut row.1))
-        {
+        for (_, slot, ..) in &mut settled.calls {
             if let Slot::InstancePair(source, instance @ NO_INSTANCE, ..) = slot {
                 *instance = unknown(*source);
             }
@@ -187,8 +183,8 @@ impl Pipeline<'_> {
                 stats::reject("closed_minute_pairs", recorded.too_late as u64);
             }
         }
-        if !settled.samples.is_empty() {
-            let recorded = self.aggregator.record(&settled.samples);
+        if !settled.calls.is_empty() {
+            let recorded = self.aggregator.record_settled(&settled.calls);
             if recorded.too_late > 0 {
                 stats::reject("closed_minute_pairs", recorded.too_late as u64);
             }

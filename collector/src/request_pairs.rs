@@ -276,7 +276,7 @@ mod tests {
     use meshscope_storage::Protocol;
 
     use super::*;
-    use crate::aggregate::Slot;
+    use crate::aggregate::{PairFigures, Slot};
 
     fn entry(id: u64, side: Side, start_ms: i64, duration_ms: f64, attempts: u32) -> PairEntry {
         PairEntry {
@@ -295,13 +295,11 @@ mod tests {
         }
     }
 
-    /// Paired, client only, server only and the overheads on the edge's rows.
+    /// Paired, client only, server only and the overheads on the edge's rows; the same
+    /// figures are on the instance pairs' rows.
     fn totals(settled: &Settled) -> (u64, u64, u64, Vec<f64>) {
         let mut t = (0, 0, 0, Vec::new());
         for (_, slot, side, f) in &settled.pairs {
-            if matches!(slot, Slot::InstancePair(..)) {
-                continue;
-            }
             assert_eq!(*slot, Slot::Edge(1, 2, Protocol::Http));
             assert_eq!(*side == Side::Client, f.client_only > 0);
             t.0 += f.paired;
@@ -309,6 +307,15 @@ mod tests {
             t.2 += f.server_only;
             t.3.extend(f.overhead.map(Binned::millis));
         }
+        let on_instance_pairs: Vec<PairFigures> = settled
+            .calls
+            .iter()
+            .filter(|row| matches!(row.1, Slot::InstancePair(..)))
+            .map(|row| row.3.figures)
+            .filter(|f| *f != PairFigures::default())
+            .collect();
+        let on_edges: Vec<PairFigures> = settled.pairs.iter().map(|row| row.3).collect();
+        assert_eq!(on_instance_pairs, on_edges);
         t
     }
 
@@ -350,7 +357,7 @@ mod tests {
         assert_eq!(totals(&settled), (2, 2, 2, vec![3.0]));
         assert!(
             !settled
-                .samples
+                .calls
                 .iter()
                 .any(|row| matches!(row.1, Slot::Dependency(..))),
             "no service called out"
@@ -464,10 +471,10 @@ mod tests {
         );
         pairs.settle_due(i64::MAX, &mut settled);
         let mut deps: Vec<_> = settled
-            .samples
+            .calls
             .iter()
             .filter(|row| matches!(row.1, Slot::Dependency(..)))
-            .map(|(minute, slot, side, sample)| (*minute, *slot, *side, sample.error))
+            .map(|(minute, slot, side, call)| (*minute, *slot, *side, call.sample.error))
             .collect();
         deps.sort_by_key(|d| format!("{d:?}"));
         assert_eq!(
@@ -526,7 +533,7 @@ mod tests {
         pairs.add(&[client(1, 2, 7), client(9, 1, 4)], 60_000, &mut settled);
         pairs.settle_due(i64::MAX, &mut settled);
         let deps: Vec<Slot> = settled
-            .samples
+            .calls
             .iter()
             .map(|d| d.1)
             .filter(|slot| matches!(slot, Slot::Dependency(..)))
@@ -561,9 +568,9 @@ mod tests {
         );
         pairs.settle_due(i64::MAX, &mut settled);
         let mut calls: Vec<(Slot, Side, bool, u32)> = settled
-            .samples
+            .calls
             .iter()
-            .map(|(_, slot, side, s)| (*slot, *side, s.error, s.retries))
+            .map(|(_, slot, side, c)| (*slot, *side, c.sample.error, c.sample.retries))
             .collect();
         calls.sort_by_key(|c| format!("{c:?}"));
         assert_eq!(
@@ -581,10 +588,10 @@ mod tests {
             ]
         );
         let figures: Vec<(Slot, u64, u64)> = settled
-            .pairs
+            .calls
             .iter()
-            .filter(|row| matches!(row.1, Slot::InstancePair(..)))
-            .map(|(_, slot, _, f)| (*slot, f.paired, f.server_only))
+            .filter(|row| row.3.figures != PairFigures::default())
+            .map(|(_, slot, _, c)| (*slot, c.figures.paired, c.figures.server_only))
             .collect();
         assert_eq!(
             figures,

@@ -9,7 +9,7 @@ use meshscope_storage::{Protocol, Side, minute_of};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use crate::aggregate::{PairFigures, Sample, ServiceId, Slot};
+use crate::aggregate::{PairFigures, Sample, ServiceId, SettledCall, Slot};
 use crate::stats;
 
 /// Slack between the two proxies' clocks when a server entry is checked against the
@@ -46,19 +46,45 @@ impl LoggedSide {
 /// One settled figure for one edge row of one minute.
 pub type PairRow = (i64, Slot, Side, PairFigures);
 
-/// What settling requests gives: pairing figures for edge and instance pair rows, and
-/// calls for instance pair and endpoint dependency rows. An instance pair row whose caller
-/// instance is [`crate::peer_answer_cache::NO_INSTANCE`] is the caller's without a proxy: whoever records it names
-/// that instance.
+/// One settled call, with its pairing figures, for one instance pair or dependency row of
+/// one minute.
+pub type CallRow = (i64, Slot, Side, SettledCall);
+
+/// What settling requests gives: pairing figures for edge rows, and calls (with the same
+/// figures, on the row that carries them) for instance pair and endpoint dependency rows.
+/// An instance pair row whose caller instance is
+/// [`crate::peer_answer_cache::NO_INSTANCE`] is the caller's without a proxy: whoever
+/// records it names that instance.
 #[derive(Default)]
 pub struct Settled {
     pub pairs: Vec<PairRow>,
-    pub samples: Vec<(i64, Slot, Side, Sample)>,
+    pub calls: Vec<CallRow>,
+    /// Requests settled by outcome, in the order of [`OUTCOMES`]: counted here and added
+    /// to the labelled counter once per batch by [`Settled::count_outcomes`], as a
+    /// labelled counter's lookup costs too much to pay per request.
+    outcomes: [u64; OUTCOMES.len()],
 }
+
+/// The outcomes of a settled request, as `meshscope_request_pairs_settled_total` labels
+/// them.
+const OUTCOMES: [&str; 3] = ["paired", "client_only", "server_only"];
+const PAIRED: usize = 0;
+const CLIENT_ONLY: usize = 1;
+const SERVER_ONLY: usize = 2;
 
 impl Settled {
     pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty() && self.samples.is_empty()
+        self.pairs.is_empty() && self.calls.is_empty()
+    }
+
+    /// Adds the requests settled so far to `meshscope_request_pairs_settled_total`, and
+    /// starts counting again.
+    pub fn count_outcomes(&mut self) {
+        for (outcome, n) in OUTCOMES.iter().zip(std::mem::take(&mut self.outcomes)) {
+            if n > 0 {
+                metrics::counter!(stats::PAIRS_SETTLED, "outcome" => *outcome).increment(n);
+            }
+        }
     }
 
     /// One entry settled on its own: a client entry as client only, a server entry as
@@ -72,7 +98,7 @@ impl Settled {
 
     /// A caller's request no callee's entry took.
     fn client_only(&mut self, client: &LoggedSide) {
-        count_outcome("client_only");
+        self.outcomes[CLIENT_ONLY] += 1;
         let figures = PairFigures {
             client_only: 1,
             ..PairFigures::default()
@@ -82,7 +108,7 @@ impl Settled {
 
     /// A callee's attempt no caller's request took: its caller's instance is not known.
     fn server_only(&mut self, server: &LoggedSide) {
-        count_outcome("server_only");
+        self.outcomes[SERVER_ONLY] += 1;
         let figures = PairFigures {
             server_only: 1,
             ..PairFigures::default()
@@ -111,9 +137,9 @@ impl Settled {
             retries,
             ..Sample::default()
         };
-        self.samples.push((minute, pair, entry.side, sample));
+        self.calls
+            .push((minute, pair, entry.side, SettledCall { sample, figures }));
         if figures != PairFigures::default() {
-            self.pairs.push((minute, pair, entry.side, figures));
             self.pairs.push((
                 minute,
                 edge(entry.source, entry.target),
@@ -179,7 +205,7 @@ impl Settled {
                 self.client_only(client);
                 continue;
             };
-            count_outcome("paired");
+            self.outcomes[PAIRED] += 1;
             self.logged(client, client.source_instance, PairFigures::default());
             let overhead = (client.attempts == 1 && request.taken.len() == 1)
                 .then(|| Binned::new(f64::from(client.duration_ms) - f64::from(first.duration_ms)));
@@ -228,8 +254,12 @@ impl Settled {
                     retries: u32::from(outbound.attempts.saturating_sub(1)),
                     ..Sample::default()
                 };
-                self.samples
-                    .push((minute_of(outbound.start_ms), slot, Side::Client, sample));
+                let call = SettledCall {
+                    sample,
+                    figures: PairFigures::default(),
+                };
+                self.calls
+                    .push((minute_of(outbound.start_ms), slot, Side::Client, call));
             }
         }
     }
@@ -266,8 +296,4 @@ impl<'a> Request<'a> {
 
 fn edge(source: ServiceId, target: ServiceId) -> Slot {
     Slot::Edge(source, target, Protocol::Http)
-}
-
-fn count_outcome(outcome: &'static str) {
-    metrics::counter!(stats::PAIRS_SETTLED, "outcome" => outcome).increment(1);
 }

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 
 use super::interned_names::{Capped, InternedNames, NameCaps};
 use super::minute_rows::{MinuteRows, Shard};
-use super::sample::{PairFigures, Sample, add_pair, add_sample};
+use super::sample::{PairFigures, Sample, SettledCall, add_pair, add_sample, add_settled};
 use super::slot::{ServiceId, Slot};
 
 /// Caps that keep the key space bounded whatever the proxies send, and the Apdex
@@ -123,6 +123,13 @@ impl Aggregator {
     /// Adds settled requests' pairing figures, as [`Aggregator::record`] adds samples.
     pub fn record_pairs(&self, pairs: &[(i64, Slot, Side, PairFigures)]) -> Recorded {
         self.record_with(pairs, add_pair)
+    }
+
+    /// Adds settled entries' calls with their pairing figures, as [`Aggregator::record`]
+    /// adds samples.
+    pub fn record_settled(&self, calls: &[(i64, Slot, Side, SettledCall)]) -> Recorded {
+        let threshold = self.limits.apdex_threshold_ms;
+        self.record_with(calls, |row, call| add_settled(row, call, threshold))
     }
 
     fn record_with<T>(

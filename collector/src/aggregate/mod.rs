@@ -26,5 +26,5 @@ mod unclosed_reads;
 pub use aggregator::{Aggregator, Limits, Recorded};
 pub use checkpoint_rows::{CheckpointRow, UnclosedCopy, UnclosedRows};
 pub use interned_names::{Capped, OVERFLOW};
-pub use sample::{PairFigures, Sample, add_pair, add_sample};
+pub use sample::{PairFigures, Sample, SettledCall, add_pair, add_sample, add_settled};
 pub use slot::{ServiceId, Slot};

@@ -71,6 +71,23 @@ pub fn add_pair(metrics: &mut Metrics, figures: &PairFigures) {
     }
 }
 
+/// What one settled entry adds to its instance pair's or dependency's row: its call, and
+/// the request's pairing figures where that row carries them, in one lookup of the row.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SettledCall {
+    pub sample: Sample,
+    pub figures: PairFigures,
+}
+
+/// Adds a settled entry's call and figures to a row.
+#[inline]
+pub fn add_settled(metrics: &mut Metrics, call: &SettledCall, apdex_threshold_ms: f64) {
+    add_sample(metrics, &call.sample, apdex_threshold_ms);
+    if call.figures != PairFigures::default() {
+        add_pair(metrics, &call.figures);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
