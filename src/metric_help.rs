@@ -170,6 +170,14 @@ fn describe_store() {
         "Maintenance passes that failed."
     );
     describe_counter!(
+        meshscope_storage::MAINTENANCE_SKIPPED_METRIC,
+        "Maintenance passes skipped or stopped part way because another node held the upkeep lease of the shared store."
+    );
+    describe_gauge!(
+        meshscope_storage::UPKEEP_LEASE_HELD_METRIC,
+        "1 while this node holds the upkeep lease of its shared store, else 0."
+    );
+    describe_counter!(
         wal::BYTES_WRITTEN,
         Unit::Bytes,
         "Bytes written to the write-ahead log."

@@ -375,3 +375,89 @@ async fn two_collectors_and_a_query_node_on_one_bucket_give_the_single_node_grap
     assert_eq!(graph(&query).await, single_graph);
     drop(collector_b);
 }
+
+/// The value of an unlabelled metric in a node's `/metrics`, if it is there.
+async fn metric(node: &Meshscope, name: &str) -> Option<f64> {
+    let text = node.text("/metrics").await;
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The holder named by the newest term of the upkeep lease in the bucket.
+async fn lease_holder(port: u16) -> Option<String> {
+    let newest = keys(port, "mesh/upkeep-lease/").await.into_iter().max()?;
+    let (status, body) = request(port, "GET", &format!("/{BUCKET}/{newest}")).await;
+    assert_eq!(status, 200, "{body}");
+    let term: serde_json::Value = serde_json::from_str(&body).unwrap();
+    term["holder"].as_str().map(str::to_owned)
+}
+
+/// Two collectors told to run upkeep on one bucket: one holds the lease (a term object
+/// made with a conditional write, `If-None-Match: *`) and the other skips its passes;
+/// when the holder is killed, the other takes over once the holder's term has ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_upkeep_nodes_on_one_bucket_take_turns_by_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_moto, port) = start_moto(dir.path()).await;
+    // A pass every 2 s: terms of the shortest length, 15 s.
+    let config = dir.path().join("upkeep.toml");
+    std::fs::write(&config, "[storage]\nmaintenance_interval_secs = 2\n").unwrap();
+    let mut env = s3_env(port);
+    env.push(("MESHSCOPE_CONFIG", config.display().to_string()));
+    let store = format!("s3://{BUCKET}/mesh");
+    let flags = |id: &'static str| {
+        [
+            "--role",
+            "collector",
+            "--store",
+            &store,
+            "--writer-id",
+            id,
+            "--upkeep",
+            "true",
+        ]
+        .map(str::to_owned)
+    };
+    let held = "meshscope_store_upkeep_lease_held";
+    let skipped = "meshscope_store_maintenance_skipped_total";
+    let until = |what: &'static str, within: Duration| {
+        let deadline = Instant::now() + within;
+        move || assert!(Instant::now() < deadline, "{what} within {within:?}")
+    };
+
+    let a_flags = flags("collector-a");
+    let a_flags: Vec<&str> = a_flags.iter().map(String::as_str).collect();
+    let mut a = start("collector-a", dir.path(), &a_flags, &env).await;
+    let in_time = until("the first node holds the lease", Duration::from_secs(20));
+    while metric(&a, held).await != Some(1.0) {
+        in_time();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let b_flags = flags("collector-b");
+    let b_flags: Vec<&str> = b_flags.iter().map(String::as_str).collect();
+    let b = start("collector-b", dir.path(), &b_flags, &env).await;
+    let in_time = until("the second node skips a pass", Duration::from_secs(20));
+    while metric(&b, skipped).await.unwrap_or(0.0) < 2.0 {
+        in_time();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(metric(&b, held).await, Some(0.0));
+    assert_eq!(metric(&a, held).await, Some(1.0), "the holder renews");
+    assert_eq!(lease_holder(port).await.as_deref(), Some("collector-a"));
+
+    // The holder dies: the other takes over after the term (15 s) and the grace (5 s).
+    let killed = Command::new("kill")
+        .args(["-KILL", &a.proc.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    a.proc.wait();
+    let in_time = until("the survivor takes the lease over", Duration::from_secs(40));
+    while metric(&b, held).await != Some(1.0) {
+        in_time();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(lease_holder(port).await.as_deref(), Some("collector-b"));
+    let terms = keys(port, "mesh/upkeep-lease/").await;
+    assert!(terms.len() <= 4, "old terms are deleted: {terms:?}");
+}

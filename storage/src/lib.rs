@@ -77,6 +77,7 @@ mod store;
 mod table;
 mod totals;
 mod udf;
+mod upkeep_lease;
 pub mod wal;
 mod whole_file;
 mod write_health;
@@ -109,9 +110,11 @@ pub use response_flags::ResponseFlagCounts;
 pub use sketch::{Binned, LatencySketch};
 pub use sliding::KeptSpan;
 pub use store::{
-    MAINTENANCE_FAILURES_METRIC, MAINTENANCE_PASSES_METRIC, MaintenanceReport, MemoryPeakPermit,
-    OPEN_MINUTES_DIR, OPEN_MINUTES_MAX_AGE_MS, Store, StoreFigures, TableInfo, table_name,
+    MAINTENANCE_FAILURES_METRIC, MAINTENANCE_PASSES_METRIC, MAINTENANCE_SKIPPED_METRIC,
+    MaintenanceReport, MemoryPeakPermit, OPEN_MINUTES_DIR, OPEN_MINUTES_MAX_AGE_MS, Store,
+    StoreFigures, TableInfo, UPKEEP_LEASE_HELD_METRIC, table_name,
 };
+pub use upkeep_lease::{LEASE_CLOCK_GRACE_MS, UPKEEP_LEASE_DIR};
 pub use whole_file::write_whole_file;
 pub use write_health::{
     WRITE_FAILURE_REASONS, WRITE_FAILURES_METRIC, WriteFailure, failure_reason,

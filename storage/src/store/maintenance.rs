@@ -33,6 +33,9 @@ pub struct MaintenanceReport {
     pub days_rolled_up: usize,
     /// Files deleted because their partition was past its retention.
     pub files_expired: usize,
+    /// The node holding the upkeep lease of a shared store, when this node did not (and
+    /// so did nothing, or stopped part way when the lease moved).
+    pub lease_held_by: Option<String>,
 }
 
 impl Store {
@@ -46,6 +49,10 @@ impl Store {
 
     async fn maintain_once(&self, now: EpochMillis) -> Result<MaintenanceReport> {
         let _one_at_a_time = self.inner.maintenance.lock().await;
+        let mut report = MaintenanceReport::default();
+        if !self.holds_upkeep_turn(now, &mut report).await? {
+            return Ok(report);
+        }
         // In a store other writers share, their files are taken in first: an hour is
         // compacted and rolled up from every writer's minutes, never from this one's alone.
         if !self.inner.files.is_local() || !self.inner.config.writer_id.is_empty() {
@@ -53,8 +60,12 @@ impl Store {
         }
         let _hint = MemoryHint::start(self.inner.config.memory_hint);
         let settle = self.inner.config.settle_minutes as i64 * MINUTE_MS;
-        let mut report = MaintenanceReport::default();
-        for table in Table::ALL {
+        for (n, table) in Table::ALL.into_iter().enumerate() {
+            // The lease renewed before each table after the first: a long pass keeps it,
+            // and stops if it moved meanwhile.
+            if n > 0 && !self.holds_upkeep_turn(self.now_ms(), &mut report).await? {
+                return Ok(report);
+            }
             self.roll_table(table, now, settle, &mut report).await?;
         }
         self.roll_proxy_tables(now, settle, &mut report).await?;

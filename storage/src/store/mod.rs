@@ -18,6 +18,7 @@
 //! | `proxy_tables`   | writing and reading the `proxy_metrics_*` tables                   |
 //! | `sql`            | the tables SQL sees and the bounded SQL runner                     |
 //! | `maintenance`    | compaction, rollups and retention                                  |
+//! | `upkeep_turn`    | whether this node's turn at upkeep holds (the lease)               |
 //! | `figures`        | the store's own figures for `/metrics`: files, bytes, last write   |
 
 mod figures;
@@ -31,6 +32,7 @@ mod reads;
 mod refresh;
 mod sql;
 mod totals_cache;
+mod upkeep_turn;
 mod writes;
 
 use std::collections::HashMap;
@@ -47,6 +49,7 @@ use crate::sliding;
 use crate::table::StoredTable;
 
 pub use figures::{MAINTENANCE_FAILURES_METRIC, MAINTENANCE_PASSES_METRIC, StoreFigures};
+pub use upkeep_turn::{MAINTENANCE_SKIPPED_METRIC, UPKEEP_LEASE_HELD_METRIC};
 pub use maintenance::MaintenanceReport;
 pub(crate) use memory_permit::MemoryHint;
 pub use memory_permit::MemoryPeakPermit;
@@ -89,6 +92,9 @@ pub(crate) struct StoreState {
     /// Where the live part of `proxy_metrics_minute` is read from when it is published.
     pub(crate) proxy_source: parking_lot::RwLock<Option<Arc<dyn LiveProxyMinuteSource>>>,
     pub(crate) proxy_tables: HashMap<Granularity, Arc<StoredTable>>,
+    /// This node's claim on the upkeep lease, on a store shared with other writers (a
+    /// writer id set); `None` runs upkeep unasked.
+    pub(crate) upkeep_lease: Option<crate::upkeep_lease::UpkeepLease>,
 }
 
 /// A handle on an open store. Cheap to share behind an `Arc`; every method takes `&self`.

@@ -1,6 +1,7 @@
 //! Opening a store: the tables of every granularity, the files already on disk, the
 //! DataFusion session, and the background upkeep task.
 
+use crate::upkeep_lease::UpkeepLease;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -115,7 +116,11 @@ impl Store {
         tracing::info!(files = reopened, data_dir = %config.data_dir.display(), "store opened");
         super::figures::register_maintenance_counters();
         let interval = config.maintenance_interval_secs;
+        // A node with a writer id shares its store: upkeep goes by the lease.
+        let upkeep_lease = (!config.writer_id.is_empty() && !files.is_read_only())
+            .then(|| UpkeepLease::new(&config.writer_id, interval));
         let inner = Arc::new(StoreState {
+            upkeep_lease,
             clock: config.clock.clone(),
             config,
             files,

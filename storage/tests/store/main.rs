@@ -8,4 +8,5 @@ mod shared_store;
 mod sql;
 mod support;
 mod upkeep;
+mod upkeep_lease;
 mod writes_and_reads;
