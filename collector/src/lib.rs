@@ -36,6 +36,7 @@ pub mod role;
 pub mod stats;
 pub mod time_rules;
 pub mod wait_queue;
+mod waiting_requests;
 pub mod wal_checkpoint;
 pub mod wal_log;
 pub mod wal_mark;

@@ -16,19 +16,18 @@
 //! grow a request without bound.
 //!
 //! Only HTTP entries with a request id take part. An id is kept as a 64-bit hash
-//! ([`crate::entry::request_id_hash`]), never as the string.
-
-use std::collections::{HashMap, VecDeque};
+//! ([`crate::entry::request_id_hash`]), never as the string. The entries wait in arrival
+//! order ([`crate::waiting_requests`]); settled entries still in that order count towards
+//! a third bound, twice the entries', so it cannot grow either.
 
 use meshscope_storage::{Side, minute_of};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use smallvec::SmallVec;
 
 use crate::aggregate::ServiceId;
-use crate::hash_state::FoldHashState;
 use crate::request_settlement::{LoggedSide, Settled};
 use crate::stats;
+use crate::waiting_requests::{Pushed, WaitingRequests};
 
 /// The most entries one request id holds while it waits.
 pub const MAX_ENTRIES_PER_REQUEST: usize = 64;
@@ -93,32 +92,9 @@ impl WaitingRequest {
     }
 }
 
-/// A request's entries while it waits: most requests cross one hop (two entries).
-struct Pending {
-    deadline_ms: i64,
-    entries: SmallVec<[LoggedSide; 2]>,
-}
-
-#[derive(Default)]
-struct Waiting {
-    by_id: HashMap<u64, Pending, FoldHashState>,
-    /// Ids in arrival order: deadlines only grow along it.
-    order: VecDeque<u64>,
-    /// Entries held by all the waiting requests.
-    entries: usize,
-}
-
-impl Waiting {
-    fn remove(&mut self, id: u64) -> Option<Pending> {
-        let pending = self.by_id.remove(&id)?;
-        self.entries -= pending.entries.len();
-        Some(pending)
-    }
-}
-
 /// The requests waiting for the rest of their entries, bounded in time and number.
 pub struct RequestPairs {
-    waiting: Mutex<Waiting>,
+    waiting: Mutex<WaitingRequests>,
     wait_ms: i64,
     capacity: usize,
     /// Off (`[collector] pair_requests = false`): no entry is handed over.
@@ -129,7 +105,7 @@ impl RequestPairs {
     /// Nothing waiting; ids wait `wait_ms`, at most `capacity` of them.
     pub fn new(wait_ms: u64, capacity: usize) -> RequestPairs {
         RequestPairs {
-            waiting: Mutex::new(Waiting::default()),
+            waiting: Mutex::new(WaitingRequests::default()),
             wait_ms: wait_ms as i64,
             capacity: capacity.max(1),
             on: true,
@@ -155,36 +131,32 @@ impl RequestPairs {
         if entries.is_empty() || !self.on {
             return;
         }
+        let deadline_ms = now_ms.saturating_add(self.wait_ms);
+        let max_entries = self.capacity.saturating_mul(ENTRIES_PER_REQUEST_HELD);
         let mut guard = self.waiting.lock();
         let waiting = &mut *guard;
         let (mut early, mut oversized) = (0u64, 0u64);
         for e in entries {
-            let pending = waiting.by_id.entry(e.request_id).or_insert_with(|| {
-                waiting.order.push_back(e.request_id);
-                Pending {
-                    deadline_ms: now_ms.saturating_add(self.wait_ms),
-                    entries: SmallVec::new(),
-                }
-            });
-            if pending.entries.len() >= MAX_ENTRIES_PER_REQUEST {
-                settled.alone(&e.logged());
+            let logged = e.logged();
+            let pushed = waiting.push(e.request_id, deadline_ms, logged, MAX_ENTRIES_PER_REQUEST);
+            if pushed == Pushed::RequestFull {
+                settled.alone(&logged);
                 oversized += 1;
-            } else {
-                pending.entries.push(e.logged());
-                waiting.entries += 1;
             }
         }
-        let max_entries = self.capacity.saturating_mul(ENTRIES_PER_REQUEST_HELD);
-        while waiting.by_id.len() > self.capacity || waiting.entries > max_entries {
-            let Some(id) = waiting.order.pop_front() else {
+        // Settled entries wait in the ring until they reach its front: it is bounded too.
+        let mut request = Vec::new();
+        while waiting.requests() > self.capacity
+            || waiting.entries() > max_entries
+            || waiting.ring_len() > 2 * max_entries
+        {
+            if !waiting.take_oldest(&mut request) {
                 break;
-            };
-            if let Some(pending) = waiting.remove(id) {
-                settled.request(&pending.entries);
-                early += 1;
             }
+            settled.request(&request);
+            early += 1;
         }
-        metrics::gauge!(stats::PAIRS_WAITING).set(waiting.by_id.len() as f64);
+        metrics::gauge!(stats::PAIRS_WAITING).set(waiting.requests() as f64);
         drop(guard);
         if early > 0 {
             metrics::counter!(stats::PAIRS_SETTLED_EARLY, "reason" => "capacity").increment(early);
@@ -200,25 +172,20 @@ impl RequestPairs {
     pub fn settle_due(&self, now_ms: i64, settled: &mut Settled) {
         let mut guard = self.waiting.lock();
         let waiting = &mut *guard;
-        while let Some(id) = waiting.order.front() {
-            match waiting.by_id.get(id) {
-                Some(pending) if pending.deadline_ms > now_ms => break,
-                Some(_) => {
-                    let id = *id;
-                    if let Some(pending) = waiting.remove(id) {
-                        settled.request(&pending.entries);
-                    }
-                }
-                None => {}
-            }
-            waiting.order.pop_front();
+        let mut request = Vec::new();
+        while waiting
+            .oldest_deadline()
+            .is_some_and(|deadline_ms| deadline_ms <= now_ms)
+        {
+            waiting.take_oldest(&mut request);
+            settled.request(&request);
         }
-        metrics::gauge!(stats::PAIRS_WAITING).set(waiting.by_id.len() as f64);
+        metrics::gauge!(stats::PAIRS_WAITING).set(waiting.requests() as f64);
     }
 
     /// How many requests wait.
     pub fn len(&self) -> usize {
-        self.waiting.lock().by_id.len()
+        self.waiting.lock().requests()
     }
 
     /// Whether none waits.
@@ -230,14 +197,11 @@ impl RequestPairs {
     pub fn copy(&self) -> Vec<WaitingRequest> {
         let waiting = self.waiting.lock();
         waiting
-            .order
-            .iter()
-            .filter_map(|id| {
-                waiting.by_id.get(id).map(|pending| WaitingRequest {
-                    request_id: *id,
-                    deadline_ms: pending.deadline_ms,
-                    entries: pending.entries.to_vec(),
-                })
+            .each()
+            .map(|(request_id, deadline_ms, entries)| WaitingRequest {
+                request_id,
+                deadline_ms,
+                entries,
             })
             .collect()
     }
@@ -247,24 +211,21 @@ impl RequestPairs {
         let mut waiting = self.waiting.lock();
         let mut restored = 0;
         for request in requests {
-            if waiting.by_id.len() >= self.capacity {
+            if waiting.requests() >= self.capacity {
                 break;
             }
-            let id = request.request_id;
-            let pending = Pending {
-                deadline_ms: request.deadline_ms,
-                entries: request
-                    .entries
-                    .into_iter()
-                    .take(MAX_ENTRIES_PER_REQUEST)
-                    .collect(),
-            };
-            let held = pending.entries.len();
-            if waiting.by_id.insert(id, pending).is_none() {
-                waiting.order.push_back(id);
-                waiting.entries += held;
-                restored += 1;
+            if waiting.contains(request.request_id) {
+                continue;
             }
+            for entry in request.entries.into_iter().take(MAX_ENTRIES_PER_REQUEST) {
+                waiting.push(
+                    request.request_id,
+                    request.deadline_ms,
+                    entry,
+                    MAX_ENTRIES_PER_REQUEST,
+                );
+            }
+            restored += 1;
         }
         restored
     }
