@@ -26,6 +26,7 @@ use meshscope_storage::wal::Position;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::UnclosedRows;
+use crate::packed_requests::PackedRequests;
 use crate::proxy_minutes::ProxyRowState;
 use crate::proxy_stats::CounterState;
 use crate::registry::LearnedState;
@@ -45,10 +46,14 @@ pub struct CheckpointState {
     pub mark: PersistedMark,
     pub unclosed: UnclosedRows,
     pub parked: Vec<ParkedState>,
-    /// Requests waiting for the rest of their entries; none in checkpoints written before
-    /// requests were kept whole (those kept each edge's pairs under `pairs`, which a start
-    /// now passes over: those requests' calls are in the rows, only their pairing figures
-    /// are not).
+    /// Requests waiting for the rest of their entries, packed (see
+    /// [`crate::packed_requests`]); none in checkpoints written before they were packed.
+    #[serde(default)]
+    pub packed_requests: PackedRequests,
+    /// Waiting requests field by field, as checkpoints kept them before they were packed
+    /// (none in those written before requests were kept whole: those kept each edge's
+    /// pairs under `pairs`, which a start now passes over: those requests' calls are in
+    /// the rows, only their pairing figures are not). New checkpoints leave it empty.
     #[serde(default)]
     pub requests: Vec<WaitingRequest>,
     pub learned: LearnedState,
@@ -78,6 +83,17 @@ fn missing_from_between_cuts(mark: &PersistedMark, minute: i64) -> Option<Positi
 }
 
 impl CheckpointState {
+    /// The waiting requests it holds, packed or not. Packed bytes cut short (a damaged
+    /// checkpoint passes its checksum only if written so) give none, with a warning.
+    pub fn waiting_requests(&self) -> Vec<WaitingRequest> {
+        let mut requests = self.packed_requests.unpack().unwrap_or_else(|error| {
+            tracing::warn!(%error, "a checkpoint's waiting requests are passed over");
+            Vec::new()
+        });
+        requests.extend(self.requests.iter().cloned());
+        requests
+    }
+
     /// Whether this checkpoint can stand in for the log before its position, given the
     /// files' mark `files`; the reason when not.
     pub fn fits(&self, files: &PersistedMark) -> Result<(), &'static str> {
@@ -91,7 +107,11 @@ impl CheckpointState {
         minutes.extend(files.cuts.keys().copied());
         minutes.extend(self.unclosed.minutes.iter().map(|(m, _)| *m));
         minutes.extend(self.parked.iter().map(ParkedState::minute));
-        minutes.extend(self.requests.iter().flat_map(WaitingRequest::minutes));
+        minutes.extend(
+            self.waiting_requests()
+                .iter()
+                .flat_map(WaitingRequest::minutes),
+        );
         for &minute in &minutes {
             if !agrees(
                 missing_from(&self.mark, minute),
@@ -164,6 +184,7 @@ mod tests {
                 ..UnclosedRows::default()
             },
             parked: Vec::new(),
+            packed_requests: Default::default(),
             requests: Vec::new(),
             learned: LearnedState::default(),
             counters: CounterState::default(),

@@ -22,6 +22,7 @@ pub mod ingest;
 pub mod logged_address;
 pub mod metrics_service;
 pub mod names;
+pub mod packed_requests;
 mod peer_answer_cache;
 mod protobuf_fields;
 pub mod proxy_minutes;

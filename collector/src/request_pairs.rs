@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::ServiceId;
+use crate::packed_requests::PackedRequests;
 use crate::request_settlement::{LoggedSide, Settled};
 use crate::stats;
 use crate::waiting_requests::{Pushed, WaitingRequests};
@@ -206,6 +207,11 @@ impl RequestPairs {
             .collect()
     }
 
+    /// Every waiting request, oldest first, packed for a checkpoint.
+    pub fn copy_packed(&self) -> PackedRequests {
+        self.waiting.lock().pack()
+    }
+
     /// Puts back requests a checkpoint kept (this holds none yet); returns how many.
     pub fn restore(&self, requests: Vec<WaitingRequest>) -> usize {
         let mut waiting = self.waiting.lock();
@@ -379,6 +385,7 @@ mod tests {
         );
         let copy = pairs.copy();
         assert_eq!(copy[0].minutes().collect::<Vec<_>>(), vec![60_000]);
+        assert_eq!(pairs.copy_packed().unpack().unwrap(), copy);
         let restored = RequestPairs::new(5_000, 10);
         assert_eq!(restored.restore(copy), 1);
         restored.add(

@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use std::collections::hash_map::Entry;
 
 use crate::hash_state::FoldHashState;
+use crate::packed_requests::PackedRequests;
 use crate::request_settlement::LoggedSide;
 
 /// The link of a request's last entry.
@@ -184,6 +185,36 @@ impl WaitingRequests {
             }
             Some((held.request_id, held.deadline_ms, entries))
         })
+    }
+
+    /// Every waiting request, oldest first, packed for a checkpoint: one pass over the
+    /// ring, one buffer.
+    pub(crate) fn pack(&self) -> PackedRequests {
+        let mut packed = PackedRequests::default();
+        let mut entries = Vec::new();
+        for (at, held) in self.ring.iter().enumerate() {
+            if !held.waiting {
+                continue;
+            }
+            let Some(chain) = self.by_id.get(&held.request_id) else {
+                continue;
+            };
+            if chain.first != self.front_seq + at as u64 {
+                continue;
+            }
+            entries.clear();
+            let mut seq = chain.first;
+            loop {
+                let next = &self.ring[(seq - self.front_seq) as usize];
+                entries.push(next.entry);
+                if next.next == NO_NEXT {
+                    break;
+                }
+                seq = next.next;
+            }
+            packed.push(held.request_id, held.deadline_ms, entries.iter());
+        }
+        packed
     }
 
     /// Whether request `request_id` waits.

@@ -81,7 +81,7 @@ struct Copied {
     mark: PersistedMark,
     unclosed: crate::aggregate::UnclosedCopy,
     parked: Vec<crate::wait_queue::ParkedState>,
-    requests: Vec<crate::request_pairs::WaitingRequest>,
+    requests: crate::packed_requests::PackedRequests,
     learned: crate::registry::LearnedCopy,
     counters: crate::proxy_stats::CounterState,
     proxy_rows: Vec<meshscope_storage::ProxyMetricRow>,
@@ -94,7 +94,8 @@ impl Copied {
             taken_at_ms: self.taken_at_ms,
             unclosed: self.unclosed.into_rows(),
             parked: self.parked,
-            requests: self.requests,
+            packed_requests: self.requests,
+            requests: Vec::new(),
             learned: self.learned.into_state(),
             counters: self.counters,
             proxy_rows: self
@@ -166,7 +167,7 @@ impl Collector {
                 mark,
                 unclosed,
                 parked: self.waiting.copy(),
-                requests: self.pairs.copy(),
+                requests: self.pairs.copy_packed(),
                 learned: self.registry.copy_learned(),
                 counters: self.proxy_stats.copy(),
                 proxy_rows: self.proxy_minutes.rows(),
@@ -242,10 +243,9 @@ impl Collector {
         // there after the checkpoint is in them too, and settling it again would count it
         // twice.
         let pairs: Vec<_> = state
-            .requests
-            .iter()
+            .waiting_requests()
+            .into_iter()
             .filter(|p| p.minutes().all(|minute| state.keeps_minute(files, minute)))
-            .cloned()
             .collect();
         let pairs = self.pairs.restore(pairs);
         self.registry.restore_learned(state.learned.clone());

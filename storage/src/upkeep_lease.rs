@@ -51,11 +51,14 @@ struct Term {
 
 /// Who holds the lease, as a claim found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LeaseState {
+pub(crate) enum LeaseState {
     /// This node holds it, in term `term`, until `until_ms`.
     Held { term: u64, until_ms: EpochMillis },
     /// Another node holds it, until `until_ms` by its clock.
-    Elsewhere { holder: String, until_ms: EpochMillis },
+    Elsewhere {
+        holder: String,
+        until_ms: EpochMillis,
+    },
 }
 
 /// This node's claim on the upkeep lease of one store.
@@ -231,7 +234,9 @@ mod tests {
             LeaseState::Elsewhere { .. }
         ));
         assert_eq!(
-            b.claim(&*store, ends + LEASE_CLOCK_GRACE_MS + 1).await.unwrap(),
+            b.claim(&*store, ends + LEASE_CLOCK_GRACE_MS + 1)
+                .await
+                .unwrap(),
             LeaseState::Held {
                 term: 3,
                 until_ms: ends + LEASE_CLOCK_GRACE_MS + 1 + term_ms

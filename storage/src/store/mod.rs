@@ -49,12 +49,12 @@ use crate::sliding;
 use crate::table::StoredTable;
 
 pub use figures::{MAINTENANCE_FAILURES_METRIC, MAINTENANCE_PASSES_METRIC, StoreFigures};
-pub use upkeep_turn::{MAINTENANCE_SKIPPED_METRIC, UPKEEP_LEASE_HELD_METRIC};
 pub use maintenance::MaintenanceReport;
 pub(crate) use memory_permit::MemoryHint;
 pub use memory_permit::MemoryPeakPermit;
 pub use open_minutes::{OPEN_MINUTES_DIR, OPEN_MINUTES_MAX_AGE_MS};
 pub use sql::TableInfo;
+pub use upkeep_turn::{MAINTENANCE_SKIPPED_METRIC, UPKEEP_LEASE_HELD_METRIC};
 
 /// The name SQL knows a table by: `service_minute`, `service_hour`, `service_day`, ….
 pub fn table_name(table: Table, granularity: Granularity) -> String {

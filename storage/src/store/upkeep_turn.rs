@@ -25,9 +25,7 @@ impl Store {
         let Some(lease) = &self.inner.upkeep_lease else {
             return Ok(true);
         };
-        let claimed = lease
-            .claim(&*self.inner.files.object_store(), now_ms)
-            .await;
+        let claimed = lease.claim(&*self.inner.files.object_store(), now_ms).await;
         let held = matches!(claimed, Ok(LeaseState::Held { .. }));
         metrics::gauge!(UPKEEP_LEASE_HELD_METRIC).set(if held { 1.0 } else { 0.0 });
         match claimed? {

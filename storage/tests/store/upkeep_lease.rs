@@ -77,12 +77,24 @@ async fn one_node_at_a_time_runs_upkeep_and_another_takes_over_when_it_stops() {
         let minute = T0 + h * HOUR + 5 * 60_000;
         let (a, b) = (&a, &b);
         async move {
-            a.append_closed(vec![row(minute, edge("cart", "db"), Side::Server, 30, 10.0)])
-                .await
-                .unwrap();
-            b.append_closed(vec![row(minute, edge("cart", "db"), Side::Server, 70, 20.0)])
-                .await
-                .unwrap();
+            a.append_closed(vec![row(
+                minute,
+                edge("cart", "db"),
+                Side::Server,
+                30,
+                10.0,
+            )])
+            .await
+            .unwrap();
+            b.append_closed(vec![row(
+                minute,
+                edge("cart", "db"),
+                Side::Server,
+                70,
+                20.0,
+            )])
+            .await
+            .unwrap();
         }
     };
 
@@ -102,7 +114,11 @@ async fn one_node_at_a_time_runs_upkeep_and_another_takes_over_when_it_stops() {
     assert_eq!(a.maintain(clock.now_ms()).await.unwrap().hours_rolled_up, 1);
     clock.advance(TERM_MS + LEASE_CLOCK_GRACE_MS);
     assert_eq!(
-        b.maintain(clock.now_ms()).await.unwrap().lease_held_by.as_deref(),
+        b.maintain(clock.now_ms())
+            .await
+            .unwrap()
+            .lease_held_by
+            .as_deref(),
         Some("node-a"),
         "held until its term ends plus the grace"
     );
@@ -121,7 +137,10 @@ async fn one_node_at_a_time_runs_upkeep_and_another_takes_over_when_it_stops() {
     .unwrap();
     clock.set(T0 + 3 * HOUR + SETTLE);
     let took_over = b.maintain(clock.now_ms()).await.unwrap();
-    assert_eq!((took_over.hours_rolled_up, took_over.lease_held_by), (1, None));
+    assert_eq!(
+        (took_over.hours_rolled_up, took_over.lease_held_by),
+        (1, None)
+    );
 
     // One rollup file per hour, each with the hour's 100 calls: none rolled up twice,
     // none lost.
