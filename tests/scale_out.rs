@@ -379,8 +379,13 @@ async fn two_collectors_and_a_query_node_on_one_bucket_give_the_single_node_grap
 /// The value of an unlabelled metric in a node's `/metrics`, if it is there.
 async fn metric(node: &Meshscope, name: &str) -> Option<f64> {
     let text = node.text("/metrics").await;
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// The holder named by the newest term of the upkeep lease in the bucket.
