@@ -162,28 +162,35 @@ impl WaitingRequests {
         true
     }
 
+    /// The first entry of every waiting request, oldest first, with its sequence number.
+    fn firsts(&self) -> impl Iterator<Item = (u64, &HeldEntry)> + '_ {
+        self.ring.iter().enumerate().filter_map(move |(at, held)| {
+            let seq = self.front_seq + at as u64;
+            let chain = self.by_id.get(&held.request_id)?;
+            (held.waiting && chain.first == seq).then_some((seq, held))
+        })
+    }
+
+    /// The entries of the request whose first entry is `first`, in arrival order, added to
+    /// `out`.
+    fn chain(&self, first: u64, out: &mut Vec<LoggedSide>) {
+        let mut seq = first;
+        loop {
+            let held = &self.ring[(seq - self.front_seq) as usize];
+            out.push(held.entry);
+            if held.next == NO_NEXT {
+                return;
+            }
+            seq = held.next;
+        }
+    }
+
     /// Every waiting request, oldest first: its id, deadline and entries in arrival order.
     pub(crate) fn each(&self) -> impl Iterator<Item = (u64, i64, Vec<LoggedSide>)> + '_ {
-        self.ring.iter().enumerate().filter_map(move |(at, held)| {
-            if !held.waiting {
-                return None;
-            }
-            let chain = self.by_id.get(&held.request_id)?;
-            // Each request once, at its first entry.
-            if chain.first != self.front_seq + at as u64 {
-                return None;
-            }
-            let mut entries = Vec::with_capacity(chain.entries as usize);
-            let mut seq = chain.first;
-            loop {
-                let next = &self.ring[(seq - self.front_seq) as usize];
-                entries.push(next.entry);
-                if next.next == NO_NEXT {
-                    break;
-                }
-                seq = next.next;
-            }
-            Some((held.request_id, held.deadline_ms, entries))
+        self.firsts().map(|(seq, first)| {
+            let mut entries = Vec::new();
+            self.chain(seq, &mut entries);
+            (first.request_id, first.deadline_ms, entries)
         })
     }
 
@@ -192,27 +199,10 @@ impl WaitingRequests {
     pub(crate) fn pack(&self) -> PackedRequests {
         let mut packed = PackedRequests::default();
         let mut entries = Vec::new();
-        for (at, held) in self.ring.iter().enumerate() {
-            if !held.waiting {
-                continue;
-            }
-            let Some(chain) = self.by_id.get(&held.request_id) else {
-                continue;
-            };
-            if chain.first != self.front_seq + at as u64 {
-                continue;
-            }
+        for (seq, first) in self.firsts() {
             entries.clear();
-            let mut seq = chain.first;
-            loop {
-                let next = &self.ring[(seq - self.front_seq) as usize];
-                entries.push(next.entry);
-                if next.next == NO_NEXT {
-                    break;
-                }
-                seq = next.next;
-            }
-            packed.push(held.request_id, held.deadline_ms, entries.iter());
+            self.chain(seq, &mut entries);
+            packed.push(first.request_id, first.deadline_ms, entries.iter());
         }
         packed
     }
