@@ -194,19 +194,6 @@ impl RequestPairs {
         self.len() == 0
     }
 
-    /// A copy of every waiting request, oldest first, for a checkpoint.
-    pub fn copy(&self) -> Vec<WaitingRequest> {
-        let waiting = self.waiting.lock();
-        waiting
-            .each()
-            .map(|(request_id, deadline_ms, entries)| WaitingRequest {
-                request_id,
-                deadline_ms,
-                entries,
-            })
-            .collect()
-    }
-
     /// Every waiting request, oldest first, packed for a checkpoint.
     pub fn copy_packed(&self) -> PackedRequests {
         self.waiting.lock().pack()
@@ -367,7 +354,8 @@ mod tests {
             (0, 0, 10, vec![]),
             "past the bound, alone"
         );
-        assert_eq!(pairs.copy()[0].entries.len(), MAX_ENTRIES_PER_REQUEST);
+        let copy = pairs.copy_packed().unpack().unwrap();
+        assert_eq!(copy[0].entries.len(), MAX_ENTRIES_PER_REQUEST);
         pairs.settle_due(i64::MAX, &mut settled);
         // No caller's entry took them: each attempt is the callee's alone.
         let all = (MAX_ENTRIES_PER_REQUEST + 10) as u64;
@@ -383,9 +371,13 @@ mod tests {
             60_000,
             &mut settled,
         );
-        let copy = pairs.copy();
+        let copy = pairs.copy_packed().unpack().unwrap();
+        assert_eq!(
+            (copy.len(), copy[0].request_id, copy[0].deadline_ms),
+            (1, 7, 65_000),
+            "waits 5 s from its arrival"
+        );
         assert_eq!(copy[0].minutes().collect::<Vec<_>>(), vec![60_000]);
-        assert_eq!(pairs.copy_packed().unpack().unwrap(), copy);
         let restored = RequestPairs::new(5_000, 10);
         assert_eq!(restored.restore(copy), 1);
         restored.add(

@@ -185,15 +185,6 @@ impl WaitingRequests {
         }
     }
 
-    /// Every waiting request, oldest first: its id, deadline and entries in arrival order.
-    pub(crate) fn each(&self) -> impl Iterator<Item = (u64, i64, Vec<LoggedSide>)> + '_ {
-        self.firsts().map(|(seq, first)| {
-            let mut entries = Vec::new();
-            self.chain(seq, &mut entries);
-            (first.request_id, first.deadline_ms, entries)
-        })
-    }
-
     /// Every waiting request, oldest first, packed for a checkpoint: one pass over the
     /// ring, one buffer.
     pub(crate) fn pack(&self) -> PackedRequests {
@@ -245,9 +236,13 @@ mod tests {
         assert_eq!(waiting.push(7, 300, logged(5), 2), Pushed::RequestFull);
         assert_eq!((waiting.requests(), waiting.entries()), (2, 4));
         let listed: Vec<(u64, i64, Vec<i64>)> = waiting
-            .each()
-            .map(|(id, deadline, entries)| {
-                (id, deadline, entries.iter().map(|e| e.start_ms).collect())
+            .pack()
+            .unpack()
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let starts = r.entries.iter().map(|e| e.start_ms).collect();
+                (r.request_id, r.deadline_ms, starts)
             })
             .collect();
         assert_eq!(listed, vec![(7, 100, vec![1, 3]), (8, 200, vec![2, 4])]);
