@@ -161,6 +161,7 @@ mod tests {
             mark: PersistedMark::default(),
             unclosed: UnclosedRows::default(),
             parked: Vec::new(),
+            parked_reporters: Vec::new(),
             packed_requests: Default::default(),
             requests: Vec::new(),
             learned: Default::default(),

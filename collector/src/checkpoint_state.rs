@@ -26,6 +26,7 @@ use meshscope_storage::wal::Position;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::UnclosedRows;
+use crate::identity::NodeIdentity;
 use crate::packed_requests::PackedRequests;
 use crate::proxy_minutes::ProxyRowState;
 use crate::proxy_stats::CounterState;
@@ -46,6 +47,10 @@ pub struct CheckpointState {
     pub mark: PersistedMark,
     pub unclosed: UnclosedRows,
     pub parked: Vec<ParkedState>,
+    /// The parked entries' reporters, each once (none in checkpoints written before
+    /// they were listed: those keep each entry's reporter with it).
+    #[serde(default)]
+    pub parked_reporters: Vec<NodeIdentity>,
     /// Requests waiting for the rest of their entries, packed (see
     /// [`crate::packed_requests`]); none in checkpoints written before they were packed.
     #[serde(default)]
@@ -184,6 +189,7 @@ mod tests {
                 ..UnclosedRows::default()
             },
             parked: Vec::new(),
+            parked_reporters: Vec::new(),
             packed_requests: Default::default(),
             requests: Vec::new(),
             learned: LearnedState::default(),

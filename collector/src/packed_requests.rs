@@ -18,6 +18,22 @@ use crate::request_settlement::LoggedSide;
 const REQUEST_HEAD_BYTES: usize = 17;
 const ENTRY_BYTES: usize = 36;
 
+/// One entry's record, laid out as the module's documentation says.
+fn entry_bytes(e: &LoggedSide) -> [u8; ENTRY_BYTES] {
+    let mut b = [0u8; ENTRY_BYTES];
+    b[0..4].copy_from_slice(&e.source.to_le_bytes());
+    b[4..8].copy_from_slice(&e.target.to_le_bytes());
+    b[8] = u8::from(e.side == Side::Server);
+    b[9..17].copy_from_slice(&e.start_ms.to_le_bytes());
+    b[17..21].copy_from_slice(&e.duration_ms.to_le_bytes());
+    b[21..23].copy_from_slice(&e.attempts.to_le_bytes());
+    b[23..27].copy_from_slice(&e.endpoint.to_le_bytes());
+    b[27] = u8::from(e.error) | (u8::from(e.error_4xx) << 1);
+    b[28..32].copy_from_slice(&e.source_instance.to_le_bytes());
+    b[32..36].copy_from_slice(&e.target_instance.to_le_bytes());
+    b
+}
+
 /// Waiting requests, packed.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PackedRequests {
@@ -41,16 +57,7 @@ impl PackedRequests {
         out.extend_from_slice(&deadline_ms.to_le_bytes());
         out.push(n as u8);
         for e in entries.take(n) {
-            out.extend_from_slice(&e.source.to_le_bytes());
-            out.extend_from_slice(&e.target.to_le_bytes());
-            out.push(u8::from(e.side == Side::Server));
-            out.extend_from_slice(&e.start_ms.to_le_bytes());
-            out.extend_from_slice(&e.duration_ms.to_le_bytes());
-            out.extend_from_slice(&e.attempts.to_le_bytes());
-            out.extend_from_slice(&e.endpoint.to_le_bytes());
-            out.push(u8::from(e.error) | (u8::from(e.error_4xx) << 1));
-            out.extend_from_slice(&e.source_instance.to_le_bytes());
-            out.extend_from_slice(&e.target_instance.to_le_bytes());
+            out.extend_from_slice(&entry_bytes(e));
         }
     }
 

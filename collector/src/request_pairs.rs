@@ -36,6 +36,11 @@ pub const MAX_ENTRIES_PER_REQUEST: usize = 64;
 /// Entries held in all, per request of the capacity: past it the oldest settle early.
 const ENTRIES_PER_REQUEST_HELD: usize = 4;
 
+/// The most requests that may wait, whatever the configuration says: the ring of waiting
+/// entries (at most twice [`ENTRIES_PER_REQUEST_HELD`] a request) then stays under
+/// `u32::MAX` entries, as its links need.
+const MAX_CAPACITY: usize = u32::MAX as usize / (2 * ENTRIES_PER_REQUEST_HELD);
+
 /// One side's entry of a request, as pairing needs it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PairEntry {
@@ -108,7 +113,7 @@ impl RequestPairs {
         RequestPairs {
             waiting: Mutex::new(WaitingRequests::default()),
             wait_ms: wait_ms as i64,
-            capacity: capacity.max(1),
+            capacity: capacity.clamp(1, MAX_CAPACITY),
             on: true,
         }
     }

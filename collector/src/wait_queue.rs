@@ -1,7 +1,9 @@
 //! The queue of entries parked until the other side's report names their peer.
-//! A checkpoint keeps them as [`ParkedState`]s.
+//! A checkpoint keeps them as [`ParkedState`]s, each naming its reporter by its place in
+//! one list of reporters ([`ParkedStates`]), so that a reporter's identity is written
+//! once, not with each of its entries.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -11,6 +13,7 @@ use crate::identity::NodeIdentity;
 use crate::role::Role;
 
 /// An entry parked until its caller's report arrives or its wait runs out.
+#[derive(Clone)]
 pub(crate) struct ParkedEntry {
     pub(crate) deadline_ms: i64,
     pub(crate) reporter: Arc<NodeIdentity>,
@@ -50,7 +53,12 @@ impl WaitQueue {
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ParkedState {
     pub deadline_ms: i64,
-    pub reporter: NodeIdentity,
+    /// Its reporter, in checkpoints written before reporters were listed once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reporter: Option<NodeIdentity>,
+    /// Its reporter's place in [`ParkedStates::reporters`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reporter_at: Option<u32>,
     pub role: Role,
     pub protocol: meshscope_storage::Protocol,
     pub start_ms: i64,
@@ -85,33 +93,78 @@ impl ParkedState {
     }
 }
 
+/// The parked entries as a checkpoint keeps them, and their reporters, each once.
+#[derive(Clone, Debug, Default)]
+pub struct ParkedStates {
+    pub reporters: Vec<NodeIdentity>,
+    pub entries: Vec<ParkedState>,
+}
+
+impl ParkedStates {
+    /// `entries` in the checkpoint's form, oldest first.
+    pub(crate) fn of(entries: &[ParkedEntry]) -> ParkedStates {
+        let mut places: HashMap<*const NodeIdentity, u32> = HashMap::new();
+        let mut reporters = Vec::new();
+        let entries = entries
+            .iter()
+            .map(|parked| {
+                let at = *places
+                    .entry(Arc::as_ptr(&parked.reporter))
+                    .or_insert_with(|| {
+                        reporters.push((*parked.reporter).clone());
+                        (reporters.len() - 1) as u32
+                    });
+                parked_state(parked, at)
+            })
+            .collect();
+        ParkedStates { reporters, entries }
+    }
+}
+
 impl WaitQueue {
-    /// A copy of the parked entries, oldest first.
-    pub fn copy(&self) -> Vec<ParkedState> {
-        self.entries.lock().iter().map(parked_state).collect()
+    /// A copy of the parked entries, oldest first: reporters shared, strings copied,
+    /// nothing put in the checkpoint's form yet (that is done off the ingest path).
+    pub(crate) fn copy(&self) -> Vec<ParkedEntry> {
+        self.entries.lock().iter().cloned().collect()
     }
 
-    /// Parks `entries` again, oldest first, within the capacity; returns how many.
-    pub fn restore(&self, entries: Vec<ParkedState>) -> usize {
+    /// Parks `entries` again, oldest first, within the capacity; their reporters are in
+    /// `reporters` (or in the entry, in older checkpoints). Returns how many; an entry
+    /// whose reporter is in neither is dropped.
+    pub fn restore<'a>(
+        &self,
+        entries: impl IntoIterator<Item = &'a ParkedState>,
+        reporters: &[NodeIdentity],
+    ) -> usize {
+        let shared: Vec<Arc<NodeIdentity>> = reporters.iter().cloned().map(Arc::new).collect();
         let mut queue = self.entries.lock();
         let mut restored = 0;
         for state in entries {
             if queue.len() >= self.capacity {
                 break;
             }
-            queue.push_back(parked_entry(&state));
+            let reporter = match (&state.reporter, state.reporter_at) {
+                (Some(inline), _) => Arc::new(inline.clone()),
+                (None, Some(at)) => match shared.get(at as usize) {
+                    Some(reporter) => Arc::clone(reporter),
+                    None => continue,
+                },
+                (None, None) => continue,
+            };
+            queue.push_back(parked_entry(state, reporter));
             restored += 1;
         }
         restored
     }
 }
 
-fn parked_state(parked: &ParkedEntry) -> ParkedState {
+fn parked_state(parked: &ParkedEntry, reporter_at: u32) -> ParkedState {
     let obs = parked.obs.view();
     let a = &obs.addresses;
     ParkedState {
         deadline_ms: parked.deadline_ms,
-        reporter: (*parked.reporter).clone(),
+        reporter: None,
+        reporter_at: Some(reporter_at),
         role: parked.role,
         protocol: obs.protocol,
         start_ms: obs.start_ms,
@@ -142,7 +195,7 @@ fn parked_state(parked: &ParkedEntry) -> ParkedState {
     }
 }
 
-fn parked_entry(state: &ParkedState) -> ParkedEntry {
+fn parked_entry(state: &ParkedState, reporter: Arc<NodeIdentity>) -> ParkedEntry {
     use meshscope_proto::pb::envoy::config::core::v3::RequestMethod;
 
     use crate::entry::Observation;
@@ -188,8 +241,116 @@ fn parked_entry(state: &ParkedState) -> ParkedEntry {
     };
     ParkedEntry {
         deadline_ms: state.deadline_ms,
-        reporter: Arc::new(state.reporter.clone()),
+        reporter,
         role: state.role,
         obs: obs.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use meshscope_storage::{Protocol, ServiceRef};
+
+    use super::*;
+    use crate::entry::Observation;
+
+    fn reporter(name: &str) -> Arc<NodeIdentity> {
+        Arc::new(NodeIdentity {
+            service: ServiceRef::service("shop", name),
+            instance: format!("{name}-1"),
+            node_id: format!("{name}-1"),
+            cluster: name.into(),
+            service_account: None,
+            version: None,
+            proxy_version: "envoy/1.39.3".into(),
+            instance_ips: vec!["127.0.0.1".into()],
+            is_gateway: false,
+        })
+    }
+
+    fn parked(reporter: &Arc<NodeIdentity>, path: &str, start_ms: i64) -> ParkedEntry {
+        ParkedEntry {
+            deadline_ms: start_ms + 2_000,
+            reporter: Arc::clone(reporter),
+            role: Role::Inbound,
+            obs: Observation {
+                start_ms,
+                path,
+                status: 200,
+                request_id: start_ms as u64,
+                ..Observation::empty(Protocol::Http)
+            }
+            .to_owned(),
+        }
+    }
+
+    /// What a test compares of a parked entry: its reporter, path, start and deadline.
+    fn listed(queue: &WaitQueue) -> Vec<(String, String, i64, i64)> {
+        queue
+            .copy()
+            .iter()
+            .map(|p| {
+                let obs = p.obs.view();
+                let name = p.reporter.service.name.clone();
+                (name, obs.path.to_string(), obs.start_ms, p.deadline_ms)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_checkpoint_lists_each_reporter_once_and_restores_every_entry_with_its_own() {
+        let (ingress, frontend) = (reporter("ingress"), reporter("frontend"));
+        let queue = WaitQueue::new(10);
+        queue.entries.lock().extend([
+            parked(&ingress, "/a", 1_000),
+            parked(&frontend, "/b", 1_001),
+            parked(&ingress, "/c", 1_002),
+        ]);
+        let states = ParkedStates::of(&queue.copy());
+        let names: Vec<&str> = states
+            .reporters
+            .iter()
+            .map(|r| r.service.name.as_str())
+            .collect();
+        assert_eq!(names, ["ingress", "frontend"]);
+        let places: Vec<Option<u32>> = states.entries.iter().map(|e| e.reporter_at).collect();
+        assert_eq!(places, [Some(0), Some(1), Some(0)]);
+        assert!(states.entries.iter().all(|e| e.reporter.is_none()));
+
+        let restored = WaitQueue::new(10);
+        assert_eq!(restored.restore(&states.entries, &states.reporters), 3);
+        assert_eq!(listed(&restored), listed(&queue));
+        let copies = restored.copy();
+        assert!(
+            Arc::ptr_eq(&copies[0].reporter, &copies[2].reporter),
+            "one reporter's entries share its identity again"
+        );
+    }
+
+    #[test]
+    fn entries_of_older_checkpoints_keep_their_reporter_inline_and_a_missing_one_is_dropped() {
+        let frontend = reporter("frontend");
+        let mut states = ParkedStates::of(&[parked(&frontend, "/old", 5_000)]);
+        states.entries[0].reporter = Some((*frontend).clone());
+        states.entries[0].reporter_at = None;
+        let mut orphan = states.entries[0].clone();
+        orphan.reporter = None;
+        states.entries.push(orphan);
+        let restored = WaitQueue::new(10);
+        assert_eq!(restored.restore(&states.entries, &[]), 1);
+        assert_eq!(
+            listed(&restored),
+            [("frontend".to_string(), "/old".to_string(), 5_000, 7_000)]
+        );
+    }
+
+    #[test]
+    fn restoring_stops_at_the_capacity() {
+        let ingress = reporter("ingress");
+        let entries: Vec<ParkedEntry> = (0..5).map(|i| parked(&ingress, "/", i)).collect();
+        let states = ParkedStates::of(&entries);
+        let restored = WaitQueue::new(2);
+        assert_eq!(restored.restore(&states.entries, &states.reporters), 2);
+        assert_eq!(restored.len(), 2);
     }
 }

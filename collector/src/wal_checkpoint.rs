@@ -80,7 +80,7 @@ struct Copied {
     taken_at_ms: i64,
     mark: PersistedMark,
     unclosed: crate::aggregate::UnclosedCopy,
-    parked: Vec<crate::wait_queue::ParkedState>,
+    parked: Vec<crate::wait_queue::ParkedEntry>,
     requests: crate::packed_requests::PackedRequests,
     learned: crate::registry::LearnedCopy,
     counters: crate::proxy_stats::CounterState,
@@ -89,11 +89,13 @@ struct Copied {
 
 impl Copied {
     fn into_state(self) -> CheckpointState {
+        let parked = crate::wait_queue::ParkedStates::of(&self.parked);
         CheckpointState {
             position: self.position,
             taken_at_ms: self.taken_at_ms,
             unclosed: self.unclosed.into_rows(),
-            parked: self.parked,
+            parked: parked.entries,
+            parked_reporters: parked.reporters,
             packed_requests: self.requests,
             requests: Vec::new(),
             learned: self.learned.into_state(),
@@ -231,13 +233,13 @@ impl Collector {
                 return Ok(None);
             }
         };
-        let parked: Vec<_> = state
-            .parked
-            .iter()
-            .filter(|p| state.keeps_minute(files, p.minute()))
-            .cloned()
-            .collect();
-        let parked = self.waiting.restore(parked);
+        let parked = self.waiting.restore(
+            state
+                .parked
+                .iter()
+                .filter(|p| state.keeps_minute(files, p.minute())),
+            &state.parked_reporters,
+        );
         // A request is put back only where every minute it may settle into is taken from
         // the checkpoint: where the files already hold a minute, what the request added
         // there after the checkpoint is in them too, and settling it again would count it
