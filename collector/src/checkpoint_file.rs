@@ -36,15 +36,22 @@ pub fn file_name(position: Position) -> String {
     )
 }
 
-/// The checkpoint's bytes as written to its file.
+/// The checkpoint's bytes as written to its file. The body is encoded behind room left
+/// for the head, which is filled in afterwards: a checkpoint of tens of megabytes is not
+/// copied a second time.
 pub fn encode(state: &CheckpointState) -> Vec<u8> {
-    let mut body = Vec::new();
-    ciborium::into_writer(state, &mut body).expect("writing to memory does not fail");
-    let mut bytes = Vec::with_capacity(HEAD_BYTES + body.len());
+    // Room for what is known to be large: the packed requests, and about 400 bytes a
+    // parked entry; the rest (rows, names, what was learned) grows as it needs.
+    let room = state.packed_requests.len() + state.parked.len() * 512 + (1 << 20);
+    let mut bytes = Vec::with_capacity(HEAD_BYTES + room);
     bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    bytes.extend_from_slice(&body);
+    bytes.resize(HEAD_BYTES, 0);
+    ciborium::into_writer(state, &mut bytes).expect("writing to memory does not fail");
+    let body = &bytes[HEAD_BYTES..];
+    let len = (body.len() as u64).to_le_bytes();
+    let crc = crc32fast::hash(body).to_le_bytes();
+    bytes[MAGIC.len()..MAGIC.len() + 8].copy_from_slice(&len);
+    bytes[MAGIC.len() + 8..HEAD_BYTES].copy_from_slice(&crc);
     bytes
 }
 

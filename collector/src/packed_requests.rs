@@ -42,6 +42,13 @@ pub struct PackedRequests {
 }
 
 impl PackedRequests {
+    /// Nothing held yet, with room for `requests` requests of `entries` entries in all.
+    pub(crate) fn with_room(requests: usize, entries: usize) -> PackedRequests {
+        PackedRequests {
+            bytes: Vec::with_capacity(requests * REQUEST_HEAD_BYTES + entries * ENTRY_BYTES),
+        }
+    }
+
     /// Adds one request; at most 255 of its entries (a request holds at most
     /// [`crate::request_pairs::MAX_ENTRIES_PER_REQUEST`]).
     pub(crate) fn push<'a>(

@@ -193,7 +193,7 @@ impl WaitingRequests {
     /// Every waiting request, oldest first, packed for a checkpoint: one pass over the
     /// ring, one buffer.
     pub(crate) fn pack(&self) -> PackedRequests {
-        let mut packed = PackedRequests::default();
+        let mut packed = PackedRequests::with_room(self.requests(), self.waiting_entries);
         let mut entries = Vec::new();
         for (seq, first) in self.firsts() {
             entries.clear();
