@@ -141,6 +141,7 @@ impl RequestPairs {
         let max_entries = self.capacity.saturating_mul(ENTRIES_PER_REQUEST_HELD);
         let mut guard = self.waiting.lock();
         let waiting = &mut *guard;
+        waiting.warm(entries.iter().map(|e| e.request_id));
         let (mut early, mut oversized) = (0u64, 0u64);
         for e in entries {
             let logged = e.logged();
