@@ -6,116 +6,20 @@
 //! query node still answers, with the same figures.
 //!
 //! moto comes from `MESHSCOPE_MOTO_SERVER` (a `moto_server` executable), else from the
-//! virtual environment `scripts/test` installs it into.
+//! virtual environment `scripts/test` installs it into (see `support::moto`).
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Meshscope, Proc, edges, free_port, get};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::moto::{BUCKET, keys, s3_env, start_moto};
+use support::replayed_capture::{Graph, captured_edges, graph, replay};
+use support::{Meshscope, get};
 
-const MOTO_VERSION: &str = "5.2.6";
-const BUCKET: &str = "meshscope";
 /// A query node shows a call within this of the collector receiving it.
 const FRESHNESS: Duration = Duration::from_secs(15);
-
-fn moto_server() -> PathBuf {
-    if let Some(path) = std::env::var_os("MESHSCOPE_MOTO_SERVER") {
-        return PathBuf::from(path);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
-    let path = cache.join(format!("meshscope/moto-{MOTO_VERSION}/bin/moto_server"));
-    assert!(
-        path.exists(),
-        "no moto server at {}: run scripts/test (it installs moto[server]=={MOTO_VERSION}) \
-         or set MESHSCOPE_MOTO_SERVER",
-        path.display()
-    );
-    path
-}
-
-/// An HTTP/1.1 request without a body's signature (moto does not check them): status and
-/// body.
-async fn request(port: u16, method: &str, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let text = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(text.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// moto on a free port, with the bucket made.
-async fn start_moto(dir: &Path) -> (Proc, u16) {
-    let port = free_port("127.0.0.1");
-    let mut command = Command::new(moto_server());
-    command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-    let mut proc = Proc::spawn("moto", &mut command, dir);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        proc.assert_running();
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "moto did not start:\n{}",
-            proc.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let (status, body) = request(port, "PUT", &format!("/{BUCKET}")).await;
-    assert_eq!(status, 200, "making the bucket: {body}");
-    (proc, port)
-}
-
-/// Every key under `prefix` in the bucket.
-async fn keys(port: u16, prefix: &str) -> Vec<String> {
-    let (status, body) = request(
-        port,
-        "GET",
-        &format!("/{BUCKET}?list-type=2&prefix={prefix}&max-keys=10000"),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body.split("<Key>")
-        .skip(1)
-        .filter_map(|rest| rest.split("</Key>").next())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn s3_env(port: u16) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID", "meshscope-test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "meshscope-test".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
-        ("AWS_ALLOW_HTTP", "true".to_owned()),
-    ]
-}
 
 async fn start(
     name: &str,
@@ -127,87 +31,6 @@ async fn start(
     std::fs::create_dir_all(&dir).unwrap();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Meshscope::start_with_env(name, &dir, flags, &env).await
-}
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/shop-mesh")
-}
-
-/// Replays the whole capture into the gRPC port `grpc`.
-fn replay(grpc: std::net::SocketAddr) {
-    let fixtures = fixtures();
-    let output = Command::new(env!("CARGO_BIN_EXE_meshscope"))
-        .arg("replay")
-        .arg("--target")
-        .arg(format!("http://{grpc}"))
-        .arg(fixtures.join("als_http.bin"))
-        .arg(fixtures.join("als_tcp.bin"))
-        .arg("--metrics")
-        .arg(fixtures.join("metrics.bin"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "replay failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-type Graph = BTreeMap<(String, String, String), (u64, u64)>;
-
-/// Per edge: calls and errors, over the last 15 minutes.
-async fn graph(node: &Meshscope) -> Graph {
-    let topology = node.json("/api/v1/topology?window=15m").await;
-    edges(&topology)
-        .into_iter()
-        .map(|(key, edge)| {
-            let metrics = &edge["metrics"];
-            (
-                key,
-                (
-                    metrics["calls"].as_u64().unwrap(),
-                    metrics["errors"].as_u64().unwrap(),
-                ),
-            )
-        })
-        .collect()
-}
-
-/// Calls and errors of each edge in the capture, counted from its own entries
-/// (`expected-counts.json`): the server side's count where the callee reported, else the
-/// client's.
-fn captured_edges() -> BTreeMap<(String, String), (u64, u64)> {
-    let text = std::fs::read_to_string(fixtures().join("expected-counts.json")).unwrap();
-    let counts: serde_json::Value = serde_json::from_str(&text).unwrap();
-    counts["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|edge| {
-            let server = edge["server_side"].as_u64().unwrap();
-            let figures = if server > 0 {
-                (server, edge["server_errors"].as_u64().unwrap())
-            } else {
-                (
-                    edge["client_side"].as_u64().unwrap(),
-                    edge["client_errors"].as_u64().unwrap(),
-                )
-            };
-            // The capture's proxies all declare the namespace `shop`; a caller without
-            // a proxy is the virtual node `external`.
-            let node = |name: &str| match name {
-                "(external)" => "external".to_owned(),
-                name => format!("shop/{name}"),
-            };
-            (
-                (
-                    node(edge["client"].as_str().unwrap()),
-                    node(edge["server"].as_str().unwrap()),
-                ),
-                figures,
-            )
-        })
-        .collect()
 }
 
 /// Polls `node`'s graph until it equals `want` or `within` has passed; returns the last

@@ -40,7 +40,7 @@ use crate::file_writer::{Target, time_span};
 use crate::location::Location;
 use crate::model::EpochMillis;
 use crate::quarantine;
-use crate::write_health::{WriteHealth, telling_io_kind};
+use crate::write_health::{WriteHealth, carries_object_store_error, telling_io_kind};
 
 pub(crate) const HOUR_MS: EpochMillis = 3_600_000;
 pub(crate) const DAY_MS: EpochMillis = 24 * HOUR_MS;
@@ -607,6 +607,7 @@ impl From<datafusion::parquet::errors::ParquetError> for Error {
     fn from(error: datafusion::parquet::errors::ParquetError) -> Self {
         match telling_io_kind(&error) {
             Some(kind) => Error::Io(std::io::Error::new(kind, error.to_string())),
+            None if carries_object_store_error(&error) => Error::ObjectStore(error.to_string()),
             None => Error::Parquet(error.to_string()),
         }
     }

@@ -146,6 +146,26 @@ pub(crate) fn telling_io_kind(error: &(dyn std::error::Error + 'static)) -> Opti
     None
 }
 
+/// Whether `error`'s chain of causes holds an object store's error: a Parquet writer's
+/// failure to upload what it wrote (the store unreachable, a request refused) is the
+/// store's I/O, not an encoding error, and is counted as such.
+pub(crate) fn carries_object_store_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut at = Some(error);
+    while let Some(cause) = at {
+        if cause.downcast_ref::<object_store::Error>().is_some() {
+            return true;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+        {
+            at = Some(inner);
+            continue;
+        }
+        at = cause.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +196,18 @@ mod tests {
             std::io::Error::other(upload),
         ));
         assert_eq!(failure_reason(&Error::from(parquet)), "no_space");
+        // An upload to a store that cannot be reached, as a Parquet writer reports it.
+        let unreachable = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(std::io::Error::from(ErrorKind::ConnectionRefused)),
+        };
+        let parquet = datafusion::parquet::errors::ParquetError::External(Box::new(
+            std::io::Error::other(unreachable),
+        ));
+        assert_eq!(failure_reason(&Error::from(parquet)), "io");
+        // A Parquet error of its own is an encoding one.
+        let bad = datafusion::parquet::errors::ParquetError::General("bad batch".into());
+        assert_eq!(failure_reason(&Error::from(bad)), "encode");
     }
 
     #[test]

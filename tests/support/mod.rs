@@ -7,6 +7,8 @@ pub(crate) mod captured_streams;
 pub(crate) mod certs;
 pub(crate) mod https;
 pub(crate) mod istio_mesh;
+pub(crate) mod moto;
+pub(crate) mod replayed_capture;
 pub(crate) mod rows;
 pub(crate) mod simulated;
 
