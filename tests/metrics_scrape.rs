@@ -8,11 +8,11 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::Meshscope;
+use support::replayed_capture::{fixtures, replay};
 
 /// A series' labels, sorted, without `le`.
 type Labels = Vec<(String, String)>;
@@ -233,10 +233,6 @@ fn parse_sample(line: &str) -> Sample {
     }
 }
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/shop-mesh")
-}
-
 /// Access-log entries per kind (`http`, `tcp`) in the capture, from the counts taken of
 /// the capture's own entries.
 fn captured_entries() -> BTreeMap<String, f64> {
@@ -254,25 +250,6 @@ fn captured_entries() -> BTreeMap<String, f64> {
             (kind.to_owned(), total as f64)
         })
         .collect()
-}
-
-fn replay(server: &Meshscope) {
-    let fixtures = fixtures();
-    let output = Command::new(env!("CARGO_BIN_EXE_meshscope"))
-        .arg("replay")
-        .arg("--target")
-        .arg(format!("http://{}", server.grpc))
-        .arg(fixtures.join("als_http.bin"))
-        .arg(fixtures.join("als_tcp.bin"))
-        .arg("--metrics")
-        .arg(fixtures.join("metrics.bin"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "replay failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// Parquet files under `dir` and their total size.
@@ -328,7 +305,7 @@ async fn the_text_format_holds_and_the_figures_follow_real_input() {
         None
     );
 
-    replay(&server);
+    replay(server.grpc);
     let expected = captured_entries();
     let deadline = Instant::now() + Duration::from_secs(20);
     let scrape = loop {
