@@ -21,7 +21,9 @@ async fn meshscope_reports_exactly_what_the_simulator_sent() {
             "--rate",
             "40",
             "--duration",
-            "4",
+            // Past the first flush of proxy statistics (every 5 s): the simulator must
+            // end those streams too, and stop.
+            "7",
             "--seed",
             "11",
         ],

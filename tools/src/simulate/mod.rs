@@ -239,7 +239,10 @@ async fn send(
         }
         proxy_stats.flush_if_due(&mut tasks).await?;
     }
+    // Ending every stream, the proxy statistics' too, lets each task finish: a metrics
+    // stream left open would be waited for without end.
     drop(streams);
+    drop(proxy_stats);
     while let Some(result) = tasks.join_next().await {
         if let Err(status) = result? {
             warn!(error = %status, "an access log stream failed");
