@@ -40,8 +40,9 @@ pub fn file_name(position: Position) -> String {
 /// for the head, which is filled in afterwards: a checkpoint of tens of megabytes is not
 /// copied a second time.
 pub fn encode(state: &CheckpointState) -> Vec<u8> {
-    // Room for what is known to be large: the packed requests, and about 400 bytes a
-    // parked entry; the rest (rows, names, what was learned) grows as it needs.
+    // Room for what is known to be large: the packed requests, and 512 bytes a parked
+    // entry (they take about 400); the rest (rows, names, what was learned) grows as it
+    // needs.
     let room = state.packed_requests.len() + state.parked.len() * 512 + (1 << 20);
     let mut bytes = Vec::with_capacity(HEAD_BYTES + room);
     bytes.extend_from_slice(MAGIC);
