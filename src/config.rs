@@ -41,6 +41,8 @@ pub(crate) struct ServerSection {
     pub(crate) warm_windows: Option<Vec<String>>,
     /// What this process does: `collector`, `query` or `all`.
     pub(crate) role: Option<crate::settings::Role>,
+    /// A collector's gRPC address as the other collectors reach it (`host:port`).
+    pub(crate) advertise_grpc: Option<String>,
 }
 
 /// `[storage]`: where data lives, how long each granularity is kept, whether raw access-log

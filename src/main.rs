@@ -8,6 +8,7 @@ mod maintain_cmd;
 mod memory;
 mod metric_help;
 mod process_metrics;
+mod ring_membership;
 mod security;
 mod serve;
 mod settings;

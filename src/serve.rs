@@ -106,6 +106,16 @@ async fn serve(
         )
     })?;
     let role = settings.role;
+    if settings.advertise_grpc.is_some() {
+        anyhow::ensure!(
+            role == Role::Collector,
+            "--advertise-grpc is for collectors (--role collector) sharing a store"
+        );
+        anyhow::ensure!(
+            server_tls.is_none(),
+            "--advertise-grpc: collectors pass entries to each other in plaintext gRPC, so the gRPC port cannot take TLS yet"
+        );
+    }
     let data_dir = settings.store.data_dir.clone();
     let stop_ingest = Trigger::new();
     let stop_flusher = Trigger::new();
@@ -156,6 +166,17 @@ async fn serve(
                 .context("opening the store to read")?,
         );
         (store, None)
+    };
+    // A collector on a shared store with an address for the others joins their ring.
+    let ring_task = match (&ingest, settings.advertise_grpc.clone()) {
+        (Some(ingest), Some(address)) => {
+            Some(tokio::spawn(crate::ring_membership::keep_ring_current(
+                store.clone(),
+                ingest.collector.clone(),
+                address,
+            )))
+        }
+        _ => None,
     };
     let refresh_task = match role {
         Role::Query => Some(tokio::spawn(keep_listing(store.clone()))),
@@ -242,6 +263,13 @@ async fn serve(
 
     // Health checks hear of the stop first, so that load balancers stop sending; then the
     // receivers close, so that the final flush sees every entry that arrived.
+    if let Some(ring_task) = ring_task {
+        // The others stop passing entries here at their next listing.
+        ring_task.abort();
+        if let Err(error) = store.withdraw_collector_member().await {
+            warn!(%error, "removing this collector's member file failed; the others drop it when it ages");
+        }
+    }
     if let Some(health) = &health {
         set_health(health, ServingStatus::NotServing).await;
     }
@@ -298,6 +326,7 @@ async fn serve(
 /// What a collecting process runs besides the store: the gRPC receivers (with the health
 /// service) and the flusher that closes and writes minutes.
 struct Ingest {
+    collector: Arc<Collector>,
     grpc: SocketAddr,
     grpc_task: JoinHandle<anyhow::Result<()>>,
     flusher_task: JoinHandle<()>,
@@ -366,6 +395,7 @@ async fn start_ingest(
     let grpc_task = tokio::spawn(async move { grpc_server.await.context("gRPC server failed") });
     let flusher_task = tokio::spawn(collector.clone().run_flusher(stop_flusher.wait()));
     Ok(Ingest {
+        collector,
         grpc,
         grpc_task,
         flusher_task,
@@ -454,6 +484,7 @@ mod tests {
         let settings = Settings {
             role: crate::settings::Role::All,
             writer_id: None,
+            advertise_grpc: None,
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
             http_addr: "127.0.0.1:0".parse().unwrap(),
             demo: false,

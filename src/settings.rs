@@ -48,6 +48,12 @@ pub(crate) struct ServeArgs {
     /// directory's `writer-id`]
     #[arg(long, env = "MESHSCOPE_WRITER_ID")]
     writer_id: Option<String>,
+    /// A collector's gRPC address as the other collectors reach it (`host:port`): with it,
+    /// the collectors on one store find each other through it, and each entry is ingested
+    /// by the one that owns its request id, so that both sides of every request meet
+    /// [default: none, every entry is ingested where it arrives]
+    #[arg(long, env = "MESHSCOPE_ADVERTISE_GRPC")]
+    advertise_grpc: Option<String>,
     /// Run compaction, rollups and retention here: exactly one writer of a shared store
     /// should [default: true for `all`, false for `collector`; never for `query`]
     #[arg(long, env = "MESHSCOPE_UPKEEP", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
@@ -111,6 +117,9 @@ pub(crate) struct Settings {
     /// The writer id given (flag, environment or file); `None` takes the one kept in the
     /// data directory.
     pub(crate) writer_id: Option<String>,
+    /// A collector's gRPC address as the others reach it; set, it joins the ring of
+    /// collectors on its store.
+    pub(crate) advertise_grpc: Option<String>,
     pub(crate) grpc_addr: SocketAddr,
     pub(crate) http_addr: SocketAddr,
     pub(crate) demo: bool,
@@ -150,6 +159,7 @@ impl Settings {
         Self {
             role,
             writer_id,
+            advertise_grpc: args.advertise_grpc.or(file.server.advertise_grpc),
             grpc_addr: args
                 .grpc_addr
                 .or(file.server.grpc_addr)

@@ -3,6 +3,8 @@
 //! through a full prost decode.
 
 use std::convert::Infallible;
+
+use bytes::Bytes;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -15,9 +17,12 @@ use tonic::server::NamedService;
 use tracing::{debug, warn};
 
 use crate::Collector;
+use crate::collector_ring::{CollectorRing, RingMember};
 use crate::entry::Reject;
+use crate::forwarding::{self, FORWARDED_BY_HEADER, ForwardedStreams};
 use crate::grpc_stream::{MessageStream, ok_response};
 use crate::ingest::StreamContext;
+use crate::message_split::{SplitMessage, entries_message};
 use crate::reporter_check::PeerConnection;
 use crate::stats;
 use crate::wal_log::{LoggedStream, StreamKind};
@@ -66,11 +71,15 @@ where
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             let connection = PeerConnection::from_extensions(&parts.extensions);
+            // A stream another collector passes on is ingested here whole, never passed on.
+            let forwarded = parts.headers.contains_key(FORWARDED_BY_HEADER);
             let stream = MessageStream::new(Box::pin(body), MAX_MESSAGE_BYTES);
-            Ok(match receive(&collector, connection, stream).await {
-                Ok(()) => ok_response(&StreamAccessLogsResponse {}),
-                Err(status) => status.into_http(),
-            })
+            Ok(
+                match receive(&collector, connection, stream, forwarded).await {
+                    Ok(()) => ok_response(&StreamAccessLogsResponse {}),
+                    Err(status) => status.into_http(),
+                },
+            )
         })
     }
 }
@@ -96,6 +105,7 @@ async fn receive<B>(
     collector: &Collector,
     connection: PeerConnection,
     mut stream: MessageStream<B>,
+    forwarded: bool,
 ) -> Result<(), Status>
 where
     B: Body + Unpin,
@@ -105,6 +115,9 @@ where
     let _active = ActiveStream::open();
     let mut context: Option<StreamContext> = None;
     let mut logged: Option<LoggedStream> = None;
+    // The stream's encoded identifier, and its forwarded streams once the ring is shared.
+    let mut identifier_bytes = Bytes::new();
+    let mut forwards: Option<ForwardedStreams> = None;
     loop {
         // While a write of closed minutes stalls, the stream is not read: flow control
         // holds the sender back.
@@ -141,6 +154,7 @@ where
                 warn!(?peer, reason, "access log stream refused");
                 Status::invalid_argument(reason)
             })?);
+            identifier_bytes = Bytes::copy_from_slice(identifier_bytes_of(&message));
             logged = collector.log().map(|log| {
                 log.open_stream(
                     StreamKind::AccessLog,
@@ -160,19 +174,97 @@ where
                 "the first message of an access log stream must carry an identifier with the node",
             ));
         };
-        let now = collector.clock.now_ms();
-        let _applying = match (collector.log(), &logged) {
-            (Some(log), Some(stream)) => {
-                Some(log.log(stream, now, &bytes).await.inspect_err(|_| {
-                    stats::reject("log_unavailable", message.entry_count() as u64);
-                })?)
+        let ring = collector.ring();
+        if !forwarded && ring.is_shared() {
+            let forwards = forwards
+                .get_or_insert_with(|| ForwardedStreams::new(&identifier_bytes, ring.own()));
+            let kept = pass_on(collector, ctx, &ring, forwards, &message).await;
+            if let Some(kept) = kept {
+                if kept.is_empty() {
+                    continue;
+                }
+                let own = wire::Message::parse(&kept).map_err(|error| {
+                    Status::internal(format!("re-encoding a message's own entries: {error}"))
+                })?;
+                apply(collector, ctx, logged.as_ref(), &kept, &own).await?;
+                continue;
             }
-            _ => None,
-        };
-        collector.ingest_message_at(ctx, &message, now, Applied::Live);
+        }
+        apply(collector, ctx, logged.as_ref(), &bytes, &message).await?;
     }
     debug!(?peer, "access log stream closed");
     Ok(())
+}
+
+/// The encoded identifier of a message that carries one.
+fn identifier_bytes_of<'a>(message: &wire::Message<'a>) -> &'a [u8] {
+    message.identifier.unwrap_or_default()
+}
+
+/// Logs a message (as received, or the part of it this collector keeps) and ingests it.
+async fn apply(
+    collector: &Collector,
+    ctx: &StreamContext,
+    logged: Option<&LoggedStream>,
+    bytes: &[u8],
+    message: &wire::Message<'_>,
+) -> Result<(), Status> {
+    let now = collector.clock.now_ms();
+    let _applying = match (collector.log(), logged) {
+        (Some(log), Some(stream)) => Some(log.log(stream, now, bytes).await.inspect_err(|_| {
+            stats::reject("log_unavailable", message.entry_count() as u64);
+        })?),
+        _ => None,
+    };
+    collector.ingest_message_at(ctx, message, now, Applied::Live);
+    Ok(())
+}
+
+/// Passes the entries of `message` that other members own on to them. `None` when every
+/// entry stays here (the message is applied as received); else the message of the entries
+/// kept here (those this collector owns, and those whose owner could not be reached),
+/// empty when there are none.
+async fn pass_on(
+    collector: &Collector,
+    ctx: &StreamContext,
+    ring: &CollectorRing,
+    forwards: &mut ForwardedStreams,
+    message: &wire::Message<'_>,
+) -> Option<Bytes> {
+    let peers: Vec<&RingMember> = ring
+        .members()
+        .iter()
+        .filter(|m| m.writer != ring.own())
+        .collect();
+    forwards.open_to(&peers, &collector.peer_channels);
+    let protocol = message.protocol?;
+    let split = SplitMessage::of(
+        message,
+        ctx,
+        &collector.role_rules,
+        ring,
+        collector.config.max_field_len,
+    );
+    if split.all_local() {
+        return None;
+    }
+    let mut kept = split.local;
+    for (index, entries) in split.peers {
+        let part = entries_message(protocol, &entries);
+        if forwards
+            .send(ring.member(index), &collector.peer_channels, part)
+            .await
+        {
+            forwarding::count_entries("sent", entries.len());
+        } else {
+            forwarding::count_entries("kept", entries.len());
+            kept.extend(entries);
+        }
+    }
+    if kept.is_empty() {
+        return Some(Bytes::new());
+    }
+    Some(entries_message(protocol, &kept))
 }
 
 impl Collector {

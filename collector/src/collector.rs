@@ -13,8 +13,10 @@ use parking_lot::Mutex;
 use tracing::{info, warn};
 
 use crate::aggregate::{Aggregator, Limits};
+use crate::collector_ring::CollectorRing;
 use crate::config::CollectorConfig;
 use crate::error::{Error, Result};
+use crate::forwarding::{PeerChannels, RING_MEMBERS};
 use crate::ingest::Pipeline;
 use crate::proxy_minutes::ProxyMinutes;
 use crate::proxy_stats::ProxyStats;
@@ -61,6 +63,10 @@ pub struct Collector {
     /// When the write of closed minutes under way started (clock time), `None` between
     /// writes: receivers stop reading while one runs past `max_write_stall_ms`.
     writing_since: tokio::sync::watch::Sender<Option<i64>>,
+    /// The collectors sharing the work, as last listed (`set_ring`); alone until set.
+    ring: parking_lot::RwLock<Arc<CollectorRing>>,
+    /// Channels to the other members, for the entries they own.
+    pub(crate) peer_channels: PeerChannels,
 }
 
 /// A write of closed minutes under way, for `wait_while_writes_stall`: noted when it
@@ -137,7 +143,28 @@ impl Collector {
             proxy_minutes,
             log: std::sync::OnceLock::new(),
             writing_since: tokio::sync::watch::Sender::new(None),
+            ring: parking_lot::RwLock::new(CollectorRing::alone()),
+            peer_channels: PeerChannels::default(),
         }))
+    }
+
+    /// The collectors sharing the work, as last set.
+    pub fn ring(&self) -> Arc<CollectorRing> {
+        self.ring.read().clone()
+    }
+
+    /// Sets the collectors sharing the work: from now on each received entry is ingested
+    /// by the member that owns it (see [`crate::collector_ring`]).
+    pub fn set_ring(&self, ring: CollectorRing) {
+        metrics::gauge!(RING_MEMBERS).set(ring.members().len() as f64);
+        let mut current = self.ring.write();
+        if **current != ring {
+            info!(
+                members = ?ring.members().iter().map(|m| m.writer.as_str()).collect::<Vec<_>>(),
+                "the collectors sharing the work changed"
+            );
+            *current = Arc::new(ring);
+        }
     }
 
     pub(crate) fn pipeline(&self) -> Pipeline<'_> {

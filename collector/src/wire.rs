@@ -100,6 +100,29 @@ impl<'a> Message<'a> {
     }
 }
 
+impl<'a> Message<'a> {
+    /// Each entry's encoded bytes with the entry read into an observation (or the reason
+    /// it cannot be counted), for routing entries before any is ingested.
+    pub fn each_entry(
+        &self,
+        max_len: usize,
+        mut each: impl FnMut(&'a [u8], Result<&mut Observation<'a>, Reject>),
+    ) {
+        let protocol = self.protocol.unwrap_or(Protocol::Http);
+        let mut obs = Observation::empty(protocol);
+        for field in Fields::new(self.entries) {
+            // Framing was checked by `parse`.
+            if let Ok((1, v)) = field {
+                let bytes = v.bytes();
+                each(
+                    bytes,
+                    read_entry(protocol, bytes, max_len, &mut obs).map(|()| &mut obs),
+                );
+            }
+        }
+    }
+}
+
 fn read_entry<'a>(
     protocol: Protocol,
     buf: &'a [u8],

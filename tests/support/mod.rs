@@ -9,6 +9,7 @@ pub(crate) mod https;
 pub(crate) mod istio_mesh;
 pub(crate) mod moto;
 pub(crate) mod replayed_capture;
+pub(crate) mod retry_mesh;
 pub(crate) mod rows;
 pub(crate) mod simulated;
 
@@ -168,6 +169,18 @@ impl Meshscope {
         Self::start_with("meshscope", dir, extra, Some(https), log, &[]).await
     }
 
+    /// `start_with_env`, taking gRPC streams on `grpc` (a free port the caller picked, so
+    /// that it can name it in the flags).
+    pub(crate) async fn start_on(
+        name: &str,
+        dir: &Path,
+        grpc: SocketAddr,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Meshscope {
+        Self::start_at(name, dir, grpc, extra, None, "info", env).await
+    }
+
     async fn start_with(
         name: &str,
         dir: &Path,
@@ -179,6 +192,18 @@ impl Meshscope {
         let grpc: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
             .parse()
             .unwrap();
+        Self::start_at(name, dir, grpc, extra, https, log, env).await
+    }
+
+    async fn start_at(
+        name: &str,
+        dir: &Path,
+        grpc: SocketAddr,
+        extra: &[&str],
+        https: Option<https::HttpsClient>,
+        log: &str,
+        env: &[(&str, &str)],
+    ) -> Meshscope {
         let http: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
             .parse()
             .unwrap();

@@ -21,6 +21,7 @@
 //! | `upkeep_turn`    | whether this node's turn at upkeep holds (the lease)               |
 //! | `figures`        | the store's own figures for `/metrics`: files, bytes, last write   |
 
+mod collector_members;
 mod figures;
 mod maintenance;
 mod memory_permit;
@@ -48,6 +49,7 @@ use crate::model::{EpochMillis, Table};
 use crate::sliding;
 use crate::table::StoredTable;
 
+pub use collector_members::{COLLECTOR_MEMBER_MAX_AGE_MS, COLLECTORS_DIR, CollectorMember};
 pub use figures::{MAINTENANCE_FAILURES_METRIC, MAINTENANCE_PASSES_METRIC, StoreFigures};
 pub use maintenance::MaintenanceReport;
 pub(crate) use memory_permit::MemoryHint;
