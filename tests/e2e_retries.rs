@@ -13,8 +13,8 @@ async fn a_retried_hop_shows_both_sides_and_a_forged_header_moves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let server = Meshscope::start(dir.path(), &[]).await;
     let mesh = RetryMesh::start(dir.path(), server.grpc.port()).await;
-    mesh.send_traffic().await;
-    check_figures(&server, &mesh).await;
+    mesh.send_traffic(0).await;
+    check_figures(&server, &mesh, 1).await;
 
     // And /metrics counts the conflicts, with its help text.
     let forged = FORGED.len();

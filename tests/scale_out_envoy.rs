@@ -32,17 +32,21 @@ fn metric_sum(text: &str, name: &str, labels: &str) -> f64 {
         .sum()
 }
 
+/// A collector in the ring, its data in `dir/name`, on `grpc` (a free port when `None`).
 async fn start_collector(
     name: &str,
     dir: &Path,
     store: &str,
     env: &[(&'static str, String)],
+    grpc: Option<SocketAddr>,
 ) -> Meshscope {
     let dir = dir.join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    let grpc: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
-        .parse()
-        .unwrap();
+    let grpc = grpc.unwrap_or_else(|| {
+        format!("127.0.0.1:{}", free_port("127.0.0.1"))
+            .parse()
+            .unwrap()
+    });
     let advertise = grpc.to_string();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Meshscope::start_on(
@@ -89,21 +93,12 @@ async fn two_collectors_behind_an_envoy_balancer_give_the_single_node_figures() 
     let env = s3_env(port);
     let store = format!("s3://{BUCKET}/mesh");
 
-    let collector_a = start_collector("collector-a", dir.path(), &store, &env).await;
-    let collector_b = start_collector("collector-b", dir.path(), &store, &env).await;
+    let collector_a = start_collector("collector-a", dir.path(), &store, &env, None).await;
+    let mut collector_b = start_collector("collector-b", dir.path(), &store, &env, None).await;
     wait_for_ring(&collector_a, 2.0).await;
     wait_for_ring(&collector_b, 2.0).await;
 
-    let query_dir = dir.path().join("query");
-    std::fs::create_dir_all(&query_dir).unwrap();
-    let query_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let query = Meshscope::start_with_env(
-        "query",
-        &query_dir,
-        &["--role", "query", "--store", &store],
-        &query_env,
-    )
-    .await;
+    let mut query = start_query("query", dir.path(), &store, &env).await;
 
     let balancer_port = free_port("127.0.0.1");
     let admin = format!("127.0.0.1:{}", free_port("127.0.0.1"));
@@ -120,8 +115,8 @@ async fn two_collectors_behind_an_envoy_balancer_give_the_single_node_figures() 
     let _balancer = start_envoy(&envoy, "balancer", &config_path, &admin, dir.path()).await;
 
     let mesh = RetryMesh::start(dir.path(), balancer_port).await;
-    mesh.send_traffic().await;
-    check_figures(&query, &mesh).await;
+    mesh.send_traffic(0).await;
+    check_figures(&query, &mesh, 1).await;
 
     // The balancer gave streams to both collectors.
     let (_, clusters) = get(&format!("http://{admin}/clusters")).await.unwrap();
@@ -167,5 +162,86 @@ async fn two_collectors_behind_an_envoy_balancer_give_the_single_node_figures() 
             metric_sum(metrics, "meshscope_als_entries_accepted_total", "") > 0.0,
             "{name} ingested nothing:\n{metrics}"
         );
+    }
+
+    // A collector dies mid-traffic. The balancer stops giving it streams, the proxies'
+    // streams that were on it open again on the other, and the other keeps what it can no
+    // longer pass on: a second batch is counted exactly, and the first one still is.
+    let b_grpc = collector_b.grpc;
+    kill(&mut collector_b.proc);
+    wait_for_balancer(&admin, b_grpc.port(), "/failed_active_hc").await;
+    mesh.send_traffic(1).await;
+    check_figures(&query, &mesh, 2).await;
+    let a = collector_a.text("/metrics").await;
+    eprintln!(
+        "collector-a while collector-b was down:\n{}",
+        a.lines()
+            .filter(|l| l.starts_with("meshscope_forwarded")
+                || l.starts_with("meshscope_collector_ring"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        metric_sum(&a, "meshscope_forwarded_entries_total", "outcome=\"kept\"") > 0.0
+            || metric_sum(&a, "meshscope_collector_ring_members", "") == 1.0,
+        "{a}"
+    );
+
+    // It comes back on its data directory: what it had accepted comes back from its log,
+    // once, and it takes its share again.
+    let collector_b = start_collector("collector-b", dir.path(), &store, &env, Some(b_grpc)).await;
+    wait_for_ring(&collector_b, 2.0).await;
+    wait_for_ring(&collector_a, 2.0).await;
+    wait_for_balancer(&admin, b_grpc.port(), "health_flags::healthy").await;
+    // Its first publication of its open minutes replaces the one before it died.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    check_figures(&query, &mesh, 2).await;
+
+    // A query node dies; another, started cold, answers the same.
+    kill(&mut query.proc);
+    let query = start_query("query-2", dir.path(), &store, &env).await;
+    check_figures(&query, &mesh, 2).await;
+}
+
+/// A query node on the bucket, its data in `dir/name`.
+async fn start_query(
+    name: &str,
+    dir: &Path,
+    store: &str,
+    env: &[(&'static str, String)],
+) -> Meshscope {
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Meshscope::start_with_env(name, &dir, &["--role", "query", "--store", store], &env).await
+}
+
+/// Kills a process as a crash would (SIGKILL) and waits for it.
+fn kill(proc: &mut support::Proc) {
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &proc.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    proc.wait();
+}
+
+/// Waits until the balancer's admin `/clusters` shows the collector on `port` with
+/// `health` (`/failed_active_hc` once its health check failed, `health_flags::healthy`
+/// once it passes again).
+async fn wait_for_balancer(admin: &str, port: u16, health: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let prefix = format!("collectors::127.0.0.1:{port}::health_flags::");
+    loop {
+        let (_, clusters) = get(&format!("http://{admin}/clusters")).await.unwrap();
+        let flags = clusters.lines().find(|line| line.starts_with(&prefix));
+        if flags.is_some_and(|line| line.contains(health) || line.ends_with(health)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the balancer never showed {health} for port {port}:\n{clusters}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 use crate::Collector;
 use crate::collector_ring::{CollectorRing, RingMember};
 use crate::entry::Reject;
-use crate::forwarding::{self, FORWARDED_BY_HEADER, ForwardedStreams};
+use crate::forwarding::{self, FORWARDED_BY_HEADER, ForwardedStreams, KeepHere};
 use crate::grpc_stream::{MessageStream, ok_response};
 use crate::ingest::StreamContext;
 use crate::message_split::{SplitMessage, entries_message};
@@ -102,7 +102,7 @@ impl Drop for ActiveStream {
 }
 
 async fn receive<B>(
-    collector: &Collector,
+    collector: &Arc<Collector>,
     connection: PeerConnection,
     mut stream: MessageStream<B>,
     forwarded: bool,
@@ -114,7 +114,8 @@ where
     let peer = connection.addr;
     let _active = ActiveStream::open();
     let mut context: Option<StreamContext> = None;
-    let mut logged: Option<LoggedStream> = None;
+    // Shared with the forwarded streams, which log here what a failed one gives back.
+    let mut logged: Option<Arc<LoggedStream>> = None;
     // The stream's encoded identifier, and its forwarded streams once the ring is shared.
     let mut identifier_bytes = Bytes::new();
     let mut forwards: Option<ForwardedStreams> = None;
@@ -156,11 +157,13 @@ where
             })?);
             identifier_bytes = Bytes::copy_from_slice(identifier_bytes_of(&message));
             logged = collector.log().map(|log| {
-                log.open_stream(
+                Arc::new(log.open_stream(
                     StreamKind::AccessLog,
                     message.identifier.unwrap_or_default(),
-                )
+                ))
             });
+            // A new identifier starts the stream again, forwarded streams too.
+            forwards = None;
         }
         let Some(ctx) = &context else {
             let entries = message.entry_count();
@@ -176,21 +179,28 @@ where
         };
         let ring = collector.ring();
         if !forwarded && ring.is_shared() {
-            let forwards = forwards
-                .get_or_insert_with(|| ForwardedStreams::new(&identifier_bytes, ring.own()));
+            let forwards = forwards.get_or_insert_with(|| {
+                ForwardedStreams::new(
+                    &identifier_bytes,
+                    ring.own(),
+                    keep_here(collector.clone(), ctx.clone(), logged.clone()),
+                )
+            });
             let kept = pass_on(collector, ctx, &ring, forwards, &message).await;
-            if let Some(kept) = kept {
-                if kept.is_empty() {
-                    continue;
+            match kept {
+                // Every entry went to its owner.
+                Some(kept) if kept.is_empty() => {}
+                Some(kept) => {
+                    let own = wire::Message::parse(&kept).map_err(|error| {
+                        Status::internal(format!("re-encoding a message's own entries: {error}"))
+                    })?;
+                    apply(collector, ctx, logged.as_deref(), &kept, &own).await?;
                 }
-                let own = wire::Message::parse(&kept).map_err(|error| {
-                    Status::internal(format!("re-encoding a message's own entries: {error}"))
-                })?;
-                apply(collector, ctx, logged.as_ref(), &kept, &own).await?;
-                continue;
+                None => apply(collector, ctx, logged.as_deref(), &bytes, &message).await?,
             }
+            continue;
         }
-        apply(collector, ctx, logged.as_ref(), &bytes, &message).await?;
+        apply(collector, ctx, logged.as_deref(), &bytes, &message).await?;
     }
     debug!(?peer, "access log stream closed");
     Ok(())
@@ -218,6 +228,32 @@ async fn apply(
     };
     collector.ingest_message_at(ctx, message, now, Applied::Live);
     Ok(())
+}
+
+/// What a forwarded stream that failed does with the messages still queued on it: logs
+/// and ingests them here, on the proxy's stream, as if none had been passed on.
+fn keep_here(
+    collector: Arc<Collector>,
+    ctx: StreamContext,
+    logged: Option<Arc<LoggedStream>>,
+) -> KeepHere {
+    Arc::new(move |returned: Vec<Bytes>| {
+        let (collector, ctx, logged) = (collector.clone(), ctx.clone(), logged.clone());
+        Box::pin(async move {
+            for bytes in returned {
+                let Ok(message) = wire::Message::parse(&bytes) else {
+                    continue;
+                };
+                forwarding::count_entries("returned", message.entry_count());
+                if apply(&collector, &ctx, logged.as_deref(), &bytes, &message)
+                    .await
+                    .is_err()
+                {
+                    warn!("entries given back by a failed forwarded stream could not be logged");
+                }
+            }
+        })
+    })
 }
 
 /// Passes the entries of `message` that other members own on to them. `None` when every

@@ -11,14 +11,18 @@
 //!
 //! A member that cannot be reached (its stream fails, or its queue stays full past
 //! [`SEND_WAIT`]) is skipped for [`UNREACHABLE_FOR`]: its entries are ingested where they
-//! arrived and counted as `kept`. Entries queued on a stream that fails are lost with it
-//! (at most [`QUEUED_MESSAGES`] messages a stream) and the stream is counted as failed.
+//! arrived and counted as `kept`. When a forwarded stream fails, the messages still queued
+//! on it (at most [`QUEUED_MESSAGES`]) are given back to the proxy's stream's collector
+//! ([`KeepHere`]), logged and ingested there, and counted as `returned`. What the failed member
+//! had already taken from the connection is its own, as a proxy's messages are: in its log,
+//! or lost with it when it dies before its next group commit.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use meshscope_proto::pb::envoy::service::accesslog::v3::StreamAccessLogsResponse;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
@@ -92,15 +96,22 @@ pub struct ForwardedStreams {
     /// This collector's writer id, sent as [`FORWARDED_BY_HEADER`].
     sender: String,
     open: HashMap<String, mpsc::Sender<Bytes>>,
+    /// Where a failed stream's queued messages go.
+    keep_here: KeepHere,
 }
+
+/// Logs and ingests, where the proxy's stream arrived, the messages a failed forwarded
+/// stream gives back.
+pub type KeepHere = Arc<dyn Fn(Vec<Bytes>) -> BoxFuture<'static, ()> + Send + Sync>;
 
 impl ForwardedStreams {
     /// Forwarded streams for the proxy stream whose encoded identifier is `identifier`.
-    pub fn new(identifier: &[u8], sender: &str) -> ForwardedStreams {
+    pub fn new(identifier: &[u8], sender: &str, keep_here: KeepHere) -> ForwardedStreams {
         ForwardedStreams {
             opening: identifier_message(identifier),
             sender: sender.to_string(),
             open: HashMap::new(),
+            keep_here,
         }
     }
 
@@ -160,9 +171,19 @@ impl ForwardedStreams {
         let address = member.address.clone();
         let writer = member.writer.clone();
         let sender = self.sender.clone();
+        let keep_here = self.keep_here.clone();
+        let opening = self.opening.clone();
+        // The receiver stays the task's too: when the call fails, what is still queued on
+        // it is taken back.
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let queued = rx.clone();
         tokio::spawn(async move {
+            let messages = futures::stream::unfold(queued, |queued| async move {
+                let next = queued.lock().await.recv().await;
+                next.map(|message| (message, queued))
+            });
             let mut grpc = tonic::client::Grpc::new(channel);
-            let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            let mut request = tonic::Request::new(messages);
             if let Ok(value) = sender.parse() {
                 request.metadata_mut().insert(FORWARDED_BY_HEADER, value);
             }
@@ -179,10 +200,27 @@ impl ForwardedStreams {
             };
             if let Err(status) = ended {
                 metrics::counter!(FORWARDED_STREAMS_FAILED).increment(1);
-                warn!(member = %writer, %address, error = %status.message(), "a forwarded stream failed");
+                warn!(member = %writer, %address, error = %status.message(), "a forwarded stream failed; its queued entries are kept here");
                 unreachable
                     .lock()
                     .insert(address, Instant::now() + UNREACHABLE_FOR);
+                // The call's body let go of the queue when the call ended; should it still
+                // hold it, what is queued stays lost with the stream.
+                let Ok(mut rx) = tokio::time::timeout(SEND_WAIT, rx.lock()).await else {
+                    warn!(member = %writer, "the entries queued on a failed forwarded stream could not be taken back");
+                    return;
+                };
+                rx.close();
+                let mut back = Vec::new();
+                while let Ok(message) = rx.try_recv() {
+                    if message != opening {
+                        back.push(message);
+                    }
+                }
+                drop(rx);
+                if !back.is_empty() {
+                    keep_here(back).await;
+                }
             }
         });
         self.open.insert(member.writer.clone(), tx.clone());

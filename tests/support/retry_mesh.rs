@@ -45,6 +45,10 @@ pub(crate) const PLAIN: u64 = 7;
 /// Requests the test sends straight to the callee's sidecar, without a proxy of its own;
 /// numbered so that none fails.
 pub(crate) const DIRECT: [u64; 4] = [1001, 1003, 1007, 1009];
+/// A later batch's request numbers are the first batch's plus this times the batch's
+/// index: a multiple of 30, so that each number fails by the rules as the first batch's
+/// does, and above every number of the first batch.
+pub(crate) const BATCH_OFFSET: u64 = 3_000;
 
 fn envoy_config(name: &str, certs: &Path, collector_port: u16) -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/envoy");
@@ -234,10 +238,12 @@ impl RetryMesh {
         RetryMesh { proxies }
     }
 
-    /// Sends the test's traffic, one request at a time, and checks each answer.
-    pub(crate) async fn send_traffic(&self) {
+    /// Sends batch `batch` (0 first) of the test's traffic, one request at a time, and
+    /// checks each answer.
+    pub(crate) async fn send_traffic(&self, batch: u64) {
+        let offset = batch * BATCH_OFFSET;
         // One request at a time, so that every attempt count is the rules' own.
-        for n in 1..=REQUESTS {
+        for n in (1..=REQUESTS).map(|n| n + offset) {
             let want = if failing_attempts(n).is_none() {
                 503
             } else {
@@ -247,15 +253,15 @@ impl RetryMesh {
         }
         // The front proxy's service is a real reporter by now: a header naming it would have
         // moved these calls onto a front -> callee edge when the header was believed first.
-        for n in FORGED {
+        for n in FORGED.map(|n| n + offset) {
             assert_eq!(send(n, Some("front")).await, 200, "forged request {n}");
         }
 
-        for n in 1..=PLAIN {
+        for n in (1..=PLAIN).map(|n| n + offset) {
             let url = format!("http://127.0.0.21:18300/plain/{n}");
             assert_eq!(get(url, None).await, 200, "plain request {n}");
         }
-        for n in DIRECT {
+        for n in DIRECT.map(|n| n + offset) {
             let url = format!("http://127.0.0.23:18303/item/{n}");
             assert_eq!(get(url, None).await, 200, "direct request {n}");
         }
@@ -264,16 +270,30 @@ impl RetryMesh {
 
 /// Checks what `node` shows of the mesh's traffic against the figures the apps' rules
 /// give: the retried hop's both sides, retries, pairing, conflicts and response flags, the
-/// one-sided hops, the instance pairs and the endpoint dependencies.
-pub(crate) async fn check_figures(node: &Meshscope, mesh: &RetryMesh) {
-    let (calls, errors, attempts, attempt_errors, retries) = expected((1..=REQUESTS).chain(FORGED));
+/// one-sided hops, the instance pairs and the endpoint dependencies, after `batches`
+/// batches of traffic.
+pub(crate) async fn check_figures(node: &Meshscope, mesh: &RetryMesh, batches: u64) {
+    let numbers = (0..batches).flat_map(|batch| {
+        (1..=REQUESTS)
+            .chain(FORGED)
+            .map(move |n| n + batch * BATCH_OFFSET)
+    });
+    let (calls, errors, attempts, attempt_errors, retries) = expected(numbers);
     // For N = 30 and the five forged ones: 35 requests, 3 failed; 50 attempts, 18 failed;
-    // 15 retries.
+    // 15 retries, each batch.
     assert_eq!(
         (calls, errors, attempts, attempt_errors, retries),
-        (35, 3, 50, 18, 15)
+        (
+            35 * batches,
+            3 * batches,
+            50 * batches,
+            18 * batches,
+            15 * batches
+        )
     );
-    let forged = FORGED.len() as u64;
+    let forged = FORGED.len() as u64 * batches;
+    let plain_calls = PLAIN * batches;
+    let direct_calls = DIRECT.len() as u64 * batches;
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let edge = loop {
@@ -346,11 +366,11 @@ pub(crate) async fn check_figures(node: &Meshscope, mesh: &RetryMesh) {
     let plain = got_edge(
         node,
         |(s, t, _)| s == "shop/caller" && t != "shop/callee",
-        |e| e["pairing"]["client_only"] == PLAIN,
+        |e| e["pairing"]["client_only"] == plain_calls,
     )
     .await;
-    assert_eq!(plain["client"]["calls"], PLAIN, "{plain:#}");
-    assert_eq!(plain["pairing"]["client_only"], PLAIN, "{plain:#}");
+    assert_eq!(plain["client"]["calls"], plain_calls, "{plain:#}");
+    assert_eq!(plain["pairing"]["client_only"], plain_calls, "{plain:#}");
     assert_eq!(plain["pairing"]["paired"], 0, "{plain:#}");
     assert_eq!(plain["pairing"]["server_only"], 0, "{plain:#}");
     assert!(plain["pairing"]["overhead_p50_ms"].is_null(), "{plain:#}");
@@ -358,11 +378,11 @@ pub(crate) async fn check_figures(node: &Meshscope, mesh: &RetryMesh) {
     let direct = got_edge(
         node,
         |(s, t, _)| s != "shop/caller" && t == "shop/callee",
-        |e| e["pairing"]["server_only"] == DIRECT.len(),
+        |e| e["pairing"]["server_only"] == direct_calls,
     )
     .await;
-    assert_eq!(direct["server"]["calls"], DIRECT.len(), "{direct:#}");
-    assert_eq!(direct["pairing"]["server_only"], DIRECT.len(), "{direct:#}");
+    assert_eq!(direct["server"]["calls"], direct_calls, "{direct:#}");
+    assert_eq!(direct["pairing"]["server_only"], direct_calls, "{direct:#}");
     assert_eq!(direct["pairing"]["paired"], 0, "{direct:#}");
     assert_eq!(direct["pairing"]["client_only"], 0, "{direct:#}");
 
@@ -428,13 +448,11 @@ pub(crate) async fn check_figures(node: &Meshscope, mesh: &RetryMesh) {
         "{direct_pair:#}"
     );
     assert_eq!(
-        direct_pair["server"]["calls"],
-        DIRECT.len(),
+        direct_pair["server"]["calls"], direct_calls,
         "{direct_pair:#}"
     );
     assert_eq!(
-        direct_pair["pairing"]["server_only"],
-        DIRECT.len(),
+        direct_pair["pairing"]["server_only"], direct_calls,
         "{direct_pair:#}"
     );
     assert!(direct_pair.get("client").is_none(), "{direct_pair:#}");
