@@ -2,7 +2,7 @@
 //! build's own `meshscope_build_info`. The names are the crates' own constants; the query
 //! crate describes its metrics itself.
 
-use meshscope_collector::{reporter_check, stats, wal_checkpoint, wal_replay};
+use meshscope_collector::{forwarding, reporter_check, stats, wal_checkpoint, wal_replay};
 use meshscope_storage::wal::stats as wal;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
@@ -32,6 +32,18 @@ pub(crate) fn describe_all() {
 }
 
 fn describe_collector() {
+    describe_counter!(
+        forwarding::FORWARDED_ENTRIES,
+        "Access log entries whose request id another collector owns: sent to it, kept here because it could not be reached, or returned by a forwarded stream that failed and kept here."
+    );
+    describe_counter!(
+        forwarding::FORWARDED_STREAMS_FAILED,
+        "Forwarded streams to another collector that failed; their queued entries were kept here."
+    );
+    describe_gauge!(
+        forwarding::RING_MEMBERS,
+        "Collectors sharing the work as this one last listed them (itself included); 0 or 1 when it passes nothing on."
+    );
     describe_counter!(
         stats::STREAMS_OPENED,
         "Access log streams opened by proxies."

@@ -479,6 +479,20 @@ def check_scale_out():
         if not (isinstance(writer, dict) and
                 writer.get("fieldRef", {}).get("fieldPath") == "metadata.name"):
             fail(f'scale-out: {workload["metadata"]["name"]}\'s writer id must be its pod name')
+        # Collectors that take streams pass entries to each other at their stable names; the
+        # upkeep writer takes none and stays out of the ring.
+        advertise = env.get("MESHSCOPE_ADVERTISE_GRPC")
+        takes_streams = env.get("MESHSCOPE_UPKEEP") != "true"
+        governing = workload["spec"].get("serviceName")
+        want = f"$(MESHSCOPE_WRITER_ID).{governing}:11800"
+        if takes_streams and advertise != want:
+            fail(f'scale-out: {workload["metadata"]["name"]} must advertise {want!r} to the '
+                 f"other collectors, not {advertise!r}")
+        if not takes_streams and advertise is not None:
+            fail("scale-out: the upkeep collector takes no streams and must not join the ring")
+        if takes_streams and governing not in services:
+            fail(f"scale-out: {workload['metadata']['name']}'s governing Service {governing!r} "
+                 "is missing")
     for workload, _, env, _ in roles["query"]:
         if env.get("MESHSCOPE_UPKEEP") not in (None, "false"):
             fail("scale-out: a query node never runs upkeep")
