@@ -332,6 +332,18 @@ mod tests {
         );
         let told = settings(&["--upkeep"], file);
         assert_eq!(told.store.maintenance_interval_secs, 60);
+        assert_eq!(defaults.advertise_grpc, None);
+        let advertised = "[server]\nadvertise_grpc = \"c-0.collectors:11800\"\n";
+        assert_eq!(
+            settings(&[], advertised).advertise_grpc.as_deref(),
+            Some("c-0.collectors:11800")
+        );
+        assert_eq!(
+            settings(&["--advertise-grpc", "10.0.0.7:11800"], advertised)
+                .advertise_grpc
+                .as_deref(),
+            Some("10.0.0.7:11800")
+        );
 
         let query = settings(
             &["--role", "query", "--store", "gs://x/y", "--upkeep", "true"],
