@@ -155,7 +155,7 @@ where
                 warn!(?peer, reason, "access log stream refused");
                 Status::invalid_argument(reason)
             })?);
-            identifier_bytes = Bytes::copy_from_slice(identifier_bytes_of(&message));
+            identifier_bytes = Bytes::copy_from_slice(message.identifier.unwrap_or_default());
             logged = collector.log().map(|log| {
                 Arc::new(log.open_stream(
                     StreamKind::AccessLog,
@@ -204,11 +204,6 @@ where
     }
     debug!(?peer, "access log stream closed");
     Ok(())
-}
-
-/// The encoded identifier of a message that carries one.
-fn identifier_bytes_of<'a>(message: &wire::Message<'a>) -> &'a [u8] {
-    message.identifier.unwrap_or_default()
 }
 
 /// Logs a message (as received, or the part of it this collector keeps) and ingests it.
