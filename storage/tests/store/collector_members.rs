@@ -4,26 +4,11 @@
 
 use std::sync::Arc;
 
-use meshscope_storage::{
-    COLLECTOR_MEMBER_MAX_AGE_MS, Clock, CollectorMember, ManualClock, Store, StoreConfig,
-};
+use meshscope_storage::{COLLECTOR_MEMBER_MAX_AGE_MS, Clock, CollectorMember, ManualClock, Store};
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 
-fn config_on(
-    store: &Arc<dyn ObjectStore>,
-    clock: &Arc<ManualClock>,
-    dir: &std::path::Path,
-    writer: &str,
-) -> StoreConfig {
-    StoreConfig {
-        maintenance_interval_secs: 0,
-        writer_id: writer.to_owned(),
-        object_store: Some(store.clone()),
-        clock: clock.clone().into(),
-        ..StoreConfig::in_dir(dir)
-    }
-}
+use crate::support::config_on;
 
 fn member(writer: &str, address: &str) -> CollectorMember {
     CollectorMember {

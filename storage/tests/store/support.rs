@@ -13,6 +13,23 @@ pub(crate) const DAY: i64 = 24 * HOUR;
 /// 2025-11-23T00:00:00Z, a day boundary.
 pub(crate) const T0: i64 = 1_763_856_000_000;
 
+/// The configuration of writer `writer` (empty: none) on the shared object store `store`,
+/// its local files in `dir`, its time from `clock`.
+pub(crate) fn config_on(
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+    clock: &std::sync::Arc<meshscope_storage::ManualClock>,
+    dir: &Path,
+    writer: &str,
+) -> StoreConfig {
+    StoreConfig {
+        maintenance_interval_secs: 0,
+        writer_id: writer.to_owned(),
+        object_store: Some(store.clone()),
+        clock: clock.clone().into(),
+        ..StoreConfig::in_dir(dir)
+    }
+}
+
 pub(crate) fn config(dir: &Path) -> StoreConfig {
     StoreConfig {
         maintenance_interval_secs: 0,

@@ -7,33 +7,17 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use meshscope_storage::{
-    Clock, KeyFilter, LEASE_CLOCK_GRACE_MS, ManualClock, Side, Store, StoreConfig, Table,
-    UPKEEP_LEASE_DIR,
+    Clock, KeyFilter, LEASE_CLOCK_GRACE_MS, ManualClock, Side, Store, Table, UPKEEP_LEASE_DIR,
 };
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 
-use crate::support::{HOUR, T0, all, edge, row};
+use crate::support::{HOUR, T0, all, config_on, edge, row};
 
 /// A term with no background upkeep (tests drive the passes): the shortest, 15 s.
 const TERM_MS: i64 = 15_000;
 /// When an hour's upkeep is due: the hour over, plus the five minutes it settles.
 const SETTLE: i64 = 5 * 60_000;
-
-fn config_on(
-    store: &Arc<dyn ObjectStore>,
-    clock: &Arc<ManualClock>,
-    dir: &std::path::Path,
-    writer: &str,
-) -> StoreConfig {
-    StoreConfig {
-        maintenance_interval_secs: 0,
-        writer_id: writer.to_owned(),
-        object_store: Some(store.clone()),
-        clock: clock.clone().into(),
-        ..StoreConfig::in_dir(dir)
-    }
-}
 
 /// The hour rollup files of the edge table, by name.
 async fn hour_files(store: &Arc<dyn ObjectStore>) -> Vec<String> {
