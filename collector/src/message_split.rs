@@ -38,13 +38,24 @@ impl<'a> SplitMessage<'a> {
         max_len: usize,
     ) -> SplitMessage<'a> {
         let mut split = SplitMessage::default();
-        message.each_entry(max_len, |bytes, read| {
-            let key = match read {
-                Ok(obs) => {
-                    let role = rules.role(ctx.gateway, &ctx.log_name, obs.upstream_cluster);
-                    routing_key(obs, role)
+        let protocol = message.protocol.unwrap_or(Protocol::Http);
+        for bytes in message.entry_bytes() {
+            // Most entries carry a request id: read it alone, and the whole entry only
+            // when there is none.
+            let key = match protocol {
+                Protocol::Http => wire::http_request_id(bytes),
+                Protocol::Tcp => 0,
+            };
+            let key = if key != 0 {
+                key
+            } else {
+                match wire::read_entry_bytes(protocol, bytes, max_len) {
+                    Ok(obs) => {
+                        let role = rules.role(ctx.gateway, &ctx.log_name, obs.upstream_cluster);
+                        routing_key(&obs, role)
+                    }
+                    Err(_) => 0,
                 }
-                Err(_) => 0,
             };
             match ring.owner(key) {
                 Owner::Local => split.local.push(bytes),
@@ -53,7 +64,7 @@ impl<'a> SplitMessage<'a> {
                     None => split.peers.push((index, vec![bytes])),
                 },
             }
-        });
+        }
         split
     }
 
@@ -262,6 +273,18 @@ mod tests {
     }
 
     #[test]
+    fn the_request_id_read_alone_is_the_one_the_whole_entry_gives() {
+        for (id, want) in [("id-1", crate::entry::request_id_hash(b"id-1")), ("", 0)] {
+            let entry = http_entry(id, "/x").encode_to_vec();
+            assert_eq!(wire::http_request_id(&entry), want, "{id:?}");
+            let whole = wire::read_entry_bytes(Protocol::Http, &entry, 4096).unwrap();
+            assert_eq!(whole.request_id, want, "{id:?}");
+        }
+        // Bytes that are not an entry have none.
+        assert_eq!(wire::http_request_id(&[0x1a, 0xff]), 0);
+    }
+
+    #[test]
     fn the_two_reports_of_one_connection_have_one_key() {
         let client = TcpAccessLogEntry {
             common_properties: Some(AccessLogCommon {
@@ -292,13 +315,9 @@ mod tests {
         };
         let key = |bytes: &[u8], role: Role| {
             let parsed = wire::Message::parse(bytes).unwrap();
-            let mut key = None;
-            parsed.each_entry(4096, |_, read| {
-                let obs = read.unwrap();
-                obs.addresses.decode_for(role);
-                key = Some(routing_key(obs, role));
-            });
-            key.unwrap()
+            let entry = parsed.entry_bytes().next().unwrap();
+            let obs = wire::read_entry_bytes(Protocol::Tcp, entry, 4096).unwrap();
+            routing_key(&obs, role)
         };
         let client_key = key(&encode(&client), Role::Outbound);
         assert_ne!(client_key, 0);

@@ -101,26 +101,47 @@ impl<'a> Message<'a> {
 }
 
 impl<'a> Message<'a> {
-    /// Each entry's encoded bytes with the entry read into an observation (or the reason
-    /// it cannot be counted), for routing entries before any is ingested.
-    pub fn each_entry(
-        &self,
-        max_len: usize,
-        mut each: impl FnMut(&'a [u8], Result<&mut Observation<'a>, Reject>),
-    ) {
-        let protocol = self.protocol.unwrap_or(Protocol::Http);
-        let mut obs = Observation::empty(protocol);
-        for field in Fields::new(self.entries) {
-            // Framing was checked by `parse`.
-            if let Ok((1, v)) = field {
-                let bytes = v.bytes();
-                each(
-                    bytes,
-                    read_entry(protocol, bytes, max_len, &mut obs).map(|()| &mut obs),
-                );
+    /// Each entry's encoded bytes, unread: for routing entries before any is ingested.
+    pub fn entry_bytes(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        // Framing was checked by `parse`.
+        Fields::new(self.entries).filter_map(|field| match field {
+            Ok((1, v)) => Some(v.bytes()),
+            _ => None,
+        })
+    }
+}
+
+/// Reads one encoded entry of `protocol` into an observation (or the reason it cannot be
+/// counted): what [`Message::read_each`] does for each entry.
+pub fn read_entry_bytes<'a>(
+    protocol: Protocol,
+    entry: &'a [u8],
+    max_len: usize,
+) -> Result<Observation<'a>, Reject> {
+    let mut obs = Observation::empty(protocol);
+    read_entry(protocol, entry, max_len, &mut obs).map(|()| obs)
+}
+
+/// The request id of an encoded HTTP entry as [`request_id_hash`] keeps it, read without
+/// the rest of the entry; 0 when it logs none or cannot be read.
+pub fn http_request_id(entry: &[u8]) -> u64 {
+    let mut id = 0;
+    for field in Fields::new(entry) {
+        match field {
+            Ok((3, request)) => {
+                for field in Fields::new(request.bytes()) {
+                    match field {
+                        Ok((9, v)) => id = request_id_hash(v.bytes()),
+                        Ok(_) => {}
+                        Err(_) => return 0,
+                    }
+                }
             }
+            Ok(_) => {}
+            Err(_) => return 0,
         }
     }
+    id
 }
 
 fn read_entry<'a>(
