@@ -131,9 +131,10 @@ pub(crate) struct EdgeSidesIndex {
 }
 
 impl EdgeSidesIndex {
-    /// Reads each side of every edge on its own. Reads of one side come from minute rows
-    /// (rollups keep the client side net of the server), so a window longer than the
-    /// minutes' retention shows only the minutes still kept.
+    /// Reads each side of every edge on its own. The server side comes from rollups where
+    /// they exist; the client side from minute rows (rollups keep it net of the server),
+    /// so over a window longer than the minutes' retention it shows only the minutes
+    /// still kept.
     pub(crate) async fn load(store: &dyn WindowReader, range: TimeRange) -> Result<Self> {
         let by_edge = side_totals(store, Table::EdgeMinute, range, None, |key| match key {
             RowKey::Edge {
@@ -159,8 +160,8 @@ impl EdgeSidesIndex {
     }
 }
 
-/// Each key's client and server totals over a window, each side read on its own from
-/// minute rows (rollups keep the client side net of the server), of the rows of `table`
+/// Each key's client and server totals over a window, each side read on its own (the
+/// client's from minute rows: rollups keep it net of the server), of the rows of `table`
 /// that `service` is an end of (all with `None`) and that `key_of` names.
 pub(crate) async fn side_totals<K: Ord>(
     store: &dyn WindowReader,

@@ -380,15 +380,16 @@ impl Store {
     }
 
     /// Splits a window into spans each read from one granularity: whole days that have a
-    /// day rollup, whole hours that have an hour rollup, minutes for the rest. Reads of one
-    /// side only stay on minutes, because rollups keep the client side net of the server.
+    /// day rollup, whole hours that have an hour rollup, minutes for the rest. Reads of the
+    /// client side alone stay on minutes, because rollups keep the client side net of the
+    /// server; the server side's rollup rows are whole, and are read like any other.
     pub(crate) fn plan(
         &self,
         table: Table,
         range: TimeRange,
         filter: &KeyFilter,
     ) -> Vec<(Granularity, TimeRange)> {
-        if filter.side.is_some() {
+        if filter.side == Some(Side::Client) {
             return vec![(Granularity::Minute, range)];
         }
         plan_over(

@@ -92,6 +92,27 @@ async fn rollups_answer_like_the_minutes_they_replace() {
             }
         }
     }
+    // The server side alone: its rollup rows hold every server minute, so the rolled store
+    // answers it from hours and days, exactly as the input gives it.
+    let server_only = KeyFilter {
+        side: Some(Side::Server),
+        ..KeyFilter::default()
+    };
+    let got = rolled
+        .aggregate(Table::EdgeMinute, all(T0, T0 + 2 * DAY), &server_only)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for total in &got {
+        let want: u64 = two_days()
+            .iter()
+            .filter(|r| r.side == Side::Server && r.key == total.key)
+            .map(|r| r.metrics.calls)
+            .sum();
+        assert_eq!(total.detected_by, Side::Server);
+        assert_eq!(total.metrics.calls, want, "{:?}", total.key);
+    }
+
     // A second pass finds nothing left to do.
     let again = rolled.maintain(T0 + 3 * DAY).await.unwrap();
     assert_eq!(again, Default::default());
