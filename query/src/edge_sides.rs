@@ -171,13 +171,19 @@ pub(crate) async fn side_totals<K: Ord>(
     key_of: impl Fn(RowKey) -> Option<K>,
 ) -> Result<BTreeMap<K, [Option<Metrics>; 2]>> {
     let mut totals: BTreeMap<K, [Option<Metrics>; 2]> = BTreeMap::new();
-    for (slot, side) in [(0, Side::Client), (1, Side::Server)] {
-        let filter = KeyFilter {
-            service: service.cloned(),
-            side: Some(side),
-            ..KeyFilter::default()
-        };
-        for aggregate in store.aggregate(table, range, &filter).await? {
+    let filter = |side| KeyFilter {
+        service: service.cloned(),
+        side: Some(side),
+        ..KeyFilter::default()
+    };
+    let (client_filter, server_filter) = (filter(Side::Client), filter(Side::Server));
+    // The two sides are read together: each folds its own rows.
+    let (client, server) = futures::try_join!(
+        store.aggregate(table, range, &client_filter),
+        store.aggregate(table, range, &server_filter),
+    )?;
+    for (slot, side, read) in [(0, Side::Client, client), (1, Side::Server, server)] {
+        for aggregate in read {
             if aggregate.detected_by != side || aggregate.metrics.calls == 0 {
                 continue;
             }

@@ -199,7 +199,14 @@ pub(crate) async fn topology(
     let depth = parse_depth(params.depth.as_deref())?;
     let minutes = minutes_in(range);
 
-    let mut graph = ServiceGraph::load(state.store.as_ref(), range).await?;
+    // The graph, the proxies' upstream health and each side of every edge are read
+    // together: on a window nobody read lately, each folds its minutes on its own.
+    let store = state.store.as_ref();
+    let (mut graph, health, sides) = tokio::try_join!(
+        ServiceGraph::load(store, range),
+        UpstreamHealthIndex::load(store, range),
+        EdgeSidesIndex::load(store, range),
+    )?;
     let namespaces = namespace_list(params.namespace.as_deref());
     if !namespaces.is_empty() {
         graph = graph.restrict_to_namespaces(&namespaces);
@@ -212,8 +219,6 @@ pub(crate) async fn topology(
     }
 
     let layers = graph.layers();
-    let health = UpstreamHealthIndex::load(state.store.as_ref(), range).await?;
-    let sides = EdgeSidesIndex::load(state.store.as_ref(), range).await?;
     let edges = graph
         .edges
         .iter()
