@@ -27,6 +27,7 @@ use crate::simulate::max::{self, Plan, Pool, Sent};
 use crate::simulate::mesh::{Mesh, Shape};
 
 mod captured;
+mod check;
 mod restart;
 
 /// The flags of `meshscope bench`.
@@ -85,6 +86,10 @@ pub struct BenchArgs {
     /// With `--restart`, skip the second start that replays the whole log
     #[arg(long)]
     no_full_replay: bool,
+    /// Recorded figures (such as `BENCHMARKS.json`) to check this run against: fails when
+    /// a ratio to the sink is more than 10% below its recorded value, or was not measured
+    #[arg(long)]
+    check: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -299,6 +304,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         );
     }
     println!("{}", serde_json::to_string_pretty(&report)?);
+    if let Some(path) = &args.check {
+        let recorded = check::load(path)?;
+        let captured_ratio = report.captured.as_ref().map(|c| c.ratio);
+        check::conclude(&check::compare(&recorded, report.ratio, captured_ratio))?;
+    }
     Ok(())
 }
 

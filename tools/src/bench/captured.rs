@@ -22,7 +22,7 @@ pub(super) struct CapturedReport {
     bytes_per_entry: f64,
     sink: Measured,
     meshscope: Measured,
-    ratio: f64,
+    pub(super) ratio: f64,
 }
 
 /// A sink run and a meshscope run, each a fresh process, on the capture at `path`.
