@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use meshscope_collector::{Collector, CollectorConfig, ManualClock};
 use meshscope_storage::{MetricRow, Metrics, RowKey, ServiceRef, Side, Store, StoreConfig};
 use serde_json::Value;
-use support::simulated::simulate_expected;
-use support::{edges, files_under, get};
+use support::simulated::{EdgeName, EdgeTruth, shown_edges, simulate_expected};
+use support::{files_under, get};
 
 /// 2025-11-23T00:00:00Z: rows already on disk before the disk fills.
 const T0: i64 = 1_763_856_000_000;
@@ -49,24 +49,7 @@ impl Drop for Tmpfs {
     }
 }
 
-type EdgeFigures = BTreeMap<(String, String, String), (u64, u64, String)>;
-
-fn figures(topology: &Value) -> EdgeFigures {
-    edges(topology)
-        .into_iter()
-        .map(|(key, edge)| {
-            let metrics = &edge["metrics"];
-            (
-                key,
-                (
-                    metrics["calls"].as_u64().unwrap(),
-                    metrics["errors"].as_u64().unwrap(),
-                    edge["detected_by"].as_str().unwrap().to_string(),
-                ),
-            )
-        })
-        .collect()
-}
+type EdgeFigures = BTreeMap<EdgeName, EdgeTruth>;
 
 /// Sends a small mesh's traffic to `grpc`; the simulator's own account of what it sent.
 fn simulate(grpc: std::net::SocketAddr) -> EdgeFigures {
@@ -222,7 +205,7 @@ async fn a_full_disk_degrades_then_writing_resumes_by_itself() {
     // disk is as it was, nothing half written beside it.
     let waiting = json(http, "/api/v1/topology?window=15m").await;
     assert_eq!(
-        figures(&waiting),
+        shown_edges(&waiting),
         want,
         "the minutes waiting to be written read as they were sent"
     );
@@ -243,13 +226,13 @@ async fn a_full_disk_degrades_then_writing_resumes_by_itself() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let topology = json(http, "/api/v1/topology?window=15m").await;
-        if figures(&topology) == want {
+        if shown_edges(&topology) == want {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "the written minutes never matched what was sent\nwant: {want:#?}\ngot: {:#?}",
-            figures(&topology)
+            shown_edges(&topology)
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

@@ -8,31 +8,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::simulated::simulate_expected;
+use support::simulated::{EdgeName, EdgeTruth, shown_edges, simulate_expected};
 use support::{Meshscope, edges, meshscope_sql};
 
 const EDGE_TOTALS: &str = "SELECT source_name, target_name, protocol, side, \
                            sum(calls) AS calls, sum(errors) AS errors \
                            FROM edge_minute GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4";
 
-type EdgeFigures = BTreeMap<(String, String, String), (u64, u64, String)>;
-
-fn figures(topology: &Value) -> EdgeFigures {
-    edges(topology)
-        .into_iter()
-        .map(|(key, edge)| {
-            let metrics = &edge["metrics"];
-            (
-                key,
-                (
-                    metrics["calls"].as_u64().unwrap(),
-                    metrics["errors"].as_u64().unwrap(),
-                    edge["detected_by"].as_str().unwrap().to_string(),
-                ),
-            )
-        })
-        .collect()
-}
+type EdgeFigures = BTreeMap<EdgeName, EdgeTruth>;
 
 /// The simulator's own account of what it sent, per edge.
 fn simulate(server: &Meshscope) -> EdgeFigures {
@@ -91,13 +74,13 @@ async fn a_restart_keeps_calls_errors_and_latencies() {
             .lines()
             .any(|l| l == "meshscope_request_pairs_waiting 0");
         let topology = first.json("/api/v1/topology?window=15m").await;
-        if figures(&topology) == want && none_waiting && every_request_settled(&topology) {
+        if shown_edges(&topology) == want && none_waiting && every_request_settled(&topology) {
             break topology;
         }
         assert!(
             Instant::now() < deadline,
             "the topology never matched what was sent\nwant: {want:#?}\ngot: {:#?}",
-            figures(&topology)
+            shown_edges(&topology)
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
@@ -128,7 +111,7 @@ async fn a_restart_keeps_calls_errors_and_latencies() {
 
     let second = Meshscope::start_as("meshscope-second", dir.path(), &[]).await;
     let reopened = second.json("/api/v1/topology?window=15m").await;
-    assert_eq!(figures(&reopened), want);
+    assert_eq!(shown_edges(&reopened), want);
     assert_eq!(graph(&reopened), graph(&topology));
     let services_after = second.json("/api/v1/services?window=15m").await;
     assert_eq!(services_after["services"], services["services"]);

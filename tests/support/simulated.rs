@@ -61,3 +61,22 @@ pub(crate) fn simulate_expected(grpc: SocketAddr, args: &[&str]) -> SentMesh {
     nodes.sort();
     SentMesh { edges, nodes }
 }
+
+/// What a map shows of each edge, in the shape the simulator reports what it sent: calls,
+/// errors and the side that detected it, from the edge's `metrics` and `detected_by`.
+pub(crate) fn shown_edges(topology: &serde_json::Value) -> BTreeMap<EdgeName, EdgeTruth> {
+    super::edges(topology)
+        .into_iter()
+        .map(|(key, edge)| {
+            let metrics = &edge["metrics"];
+            (
+                key,
+                (
+                    metrics["calls"].as_u64().unwrap(),
+                    metrics["errors"].as_u64().unwrap(),
+                    edge["detected_by"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect()
+}
