@@ -17,7 +17,7 @@ use tonic::server::NamedService;
 use tracing::{debug, warn};
 
 use crate::Collector;
-use crate::collector_ring::{CollectorRing, RingMember};
+use crate::collector_ring::CollectorRing;
 use crate::entry::Reject;
 use crate::forwarding::{self, FORWARDED_BY_HEADER, ForwardedStreams, KeepHere};
 use crate::grpc_stream::{MessageStream, ok_response};
@@ -262,12 +262,7 @@ async fn pass_on(
     forwards: &mut ForwardedStreams,
     message: &wire::Message<'_>,
 ) -> Option<Bytes> {
-    let peers: Vec<&RingMember> = ring
-        .members()
-        .iter()
-        .filter(|m| m.writer != ring.own())
-        .collect();
-    forwards.open_to(&peers, &collector.peer_channels);
+    forwards.open_to(ring, &collector.peer_channels);
     let protocol = message.protocol?;
     let split = SplitMessage::of(
         message,

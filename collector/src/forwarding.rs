@@ -30,7 +30,7 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::warn;
 
 use crate::codec::PreEncodedRequests;
-use crate::collector_ring::RingMember;
+use crate::collector_ring::{CollectorRing, RingMember};
 use crate::message_split::identifier_message;
 
 /// The gRPC metadata key that marks a forwarded stream; its value is the sender's writer id.
@@ -115,10 +115,10 @@ impl ForwardedStreams {
         }
     }
 
-    /// Opens a stream to each member not open yet (sending it the identifier), so that
-    /// every collector learns the proxy.
-    pub fn open_to(&mut self, members: &[&RingMember], channels: &PeerChannels) {
-        for member in members {
+    /// Opens a stream to each other member of `ring` not open yet (sending it the
+    /// identifier), so that every collector learns the proxy.
+    pub fn open_to(&mut self, ring: &CollectorRing, channels: &PeerChannels) {
+        for member in ring.members().iter().filter(|m| m.writer != ring.own()) {
             self.stream_to(member, channels);
         }
     }
