@@ -7,6 +7,10 @@
 //! A sum, a minimum and a maximum do not subtract; the sum is kept by subtraction, and the
 //! minimum and maximum by a queue per key of the minutes that could still hold them.
 //!
+//! A span read with no side keeps each key's two sides apart as well as the figures a
+//! window shows (per minute the server's rows when it reported, else the client's): the
+//! map reads all three, and one scan and one fold of the rows answers them all.
+//!
 //! A total is only moved on while the files under its span are the ones it was read from:
 //! a late file, a compaction or an expiry there makes the next read fold the span afresh.
 
@@ -40,57 +44,26 @@ pub(crate) const MAX_STEP_MINUTES: i64 = 10;
 /// looks at.
 const MAX_IDLE_MS: EpochMillis = 600_000;
 
-/// One key's running total over the span.
-struct Running {
-    key: RowKey,
+/// One running sum of rows over the span, with what its minimum and maximum need.
+#[derive(Default)]
+struct RunningSum {
     metrics: Metrics,
-    /// The newest minute with a row for this key, and with a server row: a key whose rows
-    /// all left the span is gone, and a key is detected by the server while any minute of
-    /// the server's is still in it.
-    newest: EpochMillis,
-    newest_server: Option<EpochMillis>,
+    /// The newest minute with a row in this sum: a sum whose rows all left the span is
+    /// not reported.
+    newest: Option<EpochMillis>,
     /// Minutes whose smallest (largest) latency could still be the span's: increasing
     /// (decreasing) values, oldest first, so the front is the span's.
     lows: VecDeque<(EpochMillis, f64)>,
     highs: VecDeque<(EpochMillis, f64)>,
-    /// Minutes of the rows being added or taken out in which the server reported: the
-    /// client's rows of those minutes do not count.
-    server_minutes: Vec<EpochMillis>,
     /// Each added row's minute, minimum and maximum: scans do not return rows in time
     /// order, and the queues above must grow in it.
     added_extremes: Vec<(EpochMillis, f64, f64)>,
 }
 
-impl Running {
-    fn new(key: RowKey) -> Self {
-        Running {
-            key,
-            metrics: Metrics::default(),
-            newest: EpochMillis::MIN,
-            newest_server: None,
-            lows: VecDeque::new(),
-            highs: VecDeque::new(),
-            server_minutes: Vec::new(),
-            added_extremes: Vec::new(),
-        }
-    }
-
-    fn counts(&self, minute: EpochMillis, side: Side) -> bool {
-        side == Side::Server || !self.server_minutes.contains(&minute)
-    }
-
-    fn add(
-        &mut self,
-        minute: EpochMillis,
-        side: Side,
-        figures: &Figures,
-        row: usize,
-    ) -> Result<()> {
+impl RunningSum {
+    fn add(&mut self, minute: EpochMillis, figures: &Figures, row: usize) -> Result<()> {
         figures.add_to(&mut self.metrics, row)?;
-        self.newest = self.newest.max(minute);
-        if side == Side::Server {
-            self.newest_server = Some(self.newest_server.map_or(minute, |m| m.max(minute)));
-        }
+        self.newest = Some(self.newest.map_or(minute, |m| m.max(minute)));
         let extremes = match figures.sketch(row) {
             Some(bytes) => LatencySketch::extremes_of(bytes)?,
             None => None,
@@ -99,22 +72,6 @@ impl Running {
             self.added_extremes.push((minute, low, high));
         }
         Ok(())
-    }
-
-    /// Queues the added rows' minimums and maximums, oldest first.
-    fn queue_extremes(&mut self) {
-        let mut added = std::mem::take(&mut self.added_extremes);
-        added.sort_by_key(|(minute, ..)| *minute);
-        for (minute, low, high) in added {
-            while self.lows.back().is_some_and(|(_, v)| *v >= low) {
-                self.lows.pop_back();
-            }
-            self.lows.push_back((minute, low));
-            while self.highs.back().is_some_and(|(_, v)| *v <= high) {
-                self.highs.pop_back();
-            }
-            self.highs.push_back((minute, high));
-        }
     }
 
     fn take(&mut self, figures: &Figures, row: usize) -> Result<()> {
@@ -139,6 +96,25 @@ impl Running {
         }
     }
 
+    /// Queues the added rows' minimums and maximums, oldest first.
+    fn queue_extremes(&mut self) {
+        if self.added_extremes.is_empty() {
+            return;
+        }
+        let mut added = std::mem::take(&mut self.added_extremes);
+        added.sort_by_key(|(minute, ..)| *minute);
+        for (minute, low, high) in added {
+            while self.lows.back().is_some_and(|(_, v)| *v >= low) {
+                self.lows.pop_back();
+            }
+            self.lows.push_back((minute, low));
+            while self.highs.back().is_some_and(|(_, v)| *v <= high) {
+                self.highs.pop_back();
+            }
+            self.highs.push_back((minute, high));
+        }
+    }
+
     /// Forgets the minutes before `start` in the minimum and maximum.
     fn settle_extremes(&mut self, start: EpochMillis) {
         while self.lows.front().is_some_and(|(m, _)| *m < start) {
@@ -152,11 +128,53 @@ impl Running {
         }
     }
 
-    fn detected_by(&self, start: EpochMillis) -> Side {
-        match self.newest_server {
-            Some(minute) if minute >= start => Side::Server,
-            _ => Side::Client,
+    /// Whether a row of this sum is still in a span starting at `start`.
+    fn holds_rows(&self, start: EpochMillis) -> bool {
+        self.newest.is_some_and(|minute| minute >= start)
+    }
+}
+
+/// One key's running sums over the span.
+struct Running {
+    key: RowKey,
+    /// Every server row.
+    server: RunningSum,
+    /// Every client row.
+    client: RunningSum,
+    /// The client's rows of minutes in which the server did not report; with `server`,
+    /// the figures a window shows. Kept only by spans read with no side.
+    unmatched: RunningSum,
+    /// Minutes of the rows being added or taken out in which the server reported, sorted.
+    server_minutes: Vec<EpochMillis>,
+}
+
+impl Running {
+    fn new(key: RowKey) -> Self {
+        Running {
+            key,
+            server: RunningSum::default(),
+            client: RunningSum::default(),
+            unmatched: RunningSum::default(),
+            server_minutes: Vec::new(),
         }
+    }
+
+    fn sums_mut(&mut self) -> [&mut RunningSum; 3] {
+        [&mut self.server, &mut self.client, &mut self.unmatched]
+    }
+
+    fn holds_rows(&self, start: EpochMillis) -> bool {
+        self.server.holds_rows(start) || self.client.holds_rows(start)
+    }
+
+    /// The figures a window shows: the server's rows, and the client's of minutes the
+    /// server did not report.
+    fn shown(&self) -> Metrics {
+        let mut metrics = self.server.metrics.clone();
+        if self.unmatched.newest.is_some() {
+            metrics.merge(&self.unmatched.metrics);
+        }
+        metrics
     }
 }
 
@@ -164,32 +182,39 @@ impl Running {
 pub(crate) struct MovingSpan {
     table: Table,
     filter: String,
+    /// The side the span's rows were read with; `None` for both, kept apart.
+    side: Option<Side>,
     start: EpochMillis,
     end: EpochMillis,
     /// The files that held the span's rows when it was last read.
     files: Vec<String>,
-    /// By the key columns' row-format bytes, so that a row finds its key without building it.
-    keys: HashMap<Box<[u8]>, Running>,
+    /// Where each key's running sums are in `running`, by the key columns' row-format
+    /// bytes, so that a row finds its key without building it.
+    keys: HashMap<Box<[u8]>, usize>,
+    running: Vec<Running>,
     /// When a read last gave the span back, by the store's clock.
     used_ms: EpochMillis,
 }
 
 impl MovingSpan {
-    /// An empty span of `table`'s rows read with `filter`, starting and ending at `start`,
-    /// used at `now_ms`.
+    /// An empty span of `table`'s rows read with `filter` (whose side is `side`), starting
+    /// and ending at `start`, used at `now_ms`.
     pub(crate) fn new(
         table: Table,
         filter: String,
+        side: Option<Side>,
         start: EpochMillis,
         now_ms: EpochMillis,
     ) -> Self {
         MovingSpan {
             table,
             filter,
+            side,
             start,
             end: start,
             files: Vec::new(),
             keys: HashMap::new(),
+            running: Vec::new(),
             used_ms: now_ms,
         }
     }
@@ -250,86 +275,165 @@ impl MovingSpan {
     ) -> Result<()> {
         self.apply(batches, false)?;
         self.start = start;
-        for running in self.keys.values_mut() {
-            running.settle_extremes(start);
+        for running in &mut self.running {
+            for sum in running.sums_mut() {
+                sum.settle_extremes(start);
+            }
         }
-        self.keys.retain(|_, running| running.newest >= start);
+        let mut old: Vec<Option<Running>> = std::mem::take(&mut self.running)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let running = &mut self.running;
+        self.keys.retain(
+            |_, at| match old[*at].take().filter(|kept| kept.holds_rows(start)) {
+                Some(kept) => {
+                    *at = running.len();
+                    running.push(kept);
+                    true
+                }
+                None => false,
+            },
+        );
         Ok(())
     }
 
-    /// Adds or takes out the rows that count: per key and minute the server's when it
-    /// reported, else the client's. One pass learns the server's minutes, a second counts.
+    /// Adds or takes out `batches`' rows, each in its side's sum, and, in a span read
+    /// with no side, each client row of a minute the server did not report in the
+    /// unmatched sum too. One pass finds each row's key and learns the server's minutes,
+    /// a second counts.
     fn apply(&mut self, batches: &[RecordBatch], adding: bool) -> Result<()> {
         let converter = key_converter(self.table)?;
+        let both_sides = self.side.is_none();
         let mut read = Vec::with_capacity(batches.len());
+        let mut touched = Vec::new();
         for batch in batches {
             let keys = key_rows(self.table, &converter, batch)?;
             let minutes = column(batch, schema::MINUTE)?
                 .as_primitive::<TimestampMillisecondType>()
                 .clone();
             let sides: StringArray = column(batch, schema::SIDE)?.as_string::<i32>().clone();
+            let mut at_of_row = Vec::with_capacity(batch.num_rows());
+            let mut server_of_row = Vec::with_capacity(batch.num_rows());
             for row in 0..batch.num_rows() {
                 let bytes = keys.row(row);
-                let running = match self.keys.get_mut(bytes.as_ref()) {
-                    Some(running) => running,
-                    None if adding => self
-                        .keys
-                        .entry(bytes.as_ref().into())
-                        .or_insert(Running::new(batch::key_at(self.table, batch, row)?)),
+                let at = match self.keys.get(bytes.as_ref()) {
+                    Some(at) => *at,
+                    None if adding => {
+                        let at = self.running.len();
+                        self.running
+                            .push(Running::new(batch::key_at(self.table, batch, row)?));
+                        self.keys.insert(bytes.as_ref().into(), at);
+                        at
+                    }
                     None => {
                         return Err(Error::InvalidQuery(
                             "a moving total lost a key it never had".into(),
                         ));
                     }
                 };
-                if sides.value(row) == Side::Server.as_str() {
+                let server = sides.value(row) == Side::Server.as_str();
+                if server && both_sides {
+                    let running = &mut self.running[at];
+                    if running.server_minutes.is_empty() {
+                        touched.push(at);
+                    }
                     running.server_minutes.push(minutes.value(row));
                 }
+                at_of_row.push(at);
+                server_of_row.push(server);
             }
-            read.push((keys, minutes, sides, Figures::of(batch)?));
+            read.push((at_of_row, server_of_row, minutes, Figures::of(batch)?));
         }
-        for (keys, minutes, sides, figures) in &read {
-            for row in 0..keys.num_rows() {
-                let Some(running) = self.keys.get_mut(keys.row(row).as_ref()) else {
-                    continue;
-                };
-                let side = if sides.value(row) == Side::Server.as_str() {
-                    Side::Server
-                } else {
-                    Side::Client
-                };
+        for at in &touched {
+            self.running[*at].server_minutes.sort_unstable();
+        }
+        for (at_of_row, server_of_row, minutes, figures) in &read {
+            for (row, (&at, &server)) in at_of_row.iter().zip(server_of_row).enumerate() {
+                let running = &mut self.running[at];
                 let minute = minutes.value(row);
-                if !running.counts(minute, side) {
-                    continue;
-                }
-                if adding {
-                    running.add(minute, side, figures, row)?;
+                let unmatched =
+                    !server && both_sides && running.server_minutes.binary_search(&minute).is_err();
+                let sum = if server {
+                    &mut running.server
                 } else {
-                    running.take(figures, row)?;
+                    &mut running.client
+                };
+                if adding {
+                    sum.add(minute, figures, row)?;
+                    if unmatched {
+                        running.unmatched.add(minute, figures, row)?;
+                    }
+                } else {
+                    sum.take(figures, row)?;
+                    if unmatched {
+                        running.unmatched.take(figures, row)?;
+                    }
                 }
             }
         }
-        for running in self.keys.values_mut() {
-            running.server_minutes.clear();
-            running.queue_extremes();
+        for at in touched {
+            self.running[at].server_minutes.clear();
+        }
+        if adding {
+            for running in &mut self.running {
+                for sum in running.sums_mut() {
+                    sum.queue_extremes();
+                }
+            }
         }
         Ok(())
     }
 
-    /// The span's totals, sorted by key.
-    pub(crate) fn totals(&self) -> Vec<SpanTotal> {
-        let mut totals: Vec<SpanTotal> = self
-            .keys
-            .iter()
-            .map(|(bytes, running)| SpanTotal {
+    /// The span's totals as a read with side `side` gets them, sorted by key: with no
+    /// side, per key and minute the server's figures when it reported, else the client's;
+    /// with a side, that side's rows alone. A span read with one side answers for that
+    /// side only.
+    pub(crate) fn totals(&self, side: Option<Side>) -> Result<Vec<SpanTotal>> {
+        if self.side.is_some() && side != self.side {
+            return Err(Error::InvalidQuery(format!(
+                "a span read with side {:?} cannot answer for side {side:?}",
+                self.side
+            )));
+        }
+        let mut totals: Vec<SpanTotal> = Vec::with_capacity(self.keys.len());
+        for (bytes, at) in &self.keys {
+            let running = &self.running[*at];
+            let (detected_by, metrics) = match side {
+                None => {
+                    let detected_by = if running.server.holds_rows(self.start) {
+                        Side::Server
+                    } else {
+                        Side::Client
+                    };
+                    (detected_by, running.shown())
+                }
+                Some(Side::Server) if running.server.holds_rows(self.start) => {
+                    (Side::Server, running.server.metrics.clone())
+                }
+                Some(Side::Client) if running.client.holds_rows(self.start) => {
+                    (Side::Client, running.client.metrics.clone())
+                }
+                Some(_) => continue,
+            };
+            totals.push(SpanTotal {
                 key: running.key.clone(),
                 bytes: bytes.clone(),
-                detected_by: running.detected_by(self.start),
-                metrics: running.metrics.clone(),
-            })
-            .collect();
+                detected_by,
+                metrics,
+            });
+        }
         totals.sort_by(|a, b| a.key.cmp(&b.key));
-        totals
+        Ok(totals)
+    }
+
+    /// The sides a read of this span can be answered for: all three for a span read with
+    /// no side, else its own.
+    pub(crate) fn answers(&self) -> Vec<Option<Side>> {
+        match self.side {
+            None => vec![None, Some(Side::Client), Some(Side::Server)],
+            one => vec![one],
+        }
     }
 }
 
@@ -461,7 +565,7 @@ mod tests {
     const T0: EpochMillis = 1_000_000_000;
 
     fn span_at(start: EpochMillis, now_ms: EpochMillis) -> MovingSpan {
-        MovingSpan::new(Table::ServiceMinute, String::new(), start, now_ms)
+        MovingSpan::new(Table::ServiceMinute, String::new(), None, start, now_ms)
     }
 
     fn starts(spans: &MovingSpans) -> Vec<EpochMillis> {

@@ -39,7 +39,14 @@ impl Store {
     ) -> Result<Vec<Aggregate>> {
         let mut closed = Vec::new();
         let mut live = Vec::new();
-        for (granularity, segment) in self.plan(table, range, filter) {
+        let plan = self.plan(table, range, filter);
+        // A side's read whose spans are the whole table's folds them with it, once.
+        let both_sides = KeyFilter {
+            side: None,
+            ..filter.clone()
+        };
+        let sides_together = filter.side.is_none() || plan == self.plan(table, range, &both_sides);
+        for (granularity, segment) in plan {
             for (span, is_closed) in self.split_at_live(table, granularity, segment) {
                 if is_closed {
                     closed.push((granularity, span));
@@ -48,7 +55,9 @@ impl Store {
                 }
             }
         }
-        let base = self.closed_totals(table, &closed, filter).await?;
+        let base = self
+            .closed_totals(table, &closed, filter, sides_together)
+            .await?;
         let mut live_rows = Vec::new();
         for (_, span) in live {
             live_rows.extend(self.live_rows(table, span, filter).await?);
@@ -57,12 +66,14 @@ impl Store {
     }
 
     /// The closed spans' totals taken together, sorted by key; kept for the next read of
-    /// the same spans.
+    /// the same spans. With `sides_together`, long minute spans are folded for every side
+    /// at once (see `moving_totals`).
     async fn closed_totals(
         &self,
         table: Table,
         spans: &[(Granularity, TimeRange)],
         filter: &KeyFilter,
+        sides_together: bool,
     ) -> Result<Arc<Vec<totals::SpanTotal>>> {
         let keys: Vec<SpanKey> = spans
             .iter()
@@ -75,7 +86,8 @@ impl Store {
         for (granularity, span) in spans {
             let long = span.end - span.start > sliding::MAX_STEP_MINUTES * MINUTE_MS;
             read.push(if *granularity == Granularity::Minute && long {
-                self.moving_totals(table, *span, filter).await?
+                self.moving_totals(table, *span, filter, sides_together)
+                    .await?
             } else {
                 self.span_totals(table, *granularity, *span, filter).await?
             });
@@ -95,17 +107,27 @@ impl Store {
     /// minutes earlier when there is one, else read minute by minute into a span kept for
     /// the next read. Falls back to one fold of the whole span when the files changed under
     /// it while it moved.
+    ///
+    /// With `sides_together`, the span is read with no side and keeps the sides apart: one
+    /// scan answers the whole table's read and each side's, and all three are kept. The
+    /// map reads all three of the same window at once; the first to come folds, the
+    /// others wait for it and find their totals kept.
     async fn moving_totals(
         &self,
         table: Table,
         span: TimeRange,
         filter: &KeyFilter,
+        sides_together: bool,
     ) -> Result<Arc<Vec<totals::SpanTotal>>> {
         let key = self.span_key(table, Granularity::Minute, span, filter);
         if let Some(totals) = self.inner.span_totals_cache.get(&key) {
             return Ok(totals);
         }
-        let filter_text = format!("{filter:?}");
+        let read_with = KeyFilter {
+            side: if sides_together { None } else { filter.side },
+            ..filter.clone()
+        };
+        let filter_text = format!("{read_with:?}");
         // One move of a table's spans at a time: a read that came while the span it wants
         // was out being moved would otherwise fold the whole span afresh.
         let move_lock = self.inner.moving.move_lock(table, &filter_text);
@@ -123,23 +145,42 @@ impl Store {
                 sliding::file_names(&now) == kept.files()
             });
         let mut moving = kept.unwrap_or_else(|| {
-            sliding::MovingSpan::new(table, filter_text, span.start, self.now_ms())
+            sliding::MovingSpan::new(
+                table,
+                filter_text,
+                read_with.side,
+                span.start,
+                self.now_ms(),
+            )
         });
         // Every file the move reads, before and after: a file landing in between (a late
         // minute's rows) would leave the kept span short of it.
         let from = moving.start();
         let reach = || stored.files_overlapping(Some(from), Some(span.end));
         let before = sliding::file_names(&reach());
-        let moved = self.move_span(&mut moving, span, filter).await;
+        let moved = self.move_span(&mut moving, span, &read_with).await;
         let after = reach();
         let unchanged = sliding::file_names(&after) == before;
         match moved {
             Ok(()) if unchanged => {
                 moving.set_files(&stored.files_overlapping(Some(span.start), Some(span.end)));
-                let totals = Arc::new(moving.totals());
+                let mut wanted = None;
+                for side in moving.answers() {
+                    let totals = Arc::new(moving.totals(side)?);
+                    let answered = KeyFilter {
+                        side,
+                        ..filter.clone()
+                    };
+                    let answered = self.span_key(table, Granularity::Minute, span, &answered);
+                    if side == filter.side {
+                        wanted = Some(totals.clone());
+                    }
+                    self.inner.span_totals_cache.insert(answered, totals);
+                }
                 self.inner.moving.keep(moving, self.now_ms());
-                self.inner.span_totals_cache.insert(key, totals.clone());
-                Ok(totals)
+                wanted.ok_or_else(|| {
+                    Error::InvalidQuery("a moving span did not answer its own read".into())
+                })
             }
             moved => {
                 if let Err(error) = moved {
