@@ -70,6 +70,7 @@ mod read;
 mod replace;
 pub mod response_flags;
 mod rollup;
+mod running_sums;
 mod schema;
 mod sketch;
 mod sliding;

@@ -16,17 +16,13 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use datafusion::arrow::array::{AsArray, StringArray};
-use datafusion::arrow::datatypes::TimestampMillisecondType;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use crate::batch;
 use crate::error::{Error, Result};
 use crate::files::FileEntry;
-use crate::model::{EpochMillis, MINUTE_MS, Metrics, RowKey, Side, Table};
-use crate::schema;
-use crate::sketch::LatencySketch;
-use crate::totals::{Figures, SpanTotal, column, key_converter, key_rows};
+use crate::model::{EpochMillis, MINUTE_MS, Side, Table};
+use crate::running_sums::{self, KeyShard, ScannedRows};
+use crate::totals::SpanTotal;
 
 /// Spans kept moving at once: a few dashboards' windows over the edge and service tables.
 const MAX_SPANS: usize = 16;
@@ -44,140 +40,6 @@ pub(crate) const MAX_STEP_MINUTES: i64 = 10;
 /// looks at.
 const MAX_IDLE_MS: EpochMillis = 600_000;
 
-/// One running sum of rows over the span, with what its minimum and maximum need.
-#[derive(Default)]
-struct RunningSum {
-    metrics: Metrics,
-    /// The newest minute with a row in this sum: a sum whose rows all left the span is
-    /// not reported.
-    newest: Option<EpochMillis>,
-    /// Minutes whose smallest (largest) latency could still be the span's: increasing
-    /// (decreasing) values, oldest first, so the front is the span's.
-    lows: VecDeque<(EpochMillis, f64)>,
-    highs: VecDeque<(EpochMillis, f64)>,
-    /// Each added row's minute, minimum and maximum: scans do not return rows in time
-    /// order, and the queues above must grow in it.
-    added_extremes: Vec<(EpochMillis, f64, f64)>,
-}
-
-impl RunningSum {
-    fn add(&mut self, minute: EpochMillis, figures: &Figures, row: usize) -> Result<()> {
-        figures.add_to(&mut self.metrics, row)?;
-        self.newest = Some(self.newest.map_or(minute, |m| m.max(minute)));
-        let extremes = match figures.sketch(row) {
-            Some(bytes) => LatencySketch::extremes_of(bytes)?,
-            None => None,
-        };
-        if let Some((low, high)) = extremes {
-            self.added_extremes.push((minute, low, high));
-        }
-        Ok(())
-    }
-
-    fn take(&mut self, figures: &Figures, row: usize) -> Result<()> {
-        let gone = figures.counters(row);
-        for (i, gone) in gone.into_iter().enumerate() {
-            if gone == 0 {
-                continue;
-            }
-            let field = self.metrics.counter_mut(i);
-            *field = field.checked_sub(gone).ok_or_else(|| {
-                Error::InvalidQuery("a moving total lost more than it held".into())
-            })?;
-        }
-        // The overhead's extremes are not kept by minute: after a minute leaves, its
-        // minimum and maximum are bounds, which the p50 and p99 read do not rely on.
-        if let Some(bytes) = figures.overhead(row) {
-            self.metrics.overhead.remove_bytes(bytes)?;
-        }
-        match figures.sketch(row) {
-            Some(bytes) => self.metrics.latency.remove_bytes(bytes),
-            None => Ok(()),
-        }
-    }
-
-    /// Queues the added rows' minimums and maximums, oldest first.
-    fn queue_extremes(&mut self) {
-        if self.added_extremes.is_empty() {
-            return;
-        }
-        let mut added = std::mem::take(&mut self.added_extremes);
-        added.sort_by_key(|(minute, ..)| *minute);
-        for (minute, low, high) in added {
-            while self.lows.back().is_some_and(|(_, v)| *v >= low) {
-                self.lows.pop_back();
-            }
-            self.lows.push_back((minute, low));
-            while self.highs.back().is_some_and(|(_, v)| *v <= high) {
-                self.highs.pop_back();
-            }
-            self.highs.push_back((minute, high));
-        }
-    }
-
-    /// Forgets the minutes before `start` in the minimum and maximum.
-    fn settle_extremes(&mut self, start: EpochMillis) {
-        while self.lows.front().is_some_and(|(m, _)| *m < start) {
-            self.lows.pop_front();
-        }
-        while self.highs.front().is_some_and(|(m, _)| *m < start) {
-            self.highs.pop_front();
-        }
-        if let (Some((_, low)), Some((_, high))) = (self.lows.front(), self.highs.front()) {
-            self.metrics.latency.set_extremes(*low, *high);
-        }
-    }
-
-    /// Whether a row of this sum is still in a span starting at `start`.
-    fn holds_rows(&self, start: EpochMillis) -> bool {
-        self.newest.is_some_and(|minute| minute >= start)
-    }
-}
-
-/// One key's running sums over the span.
-struct Running {
-    key: RowKey,
-    /// Every server row.
-    server: RunningSum,
-    /// Every client row.
-    client: RunningSum,
-    /// The client's rows of minutes in which the server did not report; with `server`,
-    /// the figures a window shows. Kept only by spans read with no side.
-    unmatched: RunningSum,
-    /// Minutes of the rows being added or taken out in which the server reported, sorted.
-    server_minutes: Vec<EpochMillis>,
-}
-
-impl Running {
-    fn new(key: RowKey) -> Self {
-        Running {
-            key,
-            server: RunningSum::default(),
-            client: RunningSum::default(),
-            unmatched: RunningSum::default(),
-            server_minutes: Vec::new(),
-        }
-    }
-
-    fn sums_mut(&mut self) -> [&mut RunningSum; 3] {
-        [&mut self.server, &mut self.client, &mut self.unmatched]
-    }
-
-    fn holds_rows(&self, start: EpochMillis) -> bool {
-        self.server.holds_rows(start) || self.client.holds_rows(start)
-    }
-
-    /// The figures a window shows: the server's rows, and the client's of minutes the
-    /// server did not report.
-    fn shown(&self) -> Metrics {
-        let mut metrics = self.server.metrics.clone();
-        if self.unmatched.newest.is_some() {
-            metrics.merge(&self.unmatched.metrics);
-        }
-        metrics
-    }
-}
-
 /// A span's totals, kept to be moved on.
 pub(crate) struct MovingSpan {
     table: Table,
@@ -188,10 +50,8 @@ pub(crate) struct MovingSpan {
     end: EpochMillis,
     /// The files that held the span's rows when it was last read.
     files: Vec<String>,
-    /// Where each key's running sums are in `running`, by the key columns' row-format
-    /// bytes, so that a row finds its key without building it.
-    keys: HashMap<Box<[u8]>, usize>,
-    running: Vec<Running>,
+    /// The keys' running sums, in shards that fold side by side.
+    shards: Vec<KeyShard>,
     /// When a read last gave the span back, by the store's clock.
     used_ms: EpochMillis,
 }
@@ -213,8 +73,9 @@ impl MovingSpan {
             start,
             end: start,
             files: Vec::new(),
-            keys: HashMap::new(),
-            running: Vec::new(),
+            shards: (0..running_sums::shard_count())
+                .map(|_| KeyShard::default())
+                .collect(),
             used_ms: now_ms,
         }
     }
@@ -275,114 +136,24 @@ impl MovingSpan {
     ) -> Result<()> {
         self.apply(batches, false)?;
         self.start = start;
-        for running in &mut self.running {
-            for sum in running.sums_mut() {
-                sum.settle_extremes(start);
-            }
+        for shard in &mut self.shards {
+            shard.drop_before(start);
         }
-        let mut old: Vec<Option<Running>> = std::mem::take(&mut self.running)
-            .into_iter()
-            .map(Some)
-            .collect();
-        let running = &mut self.running;
-        self.keys.retain(
-            |_, at| match old[*at].take().filter(|kept| kept.holds_rows(start)) {
-                Some(kept) => {
-                    *at = running.len();
-                    running.push(kept);
-                    true
-                }
-                None => false,
-            },
-        );
         Ok(())
     }
 
     /// Adds or takes out `batches`' rows, each in its side's sum, and, in a span read
     /// with no side, each client row of a minute the server did not report in the
-    /// unmatched sum too. One pass finds each row's key and learns the server's minutes,
-    /// a second counts.
+    /// unmatched sum too.
     fn apply(&mut self, batches: &[RecordBatch], adding: bool) -> Result<()> {
-        let converter = key_converter(self.table)?;
+        let scanned = ScannedRows::read(self.table, batches, self.shards.len())?;
         let both_sides = self.side.is_none();
-        let mut read = Vec::with_capacity(batches.len());
-        let mut touched = Vec::new();
-        for batch in batches {
-            let keys = key_rows(self.table, &converter, batch)?;
-            let minutes = column(batch, schema::MINUTE)?
-                .as_primitive::<TimestampMillisecondType>()
-                .clone();
-            let sides: StringArray = column(batch, schema::SIDE)?.as_string::<i32>().clone();
-            let mut at_of_row = Vec::with_capacity(batch.num_rows());
-            let mut server_of_row = Vec::with_capacity(batch.num_rows());
-            for row in 0..batch.num_rows() {
-                let bytes = keys.row(row);
-                let at = match self.keys.get(bytes.as_ref()) {
-                    Some(at) => *at,
-                    None if adding => {
-                        let at = self.running.len();
-                        self.running
-                            .push(Running::new(batch::key_at(self.table, batch, row)?));
-                        self.keys.insert(bytes.as_ref().into(), at);
-                        at
-                    }
-                    None => {
-                        return Err(Error::InvalidQuery(
-                            "a moving total lost a key it never had".into(),
-                        ));
-                    }
-                };
-                let server = sides.value(row) == Side::Server.as_str();
-                if server && both_sides {
-                    let running = &mut self.running[at];
-                    if running.server_minutes.is_empty() {
-                        touched.push(at);
-                    }
-                    running.server_minutes.push(minutes.value(row));
-                }
-                at_of_row.push(at);
-                server_of_row.push(server);
-            }
-            read.push((at_of_row, server_of_row, minutes, Figures::of(batch)?));
-        }
-        for at in &touched {
-            self.running[*at].server_minutes.sort_unstable();
-        }
-        for (at_of_row, server_of_row, minutes, figures) in &read {
-            for (row, (&at, &server)) in at_of_row.iter().zip(server_of_row).enumerate() {
-                let running = &mut self.running[at];
-                let minute = minutes.value(row);
-                let unmatched =
-                    !server && both_sides && running.server_minutes.binary_search(&minute).is_err();
-                let sum = if server {
-                    &mut running.server
-                } else {
-                    &mut running.client
-                };
-                if adding {
-                    sum.add(minute, figures, row)?;
-                    if unmatched {
-                        running.unmatched.add(minute, figures, row)?;
-                    }
-                } else {
-                    sum.take(figures, row)?;
-                    if unmatched {
-                        running.unmatched.take(figures, row)?;
-                    }
-                }
-            }
-        }
-        for at in touched {
-            self.running[at].server_minutes.clear();
-        }
-        if adding {
-            for running in &mut self.running {
-                for sum in running.sums_mut() {
-                    sum.queue_extremes();
-                }
-            }
-        }
-        Ok(())
+        running_sums::apply_to_shards(&mut self.shards, self.table, &scanned, both_sides, adding)
+    }
+
+    /// Keys with a running total.
+    fn key_count(&self) -> usize {
+        self.shards.iter().map(KeyShard::len).sum()
     }
 
     /// The span's totals as a read with side `side` gets them, sorted by key: with no
@@ -396,33 +167,11 @@ impl MovingSpan {
                 self.side
             )));
         }
-        let mut totals: Vec<SpanTotal> = Vec::with_capacity(self.keys.len());
-        for (bytes, at) in &self.keys {
-            let running = &self.running[*at];
-            let (detected_by, metrics) = match side {
-                None => {
-                    let detected_by = if running.server.holds_rows(self.start) {
-                        Side::Server
-                    } else {
-                        Side::Client
-                    };
-                    (detected_by, running.shown())
-                }
-                Some(Side::Server) if running.server.holds_rows(self.start) => {
-                    (Side::Server, running.server.metrics.clone())
-                }
-                Some(Side::Client) if running.client.holds_rows(self.start) => {
-                    (Side::Client, running.client.metrics.clone())
-                }
-                Some(_) => continue,
-            };
-            totals.push(SpanTotal {
-                key: running.key.clone(),
-                bytes: bytes.clone(),
-                detected_by,
-                metrics,
-            });
-        }
+        let mut totals: Vec<SpanTotal> = self
+            .shards
+            .iter()
+            .flat_map(|shard| shard.totals(side, self.start))
+            .collect();
         totals.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(totals)
     }
@@ -484,7 +233,7 @@ impl MovingSpans {
                 table: span.table,
                 start: span.start,
                 end: span.end,
-                keys: span.keys.len(),
+                keys: span.key_count(),
             })
             .collect()
     }
@@ -543,7 +292,7 @@ impl MovingSpans {
     /// Keeps `span`, used at `now_ms`, forgetting idle spans and the longest unused ones
     /// past the bounds.
     pub(crate) fn keep(&self, mut span: MovingSpan, now_ms: EpochMillis) {
-        if span.keys.len() > MAX_KEPT_KEYS {
+        if span.key_count() > MAX_KEPT_KEYS {
             return;
         }
         span.used_ms = now_ms;
@@ -551,7 +300,7 @@ impl MovingSpans {
         spans.retain(|span| !span.idle_at(now_ms));
         spans.push_back(span);
         while spans.len() > MAX_SPANS
-            || spans.iter().map(|s| s.keys.len()).sum::<usize>() > MAX_KEPT_KEYS
+            || spans.iter().map(MovingSpan::key_count).sum::<usize>() > MAX_KEPT_KEYS
         {
             spans.pop_front();
         }

@@ -289,3 +289,45 @@ async fn reads_of_one_window_at_once_each_get_its_totals() {
         (T0 + 16 * MINUTE_MS, T0 + 31 * MINUTE_MS, 2)
     );
 }
+
+#[tokio::test]
+async fn a_window_over_many_keys_folds_them_side_by_side_like_the_rows_it_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    // Enough rows in one read that the keys fold on several threads: 600 edges, some
+    // reported by both sides, some by the client alone, some by the server alone, and
+    // some by the client alone in the minutes the server skipped.
+    let mut written = Vec::new();
+    for m in 0..24 {
+        let at = T0 + m * MINUTE_MS;
+        let mut rows = Vec::new();
+        for n in 0..600u64 {
+            let key = edge(&format!("caller-{}", n % 30), &format!("callee-{n}"));
+            let latency = 1.0 + ((n * 7 + m as u64 * 13) % 400) as f64;
+            let server_reports = n % 5 != 0 && !(n % 5 == 1 && m % 4 == 0);
+            let client_reports = n % 5 != 2;
+            if server_reports {
+                rows.push(row(at, key.clone(), Side::Server, 3 + n % 4, latency));
+            }
+            if client_reports {
+                rows.push(row(at, key, Side::Client, 2 + n % 3, latency * 1.5));
+            }
+        }
+        written.extend(rows.clone());
+        store.append_closed(rows).await.unwrap();
+    }
+    // Read first as a whole, then moved on a minute at a time.
+    for end in 20..24 {
+        let range = all(T0 + (end - 20) * MINUTE_MS, T0 + end * MINUTE_MS);
+        let context = format!("window ending at minute {end}");
+        check_window(
+            &store,
+            &written,
+            Table::EdgeMinute,
+            range,
+            end % 2 == 1,
+            &context,
+        )
+        .await;
+    }
+}
