@@ -404,9 +404,12 @@ async fn start_ingest(
 }
 
 /// Lists the store again every few seconds, for as long as the process runs: a query
-/// node's view of what the collectors wrote and upkeep replaced.
+/// node's view of what the collectors wrote and upkeep replaced. The first listing comes
+/// one interval after the start: opening the store has just listed it, and the first
+/// reads should not share the store and the cores with a second listing.
 async fn keep_listing(store: Arc<Store>) {
-    let mut ticks = tokio::time::interval(STORE_REFRESH_INTERVAL);
+    let first = tokio::time::Instant::now() + STORE_REFRESH_INTERVAL;
+    let mut ticks = tokio::time::interval_at(first, STORE_REFRESH_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
