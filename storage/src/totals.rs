@@ -68,14 +68,22 @@ impl Figures {
 
     /// Row `row`'s counters, in `COUNTERS` order.
     pub(crate) fn counters(&self, row: usize) -> [u64; COUNTER_COUNT] {
-        std::array::from_fn(|i| {
-            let values = &self.counters[i];
-            if values.is_null(row) {
-                0
-            } else {
-                values.value(row)
-            }
-        })
+        let mut counters = [0; COUNTER_COUNT];
+        for (i, counter) in counters.iter_mut().enumerate() {
+            *counter = self.counter(i, row);
+        }
+        counters
+    }
+
+    /// Row `row`'s counter `i` (in `COUNTERS` order); 0 where it is null. Most columns
+    /// have no nulls at all, and then the value is read without looking.
+    fn counter(&self, i: usize, row: usize) -> u64 {
+        let values = &self.counters[i];
+        if values.null_count() > 0 && values.is_null(row) {
+            0
+        } else {
+            values.values()[row]
+        }
     }
 
     /// Row `row`'s encoded sketch.
@@ -91,7 +99,16 @@ impl Figures {
 
     /// Adds row `row`'s counters, in `COUNTERS` order, and its encoded sketches.
     pub(crate) fn add_to(&self, into: &mut Metrics, row: usize) -> Result<()> {
-        add_row(into, self.counters(row), self.sketch(row))?;
+        for i in 0..COUNTER_COUNT {
+            // Zeros are skipped: response flag counts allocate on first use.
+            let n = self.counter(i, row);
+            if n != 0 {
+                *into.counter_mut(i) += n;
+            }
+        }
+        if let Some(bytes) = self.sketch(row) {
+            into.latency.merge_bytes(bytes)?;
+        }
         if let Some(bytes) = self.overhead(row) {
             into.overhead.merge_bytes(bytes)?;
         }
@@ -261,20 +278,6 @@ impl Partial {
             ours.client.extend(theirs.client);
         }
     }
-}
-
-/// Adds one stored row's figures, in `COUNTERS` order, and its encoded sketch.
-fn add_row(into: &mut Metrics, figures: [u64; COUNTER_COUNT], sketch: Option<&[u8]>) -> Result<()> {
-    for (i, n) in figures.into_iter().enumerate() {
-        // Zeros are skipped: response flag counts allocate on first use.
-        if n != 0 {
-            *into.counter_mut(i) += n;
-        }
-    }
-    if let Some(bytes) = sketch {
-        into.latency.merge_bytes(bytes)?;
-    }
-    Ok(())
 }
 
 fn merge_into(total: &mut Option<Metrics>, metrics: Metrics) {

@@ -99,6 +99,13 @@ impl<C: Counter> Dense<C> {
         Some(())
     }
 
+    /// `add` for a key within the counters' range, as `reserve` made it.
+    fn add_in_range(&mut self, key: i32, n: u64) -> Option<()> {
+        let slot = &mut self.counts[(key - self.offset) as usize];
+        *slot = slot.plus(n)?;
+        Some(())
+    }
+
     fn count_at(&self, key: i32) -> u64 {
         usize::try_from(key - self.offset)
             .ok()
@@ -224,9 +231,11 @@ impl Bins {
                 }
             }
             Bins::Dense(dense) => {
+                // The keys are sorted, so the counters cover them all once they cover the
+                // first and the last.
                 let reserved = dense.add(lo, 0).and_then(|()| dense.add(hi, 0));
                 for (at, &(key, n)) in incoming.iter().enumerate() {
-                    if reserved.is_none() || dense.add(key, n).is_none() {
+                    if reserved.is_none() || dense.add_in_range(key, n).is_none() {
                         // `add` leaves a counter that would overflow as it was, so the
                         // bins from `at` on are still to be added.
                         self.widen();
