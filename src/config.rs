@@ -65,6 +65,8 @@ pub(crate) struct StorageSection {
     pub(crate) sql: SqlLimits,
     pub(crate) maintenance_interval_secs: Option<u64>,
     pub(crate) settle_minutes: Option<u64>,
+    /// How often a query node lists the store for what the collectors wrote, in ms.
+    pub(crate) list_interval_ms: Option<u64>,
 }
 
 impl FileConfig {

@@ -31,9 +31,6 @@ const GRPC_DRAIN: Duration = Duration::from_secs(5);
 const FLUSH_DEADLINE: Duration = Duration::from_secs(30);
 const HTTP_DRAIN: Duration = Duration::from_secs(5);
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
-/// How often a query node lists the store again for the files the collectors wrote and
-/// the minutes they hold open.
-const STORE_REFRESH_INTERVAL: Duration = Duration::from_secs(2);
 /// How often a collector writes the minutes it holds open to the store, for query nodes.
 const OPEN_MINUTES_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -179,7 +176,10 @@ async fn serve(
         _ => None,
     };
     let refresh_task = match role {
-        Role::Query => Some(tokio::spawn(keep_listing(store.clone()))),
+        Role::Query => Some(tokio::spawn(keep_listing(
+            store.clone(),
+            settings.store_list_interval,
+        ))),
         Role::Collector => Some(tokio::spawn(keep_publishing_open_minutes(store.clone()))),
         Role::All => None,
     };
@@ -403,13 +403,13 @@ async fn start_ingest(
     })
 }
 
-/// Lists the store again every few seconds, for as long as the process runs: a query
+/// Lists the store again every `interval`, for as long as the process runs: a query
 /// node's view of what the collectors wrote and upkeep replaced. The first listing comes
 /// one interval after the start: opening the store has just listed it, and the first
 /// reads should not share the store and the cores with a second listing.
-async fn keep_listing(store: Arc<Store>) {
-    let first = tokio::time::Instant::now() + STORE_REFRESH_INTERVAL;
-    let mut ticks = tokio::time::interval_at(first, STORE_REFRESH_INTERVAL);
+async fn keep_listing(store: Arc<Store>, interval: Duration) {
+    let first = tokio::time::Instant::now() + interval;
+    let mut ticks = tokio::time::interval_at(first, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
@@ -497,6 +497,7 @@ mod tests {
             wal_sync: meshscope_storage::wal::SyncPolicy::Interval,
             wal_sync_interval: Duration::from_millis(100),
             wal_checkpoint_interval: Some(Duration::from_secs(5)),
+            store_list_interval: Duration::from_secs(2),
             security: crate::security::SecuritySettings::default(),
         };
         let recorder = PrometheusBuilder::new().build_recorder();

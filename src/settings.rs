@@ -18,6 +18,8 @@ const DEFAULT_GRPC_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPE
 const DEFAULT_HTTP_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 12800);
 const DEFAULT_DATA_DIR: &str = "data";
 const DEFAULT_WAL_SYNC_INTERVAL_MS: u64 = 100;
+/// How often a query node lists the store by default, in milliseconds.
+const DEFAULT_STORE_LIST_INTERVAL_MS: u64 = 2_000;
 
 /// Every flag can also come from a `MESHSCOPE_*` variable; a flag beats the variable, the
 /// variable beats the config file, the file beats the default.
@@ -58,6 +60,10 @@ pub(crate) struct ServeArgs {
     /// should [default: true for `all`, false for `collector`; never for `query`]
     #[arg(long, env = "MESHSCOPE_UPKEEP", num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     upkeep: Option<bool>,
+    /// How often a query node lists the store for what the collectors wrote: about 24
+    /// LIST requests each time, and a call shows within this plus 2 s [default: 2000]
+    #[arg(long, env = "MESHSCOPE_STORE_LIST_INTERVAL_MS")]
+    store_list_interval_ms: Option<u64>,
     /// TOML config file with [server], [collector] and [storage] sections
     #[arg(long, env = "MESHSCOPE_CONFIG")]
     config: Option<PathBuf>,
@@ -130,6 +136,8 @@ pub(crate) struct Settings {
     pub(crate) wal_sync_interval: Duration,
     /// `None` takes no checkpoints.
     pub(crate) wal_checkpoint_interval: Option<Duration>,
+    /// How often a query node lists the store again.
+    pub(crate) store_list_interval: Duration,
     pub(crate) security: SecuritySettings,
 }
 
@@ -151,6 +159,7 @@ impl Settings {
             Role::Collector => args.upkeep.or(file.storage.upkeep).unwrap_or(false),
             Role::All => args.upkeep.or(file.storage.upkeep).unwrap_or(true),
         };
+        let list_interval_ms = file.storage.list_interval_ms;
         let mut store = store_config(args.data_dir, file.storage);
         store.store = args.store.or(store.store);
         if !upkeep {
@@ -203,6 +212,12 @@ impl Settings {
                     ),
             )
             .filter(|interval| !interval.is_zero()),
+            store_list_interval: Duration::from_millis(
+                args.store_list_interval_ms
+                    .or(list_interval_ms)
+                    .unwrap_or(DEFAULT_STORE_LIST_INTERVAL_MS)
+                    .max(100),
+            ),
             security,
         }
     }
@@ -356,6 +371,28 @@ mod tests {
             "never on a query node"
         );
         assert!(FileConfig::parse("[server]\nrole = \"reader\"\n").is_err());
+    }
+
+    #[test]
+    fn a_query_nodes_listing_interval_comes_from_flag_then_file_then_default() {
+        assert_eq!(
+            settings(&[], "").store_list_interval,
+            Duration::from_secs(2)
+        );
+        let file = "[storage]\nlist_interval_ms = 10000\n";
+        assert_eq!(
+            settings(&[], file).store_list_interval,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            settings(&["--store-list-interval-ms", "30000"], file).store_list_interval,
+            Duration::from_secs(30)
+        );
+        // A listing at most every 100 ms: 0 would list without pause.
+        assert_eq!(
+            settings(&["--store-list-interval-ms", "0"], "").store_list_interval,
+            Duration::from_millis(100)
+        );
     }
 
     #[test]
