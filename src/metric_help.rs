@@ -174,6 +174,10 @@ fn describe_store() {
         "Damaged files moved aside at start, by kind."
     );
     describe_counter!(
+        meshscope_storage::RELISTED_READS_METRIC,
+        "Reads on a query node that found a file gone (replaced or expired by upkeep since the last listing), listed the store again and were made again."
+    );
+    describe_counter!(
         meshscope_storage::MAINTENANCE_PASSES_METRIC,
         "Maintenance passes run (compaction, rollups, retention)."
     );

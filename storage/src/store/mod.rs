@@ -13,6 +13,7 @@
 //! | `memory_permit`  | the one-at-a-time permit for large, short uses of memory            |
 //! | `reads`          | readers' signals: minutes written, kept spans, the proxy registry  |
 //! | `refresh`        | listing a store other nodes write to again                        |
+//! | `missing_files`  | a read that finds a listed file gone lists again and reads again   |
 //! | `read_planner`   | `aggregate` and `series`: a window split over granularities, folded |
 //! | `totals_cache`   | the caches of span and window totals the read planner keeps        |
 //! | `proxy_tables`   | writing and reading the `proxy_metrics_*` tables                   |
@@ -25,6 +26,7 @@ mod collector_members;
 mod figures;
 mod maintenance;
 mod memory_permit;
+mod missing_files;
 mod open_minutes;
 mod opening;
 mod proxy_tables;
@@ -54,6 +56,7 @@ pub use figures::{MAINTENANCE_FAILURES_METRIC, MAINTENANCE_PASSES_METRIC, StoreF
 pub use maintenance::MaintenanceReport;
 pub(crate) use memory_permit::MemoryHint;
 pub use memory_permit::MemoryPeakPermit;
+pub use missing_files::RELISTED_READS_METRIC;
 pub use open_minutes::{OPEN_MINUTES_DIR, OPEN_MINUTES_MAX_AGE_MS};
 pub use sql::TableInfo;
 pub use upkeep_turn::{MAINTENANCE_SKIPPED_METRIC, UPKEEP_LEASE_HELD_METRIC};

@@ -62,8 +62,18 @@ impl Store {
 
     /// Proxy rows of `range` matching `filter`, one per series and bucket, read from the
     /// coarsest tables that cover the window (buckets are hours or days there). Sorted by
-    /// proxy, name, cluster and time.
+    /// proxy, name, cluster and time. A file gone since the last listing is listed again
+    /// once (`missing_files`).
     pub async fn proxy_rows(
+        &self,
+        range: TimeRange,
+        filter: &ProxyFilter,
+    ) -> Result<Vec<ProxyMetricRow>> {
+        self.read_relisting_once(|| self.proxy_rows_as_listed(range, filter))
+            .await
+    }
+
+    async fn proxy_rows_as_listed(
         &self,
         range: TimeRange,
         filter: &ProxyFilter,

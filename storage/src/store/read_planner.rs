@@ -30,8 +30,19 @@ use super::table_name;
 
 impl Store {
     /// Per key, figures summed over the window, read from the coarsest tables that cover it.
-    /// Sorted by key.
+    /// Sorted by key. A file gone since the last listing is listed again once
+    /// (`missing_files`).
     pub async fn aggregate(
+        &self,
+        table: Table,
+        range: TimeRange,
+        filter: &KeyFilter,
+    ) -> Result<Vec<Aggregate>> {
+        self.read_relisting_once(|| self.aggregate_as_listed(table, range, filter))
+            .await
+    }
+
+    async fn aggregate_as_listed(
         &self,
         table: Table,
         range: TimeRange,
@@ -404,8 +415,19 @@ impl Store {
     }
 
     /// Per key, one point per minute that has data, in time order. Minutes only: windows
-    /// longer than the minute retention lose their oldest points.
+    /// longer than the minute retention lose their oldest points. A file gone since the
+    /// last listing is listed again once (`missing_files`).
     pub async fn series(
+        &self,
+        table: Table,
+        range: TimeRange,
+        filter: &KeyFilter,
+    ) -> Result<Vec<(RowKey, Vec<SeriesPoint>)>> {
+        self.read_relisting_once(|| self.series_as_listed(table, range, filter))
+            .await
+    }
+
+    async fn series_as_listed(
         &self,
         table: Table,
         range: TimeRange,

@@ -51,7 +51,14 @@ impl Store {
     /// (a big cross join, say) would otherwise hold the caller's worker, and the timer
     /// that enforces the time limit with it. The caller gets its answer at the deadline
     /// whatever the query does; the query itself is dropped at its next yield.
+    ///
+    /// A file gone since the last listing is listed again once (`missing_files`).
     pub async fn sql(&self, query: &str, limits: &SqlLimits) -> Result<Vec<RecordBatch>> {
+        self.read_relisting_once(|| self.sql_as_listed(query, limits))
+            .await
+    }
+
+    async fn sql_as_listed(&self, query: &str, limits: &SqlLimits) -> Result<Vec<RecordBatch>> {
         check_read_only(query)?;
         let ctx = self.sql_session(limits)?;
         let timeout = Duration::from_millis(limits.timeout_ms);

@@ -212,3 +212,73 @@ async fn a_reader_shows_each_writers_open_minutes_once() {
         vec!["open-minutes/collector-b/edge_minute.parquet".to_owned()]
     );
 }
+
+#[tokio::test]
+async fn a_reader_whose_listing_lags_upkeep_lists_again_and_answers() {
+    let shared: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let writer = Store::open(config_on(&shared, dirs[0].path(), "collector-a"))
+        .await
+        .unwrap();
+    // Three minutes of an hour, each its own file: 10, 20 and 30 calls.
+    for (m, calls) in [(1, 10), (2, 20), (3, 30)] {
+        writer
+            .append_closed(vec![row(
+                T0 + m * 60_000,
+                edge("cart", "db"),
+                Side::Server,
+                calls,
+                10.0,
+            )])
+            .await
+            .unwrap();
+    }
+    let reader = Store::open_reader(config_on(&shared, dirs[1].path(), ""))
+        .await
+        .unwrap();
+    // Upkeep replaces the minute files with one compacted file and a rollup after the
+    // reader listed the store: the files the reader knows are gone when it reads, as
+    // they are for a query node between two of its listings.
+    let report = writer.maintain(T0 + 2 * HOUR).await.unwrap();
+    assert_eq!(report.files_compacted, 3);
+    let window = TimeRange {
+        start: T0,
+        end: T0 + HOUR,
+    };
+    assert_eq!(edge_figures(&reader, window).await.0, 60);
+    let minutes = TimeRange {
+        start: T0,
+        end: T0 + 10 * 60_000,
+    };
+    assert_eq!(edge_figures(&reader, minutes).await.0, 60);
+
+    // A late minute's file is compacted with the rest after the reader listed it: SQL
+    // finds the files it was listed with gone too.
+    writer
+        .append_closed(vec![row(
+            T0 + 4 * 60_000,
+            edge("cart", "db"),
+            Side::Server,
+            40,
+            10.0,
+        )])
+        .await
+        .unwrap();
+    reader.refresh_files().await.unwrap();
+    let report = writer.maintain(T0 + 2 * HOUR).await.unwrap();
+    assert_eq!(report.files_compacted, 2, "{report:?}");
+    let answer = reader
+        .sql(
+            "SELECT CAST(sum(calls) AS BIGINT) AS calls FROM edge_minute",
+            &meshscope_storage::SqlLimits::default(),
+        )
+        .await
+        .unwrap();
+    let calls = answer[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(calls, 100);
+}
