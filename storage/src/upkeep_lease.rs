@@ -10,8 +10,8 @@
 //! at most one node achieves; so the lease needs nothing beyond what every store
 //! `object_store` offers. The holder renews by taking the next term before its own ends;
 //! another node takes the next term only once the newest has ended, plus
-//! [`LEASE_CLOCK_GRACE_MS`] for the two machines' clocks. The node that takes a term deletes
-//! the terms older than the last [`TERMS_KEPT`].
+//! [`LEASE_CLOCK_GRACE_MS`] for the two machines' clocks. A node about to take a term first
+//! deletes the terms that would fall out of the last [`TERMS_KEPT`].
 //!
 //! What it guarantees: no two nodes ever hold the same term. Two nodes believe they hold
 //! the lease at once only if the holder keeps working past the end of its term by more
@@ -113,6 +113,15 @@ impl UpkeepLease {
         };
         let body = serde_json::to_vec(&term)
             .map_err(|error| Error::ObjectStore(format!("encoding a lease term: {error}")))?;
+        // The terms that will be too old are deleted before the new one is written, so that
+        // a listing never finds more than `TERMS_KEPT`: deleted after, there would be one
+        // more for a moment. Whoever takes the term, these are past.
+        for old in terms.into_iter().filter(|n| n + TERMS_KEPT <= next) {
+            match store.delete(&term_path(old)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => tracing::debug!(%error, term = old, "deleting an old lease term"),
+            }
+        }
         let create = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
@@ -135,12 +144,6 @@ impl UpkeepLease {
                 });
             }
             Err(error) => return Err(error.into()),
-        }
-        for old in terms.into_iter().filter(|n| n + TERMS_KEPT <= next) {
-            match store.delete(&term_path(old)).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(error) => tracing::debug!(%error, term = old, "deleting an old lease term"),
-            }
         }
         Ok(LeaseState::Held {
             term: next,

@@ -46,6 +46,8 @@ impl Store {
         let location = Location::of(&config)?;
         let files = DataFiles::open_read_only(&location, config.clock.0.clone())?;
         tracing::info!(store = %location.describe(), "opening the store to read");
+        // Exported from the start, as counters are: a reader is where reads relist.
+        metrics::counter!(super::RELISTED_READS_METRIC).increment(0);
         Self::open_with(config, files).await
     }
 
