@@ -15,6 +15,7 @@
 //! | `refresh`        | listing a store other nodes write to again                        |
 //! | `missing_files`  | a read that finds a listed file gone lists again and reads again   |
 //! | `read_planner`   | `aggregate` and `series`: a window split over granularities, folded |
+//! | `moving_reads`   | long minute spans moved on from kept ones, both sides in one fold   |
 //! | `totals_cache`   | the caches of span and window totals the read planner keeps        |
 //! | `proxy_tables`   | writing and reading the `proxy_metrics_*` tables                   |
 //! | `sql`            | the tables SQL sees and the bounded SQL runner                     |
@@ -27,6 +28,7 @@ mod figures;
 mod maintenance;
 mod memory_permit;
 mod missing_files;
+mod moving_reads;
 mod open_minutes;
 mod opening;
 mod proxy_tables;
