@@ -195,9 +195,14 @@ impl<'a> ScannedRows<'a> {
             let server = (0..batch.num_rows())
                 .map(|row| sides.value(row) == Side::Server.as_str())
                 .collect();
-            let shard = (0..batch.num_rows())
-                .map(|row| shard_of(keys.row(row).as_ref(), shards) as u8)
-                .collect();
+            // One shard needs no hash of every key.
+            let shard = if shards == 1 {
+                vec![0; batch.num_rows()]
+            } else {
+                (0..batch.num_rows())
+                    .map(|row| shard_of(keys.row(row).as_ref(), shards) as u8)
+                    .collect()
+            };
             rows += batch.num_rows();
             scanned.push(ScannedBatch {
                 batch,
