@@ -3,7 +3,6 @@
 //! added to the aggregator; entries whose peer is not known yet are parked in the wait
 //! queue and retried.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use meshscope_storage::Binned;
@@ -83,46 +82,64 @@ impl Pipeline<'_> {
         }
     }
 
-    /// Retries parked entries: those that can now be named, and those whose wait is over.
+    /// Retries parked entries: those whose wait is over, and those that what the registry
+    /// learned since the last passes may name (see [`crate::learned_since`]); the others
+    /// would only wait again, and stay where they are.
     pub fn retry_waiting(&self, now_ms: i64) {
-        let pending: Vec<ParkedEntry> = std::mem::take(&mut *self.waiting.entries.lock()).into();
+        let mut recent = self.waiting.recent_learning.lock();
+        recent.advance(self.resolver.registry.take_learned());
+        let mut pending = std::mem::take(&mut *self.waiting.entries.lock());
         if pending.is_empty() {
             return;
         }
         let mut samples = Vec::new();
         let mut pair_entries = Vec::new();
-        let mut still = VecDeque::new();
         let mut tally = EvidenceTally::default();
-        for w in pending {
-            let may_wait = w.deadline_ms > now_ms;
-            match self
-                .resolver
-                .resolve(&w.reporter, w.role, &w.obs.view(), may_wait)
-            {
-                Resolution::Ready {
-                    attributions,
-                    evidence,
-                    identity_conflict,
-                } => {
-                    tally.add(evidence, identity_conflict);
-                    let peers = self.peers(&w.reporter, &attributions);
-                    self.contribute(
-                        &w.reporter,
-                        &w.obs.view(),
-                        &peers,
-                        identity_conflict,
-                        &mut samples,
-                        &mut pair_entries,
-                    );
-                }
-                Resolution::Wait => still.push_back(w),
+        // Parked in time order, so the entries whose wait is over come first.
+        while pending.front().is_some_and(|w| w.deadline_ms <= now_ms) {
+            if let Some(w) = pending.pop_front() {
+                self.resolve_now(w, &mut samples, &mut pair_entries);
             }
         }
+        if !recent.is_quiet() {
+            pending.retain(|w| {
+                let obs = w.obs.view();
+                let addresses = &obs.addresses;
+                if !recent.may_resolve(
+                    addresses.downstream_peer.get(),
+                    addresses.downstream_local.get(),
+                ) {
+                    return true;
+                }
+                let may_wait = w.deadline_ms > now_ms;
+                match self.resolver.resolve(&w.reporter, w.role, &obs, may_wait) {
+                    Resolution::Ready {
+                        attributions,
+                        evidence,
+                        identity_conflict,
+                    } => {
+                        tally.add(evidence, identity_conflict);
+                        let peers = self.peers(&w.reporter, &attributions);
+                        self.contribute(
+                            &w.reporter,
+                            &obs,
+                            &peers,
+                            identity_conflict,
+                            &mut samples,
+                            &mut pair_entries,
+                        );
+                        false
+                    }
+                    Resolution::Wait => true,
+                }
+            });
+        }
+        drop(recent);
         {
             let mut queue = self.waiting.entries.lock();
             // Entries parked meanwhile go after the older ones.
-            still.extend(queue.drain(..));
-            *queue = still;
+            pending.extend(queue.drain(..));
+            *queue = pending;
             metrics::gauge!(stats::JOIN_WAITING).set(queue.len() as f64);
         }
         self.record(&samples);

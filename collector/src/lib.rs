@@ -21,6 +21,7 @@ pub mod grpc_stream;
 mod hash_state;
 pub mod identity;
 pub mod ingest;
+pub mod learned_since;
 pub mod logged_address;
 pub mod message_split;
 pub mod metrics_service;

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ipnet::IpNet;
 use meshscope_storage::ServiceRef;
@@ -14,6 +15,7 @@ use crate::config::AddressMapping;
 use crate::error::{Error, Result};
 use crate::hash_state::FoldHashState;
 use crate::identity::NodeIdentity;
+use crate::learned_since::LearnedSince;
 use crate::names::{NamedService, SpiffeId};
 
 /// A server's listening address, learned from its own inbound entries.
@@ -52,6 +54,8 @@ struct ConnectionBook {
     older: HashMap<Tuple, Arc<ServiceRef>, FoldHashState>,
     owners: HashMap<ServiceRef, Arc<ServiceRef>, FoldHashState>,
     per_generation: usize,
+    /// What was learned since the parked entries were last retried.
+    learned: LearnedSince,
 }
 
 impl ConnectionBook {
@@ -62,12 +66,17 @@ impl ConnectionBook {
             older: HashMap::default(),
             owners: HashMap::default(),
             per_generation: (capacity / 2).max(1),
+            learned: LearnedSince::default(),
         }
     }
 
     fn insert(&mut self, tuple: Tuple, owner: &ServiceRef) {
         if self.newer.get(&tuple).is_some_and(|o| **o == *owner) {
             return;
+        }
+        // Found in the older generation under the same owner, the answer stays the same.
+        if !self.older.get(&tuple).is_some_and(|o| **o == *owner) {
+            self.learned.connection(tuple);
         }
         if self.newer.len() >= self.per_generation {
             self.older = std::mem::take(&mut self.newer);
@@ -153,6 +162,8 @@ pub fn parse_service_id(id: &str) -> ServiceRef {
 
 pub struct Registry {
     known: RwLock<Known>,
+    /// Set whenever `known` changes; taken by [`Registry::take_learned`].
+    names_changed: AtomicBool,
     connections: Mutex<ConnectionBook>,
     static_map: Vec<(Matcher, ServiceRef)>,
 }
@@ -172,6 +183,7 @@ impl Registry {
         static_map.sort_by_key(|(m, _)| std::cmp::Reverse(m.specificity()));
         Ok(Registry {
             known: RwLock::new(Known::default()),
+            names_changed: AtomicBool::new(false),
             connections: Mutex::new(ConnectionBook::new(connection_capacity)),
             static_map,
         })
@@ -188,6 +200,7 @@ impl Registry {
             }
         }
         let mut known = self.known.write();
+        self.names_changed.store(true, Ordering::Relaxed);
         known.reporters.insert(id.service.clone());
         if !id.cluster.is_empty() {
             known
@@ -295,6 +308,7 @@ impl Registry {
         if known.listeners.len() >= 100_000 && !known.listeners.contains_key(&addr) {
             return;
         }
+        self.names_changed.store(true, Ordering::Relaxed);
         known.listeners.insert(
             addr,
             Listener {
@@ -315,6 +329,7 @@ impl Registry {
         }
         let mut known = self.known.write();
         if known.by_cluster.len() < 100_000 {
+            self.names_changed.store(true, Ordering::Relaxed);
             known
                 .by_cluster
                 .insert(cluster.to_string(), service.clone());
@@ -344,6 +359,15 @@ impl Registry {
 
     pub fn is_reporter(&self, service: &ServiceRef) -> bool {
         self.known.read().reporters.contains(service)
+    }
+
+    /// What was learned since the last call (since the start, the first time): whether
+    /// any name changed, and the connections newly tied to a client. See
+    /// [`crate::learned_since`].
+    pub fn take_learned(&self) -> LearnedSince {
+        let mut learned = std::mem::take(&mut self.connections.lock().learned);
+        learned.names_changed = self.names_changed.swap(false, Ordering::Relaxed);
+        learned
     }
 }
 
@@ -385,6 +409,7 @@ impl Registry {
     /// Learns again what `state` holds, over what is known (nothing, at start).
     pub fn restore_learned(&self, state: LearnedState) {
         let mut known = self.known.write();
+        self.names_changed.store(true, Ordering::Relaxed);
         known.reporters.extend(state.reporters);
         known.by_cluster.extend(state.by_cluster);
         known.reporter_clusters.extend(state.reporter_clusters);

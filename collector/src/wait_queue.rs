@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 
 use crate::entry::OwnedObservation;
 use crate::identity::NodeIdentity;
+use crate::learned_since::RecentLearning;
 use crate::role::Role;
 
 /// An entry parked until its caller's report arrives or its wait runs out.
@@ -26,6 +27,8 @@ pub(crate) struct ParkedEntry {
 pub struct WaitQueue {
     pub(crate) entries: Mutex<VecDeque<ParkedEntry>>,
     pub(crate) capacity: usize,
+    /// What the registry learned over the last retry passes: which entries may resolve.
+    pub(crate) recent_learning: Mutex<RecentLearning>,
 }
 
 impl WaitQueue {
@@ -34,6 +37,7 @@ impl WaitQueue {
         WaitQueue {
             entries: Mutex::new(VecDeque::new()),
             capacity,
+            recent_learning: Mutex::new(RecentLearning::default()),
         }
     }
 

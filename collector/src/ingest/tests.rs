@@ -53,6 +53,11 @@ impl Harness {
 
     /// The pipeline over this harness, resolving at once (no join wait).
     fn pipeline(&self) -> Pipeline<'_> {
+        self.pipeline_waiting(0)
+    }
+
+    /// The pipeline over this harness, parking entries for up to `join_wait_ms`.
+    fn pipeline_waiting(&self, join_wait_ms: i64) -> Pipeline<'_> {
         Pipeline {
             role_rules: &self.rules,
             resolver: Resolver {
@@ -61,7 +66,7 @@ impl Harness {
             aggregator: &self.aggregator,
             waiting: &self.waiting,
             pairs: &self.pairs,
-            join_wait_ms: 0,
+            join_wait_ms,
             access_log: None,
         }
     }
@@ -289,4 +294,76 @@ fn a_passed_on_request_id_links_an_inbound_endpoint_to_the_calls_it_made() {
             assert_eq!(paired, 0);
         }
     }
+}
+
+/// An inbound entry parked for its caller's report is named as soon as the caller's
+/// proxy reports the connection, at the next retry; one whose connection nobody reports
+/// waits out its time and is then named as unknown.
+#[test]
+fn a_parked_entry_is_named_once_its_connection_is_learned_or_its_wait_is_over() {
+    let registry = Registry::new(&[], 1000).unwrap();
+    let frontend = reporter("frontend-1", "frontend");
+    let backend = reporter("backend-1", "backend");
+    for r in [&frontend, &backend] {
+        registry.register_reporter(r);
+    }
+    let harness = Harness::new(registry, RequestPairs::off());
+    let pipeline = harness.pipeline_waiting(5_000);
+    let inbound = ["10.0.0.9:4000", "10.0.0.8:5000"].map(|peer| {
+        let mut o = observation("inbound|8080||");
+        o.addresses.downstream_peer = addr(peer);
+        o.addresses.downstream_local = addr("10.0.0.2:8080");
+        o
+    });
+    pipeline.ingest(&context_of(&backend), inbound.into_iter(), 60_000);
+    assert_eq!(harness.waiting.len(), 2);
+    // The frontend's call on another connection teaches the backend's names, not these
+    // two connections.
+    let outbound = |port: u16| {
+        let mut o = observation("outbound|8080||backend.shop.svc.cluster.local");
+        o.addresses.upstream_local = LoggedAddress::Known(([10, 0, 0, 9], port).into());
+        o.addresses.upstream_remote = addr("10.0.0.2:8080");
+        o
+    };
+    pipeline.ingest(&context_of(&frontend), [outbound(3999)].into_iter(), 60_100);
+    for now in [60_250, 60_500, 60_600] {
+        pipeline.retry_waiting(now);
+    }
+    assert_eq!(
+        harness.waiting.len(),
+        2,
+        "nothing learned of theirs: both still wait"
+    );
+
+    // The frontend's proxy reports the call that opened the first connection.
+    pipeline.ingest(&context_of(&frontend), [outbound(4000)].into_iter(), 60_700);
+    pipeline.retry_waiting(60_750);
+    assert_eq!(
+        harness.waiting.len(),
+        1,
+        "the frontend's connection is named"
+    );
+    let server_edges = |aggregator: &Aggregator| {
+        calls(aggregator)
+            .into_iter()
+            .filter(|((side, key), _)| *side == Side::Server && key.contains("->"))
+            .map(|((_, key), n)| (key, n))
+            .collect::<BTreeMap<String, u64>>()
+    };
+    assert_eq!(
+        server_edges(&harness.aggregator),
+        BTreeMap::from([("shop/frontend -> shop/backend".to_string(), 1)])
+    );
+
+    pipeline.retry_waiting(64_999);
+    assert_eq!(harness.waiting.len(), 1, "its wait is not over yet");
+    pipeline.retry_waiting(65_000);
+    assert!(harness.waiting.is_empty());
+    assert_eq!(
+        server_edges(&harness.aggregator),
+        BTreeMap::from([
+            ("shop/frontend -> shop/backend".to_string(), 1),
+            ("unknown -> shop/backend".to_string(), 1),
+        ])
+    );
 }
