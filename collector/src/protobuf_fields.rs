@@ -47,7 +47,9 @@ impl<'a> Value<'a> {
 }
 
 /// Iterates over the fields of one encoded message: each item is a field number and its
-/// value, or the framing error that ends the message.
+/// value, or the framing error that ends the message. After an error it yields nothing
+/// more, so that a reader that skips errors (`filter_map(Result::ok)`) cannot read the
+/// same bad bytes for ever.
 pub(crate) struct Fields<'a> {
     buf: &'a [u8],
 }
@@ -134,13 +136,26 @@ impl<'a> Iterator for Fields<'a> {
         if self.buf.is_empty() {
             return None;
         }
-        Some(self.read_field())
+        let field = self.read_field();
+        if field.is_err() {
+            self.buf = &[];
+        }
+        Some(field)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_is_the_last_item() {
+        let mut fields = Fields::new(&[0x08, 0x01, 0x10, 0x96]);
+        assert!(fields.next().unwrap().is_ok());
+        assert_eq!(fields.next().unwrap().unwrap_err(), WireError::Varint);
+        assert!(fields.next().is_none());
+        assert_eq!(Fields::new(&[0x08, 0x96]).filter_map(Result::ok).count(), 0);
+    }
 
     #[test]
     fn varints_and_framing_errors() {

@@ -417,6 +417,19 @@ fn map_entry(buf: &[u8]) -> Result<(&[u8], &[u8]), Reject> {
 mod tests {
     use super::*;
 
+    /// A response code whose wrapper is badly framed (a varint cut short) reads as no
+    /// code; reading it once looped for ever on the same bytes.
+    #[test]
+    fn a_badly_framed_response_code_reads_as_none() {
+        // common_properties { start_time { seconds: 1 } }, then
+        // response { response_code { 0x08 0x96 } }.
+        let entry = [
+            0x0a, 0x04, 0x2a, 0x02, 0x08, 0x01, 0x22, 0x04, 0x0a, 0x02, 0x08, 0x96,
+        ];
+        let obs = read_entry_bytes(Protocol::Http, &entry, 1024).unwrap();
+        assert_eq!(obs.status, 0);
+    }
+
     #[test]
     fn a_message_whose_entry_list_is_badly_framed_is_refused_whole() {
         assert!(Message::parse(&[0x12, 0x03, 0x0a, 0x05, 0x00]).is_err());
