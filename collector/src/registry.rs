@@ -75,7 +75,7 @@ impl ConnectionBook {
             return;
         }
         // Found in the older generation under the same owner, the answer stays the same.
-        if !self.older.get(&tuple).is_some_and(|o| **o == *owner) {
+        if self.older.get(&tuple).is_none_or(|o| **o != *owner) {
             self.learned.connection(tuple);
         }
         if self.newer.len() >= self.per_generation {
