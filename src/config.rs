@@ -26,6 +26,8 @@ pub(crate) struct FileConfig {
 pub(crate) struct WalSection {
     pub(crate) sync: Option<meshscope_storage::wal::SyncPolicy>,
     pub(crate) sync_interval_ms: Option<u64>,
+    /// Write the log around the page cache (`O_DIRECT`) where the filesystem allows it.
+    pub(crate) direct_writes: Option<bool>,
     /// How often the unclosed minutes are checkpointed; 0 takes none.
     pub(crate) checkpoint_interval_ms: Option<u64>,
 }

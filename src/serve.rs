@@ -147,6 +147,7 @@ async fn serve(
             &data_dir,
             settings.wal_sync,
             settings.wal_sync_interval,
+            settings.wal_direct_writes,
             settings.wal_checkpoint_interval,
             settings.grpc_addr,
             server_tls.as_ref().map(|tls| tls.grpc.clone()),
@@ -343,6 +344,7 @@ async fn start_ingest(
     data_dir: &std::path::Path,
     wal_sync: wal::SyncPolicy,
     wal_sync_interval: Duration,
+    wal_direct_writes: bool,
     wal_checkpoint_interval: Option<Duration>,
     grpc_addr: SocketAddr,
     grpc_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
@@ -359,6 +361,7 @@ async fn start_ingest(
     let wal_config = WalConfig {
         sync: wal_sync,
         sync_interval: wal_sync_interval,
+        direct_writes: wal_direct_writes,
         ..WalConfig::in_dir(data_dir.join("wal"))
     };
     let replaying = collector.clone();
@@ -496,6 +499,7 @@ mod tests {
             collector: CollectorConfig::default(),
             wal_sync: meshscope_storage::wal::SyncPolicy::Interval,
             wal_sync_interval: Duration::from_millis(100),
+            wal_direct_writes: true,
             wal_checkpoint_interval: Some(Duration::from_secs(5)),
             store_list_interval: Duration::from_secs(2),
             security: crate::security::SecuritySettings::default(),

@@ -84,6 +84,11 @@ pub(crate) struct ServeArgs {
     /// [default: 100]
     #[arg(long, env = "MESHSCOPE_WAL_SYNC_INTERVAL_MS")]
     wal_sync_interval_ms: Option<u64>,
+    /// Write the log around the page cache (O_DIRECT) where the filesystem allows it, so
+    /// that its bytes are not copied into cached pages; plain writes where it does not
+    /// [default: true]
+    #[arg(long, env = "MESHSCOPE_WAL_DIRECT_WRITES")]
+    wal_direct_writes: Option<bool>,
     /// How often the unclosed minutes are checkpointed, so that a start replays only the
     /// log after the newest checkpoint; 0 takes none [default: 5000]
     #[arg(long, env = "MESHSCOPE_WAL_CHECKPOINT_INTERVAL_MS")]
@@ -134,6 +139,7 @@ pub(crate) struct Settings {
     pub(crate) collector: CollectorConfig,
     pub(crate) wal_sync: SyncPolicy,
     pub(crate) wal_sync_interval: Duration,
+    pub(crate) wal_direct_writes: bool,
     /// `None` takes no checkpoints.
     pub(crate) wal_checkpoint_interval: Option<Duration>,
     /// How often a query node lists the store again.
@@ -203,6 +209,10 @@ impl Settings {
                     .unwrap_or(DEFAULT_WAL_SYNC_INTERVAL_MS)
                     .max(1),
             ),
+            wal_direct_writes: args
+                .wal_direct_writes
+                .or(file.wal.direct_writes)
+                .unwrap_or(true),
             wal_checkpoint_interval: Some(
                 args.wal_checkpoint_interval_ms
                     .or(file.wal.checkpoint_interval_ms)
@@ -400,14 +410,24 @@ mod tests {
         let defaults = settings(&[], "");
         assert_eq!(defaults.wal_sync, SyncPolicy::Interval);
         assert_eq!(defaults.wal_sync_interval, Duration::from_millis(100));
-        let file = "[wal]\nsync = \"never\"\nsync_interval_ms = 250\n";
+        assert!(defaults.wal_direct_writes);
+        let file = "[wal]\nsync = \"never\"\nsync_interval_ms = 250\ndirect_writes = false\n";
         let from_file = settings(&[], file);
+        assert!(!from_file.wal_direct_writes);
         assert_eq!(from_file.wal_sync, SyncPolicy::Never);
         assert_eq!(from_file.wal_sync_interval, Duration::from_millis(250));
         let from_flags = settings(
-            &["--wal-sync", "always", "--wal-sync-interval-ms", "5"],
+            &[
+                "--wal-sync",
+                "always",
+                "--wal-sync-interval-ms",
+                "5",
+                "--wal-direct-writes",
+                "true",
+            ],
             file,
         );
+        assert!(from_flags.wal_direct_writes);
         assert_eq!(from_flags.wal_sync, SyncPolicy::Always);
         assert_eq!(from_flags.wal_sync_interval, Duration::from_millis(5));
         assert!(FileConfig::parse("[wal]\nsync = \"sometimes\"\n").is_err());

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tracing::error;
 
+use crate::wal::direct_file::DirectFile;
 use crate::wal::record::Position;
 use crate::wal::segment::{self, MAGIC, MAGIC_BYTES};
 use crate::wal::stats;
@@ -19,7 +20,43 @@ use crate::wal::writer::{Chunk, LOST_KEPT, Shared, SyncPolicy, WAKE_BYTES, WalCo
 /// The open segment file the thread appends to.
 struct OpenFile {
     seq: u64,
-    file: File,
+    file: SegmentFile,
+}
+
+/// A segment written around the page cache, or a plain file where that is refused.
+enum SegmentFile {
+    Direct(DirectFile),
+    Plain(File),
+}
+
+impl SegmentFile {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            SegmentFile::Direct(file) => file.append(bytes),
+            SegmentFile::Plain(file) => file.write_all(bytes),
+        }
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        match self {
+            SegmentFile::Direct(file) => file.sync_data(),
+            SegmentFile::Plain(file) => file.sync_data(),
+        }
+    }
+
+    fn sync_all(&self) -> std::io::Result<()> {
+        match self {
+            SegmentFile::Direct(file) => file.sync_all(),
+            SegmentFile::Plain(file) => file.sync_all(),
+        }
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        match self {
+            SegmentFile::Direct(file) => file.set_len(len),
+            SegmentFile::Plain(file) => file.set_len(len),
+        }
+    }
 }
 
 /// The writing thread: waits for a group, writes it, syncs it, tells waiters.
@@ -182,14 +219,28 @@ fn write_chunk(
             previous.file.sync_data().map_err(|e| ("sync", e))?;
         }
         let path = segment::path(&config.dir, chunk.segment);
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| ("create", e))?;
-        let len = file.metadata().map_err(|e| ("create", e))?.len();
+        let fresh = !path.exists();
+        let direct = match fresh && config.direct_writes {
+            true => DirectFile::create(&path, MAGIC).map_err(|e| ("create", e))?,
+            false => None,
+        };
+        let (mut file, len) = match direct {
+            Some(direct) => (SegmentFile::Direct(direct), 0),
+            None => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| ("create", e))?;
+                let len = file.metadata().map_err(|e| ("create", e))?.len();
+                (SegmentFile::Plain(file), len)
+            }
+        };
         if len == 0 {
-            file.write_all(MAGIC).map_err(|e| ("write", e))?;
+            // Written with the first group when around the page cache.
+            if let SegmentFile::Plain(file) = &mut file {
+                file.write_all(MAGIC).map_err(|e| ("write", e))?;
+            }
             written += MAGIC_BYTES;
             if config.sync != SyncPolicy::Never {
                 File::open(&config.dir)
@@ -211,6 +262,6 @@ fn write_chunk(
         });
     }
     let file = &mut open.as_mut().expect("opened above").file;
-    file.write_all(&chunk.bytes).map_err(|e| ("write", e))?;
+    file.append(&chunk.bytes).map_err(|e| ("write", e))?;
     Ok(written + chunk.bytes.len() as u64)
 }

@@ -12,6 +12,7 @@
 //! on its own.
 
 mod commit;
+pub mod direct_file;
 mod error;
 pub mod reader;
 pub mod record;

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::wal::direct_file::BLOCK;
 use crate::wal::record::{self, Damage};
 
 /// The first bytes of every segment: the format and its version.
@@ -105,6 +106,7 @@ pub fn scan(bytes: &[u8]) -> Scan {
                 records.push(at);
                 at += decoded.len;
             }
+            Err(_) if is_block_padding(bytes.len(), &bytes[at..]) => break,
             Err(damage) => {
                 let ending = classify(&bytes[at..], damage);
                 return Scan {
@@ -120,6 +122,13 @@ pub fn scan(bytes: &[u8]) -> Scan {
         valid_len: at,
         ending: Ending::Clean,
     }
+}
+
+/// Whether `rest`, the bytes after the last whole record of a file `file_len` long, is the
+/// zero padding that a write around the page cache leaves: fewer than a block of zeroes up
+/// to a block boundary ([`crate::wal::direct_file`]).
+fn is_block_padding(file_len: usize, rest: &[u8]) -> bool {
+    file_len.is_multiple_of(BLOCK) && rest.len() < BLOCK && rest.iter().all(|b| *b == 0)
 }
 
 /// A record that does not check out is the tail of an interrupted write when nothing but

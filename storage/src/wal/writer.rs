@@ -80,6 +80,9 @@ pub struct WalConfig {
     pub segment_age_ms: i64,
     /// Past this many buffered bytes, [`Appended::over_bound`] asks the caller to wait.
     pub max_buffered_bytes: usize,
+    /// Write segments around the page cache where the filesystem allows it
+    /// ([`crate::wal::direct_file`]); plain writes otherwise.
+    pub direct_writes: bool,
 }
 
 impl WalConfig {
@@ -91,6 +94,7 @@ impl WalConfig {
             segment_bytes: 64 * 1024 * 1024,
             segment_age_ms: 60_000,
             max_buffered_bytes: 64 * 1024 * 1024,
+            direct_writes: true,
         }
     }
 }
@@ -508,13 +512,21 @@ mod tests {
         seen
     }
 
+    /// Around the page cache and through it alike.
     #[tokio::test]
     async fn records_of_concurrent_streams_are_kept_each_with_its_header_per_segment() {
+        for direct_writes in [true, false] {
+            concurrent_streams_are_kept(direct_writes).await;
+        }
+    }
+
+    async fn concurrent_streams_are_kept(direct_writes: bool) {
         let dir = tempfile::tempdir().unwrap();
         let writer = Arc::new(
             WalWriter::start(
                 WalConfig {
                     segment_bytes: 4096,
+                    direct_writes,
                     ..config(dir.path(), SyncPolicy::Always)
                 },
                 1,
@@ -542,6 +554,8 @@ mod tests {
             streams.push(task.await.unwrap());
         }
         writer.close();
+        let summary = read_log(dir.path(), &dir.path().join("quarantine"), |_| {}).unwrap();
+        assert_eq!(summary.torn_tails, 0, "closed segments end clean");
         let records = read(dir.path());
         let segments = segment::list(dir.path()).unwrap();
         assert!(
