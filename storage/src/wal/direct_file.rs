@@ -115,7 +115,14 @@ fn open_direct(path: &Path) -> io::Result<Option<File>> {
         .open(path)
     {
         Ok(file) => Ok(Some(file)),
-        Err(error) if error.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+        Err(error)
+            if matches!(
+                error.raw_os_error(),
+                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)
+            ) =>
+        {
+            Ok(None)
+        }
         Err(error) => Err(error),
     }
 }
