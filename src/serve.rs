@@ -499,7 +499,7 @@ mod tests {
             collector: CollectorConfig::default(),
             wal_sync: meshscope_storage::wal::SyncPolicy::Interval,
             wal_sync_interval: Duration::from_millis(100),
-            wal_direct_writes: true,
+            wal_direct_writes: false,
             wal_checkpoint_interval: Some(Duration::from_secs(5)),
             store_list_interval: Duration::from_secs(2),
             security: crate::security::SecuritySettings::default(),

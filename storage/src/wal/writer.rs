@@ -81,7 +81,8 @@ pub struct WalConfig {
     /// Past this many buffered bytes, [`Appended::over_bound`] asks the caller to wait.
     pub max_buffered_bytes: usize,
     /// Write segments around the page cache where the filesystem allows it
-    /// ([`crate::wal::direct_file`]); plain writes otherwise.
+    /// ([`crate::wal::direct_file`]); plain writes otherwise, and by default: writes
+    /// around the cache wait for the device, which then bounds ingest.
     pub direct_writes: bool,
 }
 
@@ -94,7 +95,7 @@ impl WalConfig {
             segment_bytes: 64 * 1024 * 1024,
             segment_age_ms: 60_000,
             max_buffered_bytes: 64 * 1024 * 1024,
-            direct_writes: true,
+            direct_writes: false,
         }
     }
 }
