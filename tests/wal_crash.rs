@@ -120,7 +120,13 @@ async fn kill_9_under_load_twenty_times_keeps_what_was_accepted_and_no_more() {
 
     // Every other process writes its log around the page cache: both kinds of segment are
     // killed mid-write and replayed, also by a process of the other kind.
-    let direct = |cycle: usize| if cycle % 2 == 0 { "false" } else { "true" };
+    let direct = |cycle: usize| {
+        if cycle.is_multiple_of(2) {
+            "false"
+        } else {
+            "true"
+        }
+    };
     let mut server = Meshscope::start_as(
         "meshscope-0",
         dir.path(),
