@@ -41,17 +41,19 @@ mod upkeep_turn;
 mod writes;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use datafusion::prelude::SessionContext;
 
 use crate::clock::SharedClock;
 use crate::config::StoreConfig;
+use crate::error::Result;
 use crate::files::{DataFiles, Granularity};
 use crate::live_minutes::{LiveMinuteGroup, LiveProxyMinuteSource};
 use crate::model::{EpochMillis, Table};
 use crate::sliding;
 use crate::table::StoredTable;
+use crate::udf;
 
 pub use collector_members::{COLLECTOR_MEMBER_MAX_AGE_MS, COLLECTORS_DIR, CollectorMember};
 pub use figures::{MAINTENANCE_FAILURES_METRIC, MAINTENANCE_PASSES_METRIC, StoreFigures};
@@ -77,7 +79,9 @@ pub(crate) struct StoreState {
     pub(crate) files: DataFiles,
     pub(crate) tables: HashMap<(Table, Granularity), Arc<StoredTable>>,
     pub(crate) access_log: Arc<StoredTable>,
-    pub(crate) ctx: SessionContext,
+    /// The session the store's own reads plan with, made on first use
+    /// ([`Store::session`]).
+    pub(crate) ctx: OnceLock<SessionContext>,
     /// One maintenance pass at a time, whether from the background task or a caller.
     pub(crate) maintenance: tokio::sync::Mutex<()>,
     /// Taken in turn by the large transient uses of memory: a closing minute's encoding
@@ -115,9 +119,38 @@ impl Store {
         &self.inner.config
     }
 
-    /// The DataFusion session with every table and the sketch functions registered.
+    /// The DataFusion session with every table and the sketch functions registered, made
+    /// on first use: building a session's function registries touches megabytes of code,
+    /// which a server nobody has read from yet, or a collector that never reads, would
+    /// otherwise keep mapped (BENCHMARKS.md, "Idle memory").
     pub fn session(&self) -> &SessionContext {
-        &self.inner.ctx
+        self.inner.ctx.get_or_init(|| {
+            tracing::debug!("making the store's DataFusion session");
+            let ctx = SessionContext::new();
+            if let Err(error) = self.register_tables(&ctx) {
+                // Only a name registered twice fails, and a new session has none.
+                tracing::error!(%error, "registering the store's tables in its session");
+            }
+            ctx
+        })
+    }
+
+    /// Registers the store's object store, the sketch functions and every table in `ctx`.
+    pub(crate) fn register_tables(&self, ctx: &SessionContext) -> Result<()> {
+        let files = &self.inner.files;
+        ctx.register_object_store(files.url().as_ref(), files.object_store());
+        ctx.register_udaf(udf::merge_sketch());
+        ctx.register_udf(udf::quantile());
+        for table in self
+            .inner
+            .tables
+            .values()
+            .chain(self.inner.proxy_tables.values())
+            .chain(std::iter::once(&self.inner.access_log))
+        {
+            ctx.register_table(table.name.as_str(), table.clone())?;
+        }
+        Ok(())
     }
 
     /// The stored table of `table` at `granularity`.

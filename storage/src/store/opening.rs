@@ -1,12 +1,10 @@
-//! Opening a store: the tables of every granularity, the files already on disk, the
-//! DataFusion session, and the background upkeep task.
+//! Opening a store: the tables of every granularity, the files already on disk, and the
+//! background upkeep task. The DataFusion session is made on first use (`Store::session`).
 
 use crate::upkeep_lease::UpkeepLease;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-
-use datafusion::prelude::SessionContext;
 
 use super::totals_cache::{MAX_CACHED_TOTALS, TotalsCache};
 use super::{Store, StoreState, table_name};
@@ -20,7 +18,6 @@ use crate::proxy_table;
 use crate::schema::{self, MINUTE};
 use crate::sliding;
 use crate::table::StoredTable;
-use crate::udf;
 
 impl Store {
     /// Opens the store where `config` says (its data directory unless `store` names
@@ -65,10 +62,6 @@ impl Store {
     }
 
     async fn open_with(config: StoreConfig, files: DataFiles) -> Result<Store> {
-        let ctx = SessionContext::new();
-        ctx.register_object_store(files.url().as_ref(), files.object_store());
-        ctx.register_udaf(udf::merge_sketch());
-        ctx.register_udf(udf::quantile());
         let mut tables = HashMap::new();
         for table in Table::ALL {
             for granularity in Granularity::ALL {
@@ -113,7 +106,6 @@ impl Store {
                 stored.add_file(file);
                 reopened += 1;
             }
-            ctx.register_table(stored.name.as_str(), stored.clone())?;
         }
         tracing::info!(files = reopened, data_dir = %config.data_dir.display(), "store opened");
         super::figures::register_maintenance_counters();
@@ -128,7 +120,7 @@ impl Store {
             files,
             tables,
             access_log,
-            ctx,
+            ctx: std::sync::OnceLock::new(),
             maintenance: tokio::sync::Mutex::new(()),
             memory_peaks: tokio::sync::Mutex::new(()),
             proxy_registry: crate::proxy_registry::ProxyRegistry::default(),

@@ -224,6 +224,9 @@ impl Store {
         let Some(batches) = stored.live_rows_alone(span.start, span.end)? else {
             return Ok(None);
         };
+        if batches.iter().all(|batch| batch.num_rows() == 0) {
+            return Ok(Some(Vec::new()));
+        }
         let mut predicate = col(MINUTE)
             .gt_eq(timestamp(span.start))
             .and(col(MINUTE).lt(timestamp(span.end)));
@@ -232,8 +235,7 @@ impl Store {
         }
         let schema = datafusion::common::DFSchema::try_from(stored.schema.as_ref().clone())?;
         let predicate = self
-            .inner
-            .ctx
+            .session()
             .state()
             .create_physical_expr(predicate, &schema)?;
         batches
@@ -281,6 +283,15 @@ impl Store {
         range: TimeRange,
         filter: &KeyFilter,
     ) -> Result<Vec<SendableRecordBatchStream>> {
+        let stored = self.table(table, granularity);
+        // Rollups have no live rows: with no file in the range there is nothing to plan.
+        if granularity != Granularity::Minute
+            && stored
+                .files_overlapping(Some(range.start), Some(range.end))
+                .is_empty()
+        {
+            return Ok(Vec::new());
+        }
         let df = self.window_frame(table, granularity, range, filter).await?;
         let mut columns: Vec<&str> = vec![MINUTE, SIDE, LATENCY, OVERHEAD];
         columns.extend(key_columns(table));
@@ -412,8 +423,7 @@ impl Store {
         filter: &KeyFilter,
     ) -> Result<datafusion::dataframe::DataFrame> {
         let df = self
-            .inner
-            .ctx
+            .session()
             .table(table_name(table, granularity).as_str())
             .await?
             .filter(

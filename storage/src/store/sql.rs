@@ -18,7 +18,6 @@ use futures::TryStreamExt;
 use super::Store;
 use crate::config::SqlLimits;
 use crate::error::{Error, Result};
-use crate::udf;
 
 /// A table SQL can read, with its columns.
 #[derive(Clone, Debug)]
@@ -117,19 +116,7 @@ impl Store {
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);
-        let files = &self.inner.files;
-        ctx.register_object_store(files.url().as_ref(), files.object_store());
-        ctx.register_udaf(udf::merge_sketch());
-        ctx.register_udf(udf::quantile());
-        for table in self
-            .inner
-            .tables
-            .values()
-            .chain(self.inner.proxy_tables.values())
-            .chain(std::iter::once(&self.inner.access_log))
-        {
-            ctx.register_table(table.name.as_str(), table.clone())?;
-        }
+        self.register_tables(&ctx)?;
         Ok(ctx)
     }
 }
