@@ -199,6 +199,10 @@ fn describe_store() {
         "Bytes written to the write-ahead log."
     );
     describe_gauge!(wal::SEGMENTS, "Write-ahead log segment files on disk.");
+    describe_gauge!(
+        wal::DIRECT_WRITES,
+        "1 while the open write-ahead log segment is written around the page cache (O_DIRECT), 0 through it."
+    );
     describe_histogram!(
         wal::COMMIT_SECONDS,
         Unit::Seconds,

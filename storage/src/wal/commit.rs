@@ -2,14 +2,16 @@
 //! every `sync_interval` otherwise, sooner when the buffer grows large), writes it to its
 //! segments, fsyncs it unless the policy is `never`, and tells the waiters. A failed write
 //! loses its group (and whatever else was buffered for that segment), cuts the file back
-//! to its last whole record, and makes the next append start a new segment.
+//! to its last whole record, and makes the next append start a new segment. Segments are
+//! written around the page cache when the config asks for it, until the device falls
+//! behind the records coming in; the next segments are then written through the cache.
 
 use std::fs::File;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::wal::direct_file::DirectFile;
 use crate::wal::record::Position;
@@ -62,7 +64,9 @@ impl SegmentFile {
 /// The writing thread: waits for a group, writes it, syncs it, tells waiters.
 pub(super) fn write_loop(shared: &Shared) {
     let config = &shared.config;
-    let slow_disk = std::env::var_os(SLOW_DISK_ENV).map(std::path::PathBuf::from);
+    let slow_disk = config.slow_disk_file.clone();
+    // Cleared for good when writes around the page cache fall behind (see `falls_behind`).
+    let mut direct_allowed = config.direct_writes;
     let mut open: Option<OpenFile> = None;
     let mut failed_segment: Option<u64> = None;
     let mut last_write = Instant::now();
@@ -128,7 +132,7 @@ pub(super) fn write_loop(shared: &Shared) {
                 lost.push(range);
                 continue;
             }
-            match write_chunk(config, &mut open, chunk) {
+            match write_chunk(config, direct_allowed, &mut open, chunk) {
                 Ok(bytes) => written += bytes,
                 Err((reason, error)) => {
                     stats::write_failure(reason);
@@ -163,6 +167,22 @@ pub(super) fn write_loop(shared: &Shared) {
             }
         }
         metrics::histogram!(stats::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        let direct = matches!(
+            &open,
+            Some(OpenFile {
+                file: SegmentFile::Direct(_),
+                ..
+            })
+        );
+        if direct && falls_behind(shared) {
+            direct_allowed = false;
+            shared.state.lock().roll_next = true;
+            warn!(
+                waiting_bytes = shared.state.lock().buffered,
+                "the device does not keep up with writes around the page cache; the log's next segments are written through it"
+            );
+        }
+        metrics::gauge!(stats::DIRECT_WRITES).set(if direct { 1.0 } else { 0.0 });
         metrics::counter!(stats::BYTES_WRITTEN).increment(written);
         if !lost.is_empty() {
             let records: u64 = lost.len() as u64;
@@ -182,6 +202,12 @@ pub(super) fn write_loop(shared: &Shared) {
         }
         shared.state.lock().recycle(chunks);
     }
+}
+
+/// Whether the records appended while the last group was written are half the buffer's
+/// bound: the device takes bytes more slowly than they come.
+fn falls_behind(shared: &Shared) -> bool {
+    shared.state.lock().buffered >= shared.config.max_buffered_bytes / 2
 }
 
 /// The environment variable naming a file that, while it holds a number, makes every
@@ -208,6 +234,7 @@ fn wait_for_slow_disk(file: &std::path::Path, started: Instant) {
 /// needed; the number of bytes written, or why not.
 fn write_chunk(
     config: &WalConfig,
+    direct_allowed: bool,
     open: &mut Option<OpenFile>,
     chunk: &Chunk,
 ) -> Result<u64, (&'static str, std::io::Error)> {
@@ -220,7 +247,7 @@ fn write_chunk(
         }
         let path = segment::path(&config.dir, chunk.segment);
         let fresh = !path.exists();
-        let direct = match fresh && config.direct_writes {
+        let direct = match fresh && direct_allowed {
             true => DirectFile::create(&path, MAGIC).map_err(|e| ("create", e))?,
             false => None,
         };
@@ -264,4 +291,83 @@ fn write_chunk(
     let file = &mut open.as_mut().expect("opened above").file;
     file.append(&chunk.bytes).map_err(|e| ("write", e))?;
     Ok(written + chunk.bytes.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::wal::reader::read_log;
+    use crate::wal::record::RecordKind;
+    use crate::wal::writer::WalWriter;
+
+    fn entries(dir: &Path) -> Vec<Vec<u8>> {
+        let mut seen = Vec::new();
+        read_log(dir, &dir.join("quarantine"), |r| {
+            if r.kind == RecordKind::Entry {
+                seen.push(r.payload.to_vec());
+            }
+        })
+        .unwrap();
+        seen
+    }
+
+    /// A device slower than the records come makes the next segment a plain one; every
+    /// record is kept across the change.
+    #[tokio::test]
+    async fn writes_around_the_page_cache_give_way_when_the_device_falls_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("wal");
+        std::fs::create_dir_all(&wal).unwrap();
+        let probe = dir.path().join("probe");
+        let direct_here = DirectFile::create(&probe, MAGIC).unwrap().is_some();
+        let slow_disk = dir.path().join("slow");
+        std::fs::write(&slow_disk, "300").unwrap();
+        let writer = WalWriter::start(
+            WalConfig {
+                sync_interval: Duration::from_millis(20),
+                max_buffered_bytes: 64 * 1024,
+                direct_writes: true,
+                slow_disk_file: Some(slow_disk.clone()),
+                ..WalConfig::in_dir(&wal)
+            },
+            1,
+            1,
+            Vec::new(),
+        )
+        .unwrap();
+        let stream = writer.open_stream(b"h".to_vec());
+        let mut want = vec![vec![0u8; 1000]];
+        writer.append(stream, 0, &want[0]).unwrap();
+        // The writer has taken the first record and spends 300 ms on it: 40 kB more come
+        // meanwhile, over half the 64 kB bound.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut end = None;
+        for i in 1..=40u8 {
+            want.push(vec![i; 1000]);
+            end = Some(writer.append(stream, 0, &want[i as usize]).unwrap().end);
+        }
+        writer.wait_durable(end.unwrap()).await.unwrap();
+        std::fs::write(&slow_disk, "").unwrap();
+        want.push(vec![99u8; 777]);
+        let last = writer.append(stream, 0, &want[41]).unwrap().end;
+        writer.wait_durable(last).await.unwrap();
+        writer.close();
+
+        assert_eq!(entries(&wal), want, "every record, in order");
+        let lengths: Vec<u64> = segment::list(&wal)
+            .unwrap()
+            .iter()
+            .map(|(_, path)| std::fs::metadata(path).unwrap().len())
+            .collect();
+        if !direct_here {
+            // A filesystem that refuses O_DIRECT (tmpfs) gets plain writes from the start.
+            assert_eq!(lengths.len(), 1, "{lengths:?}");
+            return;
+        }
+        assert_eq!(lengths.len(), 2, "a new segment after falling behind");
+        assert_eq!(lengths[0] % 4096, 0, "the first written around the cache");
+        assert_ne!(lengths[1] % 4096, 0, "the second through it: {lengths:?}");
+    }
 }

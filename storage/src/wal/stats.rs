@@ -11,6 +11,8 @@ pub const COMMIT_SECONDS: &str = "meshscope_wal_commit_seconds";
 pub const WRITE_FAILURES: &str = "meshscope_wal_write_failures_total";
 /// Records dropped because a write failed or the buffer was over its bound.
 pub const RECORDS_LOST: &str = "meshscope_wal_records_lost_total";
+/// 1 while the open segment is written around the page cache, 0 through it.
+pub const DIRECT_WRITES: &str = "meshscope_wal_direct_writes";
 /// Files moved aside to `quarantine/` at start, by `kind`.
 pub const QUARANTINED: &str = "meshscope_quarantined_files_total";
 

@@ -81,9 +81,14 @@ pub struct WalConfig {
     /// Past this many buffered bytes, [`Appended::over_bound`] asks the caller to wait.
     pub max_buffered_bytes: usize,
     /// Write segments around the page cache where the filesystem allows it
-    /// ([`crate::wal::direct_file`]); plain writes otherwise, and by default: writes
-    /// around the cache wait for the device, which then bounds ingest.
+    /// ([`crate::wal::direct_file`]), for as long as the device keeps up: writes around
+    /// the cache wait for the device, so when half of `max_buffered_bytes` is waiting
+    /// after a group, the next segments are written through the page cache instead (the
+    /// rest of the process's life). Plain writes throughout when false.
     pub direct_writes: bool,
+    /// A file whose number makes every group take that many milliseconds longer, as on a
+    /// slow disk (for tests; [`crate::wal::SLOW_DISK_ENV`] names it by default).
+    pub slow_disk_file: Option<PathBuf>,
 }
 
 impl WalConfig {
@@ -95,7 +100,8 @@ impl WalConfig {
             segment_bytes: 64 * 1024 * 1024,
             segment_age_ms: 60_000,
             max_buffered_bytes: 64 * 1024 * 1024,
-            direct_writes: false,
+            direct_writes: true,
+            slow_disk_file: std::env::var_os(super::commit::SLOW_DISK_ENV).map(PathBuf::from),
         }
     }
 }
