@@ -108,7 +108,7 @@ pub fn scan(bytes: &[u8]) -> Scan {
             }
             Err(_) if is_block_padding(bytes.len(), &bytes[at..]) => break,
             Err(damage) => {
-                let ending = classify(&bytes[at..], damage);
+                let ending = classify(at, &bytes[at..], damage);
                 return Scan {
                     records,
                     valid_len: at,
@@ -131,15 +131,25 @@ fn is_block_padding(file_len: usize, rest: &[u8]) -> bool {
     file_len.is_multiple_of(BLOCK) && rest.len() < BLOCK && rest.iter().all(|b| *b == 0)
 }
 
-/// A record that does not check out is the tail of an interrupted write when nothing but
-/// zeroes follows it or when it reaches the end of the file; otherwise the file is damaged
+/// A record at `at` that does not check out is the tail of an interrupted write when
+/// nothing but zeroes follows it, when it reaches the end of the file, or when zeroes run
+/// from it to a block boundary with more bytes after them; otherwise the file is damaged
 /// in its middle.
-fn classify(rest: &[u8], damage: Damage) -> Ending {
+///
+/// The last case is a write around the page cache cut short: such a write starts by
+/// rewriting the block its predecessor padded with zeroes, and a crash may keep that
+/// block's old zeroes and some of the later blocks; the bytes after them continue records
+/// that began in the lost block, so none of them can be read.
+fn classify(at: usize, rest: &[u8], damage: Damage) -> Ending {
     let reason = match damage {
         Damage::Truncated => return Ending::TornTail,
         Damage::Corrupt(reason) => reason,
     };
     if rest.iter().all(|b| *b == 0) {
+        return Ending::TornTail;
+    }
+    let padding = (BLOCK - at % BLOCK) % BLOCK;
+    if padding > 0 && rest.len() > padding && rest[..padding].iter().all(|b| *b == 0) {
         return Ending::TornTail;
     }
     let declared = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
@@ -213,6 +223,27 @@ mod tests {
         assert_eq!(scan_ending(b""), Ending::TornTail);
         assert!(matches!(
             scan_ending(b"PAR1 and more"),
+            Ending::CorruptMiddle { .. }
+        ));
+    }
+
+    /// The padded block of one direct write, then blocks of the next one whose rewrite of
+    /// that block was lost: the records before the zeroes are kept, the rest cut off.
+    #[test]
+    fn a_direct_write_that_lost_its_first_block_is_a_torn_tail() {
+        let bytes = segment(&[b"first", b"second"]);
+        let mut torn = bytes.clone();
+        torn.resize(BLOCK, 0);
+        torn.extend_from_slice(&[7; 100]);
+        let scan = scan(&torn);
+        assert_eq!(scan.ending, Ending::TornTail);
+        assert_eq!((scan.records.len(), scan.valid_len), (2, bytes.len()));
+        // Zeroes that stop short of the block boundary are damage, as before.
+        let mut damaged = bytes.clone();
+        damaged.extend_from_slice(&[0; 64]);
+        damaged.extend_from_slice(&segment(&[b"third"])[MAGIC.len()..]);
+        assert!(matches!(
+            scan_ending(&damaged),
             Ending::CorruptMiddle { .. }
         ));
     }
