@@ -98,40 +98,25 @@ impl Pipeline<'_> {
         // Parked in time order, so the entries whose wait is over come first.
         while pending.front().is_some_and(|w| w.deadline_ms <= now_ms) {
             if let Some(w) = pending.pop_front() {
-                self.resolve_now(w, &mut samples, &mut pair_entries);
+                self.resolve_parked(&w, false, &mut tally, &mut samples, &mut pair_entries);
             }
         }
         if !recent.is_quiet() {
             pending.retain(|w| {
-                let obs = w.obs.view();
-                let addresses = &obs.addresses;
-                if !recent.may_resolve(
+                let addresses = &w.obs.view().addresses;
+                let may_resolve = recent.may_resolve(
                     addresses.downstream_peer.get(),
                     addresses.downstream_local.get(),
-                ) {
-                    return true;
-                }
-                let may_wait = w.deadline_ms > now_ms;
-                match self.resolver.resolve(&w.reporter, w.role, &obs, may_wait) {
-                    Resolution::Ready {
-                        attributions,
-                        evidence,
-                        identity_conflict,
-                    } => {
-                        tally.add(evidence, identity_conflict);
-                        let peers = self.peers(&w.reporter, &attributions);
-                        self.contribute(
-                            &w.reporter,
-                            &obs,
-                            &peers,
-                            identity_conflict,
-                            &mut samples,
-                            &mut pair_entries,
-                        );
-                        false
-                    }
-                    Resolution::Wait => true,
-                }
+                );
+                let resolved = may_resolve
+                    && self.resolve_parked(
+                        w,
+                        w.deadline_ms > now_ms,
+                        &mut tally,
+                        &mut samples,
+                        &mut pair_entries,
+                    );
+                !resolved
             });
         }
         drop(recent);
@@ -152,8 +137,9 @@ impl Pipeline<'_> {
         let pending: Vec<ParkedEntry> = std::mem::take(&mut *self.waiting.entries.lock()).into();
         let mut samples = Vec::new();
         let mut pair_entries = Vec::new();
+        let mut tally = EvidenceTally::default();
         for w in pending {
-            self.resolve_now(w, &mut samples, &mut pair_entries);
+            self.resolve_parked(&w, false, &mut tally, &mut samples, &mut pair_entries);
         }
         metrics::gauge!(stats::JOIN_WAITING).set(0.0);
         self.record(&samples);
@@ -208,26 +194,29 @@ impl Pipeline<'_> {
         }
     }
 
-    fn resolve_now(&self, w: ParkedEntry, samples: &mut Vec<Row>, pairs: &mut Vec<PairEntry>) {
-        if let Resolution::Ready {
+    /// Resolves a parked entry again and, when it is named (always, unless `may_wait`),
+    /// adds its rows and pairing entry; whether it was.
+    fn resolve_parked(
+        &self,
+        w: &ParkedEntry,
+        may_wait: bool,
+        tally: &mut EvidenceTally,
+        samples: &mut Vec<Row>,
+        pairs: &mut Vec<PairEntry>,
+    ) -> bool {
+        let obs = w.obs.view();
+        let Resolution::Ready {
             attributions,
             evidence,
             identity_conflict,
-        } = self
-            .resolver
-            .resolve(&w.reporter, w.role, &w.obs.view(), false)
-        {
-            EvidenceTally::default().add(evidence, identity_conflict);
-            let peers = self.peers(&w.reporter, &attributions);
-            self.contribute(
-                &w.reporter,
-                &w.obs.view(),
-                &peers,
-                identity_conflict,
-                samples,
-                pairs,
-            );
-        }
+        } = self.resolver.resolve(&w.reporter, w.role, &obs, may_wait)
+        else {
+            return false;
+        };
+        tally.add(evidence, identity_conflict);
+        let peers = self.peers(&w.reporter, &attributions);
+        self.contribute(&w.reporter, &obs, &peers, identity_conflict, samples, pairs);
+        true
     }
 
     fn record(&self, samples: &[Row]) {
@@ -457,7 +446,13 @@ impl<'m> MessageIngest<'_, 'm> {
                 if queue.len() >= pipeline.waiting.capacity {
                     // Full: resolve now with what is known rather than drop or grow.
                     drop(queue);
-                    pipeline.resolve_now(w, &mut self.samples, &mut self.pair_entries);
+                    pipeline.resolve_parked(
+                        &w,
+                        false,
+                        &mut self.tally,
+                        &mut self.samples,
+                        &mut self.pair_entries,
+                    );
                     queue = pipeline.waiting.entries.lock();
                 } else {
                     queue.push_back(w);
