@@ -61,20 +61,36 @@ pub(crate) fn large_use_of_memory(starts: bool) {
     let _ = starts;
 }
 
-/// Applies the settings above, unless the standard `MIMALLOC_PURGE_DELAY` and
-/// `MIMALLOC_ALLOW_THP` variables ask otherwise.
+/// Applies the settings above, unless the standard `MIMALLOC_PURGE_DELAY` variable asks
+/// otherwise. Transparent huge pages are turned off before `main`, by
+/// [`TRANSPARENT_HUGE_PAGES_OFF_BEFORE_MAIN`].
 pub(crate) fn return_freed_memory_promptly() {
-    #[cfg(target_os = "linux")]
-    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-        // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
-        let failed = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0;
-        if failed {
-            tracing::debug!("transparent huge pages stay on: prctl refused");
-        }
-    }
     #[cfg(feature = "mimalloc")]
     if purge_delay_is_ours() {
         // SAFETY: setting an option is a plain store that mimalloc reads on its next purge.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
+    }
+}
+
+/// Turns transparent huge pages off for the process before `main` runs, unless
+/// `MIMALLOC_ALLOW_THP` is set: the allocator's first region is mapped by the first
+/// allocation, made before `main`, and with huge pages still on that region was faulted
+/// in 2 MiB at a time, 4 MiB of an idle server's 11 MiB of anonymous memory (BENCHMARKS.md,
+/// "Idle memory"). Turning them off from `main` came too late for those pages.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static TRANSPARENT_HUGE_PAGES_OFF_BEFORE_MAIN: extern "C" fn() = transparent_huge_pages_off;
+
+#[cfg(target_os = "linux")]
+extern "C" fn transparent_huge_pages_off() {
+    // SAFETY: getenv reads the environment the loader set up, with a NUL-terminated name;
+    // PR_SET_THP_DISABLE takes plain integers and touches no memory of ours. Nothing here
+    // allocates, so it is sound before the Rust runtime starts.
+    unsafe {
+        if libc::getenv(c"MIMALLOC_ALLOW_THP".as_ptr()).is_null() {
+            // Refused only by a kernel without the call; huge pages then stay as they are.
+            let _ = libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        }
     }
 }
