@@ -99,6 +99,11 @@ struct Measured {
     cpu_seconds: f64,
     cpu_seconds_per_million_entries: f64,
     peak_rss_mib: f64,
+    /// Whether the write-ahead log was still written around the page cache when the load
+    /// ended (`meshscope_wal_direct_writes`; it turns to plain writes when the device falls
+    /// behind): the two cost the collector differently. Absent for the sink.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wal_direct_writes: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -195,8 +200,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         for pair in 1..=args.pairs.max(1) {
             let measured = measure_sink(&exe, &pool, plan).await?;
             if pair < args.pairs {
-                let (mut child, grpc, _, _data) = spawn_serve(&exe)?;
-                let meshscope = measure(&mut child, grpc, &pool, plan).await;
+                let (mut child, grpc, http, _data) = spawn_serve(&exe)?;
+                let meshscope = measure(&mut child, grpc, Some(http), &pool, plan).await;
                 stop(child);
                 let meshscope = meshscope?;
                 print_line("meshscope", &meshscope);
@@ -219,7 +224,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             Arc::clone(&watched),
         ))
     });
-    let meshscope = measure(&mut child, grpc, &pool, plan).await?;
+    let meshscope = measure(&mut child, grpc, Some(http), &pool, plan).await?;
     print_line("meshscope", &meshscope);
     let freshness = if args.freshness_seconds > 0.0 && args.steady_rate.is_none() {
         let rate = meshscope.entries_per_second / 2.0;
@@ -335,7 +340,7 @@ fn median(mut values: Vec<f64>) -> Option<f64> {
 async fn measure_sink(exe: &Path, pool: &Arc<Pool>, plan: Plan) -> Result<Measured> {
     let grpc = free_port()?;
     let mut child = spawn(exe, &["sink", "--grpc-addr", &grpc.to_string()])?;
-    let measured = measure(&mut child, grpc, pool, plan).await;
+    let measured = measure(&mut child, grpc, None, pool, plan).await;
     stop(child);
     let measured = measured?;
     print_line("sink", &measured);
@@ -349,10 +354,12 @@ fn print_line(what: &str, m: &Measured) {
     );
 }
 
-/// Sends the plan's load to a child server and reads what it cost the child.
+/// Sends the plan's load to a child server and reads what it cost the child, and, when
+/// the child is meshscope (`http` given), how its log was being written at the end.
 async fn measure(
     child: &mut Child,
     grpc: SocketAddr,
+    http: Option<SocketAddr>,
     pool: &Arc<Pool>,
     plan: Plan,
 ) -> Result<Measured> {
@@ -361,11 +368,18 @@ async fn measure(
     let before = cpu_seconds(pid)?;
     let sent = max::send(&format!("http://{grpc}"), pool.clone(), plan).await?;
     let cpu = cpu_seconds(pid)? - before;
+    let wal_direct_writes = match http {
+        Some(http) => http_get(http, "/metrics")
+            .await?
+            .map(|page| restart::metric(&page, "meshscope_wal_direct_writes") == 1.0),
+        None => None,
+    };
     Ok(Measured {
         entries_per_second: sent.entries_per_second(),
         cpu_seconds: cpu,
         cpu_seconds_per_million_entries: cpu / (sent.entries as f64 / 1e6).max(1e-9),
         peak_rss_mib: peak_rss_mib(pid)?,
+        wal_direct_writes,
         sent,
     })
 }

@@ -67,6 +67,8 @@ pub(super) fn write_loop(shared: &Shared) {
     let slow_disk = config.slow_disk_file.clone();
     // Cleared for good when writes around the page cache fall behind (see `falls_behind`).
     let mut direct_allowed = config.direct_writes;
+    // Direct groups in a row after which the records waiting were half the bound.
+    let mut behind_groups = 0u32;
     let mut open: Option<OpenFile> = None;
     let mut failed_segment: Option<u64> = None;
     let mut last_write = Instant::now();
@@ -174,7 +176,13 @@ pub(super) fn write_loop(shared: &Shared) {
                 ..
             })
         );
-        if direct && falls_behind(shared) {
+        behind_groups = if direct && falls_behind(shared) {
+            behind_groups + 1
+        } else {
+            0
+        };
+        // Once: the segment open when it happens is written to its end as it began.
+        if direct_allowed && behind_groups >= BEHIND_GROUPS_BEFORE_PLAIN {
             direct_allowed = false;
             shared.state.lock().roll_next = true;
             warn!(
@@ -204,8 +212,16 @@ pub(super) fn write_loop(shared: &Shared) {
     }
 }
 
+/// Direct groups in a row that must each leave half the buffer's bound waiting before the
+/// log turns to plain writes. One such group only says that the writing thread was held
+/// up once (two cores busy with the load kept it off the processor for a tenth of a
+/// second, and a run at full load turned to plain writes for good); a device slower than
+/// the load leaves the buffer full group after group, so three take it there within about
+/// a second.
+const BEHIND_GROUPS_BEFORE_PLAIN: u32 = 3;
+
 /// Whether the records appended while the last group was written are half the buffer's
-/// bound: the device takes bytes more slowly than they come.
+/// bound: the device took them more slowly than they came.
 fn falls_behind(shared: &Shared) -> bool {
     shared.state.lock().buffered >= shared.config.max_buffered_bytes / 2
 }
@@ -295,7 +311,7 @@ fn write_chunk(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     use super::*;
     use crate::wal::reader::read_log;
@@ -313,16 +329,15 @@ mod tests {
         seen
     }
 
-    /// A device slower than the records come makes the next segment a plain one; every
-    /// record is kept across the change.
-    #[tokio::test]
-    async fn writes_around_the_page_cache_give_way_when_the_device_falls_behind() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = dir.path().join("wal");
+    /// A writer whose groups each take as many milliseconds longer as the file `slow`
+    /// holds (300 at first), with a 64 kB bound; whether O_DIRECT works where it writes.
+    fn writer_on_a_slow_device(dir: &Path) -> (WalWriter, PathBuf, PathBuf, bool) {
+        let wal = dir.join("wal");
         std::fs::create_dir_all(&wal).unwrap();
-        let probe = dir.path().join("probe");
-        let direct_here = DirectFile::create(&probe, MAGIC).unwrap().is_some();
-        let slow_disk = dir.path().join("slow");
+        let direct_here = DirectFile::create(&dir.join("probe"), MAGIC)
+            .unwrap()
+            .is_some();
+        let slow_disk = dir.join("slow");
         std::fs::write(&slow_disk, "300").unwrap();
         let writer = WalWriter::start(
             WalConfig {
@@ -337,37 +352,91 @@ mod tests {
             Vec::new(),
         )
         .unwrap();
+        (writer, wal, slow_disk, direct_here)
+    }
+
+    fn segment_lengths(wal: &Path) -> Vec<u64> {
+        segment::list(wal)
+            .unwrap()
+            .iter()
+            .map(|(_, path)| std::fs::metadata(path).unwrap().len())
+            .collect()
+    }
+
+    /// A device slower than the records come, group after group, makes the next segment
+    /// a plain one; every record is kept across the change.
+    #[tokio::test]
+    async fn writes_around_the_page_cache_give_way_when_the_device_falls_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, wal, slow_disk, direct_here) = writer_on_a_slow_device(dir.path());
         let stream = writer.open_stream(b"h".to_vec());
-        let mut want = vec![vec![0u8; 1000]];
-        writer.append(stream, 0, &want[0]).unwrap();
-        // The writer has taken the first record and spends 300 ms on it: 40 kB more come
-        // meanwhile, over half the 64 kB bound.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // 10 kB every 20 ms for 1.5 s: each 300 ms group leaves far over half the bound
+        // waiting behind it, five groups in a row.
+        let mut want = Vec::new();
         let mut end = None;
-        for i in 1..=40u8 {
-            want.push(vec![i; 1000]);
-            end = Some(writer.append(stream, 0, &want[i as usize]).unwrap().end);
+        for burst in 0..75u32 {
+            for i in 0..10u32 {
+                let record = vec![(burst * 10 + i) as u8; 1000];
+                end = Some(writer.append(stream, 0, &record).unwrap().end);
+                want.push(record);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         writer.wait_durable(end.unwrap()).await.unwrap();
         std::fs::write(&slow_disk, "").unwrap();
-        want.push(vec![99u8; 777]);
-        let last = writer.append(stream, 0, &want[41]).unwrap().end;
+        want.push(vec![200u8; 777]);
+        let last = writer.append(stream, 0, want.last().unwrap()).unwrap().end;
         writer.wait_durable(last).await.unwrap();
         writer.close();
 
         assert_eq!(entries(&wal), want, "every record, in order");
-        let lengths: Vec<u64> = segment::list(&wal)
-            .unwrap()
-            .iter()
-            .map(|(_, path)| std::fs::metadata(path).unwrap().len())
-            .collect();
+        let lengths = segment_lengths(&wal);
         if !direct_here {
             // A filesystem that refuses O_DIRECT (tmpfs) gets plain writes from the start.
             assert_eq!(lengths.len(), 1, "{lengths:?}");
             return;
         }
-        assert_eq!(lengths.len(), 2, "a new segment after falling behind");
+        assert_eq!(
+            lengths.len(),
+            2,
+            "one new segment after falling behind: {lengths:?}"
+        );
         assert_eq!(lengths[0] % 4096, 0, "the first written around the cache");
         assert_ne!(lengths[1] % 4096, 0, "the second through it: {lengths:?}");
+    }
+
+    /// One group held up (the writing thread kept off the processor, say) leaves the log
+    /// written around the page cache: the records after it go on in the same segment.
+    #[tokio::test]
+    async fn one_group_held_up_keeps_writes_around_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, wal, slow_disk, direct_here) = writer_on_a_slow_device(dir.path());
+        let stream = writer.open_stream(b"h".to_vec());
+        let mut want = vec![vec![0u8; 1000]];
+        writer.append(stream, 0, &want[0]).unwrap();
+        // The first group is held up; 40 kB, over half the bound, come meanwhile.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for i in 1..=40u8 {
+            want.push(vec![i; 1000]);
+            writer.append(stream, 0, want.last().unwrap()).unwrap();
+        }
+        std::fs::write(&slow_disk, "").unwrap();
+        for i in 41..=60u8 {
+            want.push(vec![i; 1000]);
+            let end = writer.append(stream, 0, want.last().unwrap()).unwrap().end;
+            writer.wait_durable(end).await.unwrap();
+        }
+        writer.close();
+
+        assert_eq!(entries(&wal), want, "every record, in order");
+        let lengths = segment_lengths(&wal);
+        assert_eq!(lengths.len(), 1, "no new segment: {lengths:?}");
+        if direct_here {
+            assert_eq!(
+                lengths[0] % 4096,
+                0,
+                "written around the cache: {lengths:?}"
+            );
+        }
     }
 }

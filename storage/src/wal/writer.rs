@@ -83,8 +83,9 @@ pub struct WalConfig {
     /// Write segments around the page cache where the filesystem allows it
     /// ([`crate::wal::direct_file`]), for as long as the device keeps up: writes around
     /// the cache wait for the device, so when half of `max_buffered_bytes` is waiting
-    /// after a group, the next segments are written through the page cache instead (the
-    /// rest of the process's life). Plain writes throughout when false.
+    /// after each of three groups in a row, the next segments are written through the
+    /// page cache instead (the rest of the process's life). Plain writes throughout when
+    /// false.
     pub direct_writes: bool,
     /// A file whose number makes every group take that many milliseconds longer, as on a
     /// slow disk (for tests; [`crate::wal::SLOW_DISK_ENV`] names it by default).

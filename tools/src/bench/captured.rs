@@ -39,8 +39,8 @@ pub(super) async fn measure_captured(
         "captured traffic encoded"
     );
     let sink = measure_sink(exe, &pool, plan).await?;
-    let (mut child, grpc, _, _data) = spawn_serve(exe)?;
-    let meshscope = measure(&mut child, grpc, &pool, plan).await;
+    let (mut child, grpc, http, _data) = spawn_serve(exe)?;
+    let meshscope = measure(&mut child, grpc, Some(http), &pool, plan).await;
     stop(child);
     let meshscope = meshscope?;
     print_line("captured", &meshscope);

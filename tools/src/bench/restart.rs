@@ -200,7 +200,7 @@ fn dir_size(dir: &Path) -> (u64, usize) {
 }
 
 /// The value of an unlabelled series in a Prometheus text page, 0 when absent.
-fn metric(page: &str, name: &str) -> f64 {
+pub(super) fn metric(page: &str, name: &str) -> f64 {
     page.lines()
         .filter(|line| !line.starts_with('#'))
         .find_map(|line| {
