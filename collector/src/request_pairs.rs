@@ -36,6 +36,10 @@ pub const MAX_ENTRIES_PER_REQUEST: usize = 64;
 /// Entries held in all, per request of the capacity: past it the oldest settle early.
 const ENTRIES_PER_REQUEST_HELD: usize = 4;
 
+/// Due requests whose index slots and entries are brought into the caches together
+/// before they are settled (see [`WaitingRequests::warm_oldest`]).
+const SETTLE_BATCH: usize = 64;
+
 /// The most requests that may wait, whatever the configuration says: the ring of waiting
 /// entries (at most twice [`ENTRIES_PER_REQUEST_HELD`] a request) then stays under
 /// `u32::MAX` entries, as its links need.
@@ -152,6 +156,10 @@ impl RequestPairs {
             }
         }
         // Settled entries wait in the ring until they reach its front: it is bounded too.
+        let over = waiting.requests().saturating_sub(self.capacity);
+        if over > 0 {
+            waiting.warm_oldest(over, i64::MAX);
+        }
         let mut request = Vec::new();
         while waiting.requests() > self.capacity
             || waiting.entries() > max_entries
@@ -180,12 +188,20 @@ impl RequestPairs {
         let mut guard = self.waiting.lock();
         let waiting = &mut *guard;
         let mut request = Vec::new();
-        while waiting
-            .oldest_deadline()
-            .is_some_and(|deadline_ms| deadline_ms <= now_ms)
-        {
-            waiting.take_oldest(&mut request);
-            settled.request(&request);
+        let due = |waiting: &mut WaitingRequests| {
+            waiting
+                .oldest_deadline()
+                .is_some_and(|deadline_ms| deadline_ms <= now_ms)
+        };
+        while due(waiting) {
+            let batch = waiting.warm_oldest(SETTLE_BATCH, now_ms).max(1);
+            for _ in 0..batch {
+                if !due(waiting) {
+                    break;
+                }
+                waiting.take_oldest(&mut request);
+                settled.request(&request);
+            }
         }
         metrics::gauge!(stats::PAIRS_WAITING).set(waiting.requests() as f64);
     }

@@ -103,6 +103,28 @@ impl WaitingRequests {
         }
     }
 
+    /// Brings what taking out the oldest waiting requests reads into the processor's
+    /// caches, as [`WaitingRequests::warm`] does for pushes: the index slots of at most `n`
+    /// of them, those due by `due_by_ms`, and each one's second entry, wherever it is in
+    /// the ring. Taken out one after another, each request missed the caches at its slot
+    /// and again at its next entry. Returns how many requests it warmed.
+    pub(crate) fn warm_oldest(&self, n: usize, due_by_ms: i64) -> usize {
+        let mut warmed = 0;
+        for (seq, held) in self
+            .firsts()
+            .take_while(|(_, held)| held.deadline_ms <= due_by_ms)
+            .take(n)
+        {
+            std::hint::black_box(self.by_id.get(&held.request_id));
+            if held.next != NO_NEXT {
+                let at = (seq - self.front_seq) as usize + held.next as usize;
+                std::hint::black_box(self.ring.get(at).map(|next| next.next));
+            }
+            warmed += 1;
+        }
+        warmed
+    }
+
     /// Adds `entry` of request `request_id`; a new request waits until `deadline_ms`. A
     /// request holds at most `limit` entries.
     pub(crate) fn push(
@@ -244,6 +266,24 @@ mod tests {
             source_instance: 0,
             target_instance: 0,
         }
+    }
+
+    /// The requests warmed before settling are the due ones, oldest first, at most as
+    /// many as asked: the settling loops take that many out.
+    #[test]
+    fn the_requests_warmed_are_the_oldest_due() {
+        let mut waiting = WaitingRequests::default();
+        for (id, deadline) in [(1, 100), (2, 200), (3, 300)] {
+            waiting.push(id, deadline, logged(0), 64);
+            waiting.push(id, deadline, logged(1), 64);
+        }
+        assert_eq!(waiting.warm_oldest(64, 250), 2);
+        assert_eq!(waiting.warm_oldest(1, 250), 1);
+        assert_eq!(waiting.warm_oldest(64, 99), 0);
+        assert_eq!(waiting.warm_oldest(64, i64::MAX), 3);
+        let mut entries = Vec::new();
+        waiting.take_oldest(&mut entries);
+        assert_eq!(waiting.warm_oldest(64, 250), 1, "the taken request is gone");
     }
 
     #[test]
