@@ -184,9 +184,13 @@ pub(super) fn write_loop(shared: &Shared) {
         // Once: the segment open when it happens is written to its end as it began.
         if direct_allowed && behind_groups >= BEHIND_GROUPS_BEFORE_PLAIN {
             direct_allowed = false;
-            shared.state.lock().roll_next = true;
+            let waiting_bytes = {
+                let mut state = shared.state.lock();
+                state.roll_next = true;
+                state.buffered
+            };
             warn!(
-                waiting_bytes = shared.state.lock().buffered,
+                waiting_bytes,
                 "the device does not keep up with writes around the page cache; the log's next segments are written through it"
             );
         }
