@@ -10,6 +10,7 @@ use datafusion::parquet::arrow::async_writer::AsyncArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use datafusion::parquet::schema::types::ColumnPath;
 use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
@@ -18,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::file_names::{times_in_name, visible_path};
 use crate::files::{DAY_MS, FileEntry, WritePath};
 use crate::model::EpochMillis;
+use crate::schema;
 
 /// Where a `FileWriter`'s bytes go.
 pub(crate) enum Target {
@@ -125,7 +127,11 @@ impl FileWriter {
             BufWriter::with_capacity(write_path.store.clone(), target.path().clone(), part_bytes)
                 .with_max_concurrency(1);
         Ok(FileWriter {
-            writer: AsyncArrowWriter::try_new(sink, schema, Some(writer_properties()))?,
+            writer: AsyncArrowWriter::try_new(
+                sink,
+                schema.clone(),
+                Some(writer_properties(&schema)),
+            )?,
             write_path,
             target,
             dir,
@@ -256,9 +262,24 @@ pub(crate) fn time_span(batch: &RecordBatch) -> Option<(EpochMillis, EpochMillis
     Some((times.value(0), times.value(times.len() - 1)))
 }
 
-fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+/// How a file of `schema` is written. Metric tables (those with a latency sketch column)
+/// compress their sketches with Zstandard and every other column with LZ4: those columns
+/// are keys, times and counters that dictionary and run-length encoding already make
+/// small, and a Zstandard column costs a read a compression and a decompression context
+/// built for every column chunk it opens (parquet's codec makes both), which was about a
+/// tenth of the CPU of a cold 1 h read over 5,000 edges; LZ4's codec has no state. The
+/// files grew by about 5% (BENCHMARKS.md). Other tables (access log entries, proxy
+/// statistics) keep Zstandard throughout.
+fn writer_properties(schema: &SchemaRef) -> WriterProperties {
+    let zstd = Compression::ZSTD(ZstdLevel::default());
+    let mut builder = WriterProperties::builder().set_compression(zstd);
+    if schema.column_with_name(schema::LATENCY).is_some() {
+        builder = builder.set_compression(Compression::LZ4_RAW);
+        for sketch in [schema::LATENCY, schema::OVERHEAD] {
+            builder = builder.set_column_compression(ColumnPath::from(sketch), zstd);
+        }
+    }
+    builder
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_sorting_columns(Some(vec![SortingColumn {
             column_idx: 0,
@@ -331,5 +352,66 @@ mod tests {
 
         let empty = [minute_batch(&[])];
         assert_eq!(in_time_order(&empty).unwrap()[0].num_rows(), 0);
+    }
+
+    /// The codec of every column chunk of a file written with `writer_properties`, by
+    /// column name.
+    fn codecs_written(batch: &RecordBatch) -> Vec<(String, Compression)> {
+        use datafusion::parquet::arrow::ArrowWriter;
+        use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+        let file = tempfile::tempfile().unwrap();
+        let properties = writer_properties(&batch.schema());
+        let mut writer =
+            ArrowWriter::try_new(file.try_clone().unwrap(), batch.schema(), Some(properties))
+                .unwrap();
+        writer.write(batch).unwrap();
+        writer.close().unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        let group = reader.metadata().row_group(0);
+        group
+            .columns()
+            .iter()
+            .map(|chunk| (chunk.column_path().string(), chunk.compression()))
+            .collect()
+    }
+
+    #[test]
+    fn metric_files_keep_zstandard_for_sketches_and_lz4_for_the_rest() {
+        let codecs = codecs_written(&minute_batch(&[0, 60_000]));
+        let zstd = Compression::ZSTD(ZstdLevel::default());
+        for (column, codec) in &codecs {
+            let expected = if column == schema::LATENCY || column == schema::OVERHEAD {
+                zstd
+            } else {
+                Compression::LZ4_RAW
+            };
+            assert_eq!(*codec, expected, "column {column}");
+        }
+        assert!(codecs.iter().any(|(column, _)| column == "calls"));
+        assert!(codecs.iter().any(|(column, _)| column == schema::OVERHEAD));
+
+        let entry = crate::access_log::AccessLogRow {
+            time: 0,
+            source_namespace: "shop".into(),
+            source_name: "frontend".into(),
+            target_namespace: "shop".into(),
+            target_name: "cart".into(),
+            side: Side::Server,
+            protocol: crate::model::Protocol::Http,
+            method: "GET".into(),
+            path: "/cart".into(),
+            status: 200,
+            response_flags: "-".into(),
+            duration_ms: 1.5,
+            bytes_sent: 10,
+            bytes_received: 20,
+            mtls: true,
+            request_id: "r-1".into(),
+            node: "frontend-1".into(),
+        };
+        let entries = crate::access_log::to_batch(&[&entry]).unwrap();
+        let codecs = codecs_written(&entries);
+        assert!(!codecs.is_empty());
+        assert!(codecs.iter().all(|(_, codec)| *codec == zstd), "{codecs:?}");
     }
 }
