@@ -268,7 +268,7 @@ pub(crate) fn time_span(batch: &RecordBatch) -> Option<(EpochMillis, EpochMillis
 /// small, and a Zstandard column costs a read a compression and a decompression context
 /// built for every column chunk it opens (parquet's codec makes both), which was about a
 /// tenth of the CPU of a cold 1 h read over 5,000 edges; LZ4's codec has no state. The
-/// files grew by about 5% (BENCHMARKS.md). Other tables (access log entries, proxy
+/// files grew by 5 to 7% (BENCHMARKS.md). Other tables (access log entries, proxy
 /// statistics) keep Zstandard throughout.
 fn writer_properties(schema: &SchemaRef) -> WriterProperties {
     let zstd = Compression::ZSTD(ZstdLevel::default());
