@@ -178,6 +178,10 @@ fn describe_store() {
         "Reads on a query node that found a file gone (replaced or expired by upkeep since the last listing), listed the store again and were made again."
     );
     describe_counter!(
+        meshscope_storage::BLOCK_SUMMARIES_READ_METRIC,
+        "Ten-minute block summaries a window's first read folded instead of the block's minutes."
+    );
+    describe_counter!(
         meshscope_storage::MAINTENANCE_PASSES_METRIC,
         "Maintenance passes run (compaction, rollups, retention)."
     );

@@ -342,6 +342,30 @@ impl DataFiles {
             .collect()
     }
 
+    /// A file's Arrow schema, with the metadata it was written with.
+    pub(crate) async fn arrow_schema_of(&self, path: &Path) -> Result<SchemaRef> {
+        let bytes = self.write_path.reads.get(path).await?.bytes().await?;
+        Ok(ParquetRecordBatchReaderBuilder::try_new(bytes)?
+            .schema()
+            .clone())
+    }
+
+    /// A file's Arrow schema, with the metadata it was written with, and its rows decoded
+    /// whole, from one read of the file.
+    pub(crate) async fn read_with_schema(
+        &self,
+        path: &Path,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let bytes = self.write_path.reads.get(path).await?.bytes().await?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+        let schema = builder.schema().clone();
+        let batches = builder
+            .build()?
+            .map(|batch| crate::batch::with_later_counters(batch?))
+            .collect::<Result<_>>()?;
+        Ok((schema, batches))
+    }
+
     pub(crate) async fn delete(&self, path: &Path) -> Result<()> {
         if self.read_only {
             return Err(Error::ReadOnly);

@@ -50,6 +50,7 @@
 
 mod access_log;
 mod batch;
+mod block_summary;
 pub mod boundary;
 pub mod clock;
 mod config;
@@ -111,10 +112,10 @@ pub use response_flags::ResponseFlagCounts;
 pub use sketch::{Binned, LatencySketch};
 pub use sliding::KeptSpan;
 pub use store::{
-    COLLECTOR_MEMBER_MAX_AGE_MS, COLLECTORS_DIR, CollectorMember, MAINTENANCE_FAILURES_METRIC,
-    MAINTENANCE_PASSES_METRIC, MAINTENANCE_SKIPPED_METRIC, MaintenanceReport, MemoryPeakPermit,
-    OPEN_MINUTES_DIR, OPEN_MINUTES_MAX_AGE_MS, RELISTED_READS_METRIC, Store, StoreFigures,
-    TableInfo, UPKEEP_LEASE_HELD_METRIC, table_name,
+    BLOCK_SUMMARIES_READ_METRIC, COLLECTOR_MEMBER_MAX_AGE_MS, COLLECTORS_DIR, CollectorMember,
+    MAINTENANCE_FAILURES_METRIC, MAINTENANCE_PASSES_METRIC, MAINTENANCE_SKIPPED_METRIC,
+    MaintenanceReport, MemoryPeakPermit, OPEN_MINUTES_DIR, OPEN_MINUTES_MAX_AGE_MS,
+    RELISTED_READS_METRIC, Store, StoreFigures, TableInfo, UPKEEP_LEASE_HELD_METRIC, table_name,
 };
 pub use upkeep_lease::{LEASE_CLOCK_GRACE_MS, UPKEEP_LEASE_DIR};
 pub use whole_file::write_whole_file;

@@ -6,12 +6,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 
-use datafusion::arrow::array::{AsArray, TimestampMillisecondArray};
+use datafusion::arrow::array::{AsArray, BinaryArray, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::TimestampMillisecondType;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::Rows;
 
 use crate::batch;
+use crate::block_summary;
 use crate::error::{Error, Result};
 use crate::model::{EpochMillis, Metrics, RowKey, Side, Table};
 use crate::schema;
@@ -61,6 +62,34 @@ impl RunningSum {
             self.added_extremes.push((minute, low, high));
         }
         Ok(())
+    }
+
+    /// Adds a block summary's row: its figures, its newest minute, and the smallest and
+    /// largest latency of each minute it summed (`block_summary::decode_extremes`).
+    fn add_summed(
+        &mut self,
+        newest: EpochMillis,
+        figures: &Figures,
+        row: usize,
+        extremes: &[u8],
+    ) -> Result<()> {
+        figures.add_to(&mut self.metrics, row)?;
+        self.newest = Some(self.newest.map_or(newest, |m| m.max(newest)));
+        block_summary::decode_extremes(extremes, &mut self.added_extremes)
+    }
+
+    /// The newest minute with a row in this sum.
+    pub(crate) fn newest(&self) -> Option<EpochMillis> {
+        self.newest
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Each added row's minute, smallest and largest latency, until they are queued.
+    pub(crate) fn added_extremes(&self) -> &[(EpochMillis, f64, f64)] {
+        &self.added_extremes
     }
 
     fn take(&mut self, figures: &Figures, row: usize) -> Result<()> {
@@ -123,6 +152,33 @@ impl RunningSum {
     }
 }
 
+/// Which of a key's running sums a row goes to: a minute row goes to its side's (and a
+/// client row of a minute the server did not report to the unmatched one as well); a
+/// block summary's row names its sum (`block_summary`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SumKind {
+    Server,
+    Client,
+    Unmatched,
+}
+
+impl SumKind {
+    /// How a block summary's `side` column names the sum.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SumKind::Server => "server",
+            SumKind::Client => "client",
+            SumKind::Unmatched => "client_unmatched",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<SumKind> {
+        [SumKind::Server, SumKind::Client, SumKind::Unmatched]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+}
+
 /// One key's running sums over the span.
 pub(crate) struct Running {
     key: RowKey,
@@ -150,6 +206,27 @@ impl Running {
 
     fn sums_mut(&mut self) -> [&mut RunningSum; 3] {
         [&mut self.server, &mut self.client, &mut self.unmatched]
+    }
+
+    fn sum_mut(&mut self, kind: SumKind) -> &mut RunningSum {
+        match kind {
+            SumKind::Server => &mut self.server,
+            SumKind::Client => &mut self.client,
+            SumKind::Unmatched => &mut self.unmatched,
+        }
+    }
+
+    pub(crate) fn key(&self) -> &RowKey {
+        &self.key
+    }
+
+    /// The three sums, each with what it sums.
+    pub(crate) fn sums(&self) -> [(SumKind, &RunningSum); 3] {
+        [
+            (SumKind::Server, &self.server),
+            (SumKind::Client, &self.client),
+            (SumKind::Unmatched, &self.unmatched),
+        ]
     }
 
     fn holds_rows(&self, start: EpochMillis) -> bool {
@@ -181,6 +258,9 @@ struct ScannedBatch<'a> {
     server: Vec<bool>,
     shard: Vec<u8>,
     figures: Figures,
+    /// For a block summary's rows: the sum each row goes to, and each row's minutes'
+    /// extremes. `None` for minute rows.
+    summed: Option<(Vec<SumKind>, BinaryArray)>,
 }
 
 impl<'a> ScannedRows<'a> {
@@ -192,8 +272,25 @@ impl<'a> ScannedRows<'a> {
         for batch in batches {
             let keys = key_rows(table, &converter, batch)?;
             let sides = column(batch, schema::SIDE)?.as_string::<i32>();
+            let summed = match batch.column_by_name(block_summary::EXTREMES) {
+                Some(extremes) => Some((
+                    (0..batch.num_rows())
+                        .map(|row| {
+                            SumKind::parse(sides.value(row)).ok_or_else(|| {
+                                Error::InvalidQuery(format!(
+                                    "a block summary's row names no sum: {:?}",
+                                    sides.value(row)
+                                ))
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?,
+                    extremes.as_binary::<i32>().clone(),
+                )),
+                None => None,
+            };
+            // A summary's rows go to the sum they name, never by the server's minutes.
             let server = (0..batch.num_rows())
-                .map(|row| sides.value(row) == Side::Server.as_str())
+                .map(|row| summed.is_none() && sides.value(row) == Side::Server.as_str())
                 .collect();
             // One shard needs no hash of every key.
             let shard = if shards == 1 {
@@ -213,6 +310,7 @@ impl<'a> ScannedRows<'a> {
                 server,
                 shard,
                 figures: Figures::of(batch)?,
+                summed,
             });
         }
         Ok(ScannedRows {
@@ -238,9 +336,40 @@ impl KeyShard {
 
     /// Adds or takes out the rows of shard `shard` of `scanned`, each in its side's sum,
     /// and with `both_sides` each client row of a minute the server did not report in the
-    /// unmatched sum too. One pass finds each row's key and learns the server's minutes, a
-    /// second counts.
+    /// unmatched sum too; a block summary's rows are added to the sums they name. One pass
+    /// finds each row's key and learns the server's minutes, a second counts.
     fn apply(
+        &mut self,
+        table: Table,
+        scanned: &ScannedRows,
+        shard: usize,
+        both_sides: bool,
+        adding: bool,
+    ) -> Result<()> {
+        self.fold_rows(table, scanned, shard, both_sides, adding)?;
+        if adding {
+            for running in &mut self.running {
+                for sum in running.sums_mut() {
+                    sum.queue_extremes();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds every row of `scanned` (read for one shard) to this shard's sums, keeping each
+    /// row's extremes unqueued: what a block summary is written from.
+    pub(crate) fn add_unqueued(&mut self, table: Table, scanned: &ScannedRows) -> Result<()> {
+        self.fold_rows(table, scanned, 0, true, true)
+    }
+
+    /// The keys' running sums, in no order.
+    pub(crate) fn running(&self) -> &[Running] {
+        &self.running
+    }
+
+    /// `apply` but for queueing the added rows' extremes.
+    fn fold_rows(
         &mut self,
         table: Table,
         scanned: &ScannedRows,
@@ -288,6 +417,20 @@ impl KeyShard {
             for (row, &at) in rows.zip(ats) {
                 let running = &mut self.running[at as usize];
                 let minute = read.minutes.value(row);
+                if let Some((kinds, extremes)) = &read.summed {
+                    if !adding {
+                        return Err(Error::InvalidQuery(
+                            "a block summary's rows are only ever added".into(),
+                        ));
+                    }
+                    running.sum_mut(kinds[row]).add_summed(
+                        minute,
+                        &read.figures,
+                        row,
+                        extremes.value(row),
+                    )?;
+                    continue;
+                }
                 let server = read.server[row];
                 let unmatched =
                     !server && both_sides && running.server_minutes.binary_search(&minute).is_err();
@@ -311,13 +454,6 @@ impl KeyShard {
         }
         for at in touched {
             self.running[at].server_minutes.clear();
-        }
-        if adding {
-            for running in &mut self.running {
-                for sum in running.sums_mut() {
-                    sum.queue_extremes();
-                }
-            }
         }
         Ok(())
     }

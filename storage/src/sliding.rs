@@ -120,6 +120,18 @@ impl MovingSpan {
             .filter(|steps| *steps <= MAX_STEP_MINUTES)
     }
 
+    /// Moves the start (and end) of a span that holds nothing yet to `start`.
+    pub(crate) fn restart_empty_at(&mut self, start: EpochMillis) -> Result<()> {
+        if self.end != self.start || self.key_count() > 0 {
+            return Err(Error::InvalidQuery(
+                "only an empty moving span can start elsewhere".into(),
+            ));
+        }
+        self.start = start;
+        self.end = start;
+        Ok(())
+    }
+
     /// Adds the rows of `[self.end, end)`, which `batches` hold, and moves the end there.
     pub(crate) fn push(&mut self, end: EpochMillis, batches: &[RecordBatch]) -> Result<()> {
         self.apply(batches, true)?;

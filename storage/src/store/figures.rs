@@ -14,6 +14,9 @@ pub const MAINTENANCE_FAILURES_METRIC: &str = "meshscope_store_maintenance_failu
 pub struct StoreFigures {
     /// Parquet files the store reads, over every table and granularity.
     pub files: usize,
+    /// Block summaries that first reads of windows folded instead of the blocks' minutes
+    /// since the store was opened.
+    pub block_summaries_read: u64,
     /// Their size on disk, in bytes.
     pub bytes: u64,
     /// When a file write or replacement last succeeded (epoch milliseconds by the store's
@@ -29,9 +32,13 @@ impl Store {
             .tables
             .values()
             .chain(inner.proxy_tables.values())
+            .chain(inner.block_tables.values())
             .chain(std::iter::once(&inner.access_log));
         let mut figures = StoreFigures {
             last_write_ms: inner.files.health().last_success_ms(),
+            block_summaries_read: inner
+                .block_summaries_read
+                .load(std::sync::atomic::Ordering::Relaxed),
             ..StoreFigures::default()
         };
         for table in tables {

@@ -31,6 +31,8 @@ pub struct MaintenanceReport {
     pub files_compacted: usize,
     pub hours_rolled_up: usize,
     pub days_rolled_up: usize,
+    /// Block summaries written (`block_summary`), new or again.
+    pub blocks_summarized: usize,
     /// Files deleted because their partition was past its retention.
     pub files_expired: usize,
     /// The node holding the upkeep lease of a shared store, when this node did not (and
@@ -69,6 +71,9 @@ impl Store {
             self.roll_table(table, now, settle, &mut report).await?;
         }
         self.roll_proxy_tables(now, settle, &mut report).await?;
+        // After the hours' compaction: a summary of a compacted hour's blocks is written
+        // again from the merged file in the same pass.
+        self.summarize_blocks(now, &mut report).await?;
         let access_log = self.inner.access_log.clone();
         for (partition, files) in access_log.partitions() {
             if files.len() > 1 && partition + HOUR_MS + settle <= now {
@@ -337,6 +342,9 @@ impl Store {
                 Granularity::Day => retention.day_secs,
             };
             due.push((stored.clone(), secs));
+        }
+        for stored in self.inner.block_tables.values() {
+            due.push((stored.clone(), retention.minute_secs));
         }
         due.push((self.inner.access_log.clone(), retention.access_log_secs));
         let mut expired = Vec::new();

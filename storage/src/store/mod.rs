@@ -16,6 +16,8 @@
 //! | `missing_files`  | a read that finds a listed file gone lists again and reads again   |
 //! | `read_planner`   | `aggregate` and `series`: a window split over granularities, folded |
 //! | `moving_reads`   | long minute spans moved on from kept ones, both sides in one fold   |
+//! | `block_reads`    | a span's first fold from block summaries and the minutes around   |
+//! | `block_upkeep`   | writing block summaries again when the minutes under them change  |
 //! | `totals_cache`   | the caches of span and window totals the read planner keeps        |
 //! | `proxy_tables`   | writing and reading the `proxy_metrics_*` tables                   |
 //! | `sql`            | the tables SQL sees and the bounded SQL runner                     |
@@ -23,6 +25,8 @@
 //! | `upkeep_turn`    | whether this node's turn at upkeep holds (the lease)               |
 //! | `figures`        | the store's own figures for `/metrics`: files, bytes, last write   |
 
+mod block_reads;
+mod block_upkeep;
 mod collector_members;
 mod figures;
 mod maintenance;
@@ -55,6 +59,7 @@ use crate::sliding;
 use crate::table::StoredTable;
 use crate::udf;
 
+pub use block_reads::BLOCK_SUMMARIES_READ_METRIC;
 pub use collector_members::{COLLECTOR_MEMBER_MAX_AGE_MS, COLLECTORS_DIR, CollectorMember};
 pub use figures::{MAINTENANCE_FAILURES_METRIC, MAINTENANCE_PASSES_METRIC, StoreFigures};
 pub use maintenance::MaintenanceReport;
@@ -78,6 +83,14 @@ pub(crate) struct StoreState {
     pub(crate) clock: SharedClock,
     pub(crate) files: DataFiles,
     pub(crate) tables: HashMap<(Table, Granularity), Arc<StoredTable>>,
+    /// Each metric table's summaries of ten-minute blocks of its minutes
+    /// (`block_summary`); not seen by SQL.
+    pub(crate) block_tables: HashMap<Table, Arc<StoredTable>>,
+    /// The minute files each block summary file was made from, learned when it was
+    /// written or first read; a summary not here is read to learn them.
+    pub(crate) block_sources: parking_lot::Mutex<HashMap<String, Vec<String>>>,
+    /// Block summaries first folds read instead of their minutes.
+    pub(crate) block_summaries_read: std::sync::atomic::AtomicU64,
     pub(crate) access_log: Arc<StoredTable>,
     /// The session the store's own reads plan with, made on first use
     /// ([`Store::session`]).
@@ -156,6 +169,11 @@ impl Store {
     /// The stored table of `table` at `granularity`.
     pub(crate) fn table(&self, table: Table, granularity: Granularity) -> &Arc<StoredTable> {
         &self.inner.tables[&(table, granularity)]
+    }
+
+    /// The summaries of ten-minute blocks of `table`'s minutes.
+    pub(crate) fn block_table(&self, table: Table) -> &Arc<StoredTable> {
+        &self.inner.block_tables[&table]
     }
 
     /// The stored proxy statistics table at `granularity`.

@@ -53,6 +53,7 @@ impl Store {
                 let now = stored.files_overlapping(Some(kept.start()), Some(kept.end()));
                 sliding::file_names(&now) == kept.files()
             });
+        let fresh = kept.is_none();
         let mut moving = kept.unwrap_or_else(|| {
             sliding::MovingSpan::new(
                 table,
@@ -64,10 +65,19 @@ impl Store {
         });
         // Every file the move reads, before and after: a file landing in between (a late
         // minute's rows) would leave the kept span short of it.
-        let from = moving.start();
+        // A first fold may start at the start of the block the span starts in.
+        let from = if fresh {
+            crate::block_summary::block_start(span.start)
+        } else {
+            moving.start()
+        };
         let reach = || stored.files_overlapping(Some(from), Some(span.end));
         let before = sliding::file_names(&reach());
-        let moved = self.move_span(&mut moving, span, &read_with).await;
+        let moved = if fresh {
+            self.fold_fresh(&mut moving, span, &read_with).await
+        } else {
+            self.move_span(&mut moving, span, &read_with).await
+        };
         let after = reach();
         let unchanged = sliding::file_names(&after) == before;
         match moved {
@@ -99,6 +109,23 @@ impl Store {
                     .await
             }
         }
+    }
+
+    /// Folds an empty span starting at `span.start` up to `span.end`, from block summaries
+    /// where they match their minutes (`block_reads`).
+    async fn fold_fresh(
+        &self,
+        moving: &mut sliding::MovingSpan,
+        span: TimeRange,
+        filter: &KeyFilter,
+    ) -> Result<()> {
+        let fold = self.first_fold_rows(moving.table(), span, filter).await?;
+        moving.restart_empty_at(fold.from)?;
+        moving.push(span.end, &fold.added)?;
+        if fold.from < span.start {
+            moving.drop_before(span.start, &fold.taken_out)?;
+        }
+        Ok(())
     }
 
     /// Moves `moving` to `span`: the rows of the minutes before `span.start` taken out,

@@ -75,6 +75,19 @@ impl Store {
                 tables.insert((table, granularity), stored);
             }
         }
+        let block_tables: HashMap<Table, Arc<StoredTable>> = Table::ALL
+            .into_iter()
+            .map(|table| {
+                let stored = StoredTable::new(
+                    crate::block_summary::table_name(table),
+                    crate::block_summary::schema(table),
+                    Granularity::Minute,
+                    MINUTE,
+                    files.url().clone(),
+                );
+                (table, Arc::new(stored))
+            })
+            .collect();
         let access_log = Arc::new(StoredTable::new(
             access_log::TABLE.to_string(),
             access_log::schema(),
@@ -100,6 +113,7 @@ impl Store {
         for stored in tables
             .values()
             .chain(proxy_tables.values())
+            .chain(block_tables.values())
             .chain(std::iter::once(&access_log))
         {
             for file in files.list(&stored.name).await? {
@@ -109,6 +123,7 @@ impl Store {
         }
         tracing::info!(files = reopened, data_dir = %config.data_dir.display(), "store opened");
         super::figures::register_maintenance_counters();
+        metrics::counter!(super::BLOCK_SUMMARIES_READ_METRIC).increment(0);
         let interval = config.maintenance_interval_secs;
         // A node with a writer id shares its store: upkeep goes by the lease.
         let upkeep_lease = (!config.writer_id.is_empty() && !files.is_read_only())
@@ -119,6 +134,9 @@ impl Store {
             config,
             files,
             tables,
+            block_tables,
+            block_sources: parking_lot::Mutex::new(HashMap::new()),
+            block_summaries_read: std::sync::atomic::AtomicU64::new(0),
             access_log,
             ctx: std::sync::OnceLock::new(),
             maintenance: tokio::sync::Mutex::new(()),

@@ -72,6 +72,7 @@ impl Store {
             .tables
             .values()
             .chain(self.inner.proxy_tables.values())
+            .chain(self.inner.block_tables.values())
             .chain(std::iter::once(&self.inner.access_log))
             .cloned()
             .collect()

@@ -1,6 +1,7 @@
 //! The store against a real data directory: durability, server-over-client reads, rollups,
 //! retention, proxy statistics and read-only SQL. One test binary, one module per concern.
 
+mod block_summaries;
 mod collector_members;
 mod later_columns;
 mod moving_windows;

@@ -118,7 +118,7 @@ fn expected_side(rows: &[MetricRow], table: Table, range: TimeRange, side: Side)
 
 /// Checks the whole table's read of `range` and each side's against the rows, the sides
 /// read first or last as `sides_first` says (the one that comes first folds for all).
-async fn check_window(
+pub(crate) async fn check_window(
     store: &Store,
     written: &[MetricRow],
     table: Table,

@@ -1,0 +1,171 @@
+//! Summaries of ten-minute blocks: written by the upkeep, read by a window's first read in
+//! place of the blocks' minutes, passed over when the minutes under them changed, and
+//! always giving the totals worked out from the rows themselves.
+
+use meshscope_storage::{MINUTE_MS, MetricRow, Side, Store, Table};
+
+use crate::moving_windows::check_window;
+use crate::support::*;
+
+/// Minute `m`'s rows: an edge both proxies report, with the server's latency changing
+/// minute by minute; an edge the client alone reports in some minutes and both in others,
+/// whose slowest call is in its earliest minutes; a key that goes away; a service whose
+/// fastest call is in its earliest minutes. So the minimum and maximum move as minutes
+/// leave a window, and the client-only minutes decide what the whole table's read shows.
+fn minute_rows(m: i64) -> Vec<MetricRow> {
+    let at = T0 + m * MINUTE_MS;
+    let mut rows = vec![
+        row(
+            at,
+            edge("web", "cart"),
+            Side::Server,
+            10 + m as u64,
+            5.0 + (m % 7) as f64,
+        ),
+        row(at, edge("web", "cart"), Side::Client, 11 + m as u64, 6.0),
+        row(at, service("cart"), Side::Server, 20, 1.0 + m as f64),
+    ];
+    if m < 30 {
+        rows.push(row(at, edge("web", "gone"), Side::Client, 3, 2.0));
+    }
+    if m % 3 == 0 {
+        rows.push(row(
+            at,
+            edge("web", "db"),
+            Side::Client,
+            4,
+            300.0 - m as f64,
+        ));
+    }
+    if m % 2 == 0 {
+        rows.push(row(at, edge("web", "db"), Side::Server, 2, 0.5 + m as f64));
+    }
+    rows
+}
+
+fn summaries_read(store: &Store) -> u64 {
+    store.figures().block_summaries_read
+}
+
+async fn check_both_tables(
+    store: &Store,
+    written: &[MetricRow],
+    start: i64,
+    end: i64,
+    context: &str,
+) {
+    let range = all(T0 + start * MINUTE_MS, T0 + end * MINUTE_MS);
+    for table in [Table::EdgeMinute, Table::ServiceMinute] {
+        check_window(store, written, table, range, false, context).await;
+    }
+}
+
+#[tokio::test]
+async fn a_first_read_folds_block_summaries_and_reads_like_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    let mut written = Vec::new();
+    for m in 0..75 {
+        let rows = minute_rows(m);
+        written.extend(rows.clone());
+        store.append_closed(rows).await.unwrap();
+    }
+    // At minute 76 the first hour is settled and compacted, and blocks 0 to 60 are
+    // closed (70 to 79 is not): seven blocks of each of the two tables with rows.
+    let report = store.maintain(T0 + 76 * MINUTE_MS).await.unwrap();
+    assert_eq!(report.hours_rolled_up, 2, "the first hour of both tables");
+    assert_eq!(report.blocks_summarized, 14);
+    let again = store.maintain(T0 + 76 * MINUTE_MS).await.unwrap();
+    assert_eq!(again.blocks_summarized, 0, "summaries that match are kept");
+    assert!(
+        files_under(dir.path())
+            .iter()
+            .any(|path| path.starts_with("edge_block/")),
+        "{:?}",
+        files_under(dir.path())
+    );
+
+    // A store opened again knows nothing kept: its first read of an hour from minute 13
+    // folds blocks 10 to 60 (six per table) less the minutes 10 to 12, and the minutes
+    // 70 to 72.
+    drop(store);
+    let store = Store::open(config(dir.path())).await.unwrap();
+    check_both_tables(&store, &written, 13, 73, "first read").await;
+    assert_eq!(summaries_read(&store), 12);
+
+    // The window moves on three minutes at a time, taking minutes out of summarized
+    // blocks (20 and 21 hold the slowest client call of web -> db and the fastest of
+    // cart's): each read gives the rows' totals, the minimum and maximum included.
+    let mut next_minute = 75;
+    for step in 1..=4 {
+        let end = 73 + 3 * step;
+        for m in next_minute..end {
+            let rows = minute_rows(m);
+            written.extend(rows.clone());
+            store.append_closed(rows).await.unwrap();
+        }
+        next_minute = next_minute.max(end);
+        let context = format!("moved to end at minute {end}");
+        check_both_tables(&store, &written, end - 60, end, &context).await;
+    }
+    assert_eq!(summaries_read(&store), 12, "moves read no summaries");
+
+    // A late server row in block 40: its summary no longer matches the minute files, so
+    // a first read folds its minutes instead, and gives the rows' totals.
+    let late = vec![row(
+        T0 + 45 * MINUTE_MS,
+        edge("web", "db"),
+        Side::Server,
+        7,
+        2.5,
+    )];
+    written.extend(late.clone());
+    store.append_closed(late).await.unwrap();
+    drop(store);
+    let store = Store::open(config(dir.path())).await.unwrap();
+    check_both_tables(&store, &written, 24, 84, "first read after a late row").await;
+    // Blocks 20 (less the minutes 20 to 23) to 60 of both tables (70 is not summarized
+    // yet) but the edges' block 40.
+    assert_eq!(summaries_read(&store), 9);
+
+    // The upkeep compacts the edges' first hour again with the late row, which changes
+    // the file under its six blocks, so it summarizes them again; and the block of
+    // minutes 70 to 79 of both tables, closed now. A new first read uses six of each.
+    let report = store.maintain(T0 + 86 * MINUTE_MS).await.unwrap();
+    assert_eq!(report.blocks_summarized, 6 + 2);
+    drop(store);
+    let store = Store::open(config(dir.path())).await.unwrap();
+    check_both_tables(&store, &written, 24, 84, "first read after the upkeep").await;
+    assert_eq!(summaries_read(&store), 12);
+
+    // A window starting late in a block reads that block's last minutes (17 to 19)
+    // rather than its summary less seven minutes: blocks 20 to 60 of each table.
+    drop(store);
+    let store = Store::open(config(dir.path())).await.unwrap();
+    check_both_tables(&store, &written, 17, 77, "first read from minute 17").await;
+    assert_eq!(summaries_read(&store), 10);
+}
+
+#[tokio::test]
+async fn block_summaries_expire_with_the_minutes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    for m in 0..25 {
+        store.append_closed(minute_rows(m)).await.unwrap();
+    }
+    let report = store.maintain(T0 + 26 * MINUTE_MS).await.unwrap();
+    assert_eq!(
+        report.blocks_summarized, 4,
+        "blocks 0 and 10 of both tables"
+    );
+    let minute_retention = store.config().retention.minute_secs as i64 * 1_000;
+    store
+        .maintain(T0 + 2 * HOUR + minute_retention)
+        .await
+        .unwrap();
+    let left: Vec<String> = files_under(dir.path())
+        .into_iter()
+        .filter(|path| path.contains("_block/") || path.contains("_minute/"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+}
