@@ -50,6 +50,7 @@ pub(crate) async fn run(args: MaintainArgs) -> anyhow::Result<()> {
             "files_compacted": report.files_compacted,
             "hours_rolled_up": report.hours_rolled_up,
             "days_rolled_up": report.days_rolled_up,
+            "blocks_summarized": report.blocks_summarized,
             "files_expired": report.files_expired,
         })
     );
