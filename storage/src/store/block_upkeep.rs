@@ -27,9 +27,10 @@ const MAX_SOURCE_BYTES: u64 = 16 << 20;
 impl Store {
     /// Summarizes again, newest first, the closed blocks of every metric table whose
     /// summary does not match the files under them now, and drops the summaries of blocks
-    /// with no minutes left. A block is closed a minute after its last minute ends: that
-    /// minute's rows are written as it closes (rows later than that make a new file, and
-    /// so a new summary).
+    /// with no minutes left. A block is closed once the table has a file of its last
+    /// minute or of a later one (minutes close in order), or a minute after it ends when
+    /// the table has no rows that late; rows that come later still make a new file, and
+    /// so a new summary.
     pub(super) async fn summarize_blocks(
         &self,
         now: EpochMillis,
@@ -47,7 +48,14 @@ impl Store {
                 continue;
             };
             let first = block_start(oldest.max(kept_from));
-            let mut block = block_start(now - MINUTE_MS) - BLOCK_MS;
+            let written_to = minutes
+                .partitions()
+                .values()
+                .next_back()
+                .and_then(|files| files.iter().filter_map(|f| f.times).map(|t| t.1).max())
+                .map(|newest| newest + MINUTE_MS);
+            let closed_to = written_to.unwrap_or(now).max(now - MINUTE_MS).min(now);
+            let mut block = block_start(closed_to) - BLOCK_MS;
             let mut written = 0;
             while block >= first && written < MAX_BLOCKS_PER_PASS {
                 if self

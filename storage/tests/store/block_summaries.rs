@@ -147,6 +147,20 @@ async fn a_first_read_folds_block_summaries_and_reads_like_the_rows() {
 }
 
 #[tokio::test]
+async fn a_block_is_summarized_once_its_last_minute_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    for m in 0..19 {
+        store.append_closed(minute_rows(m)).await.unwrap();
+    }
+    // Minute 19 is not written yet: only block 0 is closed, of each table.
+    let at = T0 + 20 * MINUTE_MS + 5_000;
+    assert_eq!(store.maintain(at).await.unwrap().blocks_summarized, 2);
+    store.append_closed(minute_rows(19)).await.unwrap();
+    assert_eq!(store.maintain(at).await.unwrap().blocks_summarized, 2);
+}
+
+#[tokio::test]
 async fn block_summaries_expire_with_the_minutes() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(config(dir.path())).await.unwrap();
