@@ -183,3 +183,49 @@ async fn block_summaries_expire_with_the_minutes() {
         .collect();
     assert_eq!(left, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_reader_of_a_shared_store_folds_the_summaries_of_every_writers_minutes() {
+    use std::sync::Arc;
+
+    use object_store::ObjectStore;
+    use object_store::memory::InMemory;
+
+    let shared: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let dirs = [
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    ];
+    let on = |dir: &std::path::Path, writer: &str| meshscope_storage::StoreConfig {
+        maintenance_interval_secs: 0,
+        writer_id: writer.to_owned(),
+        object_store: Some(shared.clone()),
+        ..meshscope_storage::StoreConfig::in_dir(dir)
+    };
+    let a = Store::open(on(dirs[0].path(), "collector-a"))
+        .await
+        .unwrap();
+    let b = Store::open(on(dirs[1].path(), "collector-b"))
+        .await
+        .unwrap();
+    // Each minute's server rows from one writer and client rows from the other, so a
+    // block's client-only minutes are found only across both writers' files.
+    let mut written = Vec::new();
+    for m in 0..45 {
+        let rows = minute_rows(m);
+        written.extend(rows.clone());
+        let (server, client): (Vec<_>, Vec<_>) =
+            rows.into_iter().partition(|row| row.side == Side::Server);
+        a.append_closed(server).await.unwrap();
+        b.append_closed(client).await.unwrap();
+    }
+    let report = a.maintain(T0 + 46 * MINUTE_MS).await.unwrap();
+    assert_eq!(report.blocks_summarized, 8, "blocks 0 to 30 of both tables");
+
+    let reader = Store::open_reader(on(dirs[2].path(), "")).await.unwrap();
+    check_both_tables(&reader, &written, 5, 45, "a reader's first read").await;
+    // Blocks 10 to 30 of each table; minutes 5 to 9 are read as they are, as taking
+    // 0 to 4 out of block 0's summary would read as many minutes.
+    assert_eq!(summaries_read(&reader), 6);
+}
