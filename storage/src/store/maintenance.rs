@@ -72,8 +72,12 @@ impl Store {
         }
         self.roll_proxy_tables(now, settle, &mut report).await?;
         // After the hours' compaction: a summary of a compacted hour's blocks is written
-        // again from the merged file in the same pass.
-        self.summarize_blocks(now, &mut report).await?;
+        // again from the merged file in the same pass. Summaries only speed reads up, so
+        // failing to write one (a full disk) leaves the pass to go on to retention, which
+        // frees space.
+        if let Err(error) = self.summarize_blocks(now, &mut report).await {
+            tracing::warn!(%error, "summarizing blocks of minutes failed: reads fold their minutes");
+        }
         let access_log = self.inner.access_log.clone();
         for (partition, files) in access_log.partitions() {
             if files.len() > 1 && partition + HOUR_MS + settle <= now {
