@@ -158,17 +158,7 @@ async fn a_window_that_moves_on_reads_like_the_rows_it_covers() {
     // calls elsewhere, so that the minimum and maximum move as minutes leave the window.
     let minute_rows = |m: i64| {
         let at = T0 + m * MINUTE_MS;
-        let mut rows = vec![
-            row(
-                at,
-                edge("web", "cart"),
-                Side::Server,
-                10 + m as u64,
-                5.0 + (m % 7) as f64,
-            ),
-            row(at, edge("web", "cart"), Side::Client, 11 + m as u64, 6.0),
-            row(at, service("cart"), Side::Server, 20, 1.0 + m as f64),
-        ];
+        let mut rows = web_and_cart_rows(m);
         if m < 4 {
             rows.push(row(at, edge("web", "gone"), Side::Client, 3, 2.0));
         }

@@ -69,6 +69,24 @@ pub(crate) fn row(minute: i64, key: RowKey, side: Side, calls: u64, latency_ms: 
     }
 }
 
+/// Minute `m`'s rows of an edge both proxies report, the server's latency changing minute
+/// by minute, and of a service whose fastest call is in its earliest minutes: what the
+/// tests of windows that move start each minute from.
+pub(crate) fn web_and_cart_rows(m: i64) -> Vec<MetricRow> {
+    let at = T0 + m * MINUTE_MS;
+    vec![
+        row(
+            at,
+            edge("web", "cart"),
+            Side::Server,
+            10 + m as u64,
+            5.0 + (m % 7) as f64,
+        ),
+        row(at, edge("web", "cart"), Side::Client, 11 + m as u64, 6.0),
+        row(at, service("cart"), Side::Server, 20, 1.0 + m as f64),
+    ]
+}
+
 pub(crate) fn all(start: i64, end: i64) -> TimeRange {
     TimeRange { start, end }
 }
