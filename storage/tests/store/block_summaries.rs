@@ -14,19 +14,7 @@ use crate::support::*;
 /// leave a window, and the client-only minutes decide what the whole table's read shows.
 fn minute_rows(m: i64) -> Vec<MetricRow> {
     let at = T0 + m * MINUTE_MS;
-    let mut rows = web_and_cart_rows(m);
-    if m < 30 {
-        rows.push(row(at, edge("web", "gone"), Side::Client, 3, 2.0));
-    }
-    if m % 3 == 0 {
-        rows.push(row(
-            at,
-            edge("web", "db"),
-            Side::Client,
-            4,
-            300.0 - m as f64,
-        ));
-    }
+    let mut rows = moving_window_rows(m, 29);
     if m % 2 == 0 {
         rows.push(row(at, edge("web", "db"), Side::Server, 2, 0.5 + m as f64));
     }

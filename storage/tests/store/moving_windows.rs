@@ -158,19 +158,7 @@ async fn a_window_that_moves_on_reads_like_the_rows_it_covers() {
     // calls elsewhere, so that the minimum and maximum move as minutes leave the window.
     let minute_rows = |m: i64| {
         let at = T0 + m * MINUTE_MS;
-        let mut rows = web_and_cart_rows(m);
-        if m < 4 {
-            rows.push(row(at, edge("web", "gone"), Side::Client, 3, 2.0));
-        }
-        if m % 3 == 0 {
-            rows.push(row(
-                at,
-                edge("web", "db"),
-                Side::Client,
-                4,
-                300.0 - m as f64,
-            ));
-        }
+        let mut rows = moving_window_rows(m, 3);
         if m >= 25 {
             rows.push(row(at, edge("web", "db"), Side::Server, 2, 0.5));
         }

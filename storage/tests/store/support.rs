@@ -69,12 +69,14 @@ pub(crate) fn row(minute: i64, key: RowKey, side: Side, calls: u64, latency_ms: 
     }
 }
 
-/// Minute `m`'s rows of an edge both proxies report, the server's latency changing minute
-/// by minute, and of a service whose fastest call is in its earliest minutes: what the
-/// tests of windows that move start each minute from.
-pub(crate) fn web_and_cart_rows(m: i64) -> Vec<MetricRow> {
+/// Minute `m`'s rows as the tests of windows that move write them: an edge both proxies
+/// report, the server's latency changing minute by minute; a service whose fastest call
+/// is in its earliest minutes; a key that goes away after minute `gone_after`; and the
+/// client's side of an edge every third minute, whose slowest call is in its earliest
+/// minutes (each test adds the server's side of that edge as it needs).
+pub(crate) fn moving_window_rows(m: i64, gone_after: i64) -> Vec<MetricRow> {
     let at = T0 + m * MINUTE_MS;
-    vec![
+    let mut rows = vec![
         row(
             at,
             edge("web", "cart"),
@@ -84,7 +86,20 @@ pub(crate) fn web_and_cart_rows(m: i64) -> Vec<MetricRow> {
         ),
         row(at, edge("web", "cart"), Side::Client, 11 + m as u64, 6.0),
         row(at, service("cart"), Side::Server, 20, 1.0 + m as f64),
-    ]
+    ];
+    if m <= gone_after {
+        rows.push(row(at, edge("web", "gone"), Side::Client, 3, 2.0));
+    }
+    if m % 3 == 0 {
+        rows.push(row(
+            at,
+            edge("web", "db"),
+            Side::Client,
+            4,
+            300.0 - m as f64,
+        ));
+    }
+    rows
 }
 
 pub(crate) fn all(start: i64, end: i64) -> TimeRange {
