@@ -37,7 +37,10 @@ try {
   await until("the captured mesh in the API", async () => {
     const t = await api("/api/v1/topology?window=15m");
     const e = t.edges.find((x) => x.source === "shop/frontend" && x.target === "shop/backend");
-    return e && e.metrics.calls === 300 && e.upstream_health && t.nodes.some((n) => n.name === XSS) && t.edges.some((x) => x.source === "external");
+    // The TCP hop to the database can show after the HTTP ones, and the first check
+    // below looks for it on the map.
+    const db = t.edges.some((x) => x.source === "shop/frontend" && x.target === "shop/db");
+    return e && e.metrics.calls === 300 && e.upstream_health && db && t.nodes.some((n) => n.name === XSS) && t.edges.some((x) => x.source === "external");
   });
   const truth = await api("/api/v1/topology?window=15m");
 
