@@ -207,3 +207,54 @@ async fn a_reader_of_a_shared_store_folds_the_summaries_of_every_writers_minutes
     // 0 to 4 out of block 0's summary would read as many minutes.
     assert_eq!(summaries_read(&reader), 6);
 }
+
+#[tokio::test]
+async fn a_damaged_summary_is_passed_over_then_set_aside_and_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    let mut written = Vec::new();
+    for m in 0..35 {
+        let rows = minute_rows(m);
+        written.extend(rows.clone());
+        store.append_closed(rows).await.unwrap();
+    }
+    assert_eq!(
+        store
+            .maintain(T0 + 36 * MINUTE_MS)
+            .await
+            .unwrap()
+            .blocks_summarized,
+        6,
+        "blocks 0 to 20 of both tables"
+    );
+    // The edges' summary of block 10 overwritten with bytes that are not Parquet.
+    let damaged: Vec<String> = files_under(dir.path())
+        .into_iter()
+        .filter(|path| path.starts_with("edge_block/"))
+        .filter(|path| {
+            let name = path.rsplit('/').next().unwrap();
+            let newest = name.split("_t").nth(1).unwrap().split('_').next().unwrap();
+            let newest: i64 = newest.parse().unwrap();
+            (T0 + 10 * MINUTE_MS..T0 + 20 * MINUTE_MS).contains(&newest)
+        })
+        .collect();
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    std::fs::write(dir.path().join(&damaged[0]), b"not a parquet file").unwrap();
+
+    // The open store's first read passes it over and reads block 10's minutes.
+    check_both_tables(&store, &written, 0, 30, "a read past a damaged summary").await;
+    assert_eq!(summaries_read(&store), 5);
+
+    // Opened again, the store sets the damaged file aside; the upkeep writes the
+    // summary again, and a first read folds all six.
+    drop(store);
+    let store = Store::open(config(dir.path())).await.unwrap();
+    assert!(
+        !files_under(dir.path()).contains(&damaged[0]),
+        "the damaged summary is set aside"
+    );
+    let report = store.maintain(T0 + 36 * MINUTE_MS).await.unwrap();
+    assert_eq!(report.blocks_summarized, 1);
+    check_both_tables(&store, &written, 0, 30, "a read after the upkeep").await;
+    assert_eq!(summaries_read(&store), 6);
+}
