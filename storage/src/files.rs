@@ -335,11 +335,7 @@ impl DataFiles {
     /// A file's rows, decoded whole; files written before the later counters read with
     /// them null.
     pub(crate) async fn read_batches(&self, path: &Path) -> Result<Vec<RecordBatch>> {
-        let bytes = self.write_path.reads.get(path).await?.bytes().await?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
-        reader
-            .map(|batch| crate::batch::with_later_counters(batch?))
-            .collect()
+        Ok(self.read_with_schema(path).await?.1)
     }
 
     /// A file's Arrow schema, with the metadata it was written with.

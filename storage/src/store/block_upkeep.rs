@@ -99,13 +99,16 @@ impl Store {
         let under = minutes.files_overlapping(Some(range.start), Some(range.end));
         let sources = block_summary::source_names(&under);
         let summaries = blocks.files_overlapping(Some(range.start), Some(range.end));
+        let partition = hour_of(block);
         if sources.is_empty() {
-            if !summaries.is_empty() {
-                replace::delete_all(&self.inner.files, &summaries).await?;
-                for summary in &summaries {
-                    blocks.replace_files(summary.partition, std::slice::from_ref(summary), None);
-                }
-            }
+            // Nothing of the block is left: its summaries go, as a replacement by none.
+            let swap = Swap {
+                stored: blocks.clone(),
+                partition,
+                old: summaries,
+                new: None,
+            };
+            replace::commit(&self.inner.files, vec![swap]).await?;
             return Ok(false);
         }
         if let [summary] = summaries.as_slice()
@@ -136,7 +139,6 @@ impl Store {
             return Ok(false);
         };
         drop(rows);
-        let partition = hour_of(block);
         let mut writer = self.inner.files.writer(
             &blocks.name,
             Granularity::Minute,

@@ -258,3 +258,29 @@ async fn a_damaged_summary_is_passed_over_then_set_aside_and_written_again() {
     check_both_tables(&store, &written, 0, 30, "a read after the upkeep").await;
     assert_eq!(summaries_read(&store), 6);
 }
+
+#[tokio::test]
+async fn a_block_whose_minutes_are_gone_loses_its_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).await.unwrap();
+    for m in 0..12 {
+        store.append_closed(minute_rows(m)).await.unwrap();
+    }
+    let at = T0 + 13 * MINUTE_MS;
+    assert_eq!(store.maintain(at).await.unwrap().blocks_summarized, 2);
+    drop(store);
+    // The services' minute files removed by hand: their block has nothing under it.
+    for path in files_under(dir.path()) {
+        if path.starts_with("service_minute/") {
+            std::fs::remove_file(dir.path().join(path)).unwrap();
+        }
+    }
+    let store = Store::open(config(dir.path())).await.unwrap();
+    assert_eq!(store.maintain(at).await.unwrap().blocks_summarized, 0);
+    let summaries: Vec<String> = files_under(dir.path())
+        .into_iter()
+        .filter(|path| path.contains("_block/"))
+        .collect();
+    assert_eq!(summaries.len(), 1, "the edges' alone: {summaries:?}");
+    assert!(summaries[0].starts_with("edge_block/"), "{summaries:?}");
+}
