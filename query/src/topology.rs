@@ -1,9 +1,12 @@
 //! `GET /api/v1/topology`: the service graph of a window, optionally restricted to a
 //! namespace or focused on one service.
 
+use std::future::Future;
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
-use meshscope_storage::{EpochMillis, Metrics, RowKey};
+use meshscope_storage::{EpochMillis, Metrics, RowKey, WindowReader};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -165,6 +168,22 @@ impl TopologyEdge {
     }
 }
 
+/// Runs `read` over the store in a task of its own, so that reads joined together use
+/// more than one core. The task runs to its end even when the request is dropped (what it
+/// folds is kept for the next read); a panic in it goes on in the caller, as if it had
+/// run there.
+async fn in_own_task<T, F, Fut>(state: &AppState, read: F) -> Result<T>
+where
+    F: FnOnce(Arc<dyn WindowReader>) -> Fut,
+    Fut: Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::spawn(read(state.store.clone())).await {
+        Ok(answer) => answer,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
+}
+
 /// The service graph of a window: every service with traffic and every call edge, with
 /// their figures; or, with `format=nodegraph`, the same graph as Grafana's node graph
 /// panel reads it.
@@ -200,12 +219,19 @@ pub(crate) async fn topology(
     let minutes = minutes_in(range);
 
     // The graph, the proxies' upstream health and each side of every edge are read
-    // together: on a window nobody read lately, each folds its minutes on its own.
-    let store = state.store.as_ref();
+    // together, each in a task of its own: on a window nobody read lately each folds its
+    // minutes on its own, and on any window the graph and the sides index each build
+    // thousands of edges' figures, which two cores do side by side.
     let (mut graph, health, sides) = tokio::try_join!(
-        ServiceGraph::load(store, range),
-        UpstreamHealthIndex::load(store, range),
-        EdgeSidesIndex::load(store, range),
+        in_own_task(&state, move |store| async move {
+            ServiceGraph::load(store.as_ref(), range).await
+        }),
+        in_own_task(&state, move |store| async move {
+            UpstreamHealthIndex::load(store.as_ref(), range).await
+        }),
+        in_own_task(&state, move |store| async move {
+            EdgeSidesIndex::load(store.as_ref(), range).await
+        }),
     )?;
     let namespaces = namespace_list(params.namespace.as_deref());
     if !namespaces.is_empty() {
