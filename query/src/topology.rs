@@ -171,7 +171,7 @@ impl TopologyEdge {
 /// Runs `read` over the store in a task of its own, so that reads joined together use
 /// more than one core. The task runs to its end even when the request is dropped (what it
 /// folds is kept for the next read); a panic in it goes on in the caller, as if it had
-/// run there.
+/// run there, and a task cancelled because the server is stopping answers with an error.
 async fn in_own_task<T, F, Fut>(state: &AppState, read: F) -> Result<T>
 where
     F: FnOnce(Arc<dyn WindowReader>) -> Fut,
@@ -180,7 +180,11 @@ where
 {
     match tokio::spawn(read(state.store.clone())).await {
         Ok(answer) => answer,
-        Err(error) => std::panic::resume_unwind(error.into_panic()),
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => Err(meshscope_storage::Error::Io(std::io::Error::other(
+            "the read was cancelled: the server is stopping",
+        ))
+        .into()),
     }
 }
 
