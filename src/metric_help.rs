@@ -179,7 +179,11 @@ fn describe_store() {
     );
     describe_counter!(
         meshscope_storage::BLOCK_SUMMARIES_READ_METRIC,
-        "Ten-minute block summaries a window's first read folded instead of the block's minutes."
+        "Ten-minute block summaries a first fold (a window's first read, or the upkeep's of the trailing hour) folded instead of the block's minutes."
+    );
+    describe_counter!(
+        meshscope_storage::TRAILING_SUMMARIES_READ_METRIC,
+        "Trailing-hour summaries a first fold (a window's first read, or the upkeep's of the next trailing hour) folded instead of the hour's block summaries and minutes."
     );
     describe_counter!(
         meshscope_storage::MAINTENANCE_PASSES_METRIC,

@@ -23,8 +23,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use crate::batch::{KeyRef, RowBuilder};
 use crate::error::{Error, Result};
 use crate::files::FileEntry;
-use crate::model::{EpochMillis, MINUTE_MS, Side, Table};
-use crate::running_sums::{KeyShard, ScannedRows};
+use crate::model::{EpochMillis, MINUTE_MS, Metrics, RowKey, Side, Table};
+use crate::running_sums::{KeyShard, ScannedRows, SumKind};
 use crate::schema;
 
 /// The span one summary covers: ten minutes, starting on a multiple of ten minutes.
@@ -54,6 +54,19 @@ pub(crate) fn schema(table: Table) -> SchemaRef {
 }
 
 fn with_sources(table: Table, sources: &[String]) -> SchemaRef {
+    with_metadata(table, sources_metadata(sources))
+}
+
+/// The schema metadata that names `sources`; none for no sources.
+pub(crate) fn sources_metadata(sources: &[String]) -> HashMap<String, String> {
+    match sources {
+        [] => HashMap::new(),
+        sources => HashMap::from([(SOURCES.to_owned(), sources.join("\n"))]),
+    }
+}
+
+/// A summary's columns with `metadata`.
+pub(crate) fn with_metadata(table: Table, metadata: HashMap<String, String>) -> SchemaRef {
     let minutes = schema::schema(table);
     let mut fields: Vec<Field> = minutes
         .fields()
@@ -61,10 +74,6 @@ fn with_sources(table: Table, sources: &[String]) -> SchemaRef {
         .map(|f| f.as_ref().clone())
         .collect();
     fields.push(Field::new(EXTREMES, DataType::Binary, false));
-    let metadata = match sources {
-        [] => HashMap::new(),
-        sources => HashMap::from([(SOURCES.to_owned(), sources.join("\n"))]),
-    };
     Arc::new(Schema::new_with_metadata(fields, metadata))
 }
 
@@ -94,28 +103,49 @@ pub(crate) fn summarize(
     let scanned = ScannedRows::read(table, batches, 1)?;
     let mut shard = KeyShard::default();
     shard.add_unqueued(table, &scanned)?;
-    let mut sums: Vec<_> = shard
-        .running()
-        .iter()
-        .flat_map(|running| {
-            running
-                .sums()
-                .into_iter()
-                .filter_map(move |(kind, sum)| Some((sum.newest()?, running.key(), kind, sum)))
+    let sums = shard.running().iter().flat_map(|running| {
+        running.sums().into_iter().filter_map(move |(kind, sum)| {
+            Some(SummedRow {
+                newest: sum.newest()?,
+                key: running.key(),
+                kind,
+                metrics: sum.metrics(),
+                extremes: encode_extremes(sum.added_extremes()),
+            })
         })
-        .collect();
+    });
+    summary_batch(table, sums.collect(), sources_metadata(sources))
+}
+
+/// One sum as a summary row: its newest minute, its key, which sum it is, its figures and
+/// its encoded extremes (`encode_extremes`).
+pub(crate) struct SummedRow<'a> {
+    pub(crate) newest: EpochMillis,
+    pub(crate) key: &'a RowKey,
+    pub(crate) kind: SumKind,
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) extremes: Vec<u8>,
+}
+
+/// The summary rows of `sums`, oldest newest minute first, with `metadata` in their
+/// schema; `None` for no sums.
+pub(crate) fn summary_batch(
+    table: Table,
+    mut sums: Vec<SummedRow>,
+    metadata: HashMap<String, String>,
+) -> Result<Option<RecordBatch>> {
     if sums.is_empty() {
         return Ok(None);
     }
-    sums.sort_by_key(|(newest, ..)| *newest);
+    sums.sort_by_key(|sum| sum.newest);
     let mut rows = RowBuilder::with_capacity(table, sums.len());
     let mut extremes = BinaryBuilder::with_capacity(sums.len(), sums.len() * 24);
     let mut kinds = Vec::with_capacity(sums.len());
-    for (newest, key, kind, sum) in &sums {
+    for sum in &sums {
         // The side is replaced by the sum's name below.
-        rows.push(*newest, KeyRef::of(key), Side::Server, sum.metrics());
-        extremes.append_value(encode_extremes(sum.added_extremes()));
-        kinds.push(kind.as_str());
+        rows.push(sum.newest, KeyRef::of(sum.key), Side::Server, sum.metrics);
+        extremes.append_value(&sum.extremes);
+        kinds.push(sum.kind.as_str());
     }
     let minutes = rows.finish()?;
     let side_at = minutes.schema().index_of(schema::SIDE)?;
@@ -123,12 +153,13 @@ pub(crate) fn summarize(
     columns[side_at] = Arc::new(StringArray::from(kinds));
     columns.push(Arc::new(extremes.finish()));
     Ok(Some(RecordBatch::try_new(
-        with_sources(table, sources),
+        with_metadata(table, metadata),
         columns,
     )?))
 }
 
-fn encode_extremes(extremes: &[(EpochMillis, f64, f64)]) -> Vec<u8> {
+/// `extremes` as a summary's `extremes` value.
+pub(crate) fn encode_extremes(extremes: &[(EpochMillis, f64, f64)]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(extremes.len() * 24);
     for (minute, low, high) in extremes {
         bytes.extend_from_slice(&minute.to_le_bytes());

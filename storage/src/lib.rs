@@ -78,6 +78,7 @@ mod sliding;
 mod store;
 mod table;
 mod totals;
+mod trailing_hour;
 mod udf;
 mod upkeep_lease;
 pub mod wal;
@@ -115,7 +116,8 @@ pub use store::{
     BLOCK_SUMMARIES_READ_METRIC, COLLECTOR_MEMBER_MAX_AGE_MS, COLLECTORS_DIR, CollectorMember,
     MAINTENANCE_FAILURES_METRIC, MAINTENANCE_PASSES_METRIC, MAINTENANCE_SKIPPED_METRIC,
     MaintenanceReport, MemoryPeakPermit, OPEN_MINUTES_DIR, OPEN_MINUTES_MAX_AGE_MS,
-    RELISTED_READS_METRIC, Store, StoreFigures, TableInfo, UPKEEP_LEASE_HELD_METRIC, table_name,
+    RELISTED_READS_METRIC, Store, StoreFigures, TRAILING_SUMMARIES_READ_METRIC, TableInfo,
+    UPKEEP_LEASE_HELD_METRIC, table_name,
 };
 pub use upkeep_lease::{LEASE_CLOCK_GRACE_MS, UPKEEP_LEASE_DIR};
 pub use whole_file::write_whole_file;

@@ -92,6 +92,40 @@ impl RunningSum {
         &self.added_extremes
     }
 
+    /// The queued minutes whose smallest or largest latency could still be the sum's once
+    /// older minutes leave, oldest first, as (minute, low, high) triples. A minute queued
+    /// for one extreme only has infinity for the other (`f64::INFINITY` as its low,
+    /// `f64::NEG_INFINITY` as its high): added to another sum and queued again, such a
+    /// value is always displaced by the newest minute, which is queued for both.
+    pub(crate) fn queued_extremes(&self) -> Vec<(EpochMillis, f64, f64)> {
+        let mut triples = Vec::with_capacity(self.lows.len().max(self.highs.len()));
+        let (mut lows, mut highs) = (self.lows.iter().peekable(), self.highs.iter().peekable());
+        loop {
+            let triple = match (lows.peek(), highs.peek()) {
+                (Some(&&(low_at, low)), Some(&&(high_at, high))) if low_at == high_at => {
+                    lows.next();
+                    highs.next();
+                    (low_at, low, high)
+                }
+                (Some(&&(low_at, low)), Some(&&(high_at, _))) if low_at < high_at => {
+                    lows.next();
+                    (low_at, low, f64::NEG_INFINITY)
+                }
+                (Some(&&(low_at, low)), None) => {
+                    lows.next();
+                    (low_at, low, f64::NEG_INFINITY)
+                }
+                (_, Some(&&(high_at, high))) => {
+                    highs.next();
+                    (high_at, f64::INFINITY, high)
+                }
+                (None, None) => break,
+            };
+            triples.push(triple);
+        }
+        triples
+    }
+
     fn take(&mut self, figures: &Figures, row: usize) -> Result<()> {
         let gone = figures.counters(row);
         for (i, gone) in gone.into_iter().enumerate() {

@@ -163,6 +163,11 @@ impl MovingSpan {
         running_sums::apply_to_shards(&mut self.shards, self.table, &scanned, both_sides, adding)
     }
 
+    /// Every key's running sums, in no order.
+    pub(crate) fn running(&self) -> impl Iterator<Item = &running_sums::Running> {
+        self.shards.iter().flat_map(|shard| shard.running())
+    }
+
     /// Keys with a running total.
     fn key_count(&self) -> usize {
         self.shards.iter().map(KeyShard::len).sum()

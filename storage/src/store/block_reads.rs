@@ -1,11 +1,13 @@
 //! A moving span's first fold: the summaries of the whole blocks it covers
 //! (`block_summary`) that still match the minute files under them, and the minute rows of
 //! the rest. A summary that cannot be read, or was made from other files, is passed over
-//! and its minutes are read instead: the answer is the same either way.
+//! and its minutes are read instead: the answer is the same either way. A span that
+//! nearly matches a table's trailing hour (`trailing_hour`) starts from that summary.
 
 use datafusion::arrow::record_batch::RecordBatch;
 
 use super::Store;
+use super::trailing_hours::TrailingFold;
 use crate::block_summary::{self, BLOCK_MS, block_start};
 use crate::error::Result;
 use crate::files::Granularity;
@@ -42,6 +44,9 @@ impl Store {
             && filter.target.is_none()
             && filter.name.is_none()
             && filter.target_name.is_none();
+        if on_no_key && let Some(trailing) = self.trailing_fold_for(table, span).await {
+            return self.fold_from_trailing(table, span, filter, trailing).await;
+        }
         let first = block_start(span.start);
         let mut blocks = Vec::new();
         let mut block = first;
@@ -108,6 +113,42 @@ impl Store {
         fold.added.extend(minutes.into_iter().flatten());
         fold.taken_out = taken;
         Ok(fold)
+    }
+
+    /// The rows of `span` as a trailing summary and the minutes around it: the summary,
+    /// the minutes after it up to `span.end` to add, and the minutes before `span.start`
+    /// it holds, to take out.
+    async fn fold_from_trailing(
+        &self,
+        table: Table,
+        span: TimeRange,
+        filter: &KeyFilter,
+        trailing: TrailingFold,
+    ) -> Result<FirstFold> {
+        let read = |range: TimeRange| async move {
+            if range.start < range.end {
+                self.rows_in(table, range, filter).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let (after, before) = futures::try_join!(
+            read(TimeRange {
+                start: trailing.covers.end,
+                end: span.end,
+            }),
+            read(TimeRange {
+                start: trailing.covers.start,
+                end: span.start,
+            })
+        )?;
+        let mut added = trailing.rows;
+        added.extend(after);
+        Ok(FirstFold {
+            from: trailing.covers.start,
+            added,
+            taken_out: before,
+        })
     }
 
     fn count_summary_read(&self) {

@@ -22,7 +22,7 @@ const MAX_BLOCKS_PER_PASS: usize = 12;
 /// A block whose minute files are larger than this (encoded; a file holding more than
 /// the block counted for its share) is left to its minutes: summarizing it would decode
 /// all of it at once, and at about 40 bytes a row this is some 400,000 rows already.
-const MAX_SOURCE_BYTES: u64 = 16 << 20;
+pub(super) const MAX_SOURCE_BYTES: u64 = 16 << 20;
 
 impl Store {
     /// Summarizes again, newest first, the closed blocks of every metric table whose
@@ -48,13 +48,7 @@ impl Store {
                 continue;
             };
             let first = block_start(oldest.max(kept_from));
-            let written_to = minutes
-                .partitions()
-                .values()
-                .next_back()
-                .and_then(|files| files.iter().filter_map(|f| f.times).map(|t| t.1).max())
-                .map(|newest| newest + MINUTE_MS);
-            let closed_to = written_to.unwrap_or(now).max(now - MINUTE_MS).min(now);
+            let closed_to = closed_to(&minutes, now);
             let mut block = block_start(closed_to) - BLOCK_MS;
             let mut written = 0;
             while block >= first && written < MAX_BLOCKS_PER_PASS {
@@ -187,6 +181,19 @@ impl Store {
             .insert(path, sources.clone());
         Some(sources)
     }
+}
+
+/// Where `minutes`' closed minutes end at `now`: after the newest minute it has a file
+/// of (minutes close in order), or a minute before `now` when that is later, and never
+/// after `now`.
+pub(super) fn closed_to(minutes: &StoredTable, now: EpochMillis) -> EpochMillis {
+    let written_to = minutes
+        .partitions()
+        .values()
+        .next_back()
+        .and_then(|files| files.iter().filter_map(|f| f.times).map(|t| t.1).max())
+        .map(|newest| newest + MINUTE_MS);
+    written_to.unwrap_or(now).max(now - MINUTE_MS).min(now)
 }
 
 /// The bytes of `file` that a block's read decodes: all of a file within one block, a

@@ -14,9 +14,13 @@ pub const MAINTENANCE_FAILURES_METRIC: &str = "meshscope_store_maintenance_failu
 pub struct StoreFigures {
     /// Parquet files the store reads, over every table and granularity.
     pub files: usize,
-    /// Block summaries that first reads of windows folded instead of the blocks' minutes
-    /// since the store was opened.
+    /// Block summaries that first folds folded instead of the blocks' minutes since the
+    /// store was opened: first reads of windows, and the upkeep's of the trailing hour.
     pub block_summaries_read: u64,
+    /// Trailing-hour summaries that first folds folded instead of blocks and minutes
+    /// since the store was opened: first reads of windows, and the upkeep's of the next
+    /// trailing hour.
+    pub trailing_summaries_read: u64,
     /// Their size on disk, in bytes.
     pub bytes: u64,
     /// When a file write or replacement last succeeded (epoch milliseconds by the store's
@@ -33,11 +37,15 @@ impl Store {
             .values()
             .chain(inner.proxy_tables.values())
             .chain(inner.block_tables.values())
+            .chain(inner.trailing_tables.values())
             .chain(std::iter::once(&inner.access_log));
         let mut figures = StoreFigures {
             last_write_ms: inner.files.health().last_success_ms(),
             block_summaries_read: inner
                 .block_summaries_read
+                .load(std::sync::atomic::Ordering::Relaxed),
+            trailing_summaries_read: inner
+                .trailing_summaries_read
                 .load(std::sync::atomic::Ordering::Relaxed),
             ..StoreFigures::default()
         };

@@ -33,6 +33,8 @@ pub struct MaintenanceReport {
     pub days_rolled_up: usize,
     /// Block summaries written (`block_summary`), new or again.
     pub blocks_summarized: usize,
+    /// Trailing-hour summaries written (`trailing_hour`).
+    pub trailing_hours_summarized: usize,
     /// Files deleted because their partition was past its retention.
     pub files_expired: usize,
     /// The node holding the upkeep lease of a shared store, when this node did not (and
@@ -77,6 +79,10 @@ impl Store {
         // frees space.
         if let Err(error) = self.summarize_blocks(now, &mut report).await {
             tracing::warn!(%error, "summarizing blocks of minutes failed: reads fold their minutes");
+        }
+        // From the block summaries just written, and the trailing hour before.
+        if let Err(error) = self.summarize_trailing_hours(now, &mut report).await {
+            tracing::warn!(%error, "summarizing the trailing hour failed: reads fold its blocks");
         }
         let access_log = self.inner.access_log.clone();
         for (partition, files) in access_log.partitions() {
@@ -347,7 +353,7 @@ impl Store {
             };
             due.push((stored.clone(), secs));
         }
-        for stored in self.inner.block_tables.values() {
+        for stored in self.summary_tables() {
             due.push((stored.clone(), retention.minute_secs));
         }
         due.push((self.inner.access_log.clone(), retention.access_log_secs));

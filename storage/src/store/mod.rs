@@ -41,6 +41,7 @@ mod reads;
 mod refresh;
 mod sql;
 mod totals_cache;
+mod trailing_hours;
 mod upkeep_turn;
 mod writes;
 
@@ -68,6 +69,7 @@ pub use memory_permit::MemoryPeakPermit;
 pub use missing_files::RELISTED_READS_METRIC;
 pub use open_minutes::{OPEN_MINUTES_DIR, OPEN_MINUTES_MAX_AGE_MS};
 pub use sql::TableInfo;
+pub use trailing_hours::TRAILING_SUMMARIES_READ_METRIC;
 pub use upkeep_turn::{MAINTENANCE_SKIPPED_METRIC, UPKEEP_LEASE_HELD_METRIC};
 
 /// The name SQL knows a table by: `service_minute`, `service_hour`, `service_day`, ….
@@ -91,6 +93,13 @@ pub(crate) struct StoreState {
     pub(crate) block_sources: parking_lot::Mutex<HashMap<String, Vec<String>>>,
     /// Block summaries first folds read instead of their minutes.
     pub(crate) block_summaries_read: std::sync::atomic::AtomicU64,
+    /// The map's tables' trailing-hour summaries (`trailing_hour`); not seen by SQL.
+    pub(crate) trailing_tables: HashMap<Table, Arc<StoredTable>>,
+    /// The span each trailing-hour summary file covers and the minute files it was made
+    /// from, learned when it was written or first read.
+    pub(crate) trailing_spans: parking_lot::Mutex<HashMap<String, trailing_hours::TrailingSpan>>,
+    /// Trailing-hour summaries first folds read instead of their blocks and minutes.
+    pub(crate) trailing_summaries_read: std::sync::atomic::AtomicU64,
     pub(crate) access_log: Arc<StoredTable>,
     /// The session the store's own reads plan with, made on first use
     /// ([`Store::session`]).
@@ -174,6 +183,14 @@ impl Store {
     /// The summaries of ten-minute blocks of `table`'s minutes.
     pub(crate) fn block_table(&self, table: Table) -> &Arc<StoredTable> {
         &self.inner.block_tables[&table]
+    }
+
+    /// The summaries of ten-minute blocks and of trailing hours, of every table.
+    pub(crate) fn summary_tables(&self) -> impl Iterator<Item = &Arc<StoredTable>> {
+        self.inner
+            .block_tables
+            .values()
+            .chain(self.inner.trailing_tables.values())
     }
 
     /// The stored proxy statistics table at `granularity`.

@@ -88,6 +88,19 @@ impl Store {
                 (table, Arc::new(stored))
             })
             .collect();
+        let trailing_tables: HashMap<Table, Arc<StoredTable>> = crate::trailing_hour::TABLES
+            .into_iter()
+            .map(|table| {
+                let stored = StoredTable::new(
+                    crate::trailing_hour::table_name(table),
+                    crate::block_summary::schema(table),
+                    Granularity::Minute,
+                    MINUTE,
+                    files.url().clone(),
+                );
+                (table, Arc::new(stored))
+            })
+            .collect();
         let access_log = Arc::new(StoredTable::new(
             access_log::TABLE.to_string(),
             access_log::schema(),
@@ -114,6 +127,7 @@ impl Store {
             .values()
             .chain(proxy_tables.values())
             .chain(block_tables.values())
+            .chain(trailing_tables.values())
             .chain(std::iter::once(&access_log))
         {
             for file in files.list(&stored.name).await? {
@@ -124,6 +138,7 @@ impl Store {
         tracing::info!(files = reopened, data_dir = %config.data_dir.display(), "store opened");
         super::figures::register_maintenance_counters();
         metrics::counter!(super::BLOCK_SUMMARIES_READ_METRIC).increment(0);
+        metrics::counter!(super::TRAILING_SUMMARIES_READ_METRIC).increment(0);
         let interval = config.maintenance_interval_secs;
         // A node with a writer id shares its store: upkeep goes by the lease.
         let upkeep_lease = (!config.writer_id.is_empty() && !files.is_read_only())
@@ -137,6 +152,9 @@ impl Store {
             block_tables,
             block_sources: parking_lot::Mutex::new(HashMap::new()),
             block_summaries_read: std::sync::atomic::AtomicU64::new(0),
+            trailing_tables,
+            trailing_spans: parking_lot::Mutex::new(HashMap::new()),
+            trailing_summaries_read: std::sync::atomic::AtomicU64::new(0),
             access_log,
             ctx: std::sync::OnceLock::new(),
             maintenance: tokio::sync::Mutex::new(()),

@@ -73,6 +73,7 @@ impl Store {
             .values()
             .chain(self.inner.proxy_tables.values())
             .chain(self.inner.block_tables.values())
+            .chain(self.inner.trailing_tables.values())
             .chain(std::iter::once(&self.inner.access_log))
             .cloned()
             .collect()

@@ -9,6 +9,7 @@ mod proxy_metrics;
 mod shared_store;
 mod sql;
 mod support;
+mod trailing_hours;
 mod upkeep;
 mod upkeep_lease;
 mod writes_and_reads;
