@@ -51,6 +51,7 @@ pub(crate) async fn run(args: MaintainArgs) -> anyhow::Result<()> {
             "hours_rolled_up": report.hours_rolled_up,
             "days_rolled_up": report.days_rolled_up,
             "blocks_summarized": report.blocks_summarized,
+            "trailing_hours_summarized": report.trailing_hours_summarized,
             "files_expired": report.files_expired,
         })
     );

@@ -11,7 +11,7 @@
 //! `-- --services 50 --edges 500 --days 2 --minute-hours 3` for a quick run; `--reuse DIR`
 //! keeps the generated store in DIR and, on later runs, only repeats the queries.
 //!
-//! Just over 600 lines: one benchmark program (data generation, the timed reads and their
+//! Over 600 lines: one benchmark program (data generation, the timed reads and their
 //! report); splitting it would spread one sequence of steps over several files.
 
 use std::path::Path;
@@ -53,6 +53,13 @@ struct Options {
     /// The windows read ahead as `meshscope serve` reads them: at start and after each
     /// write (`none` for none, to time reads that find nothing kept).
     read_ahead: Vec<String>,
+    /// A window read once, untimed, before the fixed-time reads: a process that has
+    /// served other reads (its code paged in, its DataFusion session made), so that the
+    /// first read of each window times the window alone.
+    warm_with: Option<String>,
+    /// Whether each minute of the slide runs the upkeep after its write, as the server
+    /// does once a minute, and times it.
+    upkeep: bool,
 }
 
 impl Options {
@@ -67,6 +74,8 @@ impl Options {
             slide_minutes: 20,
             reuse: None,
             windows: None,
+            warm_with: None,
+            upkeep: false,
             read_ahead: meshscope_query::warm::DEFAULT_WINDOWS
                 .iter()
                 .map(|w| (*w).to_owned())
@@ -88,6 +97,8 @@ impl Options {
                 "--runs" => options.runs = value() as usize,
                 "--slide-minutes" => options.slide_minutes = value() as usize,
                 "--reuse" => options.reuse = args.next().map(Into::into),
+                "--warm-with" => options.warm_with = args.next(),
+                "--upkeep" => options.upkeep = true,
                 "--windows" => {
                     options.windows = Some(
                         args.next()
@@ -407,6 +418,14 @@ async fn run() {
             millis(started.elapsed())
         );
     }
+    if let Some(window) = &options.warm_with {
+        let started = Instant::now();
+        topology(&router, window).await;
+        println!(
+            "warmed with one read of {window}: {:.1} ms",
+            millis(started.elapsed())
+        );
+    }
     let windows = options
         .windows
         .clone()
@@ -475,6 +494,7 @@ async fn slide(
     let mut turns = Vec::with_capacity(options.slide_minutes);
     let mut ahead = Vec::with_capacity(options.slide_minutes);
     let mut repeats = Vec::new();
+    let mut upkeep = Vec::new();
     let mut now = clock.now_ms();
     let mut open = mesh.rows(now.div_euclid(MINUTE_MS) * MINUTE_MS, 1, random);
     for _ in 0..options.slide_minutes {
@@ -487,6 +507,12 @@ async fn slide(
         open = mesh.rows(now.div_euclid(MINUTE_MS) * MINUTE_MS, 1, random);
         store.publish_live_minutes(open.clone());
         store.append_closed(closing).await.unwrap();
+        if options.upkeep {
+            let started = Instant::now();
+            let report = store.maintain(now).await.unwrap();
+            upkeep.push(started.elapsed());
+            println!("upkeep at turn {}: {report:?}", upkeep.len());
+        }
         if !options.read_ahead.is_empty() {
             // The dashboard keeps every window of the run in view: without it, the windows
             // not read below would stop being read ahead ten minutes into the run.
@@ -518,6 +544,14 @@ async fn slide(
         at(&repeats, 0.5),
         at(&repeats, 0.9),
     );
+    upkeep.sort();
+    if !upkeep.is_empty() {
+        println!(
+            "upkeep after each write: median {:.1} ms, max {:.1} ms",
+            at(&upkeep, 0.5),
+            at(&upkeep, 1.0),
+        );
+    }
     if !ahead.is_empty() {
         println!(
             "read ahead after each write ({} windows): median {:.1} ms, max {:.1} ms",
