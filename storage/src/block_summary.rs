@@ -24,7 +24,7 @@ use crate::batch::{KeyRef, RowBuilder};
 use crate::error::{Error, Result};
 use crate::files::FileEntry;
 use crate::model::{EpochMillis, MINUTE_MS, Metrics, RowKey, Side, Table};
-use crate::running_sums::{KeyShard, ScannedRows, SumKind};
+use crate::running_sums::{KeyShard, Running, RunningSum, ScannedRows, SumKind};
 use crate::schema;
 
 /// The span one summary covers: ten minutes, starting on a multiple of ten minutes.
@@ -103,18 +103,31 @@ pub(crate) fn summarize(
     let scanned = ScannedRows::read(table, batches, 1)?;
     let mut shard = KeyShard::default();
     shard.add_unqueued(table, &scanned)?;
-    let sums = shard.running().iter().flat_map(|running| {
-        running.sums().into_iter().filter_map(move |(kind, sum)| {
-            Some(SummedRow {
-                newest: sum.newest()?,
-                key: running.key(),
-                kind,
-                metrics: sum.metrics(),
-                extremes: encode_extremes(sum.added_extremes()),
+    let sums = summed_rows(shard.running().iter(), |sum| {
+        encode_extremes(sum.added_extremes())
+    });
+    summary_batch(table, sums, sources_metadata(sources))
+}
+
+/// The sums of `running` that hold rows, as summary rows, each with its extremes encoded
+/// by `extremes`.
+pub(crate) fn summed_rows<'a>(
+    running: impl Iterator<Item = &'a Running>,
+    extremes: fn(&RunningSum) -> Vec<u8>,
+) -> Vec<SummedRow<'a>> {
+    running
+        .flat_map(|running| {
+            running.sums().into_iter().filter_map(move |(kind, sum)| {
+                Some(SummedRow {
+                    newest: sum.newest()?,
+                    key: running.key(),
+                    kind,
+                    metrics: sum.metrics(),
+                    extremes: extremes(sum),
+                })
             })
         })
-    });
-    summary_batch(table, sums.collect(), sources_metadata(sources))
+        .collect()
 }
 
 /// One sum as a summary row: its newest minute, its key, which sum it is, its figures and

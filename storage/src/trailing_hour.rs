@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use crate::block_summary::{self, SummedRow};
+use crate::block_summary;
 use crate::error::Result;
 use crate::model::{EpochMillis, MINUTE_MS, Table};
 use crate::read::TimeRange;
@@ -45,20 +45,12 @@ pub(crate) fn summarize(
     span: &MovingSpan,
     sources: &[String],
 ) -> Result<Option<RecordBatch>> {
-    let sums = span.running().flat_map(|running| {
-        running.sums().into_iter().filter_map(move |(kind, sum)| {
-            Some(SummedRow {
-                newest: sum.newest()?,
-                key: running.key(),
-                kind,
-                metrics: sum.metrics(),
-                extremes: block_summary::encode_extremes(&sum.queued_extremes()),
-            })
-        })
+    let sums = block_summary::summed_rows(span.running(), |sum| {
+        block_summary::encode_extremes(&sum.queued_extremes())
     });
     let mut metadata: HashMap<String, String> = block_summary::sources_metadata(sources);
     metadata.insert(SPAN.to_owned(), format!("{},{}", span.start(), span.end()));
-    block_summary::summary_batch(table, sums.collect(), metadata)
+    block_summary::summary_batch(table, sums, metadata)
 }
 
 /// The span a summary read back covers; `None` when its schema does not say.

@@ -75,32 +75,27 @@ impl Store {
                 tables.insert((table, granularity), stored);
             }
         }
-        let block_tables: HashMap<Table, Arc<StoredTable>> = Table::ALL
-            .into_iter()
-            .map(|table| {
-                let stored = StoredTable::new(
-                    crate::block_summary::table_name(table),
-                    crate::block_summary::schema(table),
-                    Granularity::Minute,
-                    MINUTE,
-                    files.url().clone(),
-                );
-                (table, Arc::new(stored))
-            })
-            .collect();
-        let trailing_tables: HashMap<Table, Arc<StoredTable>> = crate::trailing_hour::TABLES
-            .into_iter()
-            .map(|table| {
-                let stored = StoredTable::new(
-                    crate::trailing_hour::table_name(table),
-                    crate::block_summary::schema(table),
-                    Granularity::Minute,
-                    MINUTE,
-                    files.url().clone(),
-                );
-                (table, Arc::new(stored))
-            })
-            .collect();
+        // Block and trailing-hour summaries: the summaries' columns, under names of their own.
+        let summaries = |tables: &[Table], name: fn(Table) -> String| {
+            tables
+                .iter()
+                .map(|&table| {
+                    let stored = StoredTable::new(
+                        name(table),
+                        crate::block_summary::schema(table),
+                        Granularity::Minute,
+                        MINUTE,
+                        files.url().clone(),
+                    );
+                    (table, Arc::new(stored))
+                })
+                .collect::<HashMap<Table, Arc<StoredTable>>>()
+        };
+        let block_tables = summaries(&Table::ALL, crate::block_summary::table_name);
+        let trailing_tables = summaries(
+            &crate::trailing_hour::TABLES,
+            crate::trailing_hour::table_name,
+        );
         let access_log = Arc::new(StoredTable::new(
             access_log::TABLE.to_string(),
             access_log::schema(),
