@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::files::Granularity;
-use crate::model::Table;
+use crate::model::{MINUTE_MS, Table};
 use crate::read::{KeyFilter, TimeRange};
 use crate::sliding;
 use crate::totals;
@@ -65,9 +65,11 @@ impl Store {
         });
         // Every file the move reads, before and after: a file landing in between (a late
         // minute's rows) would leave the kept span short of it.
-        // A first fold may start at the start of the block the span starts in.
+        // A first fold may start at the start of the block the span starts in, or at the
+        // start of a trailing hour a few minutes before the span.
         let from = if fresh {
             crate::block_summary::block_start(span.start)
+                .min(span.start - super::trailing_hours::MAX_MINUTES_AROUND * MINUTE_MS)
         } else {
             moving.start()
         };

@@ -21,7 +21,7 @@ pub const TRAILING_SUMMARIES_READ_METRIC: &str = "meshscope_trailing_summaries_r
 /// At most this many minutes before a span's start are taken back out of a trailing
 /// summary, and at most this many after its end are added to it: each is a minute's scan,
 /// and past about five the span's block summaries cost less.
-const MAX_MINUTES_AROUND: i64 = 5;
+pub(super) const MAX_MINUTES_AROUND: i64 = 5;
 
 /// The span a trailing summary file covers and the minute files it was made from.
 #[derive(Clone, Debug)]
