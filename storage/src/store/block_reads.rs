@@ -44,8 +44,13 @@ impl Store {
             && filter.target.is_none()
             && filter.name.is_none()
             && filter.target_name.is_none();
-        if on_no_key && let Some(trailing) = self.trailing_fold_for(table, span).await {
-            return self.fold_from_trailing(table, span, filter, trailing).await;
+        if on_no_key
+            && let Some(trailing) = self.trailing_fold_for(table, span).await
+            && let Some(fold) = self
+                .fold_from_trailing(table, span, filter, trailing)
+                .await?
+        {
+            return Ok(fold);
         }
         let first = block_start(span.start);
         let mut blocks = Vec::new();
@@ -115,16 +120,17 @@ impl Store {
         Ok(fold)
     }
 
-    /// The rows of `span` as a trailing summary and the minutes around it: the summary,
-    /// the minutes after it up to `span.end` to add, and the minutes before `span.start`
-    /// it holds, to take out.
+    /// The rows of `span` as a trailing summary and the minutes around it, all read side
+    /// by side: the summary, the minutes after it up to `span.end` to add, and the
+    /// minutes before `span.start` it holds, to take out. `None` when the summary cannot
+    /// be read.
     async fn fold_from_trailing(
         &self,
         table: Table,
         span: TimeRange,
         filter: &KeyFilter,
         trailing: TrailingFold,
-    ) -> Result<FirstFold> {
+    ) -> Result<Option<FirstFold>> {
         let read = |range: TimeRange| async move {
             if range.start < range.end {
                 self.rows_in(table, range, filter).await
@@ -132,7 +138,8 @@ impl Store {
                 Ok(Vec::new())
             }
         };
-        let (after, before) = futures::try_join!(
+        let (summary, after, before) = futures::try_join!(
+            async { Ok(self.trailing_rows(&trailing).await) },
             read(TimeRange {
                 start: trailing.covers.end,
                 end: span.end,
@@ -142,13 +149,15 @@ impl Store {
                 end: span.start,
             })
         )?;
-        let mut added = trailing.rows;
+        let Some(mut added) = summary else {
+            return Ok(None);
+        };
         added.extend(after);
-        Ok(FirstFold {
+        Ok(Some(FirstFold {
             from: trailing.covers.start,
             added,
             taken_out: before,
-        })
+        }))
     }
 
     fn count_summary_read(&self) {

@@ -30,10 +30,10 @@ pub(crate) struct TrailingSpan {
     sources: Vec<String>,
 }
 
-/// A trailing summary a first fold can start from: what it covers and its rows.
+/// A trailing summary a first fold can start from: what it covers and its file.
 pub(super) struct TrailingFold {
     pub(super) covers: TimeRange,
-    pub(super) rows: Vec<datafusion::arrow::record_batch::RecordBatch>,
+    path: object_store::path::Path,
 }
 
 impl Store {
@@ -174,7 +174,8 @@ impl Store {
         Ok(())
     }
 
-    /// The trailing summary `table` keeps that a first fold of `span` can start from: it
+    /// The trailing summary `table` keeps that a first fold of `span` can start from, not
+    /// read yet (`trailing_rows`): it
     /// starts at most `MAX_MINUTES_AROUND` minutes before `span` and ends within `span`,
     /// at most as many minutes before its end, and its minute files are still the ones
     /// it was made from.
@@ -205,21 +206,33 @@ impl Store {
             if now_under != sources {
                 continue;
             }
-            match self.inner.files.read_with_schema(&summary.path).await {
-                Ok((_, rows)) => {
-                    metrics::counter!(TRAILING_SUMMARIES_READ_METRIC).increment(1);
-                    self.inner
-                        .trailing_summaries_read
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Some(TrailingFold { covers, rows });
-                }
-                // Replaced since it was listed: the blocks and minutes answer instead.
-                Err(error) => {
-                    tracing::debug!(%error, path = %summary.path, "a trailing summary could not be read")
-                }
-            }
+            return Some(TrailingFold {
+                covers,
+                path: summary.path,
+            });
         }
         None
+    }
+
+    /// The rows of `trailing`'s summary; `None` when it cannot be read (replaced since
+    /// it was listed, or damaged): the blocks and minutes answer instead.
+    pub(super) async fn trailing_rows(
+        &self,
+        trailing: &TrailingFold,
+    ) -> Option<Vec<datafusion::arrow::record_batch::RecordBatch>> {
+        match self.inner.files.read_with_schema(&trailing.path).await {
+            Ok((_, rows)) => {
+                metrics::counter!(TRAILING_SUMMARIES_READ_METRIC).increment(1);
+                self.inner
+                    .trailing_summaries_read
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Some(rows)
+            }
+            Err(error) => {
+                tracing::debug!(%error, path = %trailing.path, "a trailing summary could not be read");
+                None
+            }
+        }
     }
 
     /// What a trailing summary file covers and was made from: remembered, or read from
