@@ -115,7 +115,7 @@ impl Store {
 
     /// Folds an empty span starting at `span.start` up to `span.end`, from block summaries
     /// where they match their minutes (`block_reads`).
-    async fn fold_fresh(
+    pub(super) async fn fold_fresh(
         &self,
         moving: &mut sliding::MovingSpan,
         span: TimeRange,

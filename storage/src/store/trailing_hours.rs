@@ -101,16 +101,9 @@ impl Store {
             return Ok(false);
         }
         let _permit = self.inner.memory_peaks.lock().await;
-        let fold = self
-            .first_fold_rows(table, covers, &KeyFilter::default())
-            .await?;
         let mut span = MovingSpan::new(table, String::new(), None, covers.start, now);
-        span.restart_empty_at(fold.from)?;
-        span.push(covers.end, &fold.added)?;
-        if fold.from < covers.start {
-            span.drop_before(covers.start, &fold.taken_out)?;
-        }
-        drop(fold);
+        self.fold_fresh(&mut span, covers, &KeyFilter::default())
+            .await?;
         let now_under = block_summary::source_names(
             &minutes.files_overlapping(Some(covers.start), Some(covers.end)),
         );
